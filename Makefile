@@ -1,0 +1,39 @@
+# Two commands for a fresh machine (see README.md):
+#   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
+#   make test   the same set-up, then unit tests + every notebook executed with nbval
+# Other targets: make notebooks (re-run notebooks and save their outputs), make bench.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.course-installed
+KERNEL := cnn-course
+
+.PHONY: venv lab test notebooks bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (CNN course)"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: venv
+	$(BIN)/jupyter lab notebooks/
+
+test: venv
+	$(BIN)/python -m pytest
+
+notebooks: venv
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+
+bench: venv
+	$(BIN)/python -m benchmarks
+
+bench-quick: venv
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache

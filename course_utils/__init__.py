@@ -1,0 +1,32 @@
+"""Helpers for the course "Fooling and seeing inside CNNs".
+
+Modules, one job each:
+
+- :mod:`course_utils.images`     load, crop and resize photos; sample photos that ship offline
+- :mod:`course_utils.labels`     ImageNet class names <-> indices, offline
+- :mod:`course_utils.pth`        a safe reader for legacy PyTorch ``.pth`` weight files (no torch needed)
+- :mod:`course_utils.models`     the ImageNet classifier (EfficientNet-Lite0 offline, VGG16 online),
+                                 the small gender CNN, top-k tables
+- :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses
+- :mod:`course_utils.attacks`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
+- :mod:`course_utils.visualize`  filter and class visualisation, regularisers, ``deprocess``
+- :mod:`course_utils.plotting`   side-by-side images, grids, probability curves
+
+Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
+uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of
+``epsilon=4.0`` means four grey levels everywhere in the course.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow prints start-up chatter to stderr (CUDA probing, oneDNN notes). Quieten it before
+# the first import of TensorFlow so notebooks stay readable; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__version__ = "0.1.0"
+
+from course_utils._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
+
+_import_tensorflow_quietly()

@@ -1,0 +1,455 @@
+"""Adversarial examples: small changes to a photo that change a classifier's answer.
+
+Every attack here is a thin wrapper over :func:`course_utils.optimize.run_gradient_loop` and
+returns an :class:`AttackResult` (in the spirit of Foolbox: a model, inputs, a criterion, a
+budget; the result says success per example).
+
+Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is
+accepted too); ``epsilon``, ``step_size``, ``delta`` and the norms are in pixels, so
+``epsilon=4.0`` allows each pixel to move by four grey levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from course_utils.images import ImageLoadError, as_batch
+from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_label, resolve_class
+from course_utils.optimize import LoopResult, Regularizer, run_gradient_loop
+
+__all__ = [
+    "AttackResult",
+    "LinfBall",
+    "PixelRange",
+    "L2Penalty",
+    "class_name",
+    "input_gradient",
+    "fgsm",
+    "iterative_attack",
+    "noise_filter",
+]
+
+Target = int | str | np.integer
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+class PixelRange(Regularizer):
+    """After each step, clip to valid pixels ``low..high`` (default 0..255)."""
+
+    def __init__(self, low: float = 0.0, high: float = 255.0) -> None:
+        self.low, self.high = float(low), float(high)
+
+    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(x, self.low, self.high)
+
+
+class LinfBall(Regularizer):
+    """After each step, stay within ``epsilon`` pixels of the start (an L-infinity budget)."""
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = float(epsilon)
+
+    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(x, x0 - self.epsilon, x0 + self.epsilon)
+
+
+class L2Penalty(Regularizer):
+    """Add ``weight * sum((x - x0)**2) / 2`` per example: a squared L2 price on the change (pixels)."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = float(weight)
+
+    def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor:
+        axes = tf.range(1, tf.rank(x))
+        return self.weight * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=axes)
+
+
+# --------------------------------------------------------------------------- result
+
+
+def class_name(index: int, num_classes: int) -> str:
+    """A readable name for class ``index``: ImageNet labels, "man"/"woman" for the face model."""
+    from course_utils.gender_cnn import GENDER_CLASSES
+
+    if num_classes == NUM_IMAGENET_CLASSES:
+        return imagenet_label(index)
+    if num_classes == len(GENDER_CLASSES):
+        return GENDER_CLASSES[index]
+    return str(index)
+
+
+@dataclass
+class AttackResult:
+    """The outcome of an attack on a batch of ``N`` images.
+
+    Attributes:
+        method: which attack made it.
+        original, adversarial, delta: ``(N, H, W, C)`` float32 pixels; ``delta = adversarial - original``.
+        target: ``(N,)`` the class each image was pushed towards (targeted) or away from (untargeted).
+        targeted: whether ``target`` is a goal or a class to leave.
+        original_class, adversarial_class: ``(N,)`` the model's top-1 before and after.
+        success: ``(N,)`` bool: top-1 is ``target`` (targeted) or is no longer ``target`` (untargeted).
+        steps_to_success: ``(N,)`` the first step at which the criterion held (0 = before any step),
+            -1 if it never did.
+        linf, l2: ``(N,)`` size of ``delta`` in pixels: largest change, Euclidean length.
+        epsilon: the L-inf budget in pixels, or ``None`` when there is none.
+        probabilities: ``(steps + 1, N, num_classes)`` softmax at the start of every step and at the end.
+        losses: ``(steps + 1, N)`` the loss the attack minimised.
+        history: a tidy DataFrame, one row per (step, image, tracked class): ``step``, ``image``,
+            ``loss``, ``class_index``, ``label``, ``probability``. Tracked classes: the target, the
+            original top-1 and any asked for.
+        seconds, compile_seconds: wall time of the loop, and of tracing it.
+    """
+
+    method: str
+    original: np.ndarray
+    adversarial: np.ndarray
+    target: np.ndarray
+    targeted: bool
+    original_class: np.ndarray
+    adversarial_class: np.ndarray
+    success: np.ndarray
+    steps_to_success: np.ndarray
+    linf: np.ndarray
+    l2: np.ndarray
+    epsilon: float | None
+    probabilities: np.ndarray
+    losses: np.ndarray
+    history: pd.DataFrame = field(repr=False)
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.adversarial - self.original
+
+    @property
+    def steps(self) -> int:
+        return self.probabilities.shape[0] - 1
+
+    @property
+    def num_classes(self) -> int:
+        return self.probabilities.shape[-1]
+
+    def final_probability(self, cls: Target | None = None) -> np.ndarray:
+        """``(N,)`` probability of class ``cls`` (default: each image's target) after the attack."""
+        last = self.probabilities[-1]
+        if cls is None:
+            return last[np.arange(len(last)), self.target]
+        return last[:, resolve_class(cls, self.num_classes)]
+
+    def probability_curves(self, classes: Sequence[Target], image: int = 0) -> pd.DataFrame:
+        """Probability of each of ``classes`` at every step for one image: index ``step``, a column per label."""
+        idx = [resolve_class(c, self.num_classes) for c in classes]
+        data = {class_name(i, self.num_classes): self.probabilities[:, image, i] for i in idx}
+        return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per image: classes before/after, target probability, success and norms (pixels)."""
+        n = self.num_classes
+        return pd.DataFrame(
+            {
+                "original": [class_name(int(c), n) for c in self.original_class],
+                "target": [class_name(int(c), n) for c in self.target],
+                "adversarial": [class_name(int(c), n) for c in self.adversarial_class],
+                "p_target": self.final_probability(),
+                "success": self.success,
+                "steps_to_success": self.steps_to_success,
+                "linf": self.linf,
+                "l2": self.l2,
+            }
+        )
+
+    def __repr__(self) -> str:
+        rate = float(np.mean(self.success)) if len(self.success) else 0.0
+        eps = "" if self.epsilon is None else f", epsilon={self.epsilon:g}"
+        return (
+            f"AttackResult({self.method}, {len(self.success)} image(s), steps={self.steps}{eps}, "
+            f"success={rate:.0%}, max linf={self.linf.max():.3g}, max l2={self.l2.max():.4g})"
+        )
+
+
+# --------------------------------------------------------------------------- shared plumbing
+
+
+def _check_number(name: str, value: float, *, minimum: float = 0.0, strict: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
+        op = ">" if strict else ">="
+        raise ValueError(f"{name} must be a finite number {op} {minimum:g}, got {value!r}")
+    return v
+
+
+def _check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    return int(steps)
+
+
+def _num_classes(model: keras.Model) -> int:
+    return int(model.output_shape[-1])
+
+
+def _targets(target: Target | Sequence[Target] | None, n: int, num_classes: int, fallback: np.ndarray) -> np.ndarray:
+    if target is None:
+        return fallback.astype(np.int64)
+    if isinstance(target, (str, int, np.integer)):
+        return np.full(n, resolve_class(target, num_classes), dtype=np.int64)
+    targets = [resolve_class(t, num_classes) for t in target]
+    if len(targets) != n:
+        raise ValueError(f"got {len(targets)} targets for {n} images; give one target, or one per image")
+    return np.asarray(targets, dtype=np.int64)
+
+
+def _cross_entropy_objective(model: keras.Model, targets: np.ndarray, targeted: bool):
+    """Loss: cross-entropy to the target (targeted, minimised) or its negative (untargeted)."""
+    t = tf.constant(targets, tf.int32)
+    sign = 1.0 if targeted else -1.0
+
+    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(x, training=False)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=logits)
+        return sign * ce, tf.nn.softmax(logits)
+
+    return objective
+
+
+def _history_frame(probs: np.ndarray, losses: np.ndarray, classes: list[list[int]]) -> pd.DataFrame:
+    steps, n, num_classes = probs.shape
+    frames = []
+    for image in range(n):
+        for c in classes[image]:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "step": np.arange(steps),
+                        "image": image,
+                        "loss": losses[:, image],
+                        "class_index": c,
+                        "label": class_name(c, num_classes),
+                        "probability": probs[:, image, c],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True).sort_values(["step", "image"], kind="stable").reset_index(drop=True)
+
+
+def _result(
+    method: str,
+    x0: np.ndarray,
+    loop: LoopResult,
+    targets: np.ndarray,
+    targeted: bool,
+    epsilon: float | None,
+    track: Sequence[Target],
+) -> AttackResult:
+    probs = loop.tracked
+    num_classes = probs.shape[-1]
+    top1 = probs.argmax(-1)  # (steps + 1, N)
+    hit = top1 == targets[None] if targeted else top1 != targets[None]
+    first = np.where(hit.any(0), hit.argmax(0), -1)
+    delta = (loop.x - x0).reshape(len(x0), -1)
+    extra = [resolve_class(c, num_classes) for c in track]
+    classes = [list(dict.fromkeys([int(targets[i]), int(top1[0, i]), *extra])) for i in range(len(x0))]
+    return AttackResult(
+        method=method,
+        original=x0,
+        adversarial=loop.x,
+        target=targets,
+        targeted=targeted,
+        original_class=top1[0],
+        adversarial_class=top1[-1],
+        success=hit[-1],
+        steps_to_success=first,
+        linf=np.abs(delta).max(1),
+        l2=np.sqrt((delta.astype(np.float64) ** 2).sum(1)).astype(np.float32),
+        epsilon=epsilon,
+        probabilities=probs,
+        losses=loop.losses,
+        history=_history_frame(probs, loop.losses, classes),
+        seconds=loop.seconds,
+        compile_seconds=loop.compile_seconds,
+    )
+
+
+def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model(x, training=False)).argmax(-1)
+
+
+# --------------------------------------------------------------------------- public attacks
+
+
+def input_gradient(model: keras.Model, images: np.ndarray, target: Target | Sequence[Target]) -> np.ndarray:
+    """The gradient of ``log p(target)`` with respect to the input pixels.
+
+    Args:
+        model: a classifier giving logits, taking pixels 0..255.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        target: a class index or ImageNet name, or one per image.
+
+    Returns:
+        ``(N, H, W, C)`` float32: how much the log-probability changes per pixel of change. It has
+        the photo's shape; a positive value means "brighter here makes ``target`` more likely".
+    """
+    x = tf.constant(as_batch(images, model))
+    targets = _targets(target, len(x), _num_classes(model), np.zeros(len(x)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logp = tf.nn.log_softmax(model(x, training=False))
+        chosen = tf.gather(logp, targets, batch_dims=1)
+    return tape.gradient(chosen, x).numpy()
+
+
+def fgsm(
+    model: keras.Model,
+    images: np.ndarray,
+    target: Target | Sequence[Target] | None,
+    epsilon: float,
+    *,
+    targeted: bool = True,
+    track: Sequence[Target] = (),
+) -> AttackResult:
+    """The fast gradient sign method: one step of ``epsilon * sign(gradient)``, clipped to 0..255.
+
+    Args:
+        model: a classifier giving logits, taking pixels 0..255.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        target: the class to reach (targeted) or to leave (untargeted; ``None`` means the
+            model's own answer). An index, an ImageNet name, or one per image.
+        epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
+        targeted: step towards ``target`` (True) or away from it.
+        track: extra classes whose probability the history records.
+    """
+    return iterative_attack(
+        model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
+        track=track, progress=False, _method="fgsm",
+    )
+
+
+def iterative_attack(
+    model: keras.Model,
+    images: np.ndarray,
+    target: Target | Sequence[Target] | None,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    targeted: bool = True,
+    *,
+    track: Sequence[Target] = (),
+    progress: bool | None = None,
+    _method: str = "iterative_attack",
+) -> AttackResult:
+    """The iterative (basic iterative / projected sign-gradient) attack.
+
+    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
+    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
+    original and to valid pixels 0..255. Runs on the whole batch at once.
+
+    Args:
+        model: a classifier giving logits, taking pixels 0..255.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        target: the class to reach (targeted) or to leave (untargeted; ``None`` means the
+            model's own answer). An index, an ImageNet name, or one per image.
+        epsilon: the L-inf budget in pixels (>= 0).
+        steps: number of steps (>= 1).
+        step_size: pixels per step; default ``2.5 * epsilon / steps`` (enough to cross the ball
+            and come back, as in Madry et al.).
+        targeted: towards ``target`` (True) or away from it (False).
+        track: extra classes whose probability the history records (e.g. ``["mouse"]``).
+        progress: show a progress bar (``None``: for 50 steps or more).
+    """
+    epsilon = _check_number("epsilon", epsilon)
+    steps = _check_steps(steps)
+    step_size = 2.5 * epsilon / steps if step_size is None else _check_number("step_size", step_size, strict=True)
+    x0 = as_batch(images, model)
+    num_classes = _num_classes(model)
+    targets = _targets(target, len(x0), num_classes, fallback=_predict(model, x0) if target is None else None)
+    loop = run_gradient_loop(
+        _cross_entropy_objective(model, targets, targeted),
+        x0,
+        steps=steps,
+        step_size=max(step_size, 1e-12),
+        step_rule="sign",
+        regularizers=(LinfBall(epsilon), PixelRange()),
+        progress=progress,
+        description=_method,
+    )
+    return _result(_method, x0, loop, targets, targeted, epsilon, track)
+
+
+def noise_filter(
+    model: keras.Model,
+    image: np.ndarray,
+    target: Target,
+    beta: float = 0.0,
+    steps: int = 1000,
+    learning_rate: float = 0.1,
+    *,
+    clip: bool = True,
+    progress: bool | None = None,
+    jit_compile: bool = True,
+) -> AttackResult:
+    """Learn a noise image ``DX`` that, added to ``image``, makes the model answer ``target``.
+
+    Minimises ``cross_entropy(model(image + DX), target) + beta * sum(DX**2) / 2`` by plain
+    gradient descent from ``DX = 0`` (the tutorial's noise filter). ``beta > 0`` prices every
+    grey level of change, so the filter stays fainter.
+
+    Args:
+        model: the face classifier (:func:`course_utils.models.load_gender_cnn`), taking
+            ``(N, 48, 48, 1)`` pixels 0..255 and giving 2 logits (0 = man, 1 = woman).
+        image: ``(48, 48)``, ``(48, 48, 1)`` or a batch ``(N, 48, 48, 1)``, pixels 0..255.
+        target: ``"man"``, ``"woman"``, 0 or 1.
+        beta: weight of the L2 penalty (>= 0), per squared pixel.
+        steps: gradient steps (>= 1).
+        learning_rate: gradient-descent rate, in pixels per unit of gradient (> 0).
+        clip: keep ``image + DX`` within valid pixels 0..255 after each step.
+        progress: show a progress bar (``None``: for 50 steps or more).
+        jit_compile: compile the loop with XLA (much faster on this tiny model).
+    """
+    from course_utils.gender_cnn import gender_class_index
+
+    beta = _check_number("beta", beta)
+    steps = _check_steps(steps)
+    learning_rate = _check_number("learning_rate", learning_rate, strict=True)
+    t = gender_class_index(target)
+    x0 = np.asarray(image, dtype=np.float32)
+    if x0.ndim == 2:
+        x0 = x0[..., None]
+    if x0.ndim == 3:
+        x0 = x0[None]
+    if x0.ndim != 4 or x0.shape[1:] != (48, 48, 1):
+        raise ImageLoadError(
+            f"the face model takes 48x48 grayscale images, got shape {np.shape(image)}; "
+            "make one with load_image(photo, size=48, mode='gray') (or sample_face('astronaut'))"
+        )
+    x0 = as_batch(x0, model)
+    targets = np.full(len(x0), t, dtype=np.int64)
+    regularizers: list[Regularizer] = []
+    if beta > 0:
+        regularizers.append(L2Penalty(beta))
+    if clip:
+        regularizers.append(PixelRange())
+    loop = run_gradient_loop(
+        _cross_entropy_objective(model, targets, True),
+        x0,
+        steps=steps,
+        step_size=learning_rate,
+        step_rule="plain",
+        regularizers=regularizers,
+        progress=progress,
+        description="noise filter",
+        jit_compile=jit_compile,
+    )
+    return _result("noise_filter", x0, loop, targets, True, None, ())
