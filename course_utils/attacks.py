@@ -1,6 +1,6 @@
 """Adversarial examples: small changes to a photo that change a classifier's answer.
 
-Every attack here is a thin wrapper over :func:`course_utils.optimize.run_gradient_loop` and
+Every attack here is a thin wrapper over :class:`course_utils.optimize.GradientLoop` and
 returns an :class:`AttackResult` (in the spirit of Foolbox: a model, inputs, a criterion, a
 budget; the result says success per example).
 
@@ -20,15 +20,15 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.images import ImageLoadError, as_batch
-from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_label, resolve_class
-from course_utils.optimize import LoopResult, Regularizer, run_gradient_loop
+from course_utils.labels import resolve_class
+from course_utils.models import class_name
+from course_utils.optimize import GradientLoop, LoopResult, Regularizer, cached_loop, check_steps
 
 __all__ = [
     "AttackResult",
     "LinfBall",
     "PixelRange",
     "L2Penalty",
-    "class_name",
     "input_gradient",
     "fgsm",
     "iterative_attack",
@@ -62,28 +62,21 @@ class LinfBall(Regularizer):
 
 
 class L2Penalty(Regularizer):
-    """Add ``weight * sum((x - x0)**2) / 2`` per example: a squared L2 price on the change (pixels)."""
+    """Add ``weight * sum((x - x0)**2) / 2`` per example: a squared L2 price on the change (pixels).
 
-    def __init__(self, weight: float) -> None:
-        self.weight = float(weight)
+    ``weight`` is one number, or one per example (shape ``(N,)``) to compare several prices in
+    one batch.
+    """
+
+    def __init__(self, weight: float | Sequence[float] | np.ndarray) -> None:
+        self.weight = np.asarray(weight, dtype=np.float32)
 
     def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor:
         axes = tf.range(1, tf.rank(x))
-        return self.weight * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=axes)
+        return tf.constant(self.weight) * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=axes)
 
 
 # --------------------------------------------------------------------------- result
-
-
-def class_name(index: int, num_classes: int) -> str:
-    """A readable name for class ``index``: ImageNet labels, "man"/"woman" for the face model."""
-    from course_utils.gender_cnn import GENDER_CLASSES
-
-    if num_classes == NUM_IMAGENET_CLASSES:
-        return imagenet_label(index)
-    if num_classes == len(GENDER_CLASSES):
-        return GENDER_CLASSES[index]
-    return str(index)
 
 
 @dataclass
@@ -189,12 +182,6 @@ def _check_number(name: str, value: float, *, minimum: float = 0.0, strict: bool
         op = ">" if strict else ">="
         raise ValueError(f"{name} must be a finite number {op} {minimum:g}, got {value!r}")
     return v
-
-
-def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-    return int(steps)
 
 
 def _num_classes(model: keras.Model) -> int:
@@ -370,21 +357,20 @@ def iterative_attack(
         progress: show a progress bar (``None``: for 50 steps or more).
     """
     epsilon = _check_number("epsilon", epsilon)
-    steps = _check_steps(steps)
+    steps = check_steps(steps)
     step_size = 2.5 * epsilon / steps if step_size is None else _check_number("step_size", step_size, strict=True)
     x0 = as_batch(images, model)
     num_classes = _num_classes(model)
     targets = _targets(target, len(x0), num_classes, fallback=_predict(model, x0) if target is None else None)
-    loop = run_gradient_loop(
-        _cross_entropy_objective(model, targets, targeted),
-        x0,
-        steps=steps,
-        step_size=max(step_size, 1e-12),
-        step_rule="sign",
-        regularizers=(LinfBall(epsilon), PixelRange()),
-        progress=progress,
-        description=_method,
-    )
+    loop = cached_loop(
+        model,
+        ("sign-linf", tuple(targets.tolist()), targeted, epsilon),
+        lambda: GradientLoop(
+            _cross_entropy_objective(model, targets, targeted),
+            step_rule="sign",
+            regularizers=(LinfBall(epsilon), PixelRange()),
+        ),
+    ).run(x0, steps=steps, step_size=max(step_size, 1e-12), progress=progress, description=_method)
     return _result(_method, x0, loop, targets, targeted, epsilon, track)
 
 
@@ -392,13 +378,13 @@ def noise_filter(
     model: keras.Model,
     image: np.ndarray,
     target: Target,
-    beta: float = 0.0,
+    beta: float | Sequence[float] = 0.0,
     steps: int = 1000,
     learning_rate: float = 0.1,
     *,
     clip: bool = True,
     progress: bool | None = None,
-    jit_compile: bool = True,
+    jit_compile: bool = False,
 ) -> AttackResult:
     """Learn a noise image ``DX`` that, added to ``image``, makes the model answer ``target``.
 
@@ -411,18 +397,26 @@ def noise_filter(
             ``(N, 48, 48, 1)`` pixels 0..255 and giving 2 logits (0 = man, 1 = woman).
         image: ``(48, 48)``, ``(48, 48, 1)`` or a batch ``(N, 48, 48, 1)``, pixels 0..255.
         target: ``"man"``, ``"woman"``, 0 or 1.
-        beta: weight of the L2 penalty (>= 0), per squared pixel.
+        beta: weight of the L2 penalty (>= 0), per squared pixel. A list of ``B`` betas runs ``B``
+            filters side by side in one batch (one image, or one per beta), e.g. for a trade-off curve.
+            Gradient descent on the penalty is stable only while ``learning_rate * beta < 2``.
         steps: gradient steps (>= 1).
         learning_rate: gradient-descent rate, in pixels per unit of gradient (> 0).
         clip: keep ``image + DX`` within valid pixels 0..255 after each step.
         progress: show a progress bar (``None``: for 50 steps or more).
-        jit_compile: compile the loop with XLA (much faster on this tiny model).
+        jit_compile: compile the loop with XLA. Off by default: on a CPU, XLA compiles the loop
+            again for every chunk length, which costs more than it saves on this tiny model.
     """
     from course_utils.gender_cnn import gender_class_index
 
-    beta = _check_number("beta", beta)
-    steps = _check_steps(steps)
+    betas = np.atleast_1d(np.asarray([_check_number("beta", b) for b in np.atleast_1d(beta)], dtype=np.float32))
+    steps = check_steps(steps)
     learning_rate = _check_number("learning_rate", learning_rate, strict=True)
+    if learning_rate * betas.max() >= 2.0:
+        raise ValueError(
+            f"learning_rate * beta = {learning_rate * betas.max():g} must stay below 2: the penalty's "
+            "gradient step would overshoot and DX would grow without end. Lower the learning rate or beta."
+        )
     t = gender_class_index(target)
     x0 = np.asarray(image, dtype=np.float32)
     if x0.ndim == 2:
@@ -435,21 +429,25 @@ def noise_filter(
             "make one with load_image(photo, size=48, mode='gray') (or sample_face('astronaut'))"
         )
     x0 = as_batch(x0, model)
+    if len(betas) > 1 and len(x0) == 1:
+        x0 = np.repeat(x0, len(betas), axis=0)
+    if len(betas) > 1 and len(betas) != len(x0):
+        raise ValueError(f"got {len(betas)} betas for {len(x0)} images; give one beta, or one per image")
     targets = np.full(len(x0), t, dtype=np.int64)
     regularizers: list[Regularizer] = []
-    if beta > 0:
-        regularizers.append(L2Penalty(beta))
+    if np.any(betas > 0):
+        regularizers.append(L2Penalty(betas if len(betas) > 1 else betas[0]))
     if clip:
         regularizers.append(PixelRange())
-    loop = run_gradient_loop(
-        _cross_entropy_objective(model, targets, True),
-        x0,
-        steps=steps,
-        step_size=learning_rate,
-        step_rule="plain",
-        regularizers=regularizers,
-        progress=progress,
-        description="noise filter",
-        jit_compile=jit_compile,
-    )
+    key = ("noise-filter", t, len(x0), tuple(betas.tolist()), clip, jit_compile)
+    loop = cached_loop(
+        model,
+        key,
+        lambda: GradientLoop(
+            _cross_entropy_objective(model, targets, True),
+            step_rule="plain",
+            regularizers=regularizers,
+            jit_compile=jit_compile,
+        ),
+    ).run(x0, steps=steps, step_size=learning_rate, progress=progress, description="noise filter")
     return _result("noise_filter", x0, loop, targets, True, None, ())

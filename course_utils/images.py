@@ -35,7 +35,7 @@ SAMPLE_IMAGES: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "grace_hoppe
 # forehead-to-chin square, eyes about a quarter of the way down, mouth about two thirds.
 FACE_BOXES: dict[str, tuple[int, int, int, int]] = {
     "astronaut": (72, 172, 175, 275),
-    "grace_hopper": (95, 295, 140, 340),
+    "grace_hopper": (133, 325, 160, 352),
 }
 
 Mode = Literal["rgb", "gray"]

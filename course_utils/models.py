@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import keras
 import numpy as np
@@ -34,6 +34,8 @@ __all__ = [
     "load_vgg16",
     "load_imagenet_model",
     "predict_top_k",
+    "class_name",
+    "score_table",
     "GENDER_CLASSES",
     "build_gender_cnn",
     "load_gender_cnn",
@@ -287,7 +289,9 @@ def load_imagenet_model(name: ImageNetModelName = "auto", *, verbose: bool = Tru
 # --------------------------------------------------------------------------- predictions
 
 
-def _class_name(index: int, num_classes: int) -> str:
+def class_name(index: int, num_classes: int) -> str:
+    """A readable name for class ``index`` of a model with ``num_classes`` outputs: the ImageNet
+    label for 1000 classes, ``"man"``/``"woman"`` for the face model, else the number."""
     if num_classes == NUM_IMAGENET_CLASSES:
         return imagenet_label(index)
     if num_classes == len(GENDER_CLASSES):
@@ -318,6 +322,32 @@ def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5
     rows = []
     for n, p in enumerate(probs):
         for rank, c in enumerate(np.argsort(-p)[:k], start=1):
-            label = _class_name(int(c), num_classes)
+            label = class_name(int(c), num_classes)
             rows.append({"image": n, "rank": rank, "class_index": int(c), "label": label, "probability": float(p[c])})
     return pd.DataFrame(rows)
+
+
+def score_table(model: keras.Model, images: dict[str, np.ndarray] | Sequence[np.ndarray]) -> pd.DataFrame:
+    """Logits and probabilities of every class for a few images, one row per image.
+
+    Meant for small models (the 2-class face model): columns ``logit <class>``, ``p <class>``
+    for each class and ``answer`` (the top class). ``images`` is a dict ``{row name: image}`` or
+    a list; each image ``(H, W, C)`` pixels 0..255 of the model's input size.
+    """
+    from course_utils.images import as_batch
+
+    named = dict(images) if isinstance(images, dict) else {str(i): im for i, im in enumerate(images)}
+    batch = np.concatenate([as_batch(im, model) for im in named.values()])
+    logits = np.asarray(model(batch, training=False))
+    num_classes = logits.shape[-1]
+    if num_classes > 10:
+        raise ValueError(f"score_table is for models with a few classes; this one has {num_classes}: use predict_top_k")
+    probs = np.asarray(tf.nn.softmax(logits))
+    names = [class_name(i, num_classes) for i in range(num_classes)]
+    table = pd.DataFrame(index=pd.Index(list(named), name="image"))
+    for i, n in enumerate(names):
+        table[f"logit {n}"] = logits[:, i]
+    for i, n in enumerate(names):
+        table[f"p {n}"] = probs[:, i]
+    table["answer"] = [names[i] for i in logits.argmax(-1)]
+    return table

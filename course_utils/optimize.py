@@ -32,13 +32,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+import weakref
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Hashable, Literal, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Objective", "Regularizer", "LoopResult", "StepRule", "run_gradient_loop", "step_direction"]
+__all__ = ["Objective", "Regularizer", "LoopResult", "StepRule", "GradientLoop", "cached_loop", "run_gradient_loop", "step_direction", "check_steps"]
 
 Objective = Callable[[tf.Tensor], "tuple[tf.Tensor, tf.Tensor]"]
 """``objective(x_in) -> (loss, tracked)``: ``x_in`` the (transformed) batch in pixel units,
@@ -99,6 +100,13 @@ class LoopResult:
         return self.losses.shape[0] - 1
 
 
+def check_steps(steps: int) -> int:
+    """``steps`` as an int, or a clear error if it is not a whole number >= 1."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    return int(steps)
+
+
 def step_direction(grad: tf.Tensor, rule: StepRule) -> tf.Tensor:
     """The direction to *subtract* from ``x`` for one step, per example.
 
@@ -126,6 +134,143 @@ def _progress(total: int, description: str):
     return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)
 
 
+class GradientLoop:
+    """A compiled gradient loop, built once and run on any number of batches.
+
+    Everything that changes from call to call (the batch, where it starts, the step size, the
+    number of steps, the seed) is an *argument* of the compiled graph, so running the loop again
+    on new photos costs no new tracing or XLA compilation. What defines the problem (the
+    objective, the step rule, the regularisers) is fixed when the loop is built.
+
+    Args:
+        objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
+        step_rule: see :func:`step_direction`.
+        regularizers: pieces applied in order (see :class:`Regularizer`).
+        jit_compile: compile with XLA (faster per step for small models, slower to start).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        *,
+        step_rule: StepRule = "plain",
+        regularizers: Sequence[Regularizer] = (),
+        jit_compile: bool = False,
+    ) -> None:
+        step_direction(tf.zeros([1, 1]), step_rule)  # validates the rule name early
+        self.objective = objective
+        self.step_rule = step_rule
+        self.regularizers = tuple(regularizers)
+        self.jit_compile = jit_compile
+        self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile, reduce_retracing=True)
+        self._evaluate = tf.function(self._total_loss, jit_compile=jit_compile, reduce_retracing=True)
+
+    def _total_loss(self, x: tf.Tensor, x_in: tf.Tensor, x0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, tracked = self.objective(x_in)
+        for r in self.regularizers:
+            extra = r.penalty(x, x0)
+            if extra is not None:
+                loss = loss + extra
+        return loss, tracked
+
+    def _step(self, step, x, x0, rate, seed) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            x_in = x
+            for r in self.regularizers:
+                x_in = r.transform(x_in, step, seed)
+            loss, tracked = self._total_loss(x, x_in, x0)
+        grad = tape.gradient(loss, x)  # examples are independent, so this is per example
+        x_new = x - rate * step_direction(grad, self.step_rule)
+        for r in self.regularizers:
+            x_new = r.after_step(x_new, x0, step)
+        return x_new, loss, tracked
+
+    def _chunk(self, x, x0, first, n, rate, seed) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        losses = tf.TensorArray(tf.float32, size=n, element_shape=x.shape[:1])
+        tracked = tf.TensorArray(tf.float32, size=n)
+
+        def body(i, x, losses, tracked):
+            x, loss, track = self._step(first + i, x, x0, rate, seed)
+            return i + 1, x, losses.write(i, loss), tracked.write(i, track)
+
+        _, x, losses, tracked = tf.while_loop(
+            lambda i, *_: i < n, body, (tf.constant(0), x, losses, tracked), parallel_iterations=1
+        )
+        return x, losses.stack(), tracked.stack()
+
+    def run(
+        self,
+        x0: np.ndarray | tf.Tensor,
+        *,
+        steps: int,
+        step_size: float,
+        start: np.ndarray | tf.Tensor | None = None,
+        seed: int = 0,
+        progress: bool | None = None,
+        description: str = "optimising",
+    ) -> LoopResult:
+        """Run ``steps`` steps from ``start`` (default ``x0``); see :func:`run_gradient_loop`."""
+        steps = check_steps(steps)
+        if not np.isfinite(step_size) or step_size <= 0:
+            raise ValueError(f"step_size must be a positive number, got {step_size!r}")
+        x0 = tf.convert_to_tensor(x0, tf.float32)
+        x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
+        rate = tf.constant(step_size, tf.float32)
+        seed_t = tf.constant(seed, tf.int32)
+        show = steps >= 50 if progress is None else bool(progress)
+        chunk = max(1, math.ceil(steps / 20)) if show else steps
+        t0 = time.perf_counter()
+        self._run_chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(chunk), rate, seed_t)
+        self._evaluate.get_concrete_function(x, x, x0)
+        compile_seconds = time.perf_counter() - t0  # ~0 when this loop already ran on this shape
+        bar = _progress(steps, description) if show else None
+        all_losses, all_tracked = [], []
+        try:
+            done = 0
+            while done < steps:
+                n = min(chunk, steps - done)
+                x, losses, tracked = self._run_chunk(x, x0, tf.constant(done), tf.constant(n), rate, seed_t)
+                all_losses.append(losses.numpy())  # the one host sync per chunk
+                all_tracked.append(tracked.numpy())
+                done += n
+                if bar is not None:
+                    bar.update(n)
+            final_loss, final_tracked = self._evaluate(x, x, x0)
+            all_losses.append(final_loss.numpy()[None])
+            all_tracked.append(final_tracked.numpy()[None])
+        finally:
+            if bar is not None:
+                bar.close()
+        return LoopResult(
+            x=x.numpy(),
+            losses=np.concatenate(all_losses),
+            tracked=np.concatenate(all_tracked),
+            compile_seconds=compile_seconds,
+            seconds=time.perf_counter() - t0,
+        )
+
+
+_LOOPS: "weakref.WeakKeyDictionary[Any, dict[Hashable, GradientLoop]]" = weakref.WeakKeyDictionary()
+
+
+def cached_loop(model: Any, key: Hashable, build: Callable[[], GradientLoop]) -> GradientLoop:
+    """The :class:`GradientLoop` for ``(model, key)``, built by ``build()`` the first time.
+
+    Calling an attack again with new photos, another step count or step size then reuses the
+    compiled graph instead of tracing (and, with XLA, compiling) it again. ``key`` must name
+    everything the loop bakes in (target classes, budget, penalty weights...). Only compiled
+    graphs are kept, never results, and they are dropped with the model.
+    """
+    try:
+        per_model = _LOOPS.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: no memo, just build
+        return build()
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]
+
+
 def run_gradient_loop(
     objective: Objective,
     x0: np.ndarray | tf.Tensor,
@@ -142,6 +287,9 @@ def run_gradient_loop(
 ) -> LoopResult:
     """Run ``steps`` gradient steps on a batch of inputs, compiled, and return the history.
 
+    A one-off :class:`GradientLoop`; build a ``GradientLoop`` yourself to run the same problem
+    on many batches without compiling it again.
+
     Args:
         objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
         x0: the reference batch ``(N, ...)`` in pixel units (the photo being attacked; for
@@ -156,85 +304,8 @@ def run_gradient_loop(
         description: the bar's label.
         jit_compile: compile the loop with XLA (faster for small models, slower to start).
     """
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    check_steps(steps)
     if not np.isfinite(step_size) or step_size <= 0:
         raise ValueError(f"step_size must be a positive number, got {step_size!r}")
-    step_direction(tf.zeros([1, 1]), step_rule)  # validates the rule name early
-    steps = int(steps)
-    x0 = tf.convert_to_tensor(x0, tf.float32)
-    x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
-    regularizers = tuple(regularizers)
-    rate = tf.constant(step_size, tf.float32)
-    seed_t = tf.constant(seed, tf.int32)
-
-    def total_loss(x: tf.Tensor, x_in: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, tracked = objective(x_in)
-        for r in regularizers:
-            extra = r.penalty(x, x0)
-            if extra is not None:
-                loss = loss + extra
-        return loss, tracked
-
-    def one_step(step: tf.Tensor, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            x_in = x
-            for r in regularizers:
-                x_in = r.transform(x_in, step, seed_t)
-            loss, tracked = total_loss(x, x_in)
-        grad = tape.gradient(loss, x)  # examples are independent, so this is per example
-        x_new = x - rate * step_direction(grad, step_rule)
-        for r in regularizers:
-            x_new = r.after_step(x_new, x0, step)
-        return x_new, loss, tracked
-
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def run_chunk(x: tf.Tensor, first: tf.Tensor, n: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        losses = tf.TensorArray(tf.float32, size=n, element_shape=x.shape[:1])
-        tracked = tf.TensorArray(tf.float32, size=n)
-
-        def body(i, x, losses, tracked):
-            x, loss, track = one_step(first + i, x)
-            return i + 1, x, losses.write(i, loss), tracked.write(i, track)
-
-        _, x, losses, tracked = tf.while_loop(
-            lambda i, *_: i < n, body, (tf.constant(0), x, losses, tracked), parallel_iterations=1
-        )
-        return x, losses.stack(), tracked.stack()
-
-    @tf.function(jit_compile=jit_compile)
-    def evaluate(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return total_loss(x, x)
-
-    show = steps >= 50 if progress is None else bool(progress)
-    chunk = max(1, math.ceil(steps / 20)) if show else steps
-    bar = _progress(steps, description) if show else None
-    t0 = time.perf_counter()
-    run_chunk.get_concrete_function(x, tf.constant(0), tf.constant(chunk))
-    evaluate.get_concrete_function(x)
-    compile_seconds = time.perf_counter() - t0
-    all_losses, all_tracked = [], []
-    try:
-        done = 0
-        while done < steps:
-            n = min(chunk, steps - done)
-            x, losses, tracked = run_chunk(x, tf.constant(done), tf.constant(n))
-            all_losses.append(losses.numpy())  # the one host sync per chunk
-            all_tracked.append(tracked.numpy())
-            done += n
-            if bar is not None:
-                bar.update(n)
-        final_loss, final_tracked = evaluate(x)
-        all_losses.append(final_loss.numpy()[None])
-        all_tracked.append(final_tracked.numpy()[None])
-    finally:
-        if bar is not None:
-            bar.close()
-    return LoopResult(
-        x=x.numpy(),
-        losses=np.concatenate(all_losses),
-        tracked=np.concatenate(all_tracked),
-        compile_seconds=compile_seconds,
-        seconds=time.perf_counter() - t0,
-    )
+    loop = GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile)
+    return loop.run(x0, steps=steps, step_size=step_size, start=start, seed=seed, progress=progress, description=description)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["show_images", "image_grid", "delta_image", "plot_curves", "plot_probabilities"]
+__all__ = ["show_images", "image_grid", "delta_image", "plot_curves", "plot_probabilities", "plot_tradeoff"]
 
 
 def _prepare(image: Any) -> tuple[np.ndarray, dict]:
@@ -141,3 +141,35 @@ def plot_probabilities(history: pd.DataFrame, *, image: int = 0, title: str | No
     rows = history[history["image"] == image]
     wide = rows.pivot_table(index="step", columns="label", values="probability", sort=False)
     return plot_curves(wide, ylabel="probability", title=title, ax=ax, hline=1.0)
+
+
+def plot_tradeoff(
+    x: Sequence[float],
+    left: Sequence[float],
+    right: Sequence[float],
+    *,
+    xlabel: str,
+    left_label: str,
+    right_label: str,
+    logx: bool = True,
+    right_line: float | None = 0.5,
+    title: str | None = None,
+) -> Figure:
+    """Two quantities against one setting, with two y axes (e.g. size of a perturbation and the
+    probability it reaches, against the weight of a penalty). ``right_line`` marks a threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot(x, left, "o-", color="tab:blue")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(left_label, color="tab:blue")
+    twin = ax.twinx()
+    twin.plot(x, right, "s--", color="tab:red")
+    twin.set_ylabel(right_label, color="tab:red")
+    if right_line is not None:
+        twin.axhline(right_line, color="tab:red", linestyle=":", linewidth=1)
+    if logx:
+        ax.set_xscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,724 @@
+"""Feature visualisation: make the input that a filter or a class likes most.
+
+Like Lucid/Lucent, the pieces are separate and small:
+
+- *objectives*: a filter's mean activation (:func:`maximize_filters`), a class logit
+  (:func:`maximize_class`);
+- *regularisers* (:class:`Jitter`, :class:`TotalVariation`, :class:`L2Decay`, :class:`Blur`):
+  objects with one job each, passed as a tuple and usable by both;
+- the loop itself is :class:`course_utils.optimize.GradientLoop` (the same one the attacks
+  use) with the ``"rms"`` step rule: the gradient divided by its root-mean-square, so
+  ``step_size`` is in pixels.
+
+Which layers to look at comes from :func:`feature_layers` / :func:`conv_layers`, never from
+hard-coded names, so the lesson works with VGG16 and with the offline EfficientNet-Lite0.
+
+Units: images are float32 pixels 0..255 while optimising; :func:`deprocess` turns them into
+``uint8`` pictures with the contrast stretched for viewing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from course_utils.attacks import PixelRange
+from course_utils.models import class_name
+from course_utils.images import as_batch, load_image
+from course_utils.labels import resolve_class
+from course_utils.optimize import GradientLoop, Regularizer, cached_loop, check_steps
+
+__all__ = [
+    "Jitter",
+    "TotalVariation",
+    "L2Decay",
+    "Blur",
+    "default_regularizers",
+    "Visualization",
+    "feature_layers",
+    "conv_layers",
+    "receptive_field",
+    "layer_summary",
+    "maximize_filters",
+    "visualize_layers",
+    "filter_report",
+    "plot_filter_grid",
+    "compare_batched_serial",
+    "maximize_class",
+    "deprocess",
+    "gray_noise",
+]
+
+GRAY = 127.5
+"""Mid-grey in pixels: where the start noise is centred and where :class:`L2Decay` pulls to."""
+
+NOISE_FLOOR = 0.1
+"""A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
+positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
+
+
+# --------------------------------------------------------------------------- regularisers
+
+
+class Jitter(Regularizer):
+    """Shift the image by a random ``-pixels..pixels`` in each direction before the model sees it.
+
+    The shift wraps around (what leaves on the right comes back on the left) and changes every
+    step. Patterns that only work at one exact position (the high-frequency "fooling" noise) stop
+    paying off, so the optimiser draws things that survive being moved.
+    """
+
+    def __init__(self, pixels: int = 8) -> None:
+        if isinstance(pixels, bool) or int(pixels) != pixels or pixels < 0:
+            raise ValueError(f"Jitter pixels must be a whole number >= 0, got {pixels!r}")
+        self.pixels = int(pixels)
+
+    def shift(self, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """The ``(dy, dx)`` shift used at ``step`` (int32, each in ``-pixels..pixels``)."""
+        seeds = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
+        return tf.random.stateless_uniform([2], seed=seeds, minval=-self.pixels, maxval=self.pixels + 1, dtype=tf.int32)
+
+    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if self.pixels == 0:
+            return x
+        return tf.roll(x, shift=self.shift(step, seed), axis=[1, 2])
+
+
+class TotalVariation(Regularizer):
+    """Penalise ``weight`` times the mean absolute difference between neighbouring pixels.
+
+    Zero for a flat image, large for pixel-level noise: the optimiser is asked for smooth areas.
+    """
+
+    def __init__(self, weight: float = 0.5) -> None:
+        if not np.isfinite(weight) or weight < 0:
+            raise ValueError(f"TotalVariation weight must be a finite number >= 0, got {weight!r}")
+        self.weight = float(weight)
+
+    def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor:
+        dy = tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
+        dx = tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
+        return self.weight * (dx + dy)
+
+
+class L2Decay(Regularizer):
+    """After each step pull every pixel a fraction ``rate`` of the way back to mid-grey (127.5).
+
+    Pixels that the objective does not keep pushing fade to grey, so only what matters stays.
+    (The same as weight decay on ``x - 127.5``, i.e. a small L2 penalty on the picture.)
+    """
+
+    def __init__(self, rate: float = 0.02) -> None:
+        if not 0 <= rate < 1:
+            raise ValueError(f"L2Decay rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        return GRAY + (1.0 - self.rate) * (x - GRAY)
+
+
+class Blur(Regularizer):
+    """After every ``every``-th step (steps ``every-1``, ``2*every-1``, ... counting from 0), blur
+    the image with a Gaussian of ``sigma`` pixels. Smooths away pixel noise; edges stay."""
+
+    def __init__(self, sigma: float = 1.0, every: int = 4) -> None:
+        if not np.isfinite(sigma) or sigma <= 0 or isinstance(every, bool) or int(every) != every or every < 1:
+            raise ValueError(f"Blur needs sigma > 0 and a whole number every >= 1, got sigma={sigma!r}, every={every!r}")
+        self.sigma, self.every = float(sigma), int(every)
+
+    def blur(self, x: tf.Tensor) -> tf.Tensor:
+        """``x`` blurred (edges reflected, so a flat image stays flat)."""
+        radius = max(1, int(round(2 * self.sigma)))
+        t = np.arange(-radius, radius + 1, dtype=np.float32)
+        g = np.exp(-0.5 * (t / self.sigma) ** 2)
+        g /= g.sum()
+        channels = x.shape[-1]
+        kernel = tf.constant(np.tile(np.outer(g, g)[:, :, None, None], (1, 1, channels, 1)))
+        padded = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+        return tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
+
+    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        due = tf.equal(tf.math.floormod(tf.cast(step, tf.int32) + 1, self.every), 0)
+        return tf.cond(due, lambda: self.blur(x), lambda: tf.identity(x))
+
+
+def default_regularizers() -> tuple[Regularizer, ...]:
+    """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
+    return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def _producer(tensor) -> keras.Operation:
+    return tensor._keras_history.operation
+
+
+def _inbound(layer: keras.layers.Layer) -> list[keras.Operation]:
+    """The layers whose outputs feed ``layer`` in the model it was built in (its first call)."""
+    inputs = layer.input
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    return [_producer(t) for t in inputs]
+
+
+def _is_activation(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, keras.layers.ReLU) or (
+        isinstance(layer, keras.layers.Activation) and layer.activation is not keras.activations.linear
+    )
+
+
+def feature_layers(model: keras.Model) -> list[str]:
+    """Names of the layers that hold a convolution's response, one per convolution, in order.
+
+    For VGG16 these are the ``Conv2D`` layers (ReLU built in). For EfficientNet-Lite0 they are
+    the batch norms right before each ``ReLU6`` of a full convolution (``stem_bn``,
+    ``block1_expand_bn``, ..., ``top_bn``): ReLU6 caps at 6, so an activation that is already high
+    could not rise any further after it, and its gradient is zero wherever it is capped; the
+    response just before the cap has no such limit. Depthwise convolutions are left out: each of
+    their filters sees one channel only, so it is a poor picture of what the layer has learned.
+    """
+    names = []
+    for layer in model.layers:
+        out = getattr(layer, "output", None)
+        if out is None or len(out.shape) != 4:
+            continue
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
+            if layer.activation is not keras.activations.linear:
+                names.append(layer.name)
+        elif _is_activation(layer):
+            source = _inbound(layer)[0]
+            if not isinstance(source, keras.layers.BatchNormalization):
+                if isinstance(source, keras.layers.Conv2D) and not isinstance(source, keras.layers.DepthwiseConv2D):
+                    names.append(layer.name)  # conv -> activation, no batch norm in between
+                continue
+            conv = _inbound(source)[0]
+            if isinstance(conv, keras.layers.Conv2D) and not isinstance(conv, keras.layers.DepthwiseConv2D):
+                names.append(source.name)
+    return names
+
+
+def conv_layers(model: keras.Model, n: int = 5) -> list[str]:
+    """``n`` convolutional feature layers from the first to the deepest resolution.
+
+    Takes the first feature layer (see :func:`feature_layers`) at each spatial resolution (one per
+    stage: for VGG16, ``block1_conv1`` .. ``block5_conv1``) and, if there are more stages than
+    ``n``, ``n`` evenly spaced ones; if fewer, fills in evenly spaced layers in between.
+    """
+    names = feature_layers(model)
+    if not names:
+        raise ValueError(f"{model.name} has no convolutional feature layers")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(names):
+        raise ValueError(f"n must be a whole number in 1..{len(names)} for {model.name}, got {n!r}")
+    stage_first: list[str] = []
+    seen: set[tuple] = set()
+    for name in names:
+        hw = tuple(model.get_layer(name).output.shape[1:3])
+        if hw not in seen:
+            seen.add(hw)
+            stage_first.append(name)
+    if len(stage_first) >= n:
+        picks = np.linspace(0, len(stage_first) - 1, n).round().astype(int)
+        return [stage_first[i] for i in picks]
+    chosen = {names.index(s) for s in stage_first}
+    for i in np.linspace(0, len(names) - 1, n + 2).round().astype(int):
+        if len(chosen) >= n:
+            break
+        chosen.add(int(i))
+    for i in range(len(names)):  # linspace can repeat picks for small models: fill in order
+        if len(chosen) >= n:
+            break
+        chosen.add(i)
+    return [names[i] for i in sorted(chosen)]
+
+
+def _receptive_fields(model: keras.Model) -> dict[str, tuple[int, int]]:
+    """``layer name -> (receptive field, jump)`` in input pixels, along the height axis."""
+    fields: dict[str, tuple[int, int]] = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            fields[layer.name] = (1, 1)
+            continue
+        try:
+            sources = [fields[s.name] for s in _inbound(layer)]
+        except (KeyError, AttributeError, ValueError):
+            continue
+        rf, jump = max(s[0] for s in sources), max(s[1] for s in sources)
+        kernel = stride = dilation = 1
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
+            kernel, stride, dilation = layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0]
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            kernel, stride = layer.pool_size[0], layer.strides[0]
+        fields[layer.name] = (rf + (kernel - 1) * dilation * jump, jump * stride)
+    return fields
+
+
+def receptive_field(model: keras.Model, layer: str) -> int:
+    """How many input pixels (along one side) one unit of ``layer`` can see.
+
+    Computed from the kernel sizes and strides on the way from the input (through skip
+    connections, the larger path counts). It can exceed the picture: then every unit sees it all.
+    """
+    fields = _receptive_fields(model)
+    if layer not in fields:
+        model.get_layer(layer)  # a clear Keras error for an unknown name
+        raise ValueError(f"cannot work out the receptive field of {layer!r}")
+    return int(fields[layer][0])
+
+
+def layer_summary(model: keras.Model, mark: Sequence[str] = ()) -> pd.DataFrame:
+    """The model's convolutional feature layers, one row each: ``layer``, ``kind`` (the layer
+    type, and the convolution it reads for a batch norm), ``size`` (output height x width for the
+    model's input), ``filters``, ``receptive_field`` (input pixels per side) and ``shown``
+    (whether it is in ``mark``, e.g. the layers :func:`conv_layers` picked)."""
+    fields = _receptive_fields(model)
+    rows = []
+    for name in feature_layers(model):
+        layer = model.get_layer(name)
+        kind = type(layer).__name__
+        if isinstance(layer, keras.layers.BatchNormalization):
+            kind += f" of {_inbound(layer)[0].name}"
+        h, w, c = layer.output.shape[1:]
+        rows.append(
+            {"layer": name, "kind": kind, "size": f"{h}x{w}", "filters": int(c),
+             "receptive_field": int(fields[name][0]), "shown": name in mark}
+        )
+    return pd.DataFrame(rows)
+
+
+def _check_layer(model: keras.Model, layer: str) -> tuple[keras.layers.Layer, int]:
+    names = feature_layers(model)
+    listing = ", ".join(names)
+    try:
+        target = model.get_layer(layer)
+    except ValueError:
+        raise ValueError(f"{model.name} has no layer {layer!r}; its conv feature layers are: {listing}") from None
+    if layer not in names:
+        hint = ""
+        users = [n for n in names if any(s is target for s in _inbound(model.get_layer(n)))]
+        if users:
+            hint = f" (its response is read after its batch norm: use {users[0]!r})"
+        elif _is_activation(target) and _inbound(target)[0].name in names:
+            hint = f" (use {_inbound(target)[0].name!r}, the response before the activation's cap)"
+        raise ValueError(
+            f"{layer!r} is a {type(target).__name__}, not a convolutional feature layer{hint}; "
+            f"choose one of: {listing}"
+        )
+    return target, int(target.output.shape[-1])
+
+
+def _feature_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model:
+    sub = keras.Model(model.input, target.output)
+    # Same layers (shared weights) on an input of any height and width.
+    return keras.models.clone_model(
+        sub, input_tensors=keras.Input((None, None, model.input_shape[-1])), clone_function=lambda l: l
+    )
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Visualization:
+    """The outcome of :func:`maximize_filters` or :func:`maximize_class`.
+
+    Attributes:
+        kind: ``"filter"`` or ``"class"``.
+        what: a label per image (``"block3_conv1:12"`` or ``"sea snake"``).
+        initial: ``(N, H, W, C)`` float32 pixels, where the loop started (noise or the photo).
+        pixels: ``(N, H, W, C)`` float32 pixels 0..255, the optimised inputs.
+        images: ``(N, H, W, C)`` ``uint8`` ready to show: contrast stretched by :func:`deprocess`
+            when the loop started from noise (the changes are faint), the pixels themselves when
+            it started from a photo.
+        start, final: ``(N,)`` the objective at the start and at the end: mean activation of the
+            filter, or probability of the class.
+        rest: ``(N,)`` for filters, the mean activation on a flat mid-grey picture: the filter's
+            resting level (batch norm adds an offset, so it need not be 0). ``None`` for classes.
+        history: tidy DataFrame, one row per step and image: ``step``, ``image``, ``what``,
+            ``value`` (activation or probability) and, for classes, ``logit``.
+        seconds, compile_seconds: wall time of the loop, and of tracing it into a graph.
+
+    How much did a filter rise? Batch norm gives many filters a large offset (a flat grey picture
+    already gives 1..3), so a ratio of raw activations says little. Instead the *lift above rest*
+    (``value - rest``) is compared: a filter **rose** when its final lift is at least 10x its
+    start lift, counting a start lift below :data:`NOISE_FLOOR` as that floor (so "from <= 0"
+    has to reach at least ``10 * NOISE_FLOOR``); it is **dead** when the final lift is still at
+    or below the floor; anything in between is **weak**.
+    """
+
+    kind: str
+    what: list[str]
+    initial: np.ndarray
+    pixels: np.ndarray
+    images: np.ndarray
+    start: np.ndarray
+    final: np.ndarray
+    history: pd.DataFrame = field(repr=False)
+    rest: np.ndarray | None = None
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        counts = ""
+        if self.kind == "filter":
+            s = self.status
+            counts = f", rose={int((s == 'rose').sum())}, weak={int((s == 'weak').sum())}, dead={int((s == 'dead').sum())}"
+        return (f"Visualization({self.kind}, {len(self.what)} image(s) {self.pixels.shape[1]}x{self.pixels.shape[2]}, "
+                f"steps={self.steps}{counts}, {self.seconds:.1f}s)")
+
+    @property
+    def steps(self) -> int:
+        return int(self.history["step"].max())
+
+    @property
+    def lift_start(self) -> np.ndarray:
+        """``(N,)`` the objective at the start above its resting level (``start - rest``; classes: ``start``)."""
+        return self.start - (0.0 if self.rest is None else self.rest)
+
+    @property
+    def lift_final(self) -> np.ndarray:
+        """``(N,)`` the objective at the end above its resting level."""
+        return self.final - (0.0 if self.rest is None else self.rest)
+
+    @property
+    def lift_ratio(self) -> np.ndarray:
+        """``(N,)`` final lift / start lift, the start lift counted as at least :data:`NOISE_FLOOR`."""
+        return self.lift_final / np.maximum(self.lift_start, NOISE_FLOOR)
+
+    @property
+    def rose(self) -> np.ndarray:
+        """``(N,)`` bool: the lift grew at least 10x (from <= the floor: to >= 10x the floor)."""
+        return self.lift_ratio >= 10.0
+
+    @property
+    def dead(self) -> np.ndarray:
+        """``(N,)`` bool: the optimisation could not lift the filter clearly above rest."""
+        return self.lift_final <= NOISE_FLOOR
+
+    @property
+    def status(self) -> np.ndarray:
+        """``(N,)`` ``"rose"``, ``"weak"`` (rose, but less than 10x) or ``"dead"``."""
+        return np.where(self.rose, "rose", np.where(self.dead, "dead", "weak"))
+
+    def indices(self, status: str | None = None) -> list[int]:
+        """Filters only: the filter index of each image, or of those with ``status`` (``"rose"``,
+        ``"weak"`` or ``"dead"``), e.g. to look again at the weak ones with more steps."""
+        if self.kind != "filter":
+            raise ValueError("indices() lists filters; this is a class visualisation")
+        if status not in (None, "rose", "weak", "dead"):
+            raise ValueError(f"status must be 'rose', 'weak' or 'dead', got {status!r}")
+        keep = np.ones(len(self.what), bool) if status is None else self.status == status
+        return [int(w.rsplit(":", 1)[1]) for w, k in zip(self.what, keep) if k]
+
+    def table(self) -> pd.DataFrame:
+        """One row per image. Filters: what, rest, start, final, lift_start, lift_final, lift_ratio,
+        status. Classes: what, start and final probability, first step at >= 0.99."""
+        if self.kind == "class":
+            return pd.DataFrame({"what": self.what, "start": self.start, "final": self.final,
+                                 "step_to_0.99": self.first_step(0.99)})
+        return pd.DataFrame(
+            {"what": self.what, "rest": self.rest, "start": self.start, "final": self.final,
+             "lift_start": self.lift_start, "lift_final": self.lift_final,
+             "lift_ratio": self.lift_ratio, "status": self.status}
+        )
+
+    def curves(self) -> pd.DataFrame:
+        """The objective per step, one column per image (index ``step``)."""
+        wide = self.history.pivot(index="step", columns="image", values="value")
+        wide.columns = self.what
+        return wide
+
+    def first_step(self, threshold: float) -> np.ndarray:
+        """``(N,)`` the first step at which the objective was >= ``threshold`` (0 = at the start),
+        -1 if it never was."""
+        values = self.curves().to_numpy()
+        hit = values >= threshold
+        return np.where(hit.any(0), hit.argmax(0), -1)
+
+
+def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
+    """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
+
+    ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``); the same seed, the same noise.
+    """
+    if not np.isfinite(amplitude) or not 0 <= amplitude <= GRAY:
+        raise ValueError(f"noise amplitude must be in 0..{GRAY} pixels, got {amplitude!r}")
+    rng = np.random.default_rng(seed)
+    return (GRAY + rng.uniform(-amplitude, amplitude, size=tuple(shape))).astype(np.float32)
+
+
+def _start_noise(keys: Sequence[int], shape: Sequence[int], seed: int, amplitude: float) -> np.ndarray:
+    """One noise image per key, each seeded by ``(seed, key)``: filter 7's start picture is the
+    same whether it is optimised alone or in a batch with others."""
+    return np.stack([gray_noise(shape, seed=[int(seed), int(k)], amplitude=amplitude) for k in keys])
+
+
+def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
+    """Make an optimised input viewable: centre each image, scale so its standard deviation is
+    ``contrast`` of the range, shift to mid-grey, clip, and convert to ``uint8``.
+
+    ``x``: ``(H, W, C)`` or ``(N, H, W, C)`` float pixels (any range). Returns ``uint8`` of the
+    same shape. A flat image becomes flat mid-grey.
+    """
+    a = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+    if a.ndim not in (3, 4):
+        raise ValueError(f"deprocess takes an image (H, W, C) or a batch (N, H, W, C), got shape {a.shape}")
+    axes = tuple(range(a.ndim - 3, a.ndim))
+    centred = a - a.mean(axis=axes, keepdims=True)
+    scaled = centred / (centred.std(axis=axes, keepdims=True) + 1e-5) * contrast
+    return np.clip(np.round((scaled + 0.5) * 255), 0, 255).astype(np.uint8)
+
+
+def _tidy_history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> pd.DataFrame:
+    steps, n = values.shape
+    data = {
+        "step": np.repeat(np.arange(steps), n),
+        "image": np.tile(np.arange(n), steps),
+        "what": np.tile(np.asarray(what, dtype=object), steps),
+        "value": values.reshape(-1),
+    }
+    data.update({k: v.reshape(-1) for k, v in extra.items()})
+    return pd.DataFrame(data)
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def maximize_filters(
+    model: keras.Model,
+    layer: str,
+    filters: Sequence[int],
+    steps: int = 30,
+    step_size: float = 3.0,
+    size: tuple[int, int] = (128, 128),
+    regularizers: Sequence[Regularizer] = (),
+    seed: int = 0,
+    *,
+    noise: float = 2.0,
+    progress: bool | None = None,
+) -> Visualization:
+    """Gradient ascent on the mean activation of each filter, all filters at once.
+
+    One image per filter, optimised together as one batch in one compiled loop, each starting
+    from its own grey noise (seeded by ``(seed, filter)``, so a filter's result does not depend
+    on which others share the batch). Pixels stay in 0..255 after every step.
+
+    Args:
+        model: a model taking pixels 0..255 (see :func:`course_utils.models.load_imagenet_model`).
+        layer: a conv feature layer name (see :func:`feature_layers`, :func:`conv_layers`).
+        filters: channel indices of that layer.
+        steps: gradient steps (>= 1).
+        step_size: pixels (RMS) per step.
+        size: ``(height, width)`` of the images; any size works, the network is convolutional.
+        regularizers: e.g. :func:`default_regularizers`.
+        seed: for the start noise and the regularisers' randomness.
+        noise: amplitude of the start noise, +- pixels around mid-grey.
+        progress: show a progress bar (``None``: for 50 steps or more).
+
+    Raises:
+        ValueError: ``steps < 1``, an unknown layer (the message lists the conv feature layers),
+            a layer that is not a conv feature layer, a filter index out of range (the message
+            gives the layer's filter count), or no filters.
+    """
+    steps = check_steps(steps)
+    target, channels = _check_layer(model, layer)
+    filters = [int(f) for f in ([filters] if np.isscalar(filters) else filters)]
+    if not filters:
+        raise ValueError("give at least one filter index")
+    bad = [f for f in filters if not 0 <= f < channels]
+    if bad:
+        raise ValueError(f"filter index {bad[0]} is out of range: layer {layer!r} has {channels} filters (0..{channels - 1})")
+    h, w = _check_size(size)
+    extractor = _feature_model(model, target)
+    x0 = _start_noise(filters, (h, w, model.input_shape[-1]), seed, noise)
+    index = tf.constant(filters, tf.int32)
+
+    def mean_activations(x: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(extractor(x, training=False), axis=[1, 2])  # (N, channels)
+
+    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        mean = tf.gather(mean_activations(x), index, batch_dims=1)  # image i -> its filter i
+        return -mean, mean[:, None]
+
+    regs = (*regularizers, PixelRange())
+    loop = cached_loop(
+        model,
+        ("filters", layer, tuple(filters), repr(regs)),
+        lambda: GradientLoop(objective, step_rule="rms", regularizers=regs),
+    ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description=f"filters of {layer}")
+    rest = tf.gather(mean_activations(tf.fill((1, h, w, x0.shape[-1]), GRAY))[0], index).numpy()
+    what = [f"{layer}:{f}" for f in filters]
+    values = loop.tracked[..., 0]  # (steps + 1, N)
+    return Visualization(
+        "filter", what, x0, loop.x, deprocess(loop.x), values[0], values[-1],
+        _tidy_history(values, what), rest, loop.seconds, loop.compile_seconds,
+    )
+
+
+def visualize_layers(
+    model: keras.Model, layers: Sequence[str], filters: Sequence[int], **kwargs
+) -> dict[str, Visualization]:
+    """:func:`maximize_filters` for the same ``filters`` of each of ``layers`` (one batch per
+    layer); keyword arguments go to it. Returns ``{layer: Visualization}`` in order."""
+    return {layer: maximize_filters(model, layer, filters, **kwargs) for layer in layers}
+
+
+def filter_report(results: Mapping[str, Visualization] | Visualization) -> pd.DataFrame:
+    """One row per layer: how many filters rose >= 10x, were weak or dead, the median lift ratio,
+    and every filter that did not rise 10x as ``index:ratio`` (``index:dead`` for dead ones).
+    Nothing is left out."""
+    if isinstance(results, Visualization):
+        results = {results.what[0].rsplit(":", 1)[0]: results}
+    rows = []
+    for layer, vis in results.items():
+        status, ratio = vis.status, vis.lift_ratio
+        missing = [
+            f"{f}:dead" if s == "dead" else f"{f}:{np.floor(r * 10) / 10:.1f}x"
+            for f, s, r in zip(vis.indices(), status, ratio) if s != "rose"
+        ]
+        rows.append(
+            {"layer": layer, "filters": len(status), "rose_10x": int((status == "rose").sum()),
+             "weak": int((status == "weak").sum()), "dead": int((status == "dead").sum()),
+             "median_ratio": round(float(np.median(ratio)), 1), "not_10x": " ".join(missing) or "-"}
+        )
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def plot_filter_grid(results: Mapping[str, Visualization], *, size: float = 1.5, title: str | None = None):
+    """One row per layer, one column per filter; a filter that did not rise 10x gets its status
+    and lift ratio written under it in red, so weak and dead filters are shown, not hidden."""
+    from course_utils.plotting import image_grid
+
+    layers = list(results)
+    first = results[layers[0]]
+    fig = image_grid(
+        [list(results[l].images) for l in layers],
+        row_labels=layers,
+        col_labels=[f"filter {w.split(':')[-1]}" for w in first.what],
+        size=size,
+        suptitle=title,
+    )
+    ncols = max(len(results[l].what) for l in layers)
+    for r, layer in enumerate(layers):
+        vis = results[layer]
+        for c, (status, ratio) in enumerate(zip(vis.status, vis.lift_ratio)):
+            if status != "rose":
+                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
+    fig.tight_layout()
+    return fig
+
+
+def compare_batched_serial(
+    model: keras.Model,
+    layer: str,
+    n: int = 16,
+    steps: int = 10,
+    size: tuple[int, int] = (64, 64),
+    step_size: float = 3.0,
+) -> pd.DataFrame:
+    """Time filters ``0..n-1`` of ``layer`` optimised as one batch vs one :func:`maximize_filters`
+    call per filter (what a plain Python loop over filters would do).
+
+    Returns a table with a row ``batched``, a row ``serial`` and a row ``ratio`` (serial / batched);
+    columns ``total_s`` (wall time of the calls, tracing included) and ``loop_s`` (the compiled
+    steps only). Also checks that the two give the same pictures (the same start noise per
+    filter): column ``max_pixel_diff``.
+    """
+    kwargs = dict(steps=steps, step_size=step_size, size=size, progress=False)
+    t0 = time.perf_counter()
+    batched = maximize_filters(model, layer, range(n), **kwargs)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    singles = [maximize_filters(model, layer, [f], **kwargs) for f in range(n)]
+    t_serial = time.perf_counter() - t0
+    loop_b = batched.seconds - batched.compile_seconds
+    loop_s = sum(s.seconds - s.compile_seconds for s in singles)
+    diff = float(max(np.abs(s.pixels[0] - batched.pixels[i]).max() for i, s in enumerate(singles)))
+    return pd.DataFrame(
+        {"total_s": [t_batched, t_serial, t_serial / t_batched], "loop_s": [loop_b, loop_s, loop_s / loop_b],
+         "max_pixel_diff": [diff, diff, np.nan]},
+        index=pd.Index(["batched", "serial", "ratio"], name=f"{n} filters of {layer}, {steps} steps, {size[0]}x{size[1]}"),
+    )
+
+
+# --------------------------------------------------------------------------- classes
+
+
+def maximize_class(
+    model: keras.Model,
+    target: int | str | Sequence[int | str],
+    image: np.ndarray | str | None = None,
+    steps: int = 40,
+    step_size: float = 2.0,
+    regularizers: Sequence[Regularizer] = (),
+    seed: int = 0,
+    *,
+    noise: float = 2.0,
+    progress: bool | None = None,
+) -> Visualization:
+    """Gradient ascent on a class logit: draw the class from noise, or push it into a photo.
+
+    Args:
+        model: an ImageNet classifier taking pixels 0..255 (its own input size, e.g. 224x224).
+        target: a class index or ImageNet name (or several: one image each).
+        image: ``None`` starts from grey noise; else a photo (array, path or URL), centre-cropped
+            and resized to the model's input.
+        steps: gradient steps (>= 1).
+        step_size: pixels (RMS) per step.
+        regularizers: e.g. :func:`default_regularizers`.
+        seed: for the start noise and the regularisers' randomness.
+        noise: amplitude of the start noise (+- pixels around mid-grey) when ``image`` is None.
+        progress: show a progress bar (``None``: for 50 steps or more).
+
+    Returns:
+        A :class:`Visualization` whose ``start``/``final`` and ``history["value"]`` are the
+        class probability (softmax, 0..1); ``history["logit"]`` the logit that was maximised.
+    """
+    steps = check_steps(steps)
+    num_classes = int(model.output_shape[-1])
+    targets = [target] if isinstance(target, (str, int, np.integer)) else list(target)
+    if not targets:
+        raise ValueError("give at least one target class")
+    idx = [resolve_class(t, num_classes) for t in targets]
+    h, w, c = model.input_shape[1:]
+    if image is None:
+        x0 = _start_noise(idx, (h, w, c), seed, noise)
+    else:
+        photo = image if isinstance(image, np.ndarray) and image.shape == (h, w, c) else load_image(image, size=(h, w))
+        x0 = np.repeat(as_batch(photo, model), len(idx), axis=0)
+    t = tf.constant(idx, tf.int32)
+
+    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(x, training=False)
+        chosen = tf.gather(logits, t, batch_dims=1)
+        prob = tf.gather(tf.nn.softmax(logits), t, batch_dims=1)
+        return -chosen, tf.stack([prob, chosen], axis=1)
+
+    what = [class_name(i, num_classes) for i in idx]
+    regs = (*regularizers, PixelRange())
+    loop = cached_loop(
+        model,
+        ("class", tuple(idx), repr(regs)),
+        lambda: GradientLoop(objective, step_rule="rms", regularizers=regs),
+    ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description="class " + ", ".join(what))
+    probs, logits = loop.tracked[..., 0], loop.tracked[..., 1]
+    images = deprocess(loop.x) if image is None else np.clip(np.round(loop.x), 0, 255).astype(np.uint8)
+    return Visualization(
+        "class", what, x0, loop.x, images, probs[0], probs[-1],
+        _tidy_history(probs, what, logit=logits), None, loop.seconds, loop.compile_seconds,
+    )
