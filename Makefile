@@ -27,7 +27,8 @@ test: venv
 	$(BIN)/python -m pytest
 
 notebooks: venv
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.coalesce_streams=True notebooks/*.ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+	$(BIN)/python tools/tidy_notebook_outputs.py notebooks/*.ipynb
 
 bench: venv
 	$(BIN)/python -m benchmarks

@@ -1,0 +1,13 @@
+"""Benchmarks: the course's compiled loops against the tutorials' one-step-at-a-time loops.
+
+Run ``python -m benchmarks`` (or ``make bench``) from the repository root; ``--quick`` runs every
+workload briefly (for CI: it proves the benchmark runs, it says nothing about speed). See
+``benchmarks/README.md`` for what is measured and how to read the ratios.
+
+Modules:
+
+- :mod:`benchmarks.measure`    timing (interleaved repetitions, medians), peak memory, device
+- :mod:`benchmarks.baselines`  faithful re-implementations of the tutorial-style loops
+- :mod:`benchmarks.workloads`  the five workloads and the scaling series
+- :mod:`benchmarks.report`     the Markdown table and the JSON file
+"""

@@ -1,0 +1,274 @@
+"""Turn the measurements into ``latest.json`` and ``latest.md`` (the Markdown is also printed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from benchmarks.workloads import WorkloadResult
+
+__all__ = ["goals", "build_report", "markdown", "write_report"]
+
+NOTEBOOK_BUDGET_S = 300.0
+
+
+def goals(results: Sequence[WorkloadResult], notebooks: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The issue's speed goals with the measured value of each (``met`` is ``None`` when the
+    value was not measured in this run)."""
+    by_name = {r.name: r for r in results}
+    rows: list[dict[str, Any]] = []
+
+    def add(goal: str, target: str, value: float | None, met: bool | None) -> None:
+        rows.append({"goal": goal, "target": target, "measured": value, "met": met})
+
+    if "noise_filter" in by_name:
+        r = by_name["noise_filter"].ratio
+        add("workload 1: noise filter, course vs eager loop (speed-up)", ">= 10", r, r >= 10)
+    for batch in (1, 8):
+        w = by_name.get(f"iterative_attack_b{batch}")
+        if w is not None:
+            v = w.extra["course_step_over_bare"]
+            add(f"workload 2: attack batch {batch}, course s/step / bare compiled fwd+bwd", "<= 1.3", v, v <= 1.3)
+    if "filters_batched_vs_serial" in by_name:
+        r = by_name["filters_batched_vs_serial"].ratio
+        add("workload 3: filters, batched throughput / serial throughput", ">= 2", r, r >= 2)
+    if notebooks is not None:
+        total = notebooks["total_s"]
+        add("all notebooks executed (seconds)", f"< {NOTEBOOK_BUDGET_S:.0f}", total,
+            notebooks["all_ok"] and notebooks["complete"] and total < NOTEBOOK_BUDGET_S)
+    else:
+        add("all notebooks executed (seconds)", f"< {NOTEBOOK_BUDGET_S:.0f}", None, None)
+    return rows
+
+
+def build_report(
+    *,
+    device: str,
+    environment: dict[str, Any],
+    mode: str,
+    results: Sequence[WorkloadResult],
+    scaling: dict[str, list],
+    notebooks: dict[str, Any] | None,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON document: ``device``, ``workloads`` (each with ``name``, ``course_s``,
+    ``baseline_s``, ``ratio`` and details), ``scaling``, ``goals``, ``notebooks`` and run metadata."""
+    return {
+        "device": device,
+        "mode": mode,
+        **meta,
+        "environment": environment,
+        "workloads": [r.to_json() for r in results],
+        "scaling": scaling,
+        "goals": goals(results, notebooks),
+        "notebooks": notebooks,
+    }
+
+
+def _s(x: float | None, digits: int = 3) -> str:
+    """Seconds with ``digits`` significant figures, ``-`` for missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1000:.3g}"
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _main_table(workloads: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for w in workloads:
+        rows.append([
+            f"`{w['name']}`", w["title"], f"{w['steps']} x {w['batch']}", _s(w["course_s"]), _s(w["baseline_s"]),
+            f"**{_ratio(w['ratio'])}**",
+        ])
+    return _table(["workload", "what", "steps x batch", "course s", "tutorial-style s", "ratio"], rows)
+
+
+def _goal_table(goal_rows: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for g in goal_rows:
+        value = "not measured" if g["measured"] is None else f"{g['measured']:.3g}"
+        met = "-" if g["met"] is None else ("yes" if g["met"] else "**NO**")
+        rows.append([g["goal"], g["target"], value, met])
+    return _table(["goal", "target", "measured", "met"], rows)
+
+
+def _detail_table(workloads: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for w in workloads:
+        for side in ("course", "baseline"):
+            s = w[side]
+            rows.append([
+                f"`{w['name']}`" if side == "course" else "", "course" if side == "course" else "tutorial-style",
+                s["label"], " / ".join(_s(x) for x in s["samples_s"]), _ms(s["step_s"]), _s(s["first_call_s"]),
+                _s(s["one_time_s"]), _s(s["trace_s_per_call"]),
+                f"{w['peak_rss_mib']:.0f}" if side == "course" else "",
+            ])
+    return _table(
+        ["workload", "side", "implementation", "timed calls s", "ms/step", "first call s", "one-time s",
+         "tracing s per call", "peak RSS MiB"],
+        rows,
+    )
+
+
+def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for w in workloads:
+        e, c = w["extra"], w["check"]
+        if w["name"] == "noise_filter":
+            lines.append(
+                f"- `{w['name']}`: the course's XLA option (`jit_compile=True`) {_s(e['course_xla_s'])} s per call "
+                f"(first call {_s(e['course_xla_first_call_s'])} s): eager / XLA = {_ratio(e['ratio_vs_course_xla'])}. "
+                f"p(target): course {c['course_p_target']:.3f}, tutorial-style "
+                f"{c['baseline_p_target']:.3f}; max pixel difference {c['max_abs_pixel_diff']:.3g}."
+            )
+        elif w["name"].startswith("iterative_attack_b"):
+            lines.append(
+                f"- `{w['name']}`: bare compiled forward+backward {_ms(e['bare_fwd_bwd_s'])} ms; course "
+                f"{_ms(w['course_step_s'])} ms/step (wall per call / steps) = **{e['course_step_over_bare']:.2f}x** "
+                f"bare; the loop alone (`.seconds`, no result building) {_ms(e['course_loop_step_s'])} ms/step = "
+                f"{e['course_loop_step_over_bare']:.2f}x bare. Success: course {c['course_success']:.0%}, "
+                f"tutorial-style {c['baseline_success']:.0%}; {c['pixels_differing_fraction']:.2%} of pixels differ "
+                f"(a sign step flips where the gradient is ~0), by at most {c['max_abs_pixel_diff']:.3g}."
+            )
+        elif w["name"] == "filters_batched_vs_serial":
+            first = "" if e["first_call_ratio"] is None else (
+                f"First calls (each side traces its loops): batched {_s(w['course']['first_call_s'])} s vs serial "
+                f"{_s(w['baseline']['first_call_s'])} s = **{e['first_call_ratio']:.2f}x**; tracing "
+                f"{_s(e['course_first_call_trace_s'])} s vs {_s(e['serial_first_call_trace_s'])} s. ")
+            lines.append(
+                f"- `{w['name']}` (layer `{e['layer']}`): {first}Loops only (`.seconds - .compile_seconds`, steady "
+                f"state): batched {_s(e['course_loop_s'])} s vs serial {_s(e['serial_loop_s'])} s = "
+                f"{e['loop_only_ratio']:.2f}x. Keras-blog loop (a compiled step called from Python per step, one "
+                f"filter at a time; its first call, 1 step per filter, traces it once per filter: "
+                f"{_s(e['blog_style_first_call_s'])} s): {_s(e['blog_style_s'])} s = "
+                f"**{e['blog_style_over_batched']:.2f}x** the batched call. Max pixel difference vs batched: serial "
+                f"{c['max_abs_pixel_diff_serial']:.3g}, blog {c['max_abs_pixel_diff_blog']:.3g}."
+            )
+        elif w["name"] == "class_maximization":
+            diff = c["max_abs_pixel_diff"]
+            agree = (f"the pictures agree (max pixel difference {diff:.3g})" if diff < 1e-2 else
+                     f"the pictures agree to float round-off for the first steps, then drift apart (max pixel "
+                     f"difference {diff:.3g}): the RMS-normalised ascent from noise amplifies last-bit differences")
+            lines.append(
+                f"- `{w['name']}`: course loop alone (`.seconds - .compile_seconds`) {_s(e['course_loop_s'])} s, "
+                f"loop-only ratio {e['loop_only_ratio']:.2f}x. Final p(sea snake): course "
+                f"{c['course_final_probability']:.3f}, tutorial-style {c['baseline_final_probability']:.3f}; {agree}."
+            )
+    return lines
+
+
+def _scaling_lines(scaling: dict[str, list]) -> list[str]:
+    lines: list[str] = []
+    steps_rows = scaling.get("noise_filter_steps")
+    if steps_rows:
+        lines += ["", "### Noise filter (workload 1): time vs steps", ""]
+        lines += _table(
+            ["steps", "reps", "course s", "course ms/step", "tutorial-style s", "tutorial-style ms/step", "ratio"],
+            [[r["steps"], r["reps"], _s(r["course_s"]), _ms(r["course_step_s"]), _s(r["baseline_s"]),
+              _ms(r["baseline_step_s"]), _ratio(r["ratio"])] for r in steps_rows],
+        )
+        lines.append("")
+        lines.append("`-`: not run (the eager loop at that length would dominate the benchmark); nothing is extrapolated.")
+    batch_rows = scaling.get("iterative_attack_batch")
+    if batch_rows:
+        lines += ["", "### Iterative attack (workload 2): time vs batch", ""]
+        lines += _table(
+            ["batch", "steps", "reps", "course s", "course ms/step", "ms/step per image", "bare fwd+bwd ms",
+             "course step / bare"],
+            [[r["batch"], r["steps"], r["reps"], _s(r["course_s"]), _ms(r["course_step_s"]),
+              _ms(r["course_step_per_image_s"]), _ms(r["bare_fwd_bwd_s"]), _ratio(r["course_step_over_bare"])]
+             for r in batch_rows],
+        )
+    return lines
+
+
+def _notebook_lines(notebooks: dict[str, Any] | None) -> list[str]:
+    if notebooks is None:
+        return ["", "Notebooks were not timed in this run (`python -m benchmarks --notebooks` times them)."]
+    lines = ["", "### Notebooks, executed top to bottom", ""]
+    lines += _table(
+        ["notebook", "seconds", "ok"],
+        [[n["notebook"], _s(n["seconds"]), "yes" if n["ok"] else f"**NO**: {n['error']}"] for n in notebooks["runs"]],
+    )
+    lines.append(f"\nTotal {_s(notebooks['total_s'])} s." + ("" if notebooks["complete"] else
+                 f" Missing lessons: {', '.join(notebooks['missing'])}."))
+    return lines
+
+
+COLUMNS = """\
+How to read this:
+
+- **course s / tutorial-style s**: median wall seconds of one call, steady state (after one
+  warm-up call of each side), over interleaved repetitions (course, tutorial-style, course, ...).
+  For the course that is the public function as a learner calls it (results and history
+  included); the tutorial-style side is the same computation written as the tutorials loop.
+- **ratio** = tutorial-style s / course s: above 1 the course is faster. For
+  `filters_batched_vs_serial` the two sides are both the course: 16 one-filter calls / one
+  16-filter call, i.e. the batched call's throughput gain.
+- **ms/step** = wall per call / gradient steps per call (a batched step counts once; serial
+  filters count every filter's steps).
+- **first call s**: the warm-up call, i.e. what a learner waits for the first time (10 steps for
+  the noise filter, 1 for the attack and class loops, the full workload for `filters`).
+  **one-time s** = first call - its steps x steady ms/step: tracing Python into a graph, graph
+  optimisation, first-run allocation. That is the compile cost; steady-state columns exclude it.
+- **tracing s per call**: the tracing time the course reports itself (`compile_seconds`) inside
+  each *steady-state* call: about 0 when a call reuses its compiled loop; the whole tracing again
+  if a function built a new loop on every call.
+- **peak RSS**: peak resident memory of the process during the workload (Linux high-water mark,
+  reset per workload), model weights included.
+"""
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The Markdown summary of a report built by :func:`build_report`."""
+    env = report["environment"]
+    load = report.get("load_average", {})
+    lines = [
+        "# Benchmarks: the course's compiled loops vs tutorial-style loops",
+        "",
+        f"- device: **{report['device']}**",
+        f"- mode: {report['mode']}; {report['reps_note']}; wall time of the run {report['wall_s']:.0f} s",
+        f"- TensorFlow {env['tensorflow']}, Keras {env['keras']}, Python {env['python']}; run {report['started_utc']}",
+        f"- 1-minute load average at start / end: {load.get('start')} / {load.get('end')} on {env['cores']} cores"
+        " (above the core count, other processes competed for the CPU: timings are noisy)",
+        f"- process peak RSS: {report['process_peak_rss_mib']:.0f} MiB",
+    ]
+    lines += [f"- note: {n}" for n in report.get("notes", [])]
+    lines += ["", "## Ratios (tutorial-style / course)", ""] + _main_table(report["workloads"])
+    lines += ["", "## Goals", ""] + _goal_table(report["goals"])
+    lines += ["", "## Details", ""] + _detail_table(report["workloads"]) + [""] + _extra_lines(report["workloads"])
+    lines += ["", "## Scaling"] + _scaling_lines(report["scaling"]) + _notebook_lines(report["notebooks"])
+    lines += ["", "## Columns", "", COLUMNS]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path, str]:
+    """Write ``latest.json`` and ``latest.md`` into ``out_dir``; return their paths and the Markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
+    json_path.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+    text = markdown(report)
+    md_path.write_text(text)
+    return json_path, md_path, text
+
+
+def _jsonable(value: Any) -> Any:
+    """NumPy scalars and other oddities as plain JSON values."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,559 @@
+"""The five workloads and the two scaling series.
+
+Each workload times the course's function and a tutorial-style loop (:mod:`benchmarks.baselines`)
+on the same model, input and step count: first one warm-up call of each side (its wall time is
+the "first call", tracing included), then interleaved timed rounds (course, tutorial-style,
+course, ...: ``Plan.reps``, or ``Plan.heavy_reps`` where the tutorial-style side takes about half
+a minute a call). Reported values are medians of the timed calls.
+
+========================== ======================================= ===========================================
+workload                   course                                  tutorial-style baseline
+========================== ======================================= ===========================================
+noise_filter               ``noise_filter`` (gender CNN)           eager GradientTape + SGD, one step per loop
+iterative_attack_b1 / _b8  ``iterative_attack`` (ImageNet model)   eager forward/backward + ``.numpy()`` per step
+filters_batched_vs_serial  ``maximize_filters``, 16 filters, once  16 ``maximize_filters`` calls, one filter each
+class_maximization         ``maximize_class("sea snake")``         backend-function style: NumPy in/out per step
+========================== ======================================= ===========================================
+"""
+
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.baselines import (
+    BackendFunctionClassMaximizer,
+    BlogFilterVisualizer,
+    compiled_input_gradient,
+    eager_iterative_attack,
+    eager_noise_filter,
+)
+from benchmarks.measure import PeakMemory, interleave, median, timed
+from course_utils.attacks import iterative_attack, noise_filter
+from course_utils.gender_cnn import DEFAULT_WEIGHTS, build_gender_cnn, gender_class_index, load_gender_cnn
+from course_utils.images import load_image, sample_face, sample_image
+from course_utils.labels import resolve_class
+from course_utils.models import load_imagenet_model
+from course_utils.visualize import conv_layers, gray_noise, maximize_class, maximize_filters
+
+__all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads"]
+
+# The lessons' settings.
+NOISE_TARGET, NOISE_BETA, NOISE_LR = "man", 3e-4, 30.0  # lesson 1: make the astronaut "man"
+ATTACK_TARGET, ATTACK_EPSILON = "king penguin", 4.0  # lesson 2: the cat becomes a king penguin
+FILTER_STEP, CLASS_TARGET, CLASS_STEP = 3.0, "sea snake", 2.0  # lesson 3
+SEED, NOISE_AMPLITUDE = 0, 2.0  # the course's default start noise for visualisation
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Step counts and repetitions of one benchmark mode."""
+
+    mode: str
+    reps: int  # interleaved timed rounds (attack batch 1, class maximisation)
+    heavy_reps: int  # the same for the workloads whose tutorial-style side takes ~30 s a call
+    warmup: bool  # one warm-up call per side before the timed rounds (reported as the first call)
+    noise_steps: int
+    noise_warmup_steps: int
+    noise_scaling: tuple[int, ...]  # step counts of the noise-filter scaling series
+    noise_scaling_baseline_max: int  # the tutorial-style loop is timed up to this many steps only
+    attack_steps: int
+    attack_batches: tuple[int, ...]  # batch sizes of the attack scaling series
+    attack_scaling_steps: int  # steps for scaling batches no workload measured (per-step time is what counts)
+    bare_calls: int  # bare forward+backward calls per round
+    n_filters: int
+    filter_steps: int
+    filter_size: int
+    class_steps: int
+
+
+FULL = Plan(
+    mode="full", reps=3, heavy_reps=2, warmup=True, noise_steps=1000, noise_warmup_steps=10,
+    noise_scaling=(100, 1000, 5000), noise_scaling_baseline_max=1000, attack_steps=20,
+    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, n_filters=16, filter_steps=30,
+    filter_size=128, class_steps=30,
+)
+QUICK = Plan(
+    mode="quick", reps=1, heavy_reps=1, warmup=False, noise_steps=10, noise_warmup_steps=1,
+    noise_scaling=(5, 10, 20), noise_scaling_baseline_max=10, attack_steps=1, attack_batches=(1, 8),
+    attack_scaling_steps=1, bare_calls=1, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
+)
+
+
+def log(message: str) -> None:
+    """One progress line on stderr (stdout carries the final table)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Side:
+    """One side of a comparison: what ran and its wall times.
+
+    ``steps`` counts the gradient steps one call makes (a batched step counts once; 16 serial
+    filters of 30 steps count 480). ``first_s`` is the wall time of the warm-up call, which made
+    ``warmup_steps`` steps; ``trace_s`` the tracing time the course itself reports
+    (``compile_seconds``) for each timed call.
+    """
+
+    label: str
+    steps: int
+    seconds: list[float] = field(default_factory=list)
+    first_s: float | None = None
+    warmup_steps: int | None = None
+    trace_s: list[float] | None = None
+
+    @property
+    def median_s(self) -> float:
+        return median(self.seconds)
+
+    @property
+    def step_s(self) -> float:
+        """Median wall seconds per call divided by the steps per call."""
+        return self.median_s / self.steps
+
+    @property
+    def one_time_s(self) -> float | None:
+        """What the first call cost beyond steady state: ``first_s - warmup_steps * step_s``
+        (tracing, graph optimisation, first-run allocation)."""
+        if self.first_s is None or self.warmup_steps is None:
+            return None
+        return max(0.0, self.first_s - self.warmup_steps * self.step_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "steps_per_call": self.steps,
+            "median_s": self.median_s,
+            "step_s": self.step_s,
+            "samples_s": self.seconds,
+            "first_call_s": self.first_s,
+            "warmup_steps": self.warmup_steps,
+            "one_time_s": self.one_time_s,
+            "trace_s_per_call": median(self.trace_s) if self.trace_s else None,
+        }
+
+
+@dataclass
+class WorkloadResult:
+    """A workload's two sides, their ratio, and what else was measured."""
+
+    name: str
+    title: str
+    steps: int
+    batch: int
+    reps: int
+    course: Side
+    baseline: Side
+    extra: dict[str, Any] = field(default_factory=dict)
+    check: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mib: float = float("nan")
+    rss_scope: str = "workload"
+    peak_gpu_mib: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        """Tutorial-style median seconds / course median seconds (> 1: the course is faster)."""
+        return self.baseline.median_s / self.course.median_s
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "course_s": self.course.median_s,
+            "baseline_s": self.baseline.median_s,
+            "ratio": self.ratio,
+            "title": self.title,
+            "steps": self.steps,
+            "batch": self.batch,
+            "reps": self.reps,
+            "course_step_s": self.course.step_s,
+            "baseline_step_s": self.baseline.step_s,
+            "course": self.course.to_json(),
+            "baseline": self.baseline.to_json(),
+            "peak_rss_mib": self.peak_rss_mib,
+            "rss_scope": self.rss_scope,
+            "peak_gpu_mib": self.peak_gpu_mib,
+            "extra": self.extra,
+            "check": self.check,
+        }
+
+    def remember(self, memory: PeakMemory) -> "WorkloadResult":
+        self.peak_rss_mib, self.peak_gpu_mib = memory.rss_mib, memory.gpu_mib
+        self.rss_scope = "workload" if memory.scope == "block" else "process (since start)"
+        return self
+
+
+class Context:
+    """Models and inputs, loaded once and shared by the workloads."""
+
+    def __init__(self, imagenet_model: str = "efficientnet_lite0") -> None:
+        self.imagenet_name = imagenet_model
+        self.notes: list[str] = []
+
+    @cached_property
+    def gender(self) -> tuple[Any, str]:
+        """``(model, label)``: the trained gender CNN, or random weights (same architecture and
+        cost) with a note when ``data/gender_cnn.weights.h5`` is missing."""
+        try:
+            return load_gender_cnn(), "gender_cnn (trained weights)"
+        except (FileNotFoundError, ValueError) as err:
+            note = f"gender CNN weights unusable ({type(err).__name__}); timed with random weights"
+            log(note)
+            self.notes.append(note + f": {DEFAULT_WEIGHTS}")
+            return build_gender_cnn(), "gender_cnn (RANDOM weights)"
+
+    @cached_property
+    def imagenet(self) -> Any:
+        return load_imagenet_model(self.imagenet_name, verbose=False)
+
+    @cached_property
+    def face(self) -> np.ndarray:
+        """The astronaut's face, ``(1, 48, 48, 1)`` pixels."""
+        return sample_face("astronaut")[None]
+
+    @cached_property
+    def cat(self) -> np.ndarray:
+        """Chelsea the cat, ``(224, 224, 3)`` pixels."""
+        return load_image(sample_image("chelsea"), size=224)
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+
+
+def _warm_up(plan: Plan, fn: Callable[[], Any]) -> tuple[float | None, Any]:
+    """``(wall seconds, result)`` of one warm-up call, or ``(None, None)`` when the plan has none."""
+    return timed(fn) if plan.warmup else (None, None)
+
+
+def _first_trace(warm: Any, timed_outputs: list[Any]) -> float:
+    """The course's tracing seconds in its first call (the warm-up, else the first timed call)."""
+    return (warm if warm is not None else timed_outputs[0]).compile_seconds
+
+
+def _steps_if(plan: Plan, steps: int) -> int | None:
+    return steps if plan.warmup else None
+
+
+# --------------------------------------------------------------------------- workload 1
+
+
+def _noise_course(ctx: Context, steps: int, jit_compile: bool = False) -> Callable[[], Any]:
+    model, _ = ctx.gender
+    return lambda: noise_filter(model, ctx.face, NOISE_TARGET, beta=NOISE_BETA, steps=steps, learning_rate=NOISE_LR,
+                                progress=False, jit_compile=jit_compile)
+
+
+def _noise_tutorial(ctx: Context, steps: int) -> Callable[[], np.ndarray]:
+    model, _ = ctx.gender
+    target = gender_class_index(NOISE_TARGET)
+    return lambda: eager_noise_filter(model, ctx.face, target, beta=NOISE_BETA, steps=steps, learning_rate=NOISE_LR)
+
+
+def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
+    """Workload 1: lesson 1's noise filter on the gender CNN, compiled loop vs eager loop.
+
+    The course's own XLA option (``noise_filter(..., jit_compile=True)``) is timed alongside
+    (``extra``): it is what would make the compiled loop faster still on a CPU.
+    """
+    steps, warm, reps = plan.noise_steps, plan.noise_warmup_steps, plan.heavy_reps
+    _, model_label = ctx.gender
+    with PeakMemory() as memory:
+        c_first, c_warm = _warm_up(plan, _noise_course(ctx, warm))
+        b_first, _ = _warm_up(plan, _noise_tutorial(ctx, warm))
+        x_first, _ = _warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
+        seconds, outputs = interleave(
+            {"course": _noise_course(ctx, steps), "baseline": _noise_tutorial(ctx, steps),
+             "course_xla": _noise_course(ctx, steps, jit_compile=True)},
+            reps,
+        )
+    result = outputs["course"][-1]
+    baseline_x = outputs["baseline"][-1]
+    model, _ = ctx.gender
+    p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, gender_class_index(NOISE_TARGET)])
+    return WorkloadResult(
+        name="noise_filter",
+        title=f"noise filter, {model_label}, beta={NOISE_BETA:g}, lr={NOISE_LR:g}",
+        steps=steps, batch=1, reps=reps,
+        course=Side("course_utils.attacks.noise_filter (one compiled while_loop)", steps, seconds["course"],
+                    c_first, _steps_if(plan, warm), [r.compile_seconds for r in outputs["course"]]),
+        baseline=Side("eager GradientTape step + keras SGD.apply_gradients per Python iteration", steps,
+                      seconds["baseline"], b_first, _steps_if(plan, warm)),
+        extra={"course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+               "course_xla_s": median(seconds["course_xla"]),
+               "course_xla_first_call_s": x_first,
+               "ratio_vs_course_xla": median(seconds["baseline"]) / median(seconds["course_xla"])},
+        check={"max_abs_pixel_diff": _max_diff(result.adversarial, baseline_x),
+               "course_p_target": float(result.final_probability()[0]),
+               "baseline_p_target": p_baseline},
+    ).remember(memory)
+
+
+def noise_filter_scaling(ctx: Context, plan: Plan, w1: WorkloadResult) -> list[dict[str, Any]]:
+    """Time vs steps for workload 1, run right after it (its compiled loop is reused: the step
+    count is an argument of the graph, so no step count traces again). The tutorial-style loop
+    runs only up to ``plan.noise_scaling_baseline_max`` steps (longer runs would dominate the
+    benchmark); larger step counts are course-only, and nothing is extrapolated."""
+    rows = []
+    for steps in plan.noise_scaling:
+        if steps == w1.steps:
+            course_s, baseline_s, reps = w1.course.median_s, w1.baseline.median_s, w1.reps
+        else:
+            candidates = {"course": _noise_course(ctx, steps)}
+            with_baseline = steps <= plan.noise_scaling_baseline_max
+            if with_baseline:
+                candidates["baseline"] = _noise_tutorial(ctx, steps)
+            reps = plan.reps if with_baseline else 1
+            seconds, _ = interleave(candidates, reps)
+            course_s = median(seconds["course"])
+            baseline_s = median(seconds["baseline"]) if with_baseline else None
+        rows.append({
+            "steps": steps, "reps": reps, "course_s": course_s, "course_step_s": course_s / steps,
+            "baseline_s": baseline_s, "baseline_step_s": None if baseline_s is None else baseline_s / steps,
+            "ratio": None if baseline_s is None else baseline_s / course_s,
+        })
+        log(f"noise filter scaling: {steps} steps: course {course_s:.3f} s"
+            + ("" if baseline_s is None else f", tutorial-style {baseline_s:.3f} s"))
+    return rows
+
+
+# --------------------------------------------------------------------------- workload 2
+
+
+def _attack_inputs(ctx: Context, batch: int) -> tuple[np.ndarray, int]:
+    return np.repeat(ctx.cat[None], batch, axis=0), resolve_class(ATTACK_TARGET, 1000)
+
+
+def _attack_course(ctx: Context, images: np.ndarray, steps: int, step_size: float) -> Callable[[], Any]:
+    return lambda: iterative_attack(ctx.imagenet, images, ATTACK_TARGET, ATTACK_EPSILON, steps=steps,
+                                    step_size=step_size, progress=False)
+
+
+def _attack_tutorial(ctx: Context, images: np.ndarray, target: int, steps: int, step_size: float) -> Callable[[], Any]:
+    return lambda: eager_iterative_attack(ctx.imagenet, images, target, epsilon=ATTACK_EPSILON, steps=steps,
+                                          step_size=step_size)
+
+
+def _bare(ctx: Context, images: np.ndarray, target: int, calls: int) -> tuple[float, Callable[[], None]]:
+    """``(first call seconds, a callable making `calls` bare forward+backward calls)``. The first
+    call (tracing) always runs here: the bare number is meant as a steady-state floor."""
+    one = compiled_input_gradient(ctx.imagenet, images, target)
+    first, _ = timed(one)
+    return first, lambda: [one() for _ in range(calls)]
+
+
+def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadResult:
+    """Workload 2: lesson 2's iterative targeted attack on a batch of ``batch`` cats."""
+    steps = plan.attack_steps
+    reps = plan.reps if batch == 1 else plan.heavy_reps
+    step_size = 2.5 * ATTACK_EPSILON / plan.attack_steps  # the course's default for the workload's steps
+    images, target = _attack_inputs(ctx, batch)
+    with PeakMemory() as memory:
+        c_first, c_warm = _warm_up(plan, _attack_course(ctx, images, 1, step_size))
+        b_first, _ = _warm_up(plan, _attack_tutorial(ctx, images, target, 1, step_size))
+        bare_first, bare = _bare(ctx, images, target, plan.bare_calls)
+        seconds, outputs = interleave(
+            {"course": _attack_course(ctx, images, steps, step_size),
+             "baseline": _attack_tutorial(ctx, images, target, steps, step_size), "bare": bare},
+            reps,
+        )
+    bare_s = median(seconds["bare"]) / plan.bare_calls
+    result, (adversarial, probabilities) = outputs["course"][-1], outputs["baseline"][-1]
+    course_side = Side("course_utils.attacks.iterative_attack (one compiled while_loop)", steps, seconds["course"],
+                       c_first, _steps_if(plan, 1), [r.compile_seconds for r in outputs["course"]])
+    loop_step_s = median([r.seconds / steps for r in outputs["course"]])
+    return WorkloadResult(
+        name=f"iterative_attack_b{batch}",
+        title=f"iterative attack to '{ATTACK_TARGET}', {ctx.imagenet.name}, epsilon={ATTACK_EPSILON:g}, batch {batch}",
+        steps=steps, batch=batch, reps=reps,
+        course=course_side,
+        baseline=Side("eager GradientTape forward/backward + sign step + .numpy() of the probabilities per step",
+                      steps, seconds["baseline"], b_first, _steps_if(plan, 1)),
+        extra={
+            "bare_fwd_bwd_s": bare_s,
+            "bare_first_call_s": bare_first,
+            "course_step_over_bare": course_side.step_s / bare_s,
+            "course_loop_step_s": loop_step_s,
+            "course_loop_step_over_bare": loop_step_s / bare_s,
+            "course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+        },
+        check={"max_abs_pixel_diff": _max_diff(result.adversarial, adversarial),
+               "pixels_differing_fraction": float(np.mean(np.abs(result.adversarial - adversarial) > 1e-3)),
+               "course_success": float(np.mean(result.success)),
+               "baseline_success": float(np.mean(probabilities[-1].argmax(-1) == target))},
+    ).remember(memory)
+
+
+def attack_batch_scaling(ctx: Context, plan: Plan, done: dict[int, WorkloadResult]) -> list[dict[str, Any]]:
+    """Time vs batch for workload 2 (course and bare forward+backward; the eager loop is timed in
+    the workloads only). Batches a workload measured are reused; others run
+    ``plan.attack_scaling_steps`` steps once, after a one-step warm-up."""
+    rows = []
+    for batch in plan.attack_batches:
+        if batch in done:
+            w = done[batch]
+            steps, course_s, bare_s, reps = w.steps, w.course.median_s, w.extra["bare_fwd_bwd_s"], w.reps
+        else:
+            steps, reps = plan.attack_scaling_steps, 1
+            step_size = 2.5 * ATTACK_EPSILON / plan.attack_steps
+            images, target = _attack_inputs(ctx, batch)
+            with PeakMemory():
+                _warm_up(plan, _attack_course(ctx, images, 1, step_size))  # traces the loop for this batch
+                _, bare = _bare(ctx, images, target, plan.bare_calls)
+                seconds, _ = interleave({"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, reps)
+            course_s, bare_s = median(seconds["course"]), median(seconds["bare"]) / plan.bare_calls
+        rows.append({
+            "batch": batch, "steps": steps, "reps": reps, "course_s": course_s, "course_step_s": course_s / steps,
+            "course_step_per_image_s": course_s / steps / batch, "bare_fwd_bwd_s": bare_s,
+            "course_step_over_bare": course_s / steps / bare_s,
+        })
+        log(f"attack scaling: batch {batch}: course {course_s:.2f} s for {steps} steps, bare {bare_s:.3f} s")
+    return rows
+
+
+# --------------------------------------------------------------------------- workload 3
+
+
+def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
+    """Workload 3: 16 filters of one layer, one batched ``maximize_filters`` call vs 16 serial
+    calls; the Keras blog's per-step loop is timed alongside (``extra``).
+
+    The course keeps each call's compiled loop (keyed by layer and filters), so the first
+    call of each side traces and later ones do not: the first calls are reported apart.
+    """
+    model = ctx.imagenet
+    layer = conv_layers(model, 5)[2]
+    filters = list(range(plan.n_filters))
+    steps, size, reps = plan.filter_steps, plan.filter_size, plan.heavy_reps
+    kwargs = dict(steps=steps, step_size=FILTER_STEP, size=(size, size), seed=SEED, noise=NOISE_AMPLITUDE, progress=False)
+    batched = lambda: maximize_filters(model, layer, filters, **kwargs)  # noqa: E731
+    serial = lambda: [maximize_filters(model, layer, [f], **kwargs) for f in filters]  # noqa: E731
+    blog = BlogFilterVisualizer(model, layer)
+    starts = np.stack([gray_noise((size, size, model.input_shape[-1]), seed=[SEED, f], amplitude=NOISE_AMPLITUDE) for f in filters])
+    with PeakMemory() as memory:
+        c_first, c_warm = _warm_up(plan, batched)
+        s_first, s_warm = _warm_up(plan, serial)
+        blog_first, _ = _warm_up(plan, lambda: blog.run(filters, starts, 1, FILTER_STEP))  # traces once per filter
+        seconds, outputs = interleave(
+            {"course": batched, "baseline": serial, "blog": lambda: blog.run(filters, starts, steps, FILTER_STEP)},
+            reps,
+        )
+    vis, singles = outputs["course"][-1], outputs["baseline"][-1]
+    first_batched = c_warm if c_warm is not None else outputs["course"][0]
+    first_serial = s_warm if s_warm is not None else outputs["baseline"][0]
+    serial_trace = [sum(s.compile_seconds for s in run) for run in outputs["baseline"]]
+    serial_loop = [sum(s.seconds - s.compile_seconds for s in run) for run in outputs["baseline"]]
+    batched_loop = [v.seconds - v.compile_seconds for v in outputs["course"]]
+    blog_s = median(seconds["blog"])
+    course_side = Side(f"one maximize_filters call, {len(filters)} filters as one batch", steps, seconds["course"],
+                       c_first, _steps_if(plan, steps), [v.compile_seconds for v in outputs["course"]])
+    serial_side = Side(f"{len(filters)} maximize_filters calls, one filter each", steps * len(filters),
+                       seconds["baseline"], s_first, _steps_if(plan, steps * len(filters)), serial_trace)
+    return WorkloadResult(
+        name="filters_batched_vs_serial",
+        title=f"{len(filters)} filters of {layer} ({model.name}), {size}x{size}, step {FILTER_STEP:g} px",
+        steps=steps, batch=len(filters), reps=reps,
+        course=course_side,
+        baseline=serial_side,
+        extra={
+            "layer": layer,
+            "first_call_ratio": (s_first / c_first) if plan.warmup else None,
+            "course_first_call_trace_s": first_batched.compile_seconds,
+            "serial_first_call_trace_s": sum(s.compile_seconds for s in first_serial),
+            "course_loop_s": median(batched_loop),
+            "serial_loop_s": median(serial_loop),
+            "loop_only_ratio": median(serial_loop) / median(batched_loop),
+            "blog_style_s": blog_s,
+            "blog_style_step_s": blog_s / (steps * len(filters)),
+            "blog_style_over_batched": blog_s / course_side.median_s,
+            "blog_style_first_call_s": blog_first,
+        },
+        check={"max_abs_pixel_diff_serial": max(_max_diff(s.pixels[0], vis.pixels[i]) for i, s in enumerate(singles)),
+               "max_abs_pixel_diff_blog": _max_diff(outputs["blog"][-1], vis.pixels),
+               "course_filters_rose_10x": int(np.sum(vis.rose))},
+    ).remember(memory)
+
+
+# --------------------------------------------------------------------------- workload 4
+
+
+def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
+    """Workload 4: draw "sea snake" from noise, ``maximize_class`` vs a backend-function loop."""
+    model = ctx.imagenet
+    index = resolve_class(CLASS_TARGET, int(model.output_shape[-1]))
+    steps, reps = plan.class_steps, plan.reps
+    start = gray_noise(model.input_shape[1:], seed=[SEED, index], amplitude=NOISE_AMPLITUDE)[None]
+    keras_function = BackendFunctionClassMaximizer(model)
+
+    def course(n: int) -> Callable[[], Any]:
+        return lambda: maximize_class(model, CLASS_TARGET, steps=n, step_size=CLASS_STEP, seed=SEED,
+                                      noise=NOISE_AMPLITUDE, progress=False)
+
+    def tutorial(n: int) -> Callable[[], np.ndarray]:
+        return lambda: keras_function.run(index, start, n, CLASS_STEP)
+
+    with PeakMemory() as memory:
+        c_first, c_warm = _warm_up(plan, course(1))
+        b_first, _ = _warm_up(plan, tutorial(1))
+        seconds, outputs = interleave({"course": course(steps), "baseline": tutorial(steps)}, reps)
+    vis, baseline_x = outputs["course"][-1], outputs["baseline"][-1]
+    p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, index])
+    course_loop = [v.seconds - v.compile_seconds for v in outputs["course"]]
+    baseline_side = Side("Python loop: compiled (loss, grads) -> NumPy per step, NumPy update", steps,
+                         seconds["baseline"], b_first, _steps_if(plan, 1))
+    return WorkloadResult(
+        name="class_maximization",
+        title=f"class '{CLASS_TARGET}' from noise, {model.name}, step {CLASS_STEP:g} px",
+        steps=steps, batch=1, reps=reps,
+        course=Side("course_utils.visualize.maximize_class (one compiled while_loop)", steps, seconds["course"],
+                    c_first, _steps_if(plan, 1), [v.compile_seconds for v in outputs["course"]]),
+        baseline=baseline_side,
+        extra={"course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+               "course_loop_s": median(course_loop),
+               "loop_only_ratio": baseline_side.median_s / median(course_loop)},
+        check={"max_abs_pixel_diff": _max_diff(vis.pixels, baseline_x),
+               "course_final_probability": float(vis.final[0]),
+               "baseline_final_probability": p_baseline},
+    ).remember(memory)
+
+
+# --------------------------------------------------------------------------- running them
+
+WORKLOADS = ("noise_filter", "iterative_attack_b1", "iterative_attack_b8", "filters_batched_vs_serial", "class_maximization")
+
+
+def run_workloads(ctx: Context, plan: Plan, only: tuple[str, ...] = WORKLOADS) -> tuple[list[WorkloadResult], dict[str, list]]:
+    """Run the chosen workloads in order, then the scaling series of workloads 1 and 2 when
+    those ran. Returns ``(results, {"noise_filter_steps": rows, "iterative_attack_batch": rows})``."""
+    results: list[WorkloadResult] = []
+    scaling: dict[str, list] = {}
+    attacks: dict[int, WorkloadResult] = {}
+    runners: dict[str, Callable[[], WorkloadResult]] = {
+        "noise_filter": lambda: noise_filter_workload(ctx, plan),
+        "iterative_attack_b1": lambda: iterative_attack_workload(ctx, plan, 1),
+        "iterative_attack_b8": lambda: iterative_attack_workload(ctx, plan, 8),
+        "filters_batched_vs_serial": lambda: filters_workload(ctx, plan),
+        "class_maximization": lambda: class_workload(ctx, plan),
+    }
+    for name in WORKLOADS:
+        if name not in only:
+            continue
+        log(f"{name}: running ({plan.mode} mode)")
+        start = time.perf_counter()
+        result = runners[name]()
+        log(f"{name}: course {result.course.median_s:.3f} s, tutorial-style {result.baseline.median_s:.3f} s, "
+            f"ratio {result.ratio:.2f} ({time.perf_counter() - start:.0f} s)")
+        results.append(result)
+        if name.startswith("iterative_attack_b"):
+            attacks[result.batch] = result
+        if name == "noise_filter":
+            scaling["noise_filter_steps"] = noise_filter_scaling(ctx, plan, result)
+    if attacks:
+        scaling["iterative_attack_batch"] = attack_batch_scaling(ctx, plan, attacks)
+    return results, scaling
