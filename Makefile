@@ -8,6 +8,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 KERNEL := cnn-course
+# Extra options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
 
 .PHONY: venv lab test notebooks bench bench-quick clean
 
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 test: venv
 	$(BIN)/python -m pytest
