@@ -11,3 +11,5 @@ Modules:
 - :mod:`benchmarks.workloads`  the five workloads and the scaling series
 - :mod:`benchmarks.report`     the Markdown table and the JSON file
 """
+
+import course_utils  # noqa: F401,E402  (quiets TensorFlow's start-up; every module here imports it)

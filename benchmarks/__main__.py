@@ -12,14 +12,19 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up; must come before tensorflow)
+
+if TYPE_CHECKING:
+    from benchmarks.workloads import Plan
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options; ``--only`` becomes a tuple of workload names."""
     from benchmarks.workloads import WORKLOADS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
@@ -40,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_plan(quick: bool, reps: int | None):
+def make_plan(quick: bool, reps: int | None) -> "Plan":
     """The full or quick plan, with ``reps`` overriding the repetitions if given."""
     from dataclasses import replace
 
@@ -52,7 +57,8 @@ def make_plan(quick: bool, reps: int | None):
     return plan
 
 
-def _reps_note(plan) -> str:
+def _reps_note(plan: "Plan") -> str:
+    """How many timed repetitions each workload got, in words."""
     warm = "after one warm-up call of each side" if plan.warmup else "no warm-up"
     if plan.heavy_reps == plan.reps:
         return f"{plan.reps} interleaved timed repetition(s), {warm}"
@@ -61,10 +67,20 @@ def _reps_note(plan) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: run, write ``latest.json``/``latest.md`` under ``--out``, print the table."""
     args = parse_args(argv)
     import tensorflow as tf
 
-    tf.get_logger().setLevel("ERROR")  # the blog-style loop retraces per filter on purpose
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the blog-style loop retraces per filter on purpose: no warning for it
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the benchmark as ``args`` says, write the report, print it."""
     from benchmarks.measure import describe_device, load_average, process_peak_rss_mib
     from benchmarks.report import write_report, build_report
     from benchmarks.workloads import Context, log, run_workloads

@@ -68,6 +68,7 @@ class Plan:
     attack_batches: tuple[int, ...]  # batch sizes of the attack scaling series
     attack_scaling_steps: int  # steps for scaling batches no workload measured (per-step time is what counts)
     bare_calls: int  # bare forward+backward calls per round
+    xla: bool  # also time noise_filter(..., jit_compile=True)
     n_filters: int
     filter_steps: int
     filter_size: int
@@ -77,13 +78,13 @@ class Plan:
 FULL = Plan(
     mode="full", reps=3, heavy_reps=2, warmup=True, noise_steps=1000, noise_warmup_steps=10,
     noise_scaling=(100, 1000, 5000), noise_scaling_baseline_max=1000, attack_steps=20,
-    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, n_filters=16, filter_steps=30,
+    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, xla=True, n_filters=16, filter_steps=30,
     filter_size=128, class_steps=30,
 )
 QUICK = Plan(
     mode="quick", reps=1, heavy_reps=1, warmup=False, noise_steps=10, noise_warmup_steps=1,
     noise_scaling=(5, 10, 20), noise_scaling_baseline_max=10, attack_steps=1, attack_batches=(1, 8),
-    attack_scaling_steps=1, bare_calls=1, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
+    attack_scaling_steps=1, bare_calls=1, xla=False, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
 )
 
 
@@ -267,12 +268,13 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     with PeakMemory() as memory:
         c_first, c_warm = _warm_up(plan, _noise_course(ctx, warm))
         b_first, _ = _warm_up(plan, _noise_tutorial(ctx, warm))
-        x_first, _ = _warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
-        seconds, outputs = interleave(
-            {"course": _noise_course(ctx, steps), "baseline": _noise_tutorial(ctx, steps),
-             "course_xla": _noise_course(ctx, steps, jit_compile=True)},
-            reps,
-        )
+        candidates = {"course": _noise_course(ctx, steps), "baseline": _noise_tutorial(ctx, steps)}
+        x_first = None
+        if plan.xla:
+            x_first, _ = _warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
+            candidates["course_xla"] = _noise_course(ctx, steps, jit_compile=True)
+        seconds, outputs = interleave(candidates, reps)
+    xla_s = median(seconds["course_xla"]) if plan.xla else None
     result = outputs["course"][-1]
     baseline_x = outputs["baseline"][-1]
     model, _ = ctx.gender
@@ -286,9 +288,9 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         baseline=Side("eager GradientTape step + keras SGD.apply_gradients per Python iteration", steps,
                       seconds["baseline"], b_first, _steps_if(plan, warm)),
         extra={"course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
-               "course_xla_s": median(seconds["course_xla"]),
+               "course_xla_s": xla_s,
                "course_xla_first_call_s": x_first,
-               "ratio_vs_course_xla": median(seconds["baseline"]) / median(seconds["course_xla"])},
+               "ratio_vs_course_xla": None if xla_s is None else median(seconds["baseline"]) / xla_s},
         check={"max_abs_pixel_diff": _max_diff(result.adversarial, baseline_x),
                "course_p_target": float(result.final_probability()[0]),
                "baseline_p_target": p_baseline},
@@ -356,7 +358,7 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
     images, target = _attack_inputs(ctx, batch)
     with PeakMemory() as memory:
         c_first, c_warm = _warm_up(plan, _attack_course(ctx, images, 1, step_size))
-        b_first, _ = _warm_up(plan, _attack_tutorial(ctx, images, target, 1, step_size))
+        b_first, b_warm = _warm_up(plan, _attack_tutorial(ctx, images, target, 1, step_size))
         bare_first, bare = _bare(ctx, images, target, plan.bare_calls)
         seconds, outputs = interleave(
             {"course": _attack_course(ctx, images, steps, step_size),
@@ -368,6 +370,10 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
     course_side = Side("course_utils.attacks.iterative_attack (one compiled while_loop)", steps, seconds["course"],
                        c_first, _steps_if(plan, 1), [r.compile_seconds for r in outputs["course"]])
     loop_step_s = median([r.seconds / steps for r in outputs["course"]])
+    if c_warm is not None:  # the warm-ups made one step each: do the two agree after one step?
+        one_step = float(np.mean(np.abs(c_warm.adversarial - b_warm[0]) > 1e-3))
+    else:
+        one_step = float(np.mean(np.abs(result.adversarial - adversarial) > 1e-3)) if steps == 1 else None
     return WorkloadResult(
         name=f"iterative_attack_b{batch}",
         title=f"iterative attack to '{ATTACK_TARGET}', {ctx.imagenet.name}, epsilon={ATTACK_EPSILON:g}, batch {batch}",
@@ -385,6 +391,7 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
         },
         check={"max_abs_pixel_diff": _max_diff(result.adversarial, adversarial),
                "pixels_differing_fraction": float(np.mean(np.abs(result.adversarial - adversarial) > 1e-3)),
+               "pixels_differing_fraction_after_one_step": one_step,
                "course_success": float(np.mean(result.success)),
                "baseline_success": float(np.mean(probabilities[-1].argmax(-1) == target))},
     ).remember(memory)
