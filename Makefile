@@ -1,7 +1,9 @@
 # Two commands for a fresh machine (see README.md):
 #   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
-# Other targets: make notebooks (re-run notebooks and save their outputs), make bench.
+# CI (.ci/run) also runs `make test-onednn-off`: the notebooks again with TF_ENABLE_ONEDNN_OPTS=0.
+# Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
+# save their outputs), make bench.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +13,7 @@ KERNEL := cnn-course
 # Extra options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
 
-.PHONY: venv lab test notebooks bench bench-quick clean
+.PHONY: venv lab test test-onednn-off student test-student notebooks bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +30,19 @@ lab: venv
 test: venv
 	$(BIN)/python -m pytest
 
+# The notebooks again on a second numeric path (oneDNN's fused CPU kernels off), standing in for
+# another CPU: every check in them must hold on both. CI runs this after `make test`.
+test-onednn-off: venv
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest notebooks
+
+# Student copies: outputs cleared, every exercise's solution replaced by `answer = None`.
+student: venv
+	$(BIN)/python tools/make_student.py --out student
+
+# Run the student copies top to bottom: no error, every check says "not answered yet".
+test-student: student
+	$(BIN)/python -m pytest student
+
 notebooks: venv
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
 	$(BIN)/python tools/tidy_notebook_outputs.py notebooks/*.ipynb
@@ -39,4 +54,4 @@ bench-quick: venv
 	$(BIN)/python -m benchmarks --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache student

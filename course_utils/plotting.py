@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["show_images", "image_grid", "delta_image", "plot_curves", "plot_probabilities", "plot_tradeoff"]
+__all__ = [
+    "show_images",
+    "image_grid",
+    "delta_image",
+    "show_gradients",
+    "show_kernels",
+    "plot_curves",
+    "plot_probabilities",
+    "plot_tradeoff",
+]
 
 
 def _prepare(image: Any) -> tuple[np.ndarray, dict]:
@@ -102,6 +111,85 @@ def delta_image(delta: Any, amplify: float | None = None) -> np.ndarray:
     return np.clip(127.5 + amplify * d, 0, 255).astype(np.uint8)
 
 
+def show_gradients(
+    gradients: Sequence[Any],
+    titles: Sequence[str] | None = None,
+    *,
+    percentile: float = 99.0,
+    size: float = 3.0,
+) -> Figure:
+    """Show input gradients as maps with a colour bar, so their structure is visible.
+
+    Each gradient is ``(H, W, C)`` or ``(1, H, W, C)`` (per grey level of each pixel and colour,
+    any units); it is summed over colours and drawn on a red-blue scale that is symmetric around
+    0 (white = this pixel does not matter). A gradient's few largest values would make everything
+    else look white, so the scale ends at the ``percentile``-th percentile of ``|gradient|``
+    (values beyond it are drawn at full colour). One colour bar per map gives its units.
+    """
+    if not 50 <= percentile <= 100:
+        raise ValueError(f"percentile must be in 50..100, got {percentile!r}")
+    maps = []
+    for g in gradients:
+        a = np.asarray(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float32)
+        if a.ndim == 4 and a.shape[0] == 1:
+            a = a[0]
+        if a.ndim == 3:
+            a = a.sum(axis=-1)
+        if a.ndim != 2:
+            raise ValueError(f"cannot show a gradient of shape {np.shape(g)}; expected (H, W, C) or (1, H, W, C)")
+        maps.append(a)
+    if titles is not None and len(titles) != len(maps):
+        raise ValueError(f"got {len(titles)} titles for {len(maps)} gradients")
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * 1.25 * len(maps), size), squeeze=False)
+    for i, (ax, a) in enumerate(zip(axes[0], maps)):
+        limit = float(np.percentile(np.abs(a), percentile)) or 1e-12
+        shown = ax.imshow(a, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.axis("off")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=10)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def show_kernels(
+    kernel: Any,
+    filters: Sequence[int],
+    *,
+    size: float = 1.3,
+    title: str | None = None,
+) -> Figure:
+    """Show the weights of a first convolution layer as tiny colour pictures, one per filter.
+
+    ``kernel`` is the layer's weight array, ``(kh, kw, 3, filters)`` (Keras' layout, e.g.
+    ``layer.kernel``). Every shown kernel uses the *same* scale, mid-grey plus weight / (largest
+    |weight| shown), so a filter with near-zero weights shows as flat grey and strong filters
+    stand out. Each weight is one square (no smoothing).
+    """
+    k = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float32)
+    if k.ndim != 4 or k.shape[2] not in (1, 3):
+        raise ValueError(f"expected a first-layer kernel (kh, kw, 1 or 3, filters), got shape {k.shape}")
+    filters = [int(f) for f in filters]
+    bad = [f for f in filters if not 0 <= f < k.shape[-1]]
+    if bad or not filters:
+        raise ValueError(f"filters must be a non-empty list of indices in 0..{k.shape[-1] - 1}, got {filters}")
+    chosen = k[..., filters]
+    peak = float(np.abs(chosen).max()) or 1.0
+    fig, axes = plt.subplots(1, len(filters), figsize=(size * len(filters), size + (0.4 if title else 0.2)), squeeze=False)
+    for ax, f in zip(axes[0], filters):
+        w = k[..., f]
+        pic = np.clip(127.5 + 127.5 * w / peak, 0, 255).astype(np.uint8)
+        ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray" if pic.shape[-1] == 1 else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"filter {f}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(
     data: pd.DataFrame | dict[str, Sequence[float]],
     *,
@@ -156,7 +244,15 @@ def plot_tradeoff(
     title: str | None = None,
 ) -> Figure:
     """Two quantities against one setting, with two y axes (e.g. size of a perturbation and the
-    probability it reaches, against the weight of a penalty). ``right_line`` marks a threshold."""
+    probability it reaches, against the weight of a penalty). ``right_line`` marks a threshold.
+
+    With ``logx`` the x axis is logarithmic; if ``x`` holds 0 (no penalty at all), the axis is
+    "symlog" instead: linear from 0 up to the smallest positive value, logarithmic above, so 0 is
+    drawn at 0 and not moved onto the log scale, where it would fake a jump.
+    """
+    x = np.asarray(x, dtype=float)
+    if logx and np.any(x < 0):
+        raise ValueError(f"a logarithmic x axis needs values >= 0, got {x.min()}; pass logx=False")
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.plot(x, left, "o-", color="tab:blue")
     ax.set_xlabel(xlabel)
@@ -167,7 +263,11 @@ def plot_tradeoff(
     if right_line is not None:
         twin.axhline(right_line, color="tab:red", linestyle=":", linewidth=1)
     if logx:
-        ax.set_xscale("log")
+        positive = x[x > 0]
+        if len(positive) < len(x) and len(positive):
+            ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
+        elif len(positive):
+            ax.set_xscale("log")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)

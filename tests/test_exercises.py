@@ -1,0 +1,176 @@
+"""Every exercise check accepts the right answer, says "not answered yet" for None, and rejects
+plausible wrong answers with a hint (a WrongAnswer whose message quotes the answer), never a bare
+AssertionError. The student copies keep no solution and run the same checks."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from course_utils import exercises as ex
+from course_utils.exercises import NOT_ANSWERED, WrongAnswer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rejects(check, *args, match: str | None = None) -> str:
+    with pytest.raises(WrongAnswer) as info:
+        check(*args)
+    message = str(info.value)
+    assert message.startswith("Exercise") and len(message) > 40, f"a wrong answer needs a helpful message: {message!r}"
+    if match:
+        assert match in message, message
+    return message
+
+
+def _unanswered(check, *args, capsys) -> None:
+    assert check(*args) is False
+    assert NOT_ANSWERED in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- lesson 1
+
+
+def _noise_filter_result(first_man_step: int, steps: int = 10) -> SimpleNamespace:
+    """A stand-in for noise_filter's result: p(man) crosses 0.5 at ``first_man_step``."""
+    p_man = np.where(np.arange(steps + 1) >= first_man_step, 0.8, 0.3)
+    probabilities = np.stack([p_man, 1 - p_man], axis=-1)[:, None, :]  # (steps + 1, 1, 2)
+    return SimpleNamespace(probabilities=probabilities, steps_to_success=np.array([first_man_step]))
+
+
+def test_lesson1_first_step(capsys):
+    plain = _noise_filter_result(4)
+    assert ex.lesson1_first_step_as_man(4, plain)
+    _unanswered(ex.lesson1_first_step_as_man, None, plain, capsys=capsys)
+    assert "still says 'woman'" in _rejects(ex.lesson1_first_step_as_man, 3, plain)
+    assert "one step earlier" in _rejects(ex.lesson1_first_step_as_man, 5, plain)
+    _rejects(ex.lesson1_first_step_as_man, 4.0, plain, match="whole number")
+    _rejects(ex.lesson1_first_step_as_man, 99, plain, match="outside the run")
+
+
+def test_lesson1_transfers_and_way_back(capsys):
+    assert ex.lesson1_transfers(False, 0.07)
+    assert ex.lesson1_transfers(True, 0.7)
+    _rejects(ex.lesson1_transfers, True, 0.07, match="p man")
+    _rejects(ex.lesson1_transfers, "no", 0.07, match="True or False")
+    _unanswered(ex.lesson1_transfers, None, 0.07, capsys=capsys)
+    assert ex.lesson1_back_is_smaller(False, 114.3, 182.6)
+    _rejects(ex.lesson1_back_is_smaller, True, 114.3, 182.6, match="back.l2")
+    _unanswered(ex.lesson1_back_is_smaller, None, 1.0, 2.0, capsys=capsys)
+
+
+# --------------------------------------------------------------------------- lesson 2
+
+
+def test_lesson2_smallest_epsilon_rejects_too_big_and_too_small(imagenet_model, cat_224, capsys):
+    # Measured on the lesson's cat: 40 steps of epsilon / 4 reach "king penguin" at epsilon = 1
+    # (from step ~14) but never at 0.5 (p ~ 0.007), on both numeric paths.
+    assert ex.lesson2_smallest_epsilon(1.0, imagenet_model, cat_224)
+    assert "so does the smaller epsilon=1" in _rejects(ex.lesson2_smallest_epsilon, 2.0, imagenet_model, cat_224)
+    assert "Try a bigger budget" in _rejects(ex.lesson2_smallest_epsilon, 0.5, imagenet_model, cat_224)
+    _rejects(ex.lesson2_smallest_epsilon, 1.5, imagenet_model, cat_224, match="choose smallest_epsilon from")
+    _rejects(ex.lesson2_smallest_epsilon, "1", imagenet_model, cat_224, match="choose smallest_epsilon from")
+    _unanswered(ex.lesson2_smallest_epsilon, None, imagenet_model, cat_224, capsys=capsys)
+
+
+def test_lesson2_fewer_steps(capsys):
+    assert ex.lesson2_fewer_steps("untargeted", 17, 1)
+    assert ex.lesson2_fewer_steps("untargeted", -1, 1)  # targeted never succeeded
+    assert ex.lesson2_fewer_steps("targeted", 3, -1)
+    _rejects(ex.lesson2_fewer_steps, "targeted", 17, 1, match="not the faster one")
+    _rejects(ex.lesson2_fewer_steps, "targeted", -1, -1, match="neither attack succeeded")  # no answer is right
+    _rejects(ex.lesson2_fewer_steps, "untargeted", -1, -1, match="neither attack succeeded")
+    _rejects(ex.lesson2_fewer_steps, "fast", 17, 1, match="'targeted' or 'untargeted'")
+    _unanswered(ex.lesson2_fewer_steps, None, 17, 1, capsys=capsys)
+
+
+def test_lesson2_survives_rounding(capsys):
+    assert ex.lesson2_survives_rounding(True, "king penguin")
+    assert ex.lesson2_survives_rounding(False, "tabby")
+    _rejects(ex.lesson2_survives_rounding, False, "king penguin", match="top class")
+    _rejects(ex.lesson2_survives_rounding, True, "tabby", match="top class")
+    _unanswered(ex.lesson2_survives_rounding, None, "tabby", capsys=capsys)
+
+
+# --------------------------------------------------------------------------- lesson 3
+
+FIELDS = {"stem_bn": 3, "block2_expand_bn": 11, "block4_expand_bn": 35, "block6_expand_bn": 83, "block12_expand_bn": 403}
+
+
+def test_lesson3_receptive_field(capsys):
+    assert ex.lesson3_receptive_field("block12_expand_bn", True, FIELDS)
+    _rejects(ex.lesson3_receptive_field, "block6_expand_bn", True, FIELDS, match="another layer sees more")
+    _rejects(ex.lesson3_receptive_field, "block12_expand_bn", False, FIELDS, match="compare its receptive field")
+    _rejects(ex.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
+    _unanswered(ex.lesson3_receptive_field, None, True, FIELDS, capsys=capsys)
+    _unanswered(ex.lesson3_receptive_field, "stem_bn", None, FIELDS, capsys=capsys)
+
+
+def test_lesson3_jitter_uses_the_highest_probability(capsys):
+    curve = [0.0, 0.5, 0.995, 0.97]  # reached 0.99 once, ended below it
+    assert ex.lesson3_jitter_prevents_099(False, curve)
+    _rejects(ex.lesson3_jitter_prevents_099, True, curve, match="highest probability")
+    assert ex.lesson3_jitter_prevents_099(True, [0.1, 0.5, 0.9])
+    _unanswered(ex.lesson3_jitter_prevents_099, None, curve, capsys=capsys)
+
+
+def test_lesson3_fewest_steps(imagenet_model, capsys):
+    from course_utils.images import load_image, sample_image
+    from course_utils.visualize import maximize_class
+
+    coffee = load_image(sample_image("coffee"), size=224)
+    run = maximize_class(imagenet_model, "goldfish", image=coffee, steps=12, step_size=1.0, progress=False)
+    fewest = int(run.first_step(0.99)[0])
+    assert 2 <= fewest <= 11, run.curves()
+    assert ex.lesson3_fewest_steps("goldfish", fewest, imagenet_model, coffee)
+    _rejects(ex.lesson3_fewest_steps, "goldfish", fewest + 2, imagenet_model, coffee, match="Try fewer steps")
+    _rejects(ex.lesson3_fewest_steps, "goldfish", fewest - 2, imagenet_model, coffee, match="not yet 0.99")
+    _rejects(ex.lesson3_fewest_steps, "goldfish", 0, imagenet_model, coffee, match="at least 1")
+    _unanswered(ex.lesson3_fewest_steps, "goldfish", None, imagenet_model, coffee, capsys=capsys)
+
+
+# --------------------------------------------------------------------------- student copies
+
+
+def _make_student():
+    spec = importlib.util.spec_from_file_location("make_student", REPO / "tools" / "make_student.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_student_copies_leave_every_answer_blank(tmp_path):
+    make_student = _make_student()
+    assert make_student.main(["--out", str(tmp_path)]) == 0
+    teacher = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [p.name for p in teacher]  # nothing half-written
+    for path in teacher:
+        original = json.loads(path.read_text())
+        copy = json.loads((tmp_path / path.name).read_text())
+        assert len(copy["cells"]) == len(original["cells"])
+        solutions = [i for i, c in enumerate(original["cells"]) if "solution" in c["metadata"].get("tags", [])]
+        if path.name != "00_setup_check.ipynb":
+            assert len(solutions) >= 3, f"{path.name}: every exercise's answer cell is tagged 'solution'"
+        for i, (a, b) in enumerate(zip(original["cells"], copy["cells"])):
+            if b["cell_type"] == "code":
+                assert b["outputs"] == [] and b["execution_count"] is None
+            if i in solutions:
+                text = "".join(b["source"])
+                lines = text.splitlines()
+                assert lines and all(" = None  # your answer" in line for line in lines), text
+            else:
+                assert a["source"] == b["source"]
+
+
+def test_a_solution_cell_without_marked_answers_is_refused():
+    make_student = _make_student()
+    with pytest.raises(make_student.StudentCopyError, match="your answer"):
+        make_student.placeholders("x = 3\nprint(x)", "lesson, cell 4")
+    assert make_student.placeholders("for e in E:\n    y = e  # your answer\nz = 1   # your answer: a number", "w") == (
+        "z = None  # your answer: a number"
+    )

@@ -1,0 +1,93 @@
+"""Write the student copies of the lessons: outputs cleared, solutions replaced by placeholders.
+
+In the committed (teacher's) notebooks every exercise's answer cell is tagged ``solution`` and
+holds a worked solution. Its lines of the form ``name = ...  # your answer...`` name the answers;
+in the student copy the cell becomes one placeholder per answer,
+``name = None  # your answer...`` (the comment is kept: it says what kind of answer is expected),
+and everything else in the cell (the solution's working) is dropped. The check cells see ``None``
+and say "not answered yet" without failing, so a student copy runs from top to bottom.
+
+Usage: python tools/make_student.py [--out student] [notebooks/*.ipynb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWER = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*.+?(?P<comment>#\s*your answer.*)$")
+
+
+class StudentCopyError(ValueError):
+    """A notebook's solution cell cannot be turned into placeholders."""
+
+
+def placeholders(source: str, where: str) -> str:
+    """The student version of a solution cell's ``source``: one ``name = None`` line per answer."""
+    lines = []
+    for line in source.splitlines():
+        m = ANSWER.match(line.strip())
+        if m and not line.startswith((" ", "\t")):
+            lines.append(f"{m['name']} = None  {m['comment']}")
+    if not lines:
+        raise StudentCopyError(
+            f"{where}: a cell tagged 'solution' has no line 'name = ...  # your answer': "
+            "mark each answer with that comment so the student copy can leave it blank"
+        )
+    return "\n".join(lines)
+
+
+def student_copy(notebook: nbformat.NotebookNode, where: str) -> tuple[nbformat.NotebookNode, int]:
+    """A copy of ``notebook`` with outputs cleared and solutions replaced; also the number replaced."""
+    nb = nbformat.from_dict(notebook)
+    replaced = 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        cell.outputs = []
+        cell.execution_count = None
+        cell.metadata.pop("execution", None)
+        if "solution" in cell.metadata.get("tags", []):
+            cell.source = placeholders(cell.source, f"{where}, cell {i}")
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["answer"]
+            replaced += 1
+    return nb, replaced
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
+    parser.add_argument("--out", type=Path, default=REPO / "student", help="folder for the copies (default: student/)")
+    args = parser.parse_args(argv)
+    paths = args.notebooks or sorted((REPO / "notebooks").glob("*.ipynb"))
+    if not paths:
+        print("make_student: no notebooks found", file=sys.stderr)
+        return 2
+    try:
+        copies = []
+        for path in paths:
+            nb, n = student_copy(nbformat.read(path, as_version=4), path.name)
+            copies.append((path.name, nb, n))
+    except (OSError, nbformat.reader.NotJSONError, StudentCopyError) as err:
+        print(f"make_student: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, nb, n in copies:
+        # Write to a temporary file first, so an interrupted run never leaves half a notebook.
+        fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".ipynb.tmp")
+        os.close(fd)
+        nbformat.write(nb, tmp)
+        os.replace(tmp, args.out / name)
+        print(f"{args.out / name}: {n} answer(s) left blank")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
