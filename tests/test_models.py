@@ -77,16 +77,37 @@ def test_top_k_table(imagenet_model, cat_224):
         predict_top_k(imagenet_model, cat_224, k=0)
 
 
-def test_vgg16_offline_is_a_clear_error_and_auto_falls_back(monkeypatch, tmp_path, capsys):
+def test_default_model_is_lite0_and_touches_no_network(monkeypatch, tmp_path, no_network, capsys):
+    """Neither the default nor "auto" (with VGG16 not cached) may look anything up on the network."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty cache
-    monkeypatch.setattr("course_utils.models._reachable", lambda url, timeout=5.0: False)
-    with pytest.raises(WeightsUnavailableError, match="VGG16.*download"):
-        load_vgg16()
-    model = load_imagenet_model("auto")
-    assert model.name == "efficientnet_lite0"
-    assert "EfficientNet-Lite0" in capsys.readouterr().out
-    assert not any(tmp_path.rglob("*.h5")), "no half-written file may be left in the cache"
-    with pytest.raises(ValueError, match="unknown ImageNet model"):
+    monkeypatch.delenv("COURSE_IMAGENET_MODEL", raising=False)
+    assert load_imagenet_model().name == "efficientnet_lite0"
+    assert "ImageNet model: efficientnet_lite0" in capsys.readouterr().out
+    assert load_imagenet_model("auto").name == "efficientnet_lite0"
+    assert no_network == [], f"the default load touched the network: {no_network}"
+    assert not any(tmp_path.rglob("*")), "nothing may be written to the cache"
+
+
+def test_vgg16_offline_is_a_clear_error_and_leaves_no_file(monkeypatch, tmp_path, no_network):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match="(?s)VGG16.*connection failed.*make fetch-vgg16"):
+        load_imagenet_model("vgg16")  # an explicit choice may try to download
+    assert no_network, "the explicit choice did try the network"
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "no half-written file may be left in the cache"
+    with pytest.raises(WeightsUnavailableError, match="not in the Keras cache"):
+        load_vgg16(download=False)
+
+
+def test_the_environment_variable_chooses(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr("course_utils.models.load_vgg16", lambda: keras.Sequential(name="vgg16"))
+    monkeypatch.setenv("COURSE_IMAGENET_MODEL", "vgg16")
+    assert load_imagenet_model(verbose=False).name == "vgg16"
+    assert load_imagenet_model("auto", verbose=False).name == "vgg16"  # the reader's choice wins over the cache
+    monkeypatch.setenv("COURSE_IMAGENET_MODEL", "resnet50")
+    with pytest.raises(ValueError, match="COURSE_IMAGENET_MODEL.*'resnet50'.*efficientnet_lite0, vgg16"):
+        load_imagenet_model()
+    with pytest.raises(ValueError, match="unknown ImageNet model 'resnet'"):
         load_imagenet_model("resnet")
 
 
