@@ -1,10 +1,11 @@
 """Checks for the lessons' exercises.
 
-Every check takes the student's answer first and ends in one of three ways:
+Every check takes the student's answer first and ends in one of three ways (it returns nothing,
+so a notebook shows only what it prints):
 
-- the answer is ``None`` (the student copy's placeholder): it prints "not answered yet" and
-  returns ``False``, so a student copy runs from top to bottom without an error;
-- the answer is right: it prints why, and returns ``True``;
+- the answer is ``None`` (the student copy's placeholder): it prints "not answered yet", so a
+  student copy runs from top to bottom without an error;
+- the answer is right: it prints "correct" and why;
 - the answer is wrong: it raises :class:`WrongAnswer`, whose message quotes the answer and gives a
   hint (never the answer itself), so "Run All" stops where the student has work to do.
 
@@ -42,15 +43,15 @@ class WrongAnswer(AssertionError):
 
 
 def _unanswered(exercise: str, *answers: Any) -> bool:
+    """Whether any answer is still ``None`` (and if so, say so)."""
     if any(a is None for a in answers):
         print(f"{exercise}: {NOT_ANSWERED}. Set your answer in the cell above, run it, then run this cell again.")
         return True
     return False
 
 
-def _right(exercise: str, why: str) -> bool:
+def _right(exercise: str, why: str) -> None:
     print(f"{exercise}: correct. {why}")
-    return True
 
 
 def _whole(exercise: str, name: str, value: Any) -> int:
@@ -68,7 +69,7 @@ def _boolean(exercise: str, name: str, value: Any) -> bool:
 # --------------------------------------------------------------------------- lesson 1
 
 
-def lesson1_first_step_as_man(answer: Any, plain: Any) -> bool:
+def lesson1_first_step_as_man(answer: Any, plain: Any) -> None:
     """Exercise 1.1: the first step at which the unpenalised noise filter makes "man" the answer.
 
     ``plain`` is the :class:`~course_utils.attacks.AttackResult` of ``noise_filter`` (one image);
@@ -76,7 +77,7 @@ def lesson1_first_step_as_man(answer: Any, plain: Any) -> bool:
     """
     ex = "Exercise 1"
     if _unanswered(ex, answer):
-        return False
+        return
     step = _whole(ex, "first_step_as_man", answer)
     probs = plain.probabilities[:, 0]
     says_man = probs.argmax(-1) == 0
@@ -95,14 +96,14 @@ def lesson1_first_step_as_man(answer: Any, plain: Any) -> bool:
     return _right(ex, f"From step {step} on, p(man) is above 0.5 ({probs[step, 0]:.3f} there).")
 
 
-def lesson1_transfers(answer: Any, p_man_with_dx: float) -> bool:
+def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
     """Exercise 1.2: does the astronaut's DX make the network call Grace Hopper a man?
 
     ``p_man_with_dx`` is p(man) for Grace Hopper's face plus the astronaut's DX (0..1).
     """
     ex = "Exercise 2"
     if _unanswered(ex, answer):
-        return False
+        return
     said = _boolean(ex, "transfers", answer)
     really = float(p_man_with_dx) > 0.5
     if said != really:
@@ -113,11 +114,11 @@ def lesson1_transfers(answer: Any, p_man_with_dx: float) -> bool:
     return _right(ex, f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
 
 
-def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> bool:
+def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> None:
     """Exercise 1.3: is the filter back to "woman" smaller (L2, grey levels) than the way there?"""
     ex = "Exercise 3"
     if _unanswered(ex, answer):
-        return False
+        return
     said = _boolean(ex, "back_is_smaller", answer)
     if said != (back_l2 < to_man_l2):
         raise WrongAnswer(
@@ -141,7 +142,7 @@ def lesson2_smallest_epsilon(
     *,
     steps: int = 40,
     candidates: Sequence[float] = LESSON2_EPSILONS,
-) -> bool:
+) -> None:
     """Exercise 2.1: the smallest budget in ``candidates`` at which ``steps`` steps of the
     iterative attack (step size ``epsilon / 4``) make ``target`` the top class of ``image``.
 
@@ -151,7 +152,7 @@ def lesson2_smallest_epsilon(
 
     ex = "Exercise 1"
     if _unanswered(ex, answer):
-        return False
+        return
     if isinstance(answer, bool) or not isinstance(answer, Real) or float(answer) not in candidates:
         raise WrongAnswer(f"{ex}: choose smallest_epsilon from {list(candidates)}, got {answer!r}.")
     eps = float(answer)
@@ -177,14 +178,14 @@ def lesson2_smallest_epsilon(
     return _right(ex, f"epsilon={eps:g} reaches p = {p:.3f}; half of it is not enough.")
 
 
-def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int) -> bool:
+def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int) -> None:
     """Exercise 2.2: which attack succeeded in fewer steps, "targeted" or "untargeted"?
 
     The two arguments are ``steps_to_success[0]`` of each attack (-1 = never).
     """
     ex = "Exercise 2"
     if _unanswered(ex, answer):
-        return False
+        return
     if answer not in ("targeted", "untargeted"):
         raise WrongAnswer(f"{ex}: answer 'targeted' or 'untargeted', got {answer!r}.")
     t, u = int(targeted_steps), int(untargeted_steps)
@@ -202,11 +203,11 @@ def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int)
     return _right(ex, f"steps to success: targeted {t}, untargeted {u} (-1 = never).")
 
 
-def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target: str = "king penguin") -> bool:
+def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target: str = "king penguin") -> None:
     """Exercise 2.3: is ``target`` still the top class after rounding the attacked photo to uint8?"""
     ex = "Exercise 3"
     if _unanswered(ex, answer):
-        return False
+        return
     said = _boolean(ex, "survives_rounding", answer)
     if said != (top_label_after_rounding == target):
         raise WrongAnswer(
@@ -221,12 +222,12 @@ def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target
 
 def lesson3_receptive_field(
     largest_layer: Any, sees_whole: Any, fields: Mapping[str, int], input_size: int = 224
-) -> bool:
+) -> None:
     """Exercise 3.1: the shown layer with the largest receptive field, and whether it covers the
     whole ``input_size`` picture. ``fields`` maps layer name -> receptive field in pixels."""
     ex = "Exercise 1"
     if _unanswered(ex, largest_layer, sees_whole):
-        return False
+        return
     if largest_layer not in fields:
         raise WrongAnswer(f"{ex}: {largest_layer!r} is not one of the layers we looked at: {list(fields)}.")
     best = max(fields, key=fields.get)
@@ -244,14 +245,14 @@ def lesson3_receptive_field(
     return _right(ex, f"{best} sees {fields[best]} pixels along a side, the picture has {input_size}.")
 
 
-def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> bool:
+def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> None:
     """Exercise 3.2: does jitter alone keep "sea snake" below 0.99 at every step of the run?
 
     ``jittered_probabilities`` is p(sea snake) at every step of the jittered run.
     """
     ex = "Exercise 2"
     if _unanswered(ex, answer):
-        return False
+        return
     said = _boolean(ex, "jitter_prevents_099", answer)
     best = float(np.max(jittered_probabilities))
     if said != (best < 0.99):
@@ -262,14 +263,14 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
     return _right(ex, f"The jittered run's highest p(sea snake) is {best:.4f}.")
 
 
-def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> bool:
+def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> None:
     """Exercise 3.3: the fewest steps of 1 grey level (RMS) that push ``answer_class`` to p >= 0.99
     in ``image``. Runs ``maximize_class`` for ``answer_steps`` steps once."""
     from course_utils.visualize import maximize_class
 
     ex = "Exercise 3"
     if _unanswered(ex, answer_class, answer_steps):
-        return False
+        return
     steps = _whole(ex, "coffee_steps", answer_steps)
     if steps < 1:
         raise WrongAnswer(f"{ex}: coffee_steps must be at least 1, got {steps}.")

@@ -29,8 +29,13 @@ def _rejects(check, *args, match: str | None = None) -> str:
 
 
 def _unanswered(check, *args, capsys) -> None:
-    assert check(*args) is False
+    capsys.readouterr()
+    check(*args)
     assert NOT_ANSWERED in capsys.readouterr().out
+
+
+def _accepts(check, *args) -> None:
+    check(*args)  # no WrongAnswer
 
 
 # --------------------------------------------------------------------------- lesson 1
@@ -45,7 +50,7 @@ def _noise_filter_result(first_man_step: int, steps: int = 10) -> SimpleNamespac
 
 def test_lesson1_first_step(capsys):
     plain = _noise_filter_result(4)
-    assert ex.lesson1_first_step_as_man(4, plain)
+    _accepts(ex.lesson1_first_step_as_man, 4, plain)
     _unanswered(ex.lesson1_first_step_as_man, None, plain, capsys=capsys)
     assert "still says 'woman'" in _rejects(ex.lesson1_first_step_as_man, 3, plain)
     assert "one step earlier" in _rejects(ex.lesson1_first_step_as_man, 5, plain)
@@ -54,12 +59,12 @@ def test_lesson1_first_step(capsys):
 
 
 def test_lesson1_transfers_and_way_back(capsys):
-    assert ex.lesson1_transfers(False, 0.07)
-    assert ex.lesson1_transfers(True, 0.7)
+    _accepts(ex.lesson1_transfers, False, 0.07)
+    _accepts(ex.lesson1_transfers, True, 0.7)
     _rejects(ex.lesson1_transfers, True, 0.07, match="p man")
     _rejects(ex.lesson1_transfers, "no", 0.07, match="True or False")
     _unanswered(ex.lesson1_transfers, None, 0.07, capsys=capsys)
-    assert ex.lesson1_back_is_smaller(False, 114.3, 182.6)
+    _accepts(ex.lesson1_back_is_smaller, False, 114.3, 182.6)
     _rejects(ex.lesson1_back_is_smaller, True, 114.3, 182.6, match="back.l2")
     _unanswered(ex.lesson1_back_is_smaller, None, 1.0, 2.0, capsys=capsys)
 
@@ -70,7 +75,7 @@ def test_lesson1_transfers_and_way_back(capsys):
 def test_lesson2_smallest_epsilon_rejects_too_big_and_too_small(imagenet_model, cat_224, capsys):
     # Measured on the lesson's cat: 40 steps of epsilon / 4 reach "king penguin" at epsilon = 1
     # (from step ~14) but never at 0.5 (p ~ 0.007), on both numeric paths.
-    assert ex.lesson2_smallest_epsilon(1.0, imagenet_model, cat_224)
+    _accepts(ex.lesson2_smallest_epsilon, 1.0, imagenet_model, cat_224)
     assert "so does the smaller epsilon=1" in _rejects(ex.lesson2_smallest_epsilon, 2.0, imagenet_model, cat_224)
     assert "Try a bigger budget" in _rejects(ex.lesson2_smallest_epsilon, 0.5, imagenet_model, cat_224)
     _rejects(ex.lesson2_smallest_epsilon, 1.5, imagenet_model, cat_224, match="choose smallest_epsilon from")
@@ -79,9 +84,9 @@ def test_lesson2_smallest_epsilon_rejects_too_big_and_too_small(imagenet_model, 
 
 
 def test_lesson2_fewer_steps(capsys):
-    assert ex.lesson2_fewer_steps("untargeted", 17, 1)
-    assert ex.lesson2_fewer_steps("untargeted", -1, 1)  # targeted never succeeded
-    assert ex.lesson2_fewer_steps("targeted", 3, -1)
+    _accepts(ex.lesson2_fewer_steps, "untargeted", 17, 1)
+    _accepts(ex.lesson2_fewer_steps, "untargeted", -1, 1)  # targeted never succeeded
+    _accepts(ex.lesson2_fewer_steps, "targeted", 3, -1)
     _rejects(ex.lesson2_fewer_steps, "targeted", 17, 1, match="not the faster one")
     _rejects(ex.lesson2_fewer_steps, "targeted", -1, -1, match="neither attack succeeded")  # no answer is right
     _rejects(ex.lesson2_fewer_steps, "untargeted", -1, -1, match="neither attack succeeded")
@@ -90,8 +95,8 @@ def test_lesson2_fewer_steps(capsys):
 
 
 def test_lesson2_survives_rounding(capsys):
-    assert ex.lesson2_survives_rounding(True, "king penguin")
-    assert ex.lesson2_survives_rounding(False, "tabby")
+    _accepts(ex.lesson2_survives_rounding, True, "king penguin")
+    _accepts(ex.lesson2_survives_rounding, False, "tabby")
     _rejects(ex.lesson2_survives_rounding, False, "king penguin", match="top class")
     _rejects(ex.lesson2_survives_rounding, True, "tabby", match="top class")
     _unanswered(ex.lesson2_survives_rounding, None, "tabby", capsys=capsys)
@@ -103,7 +108,7 @@ FIELDS = {"stem_bn": 3, "block2_expand_bn": 11, "block4_expand_bn": 35, "block6_
 
 
 def test_lesson3_receptive_field(capsys):
-    assert ex.lesson3_receptive_field("block12_expand_bn", True, FIELDS)
+    _accepts(ex.lesson3_receptive_field, "block12_expand_bn", True, FIELDS)
     _rejects(ex.lesson3_receptive_field, "block6_expand_bn", True, FIELDS, match="another layer sees more")
     _rejects(ex.lesson3_receptive_field, "block12_expand_bn", False, FIELDS, match="compare its receptive field")
     _rejects(ex.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
@@ -113,9 +118,9 @@ def test_lesson3_receptive_field(capsys):
 
 def test_lesson3_jitter_uses_the_highest_probability(capsys):
     curve = [0.0, 0.5, 0.995, 0.97]  # reached 0.99 once, ended below it
-    assert ex.lesson3_jitter_prevents_099(False, curve)
+    _accepts(ex.lesson3_jitter_prevents_099, False, curve)
     _rejects(ex.lesson3_jitter_prevents_099, True, curve, match="highest probability")
-    assert ex.lesson3_jitter_prevents_099(True, [0.1, 0.5, 0.9])
+    _accepts(ex.lesson3_jitter_prevents_099, True, [0.1, 0.5, 0.9])
     _unanswered(ex.lesson3_jitter_prevents_099, None, curve, capsys=capsys)
 
 
@@ -127,7 +132,7 @@ def test_lesson3_fewest_steps(imagenet_model, capsys):
     run = maximize_class(imagenet_model, "goldfish", image=coffee, steps=12, step_size=1.0, progress=False)
     fewest = int(run.first_step(0.99)[0])
     assert 2 <= fewest <= 11, run.curves()
-    assert ex.lesson3_fewest_steps("goldfish", fewest, imagenet_model, coffee)
+    _accepts(ex.lesson3_fewest_steps, "goldfish", fewest, imagenet_model, coffee)
     _rejects(ex.lesson3_fewest_steps, "goldfish", fewest + 2, imagenet_model, coffee, match="Try fewer steps")
     _rejects(ex.lesson3_fewest_steps, "goldfish", fewest - 2, imagenet_model, coffee, match="not yet 0.99")
     _rejects(ex.lesson3_fewest_steps, "goldfish", 0, imagenet_model, coffee, match="at least 1")
