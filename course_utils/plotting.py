@@ -19,6 +19,7 @@ __all__ = [
     "delta_image",
     "show_gradients",
     "show_kernels",
+    "attack_panel",
     "plot_curves",
     "plot_probabilities",
     "plot_tradeoff",
@@ -184,6 +185,45 @@ def show_kernels(
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"filter {f}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attack_panel(
+    original: Any,
+    adversarial: Any,
+    top_k: pd.DataFrame,
+    *,
+    title: str | None = None,
+    amplify: float | None = None,
+    size: float = 2.8,
+) -> Figure:
+    """One attacked photo at a glance: the adversarial image, its change (amplified around
+    mid-grey, see :func:`delta_image`) and the model's top-k probabilities as bars.
+
+    ``original`` and ``adversarial`` are ``(H, W, C)`` pixels 0..255; ``top_k`` is one image's rows
+    of :func:`course_utils.models.predict_top_k` (columns ``label`` and ``probability``).
+    """
+    missing = {"label", "probability"} - set(top_k.columns)
+    if missing:
+        raise ValueError(f"top_k needs the columns 'label' and 'probability' (as predict_top_k gives); missing {sorted(missing)}")
+    a, style = _prepare(adversarial)
+    change = np.asarray(adversarial, np.float32) - np.asarray(original, np.float32)
+    fig, axes = plt.subplots(1, 3, figsize=(size * 3.4, size), gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    axes[0].imshow(a, **style)
+    axes[0].set_title("adversarial", fontsize=10)
+    d, dstyle = _prepare(delta_image(change, amplify))
+    axes[1].imshow(d, **dstyle)
+    axes[1].set_title("change, amplified", fontsize=10)
+    for ax in axes[:2]:
+        ax.axis("off")
+    rows = top_k.iloc[::-1]
+    axes[2].barh(range(len(rows)), rows["probability"], color="tab:blue")
+    axes[2].set_yticks(range(len(rows)), rows["label"], fontsize=9)
+    axes[2].set_xlim(0, 1)
+    axes[2].set_xlabel("probability")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

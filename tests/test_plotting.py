@@ -53,3 +53,17 @@ def test_kernels_share_one_scale_so_near_zero_weights_look_grey():
         show_kernels(k, [4])
     with pytest.raises(ValueError, match="first-layer kernel"):
         show_kernels(np.zeros((3, 3)), [0])
+
+
+def test_attack_panel_shows_image_change_and_bars():
+    import pandas as pd
+
+    from course_utils.plotting import attack_panel
+
+    x = np.full((8, 8, 3), 100.0, np.float32)
+    top = pd.DataFrame({"label": ["king penguin", "tabby"], "probability": [0.9, 0.05]})
+    fig = attack_panel(x, x + 2.0, top, title="t", amplify=10.0)
+    assert len(fig.axes) == 3 and [t.get_text() for t in fig.axes[2].get_yticklabels()] == ["tabby", "king penguin"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="probability"):
+        attack_panel(x, x, pd.DataFrame({"label": ["a"]}))
