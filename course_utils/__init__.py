@@ -10,7 +10,10 @@ Modules, one job each:
 - :mod:`course_utils.fetch`      the one download routine (MD5-checked, atomic); ``python -m course_utils.fetch vgg16``
 - :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses
 - :mod:`course_utils.attacks`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
-- :mod:`course_utils.visualize`  filter and class visualisation, regularisers, ``deprocess``
+- :mod:`course_utils.visualize`  filter and class visualisation, ``deprocess``
+- :mod:`course_utils.regularizers` the loop's pieces: budgets, pixel clipping, jitter, TV, decay, blur
+- :mod:`course_utils.layers`     which layers to look at, receptive fields
+- :mod:`course_utils.checks`     the argument checks every public function shares
 - :mod:`course_utils.plotting`   side-by-side images, grids, probability curves
 
 Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from course_utils.checks import WrongTypeError, check_batch, check_flag, check_number, check_steps
 from course_utils.images import ImageLoadError, as_batch
-from course_utils.labels import resolve_class
+from course_utils.labels import Target, resolve_class, resolve_classes
 from course_utils.models import class_name
-from course_utils.optimize import GradientLoop, LoopResult, Regularizer, cached_loop, check_steps
+from course_utils.optimize import GradientLoop, LoopResult, Regularizer, cached_loop, check_history
+from course_utils.regularizers import L2Penalty, LinfBall, PixelRange
 
 __all__ = [
     "AttackResult",
@@ -34,47 +36,6 @@ __all__ = [
     "iterative_attack",
     "noise_filter",
 ]
-
-Target = int | str | np.integer
-
-
-# --------------------------------------------------------------------------- constraints
-
-
-class PixelRange(Regularizer):
-    """After each step, clip to valid pixels ``low..high`` (default 0..255)."""
-
-    def __init__(self, low: float = 0.0, high: float = 255.0) -> None:
-        self.low, self.high = float(low), float(high)
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        return tf.clip_by_value(x, self.low, self.high)
-
-
-class LinfBall(Regularizer):
-    """After each step, stay within ``epsilon`` pixels of the start (an L-infinity budget)."""
-
-    def __init__(self, epsilon: float) -> None:
-        self.epsilon = float(epsilon)
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        return tf.clip_by_value(x, x0 - self.epsilon, x0 + self.epsilon)
-
-
-class L2Penalty(Regularizer):
-    """Add ``weight * sum((x - x0)**2) / 2`` per example: a squared L2 price on the change (pixels).
-
-    ``weight`` is one number, or one per example (shape ``(N,)``) to compare several prices in
-    one batch.
-    """
-
-    def __init__(self, weight: float | Sequence[float] | np.ndarray) -> None:
-        self.weight = np.asarray(weight, dtype=np.float32)
-
-    def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor:
-        axes = tf.range(1, tf.rank(x))
-        return tf.constant(self.weight) * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=axes)
-
 
 # --------------------------------------------------------------------------- result
 
@@ -137,11 +98,11 @@ class AttackResult:
         last = self.probabilities[-1]
         if cls is None:
             return last[np.arange(len(last)), self.target]
-        return last[:, resolve_class(cls, self.num_classes)]
+        return last[:, resolve_class(cls, self.num_classes, name="cls")]
 
     def probability_curves(self, classes: Sequence[Target], image: int = 0) -> pd.DataFrame:
         """Probability of each of ``classes`` at every step for one image: index ``step``, a column per label."""
-        idx = [resolve_class(c, self.num_classes) for c in classes]
+        idx = resolve_classes(classes, self.num_classes, name="classes")
         data = {class_name(i, self.num_classes): self.probabilities[:, image, i] for i in idx}
         return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
 
@@ -173,30 +134,18 @@ class AttackResult:
 # --------------------------------------------------------------------------- shared plumbing
 
 
-def _check_number(name: str, value: float, *, minimum: float = 0.0, strict: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not np.isfinite(v) or v < minimum or (strict and v == minimum):
-        op = ">" if strict else ">="
-        raise ValueError(f"{name} must be a finite number {op} {minimum:g}, got {value!r}")
-    return v
-
-
 def _num_classes(model: keras.Model) -> int:
     return int(model.output_shape[-1])
 
 
-def _targets(target: Target | Sequence[Target] | None, n: int, num_classes: int, fallback: np.ndarray) -> np.ndarray:
-    if target is None:
-        return fallback.astype(np.int64)
-    if isinstance(target, (str, int, np.integer)):
-        return np.full(n, resolve_class(target, num_classes), dtype=np.int64)
-    targets = [resolve_class(t, num_classes) for t in target]
-    if len(targets) != n:
-        raise ValueError(f"got {len(targets)} targets for {n} images; give one target, or one per image")
-    return np.asarray(targets, dtype=np.int64)
+def _batch(images: np.ndarray, model: keras.Model) -> np.ndarray:
+    """The images as a checked, non-empty float32 batch for ``model``."""
+    return check_batch(as_batch(images, model))
+
+
+def _tracked(track: Sequence[Target], num_classes: int) -> list[int]:
+    """The extra classes to record, resolved before anything is traced."""
+    return [] if isinstance(track, (list, tuple)) and not track else resolve_classes(track, num_classes, name="track")
 
 
 def _cross_entropy_objective(model: keras.Model, targets: np.ndarray, targeted: bool):
@@ -239,7 +188,7 @@ def _result(
     targets: np.ndarray,
     targeted: bool,
     epsilon: float | None,
-    track: Sequence[Target],
+    track: Sequence[int],
 ) -> AttackResult:
     probs = loop.tracked
     num_classes = probs.shape[-1]
@@ -247,7 +196,7 @@ def _result(
     hit = top1 == targets[None] if targeted else top1 != targets[None]
     first = np.where(hit.any(0), hit.argmax(0), -1)
     delta = (loop.x - x0).reshape(len(x0), -1)
-    extra = [resolve_class(c, num_classes) for c in track]
+    extra = list(track)
     classes = [list(dict.fromkeys([int(targets[i]), int(top1[0, i]), *extra])) for i in range(len(x0))]
     return AttackResult(
         method=method,
@@ -283,14 +232,20 @@ def input_gradient(model: keras.Model, images: np.ndarray, target: Target | Sequ
     Args:
         model: a classifier giving logits, taking pixels 0..255.
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: a class index or ImageNet name, or one per image.
+        target: a class (an index or one of the model's class names), or one per image. Required:
+            there is no default class.
 
     Returns:
         ``(N, H, W, C)`` float32: how much the log-probability changes per pixel of change. It has
         the photo's shape; a positive value means "brighter here makes ``target`` more likely".
     """
-    x = tf.constant(as_batch(images, model))
-    targets = _targets(target, len(x), _num_classes(model), np.zeros(len(x)))
+    if target is None:
+        raise WrongTypeError(
+            "input_gradient needs a target class (the gradient of log p(target) is taken for one class); "
+            "name it, e.g. target='king penguin' or target=0"
+        )
+    x = tf.constant(_batch(images, model))
+    targets = np.asarray(resolve_classes(target, _num_classes(model), len(x)), dtype=np.int64)
     with tf.GradientTape() as tape:
         tape.watch(x)
         logp = tf.nn.log_softmax(model(x, training=False))
@@ -312,12 +267,13 @@ def fgsm(
     Args:
         model: a classifier giving logits, taking pixels 0..255.
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: the class to reach (targeted) or to leave (untargeted; ``None`` means the
-            model's own answer). An index, an ImageNet name, or one per image.
+        target: the class to reach (targeted) or to leave (untargeted; there ``None`` means the
+            model's own answer). An index or one of the model's class names, or one per image.
         epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
         targeted: step towards ``target`` (True) or away from it.
         track: extra classes whose probability the history records.
     """
+    epsilon = check_number("epsilon", epsilon, minimum=0.0)
     return iterative_attack(
         model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
         track=track, progress=False, _method="fgsm",
@@ -346,22 +302,42 @@ def iterative_attack(
     Args:
         model: a classifier giving logits, taking pixels 0..255.
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: the class to reach (targeted) or to leave (untargeted; ``None`` means the
-            model's own answer). An index, an ImageNet name, or one per image.
+        target: the class to reach (targeted) or to leave (untargeted). An index or one of the
+            model's class names (ImageNet names; ``"man"``/``"woman"`` for the face model), or one
+            per image. ``None`` means "the model's own answer" and so only makes sense with
+            ``targeted=False`` (leave whatever class the model sees now); a targeted attack
+            without a target is refused.
         epsilon: the L-inf budget in pixels (>= 0).
         steps: number of steps (>= 1).
-        step_size: pixels per step; default ``2.5 * epsilon / steps`` (enough to cross the ball
-            and come back, as in Madry et al.).
+        step_size: pixels per step (> 0). ``None`` (the default) means ``2.5 * epsilon / steps``,
+            the rule of Madry et al. (2018): over all steps the pixels could travel 2.5 times the
+            budget, enough to cross the L-inf ball and come back, whatever ``steps`` is. Kurakin
+            et al. (2017), who introduced the attack, use 1 grey level per step instead
+            (``step_size=1.0``, with ``min(epsilon + 4, 1.25 * epsilon)`` steps).
         targeted: towards ``target`` (True) or away from it (False).
         track: extra classes whose probability the history records (e.g. ``["mouse"]``).
         progress: show a progress bar (``None``: for 50 steps or more).
     """
-    epsilon = _check_number("epsilon", epsilon)
+    epsilon = check_number("epsilon", epsilon, minimum=0.0)
     steps = check_steps(steps)
-    step_size = 2.5 * epsilon / steps if step_size is None else _check_number("step_size", step_size, strict=True)
-    x0 = as_batch(images, model)
+    if step_size is None:
+        step_size = 2.5 * epsilon / steps
+    else:
+        step_size = check_number("step_size", step_size, minimum=0.0, above=True)
+    targeted = check_flag("targeted", targeted)
+    if target is None and targeted:
+        raise ValueError(
+            "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
+            "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
+        )
+    x0 = _batch(images, model)
     num_classes = _num_classes(model)
-    targets = _targets(target, len(x0), num_classes, fallback=_predict(model, x0) if target is None else None)
+    extra = _tracked(track, num_classes)
+    if target is None:
+        targets = _predict(model, x0).astype(np.int64)
+    else:
+        targets = np.asarray(resolve_classes(target, num_classes, len(x0)), dtype=np.int64)
+    check_history(steps, len(x0), num_classes)
     loop = cached_loop(
         model,
         ("sign-linf", tuple(targets.tolist()), targeted, epsilon),
@@ -371,7 +347,7 @@ def iterative_attack(
             regularizers=(LinfBall(epsilon), PixelRange()),
         ),
     ).run(x0, steps=steps, step_size=max(step_size, 1e-12), progress=progress, description=_method)
-    return _result(_method, x0, loop, targets, targeted, epsilon, track)
+    return _result(_method, x0, loop, targets, targeted, epsilon, extra)
 
 
 def noise_filter(
@@ -396,7 +372,7 @@ def noise_filter(
         model: the face classifier (:func:`course_utils.models.load_gender_cnn`), taking
             ``(N, 48, 48, 1)`` pixels 0..255 and giving 2 logits (0 = man, 1 = woman).
         image: ``(48, 48)``, ``(48, 48, 1)`` or a batch ``(N, 48, 48, 1)``, pixels 0..255.
-        target: ``"man"``, ``"woman"``, 0 or 1.
+        target: ``"man"``, ``"woman"``, 0 or 1 (the same names every attack takes for this model).
         beta: weight of the L2 penalty (>= 0), per squared pixel. A list of ``B`` betas runs ``B``
             filters side by side in one batch (one image, or one per beta), e.g. for a trade-off curve.
             Gradient descent on the penalty is stable only while ``learning_rate * beta < 2``.
@@ -404,20 +380,23 @@ def noise_filter(
         learning_rate: gradient-descent rate, in pixels per unit of gradient (> 0).
         clip: keep ``image + DX`` within valid pixels 0..255 after each step.
         progress: show a progress bar (``None``: for 50 steps or more).
-        jit_compile: compile the loop with XLA. Off by default: on a CPU, XLA compiles the loop
-            again for every chunk length, which costs more than it saves on this tiny model.
+        jit_compile: compile each step with XLA. Off by default: the compilation (a couple of
+            seconds on the first call) costs more than it saves on a short run of this tiny model.
     """
-    from course_utils.gender_cnn import gender_class_index
-
-    betas = np.atleast_1d(np.asarray([_check_number("beta", b) for b in np.atleast_1d(beta)], dtype=np.float32))
+    beta_list = list(beta) if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
+    if not beta_list:
+        raise ValueError("beta is empty: give one beta, or a list of them")
+    betas = np.asarray([check_number("beta", b, minimum=0.0) for b in beta_list], dtype=np.float32)
     steps = check_steps(steps)
-    learning_rate = _check_number("learning_rate", learning_rate, strict=True)
+    learning_rate = check_number("learning_rate", learning_rate, minimum=0.0, above=True)
+    clip = check_flag("clip", clip)
+    jit_compile = check_flag("jit_compile", jit_compile)
     if learning_rate * betas.max() >= 2.0:
         raise ValueError(
             f"learning_rate * beta = {learning_rate * betas.max():g} must stay below 2: the penalty's "
             "gradient step would overshoot and DX would grow without end. Lower the learning rate or beta."
         )
-    t = gender_class_index(target)
+    t = resolve_class(target, _num_classes(model))
     x0 = np.asarray(image, dtype=np.float32)
     if x0.ndim == 2:
         x0 = x0[..., None]
@@ -428,7 +407,7 @@ def noise_filter(
             f"the face model takes 48x48 grayscale images, got shape {np.shape(image)}; "
             "make one with load_image(photo, size=48, mode='gray') (or sample_face('astronaut'))"
         )
-    x0 = as_batch(x0, model)
+    x0 = _batch(x0, model)
     if len(betas) > 1 and len(x0) == 1:
         x0 = np.repeat(x0, len(betas), axis=0)
     if len(betas) > 1 and len(betas) != len(x0):
@@ -450,4 +429,4 @@ def noise_filter(
             jit_compile=jit_compile,
         ),
     ).run(x0, steps=steps, step_size=learning_rate, progress=progress, description="noise filter")
-    return _result("noise_filter", x0, loop, targets, True, None, ())
+    return _result("noise_filter", x0, loop, targets, True, None, [])

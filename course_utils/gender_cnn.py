@@ -67,22 +67,13 @@ def gender_class_index(target: int | str) -> int:
         ``0`` for "man", ``1`` for "woman" (the column of the model's ``(N, 2)`` logits).
 
     Raises:
-        ValueError: for any other value (other numbers, other strings, floats, booleans, None).
+        ValueError: for any other value (other numbers, other strings, floats, booleans, None);
+            a misspelt name gets a suggestion. The same rules as every attack's ``target``
+            (:func:`course_utils.labels.resolve_class`).
     """
-    allowed = "0 or 1, or 'man' or 'woman'"
-    if isinstance(target, (str, np.str_)):
-        name = str(target).strip().lower()
-        if name in GENDER_CLASSES:
-            return GENDER_CLASSES.index(name)
-        raise ValueError(f"unknown gender class {target!r}; allowed: {allowed}")
-    if isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
-        if int(target) in (0, 1):
-            return int(target)
-        raise ValueError(f"gender class index {int(target)} is out of range; allowed: {allowed}")
-    raise ValueError(
-        f"gender class must be an int or a str, got {target!r} ({type(target).__name__}); "
-        f"allowed: {allowed}"
-    )
+    from course_utils.labels import resolve_class
+
+    return resolve_class(target, len(GENDER_CLASSES))
 
 
 def build_gender_cnn() -> keras.Model:

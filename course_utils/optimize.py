@@ -19,9 +19,19 @@ lesson                 objective (minimised)        step rule        after each 
     x           = after_step(x, x0)                   # constraints, decay, blur
 
 inside one ``tf.function`` (a ``tf.while_loop``, history in ``tf.TensorArray``), so no value goes
-back to Python between steps and the same code runs on a GPU. When a progress bar is wanted,
-the loop runs in a few chunks and the bar moves between chunks: one host sync per chunk, never
-one per step.
+back to Python between steps and the same code runs on a GPU.
+
+The steps run in *chunks*: one call of the compiled loop each, one host sync per chunk, never one
+per step. Python regains control only between chunks, and that is when Kernel -> Interrupt (a
+``KeyboardInterrupt``) can stop a run and when the progress bar moves. So the chunks are kept
+short in wall time: the first is one step, and each next one is as long as fits in
+:attr:`GradientLoop.chunk_seconds` (0.25 s) at the pace just measured, at most twice the last.
+The chunk length is an argument of the compiled graph, so changing it traces nothing again, and
+the loop is deterministic: chunk boundaries do not change the result. An interrupted loop keeps
+no state; run it again as it is.
+
+The history (loss and tracked values of every step) is kept in memory, so a run whose history
+would pass :data:`MAX_HISTORY_BYTES` is refused before anything is traced (:func:`check_history`).
 
 Pieces are small objects with one job, composed in a tuple (see :class:`Regularizer`); the
 public functions of :mod:`course_utils.attacks` and :mod:`course_utils.visualize` pick them.
@@ -29,7 +39,6 @@ public functions of :mod:`course_utils.attacks` and :mod:`course_utils.visualize
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 import weakref
@@ -39,7 +48,19 @@ from typing import Any, Callable, Hashable, Literal, Sequence
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Objective", "Regularizer", "LoopResult", "StepRule", "GradientLoop", "cached_loop", "run_gradient_loop", "step_direction", "check_steps"]
+from course_utils.checks import (
+    check_batch, check_flag, check_number, check_regularizers, check_seed, check_steps, describe,
+)
+
+__all__ = [
+    "Objective", "Regularizer", "LoopResult", "StepRule", "GradientLoop", "cached_loop", "run_gradient_loop",
+    "step_direction", "check_steps", "check_history", "next_chunk_length", "MAX_HISTORY_BYTES",
+]
+
+MAX_HISTORY_BYTES = 1_000_000_000
+"""The most memory (bytes) a run's history may take: 1 GB. Every step keeps a loss per image and
+the tracked values per image (4 bytes each), so a careless ``steps=10**9`` would fill the
+computer's memory long before it finished; such a run is refused up front."""
 
 Objective = Callable[[tf.Tensor], "tuple[tf.Tensor, tf.Tensor]"]
 """``objective(x_in) -> (loss, tracked)``: ``x_in`` the (transformed) batch in pixel units,
@@ -56,6 +77,8 @@ class Regularizer:
     - :meth:`penalty` adds a per-example term to the loss (total variation, L2 of the change).
     - :meth:`after_step` changes ``x`` after each step, outside the gradient (clipping to a
       budget or to valid pixels, decay, blur).
+    - :meth:`check_input` refuses, before anything is traced, a batch shape the piece cannot
+      work on (a blur wider than the picture).
 
     All tensors are float32 batches in pixel units, ``(N, H, W, C)``; ``step`` is the global step
     number (int32 scalar tensor) and ``seed`` an int32 scalar tensor for stateless randomness.
@@ -69,6 +92,9 @@ class Regularizer:
 
     def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         return x
+
+    def check_input(self, shape: tuple) -> None:
+        """Raise ``ValueError`` if this piece cannot work on batches of ``shape`` ``(N, H, W, C)``."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -87,6 +113,8 @@ class LoopResult:
         compile_seconds: time spent tracing the loop and the final evaluation into graphs
             (Python -> TensorFlow graph), before any step runs.
         seconds: total wall time of the loop.
+        chunks: the number of steps of each call of the compiled loop, in order (they add up to
+            ``steps``); Python, and so Kernel -> Interrupt, gets control between them.
     """
 
     x: np.ndarray
@@ -94,17 +122,39 @@ class LoopResult:
     tracked: np.ndarray
     compile_seconds: float
     seconds: float
+    chunks: tuple[int, ...] = ()
 
     @property
     def steps(self) -> int:
         return self.losses.shape[0] - 1
 
 
-def check_steps(steps: int) -> int:
-    """``steps`` as an int, or a clear error if it is not a whole number >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
-    return int(steps)
+def check_history(steps: int, batch: int, width: int, *, at_least: bool = False) -> None:
+    """Refuse a run whose history would take more than :data:`MAX_HISTORY_BYTES`.
+
+    The history is ``(steps + 1)`` rows of ``batch`` losses and ``batch x width`` tracked values
+    (float32). The message gives the size and the most steps that fit. ``at_least``: ``width``
+    is only a lower bound (before tracing, the objective's width is not known yet).
+    """
+    per_step = 4 * batch * (1 + width)
+    need = (steps + 1) * per_step
+    if need > MAX_HISTORY_BYTES:
+        most = MAX_HISTORY_BYTES // per_step - 1
+        raise ValueError(
+            f"steps={steps:,} would keep {'at least ' if at_least else ''}{need / 1e9:,.1f} GB of history "
+            f"({batch} image(s) x {1 + width}{'+' if at_least else ''} "
+            f"values x 4 bytes per step, kept in memory to plot and report); the limit is "
+            f"{MAX_HISTORY_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
+            f"steps (at most {most:,} here) or fewer images"
+        )
+
+
+def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
+    """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
+    chunk (``last_steps`` in ``last_seconds``), at most twice the last (a short chunk's pace is
+    noisy, and the first includes one-time start-up), at least one."""
+    fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
+    return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
 
 
 def step_direction(grad: tf.Tensor, rule: StepRule) -> tf.Tensor:
@@ -138,16 +188,24 @@ class GradientLoop:
     """A compiled gradient loop, built once and run on any number of batches.
 
     Everything that changes from call to call (the batch, where it starts, the step size, the
-    number of steps, the seed) is an *argument* of the compiled graph, so running the loop again
-    on new photos costs no new tracing or XLA compilation. What defines the problem (the
-    objective, the step rule, the regularisers) is fixed when the loop is built.
+    number of steps, the chunk length, the seed) is an *argument* of the compiled graph, so
+    running the loop again on new photos costs no new tracing or XLA compilation. What defines
+    the problem (the objective, the step rule, the regularisers) is fixed when the loop is built.
 
     Args:
         objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
         step_rule: see :func:`step_direction`.
         regularizers: pieces applied in order (see :class:`Regularizer`).
-        jit_compile: compile with XLA (faster per step for small models, slower to start).
+        jit_compile: compile each step with XLA (faster per step for small models, slower to
+            start). XLA needs fixed shapes, so it compiles the step, not the loop around it: the
+            step is compiled once, whatever the chunk lengths.
+
+    Attributes:
+        chunk_seconds: the wall time each call of the compiled loop aims at (see the module's
+            notes); a class attribute, 0.25 s.
     """
+
+    chunk_seconds: float = 0.25
 
     def __init__(
         self,
@@ -157,13 +215,16 @@ class GradientLoop:
         regularizers: Sequence[Regularizer] = (),
         jit_compile: bool = False,
     ) -> None:
+        if not callable(objective):
+            raise TypeError(f"objective must be a function x -> (loss, tracked), got {describe(objective)}")
         step_direction(tf.zeros([1, 1]), step_rule)  # validates the rule name early
         self.objective = objective
         self.step_rule = step_rule
-        self.regularizers = tuple(regularizers)
-        self.jit_compile = jit_compile
-        self._run_chunk = tf.function(self._chunk, jit_compile=jit_compile, reduce_retracing=True)
-        self._evaluate = tf.function(self._total_loss, jit_compile=jit_compile, reduce_retracing=True)
+        self.regularizers = check_regularizers(regularizers)
+        self.jit_compile = check_flag("jit_compile", jit_compile)
+        self._step_fn = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
+        self._run_chunk = tf.function(self._chunk, reduce_retracing=True)
+        self._evaluate = tf.function(self._total_loss, jit_compile=self.jit_compile, reduce_retracing=True)
 
     def _total_loss(self, x: tf.Tensor, x_in: tf.Tensor, x0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         loss, tracked = self.objective(x_in)
@@ -191,7 +252,7 @@ class GradientLoop:
         tracked = tf.TensorArray(tf.float32, size=n)
 
         def body(i, x, losses, tracked):
-            x, loss, track = self._step(first + i, x, x0, rate, seed)
+            x, loss, track = self._step_fn(first + i, x, x0, rate, seed)
             return i + 1, x, losses.write(i, loss), tracked.write(i, track)
 
         _, x, losses, tracked = tf.while_loop(
@@ -212,43 +273,69 @@ class GradientLoop:
     ) -> LoopResult:
         """Run ``steps`` steps from ``start`` (default ``x0``); see :func:`run_gradient_loop`."""
         steps = check_steps(steps)
-        if not np.isfinite(step_size) or step_size <= 0:
-            raise ValueError(f"step_size must be a positive number, got {step_size!r}")
+        rate = tf.constant(check_number("step_size", step_size, minimum=0.0, above=True), tf.float32)
+        seed_t = tf.constant(check_seed(seed), tf.int32)
+        progress = check_flag("progress", progress, allow_none=True)
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
-        rate = tf.constant(step_size, tf.float32)
-        seed_t = tf.constant(seed, tf.int32)
-        show = steps >= 50 if progress is None else bool(progress)
-        chunk = max(1, math.ceil(steps / 20)) if show else steps
+        self._check_batch(x0, x)
+        batch = int(x0.shape[0])
+        check_history(steps, batch, 1, at_least=True)  # refuse absurd runs before tracing
         t0 = time.perf_counter()
-        self._run_chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(chunk), rate, seed_t)
+        concrete = self._run_chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(1), rate, seed_t)
         self._evaluate.get_concrete_function(x, x, x0)
         compile_seconds = time.perf_counter() - t0  # ~0 when this loop already ran on this shape
+        shape = concrete.structured_outputs[2].shape  # (steps, N, K): K is known unless the objective hides it
+        known = shape.rank is not None and None not in shape[2:]
+        check_history(steps, batch, int(np.prod(shape[2:])) if known else 1, at_least=not known)
+        show = steps >= 50 if progress is None else progress
         bar = _progress(steps, description) if show else None
-        all_losses, all_tracked = [], []
+        losses_out = tracked_out = None
+        chunks: list[int] = []
+        done, n = 0, 1
         try:
-            done = 0
             while done < steps:
-                n = min(chunk, steps - done)
+                n = min(n, steps - done)
+                tick = time.perf_counter()
                 x, losses, tracked = self._run_chunk(x, x0, tf.constant(done), tf.constant(n), rate, seed_t)
-                all_losses.append(losses.numpy())  # the one host sync per chunk
-                all_tracked.append(tracked.numpy())
+                losses, tracked = losses.numpy(), tracked.numpy()  # the one host sync per chunk
+                seconds = time.perf_counter() - tick
+                if tracked_out is None:
+                    check_history(steps, batch, int(np.prod(tracked.shape[2:])))
+                    losses_out = np.empty((steps + 1, *losses.shape[1:]), np.float32)
+                    tracked_out = np.empty((steps + 1, *tracked.shape[1:]), np.float32)
+                losses_out[done : done + n], tracked_out[done : done + n] = losses, tracked
                 done += n
+                chunks.append(n)
                 if bar is not None:
                     bar.update(n)
+                n = next_chunk_length(n, seconds, self.chunk_seconds)
             final_loss, final_tracked = self._evaluate(x, x, x0)
-            all_losses.append(final_loss.numpy()[None])
-            all_tracked.append(final_tracked.numpy()[None])
+            losses_out[steps], tracked_out[steps] = final_loss.numpy(), final_tracked.numpy()
+        except KeyboardInterrupt:
+            # Nothing of the loop's state changed: the compiled graph is kept and can run again.
+            raise KeyboardInterrupt(f"stopped after {done:,} of {steps:,} steps (run it again any time)") from None
         finally:
             if bar is not None:
                 bar.close()
         return LoopResult(
             x=x.numpy(),
-            losses=np.concatenate(all_losses),
-            tracked=np.concatenate(all_tracked),
+            losses=losses_out,
+            tracked=tracked_out,
             compile_seconds=compile_seconds,
             seconds=time.perf_counter() - t0,
+            chunks=tuple(chunks),
         )
+
+    def _check_batch(self, x0: tf.Tensor, x: tf.Tensor) -> None:
+        """Clear errors, before tracing, for batches the loop cannot run on."""
+        if x0.shape.rank is None or x0.shape.rank < 1:
+            raise ValueError(f"x0 must be a batch (N, ...), got shape {tuple(x0.shape)}")
+        check_batch(x0, "inputs")
+        if tuple(x.shape) != tuple(x0.shape):
+            raise ValueError(f"start must have the shape of x0 {tuple(x0.shape)}, got {tuple(x.shape)}")
+        for r in self.regularizers:
+            r.check_input(tuple(x0.shape))
 
 
 _LOOPS: "weakref.WeakKeyDictionary[Any, dict[Hashable, GradientLoop]]" = weakref.WeakKeyDictionary()
@@ -294,18 +381,17 @@ def run_gradient_loop(
         objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
         x0: the reference batch ``(N, ...)`` in pixel units (the photo being attacked; for
             visualisation from noise, the noise). Penalties and constraints measure from it.
-        steps: number of steps, >= 1.
+        steps: number of steps, >= 1; refused when the history would pass :data:`MAX_HISTORY_BYTES`.
         step_size: pixels per step for ``"sign"`` and ``"rms"``; the learning rate for ``"plain"``.
         step_rule: see :func:`step_direction`.
         regularizers: pieces applied in order (see :class:`Regularizer`).
         start: where ``x`` starts, default ``x0``.
         seed: seed for the regularisers' randomness (the same seed gives the same result).
-        progress: show a text progress bar; ``None`` shows one for 50 steps or more.
+        progress: show a text progress bar; ``None`` shows one for long runs (50 steps or more).
+            Whatever it is, Kernel -> Interrupt stops the run within about a chunk (see the
+            module's notes) with a ``KeyboardInterrupt``.
         description: the bar's label.
-        jit_compile: compile the loop with XLA (faster for small models, slower to start).
+        jit_compile: compile each step with XLA (faster for small models, slower to start).
     """
-    check_steps(steps)
-    if not np.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"step_size must be a positive number, got {step_size!r}")
     loop = GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile)
     return loop.run(x0, steps=steps, step_size=step_size, start=start, seed=seed, progress=progress, description=description)

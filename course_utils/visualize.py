@@ -4,14 +4,15 @@ Like Lucid/Lucent, the pieces are separate and small:
 
 - *objectives*: a filter's mean activation (:func:`maximize_filters`), a class logit
   (:func:`maximize_class`);
-- *regularisers* (:class:`Jitter`, :class:`TotalVariation`, :class:`L2Decay`, :class:`Blur`):
-  objects with one job each, passed as a tuple and usable by both;
+- *regularisers* (:class:`Jitter`, :class:`TotalVariation`, :class:`L2Decay`, :class:`Blur`, in
+  :mod:`course_utils.regularizers`): objects with one job each, passed as a tuple and usable by both;
 - the loop itself is :class:`course_utils.optimize.GradientLoop` (the same one the attacks
   use) with the ``"rms"`` step rule: the gradient divided by its root-mean-square, so
   ``step_size`` is in pixels.
 
-Which layers to look at comes from :func:`feature_layers` / :func:`conv_layers`, never from
-hard-coded names, so the lesson works with VGG16 and with the offline EfficientNet-Lite0.
+Which layers to look at comes from :func:`feature_layers` / :func:`conv_layers` (in
+:mod:`course_utils.layers`), never from hard-coded names, so the lesson works with VGG16 and with
+the offline EfficientNet-Lite0. Both modules' names are importable from here too.
 
 Units: images are float32 pixels 0..255 while optimising; :func:`deprocess` turns them into
 ``uint8`` pictures with the contrast stretched for viewing.
@@ -28,13 +29,16 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.attacks import PixelRange
-from course_utils.models import class_name
+from course_utils.checks import WrongTypeError, check_int, check_number, check_regularizers, check_seed, check_size, check_steps
 from course_utils.images import as_batch, load_image
-from course_utils.labels import resolve_class
-from course_utils.optimize import GradientLoop, Regularizer, cached_loop, check_steps
+from course_utils.labels import resolve_classes
+from course_utils.layers import check_feature_size, check_layer, conv_layers, feature_layers, feature_model, layer_summary, receptive_field
+from course_utils.models import class_name
+from course_utils.optimize import GradientLoop, Regularizer, cached_loop
+from course_utils.regularizers import GRAY, Blur, Jitter, L2Decay, PixelRange, TotalVariation, default_regularizers
 
 __all__ = [
+    "GRAY",
     "Jitter",
     "TotalVariation",
     "L2Decay",
@@ -55,269 +59,9 @@ __all__ = [
     "gray_noise",
 ]
 
-GRAY = 127.5
-"""Mid-grey in pixels: where the start noise is centred and where :class:`L2Decay` pulls to."""
-
 NOISE_FLOOR = 0.1
 """A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
 positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
-
-
-# --------------------------------------------------------------------------- regularisers
-
-
-class Jitter(Regularizer):
-    """Shift the image by a random ``-pixels..pixels`` in each direction before the model sees it.
-
-    The shift wraps around (what leaves on the right comes back on the left) and changes every
-    step. Patterns that only work at one exact position (the high-frequency "fooling" noise) stop
-    paying off, so the optimiser draws things that survive being moved.
-    """
-
-    def __init__(self, pixels: int = 8) -> None:
-        if isinstance(pixels, bool) or int(pixels) != pixels or pixels < 0:
-            raise ValueError(f"Jitter pixels must be a whole number >= 0, got {pixels!r}")
-        self.pixels = int(pixels)
-
-    def shift(self, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """The ``(dy, dx)`` shift used at ``step`` (int32, each in ``-pixels..pixels``)."""
-        seeds = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
-        return tf.random.stateless_uniform([2], seed=seeds, minval=-self.pixels, maxval=self.pixels + 1, dtype=tf.int32)
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if self.pixels == 0:
-            return x
-        return tf.roll(x, shift=self.shift(step, seed), axis=[1, 2])
-
-
-class TotalVariation(Regularizer):
-    """Penalise ``weight`` times the mean absolute difference between neighbouring pixels.
-
-    Zero for a flat image, large for pixel-level noise: the optimiser is asked for smooth areas.
-    """
-
-    def __init__(self, weight: float = 0.5) -> None:
-        if not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"TotalVariation weight must be a finite number >= 0, got {weight!r}")
-        self.weight = float(weight)
-
-    def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor:
-        dy = tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
-        dx = tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
-        return self.weight * (dx + dy)
-
-
-class L2Decay(Regularizer):
-    """After each step pull every pixel a fraction ``rate`` of the way back to mid-grey (127.5).
-
-    Pixels that the objective does not keep pushing fade to grey, so only what matters stays.
-    (The same as weight decay on ``x - 127.5``, i.e. a small L2 penalty on the picture.)
-    """
-
-    def __init__(self, rate: float = 0.02) -> None:
-        if not 0 <= rate < 1:
-            raise ValueError(f"L2Decay rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        return GRAY + (1.0 - self.rate) * (x - GRAY)
-
-
-class Blur(Regularizer):
-    """After every ``every``-th step (steps ``every-1``, ``2*every-1``, ... counting from 0), blur
-    the image with a Gaussian of ``sigma`` pixels. Smooths away pixel noise; edges stay."""
-
-    def __init__(self, sigma: float = 1.0, every: int = 4) -> None:
-        if not np.isfinite(sigma) or sigma <= 0 or isinstance(every, bool) or int(every) != every or every < 1:
-            raise ValueError(f"Blur needs sigma > 0 and a whole number every >= 1, got sigma={sigma!r}, every={every!r}")
-        self.sigma, self.every = float(sigma), int(every)
-
-    def blur(self, x: tf.Tensor) -> tf.Tensor:
-        """``x`` blurred (edges reflected, so a flat image stays flat)."""
-        radius = max(1, int(round(2 * self.sigma)))
-        t = np.arange(-radius, radius + 1, dtype=np.float32)
-        g = np.exp(-0.5 * (t / self.sigma) ** 2)
-        g /= g.sum()
-        channels = x.shape[-1]
-        kernel = tf.constant(np.tile(np.outer(g, g)[:, :, None, None], (1, 1, channels, 1)))
-        padded = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-        return tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        due = tf.equal(tf.math.floormod(tf.cast(step, tf.int32) + 1, self.every), 0)
-        return tf.cond(due, lambda: self.blur(x), lambda: tf.identity(x))
-
-
-def default_regularizers() -> tuple[Regularizer, ...]:
-    """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
-    return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
-
-
-# --------------------------------------------------------------------------- layers
-
-
-def _producer(tensor) -> keras.Operation:
-    return tensor._keras_history.operation
-
-
-def _inbound(layer: keras.layers.Layer) -> list[keras.Operation]:
-    """The layers whose outputs feed ``layer`` in the model it was built in (its first call)."""
-    inputs = layer.input
-    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-    return [_producer(t) for t in inputs]
-
-
-def _is_activation(layer: keras.layers.Layer) -> bool:
-    return isinstance(layer, keras.layers.ReLU) or (
-        isinstance(layer, keras.layers.Activation) and layer.activation is not keras.activations.linear
-    )
-
-
-def feature_layers(model: keras.Model) -> list[str]:
-    """Names of the layers that hold a convolution's response, one per convolution, in order.
-
-    For VGG16 these are the ``Conv2D`` layers (ReLU built in). For EfficientNet-Lite0 they are
-    the batch norms right before each ``ReLU6`` of a full convolution (``stem_bn``,
-    ``block1_expand_bn``, ..., ``top_bn``): ReLU6 caps at 6, so an activation that is already high
-    could not rise any further after it, and its gradient is zero wherever it is capped; the
-    response just before the cap has no such limit. Depthwise convolutions are left out: each of
-    their filters sees one channel only, so it is a poor picture of what the layer has learned.
-    """
-    names = []
-    for layer in model.layers:
-        out = getattr(layer, "output", None)
-        if out is None or len(out.shape) != 4:
-            continue
-        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-            if layer.activation is not keras.activations.linear:
-                names.append(layer.name)
-        elif _is_activation(layer):
-            source = _inbound(layer)[0]
-            if not isinstance(source, keras.layers.BatchNormalization):
-                if isinstance(source, keras.layers.Conv2D) and not isinstance(source, keras.layers.DepthwiseConv2D):
-                    names.append(layer.name)  # conv -> activation, no batch norm in between
-                continue
-            conv = _inbound(source)[0]
-            if isinstance(conv, keras.layers.Conv2D) and not isinstance(conv, keras.layers.DepthwiseConv2D):
-                names.append(source.name)
-    return names
-
-
-def conv_layers(model: keras.Model, n: int = 5) -> list[str]:
-    """``n`` convolutional feature layers from the first to the deepest resolution.
-
-    Takes the first feature layer (see :func:`feature_layers`) at each spatial resolution (one per
-    stage: for VGG16, ``block1_conv1`` .. ``block5_conv1``) and, if there are more stages than
-    ``n``, ``n`` evenly spaced ones; if fewer, fills in evenly spaced layers in between.
-    """
-    names = feature_layers(model)
-    if not names:
-        raise ValueError(f"{model.name} has no convolutional feature layers")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(names):
-        raise ValueError(f"n must be a whole number in 1..{len(names)} for {model.name}, got {n!r}")
-    stage_first: list[str] = []
-    seen: set[tuple] = set()
-    for name in names:
-        hw = tuple(model.get_layer(name).output.shape[1:3])
-        if hw not in seen:
-            seen.add(hw)
-            stage_first.append(name)
-    if len(stage_first) >= n:
-        picks = np.linspace(0, len(stage_first) - 1, n).round().astype(int)
-        return [stage_first[i] for i in picks]
-    chosen = {names.index(s) for s in stage_first}
-    for i in np.linspace(0, len(names) - 1, n + 2).round().astype(int):
-        if len(chosen) >= n:
-            break
-        chosen.add(int(i))
-    for i in range(len(names)):  # linspace can repeat picks for small models: fill in order
-        if len(chosen) >= n:
-            break
-        chosen.add(i)
-    return [names[i] for i in sorted(chosen)]
-
-
-def _receptive_fields(model: keras.Model) -> dict[str, tuple[int, int]]:
-    """``layer name -> (receptive field, jump)`` in input pixels, along the height axis."""
-    fields: dict[str, tuple[int, int]] = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            fields[layer.name] = (1, 1)
-            continue
-        try:
-            sources = [fields[s.name] for s in _inbound(layer)]
-        except (KeyError, AttributeError, ValueError):
-            continue
-        rf, jump = max(s[0] for s in sources), max(s[1] for s in sources)
-        kernel = stride = dilation = 1
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)):
-            kernel, stride, dilation = layer.kernel_size[0], layer.strides[0], layer.dilation_rate[0]
-        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
-            kernel, stride = layer.pool_size[0], layer.strides[0]
-        fields[layer.name] = (rf + (kernel - 1) * dilation * jump, jump * stride)
-    return fields
-
-
-def receptive_field(model: keras.Model, layer: str) -> int:
-    """How many input pixels (along one side) one unit of ``layer`` can see.
-
-    Computed from the kernel sizes and strides on the way from the input (through skip
-    connections, the larger path counts). It can exceed the picture: then every unit sees it all.
-    """
-    fields = _receptive_fields(model)
-    if layer not in fields:
-        model.get_layer(layer)  # a clear Keras error for an unknown name
-        raise ValueError(f"cannot work out the receptive field of {layer!r}")
-    return int(fields[layer][0])
-
-
-def layer_summary(model: keras.Model, mark: Sequence[str] = ()) -> pd.DataFrame:
-    """The model's convolutional feature layers, one row each: ``layer``, ``kind`` (the layer
-    type, and the convolution it reads for a batch norm), ``size`` (output height x width for the
-    model's input), ``filters``, ``receptive_field`` (input pixels per side) and ``shown``
-    (whether it is in ``mark``, e.g. the layers :func:`conv_layers` picked)."""
-    fields = _receptive_fields(model)
-    rows = []
-    for name in feature_layers(model):
-        layer = model.get_layer(name)
-        kind = type(layer).__name__
-        if isinstance(layer, keras.layers.BatchNormalization):
-            kind += f" of {_inbound(layer)[0].name}"
-        h, w, c = layer.output.shape[1:]
-        rows.append(
-            {"layer": name, "kind": kind, "size": f"{h}x{w}", "filters": int(c),
-             "receptive_field": int(fields[name][0]), "shown": name in mark}
-        )
-    return pd.DataFrame(rows)
-
-
-def _check_layer(model: keras.Model, layer: str) -> tuple[keras.layers.Layer, int]:
-    names = feature_layers(model)
-    listing = ", ".join(names)
-    try:
-        target = model.get_layer(layer)
-    except ValueError:
-        raise ValueError(f"{model.name} has no layer {layer!r}; its conv feature layers are: {listing}") from None
-    if layer not in names:
-        hint = ""
-        users = [n for n in names if any(s is target for s in _inbound(model.get_layer(n)))]
-        if users:
-            hint = f" (its response is read after its batch norm: use {users[0]!r})"
-        elif _is_activation(target) and _inbound(target)[0].name in names:
-            hint = f" (use {_inbound(target)[0].name!r}, the response before the activation's cap)"
-        raise ValueError(
-            f"{layer!r} is a {type(target).__name__}, not a convolutional feature layer{hint}; "
-            f"choose one of: {listing}"
-        )
-    return target, int(target.output.shape[-1])
-
-
-def _feature_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model:
-    sub = keras.Model(model.input, target.output)
-    # Same layers (shared weights) on an input of any height and width.
-    return keras.models.clone_model(
-        sub, input_tensors=keras.Input((None, None, model.input_shape[-1])), clone_function=lambda l: l
-    )
 
 
 # --------------------------------------------------------------------------- results
@@ -446,8 +190,7 @@ def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: f
 
     ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``); the same seed, the same noise.
     """
-    if not np.isfinite(amplitude) or not 0 <= amplitude <= GRAY:
-        raise ValueError(f"noise amplitude must be in 0..{GRAY} pixels, got {amplitude!r}")
+    amplitude = check_number("noise amplitude (pixels)", amplitude, minimum=0.0, maximum=GRAY)
     rng = np.random.default_rng(seed)
     return (GRAY + rng.uniform(-amplitude, amplitude, size=tuple(shape))).astype(np.float32)
 
@@ -486,14 +229,18 @@ def _tidy_history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> p
     return pd.DataFrame(data)
 
 
-def _check_size(size: Sequence[int]) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (height, width), got {size!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"size must be positive, got {size!r}")
-    return h, w
+def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> list[int]:
+    """The filter indices as ints in ``0..channels-1``, or a clear error (no silent ``int(1.7)``)."""
+    if isinstance(filters, np.ndarray):
+        filters = filters.tolist()
+    items = list(filters) if isinstance(filters, (list, tuple, range)) else [filters]
+    if not items:
+        raise ValueError("give at least one filter index")
+    indices = [check_int("filter index", f) for f in items]
+    bad = [f for f in indices if not 0 <= f < channels]
+    if bad:
+        raise ValueError(f"filter index {bad[0]} is out of range: layer {layer!r} has {channels} filters (0..{channels - 1})")
+    return indices
 
 
 # --------------------------------------------------------------------------- filters
@@ -533,18 +280,19 @@ def maximize_filters(
     Raises:
         ValueError: ``steps < 1``, an unknown layer (the message lists the conv feature layers),
             a layer that is not a conv feature layer, a filter index out of range (the message
-            gives the layer's filter count), or no filters.
+            gives the layer's filter count), no filters, a size too small to reach the layer or
+            for a regulariser, a seed outside ``0..2**31-1``. Values of the wrong type (``1.7``
+            or ``"2"`` as a filter, ``(2.7, 3.9)`` as a size, ``"jitter"`` as a regulariser)
+            raise :class:`course_utils.checks.WrongTypeError`, which is a ``ValueError`` too.
     """
     steps = check_steps(steps)
-    target, channels = _check_layer(model, layer)
-    filters = [int(f) for f in ([filters] if np.isscalar(filters) else filters)]
-    if not filters:
-        raise ValueError("give at least one filter index")
-    bad = [f for f in filters if not 0 <= f < channels]
-    if bad:
-        raise ValueError(f"filter index {bad[0]} is out of range: layer {layer!r} has {channels} filters (0..{channels - 1})")
-    h, w = _check_size(size)
-    extractor = _feature_model(model, target)
+    target, channels = check_layer(model, layer)
+    filters = _filter_indices(filters, layer, channels)
+    h, w = check_size(size)
+    seed = check_seed(seed)
+    regularizers = check_regularizers(regularizers)
+    extractor = feature_model(model, target)
+    check_feature_size(extractor, layer, (h, w))
     x0 = _start_noise(filters, (h, w, model.input_shape[-1]), seed, noise)
     index = tf.constant(filters, tf.int32)
 
@@ -639,6 +387,8 @@ def compare_batched_serial(
     steps only). Also checks that the two give the same pictures (the same start noise per
     filter): column ``max_pixel_diff``.
     """
+    n = check_int("n", n, minimum=1)
+    size = check_size(size)
     kwargs = dict(steps=steps, step_size=step_size, size=size, progress=False)
     t0 = time.perf_counter()
     batched = maximize_filters(model, layer, range(n), **kwargs)
@@ -675,7 +425,7 @@ def maximize_class(
 
     Args:
         model: an ImageNet classifier taking pixels 0..255 (its own input size, e.g. 224x224).
-        target: a class index or ImageNet name (or several: one image each).
+        target: a class index or one of the model's class names (or several: one image each).
         image: ``None`` starts from grey noise; else a photo (array, path or URL), centre-cropped
             and resized to the model's input.
         steps: gradient steps (>= 1).
@@ -691,10 +441,11 @@ def maximize_class(
     """
     steps = check_steps(steps)
     num_classes = int(model.output_shape[-1])
-    targets = [target] if isinstance(target, (str, int, np.integer)) else list(target)
-    if not targets:
-        raise ValueError("give at least one target class")
-    idx = [resolve_class(t, num_classes) for t in targets]
+    if target is None:
+        raise WrongTypeError("maximize_class needs a class to draw: name one, e.g. target='sea snake' or target=65")
+    idx = resolve_classes(target, num_classes)
+    seed = check_seed(seed)
+    regularizers = check_regularizers(regularizers)
     h, w, c = model.input_shape[1:]
     if image is None:
         x0 = _start_noise(idx, (h, w, c), seed, noise)

@@ -1,0 +1,226 @@
+"""Checks of the arguments a student passes, shared by every public function of the course.
+
+Each check returns the value as a plain Python type, or raises an error that names the argument,
+quotes the value and says what is expected, *before* any TensorFlow graph is traced (a bad value
+would otherwise surface as an autograph or graph-execution traceback, or be silently truncated:
+``int(2.7) == 2``).
+
+Two kinds of error:
+
+- a value of the wrong *type* (``"4"`` or ``True`` where a number belongs, ``2.7`` where a whole
+  number belongs) raises :class:`WrongTypeError`, a ``TypeError`` that is also a ``ValueError``,
+  so ``except ValueError`` catches every bad argument;
+- a value of the right type but out of range raises ``ValueError``.
+
+NumPy scalars (``np.int64(3)``, ``np.float32(4.0)``) and 0-d arrays are accepted wherever the
+Python number is.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "WrongTypeError",
+    "describe",
+    "suggestion",
+    "check_number",
+    "check_int",
+    "check_steps",
+    "check_seed",
+    "check_flag",
+    "check_size",
+    "check_batch",
+    "check_regularizers",
+]
+
+MAX_SEED = 2**31 - 1
+"""Seeds become 32-bit integers inside the compiled loop (stateless random numbers)."""
+
+
+class WrongTypeError(TypeError, ValueError):
+    """An argument of the wrong type. A ``TypeError``, and a ``ValueError`` too, so that one
+    ``except ValueError`` catches every bad argument of the course."""
+
+
+def describe(value: Any) -> str:
+    """The value quoted and its type, for messages: ``'4' (a str)``, ``2.7 (a float)``."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return f"{text} ({article} {kind})"
+
+
+def suggestion(value: Any, whole: bool) -> str:
+    """What to write instead, where that is clear: ``"; write 145"`` for ``145.0`` where a whole
+    number belongs (``whole``), ``"; write the number without quotes"`` for ``"4"``; else ``""``."""
+    if isinstance(value, (str, np.str_)):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return "; write the number without quotes"
+    if whole and isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return f"; write {int(value)}"
+    return ""
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d NumPy array or tensor as its Python scalar; anything else unchanged."""
+    if getattr(value, "shape", None) == () and not isinstance(value, (np.generic, str)):
+        try:
+            return np.asarray(value).item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _bounds(minimum: float | None, maximum: float | None, above: bool, below: bool) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if above else '>='} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"{'<' if below else '<='} {maximum:g}")
+    return " and ".join(parts)
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: bool = False,
+    below: bool = False,
+) -> float:
+    """``value`` as a finite float within the bounds, or a clear error.
+
+    Args:
+        name: the argument's name, for the message.
+        value: an int or float (Python or NumPy); not a bool, not a str.
+        minimum, maximum: inclusive bounds (``None``: no bound).
+        above, below: make ``minimum`` / ``maximum`` exclusive (``> 0`` rather than ``>= 0``).
+
+    Raises:
+        WrongTypeError: not a number (``"4"``, ``True``, ``None``, a list...).
+        ValueError: NaN, infinite, or outside the bounds.
+    """
+    bounds = _bounds(minimum, maximum, above, below)
+    value = _scalar(value)
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        expected = f"a number {bounds}".rstrip()
+        raise WrongTypeError(f"{name} must be {expected}, got {describe(value)}{suggestion(value, False)}")
+    v = float(value)
+    low_bad = minimum is not None and (v <= minimum if above else v < minimum)
+    high_bad = maximum is not None and (v >= maximum if below else v > maximum)
+    if not np.isfinite(v) or low_bad or high_bad:
+        expected = f"a finite number {bounds}".rstrip()
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return v
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int within ``minimum..maximum`` (inclusive), or a clear error.
+
+    Floats are refused even when whole (``145.0``): an index or a count is written as an int.
+
+    Raises:
+        WrongTypeError: not a whole number (``2.7``, ``145.0``, ``"2"``, ``True``, ``None``).
+        ValueError: outside the bounds.
+    """
+    if minimum is not None and maximum is not None:
+        expected = f"a whole number in {minimum}..{maximum}"
+    else:
+        expected = f"a whole number {_bounds(minimum, maximum, False, False)}".rstrip()
+    value = _scalar(value)
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise WrongTypeError(f"{name} must be {expected}, got {describe(value)}{suggestion(value, True)}")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        raise ValueError(f"{name} must be {expected}, got {v}")
+    return v
+
+
+def check_steps(steps: Any) -> int:
+    """``steps`` as an int, or a clear error if it is not a whole number >= 1."""
+    return check_int("steps", steps, minimum=1)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed for the course's random numbers: a whole number in ``0..2**31 - 1``."""
+    return check_int(name, seed, minimum=0, maximum=MAX_SEED)
+
+
+def check_flag(name: str, value: Any, *, allow_none: bool = False) -> bool | None:
+    """``True`` or ``False`` (or ``None`` if allowed); ``"False"`` is refused, not read as true."""
+    if value is None and allow_none:
+        return None
+    if not _is_bool(value):
+        expected = "True, False or None" if allow_none else "True or False"
+        raise WrongTypeError(f"{name} must be {expected}, got {describe(value)}")
+    return bool(value)
+
+
+def check_size(size: Any, name: str = "size") -> tuple[int, int]:
+    """``(height, width)`` in whole pixels >= 1; one whole number means a square."""
+    size = _scalar(size)
+    if isinstance(size, numbers.Integral) and not _is_bool(size):
+        size = (size, size)
+    expected = f"{name} must be (height, width): two whole numbers >= 1 (or one, for a square)"
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise WrongTypeError(f"{expected}, got {describe(size)}{suggestion(size, True)}")
+    try:
+        h, w = (check_int(name, s, minimum=1) for s in size)
+    except WrongTypeError:
+        raise WrongTypeError(f"{expected}, got {size!r}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be positive: (height, width), each >= 1 pixel, got {size!r}") from None
+    return h, w
+
+
+def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
+    """Refuse an empty batch ``(0, H, W, C)``: there would be nothing to optimise or report."""
+    if len(x) == 0:
+        raise ValueError(f"got an empty batch of {what} (shape {tuple(x.shape)}); give at least one image")
+    return x
+
+
+def check_regularizers(regularizers: Any, name: str = "regularizers") -> tuple:
+    """The regularisers as a tuple of :class:`course_utils.optimize.Regularizer` objects.
+
+    Accepts a tuple or list of them, one on its own, or ``None`` (none). Refuses names
+    (``"jitter"``), classes that were not made into objects (``Blur`` instead of ``Blur()``) and
+    anything else, before any graph is traced.
+    """
+    from course_utils.optimize import Regularizer
+
+    example = "such as (Jitter(8), Blur(1.0))"
+    if regularizers is None:
+        return ()
+    if isinstance(regularizers, Regularizer):
+        return (regularizers,)
+    if isinstance(regularizers, type) and issubclass(regularizers, Regularizer):
+        raise WrongTypeError(
+            f"{name} got the class {regularizers.__name__}, not a regulariser: write "
+            f"{regularizers.__name__}() (with brackets) to make one"
+        )
+    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, (list, tuple)):
+        raise WrongTypeError(f"{name} must be a tuple of regulariser objects {example}, got {describe(regularizers)}")
+    for i, r in enumerate(regularizers):
+        if isinstance(r, type) and issubclass(r, Regularizer):
+            raise WrongTypeError(
+                f"{name}[{i}] is the class {r.__name__}, not a regulariser: write {r.__name__}() "
+                "(with brackets) to make one"
+            )
+        if not isinstance(r, Regularizer):
+            raise WrongTypeError(f"{name}[{i}] must be a regulariser object such as Jitter(8) or Blur(1.0), got {describe(r)}")
+    return tuple(regularizers)
