@@ -44,7 +44,8 @@ student: venv
 
 # Run the student copies top to bottom: no error, every check says "not answered yet".
 test-student: student
-	$(BIN)/python -m pytest student
+	cd student && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 *.ipynb
+	$(BIN)/python tools/make_student.py --verify student/*.ipynb
 
 notebooks: venv
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 notebooks/*.ipynb

@@ -7,7 +7,9 @@ in the student copy the cell becomes one placeholder per answer,
 and everything else in the cell (the solution's working) is dropped. The check cells see ``None``
 and say "not answered yet" without failing, so a student copy runs from top to bottom.
 
-Usage: python tools/make_student.py [--out student] [notebooks/*.ipynb]
+Usage:
+    python tools/make_student.py [--out student] [notebooks/*.ipynb]   write the copies
+    python tools/make_student.py --verify student/*.ipynb              check executed copies
 """
 
 from __future__ import annotations
@@ -61,11 +63,43 @@ def student_copy(notebook: nbformat.NotebookNode, where: str) -> tuple[nbformat.
     return nb, replaced
 
 
+def verify(paths: list[Path]) -> list[str]:
+    """Problems in executed student copies: an error output anywhere, or an answer cell whose check
+    (the next code cell) did not say "not answered yet". An empty list means all is well."""
+    problems = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        for i, cell in enumerate(code):
+            for out in cell.get("outputs", []):
+                if out.output_type == "error":
+                    problems.append(f"{path.name}: a cell raised {out.ename}: {out.evalue}")
+            if "answer" in cell.metadata.get("tags", []):
+                check = code[i + 1] if i + 1 < len(code) else None
+                text = "" if check is None else "".join(o.get("text", "") for o in check.get("outputs", []))
+                if "not answered yet" not in text:
+                    problems.append(f"{path.name}: the check after answer cell {cell.source.splitlines()[0]!r} "
+                                    "did not say 'not answered yet'")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     parser.add_argument("--out", type=Path, default=REPO / "student", help="folder for the copies (default: student/)")
+    parser.add_argument("--verify", action="store_true", help="check executed student copies instead of writing them")
     args = parser.parse_args(argv)
+    if args.verify:
+        if not args.notebooks:
+            print("make_student --verify: name the executed student notebooks", file=sys.stderr)
+            return 2
+        problems = verify(args.notebooks)
+        for p in problems:
+            print(f"make_student --verify: {p}", file=sys.stderr)
+        answers = sum("answer" in c.metadata.get("tags", []) for p in args.notebooks
+                      for c in nbformat.read(p, as_version=4).cells)
+        print(f"student copies: {answers - len(problems)} passed, {len(problems)} failed")
+        return 1 if problems else 0
     paths = args.notebooks or sorted((REPO / "notebooks").glob("*.ipynb"))
     if not paths:
         print("make_student: no notebooks found", file=sys.stderr)
