@@ -142,11 +142,13 @@ def lesson2_smallest_epsilon(
     *,
     steps: int = 40,
     candidates: Sequence[float] = LESSON2_EPSILONS,
+    progress: bool = True,
 ) -> None:
     """Exercise 2.1: the smallest budget in ``candidates`` at which ``steps`` steps of the
     iterative attack (step size ``epsilon / 4``) make ``target`` the top class of ``image``.
 
-    Runs the attack at the answer and at the next smaller candidate (two short runs).
+    Runs the attack at the answer and at the next smaller candidate (two short runs, each with a
+    progress bar unless ``progress`` is false).
     """
     from course_utils.attacks import iterative_attack
 
@@ -158,7 +160,7 @@ def lesson2_smallest_epsilon(
     eps = float(answer)
 
     def works(e: float):
-        r = iterative_attack(model, image, target, epsilon=e, steps=steps, step_size=e / 4, progress=False)
+        r = iterative_attack(model, image, target, epsilon=e, steps=steps, step_size=e / 4, progress=progress)
         return bool(r.success[0]), float(r.final_probability()[0])
 
     ok, p = works(eps)
