@@ -1,7 +1,7 @@
 """``python -m benchmarks``: time the course's compiled loops against tutorial-style loops.
 
-Writes ``<out>/latest.json`` and ``<out>/latest.md`` (default ``benchmarks/results/``) and prints
-the Markdown. ``--quick`` runs every workload with tiny step counts, once: it proves the
+Writes ``<out>/latest.json`` and ``<out>/latest.md`` (default ``benchmarks/results/``), both or
+neither, and prints the Markdown; ``--out`` is checked before anything runs. ``--quick`` runs every workload with tiny step counts, once: it proves the
 benchmark runs and says nothing about speed.
 """
 
@@ -42,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be >= 1")
+    from course_utils.files import OutputPathError, check_writable
+
+    try:  # before anything runs: a typo in --out must not cost a whole benchmark run
+        check_writable(args.out, "--out", folder=True)
+    except OutputPathError as err:
+        parser.error(str(err))
     return args
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.workloads import WorkloadResult
+from course_utils.files import write_files_together
 
 __all__ = ["goals", "build_report", "markdown", "write_report"]
 
@@ -274,12 +275,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path, str]:
-    """Write ``latest.json`` and ``latest.md`` into ``out_dir``; return their paths and the Markdown."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``latest.json`` and ``latest.md`` into ``out_dir``, both or neither (a failure leaves
+    the previous pair as it was); return their paths and the Markdown."""
     json_path, md_path = out_dir / "latest.json", out_dir / "latest.md"
-    json_path.write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+    document = json.dumps(report, indent=2, default=_jsonable) + "\n"
     text = markdown(report)
-    md_path.write_text(text)
+    write_files_together({
+        json_path: lambda temp: temp.write_text(document, encoding="utf-8"),
+        md_path: lambda temp: temp.write_text(text, encoding="utf-8"),
+    })
     return json_path, md_path, text
 
 

@@ -8,6 +8,9 @@ Modules, one job each:
 - :mod:`course_utils.models`     the ImageNet classifier (EfficientNet-Lite0 offline, VGG16 on request),
                                  the small gender CNN, top-k tables
 - :mod:`course_utils.fetch`      the one download routine (MD5-checked, atomic); ``python -m course_utils.fetch vgg16``
+- :mod:`course_utils.gender_cnn` the small face classifier of lesson 1; its training in
+                                 ``train_gender_cnn`` with ``face_data`` and ``model_card``
+- :mod:`course_utils.files`      output files of the tools: checked first, written all or nothing
 - :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses
 - :mod:`course_utils.attacks`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
 - :mod:`course_utils.visualize`  filter and class visualisation, ``deprocess``

@@ -36,6 +36,7 @@ __all__ = [
     "gender_class_index",
     "build_gender_cnn",
     "load_gender_cnn",
+    "check_finite_weights",
     "MODEL_CARD",
     "model_card_section",
 ]
@@ -145,7 +146,31 @@ def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
             f"data/gender_cnn.weights.h5`, or retrain from the repository root with:\n"
             f"    {RETRAIN_COMMAND}"
         ) from error
+    check_finite_weights(
+        model,
+        f"the gender CNN weights file {path} is unusable",
+        "Restore the shipped file with `git checkout -- data/gender_cnn.weights.h5`, or retrain "
+        f"from the repository root with:\n    {RETRAIN_COMMAND}",
+    )
     return model
+
+
+def check_finite_weights(model: keras.Model, problem: str, fix: str) -> None:
+    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary).
+
+    Args:
+        model: the model to check.
+        problem: what is wrong, the start of the message (e.g. which file).
+        fix: what to do about it, the end of the message.
+
+    Raises:
+        ValueError: ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``.
+    """
+    for variable in model.weights:
+        values = np.asarray(variable)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise ValueError(f"{problem}: {variable.path} holds {bad} NaN or infinite value(s) of {values.size}. {fix}")
 
 
 #: The model card shipped with the weights: data, licence, split, accuracy, limitations.

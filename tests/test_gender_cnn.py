@@ -28,11 +28,11 @@ def shipped_model() -> keras.Model:
 
 
 def astronaut_face() -> np.ndarray:
-    """The course's well-framed crop of skimage's astronaut: (48, 48) float32 pixels 0..255."""
-    from skimage import color, data, transform
+    """The lessons' well-framed face of skimage's astronaut (``sample_face``): (48, 48) float32
+    pixels 0..255, the same face the model card's smoke test uses."""
+    from course_utils.images import sample_face
 
-    gray = color.rgb2gray(data.astronaut())[72:172, 175:275]
-    return (transform.resize(gray, (48, 48), anti_aliasing=True) * 255.0).astype(np.float32)
+    return sample_face("astronaut")[..., 0]
 
 
 # (a) shipped weights and architecture ------------------------------------------------------
