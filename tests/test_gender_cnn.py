@@ -93,7 +93,8 @@ def test_astronaut_crop_is_classified_woman(shipped_model):
     logits = np.asarray(shipped_model(face[None, :, :, None]))
     probabilities = np.asarray(keras.ops.softmax(logits, axis=-1))[0]
     assert int(np.argmax(logits)) == gender_class_index("woman"), probabilities
-    assert probabilities[1] > 0.6
+    # Measured 0.698 on both numeric paths; 0.55 keeps a margin of 0.6 in log-odds (issue: checks that hold on any CPU).
+    assert probabilities[1] > 0.55, probabilities
 
 
 # (c) a short training run on the shared data -----------------------------------------------
