@@ -124,7 +124,9 @@ def test_short_training_beats_chance():
         augment=False,
     )
     assert len(history["loss"]) == 5
-    assert evaluate(model, x[test_idx], y[test_idx]) >= 0.7
+    accuracy = evaluate(model, x[test_idx], y[test_idx])
+    # seeds 0..2 reach 0.79..0.88; always guessing "woman" scores 0.57
+    assert accuracy >= 0.65, f"a short training run should beat always guessing the larger class (0.57); got {accuracy:.3f}"
 
 
 def test_split_is_stratified_and_seeded():
