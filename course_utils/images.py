@@ -256,6 +256,8 @@ def _warn_if_unit_scale(dtype: np.dtype, pixels: np.ndarray, stacklevel: int) ->
 def _check_pixel_values(x: np.ndarray, what: str) -> None:
     """Refuse empty arrays, NaN/inf and values outside 0..255, saying how to fix each."""
     if x.size == 0:
+        if x.ndim == 4 and x.shape[0] == 0 and all(x.shape[1:]):
+            raise ImageLoadError(f"got an empty batch of {what} (shape {x.shape}); give at least one image")
         raise ImageLoadError(f"no pixels in {what} (shape {x.shape}); give a picture of at least 1x1 pixel")
     if not np.all(np.isfinite(x)):
         raise ImageLoadError(f"NaN or infinite values in {what}; fix or drop those pixels first")

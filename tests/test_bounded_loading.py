@@ -209,7 +209,7 @@ def test_empty_arrays_are_an_error(shape):
 
 
 def test_empty_batch_is_an_error():
-    with pytest.raises(ImageLoadError, match="no pixels"):
+    with pytest.raises(ImageLoadError, match="empty batch"):
         as_batch(np.zeros((0, 4, 4, 3), np.float32))
 
 
