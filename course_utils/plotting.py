@@ -306,6 +306,7 @@ def plot_tradeoff(
         positive = x[x > 0]
         if len(positive) < len(x) and len(positive):
             ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
+            ax.set_xlim(left=-0.2 * float(positive.min()), right=float(x.max()) * 1.5)
         elif len(positive):
             ax.set_xscale("log")
     if title:
