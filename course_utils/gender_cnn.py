@@ -14,7 +14,7 @@ Output
     :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
     ``keras.ops.softmax`` to get probabilities.
 
-The weights in ``data/gender_cnn.weights.h5`` were trained by :mod:`course_utils.train_gender_cnn`
+The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_gender_cnn.py`` (with :mod:`course_utils.train_gender_cnn`)
 on adult faces of UTKFace (non-commercial research and education only); see
 ``data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
 """
@@ -52,7 +52,7 @@ DEFAULT_WEIGHTS: Path = Path(__file__).resolve().parent.parent / "data" / "gende
 
 #: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
 RETRAIN_COMMAND: str = (
-    "python -m course_utils.train_gender_cnn --data ../shared/data/faces48.npz "
+    "python tools/train_gender_cnn.py --data ../shared/data/faces48.npz "
     "--out data/gender_cnn.weights.h5 --card data/gender_cnn.md"
 )
 

@@ -1,7 +1,7 @@
 """The model card of the lesson-1 gender CNN (``data/gender_cnn.md``): its text and its numbers.
 
 :func:`model_card` fills the card in from a dict of measured numbers (see its docstring);
-:mod:`course_utils.train_gender_cnn` measures them after training, or, with ``--card-only``,
+``tools/train_gender_cnn.py`` measures them after training, or, with ``--card-only``,
 re-measures everything that depends only on the weights and the data and keeps the facts of the
 training run (time, machine, versions, final training accuracy) from the existing card
 (:func:`training_facts_from_card`). The smoke test uses :func:`course_utils.images.sample_face`,
@@ -120,7 +120,7 @@ def model_card(r: dict[str, Any]) -> str:
     p_man, p_woman = r["astronaut"]
     return f"""# Model card: the lesson-1 gender CNN (`data/gender_cnn.weights.h5`)
 
-*This card is written by `course_utils/train_gender_cnn.py`; retraining rewrites it with the new numbers
+*This card is written by `tools/train_gender_cnn.py`; retraining rewrites it with the new numbers
 (`--card-only` re-measures it from the shipped weights without retraining).*
 
 ## What it is

@@ -19,10 +19,15 @@ import pytest
 
 from course_utils.gender_cnn import DEFAULT_WEIGHTS, MODEL_CARD, build_gender_cnn, load_gender_cnn
 from course_utils.files import OutputPathError, check_writable, write_files_together
-from course_utils.train_gender_cnn import main
+import importlib.util as _util
+
+_spec = _util.spec_from_file_location("train_gender_cnn_tool", Path(__file__).resolve().parents[1] / "tools" / "train_gender_cnn.py")
+_tool = _util.module_from_spec(_spec)
+_spec.loader.exec_module(_tool)
+main = _tool.main  # the developer tool's command line (tools/train_gender_cnn.py)
 
 REPO = Path(__file__).resolve().parents[1]
-PROG = "python -m course_utils.train_gender_cnn: error: "
+PROG = "python tools/train_gender_cnn.py: error: "
 
 
 def tiny_faces(n: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
@@ -217,7 +222,7 @@ def test_card_only_refusals(capsys, outputs, tiny_data):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "-m", "course_utils.train_gender_cnn", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "tools/train_gender_cnn.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
 def test_the_command_trains_a_tiny_set_and_writes_both_files(tmp_path, tiny_data):
