@@ -12,10 +12,14 @@ Modules, one job each:
 - :mod:`course_utils.gender_cnn` the small face classifier of lesson 1; its training in
                                  ``train_gender_cnn`` with ``face_data`` and ``model_card``
 - :mod:`course_utils.files`      output files of the tools: checked first, written all or nothing
-- :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses
+- :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses (notebook run, graph-level run)
+- :mod:`course_utils.objectives` what the loop minimises: cross-entropy, a class logit, a filter's mean
+- :mod:`course_utils.pieces`     the loop's pieces by role: :mod:`course_utils.transforms` (jitter, scale,
+                                 rotate), :mod:`course_utils.penalties` (L2, total variation),
+                                 :mod:`course_utils.steps` (L-inf / L2 balls, pixel range, decay, blur);
+                                 :mod:`course_utils.regularizers` imports them all
 - :mod:`course_utils.attacks`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
 - :mod:`course_utils.visualize`  filter and class visualisation, ``deprocess``
-- :mod:`course_utils.regularizers` the loop's pieces: budgets, pixel clipping, jitter, TV, decay, blur
 - :mod:`course_utils.layers`     which layers to look at, receptive fields
 - :mod:`course_utils.checks`     the argument checks every public function shares
 - :mod:`course_utils.plotting`   side-by-side images, grids, probability curves

@@ -2,7 +2,11 @@
 
 Every attack here is a thin wrapper over :class:`course_utils.optimize.GradientLoop` and
 returns an :class:`AttackResult` (in the spirit of Foolbox: a model, inputs, a criterion, a
-budget; the result says success per example).
+budget; the result says success per example). The objective is
+:class:`~course_utils.objectives.CrossEntropy`; the budget an after-step piece
+(:class:`~course_utils.steps.LinfBall`); the noise filter's price a penalty
+(:class:`~course_utils.penalties.L2Penalty`). Targets, epsilon and beta enter the compiled loop
+per call, so a sweep over budgets or targets traces it once.
 
 Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is
 accepted too); ``epsilon``, ``step_size``, ``delta`` and the norms are in pixels, so
@@ -20,14 +24,17 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_batch, check_flag, check_number, check_steps
+from course_utils.history import LoopResult, check_history, history_frame
 from course_utils.images import ImageLoadError, as_batch
-from course_utils.labels import Target, resolve_class, resolve_classes
-from course_utils.models import class_name
-from course_utils.optimize import GradientLoop, LoopResult, Regularizer, cached_loop, check_history
-from course_utils.regularizers import L2Penalty, LinfBall, PixelRange
+from course_utils.labels import ClassNames, Target
+from course_utils.objectives import CrossEntropy, weak
+from course_utils.optimize import loop_for
+from course_utils.penalties import L2Penalty
+from course_utils.steps import LinfBall, PixelRange
 
 __all__ = [
     "AttackResult",
+    "CrossEntropy",
     "LinfBall",
     "PixelRange",
     "L2Penalty",
@@ -61,6 +68,9 @@ class AttackResult:
             ``loss``, ``class_index``, ``label``, ``probability``. Tracked classes: the target, the
             original top-1 and any asked for.
         seconds, compile_seconds: wall time of the loop, and of tracing it.
+        traces: how many graphs the call traced (0 when it reused a compiled loop).
+        classes: the model's classes (:class:`~course_utils.labels.ClassNames`), which name
+            them in the tables and resolve the names the methods take.
     """
 
     method: str
@@ -80,6 +90,12 @@ class AttackResult:
     history: pd.DataFrame = field(repr=False)
     seconds: float = 0.0
     compile_seconds: float = 0.0
+    traces: int = 0
+    classes: ClassNames | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.classes is None:
+            self.classes = ClassNames(self.num_classes)
 
     @property
     def delta(self) -> np.ndarray:
@@ -98,22 +114,22 @@ class AttackResult:
         last = self.probabilities[-1]
         if cls is None:
             return last[np.arange(len(last)), self.target]
-        return last[:, resolve_class(cls, self.num_classes, name="cls")]
+        return last[:, self.classes.index(cls, name="cls")]
 
     def probability_curves(self, classes: Sequence[Target], image: int = 0) -> pd.DataFrame:
         """Probability of each of ``classes`` at every step for one image: index ``step``, a column per label."""
-        idx = resolve_classes(classes, self.num_classes, name="classes")
-        data = {class_name(i, self.num_classes): self.probabilities[:, image, i] for i in idx}
+        idx = self.classes.indices(classes, name="classes")
+        data = {self.classes.label(i): self.probabilities[:, image, i] for i in idx}
         return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
 
     def summary(self) -> pd.DataFrame:
         """One row per image: classes before/after, target probability, success and norms (pixels)."""
-        n = self.num_classes
+        label = self.classes.label
         return pd.DataFrame(
             {
-                "original": [class_name(int(c), n) for c in self.original_class],
-                "target": [class_name(int(c), n) for c in self.target],
-                "adversarial": [class_name(int(c), n) for c in self.adversarial_class],
+                "original": [label(int(c)) for c in self.original_class],
+                "target": [label(int(c)) for c in self.target],
+                "adversarial": [label(int(c)) for c in self.adversarial_class],
                 "p_target": self.final_probability(),
                 "success": self.success,
                 "steps_to_success": self.steps_to_success,
@@ -134,51 +150,21 @@ class AttackResult:
 # --------------------------------------------------------------------------- shared plumbing
 
 
-def _num_classes(model: keras.Model) -> int:
-    return int(model.output_shape[-1])
-
-
 def _batch(images: np.ndarray, model: keras.Model) -> np.ndarray:
     """The images as a checked, non-empty float32 batch for ``model``."""
     return check_batch(as_batch(images, model))
 
 
-def _tracked(track: Sequence[Target], num_classes: int) -> list[int]:
+def _tracked(track: Sequence[Target], classes: ClassNames) -> list[int]:
     """The extra classes to record, resolved before anything is traced."""
-    return [] if isinstance(track, (list, tuple)) and not track else resolve_classes(track, num_classes, name="track")
+    return [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
 
 
-def _cross_entropy_objective(model: keras.Model, targets: np.ndarray, targeted: bool):
-    """Loss: cross-entropy to the target (targeted, minimised) or its negative (untargeted)."""
-    t = tf.constant(targets, tf.int32)
-    sign = 1.0 if targeted else -1.0
-
-    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        logits = model(x, training=False)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=logits)
-        return sign * ce, tf.nn.softmax(logits)
-
-    return objective
-
-
-def _history_frame(probs: np.ndarray, losses: np.ndarray, classes: list[list[int]]) -> pd.DataFrame:
-    steps, n, num_classes = probs.shape
-    frames = []
-    for image in range(n):
-        for c in classes[image]:
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "step": np.arange(steps),
-                        "image": image,
-                        "loss": losses[:, image],
-                        "class_index": c,
-                        "label": class_name(c, num_classes),
-                        "probability": probs[:, image, c],
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True).sort_values(["step", "image"], kind="stable").reset_index(drop=True)
+def _cross_entropy_loop(model: keras.Model, targeted: bool, step_rule: str, pieces: tuple, jit_compile: bool = False):
+    """The model's cached loop for a cross-entropy attack of this structure (targets, budget and
+    beta come per call)."""
+    return loop_for(model, CrossEntropy(weak(model), targeted), step_rule=step_rule, regularizers=pieces,
+                    jit_compile=jit_compile)
 
 
 def _result(
@@ -189,15 +175,19 @@ def _result(
     targeted: bool,
     epsilon: float | None,
     track: Sequence[int],
+    classes: ClassNames,
 ) -> AttackResult:
     probs = loop.tracked
-    num_classes = probs.shape[-1]
     top1 = probs.argmax(-1)  # (steps + 1, N)
     hit = top1 == targets[None] if targeted else top1 != targets[None]
     first = np.where(hit.any(0), hit.argmax(0), -1)
     delta = (loop.x - x0).reshape(len(x0), -1)
-    extra = list(track)
-    classes = [list(dict.fromkeys([int(targets[i]), int(top1[0, i]), *extra])) for i in range(len(x0))]
+    items = [(i, c) for i in range(len(x0)) for c in dict.fromkeys([int(targets[i]), int(top1[0, i]), *track])]
+    image, cls = (np.asarray(v, dtype=np.int64) for v in zip(*items))
+    history = history_frame(
+        len(probs), image=image, loss=loop.losses[:, image], class_index=cls,
+        label=np.asarray([classes.label(c) for c in cls], dtype=object), probability=probs[:, image, cls],
+    )
     return AttackResult(
         method=method,
         original=x0,
@@ -213,9 +203,11 @@ def _result(
         epsilon=epsilon,
         probabilities=probs,
         losses=loop.losses,
-        history=_history_frame(probs, loop.losses, classes),
+        history=history,
         seconds=loop.seconds,
         compile_seconds=loop.compile_seconds,
+        traces=loop.traces,
+        classes=classes,
     )
 
 
@@ -245,7 +237,7 @@ def input_gradient(model: keras.Model, images: np.ndarray, target: Target | Sequ
             "name it, e.g. target='king penguin' or target=0"
         )
     x = tf.constant(_batch(images, model))
-    targets = np.asarray(resolve_classes(target, _num_classes(model), len(x)), dtype=np.int64)
+    targets = np.asarray(ClassNames.of(model).indices(target, len(x)), dtype=np.int64)
     with tf.GradientTape() as tape:
         tape.watch(x)
         logp = tf.nn.log_softmax(model(x, training=False))
@@ -331,23 +323,18 @@ def iterative_attack(
             "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
         )
     x0 = _batch(images, model)
-    num_classes = _num_classes(model)
-    extra = _tracked(track, num_classes)
+    classes = ClassNames.of(model)
+    extra = _tracked(track, classes)
     if target is None:
         targets = _predict(model, x0).astype(np.int64)
     else:
-        targets = np.asarray(resolve_classes(target, num_classes, len(x0)), dtype=np.int64)
-    check_history(steps, len(x0), num_classes)
-    loop = cached_loop(
-        model,
-        ("sign-linf", tuple(targets.tolist()), targeted, epsilon),
-        lambda: GradientLoop(
-            _cross_entropy_objective(model, targets, targeted),
-            step_rule="sign",
-            regularizers=(LinfBall(epsilon), PixelRange()),
-        ),
-    ).run(x0, steps=steps, step_size=max(step_size, 1e-12), progress=progress, description=_method)
-    return _result(_method, x0, loop, targets, targeted, epsilon, extra)
+        targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
+    check_history(steps, len(x0), classes.count)
+    loop = _cross_entropy_loop(model, targeted, "sign", (LinfBall(), PixelRange())).run(
+        x0, {"labels": targets, "epsilon": epsilon}, steps=steps, step_size=max(step_size, 1e-12),
+        progress=progress, description=_method,
+    )
+    return _result(_method, x0, loop, targets, targeted, epsilon, extra, classes)
 
 
 def noise_filter(
@@ -396,7 +383,8 @@ def noise_filter(
             f"learning_rate * beta = {learning_rate * betas.max():g} must stay below 2: the penalty's "
             "gradient step would overshoot and DX would grow without end. Lower the learning rate or beta."
         )
-    t = resolve_class(target, _num_classes(model))
+    classes = ClassNames.of(model)
+    t = classes.index(target)
     x0 = np.asarray(image, dtype=np.float32)
     if x0.ndim == 2:
         x0 = x0[..., None]
@@ -413,20 +401,11 @@ def noise_filter(
     if len(betas) > 1 and len(betas) != len(x0):
         raise ValueError(f"got {len(betas)} betas for {len(x0)} images; give one beta, or one per image")
     targets = np.full(len(x0), t, dtype=np.int64)
-    regularizers: list[Regularizer] = []
-    if np.any(betas > 0):
-        regularizers.append(L2Penalty(betas if len(betas) > 1 else betas[0]))
-    if clip:
-        regularizers.append(PixelRange())
-    key = ("noise-filter", t, len(x0), tuple(betas.tolist()), clip, jit_compile)
-    loop = cached_loop(
-        model,
-        key,
-        lambda: GradientLoop(
-            _cross_entropy_objective(model, targets, True),
-            step_rule="plain",
-            regularizers=regularizers,
-            jit_compile=jit_compile,
-        ),
-    ).run(x0, steps=steps, step_size=learning_rate, progress=progress, description="noise filter")
-    return _result("noise_filter", x0, loop, targets, True, None, [])
+    # beta = 0 everywhere: the tutorial's plain loop, without a penalty term (a zero penalty would
+    # still change the last bits of the sum of gradients). Any other betas share one compiled loop.
+    penalty = (L2Penalty(),) if np.any(betas > 0) else ()
+    data = {"labels": targets, **({"beta": np.broadcast_to(betas, len(x0))} if penalty else {})}
+    loop = _cross_entropy_loop(model, True, "plain", (*penalty, *((PixelRange(),) if clip else ())), jit_compile).run(
+        x0, data, steps=steps, step_size=learning_rate, progress=progress, description="noise filter",
+    )
+    return _result("noise_filter", x0, loop, targets, True, None, [], classes)

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from course_utils.fetch import WeightsUnavailableError
-from course_utils.labels import NUM_IMAGENET_CLASSES
+from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_labels
 from course_utils.pth import load_pth_state_dict
 
 __all__ = [
@@ -179,7 +179,9 @@ def build_efficientnet_lite(variant: str | int | LiteVariant = "efficientnet_lit
     x = _relu6("top_relu6")(_bn("top_bn")(x))
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = keras.layers.Dense(NUM_IMAGENET_CLASSES, name="logits")(x)
-    return keras.Model(inputs, outputs, name=v.name)
+    model = keras.Model(inputs, outputs, name=v.name)
+    model.class_names = imagenet_labels()  # what every attack, table and plot calls its classes
+    return model
 
 
 # --------------------------------------------------------------------------- the weights

@@ -74,7 +74,7 @@ def gender_class_index(target: int | str) -> int:
     """
     from course_utils.labels import resolve_class
 
-    return resolve_class(target, len(GENDER_CLASSES))
+    return resolve_class(target, GENDER_CLASSES)
 
 
 def build_gender_cnn() -> keras.Model:
@@ -95,8 +95,8 @@ def build_gender_cnn() -> keras.Model:
 
     Returns:
         A ``keras.Model`` named ``"gender_cnn"`` mapping float32 ``(N, 48, 48, 1)`` pixels in
-        0..255 to float32 ``(N, 2)`` logits. Weights are freshly initialised (use
-        :func:`load_gender_cnn` for the trained ones).
+        0..255 to float32 ``(N, 2)`` logits, with ``class_names`` :data:`GENDER_CLASSES`.
+        Weights are freshly initialised (use :func:`load_gender_cnn` for the trained ones).
     """
     inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32", name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
@@ -107,7 +107,9 @@ def build_gender_cnn() -> keras.Model:
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     logits = keras.layers.Dense(len(GENDER_CLASSES), name="logits")(x)
-    return keras.Model(inputs, logits, name="gender_cnn")
+    model = keras.Model(inputs, logits, name="gender_cnn")
+    model.class_names = GENDER_CLASSES  # what every attack and plot calls its classes
+    return model
 
 
 def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:

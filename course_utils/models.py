@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import keras
 import numpy as np
@@ -38,7 +38,7 @@ from course_utils.efficientnet_lite import (
 )
 from course_utils.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
 from course_utils.gender_cnn import GENDER_CLASSES, build_gender_cnn, load_gender_cnn
-from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_label
+from course_utils.labels import ClassNames, imagenet_labels
 
 __all__ = [
     "IMAGENET_INPUT_SHAPE",
@@ -130,7 +130,9 @@ def load_vgg16(download: bool = True) -> keras.Model:
             "again: `python -m course_utils.fetch vgg16 --force`."
         ) from None
     # Keras gives that model a list of inputs; the lessons want the one pixel input, same layers.
-    return keras.Model(pixels, base.output, name="vgg16")
+    model = keras.Model(pixels, base.output, name="vgg16")
+    model.class_names = imagenet_labels()
+    return model
 
 
 # --------------------------------------------------------------------------- choosing a model
@@ -233,21 +235,19 @@ def input_size(model: keras.Model) -> int:
 # --------------------------------------------------------------------------- predictions
 
 
-def class_name(index: int, num_classes: int) -> str:
-    """A readable name for class ``index`` of a model with ``num_classes`` outputs: the ImageNet
-    label for 1000 classes, ``"man"``/``"woman"`` for the face model, else the number."""
-    if num_classes == NUM_IMAGENET_CLASSES:
-        return imagenet_label(index)
-    if num_classes == len(GENDER_CLASSES):
-        return GENDER_CLASSES[index]
-    return str(index)
+def class_name(index: int, classes: Any) -> str:
+    """A readable name for class ``index`` of ``classes``: a model (its own ``class_names``, set
+    by the course's loaders: ImageNet labels, ``"man"``/``"woman"`` for the face model), a
+    sequence of names or a :class:`~course_utils.labels.ClassNames`; a model without names, or a
+    bare count of classes, gives the index as text. Nothing is guessed from the number of outputs."""
+    return ClassNames.of(classes).label(int(index))
 
 
 def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5) -> pd.DataFrame:
-    """The ``k`` most probable ImageNet classes for each image, as a table.
+    """The ``k`` most probable classes for each image, as a table.
 
     Args:
-        model: a classifier giving logits (``(N, 1000)`` for ImageNet names to be filled in).
+        model: a classifier giving logits; labels are its ``class_names`` (indices if it has none).
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255 of the model's input size, e.g.
             ``load_image(photo, size=input_size(model))`` (224 for Lite0 and VGG16, 240 for
             Lite1, 260 for Lite2). Another size is refused with a message saying how to resize.
@@ -265,10 +265,11 @@ def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5
     if not 1 <= k <= num_classes:
         raise ValueError(f"k must be in 1..{num_classes}, got {k}")
     probs = tf.nn.softmax(logits).numpy()
+    classes = ClassNames.of(model)
     rows = []
     for n, p in enumerate(probs):
         for rank, c in enumerate(np.argsort(-p)[:k], start=1):
-            label = class_name(int(c), num_classes)
+            label = classes.label(int(c))
             rows.append({"image": n, "rank": rank, "class_index": int(c), "label": label, "probability": float(p[c])})
     return pd.DataFrame(rows)
 
@@ -289,7 +290,7 @@ def score_table(model: keras.Model, images: dict[str, np.ndarray] | Sequence[np.
     if num_classes > 10:
         raise ValueError(f"score_table is for models with a few classes; this one has {num_classes}: use predict_top_k")
     probs = np.asarray(tf.nn.softmax(logits))
-    names = [class_name(i, num_classes) for i in range(num_classes)]
+    names = [class_name(i, model) for i in range(num_classes)]
     table = pd.DataFrame(index=pd.Index(list(named), name="image"))
     for i, n in enumerate(names):
         table[f"logit {n}"] = logits[:, i]

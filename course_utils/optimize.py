@@ -10,31 +10,39 @@ lesson                 objective (minimised)        step rule        after each 
 03 filters / classes   -activation or -logit        ``"rms"``        jitter, TV, decay, blur
 =====================  ===========================  ===============  ===========================
 
-:func:`run_gradient_loop` runs ``steps`` of::
+A :class:`GradientLoop` runs ``steps`` of::
 
-    x_in        = transforms(x)                       # regularisers' random jitter etc.
-    loss, track = objective(x_in)                     # per example, shapes (N,) and (N, K)
-    loss       += penalties(x, x0)                    # regularisers' penalties
+    x_in        = transforms(x, step, seed)           # course_utils.transforms
+    loss, track = objective(x_in, data)               # course_utils.objectives; (N,) and (N, K)
+    loss       += penalties(x, x0, data)              # course_utils.penalties
     x           = x - step_size * step_rule(d loss / d x)
-    x           = after_step(x, x0)                   # constraints, decay, blur
+    x           = after_steps(x, x0, step, data)      # course_utils.steps
 
-inside one ``tf.function`` (a ``tf.while_loop``, history in ``tf.TensorArray``), so no value goes
-back to Python between steps and the same code runs on a GPU.
+inside one ``tf.function`` (a ``tf.while_loop``), so no value goes back to Python between steps and
+the same code runs on a GPU. What defines the problem (the objective's kind, the step rule, the
+pieces, XLA) is fixed when the loop is built; everything that changes from call to call is an
+*argument* of the compiled graph: the batch, the per-call ``data`` (labels, epsilon, beta, one per
+example), the step size (one per example), the seed, the number of steps. A new epsilon, target,
+beta or step size therefore never traces the loop again (:attr:`GradientLoop.traces` counts); a
+new batch shape traces once, so that each batch size runs a graph made for its own shapes.
 
-The steps run in *chunks*: one call of the compiled loop each, one host sync per chunk, never one
-per step. Python regains control only between chunks, and that is when Kernel -> Interrupt (a
-``KeyboardInterrupt``) can stop a run and when the progress bar moves. So the chunks are kept
-short in wall time: the first is one step, and each next one is as long as fits in
-:attr:`GradientLoop.chunk_seconds` (0.25 s) at the pace just measured, at most twice the last.
-The chunk length is an argument of the compiled graph, so changing it traces nothing again, and
-the loop is deterministic: chunk boundaries do not change the result. An interrupted loop keeps
-no state; run it again as it is.
+Two ways to run it:
 
-The history (loss and tracked values of every step) is kept in memory, so a run whose history
-would pass :data:`MAX_HISTORY_BYTES` is refused before anything is traced (:func:`check_history`).
+- :meth:`GradientLoop.perturb` is the graph-level run: tensors in, the final batch out, no
+  history, no host sync, no Python between steps. It works eagerly, inside any ``tf.function``
+  and inside a Keras ``train_step`` (adversarial training, robust accuracy).
+- :meth:`GradientLoop.run` is the notebook run: it keeps the loss and tracked values of every
+  step (in a ``tf.TensorArray``) and returns NumPy (:class:`LoopResult`). Its steps run in
+  *chunks*, one call of the compiled loop each and one host sync per chunk. Python regains
+  control between chunks: that is when Kernel -> Interrupt (a ``KeyboardInterrupt``) can stop a
+  run and when the progress bar moves. The first chunk is one step, each next one as long as
+  fits in :attr:`GradientLoop.chunk_seconds` (0.25 s) at the pace just measured, at most twice
+  the last. Chunk boundaries do not change the result; an interrupted run keeps no state. A run
+  whose history would pass :data:`MAX_HISTORY_BYTES` is refused before anything is traced.
 
-Pieces are small objects with one job, composed in a tuple (see :class:`Regularizer`); the
-public functions of :mod:`course_utils.attacks` and :mod:`course_utils.visualize` pick them.
+Compiled loops are kept per model, by structure only (:func:`cached_loop`, at most
+:data:`MAX_LOOPS_PER_MODEL` per model, the least recently used dropped first); they hold their
+model weakly, so a model the notebook lets go is freed with its loops.
 """
 
 from __future__ import annotations
@@ -42,111 +50,28 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Literal, Sequence
+from collections import OrderedDict
+from typing import Any, Callable, Hashable, Literal, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import (
-    check_batch, check_flag, check_number, check_regularizers, check_seed, check_steps, describe,
-)
+from course_utils.checks import check_batch, check_flag, check_number, check_regularizers, check_seed, check_steps
+from course_utils.history import MAX_HISTORY_BYTES, LoopResult, check_history, history_frame
+from course_utils.objectives import Objective, as_objective, merge_specs
+from course_utils.pieces import Regularizer, hook, per_example
 
 __all__ = [
-    "Objective", "Regularizer", "LoopResult", "StepRule", "GradientLoop", "cached_loop", "run_gradient_loop",
-    "step_direction", "check_steps", "check_history", "next_chunk_length", "MAX_HISTORY_BYTES",
+    "Objective", "Regularizer", "LoopResult", "StepRule", "GradientLoop", "cached_loop", "loop_for", "cached_keys",
+    "structure_key",
+    "run_gradient_loop", "step_direction", "check_steps", "check_history", "next_chunk_length", "history_frame",
+    "MAX_HISTORY_BYTES", "MAX_LOOPS_PER_MODEL",
 ]
 
-MAX_HISTORY_BYTES = 1_000_000_000
-"""The most memory (bytes) a run's history may take: 1 GB. Every step keeps a loss per image and
-the tracked values per image (4 bytes each), so a careless ``steps=10**9`` would fill the
-computer's memory long before it finished; such a run is refused up front."""
+MAX_LOOPS_PER_MODEL = 16
+"""How many compiled loops :func:`cached_loop` keeps per model (least recently used dropped first)."""
 
-Objective = Callable[[tf.Tensor], "tuple[tf.Tensor, tf.Tensor]"]
-"""``objective(x_in) -> (loss, tracked)``: ``x_in`` the (transformed) batch in pixel units,
-``loss`` shape ``(N,)`` to minimise, ``tracked`` shape ``(N, K)``, recorded per step (e.g. class
-probabilities or a filter's activation)."""
-
-StepRule = Literal["plain", "sign", "rms"]
-
-
-class Regularizer:
-    """A composable piece of the loop. Override any of the three hooks; the defaults do nothing.
-
-    - :meth:`transform` changes the input the model sees (differentiable; random jitter).
-    - :meth:`penalty` adds a per-example term to the loss (total variation, L2 of the change).
-    - :meth:`after_step` changes ``x`` after each step, outside the gradient (clipping to a
-      budget or to valid pixels, decay, blur).
-    - :meth:`check_input` refuses, before anything is traced, a batch shape the piece cannot
-      work on (a blur wider than the picture).
-
-    All tensors are float32 batches in pixel units, ``(N, H, W, C)``; ``step`` is the global step
-    number (int32 scalar tensor) and ``seed`` an int32 scalar tensor for stateless randomness.
-    """
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return x
-
-    def penalty(self, x: tf.Tensor, x0: tf.Tensor) -> tf.Tensor | None:
-        return None
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        return x
-
-    def check_input(self, shape: tuple) -> None:
-        """Raise ``ValueError`` if this piece cannot work on batches of ``shape`` ``(N, H, W, C)``."""
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
-        return f"{type(self).__name__}({fields})"
-
-
-@dataclass(frozen=True)
-class LoopResult:
-    """What :func:`run_gradient_loop` returns (NumPy arrays).
-
-    Attributes:
-        x: the final batch, same shape as the start, pixel units.
-        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t`` and the last
-            row the loss of the final ``x`` (penalties included).
-        tracked: ``(steps + 1, N, K)``; the objective's tracked values, rows as for ``losses``.
-        compile_seconds: time spent tracing the loop and the final evaluation into graphs
-            (Python -> TensorFlow graph), before any step runs.
-        seconds: total wall time of the loop.
-        chunks: the number of steps of each call of the compiled loop, in order (they add up to
-            ``steps``); Python, and so Kernel -> Interrupt, gets control between them.
-    """
-
-    x: np.ndarray
-    losses: np.ndarray
-    tracked: np.ndarray
-    compile_seconds: float
-    seconds: float
-    chunks: tuple[int, ...] = ()
-
-    @property
-    def steps(self) -> int:
-        return self.losses.shape[0] - 1
-
-
-def check_history(steps: int, batch: int, width: int, *, at_least: bool = False) -> None:
-    """Refuse a run whose history would take more than :data:`MAX_HISTORY_BYTES`.
-
-    The history is ``(steps + 1)`` rows of ``batch`` losses and ``batch x width`` tracked values
-    (float32). The message gives the size and the most steps that fit. ``at_least``: ``width``
-    is only a lower bound (before tracing, the objective's width is not known yet).
-    """
-    per_step = 4 * batch * (1 + width)
-    need = (steps + 1) * per_step
-    if need > MAX_HISTORY_BYTES:
-        most = MAX_HISTORY_BYTES // per_step - 1
-        raise ValueError(
-            f"steps={steps:,} would keep {'at least ' if at_least else ''}{need / 1e9:,.1f} GB of history "
-            f"({batch} image(s) x {1 + width}{'+' if at_least else ''} "
-            f"values x 4 bytes per step, kept in memory to plot and report); the limit is "
-            f"{MAX_HISTORY_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
-            f"steps (at most {most:,} here) or fewer images"
-        )
+StepRule = Literal["plain", "sign", "rms", "l2"]
 
 
 def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
@@ -160,20 +85,23 @@ def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: floa
 def step_direction(grad: tf.Tensor, rule: StepRule) -> tf.Tensor:
     """The direction to *subtract* from ``x`` for one step, per example.
 
-    ``"plain"``: the gradient itself (gradient descent). ``"sign"``: its sign (an L-inf steepest
+    ``"plain"``: the gradient itself (gradient descent). ``"sign"``: its sign (the L-inf steepest
     step; every pixel moves by exactly the step size). ``"rms"``: the gradient divided by its
     root-mean-square over each example, so the step size is in pixels whatever the scale of the
-    objective (the Keras blog's "normalised gradient").
+    objective (the Keras blog's "normalised gradient"). ``"l2"``: the gradient divided by its
+    L2 length over each example (the L2 steepest step: the whole change has the step size's length).
     """
     if rule == "plain":
         return grad
     if rule == "sign":
         return tf.sign(grad)
+    axes = tf.range(1, tf.rank(grad))
     if rule == "rms":
-        axes = tf.range(1, tf.rank(grad))
         rms = tf.sqrt(tf.reduce_mean(tf.square(grad), axis=axes, keepdims=True))
         return grad / (rms + 1e-8)
-    raise ValueError(f"unknown step rule {rule!r}; choose 'plain', 'sign' or 'rms'")
+    if rule == "l2":
+        return grad / tf.maximum(tf.sqrt(tf.reduce_sum(tf.square(grad), axis=axes, keepdims=True)), 1e-12)
+    raise ValueError(f"unknown step rule {rule!r}; choose 'plain', 'sign', 'rms' or 'l2'")
 
 
 def _progress(total: int, description: str):
@@ -187,72 +115,95 @@ def _progress(total: int, description: str):
 class GradientLoop:
     """A compiled gradient loop, built once and run on any number of batches.
 
-    Everything that changes from call to call (the batch, where it starts, the step size, the
-    number of steps, the chunk length, the seed) is an *argument* of the compiled graph, so
-    running the loop again on new photos costs no new tracing or XLA compilation. What defines
-    the problem (the objective, the step rule, the regularisers) is fixed when the loop is built.
-
     Args:
-        objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
+        objective: an :class:`~course_utils.objectives.Objective`, or a function
+            ``x_in -> (loss (N,), tracked (N, K))`` (or ``(x_in, data) -> ...``).
         step_rule: see :func:`step_direction`.
-        regularizers: pieces applied in order (see :class:`Regularizer`).
+        regularizers: pieces applied in order: transforms, penalties, after-step operations
+            (see :mod:`course_utils.pieces`).
         jit_compile: compile each step with XLA (faster per step for small models, slower to
-            start). XLA needs fixed shapes, so it compiles the step, not the loop around it: the
-            step is compiled once, whatever the chunk lengths.
+            start).
 
     Attributes:
-        chunk_seconds: the wall time each call of the compiled loop aims at (see the module's
-            notes); a class attribute, 0.25 s.
+        chunk_seconds: the wall time each call of the compiled loop aims at in :meth:`run`
+            (a class attribute, 0.25 s).
+        data_spec: the per-call values the loop reads (name -> dtype), from its objective and pieces.
+        traces: how often each compiled function was traced (a counter kept inside the traced
+            Python functions): ``"chunk"`` (:meth:`run`), ``"final"`` (its last evaluation),
+            ``"perturb"`` (:meth:`perturb`), ``"step"`` (the XLA step).
     """
 
     chunk_seconds: float = 0.25
 
     def __init__(
         self,
-        objective: Objective,
+        objective: Objective | Callable,
         *,
         step_rule: StepRule = "plain",
         regularizers: Sequence[Regularizer] = (),
         jit_compile: bool = False,
     ) -> None:
-        if not callable(objective):
-            raise TypeError(f"objective must be a function x -> (loss, tracked), got {describe(objective)}")
+        self.objective = as_objective(objective)
         step_direction(tf.zeros([1, 1]), step_rule)  # validates the rule name early
-        self.objective = objective
         self.step_rule = step_rule
         self.regularizers = check_regularizers(regularizers)
         self.jit_compile = check_flag("jit_compile", jit_compile)
-        self._step_fn = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
-        self._run_chunk = tf.function(self._chunk, reduce_retracing=True)
-        self._evaluate = tf.function(self._total_loss, jit_compile=self.jit_compile, reduce_retracing=True)
-
-    def _total_loss(self, x: tf.Tensor, x_in: tf.Tensor, x0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, tracked = self.objective(x_in)
+        self.data_spec = merge_specs(self.objective.per_call, *(r.per_call for r in self.regularizers))
+        self.defaults: dict[str, Any] = {}
         for r in self.regularizers:
-            extra = r.penalty(x, x0)
+            self.defaults.update(r.defaults())
+        self._transforms = [f for f in (hook(r, "transform") for r in self.regularizers) if f]
+        self._penalties = [f for f in (hook(r, "penalty") for r in self.regularizers) if f]
+        self._after_steps = [f for f in (hook(r, "after_step") for r in self.regularizers) if f]
+        self.traces = {"chunk": 0, "final": 0, "perturb": 0, "step": 0}
+        self.objective.build()
+        self._step_fn = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
+        self._run_chunk = tf.function(self._chunk)
+        self._final = tf.function(self._final_loss, jit_compile=self.jit_compile)
+        self._perturb = tf.function(self._perturb_loop)
+
+    @property
+    def key(self) -> Hashable:
+        """The loop's structure (see :func:`structure_key`): what :func:`loop_for` caches it by."""
+        return structure_key(self.objective, self.step_rule, self.regularizers, self.jit_compile)
+
+    @property
+    def trace_count(self) -> int:
+        """All traces of this loop's compiled functions so far."""
+        return sum(self.traces.values())
+
+    # ------------------------------------------------------------------ the graph
+
+    def _total_loss(self, x, x_in, x0, data) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, tracked = self.objective(x_in, data)
+        for penalty in self._penalties:
+            extra = penalty(x, x0, data)
             if extra is not None:
                 loss = loss + extra
         return loss, tracked
 
-    def _step(self, step, x, x0, rate, seed) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
+    def _step(self, step, x, x0, rate, seed, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        if self.jit_compile:
+            self.traces["step"] += 1
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
             x_in = x
-            for r in self.regularizers:
-                x_in = r.transform(x_in, step, seed)
-            loss, tracked = self._total_loss(x, x_in, x0)
+            for transform in self._transforms:
+                x_in = transform(x_in, step, seed)
+            loss, tracked = self._total_loss(x, x_in, x0, data)
         grad = tape.gradient(loss, x)  # examples are independent, so this is per example
-        x_new = x - rate * step_direction(grad, self.step_rule)
-        for r in self.regularizers:
-            x_new = r.after_step(x_new, x0, step)
+        x_new = x - per_example(rate, x) * step_direction(grad, self.step_rule)
+        for after_step in self._after_steps:
+            x_new = after_step(x_new, x0, step, data)
         return x_new, loss, tracked
 
-    def _chunk(self, x, x0, first, n, rate, seed) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _chunk(self, x, x0, first, n, rate, seed, data) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        self.traces["chunk"] += 1  # runs while tracing only
         losses = tf.TensorArray(tf.float32, size=n, element_shape=x.shape[:1])
         tracked = tf.TensorArray(tf.float32, size=n)
 
         def body(i, x, losses, tracked):
-            x, loss, track = self._step_fn(first + i, x, x0, rate, seed)
+            x, loss, track = self._step_fn(first + i, x, x0, rate, seed, data)
             return i + 1, x, losses.write(i, loss), tracked.write(i, track)
 
         _, x, losses, tracked = tf.while_loop(
@@ -260,30 +211,114 @@ class GradientLoop:
         )
         return x, losses.stack(), tracked.stack()
 
+    def _final_loss(self, x, x0, data) -> tuple[tf.Tensor, tf.Tensor]:
+        self.traces["final"] += 1
+        return self._total_loss(x, x, x0, data)
+
+    def _perturb_loop(self, x, x0, steps, rate, seed, data) -> tf.Tensor:
+        self.traces["perturb"] += 1
+
+        def body(i, x):
+            return i + 1, self._step_fn(i, x, x0, rate, seed, data)[0]
+
+        return tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), x), parallel_iterations=1)[1]
+
+    # ------------------------------------------------------------------ per-call values
+
+    def _values(self, data: Mapping[str, Any] | None) -> dict[str, Any]:
+        values = {**self.defaults, **dict(data or {})}
+        unknown = sorted(set(values) - set(self.data_spec))
+        reads = ", ".join(repr(k) for k in self.data_spec) or "none"
+        if unknown:
+            raise ValueError(f"this loop reads no per-call value {unknown[0]!r}; it reads: {reads}")
+        missing = [k for k in self.data_spec if k not in values]
+        if missing:
+            raise ValueError(f"this loop needs the per-call value {missing[0]!r} (one for the batch or one per "
+                             f"example, e.g. data={{{missing[0]!r}: ...}}); it reads: {reads}")
+        return values
+
+    def host_data(self, data: Mapping[str, Any] | None, batch: int) -> dict[str, tf.Tensor]:
+        """The per-call values as ``(batch,)`` tensors of their dtype, checked (numbers, shapes)
+        before anything is traced. One value for the batch is repeated for every example."""
+        out = {}
+        for name, value in self._values(data).items():
+            a = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            if a.ndim == 0:
+                a = np.full(batch, a)
+            if a.shape != (batch,) or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+                raise ValueError(f"the per-call value {name!r} must be one number or one per example ({batch}), "
+                                 f"got {a.dtype} of shape {a.shape}")
+            dtype = self.data_spec[name]
+            if dtype.is_integer and not np.all(np.equal(np.mod(a, 1), 0)):
+                raise ValueError(f"the per-call value {name!r} must hold whole numbers, got {a.tolist()}")
+            if dtype.is_floating and not np.all(np.isfinite(a)):
+                raise ValueError(f"the per-call value {name!r} must be finite, got {a.tolist()}")
+            out[name] = tf.constant(a, dtype)
+        return out
+
+    def graph_data(self, data: Mapping[str, Any] | None, x0: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The per-call values as ``(N,)`` tensors in the graph (eagerly: concrete tensors)."""
+        n = tf.shape(x0)[:1]
+        values = self._values(data)
+        return {name: tf.broadcast_to(tf.cast(values[name], dtype), n) for name, dtype in self.data_spec.items()}
+
+    # ------------------------------------------------------------------ running
+
+    def perturb(
+        self,
+        x0: tf.Tensor,
+        data: Mapping[str, Any] | None = None,
+        *,
+        steps: int | tf.Tensor,
+        step_size: float | tf.Tensor,
+        seed: int | tf.Tensor = 0,
+        start: tf.Tensor | None = None,
+    ) -> tf.Tensor:
+        """Run ``steps`` steps from ``start`` (default ``x0``) and return the final batch, a tensor.
+
+        The graph-level run: no history, no progress bar, no host sync, no Python between steps,
+        so it can be called eagerly, inside a ``tf.function`` or a Keras ``train_step``. Every
+        argument may be a tensor: ``steps`` (int), ``step_size`` (one, or one per example),
+        ``seed`` (an int32 scalar: inside a training step, something that changes per batch) and
+        the per-call ``data`` (e.g. ``{"labels": y, "epsilon": 8.0}``, one value or one per
+        example). New values never trace the loop again. No gradient flows back through the
+        result (it is an input, not a function of the weights).
+        """
+        x0 = tf.convert_to_tensor(x0, tf.float32)
+        x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
+        n = tf.shape(x0)[:1]
+        rate = tf.broadcast_to(tf.cast(step_size, tf.float32), n)
+        seed_t = tf.reshape(tf.cast(seed, tf.int32), [])
+        steps_t = tf.cast(steps, tf.int32)
+        return tf.stop_gradient(self._perturb(x, x0, steps_t, rate, seed_t, self.graph_data(data, x0)))
+
     def run(
         self,
         x0: np.ndarray | tf.Tensor,
+        data: Mapping[str, Any] | None = None,
         *,
         steps: int,
-        step_size: float,
+        step_size: float | Sequence[float],
         start: np.ndarray | tf.Tensor | None = None,
         seed: int = 0,
         progress: bool | None = None,
         description: str = "optimising",
     ) -> LoopResult:
-        """Run ``steps`` steps from ``start`` (default ``x0``); see :func:`run_gradient_loop`."""
+        """Run ``steps`` steps from ``start`` (default ``x0``) with the history; see :func:`run_gradient_loop`."""
         steps = check_steps(steps)
-        rate = tf.constant(check_number("step_size", step_size, minimum=0.0, above=True), tf.float32)
         seed_t = tf.constant(check_seed(seed), tf.int32)
         progress = check_flag("progress", progress, allow_none=True)
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         self._check_batch(x0, x)
         batch = int(x0.shape[0])
+        rate = self._rate(step_size, batch)
+        data_t = self.host_data(data, batch)
         check_history(steps, batch, 1, at_least=True)  # refuse absurd runs before tracing
+        traced = self.trace_count
         t0 = time.perf_counter()
-        concrete = self._run_chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(1), rate, seed_t)
-        self._evaluate.get_concrete_function(x, x, x0)
+        concrete = self._run_chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(1), rate, seed_t, data_t)
+        self._final.get_concrete_function(x, x0, data_t)
         compile_seconds = time.perf_counter() - t0  # ~0 when this loop already ran on this shape
         shape = concrete.structured_outputs[2].shape  # (steps, N, K): K is known unless the objective hides it
         known = shape.rank is not None and None not in shape[2:]
@@ -297,7 +332,7 @@ class GradientLoop:
             while done < steps:
                 n = min(n, steps - done)
                 tick = time.perf_counter()
-                x, losses, tracked = self._run_chunk(x, x0, tf.constant(done), tf.constant(n), rate, seed_t)
+                x, losses, tracked = self._run_chunk(x, x0, tf.constant(done), tf.constant(n), rate, seed_t, data_t)
                 losses, tracked = losses.numpy(), tracked.numpy()  # the one host sync per chunk
                 seconds = time.perf_counter() - tick
                 if tracked_out is None:
@@ -310,7 +345,7 @@ class GradientLoop:
                 if bar is not None:
                     bar.update(n)
                 n = next_chunk_length(n, seconds, self.chunk_seconds)
-            final_loss, final_tracked = self._evaluate(x, x, x0)
+            final_loss, final_tracked = self._final(x, x0, data_t)
             losses_out[steps], tracked_out[steps] = final_loss.numpy(), final_tracked.numpy()
         except KeyboardInterrupt:
             # Nothing of the loop's state changed: the compiled graph is kept and can run again.
@@ -319,13 +354,19 @@ class GradientLoop:
             if bar is not None:
                 bar.close()
         return LoopResult(
-            x=x.numpy(),
-            losses=losses_out,
-            tracked=tracked_out,
-            compile_seconds=compile_seconds,
-            seconds=time.perf_counter() - t0,
-            chunks=tuple(chunks),
+            x=x.numpy(), losses=losses_out, tracked=tracked_out, compile_seconds=compile_seconds,
+            seconds=time.perf_counter() - t0, chunks=tuple(chunks), traces=self.trace_count - traced,
         )
+
+    @staticmethod
+    def _rate(step_size: Any, batch: int) -> tf.Tensor:
+        """The step size, one number > 0 or one per example, as ``(batch,)`` float32."""
+        if np.ndim(step_size) == 0:
+            return tf.fill([batch], tf.constant(check_number("step_size", step_size, minimum=0.0, above=True), tf.float32))
+        sizes = [check_number("step_size", s, minimum=0.0, above=True) for s in np.ravel(step_size)]
+        if len(sizes) != batch:
+            raise ValueError(f"got {len(sizes)} step sizes for a batch of {batch}; give one, or one per example")
+        return tf.constant(sizes, tf.float32)
 
     def _check_batch(self, x0: tf.Tensor, x: tf.Tensor) -> None:
         """Clear errors, before tracing, for batches the loop cannot run on."""
@@ -338,34 +379,81 @@ class GradientLoop:
             r.check_input(tuple(x0.shape))
 
 
-_LOOPS: "weakref.WeakKeyDictionary[Any, dict[Hashable, GradientLoop]]" = weakref.WeakKeyDictionary()
+# --------------------------------------------------------------------------- the cache
+
+_LOOPS: "weakref.WeakKeyDictionary[Any, OrderedDict[Hashable, GradientLoop]]" = weakref.WeakKeyDictionary()
 
 
 def cached_loop(model: Any, key: Hashable, build: Callable[[], GradientLoop]) -> GradientLoop:
     """The :class:`GradientLoop` for ``(model, key)``, built by ``build()`` the first time.
 
-    Calling an attack again with new photos, another step count or step size then reuses the
-    compiled graph instead of tracing (and, with XLA, compiling) it again. ``key`` must name
-    everything the loop bakes in (target classes, budget, penalty weights...). Only compiled
-    graphs are kept, never results, and they are dropped with the model.
+    ``key`` names the loop's *structure* only (objective kind, step rule, pieces, XLA): the
+    per-call values (labels, epsilon, beta, step size, seed) are arguments of the compiled graph,
+    so calling again with new ones reuses it without tracing. At most :data:`MAX_LOOPS_PER_MODEL`
+    loops are kept per model, the least recently used dropped first; only compiled graphs are
+    kept, never results. ``build`` must hold the model weakly
+    (:func:`course_utils.objectives.weak`), so that the loops die with the model.
     """
     try:
-        per_model = _LOOPS.setdefault(model, {})
+        per_model = _LOOPS.get(model)
+        if per_model is None:
+            per_model = _LOOPS[model] = OrderedDict()
     except TypeError:  # not weak-referenceable: no memo, just build
         return build()
-    if key not in per_model:
-        per_model[key] = build()
-    return per_model[key]
+    loop = per_model.get(key)
+    if loop is None:
+        loop = per_model[key] = build()
+        while len(per_model) > MAX_LOOPS_PER_MODEL:
+            per_model.popitem(last=False)
+    else:
+        per_model.move_to_end(key)
+    return loop
+
+
+def structure_key(objective: Objective, step_rule: str, regularizers: Sequence[Regularizer], jit_compile: bool) -> Hashable:
+    """What a compiled loop bakes in, and nothing it takes per call: the objective's kind, the step
+    rule, each piece's kind and settings (not its per-call values) and XLA."""
+    return ("loop", objective.key(), step_rule, tuple(r.key() for r in regularizers), bool(jit_compile))
+
+
+def loop_for(
+    model: Any,
+    objective: Objective,
+    *,
+    step_rule: StepRule = "plain",
+    regularizers: Sequence[Regularizer] = (),
+    jit_compile: bool = False,
+) -> GradientLoop:
+    """The cached :class:`GradientLoop` of ``model`` with this structure, built the first time.
+
+    ``objective`` must hold the model weakly (:func:`course_utils.objectives.weak`); it is used
+    only when no loop of this structure is cached yet.
+    """
+    regularizers = check_regularizers(regularizers)
+    return cached_loop(
+        model,
+        structure_key(objective, step_rule, regularizers, jit_compile),
+        lambda: GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile),
+    )
+
+
+def cached_keys(model: Any) -> list[Hashable]:
+    """The structures of the loops kept for ``model``, least recently used first."""
+    try:
+        return list(_LOOPS.get(model, ()))
+    except TypeError:
+        return []
 
 
 def run_gradient_loop(
-    objective: Objective,
+    objective: Objective | Callable,
     x0: np.ndarray | tf.Tensor,
     *,
     steps: int,
     step_size: float,
     step_rule: StepRule = "plain",
     regularizers: Sequence[Regularizer] = (),
+    data: Mapping[str, Any] | None = None,
     start: np.ndarray | tf.Tensor | None = None,
     seed: int = 0,
     progress: bool | None = None,
@@ -378,15 +466,17 @@ def run_gradient_loop(
     on many batches without compiling it again.
 
     Args:
-        objective: ``x_in -> (loss (N,), tracked (N, K))``; see :data:`Objective`.
+        objective: an objective or a function ``x_in -> (loss (N,), tracked (N, K))``.
         x0: the reference batch ``(N, ...)`` in pixel units (the photo being attacked; for
             visualisation from noise, the noise). Penalties and constraints measure from it.
         steps: number of steps, >= 1; refused when the history would pass :data:`MAX_HISTORY_BYTES`.
-        step_size: pixels per step for ``"sign"`` and ``"rms"``; the learning rate for ``"plain"``.
+        step_size: pixels per step for ``"sign"``, ``"rms"`` and ``"l2"``; the learning rate
+            for ``"plain"``. One number, or one per example.
         step_rule: see :func:`step_direction`.
-        regularizers: pieces applied in order (see :class:`Regularizer`).
+        regularizers: pieces applied in order (see :mod:`course_utils.pieces`).
+        data: the per-call values the objective and pieces read (labels, epsilon, beta...).
         start: where ``x`` starts, default ``x0``.
-        seed: seed for the regularisers' randomness (the same seed gives the same result).
+        seed: seed for the pieces' randomness (the same seed gives the same result).
         progress: show a text progress bar; ``None`` shows one for long runs (50 steps or more).
             Whatever it is, Kernel -> Interrupt stops the run within about a chunk (see the
             module's notes) with a ``KeyboardInterrupt``.
@@ -394,4 +484,5 @@ def run_gradient_loop(
         jit_compile: compile each step with XLA (faster for small models, slower to start).
     """
     loop = GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile)
-    return loop.run(x0, steps=steps, step_size=step_size, start=start, seed=seed, progress=progress, description=description)
+    return loop.run(x0, data, steps=steps, step_size=step_size, start=start, seed=seed, progress=progress,
+                    description=description)

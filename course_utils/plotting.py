@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from course_utils.images import to_uint8
+
 __all__ = [
     "show_images",
     "image_grid",
@@ -34,7 +36,7 @@ def _prepare(image: Any) -> tuple[np.ndarray, dict]:
         a = a[..., 0]
     if a.ndim not in (2, 3):
         raise ValueError(f"cannot show an array of shape {a.shape} as an image; expected (H, W) or (H, W, 3)")
-    a = np.clip(np.round(a.astype(np.float32)), 0, 255).astype(np.uint8)
+    a = to_uint8(a)
     style = {"cmap": "gray", "vmin": 0, "vmax": 255} if a.ndim == 2 else {}
     return a, style
 
@@ -109,7 +111,7 @@ def delta_image(delta: Any, amplify: float | None = None) -> np.ndarray:
     if amplify is None:
         peak = float(np.abs(d).max())
         amplify = 127.0 / peak if peak > 0 else 1.0
-    return np.clip(127.5 + amplify * d, 0, 255).astype(np.uint8)
+    return to_uint8(127.5 + amplify * d)
 
 
 def show_gradients(
@@ -179,7 +181,7 @@ def show_kernels(
     fig, axes = plt.subplots(1, len(filters), figsize=(size * len(filters), size + (0.4 if title else 0.2)), squeeze=False)
     for ax, f in zip(axes[0], filters):
         w = k[..., f]
-        pic = np.clip(127.5 + 127.5 * w / peak, 0, 255).astype(np.uint8)
+        pic = to_uint8(127.5 + 127.5 * w / peak)
         ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray" if pic.shape[-1] == 1 else None,
                   vmin=0, vmax=255, interpolation="nearest")
         ax.set_xticks([])

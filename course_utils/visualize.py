@@ -2,13 +2,16 @@
 
 Like Lucid/Lucent, the pieces are separate and small:
 
-- *objectives*: a filter's mean activation (:func:`maximize_filters`), a class logit
-  (:func:`maximize_class`);
-- *regularisers* (:class:`Jitter`, :class:`TotalVariation`, :class:`L2Decay`, :class:`Blur`, in
-  :mod:`course_utils.regularizers`): objects with one job each, passed as a tuple and usable by both;
+- *objectives* (:mod:`course_utils.objectives`): a filter's mean activation
+  (:class:`~course_utils.objectives.FilterMean`, :func:`maximize_filters`), a class logit
+  (:class:`~course_utils.objectives.ClassLogit`, :func:`maximize_class`);
+- *regularisers*, objects with one job each, passed as a tuple and usable by both: transforms
+  before the model (:class:`Jitter`, :class:`RandomScale`, :class:`RandomRotate`), penalties
+  (:class:`TotalVariation`), after-step operations (:class:`L2Decay`, :class:`Blur`);
 - the loop itself is :class:`course_utils.optimize.GradientLoop` (the same one the attacks
   use) with the ``"rms"`` step rule: the gradient divided by its root-mean-square, so
-  ``step_size`` is in pixels.
+  ``step_size`` is in pixels. It is compiled once per model, layer and set of regularisers; the
+  filters or classes enter per call, so another filter or class traces nothing again.
 
 Which layers to look at comes from :func:`feature_layers` / :func:`conv_layers` (in
 :mod:`course_utils.layers`), never from hard-coded names, so the lesson works with VGG16 and with
@@ -30,16 +33,23 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, check_number, check_regularizers, check_seed, check_size, check_steps
-from course_utils.images import as_batch, load_image
-from course_utils.labels import resolve_classes
-from course_utils.layers import check_feature_size, check_layer, conv_layers, feature_layers, feature_model, layer_summary, receptive_field
-from course_utils.models import class_name
-from course_utils.optimize import GradientLoop, Regularizer, cached_loop
-from course_utils.regularizers import GRAY, Blur, Jitter, L2Decay, PixelRange, TotalVariation, default_regularizers
+from course_utils.history import history_frame
+from course_utils.images import as_batch, load_image, to_uint8
+from course_utils.labels import ClassNames
+from course_utils.layers import check_feature_size, check_layer, conv_layers, feature_layers, layer_summary, receptive_field
+from course_utils.objectives import ClassLogit, FilterMean, weak
+from course_utils.optimize import loop_for
+from course_utils.penalties import TotalVariation
+from course_utils.pieces import GRAY, Regularizer
+from course_utils.regularizers import default_regularizers
+from course_utils.steps import Blur, L2Decay, PixelRange
+from course_utils.transforms import Jitter, RandomRotate, RandomScale
 
 __all__ = [
     "GRAY",
     "Jitter",
+    "RandomScale",
+    "RandomRotate",
     "TotalVariation",
     "L2Decay",
     "Blur",
@@ -86,6 +96,7 @@ class Visualization:
         history: tidy DataFrame, one row per step and image: ``step``, ``image``, ``what``,
             ``value`` (activation or probability) and, for classes, ``logit``.
         seconds, compile_seconds: wall time of the loop, and of tracing it into a graph.
+        traces: how many graphs the call traced (0 when it reused a compiled loop).
 
     How much did a filter rise? Batch norm gives many filters a large offset (a flat grey picture
     already gives 1..3), so a ratio of raw activations says little. Instead the *lift above rest*
@@ -106,6 +117,7 @@ class Visualization:
     rest: np.ndarray | None = None
     seconds: float = 0.0
     compile_seconds: float = 0.0
+    traces: int = 0
 
     def __repr__(self) -> str:
         counts = ""
@@ -214,19 +226,13 @@ def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
     axes = tuple(range(a.ndim - 3, a.ndim))
     centred = a - a.mean(axis=axes, keepdims=True)
     scaled = centred / (centred.std(axis=axes, keepdims=True) + 1e-5) * contrast
-    return np.clip(np.round((scaled + 0.5) * 255), 0, 255).astype(np.uint8)
+    return to_uint8((scaled + 0.5) * 255)
 
 
-def _tidy_history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> pd.DataFrame:
-    steps, n = values.shape
-    data = {
-        "step": np.repeat(np.arange(steps), n),
-        "image": np.tile(np.arange(n), steps),
-        "what": np.tile(np.asarray(what, dtype=object), steps),
-        "value": values.reshape(-1),
-    }
-    data.update({k: v.reshape(-1) for k, v in extra.items()})
-    return pd.DataFrame(data)
+def _history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> pd.DataFrame:
+    """One row per step and image: ``step``, ``image``, ``what``, ``value`` and ``extra``."""
+    return history_frame(len(values), image=np.arange(values.shape[1]), what=np.asarray(what, dtype=object),
+                         value=values, **extra)
 
 
 def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> list[int]:
@@ -286,35 +292,24 @@ def maximize_filters(
             raise :class:`course_utils.checks.WrongTypeError`, which is a ``ValueError`` too.
     """
     steps = check_steps(steps)
-    target, channels = check_layer(model, layer)
+    _, channels = check_layer(model, layer)
     filters = _filter_indices(filters, layer, channels)
     h, w = check_size(size)
     seed = check_seed(seed)
     regularizers = check_regularizers(regularizers)
-    extractor = feature_model(model, target)
-    check_feature_size(extractor, layer, (h, w))
+    loop = loop_for(model, FilterMean(weak(model), layer), step_rule="rms", regularizers=(*regularizers, PixelRange()))
+    objective = loop.objective  # the cut network is built once per model and layer, and kept
+    check_feature_size(objective.extractor, layer, (h, w))
     x0 = _start_noise(filters, (h, w, model.input_shape[-1]), seed, noise)
-    index = tf.constant(filters, tf.int32)
-
-    def mean_activations(x: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(extractor(x, training=False), axis=[1, 2])  # (N, channels)
-
-    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        mean = tf.gather(mean_activations(x), index, batch_dims=1)  # image i -> its filter i
-        return -mean, mean[:, None]
-
-    regs = (*regularizers, PixelRange())
-    loop = cached_loop(
-        model,
-        ("filters", layer, tuple(filters), repr(regs)),
-        lambda: GradientLoop(objective, step_rule="rms", regularizers=regs),
-    ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description=f"filters of {layer}")
-    rest = tf.gather(mean_activations(tf.fill((1, h, w, x0.shape[-1]), GRAY))[0], index).numpy()
+    run = loop.run(x0, {"filters": filters}, steps=steps, step_size=step_size, seed=seed, progress=progress,
+                   description=f"filters of {layer}")
+    grey = tf.fill((1, h, w, x0.shape[-1]), GRAY)
+    rest = tf.gather(objective.mean_activations(grey)[0], tf.constant(filters, tf.int32)).numpy()
     what = [f"{layer}:{f}" for f in filters]
-    values = loop.tracked[..., 0]  # (steps + 1, N)
+    values = run.tracked[..., 0]  # (steps + 1, N)
     return Visualization(
-        "filter", what, x0, loop.x, deprocess(loop.x), values[0], values[-1],
-        _tidy_history(values, what), rest, loop.seconds, loop.compile_seconds,
+        "filter", what, x0, run.x, deprocess(run.x), values[0], values[-1],
+        _history(values, what), rest, run.seconds, run.compile_seconds, run.traces,
     )
 
 
@@ -440,10 +435,10 @@ def maximize_class(
         class probability (softmax, 0..1); ``history["logit"]`` the logit that was maximised.
     """
     steps = check_steps(steps)
-    num_classes = int(model.output_shape[-1])
+    classes = ClassNames.of(model)
     if target is None:
         raise WrongTypeError("maximize_class needs a class to draw: name one, e.g. target='sea snake' or target=65")
-    idx = resolve_classes(target, num_classes)
+    idx = classes.indices(target)
     seed = check_seed(seed)
     regularizers = check_regularizers(regularizers)
     h, w, c = model.input_shape[1:]
@@ -452,24 +447,13 @@ def maximize_class(
     else:
         photo = image if isinstance(image, np.ndarray) and image.shape == (h, w, c) else load_image(image, size=(h, w))
         x0 = np.repeat(as_batch(photo, model), len(idx), axis=0)
-    t = tf.constant(idx, tf.int32)
-
-    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        logits = model(x, training=False)
-        chosen = tf.gather(logits, t, batch_dims=1)
-        prob = tf.gather(tf.nn.softmax(logits), t, batch_dims=1)
-        return -chosen, tf.stack([prob, chosen], axis=1)
-
-    what = [class_name(i, num_classes) for i in idx]
-    regs = (*regularizers, PixelRange())
-    loop = cached_loop(
-        model,
-        ("class", tuple(idx), repr(regs)),
-        lambda: GradientLoop(objective, step_rule="rms", regularizers=regs),
-    ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description="class " + ", ".join(what))
-    probs, logits = loop.tracked[..., 0], loop.tracked[..., 1]
-    images = deprocess(loop.x) if image is None else np.clip(np.round(loop.x), 0, 255).astype(np.uint8)
+    what = [classes.label(i) for i in idx]
+    loop = loop_for(model, ClassLogit(weak(model)), step_rule="rms", regularizers=(*regularizers, PixelRange()))
+    run = loop.run(x0, {"labels": idx}, steps=steps, step_size=step_size, seed=seed, progress=progress,
+                   description="class " + ", ".join(what))
+    probs, logits = run.tracked[..., 0], run.tracked[..., 1]
+    images = deprocess(run.x) if image is None else to_uint8(run.x)
     return Visualization(
-        "class", what, x0, loop.x, images, probs[0], probs[-1],
-        _tidy_history(probs, what, logit=logits), None, loop.seconds, loop.compile_seconds,
+        "class", what, x0, run.x, images, probs[0], probs[-1],
+        _history(probs, what, logit=logits), None, run.seconds, run.compile_seconds, run.traces,
     )

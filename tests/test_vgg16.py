@@ -34,7 +34,9 @@ BLOG_LAYERS = [f"block{i}_conv1" for i in range(1, 6)]
 def write_legacy_vgg16_weights(path: Path) -> None:
     """Random VGG16 weights in the legacy Keras HDF5 layout that ``model.load_weights(".h5")``
     reads: attribute ``layer_names`` on the file, one group per layer with attribute
-    ``weight_names``, one dataset per weight (weightless layers have an empty list)."""
+    ``weight_names``, one dataset per weight (weightless layers have an empty list). Seeded: with
+    unseeded random weights the filters a test looks at were sometimes dead (no gradient at all)."""
+    keras.utils.set_random_seed(0)
     model = keras.applications.VGG16(weights=None, classifier_activation=None)
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [layer.name.encode() for layer in model.layers]
