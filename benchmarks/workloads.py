@@ -19,10 +19,7 @@ class_maximization         ``maximize_class("sea snake")``         backend-funct
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -35,211 +32,26 @@ from benchmarks.baselines import (
     eager_iterative_attack,
     eager_noise_filter,
 )
+from benchmarks.common import (
+    FULL, QUICK, Context, Plan, Side, WorkloadResult, first_trace, log, max_diff, steps_if, traces_of, warm_up,
+)
 from benchmarks.measure import PeakMemory, interleave, median, timed
 from course_utils.attacks import iterative_attack, noise_filter
-from course_utils.gender_cnn import DEFAULT_WEIGHTS, build_gender_cnn, gender_class_index, load_gender_cnn
-from course_utils.images import load_image, sample_face, sample_image
+from course_utils.gender_cnn import gender_class_index
 from course_utils.labels import resolve_class
-from course_utils.models import load_imagenet_model
+from course_utils.objectives import CrossEntropy, weak
+from course_utils.optimize import loop_for
+from course_utils.penalties import L2Penalty
+from course_utils.steps import PixelRange
 from course_utils.visualize import conv_layers, gray_noise, maximize_class, maximize_filters
 
-__all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads"]
+__all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads", "log"]
 
 # The lessons' settings.
 NOISE_TARGET, NOISE_BETA, NOISE_LR = "man", 3e-4, 30.0  # lesson 1: make the astronaut "man"
 ATTACK_TARGET, ATTACK_EPSILON = "king penguin", 4.0  # lesson 2: the cat becomes a king penguin
 FILTER_STEP, CLASS_TARGET, CLASS_STEP = 3.0, "sea snake", 2.0  # lesson 3
 SEED, NOISE_AMPLITUDE = 0, 2.0  # the course's default start noise for visualisation
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Step counts and repetitions of one benchmark mode."""
-
-    mode: str
-    reps: int  # interleaved timed rounds (attack batch 1, class maximisation)
-    heavy_reps: int  # the same for the workloads whose tutorial-style side takes ~30 s a call
-    warmup: bool  # one warm-up call per side before the timed rounds (reported as the first call)
-    noise_steps: int
-    noise_warmup_steps: int
-    noise_scaling: tuple[int, ...]  # step counts of the noise-filter scaling series
-    noise_scaling_baseline_max: int  # the tutorial-style loop is timed up to this many steps only
-    attack_steps: int
-    attack_batches: tuple[int, ...]  # batch sizes of the attack scaling series
-    attack_scaling_steps: int  # steps for scaling batches no workload measured (per-step time is what counts)
-    bare_calls: int  # bare forward+backward calls per round
-    xla: bool  # also time noise_filter(..., jit_compile=True)
-    n_filters: int
-    filter_steps: int
-    filter_size: int
-    class_steps: int
-
-
-FULL = Plan(
-    mode="full", reps=3, heavy_reps=2, warmup=True, noise_steps=1000, noise_warmup_steps=10,
-    noise_scaling=(100, 1000, 5000), noise_scaling_baseline_max=1000, attack_steps=20,
-    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, xla=True, n_filters=16, filter_steps=30,
-    filter_size=128, class_steps=30,
-)
-QUICK = Plan(
-    mode="quick", reps=1, heavy_reps=1, warmup=False, noise_steps=10, noise_warmup_steps=1,
-    noise_scaling=(5, 10, 20), noise_scaling_baseline_max=10, attack_steps=1, attack_batches=(1, 8),
-    attack_scaling_steps=1, bare_calls=1, xla=False, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
-)
-
-
-def log(message: str) -> None:
-    """One progress line on stderr (stdout carries the final table)."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class Side:
-    """One side of a comparison: what ran and its wall times.
-
-    ``steps`` counts the gradient steps one call makes (a batched step counts once; 16 serial
-    filters of 30 steps count 480). ``first_s`` is the wall time of the warm-up call, which made
-    ``warmup_steps`` steps; ``trace_s`` the tracing time the course itself reports
-    (``compile_seconds``) for each timed call.
-    """
-
-    label: str
-    steps: int
-    seconds: list[float] = field(default_factory=list)
-    first_s: float | None = None
-    warmup_steps: int | None = None
-    trace_s: list[float] | None = None
-
-    @property
-    def median_s(self) -> float:
-        return median(self.seconds)
-
-    @property
-    def step_s(self) -> float:
-        """Median wall seconds per call divided by the steps per call."""
-        return self.median_s / self.steps
-
-    @property
-    def one_time_s(self) -> float | None:
-        """What the first call cost beyond steady state: ``first_s - warmup_steps * step_s``
-        (tracing, graph optimisation, first-run allocation)."""
-        if self.first_s is None or self.warmup_steps is None:
-            return None
-        return max(0.0, self.first_s - self.warmup_steps * self.step_s)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "steps_per_call": self.steps,
-            "median_s": self.median_s,
-            "step_s": self.step_s,
-            "samples_s": self.seconds,
-            "first_call_s": self.first_s,
-            "warmup_steps": self.warmup_steps,
-            "one_time_s": self.one_time_s,
-            "trace_s_per_call": median(self.trace_s) if self.trace_s else None,
-        }
-
-
-@dataclass
-class WorkloadResult:
-    """A workload's two sides, their ratio, and what else was measured."""
-
-    name: str
-    title: str
-    steps: int
-    batch: int
-    reps: int
-    course: Side
-    baseline: Side
-    extra: dict[str, Any] = field(default_factory=dict)
-    check: dict[str, Any] = field(default_factory=dict)
-    peak_rss_mib: float = float("nan")
-    rss_scope: str = "workload"
-    peak_gpu_mib: float | None = None
-
-    @property
-    def ratio(self) -> float:
-        """Tutorial-style median seconds / course median seconds (> 1: the course is faster)."""
-        return self.baseline.median_s / self.course.median_s
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "course_s": self.course.median_s,
-            "baseline_s": self.baseline.median_s,
-            "ratio": self.ratio,
-            "title": self.title,
-            "steps": self.steps,
-            "batch": self.batch,
-            "reps": self.reps,
-            "course_step_s": self.course.step_s,
-            "baseline_step_s": self.baseline.step_s,
-            "course": self.course.to_json(),
-            "baseline": self.baseline.to_json(),
-            "peak_rss_mib": self.peak_rss_mib,
-            "rss_scope": self.rss_scope,
-            "peak_gpu_mib": self.peak_gpu_mib,
-            "extra": self.extra,
-            "check": self.check,
-        }
-
-    def remember(self, memory: PeakMemory) -> "WorkloadResult":
-        self.peak_rss_mib, self.peak_gpu_mib = memory.rss_mib, memory.gpu_mib
-        self.rss_scope = "workload" if memory.scope == "block" else "process (since start)"
-        return self
-
-
-class Context:
-    """Models and inputs, loaded once and shared by the workloads."""
-
-    def __init__(self, imagenet_model: str = "efficientnet_lite0") -> None:
-        self.imagenet_name = imagenet_model
-        self.notes: list[str] = []
-
-    @cached_property
-    def gender(self) -> tuple[Any, str]:
-        """``(model, label)``: the trained gender CNN, or random weights (same architecture and
-        cost) with a note when ``data/gender_cnn.weights.h5`` is missing."""
-        try:
-            return load_gender_cnn(), "gender_cnn (trained weights)"
-        except (FileNotFoundError, ValueError) as err:
-            note = f"gender CNN weights unusable ({type(err).__name__}); timed with random weights"
-            log(note)
-            self.notes.append(note + f": {DEFAULT_WEIGHTS}")
-            return build_gender_cnn(), "gender_cnn (RANDOM weights)"
-
-    @cached_property
-    def imagenet(self) -> Any:
-        return load_imagenet_model(self.imagenet_name, verbose=False)
-
-    @cached_property
-    def face(self) -> np.ndarray:
-        """The astronaut's face, ``(1, 48, 48, 1)`` pixels."""
-        return sample_face("astronaut")[None]
-
-    @cached_property
-    def cat(self) -> np.ndarray:
-        """Chelsea the cat, ``(224, 224, 3)`` pixels."""
-        return load_image(sample_image("chelsea"), size=224)
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
-
-
-def _warm_up(plan: Plan, fn: Callable[[], Any]) -> tuple[float | None, Any]:
-    """``(wall seconds, result)`` of one warm-up call, or ``(None, None)`` when the plan has none."""
-    return timed(fn) if plan.warmup else (None, None)
-
-
-def _first_trace(warm: Any, timed_outputs: list[Any]) -> float:
-    """The course's tracing seconds in its first call (the warm-up, else the first timed call)."""
-    return (warm if warm is not None else timed_outputs[0]).compile_seconds
-
-
-def _steps_if(plan: Plan, steps: int) -> int | None:
-    return steps if plan.warmup else None
 
 
 # --------------------------------------------------------------------------- workload 1
@@ -257,41 +69,69 @@ def _noise_tutorial(ctx: Context, steps: int) -> Callable[[], np.ndarray]:
     return lambda: eager_noise_filter(model, ctx.face, target, beta=NOISE_BETA, steps=steps, learning_rate=NOISE_LR)
 
 
+def _noise_parts(ctx: Context, steps: int) -> dict[str, Callable[[], Any]]:
+    """Where the noise filter's time goes: the same compiled loop (the one ``noise_filter``
+    uses, from the cache) run three ways: ``loop_run`` with its history, chunks and host syncs
+    but without building the result; ``perturb`` the graph-level run, no history and one call;
+    ``perturb_xla`` the same with the step compiled by XLA."""
+    model, _ = ctx.gender
+    data = {"labels": [gender_class_index(NOISE_TARGET)], "beta": NOISE_BETA}
+    pieces = (L2Penalty(), PixelRange())
+    loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces)
+    xla = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile=True)
+    x = tf.constant(ctx.face)
+    return {
+        "loop_run": lambda: loop.run(x, data, steps=steps, step_size=NOISE_LR, progress=False),
+        "perturb": lambda: loop.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
+        "perturb_xla": lambda: xla.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
+    }
+
+
 def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     """Workload 1: lesson 1's noise filter on the gender CNN, compiled loop vs eager loop.
 
     The course's own XLA option (``noise_filter(..., jit_compile=True)``) is timed alongside
-    (``extra``): it is what would make the compiled loop faster still on a CPU.
+    (``extra``), and so is a profile of the compiled loop (see :func:`_noise_parts`): the
+    history, the chunks and the result cost what ``course`` takes beyond ``perturb``.
     """
     steps, warm, reps = plan.noise_steps, plan.noise_warmup_steps, plan.heavy_reps
     _, model_label = ctx.gender
     with PeakMemory() as memory:
-        c_first, c_warm = _warm_up(plan, _noise_course(ctx, warm))
-        b_first, _ = _warm_up(plan, _noise_tutorial(ctx, warm))
+        c_first, c_warm = warm_up(plan, _noise_course(ctx, warm))
+        b_first, _ = warm_up(plan, _noise_tutorial(ctx, warm))
         candidates = {"course": _noise_course(ctx, steps), "baseline": _noise_tutorial(ctx, steps)}
         x_first = None
         if plan.xla:
-            x_first, _ = _warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
+            x_first, _ = warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
             candidates["course_xla"] = _noise_course(ctx, steps, jit_compile=True)
+            parts = _noise_parts(ctx, steps)
+            for part in parts.values():
+                part()  # traced with the warm-ups, not in the timed rounds
+            candidates.update(parts)
         seconds, outputs = interleave(candidates, reps)
     xla_s = median(seconds["course_xla"]) if plan.xla else None
     result = outputs["course"][-1]
     baseline_x = outputs["baseline"][-1]
     model, _ = ctx.gender
     p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, gender_class_index(NOISE_TARGET)])
+    profile = {f"{name}_s": median(seconds[name]) if name in seconds else None for name in ("loop_run", "perturb", "perturb_xla")}
     return WorkloadResult(
         name="noise_filter",
         title=f"noise filter, {model_label}, beta={NOISE_BETA:g}, lr={NOISE_LR:g}",
         steps=steps, batch=1, reps=reps,
         course=Side("course_utils.attacks.noise_filter (one compiled while_loop)", steps, seconds["course"],
-                    c_first, _steps_if(plan, warm), [r.compile_seconds for r in outputs["course"]]),
+                    c_first, steps_if(plan, warm), [r.compile_seconds for r in outputs["course"]],
+                    [r.traces for r in outputs["course"]], traces_of(c_warm)),
         baseline=Side("eager GradientTape step + keras SGD.apply_gradients per Python iteration", steps,
-                      seconds["baseline"], b_first, _steps_if(plan, warm)),
-        extra={"course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+                      seconds["baseline"], b_first, steps_if(plan, warm)),
+        extra={"course_first_call_trace_s": first_trace(c_warm, outputs["course"]),
                "course_xla_s": xla_s,
                "course_xla_first_call_s": x_first,
-               "ratio_vs_course_xla": None if xla_s is None else median(seconds["baseline"]) / xla_s},
-        check={"max_abs_pixel_diff": _max_diff(result.adversarial, baseline_x),
+               "ratio_vs_course_xla": None if xla_s is None else median(seconds["baseline"]) / xla_s,
+               **profile,
+               "ratio_vs_perturb_xla": (median(seconds["baseline"]) / profile["perturb_xla_s"]
+                                        if profile["perturb_xla_s"] else None)},
+        check={"max_abs_pixel_diff": max_diff(result.adversarial, baseline_x),
                "course_p_target": float(result.final_probability()[0]),
                "baseline_p_target": p_baseline},
     ).remember(memory)
@@ -329,7 +169,7 @@ def noise_filter_scaling(ctx: Context, plan: Plan, w1: WorkloadResult) -> list[d
 
 
 def _attack_inputs(ctx: Context, batch: int) -> tuple[np.ndarray, int]:
-    return np.repeat(ctx.cat[None], batch, axis=0), resolve_class(ATTACK_TARGET, 1000)
+    return np.repeat(ctx.cat[None], batch, axis=0), resolve_class(ATTACK_TARGET, ctx.imagenet)
 
 
 def _attack_course(ctx: Context, images: np.ndarray, steps: int, step_size: float) -> Callable[[], Any]:
@@ -350,6 +190,18 @@ def _bare(ctx: Context, images: np.ndarray, target: int, calls: int) -> tuple[fl
     return first, lambda: [one() for _ in range(calls)]
 
 
+SWEEP_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _epsilon_sweep(ctx: Context, images: np.ndarray, steps: int = 2) -> dict[str, Any]:
+    """Lesson 2's budget sweep, untargeted (a structure no other workload uses, so its first call
+    traces): the graphs each of the five calls traced, and their wall seconds."""
+    runs = [timed(lambda e=e: iterative_attack(ctx.imagenet, images, None, e, steps=steps, targeted=False, progress=False))
+            for e in SWEEP_EPSILONS]
+    return {"sweep_epsilons": list(SWEEP_EPSILONS), "sweep_traces": [r.traces for _, r in runs],
+            "sweep_s": [wall for wall, _ in runs]}
+
+
 def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadResult:
     """Workload 2: lesson 2's iterative targeted attack on a batch of ``batch`` cats."""
     steps = plan.attack_steps
@@ -357,18 +209,20 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
     step_size = 2.5 * ATTACK_EPSILON / plan.attack_steps  # the course's default for the workload's steps
     images, target = _attack_inputs(ctx, batch)
     with PeakMemory() as memory:
-        c_first, c_warm = _warm_up(plan, _attack_course(ctx, images, 1, step_size))
-        b_first, b_warm = _warm_up(plan, _attack_tutorial(ctx, images, target, 1, step_size))
+        c_first, c_warm = warm_up(plan, _attack_course(ctx, images, 1, step_size))
+        b_first, b_warm = warm_up(plan, _attack_tutorial(ctx, images, target, 1, step_size))
         bare_first, bare = _bare(ctx, images, target, plan.bare_calls)
         seconds, outputs = interleave(
             {"course": _attack_course(ctx, images, steps, step_size),
              "baseline": _attack_tutorial(ctx, images, target, steps, step_size), "bare": bare},
             reps,
         )
+        sweep = _epsilon_sweep(ctx, images) if batch == 1 else {}
     bare_s = median(seconds["bare"]) / plan.bare_calls
     result, (adversarial, probabilities) = outputs["course"][-1], outputs["baseline"][-1]
     course_side = Side("course_utils.attacks.iterative_attack (one compiled while_loop)", steps, seconds["course"],
-                       c_first, _steps_if(plan, 1), [r.compile_seconds for r in outputs["course"]])
+                       c_first, steps_if(plan, 1), [r.compile_seconds for r in outputs["course"]],
+                       [r.traces for r in outputs["course"]], traces_of(c_warm))
     loop_step_s = median([r.seconds / steps for r in outputs["course"]])
     if c_warm is not None:  # the warm-ups made one step each: do the two agree after one step?
         one_step = float(np.mean(np.abs(c_warm.adversarial - b_warm[0]) > 1e-3))
@@ -380,16 +234,17 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
         steps=steps, batch=batch, reps=reps,
         course=course_side,
         baseline=Side("eager GradientTape forward/backward + sign step + .numpy() of the probabilities per step",
-                      steps, seconds["baseline"], b_first, _steps_if(plan, 1)),
+                      steps, seconds["baseline"], b_first, steps_if(plan, 1)),
         extra={
             "bare_fwd_bwd_s": bare_s,
             "bare_first_call_s": bare_first,
             "course_step_over_bare": course_side.step_s / bare_s,
             "course_loop_step_s": loop_step_s,
             "course_loop_step_over_bare": loop_step_s / bare_s,
-            "course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+            "course_first_call_trace_s": first_trace(c_warm, outputs["course"]),
+            **sweep,
         },
-        check={"max_abs_pixel_diff": _max_diff(result.adversarial, adversarial),
+        check={"max_abs_pixel_diff": max_diff(result.adversarial, adversarial),
                "pixels_differing_fraction": float(np.mean(np.abs(result.adversarial - adversarial) > 1e-3)),
                "pixels_differing_fraction_after_one_step": one_step,
                "course_success": float(np.mean(result.success)),
@@ -411,7 +266,7 @@ def attack_batch_scaling(ctx: Context, plan: Plan, done: dict[int, WorkloadResul
             step_size = 2.5 * ATTACK_EPSILON / plan.attack_steps
             images, target = _attack_inputs(ctx, batch)
             with PeakMemory():
-                _warm_up(plan, _attack_course(ctx, images, 1, step_size))  # traces the loop for this batch
+                warm_up(plan, _attack_course(ctx, images, 1, step_size))  # traces the loop for this batch
                 _, bare = _bare(ctx, images, target, plan.bare_calls)
                 seconds, _ = interleave({"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, reps)
             course_s, bare_s = median(seconds["course"]), median(seconds["bare"]) / plan.bare_calls
@@ -431,8 +286,9 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     """Workload 3: 16 filters of one layer, one batched ``maximize_filters`` call vs 16 serial
     calls; the Keras blog's per-step loop is timed alongside (``extra``).
 
-    The course keeps each call's compiled loop (keyed by layer and filters), so the first
-    call of each side traces and later ones do not: the first calls are reported apart.
+    The course keeps one compiled loop per model, layer and regularisers (the filters come per
+    call) with the network cut at the layer, so only the very first call traces and cuts; the
+    first calls are reported apart, with the graphs each side traced.
     """
     model = ctx.imagenet
     layer = conv_layers(model, 5)[2]
@@ -444,9 +300,9 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     blog = BlogFilterVisualizer(model, layer)
     starts = np.stack([gray_noise((size, size, model.input_shape[-1]), seed=[SEED, f], amplitude=NOISE_AMPLITUDE) for f in filters])
     with PeakMemory() as memory:
-        c_first, c_warm = _warm_up(plan, batched)
-        s_first, s_warm = _warm_up(plan, serial)
-        blog_first, _ = _warm_up(plan, lambda: blog.run(filters, starts, 1, FILTER_STEP))  # traces once per filter
+        c_first, c_warm = warm_up(plan, batched)
+        s_first, s_warm = warm_up(plan, serial)
+        blog_first, _ = warm_up(plan, lambda: blog.run(filters, starts, 1, FILTER_STEP))  # traces once per filter
         seconds, outputs = interleave(
             {"course": batched, "baseline": serial, "blog": lambda: blog.run(filters, starts, steps, FILTER_STEP)},
             reps,
@@ -459,9 +315,11 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     batched_loop = [v.seconds - v.compile_seconds for v in outputs["course"]]
     blog_s = median(seconds["blog"])
     course_side = Side(f"one maximize_filters call, {len(filters)} filters as one batch", steps, seconds["course"],
-                       c_first, _steps_if(plan, steps), [v.compile_seconds for v in outputs["course"]])
+                       c_first, steps_if(plan, steps), [v.compile_seconds for v in outputs["course"]],
+                       [v.traces for v in outputs["course"]], traces_of(c_warm))
     serial_side = Side(f"{len(filters)} maximize_filters calls, one filter each", steps * len(filters),
-                       seconds["baseline"], s_first, _steps_if(plan, steps * len(filters)), serial_trace)
+                       seconds["baseline"], s_first, steps_if(plan, steps * len(filters)), serial_trace,
+                       [traces_of(run) for run in outputs["baseline"]], traces_of(s_warm))
     return WorkloadResult(
         name="filters_batched_vs_serial",
         title=f"{len(filters)} filters of {layer} ({model.name}), {size}x{size}, step {FILTER_STEP:g} px",
@@ -481,8 +339,8 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
             "blog_style_over_batched": blog_s / course_side.median_s,
             "blog_style_first_call_s": blog_first,
         },
-        check={"max_abs_pixel_diff_serial": max(_max_diff(s.pixels[0], vis.pixels[i]) for i, s in enumerate(singles)),
-               "max_abs_pixel_diff_blog": _max_diff(outputs["blog"][-1], vis.pixels),
+        check={"max_abs_pixel_diff_serial": max(max_diff(s.pixels[0], vis.pixels[i]) for i, s in enumerate(singles)),
+               "max_abs_pixel_diff_blog": max_diff(outputs["blog"][-1], vis.pixels),
                "course_filters_rose_10x": int(np.sum(vis.rose))},
     ).remember(memory)
 
@@ -493,7 +351,7 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
 def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     """Workload 4: draw "sea snake" from noise, ``maximize_class`` vs a backend-function loop."""
     model = ctx.imagenet
-    index = resolve_class(CLASS_TARGET, int(model.output_shape[-1]))
+    index = resolve_class(CLASS_TARGET, model)
     steps, reps = plan.class_steps, plan.reps
     start = gray_noise(model.input_shape[1:], seed=[SEED, index], amplitude=NOISE_AMPLITUDE)[None]
     keras_function = BackendFunctionClassMaximizer(model)
@@ -506,25 +364,26 @@ def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         return lambda: keras_function.run(index, start, n, CLASS_STEP)
 
     with PeakMemory() as memory:
-        c_first, c_warm = _warm_up(plan, course(1))
-        b_first, _ = _warm_up(plan, tutorial(1))
+        c_first, c_warm = warm_up(plan, course(1))
+        b_first, _ = warm_up(plan, tutorial(1))
         seconds, outputs = interleave({"course": course(steps), "baseline": tutorial(steps)}, reps)
     vis, baseline_x = outputs["course"][-1], outputs["baseline"][-1]
     p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, index])
     course_loop = [v.seconds - v.compile_seconds for v in outputs["course"]]
     baseline_side = Side("Python loop: compiled (loss, grads) -> NumPy per step, NumPy update", steps,
-                         seconds["baseline"], b_first, _steps_if(plan, 1))
+                         seconds["baseline"], b_first, steps_if(plan, 1))
     return WorkloadResult(
         name="class_maximization",
         title=f"class '{CLASS_TARGET}' from noise, {model.name}, step {CLASS_STEP:g} px",
         steps=steps, batch=1, reps=reps,
         course=Side("course_utils.visualize.maximize_class (one compiled while_loop)", steps, seconds["course"],
-                    c_first, _steps_if(plan, 1), [v.compile_seconds for v in outputs["course"]]),
+                    c_first, steps_if(plan, 1), [v.compile_seconds for v in outputs["course"]],
+                    [v.traces for v in outputs["course"]], traces_of(c_warm)),
         baseline=baseline_side,
-        extra={"course_first_call_trace_s": _first_trace(c_warm, outputs["course"]),
+        extra={"course_first_call_trace_s": first_trace(c_warm, outputs["course"]),
                "course_loop_s": median(course_loop),
                "loop_only_ratio": baseline_side.median_s / median(course_loop)},
-        check={"max_abs_pixel_diff": _max_diff(vis.pixels, baseline_x),
+        check={"max_abs_pixel_diff": max_diff(vis.pixels, baseline_x),
                "course_final_probability": float(vis.final[0]),
                "baseline_final_probability": p_baseline},
     ).remember(memory)
