@@ -273,15 +273,16 @@ def judge_classes(
                                           seed=seed, progress=False),
             "lucid": render_class(model, idx, seed=seed, progress=False),
         }
-    rows = []
+    scores = {}
     for method, vis in pictures.items():
         if len(vis.what) != len(idx):
             raise ValueError(f"pictures[{method!r}] has {len(vis.what)} pictures for {len(idx)} targets")
-        p_model, _ = _probabilities(model, vis.pixels, idx)
-        p_judge, rank = _probabilities(judge, vis.pixels, idx)
-        for i, k in enumerate(idx):
-            rows.append({"class": class_name(k, num_classes), "method": method, "p_model": float(p_model[i]),
-                         "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)})
-    return pd.DataFrame(rows).set_index(["class", "method"]).sort_index(level=0, sort_remaining=False)
+        scores[method] = (*_probabilities(model, vis.pixels, idx), *_probabilities(judge, vis.pixels, idx))
+    rows = [
+        {"class": class_name(k, num_classes), "method": method, "p_model": float(p_model[i]),
+         "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)}
+        for i, k in enumerate(idx) for method, (p_model, _, p_judge, rank) in scores.items()
+    ]
+    return pd.DataFrame(rows).set_index(["class", "method"])
 
 
