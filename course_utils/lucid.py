@@ -49,7 +49,11 @@ __all__ = [
     "render_class",
     "render_filters",
     "judge_classes",
+    "JUDGED_CLASSES",
 ]
+
+JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
+"""The classes :func:`judge_classes` scores by default: three animals and two objects."""
 
 OBJECTIVES = ("mean", "center")
 """What :func:`render_filters` maximises for a filter: its mean over positions, or its value at
@@ -246,12 +250,13 @@ def _probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -
 def judge_classes(
     model: keras.Model,
     judge: keras.Model,
-    targets: Sequence[int | str],
+    targets: Sequence[int | str] = JUDGED_CLASSES,
     pictures: dict[str, Visualization] | None = None,
     *,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Score class pictures made on ``model`` with a second network ``judge`` that never saw them.
+    """Score class pictures made on ``model`` with a second network ``judge`` that never saw them
+    (e.g. EfficientNet-Lite2 judging pictures made on Lite0); ``targets`` default :data:`JUDGED_CLASSES`.
 
     ``pictures`` maps a method name to a class :class:`Visualization` of ``targets`` in order;
     default: ``"plain"`` (lesson 3's 40 steps of 2 pixels), ``"regularised"`` (the same with
