@@ -25,21 +25,22 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options; ``--only`` becomes a tuple of workload names."""
-    from benchmarks.workloads import WORKLOADS
+    from benchmarks.workloads import OPTIONAL_WORKLOADS, WORKLOADS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny step counts, one repetition (CI: proves it runs)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for latest.json/latest.md (default {DEFAULT_OUT.relative_to(REPO)})")
     parser.add_argument("--reps", type=int, default=None, help="timed interleaved repetitions for every workload (default: 3, or 2 for the slowest three; quick: 1)")
-    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run (default: all)")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run (default: all but the optional "
+                        f"{', '.join(OPTIONAL_WORKLOADS)}, which needs the [bench] extra)")
     parser.add_argument("--imagenet-model", default="efficientnet_lite0", choices=["efficientnet_lite0", "vgg16", "auto"],
                         help="ImageNet model for workloads 2-4 (default: the offline EfficientNet-Lite0)")
     parser.add_argument("--notebooks", action="store_true", help="also execute every notebook and time it (goal: < 5 minutes in all)")
     args = parser.parse_args(argv)
     args.only = tuple(name.strip() for name in args.only.split(",") if name.strip())
-    unknown = [name for name in args.only if name not in WORKLOADS]
+    unknown = [name for name in args.only if name not in WORKLOADS + OPTIONAL_WORKLOADS]
     if unknown:
-        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+        parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS + OPTIONAL_WORKLOADS)}")
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be >= 1")
     from course_utils.files import OutputPathError, check_writable

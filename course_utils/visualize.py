@@ -404,6 +404,20 @@ def compare_batched_serial(
 # --------------------------------------------------------------------------- classes
 
 
+def class_objective(model: keras.Model, idx: Sequence[int]):
+    """The class objective: pixels ``(N, H, W, C)`` -> (minus the logit of class ``idx[i]`` for
+    picture ``i``, ``(N,)``; tracked ``(N, 2)``: its probability and its logit)."""
+    t = tf.constant(list(idx), tf.int32)
+
+    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = model(x, training=False)
+        chosen = tf.gather(logits, t, batch_dims=1)
+        prob = tf.gather(tf.nn.softmax(logits), t, batch_dims=1)
+        return -chosen, tf.stack([prob, chosen], axis=1)
+
+    return objective
+
+
 def maximize_class(
     model: keras.Model,
     target: int | str | Sequence[int | str],
