@@ -157,11 +157,11 @@ def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
                 f"the course's XLA option (`jit_compile=True`) {_s(e['course_xla_s'])} s per call "
                 f"(first call {_s(e['course_xla_first_call_s'])} s): eager / XLA = {_ratio(e['ratio_vs_course_xla'])}. ")
             profile = "" if e.get("perturb_s") is None else (
-                f"Where the time goes (the same compiled loop, steady state): `noise_filter` {_s(w['course_s'])} s = "
-                f"`GradientLoop.run` {_s(e['loop_run_s'])} s (history in a TensorArray, chunks, one host sync per "
-                f"chunk) + building the result; `GradientLoop.perturb` (no history, one call) {_s(e['perturb_s'])} s; "
-                f"`perturb` with the XLA step {_s(e['perturb_xla_s'])} s (eager / that = "
-                f"{_ratio(e['ratio_vs_perturb_xla'])}). ")
+                f"Where the time goes (the same compiled loop, steady state, medians of their own interleaved "
+                f"rounds): `noise_filter` {_s(e['noise_filter_s'])} s; `GradientLoop.run` {_s(e['loop_run_s'])} s "
+                f"(history in a TensorArray, chunks, one host sync per chunk; no result built); "
+                f"`GradientLoop.perturb` (no history, one call) {_s(e['perturb_s'])} s; `perturb` with the XLA "
+                f"step {_s(e['perturb_xla_s'])} s (eager / that = {_ratio(e['ratio_vs_perturb_xla'])}). ")
             lines.append(
                 f"- `{w['name']}`: {xla}{profile}"
                 f"p(target): course {c['course_p_target']:.3f}, tutorial-style "
