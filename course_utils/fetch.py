@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["FetchError", "KnownFile", "KNOWN_FILES", "keras_cache_dir", "file_md5", "fetch_file", "main"]
+__all__ = ["FetchError", "WeightsUnavailableError", "KnownFile", "KNOWN_FILES", "keras_cache_dir", "file_md5", "fetch_file", "main"]
 
 CHUNK_BYTES = 1 << 20
 """Bytes read from the network (and hashed) at a time."""
@@ -38,6 +38,12 @@ class FetchError(RuntimeError):
     The message is one paragraph for a reader: what went wrong and what to do. No file is left
     at the destination.
     """
+
+
+class WeightsUnavailableError(RuntimeError):
+    """A model's pretrained weights are neither installed, cached nor downloadable; the message
+    says how to get them. (Raised by :mod:`course_utils.models` and
+    :mod:`course_utils.efficientnet_lite`, defined here so both can share it.)"""
 
 
 @dataclass(frozen=True)

