@@ -86,6 +86,7 @@ def pgd_perturb(
     seed: int | tf.Tensor = 0,
     targeted: bool = False,
     samples: int = 1,
+    stop_at_success: bool = False,
 ) -> tf.Tensor:
     """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync.
 
@@ -108,7 +109,11 @@ def pgd_perturb(
             Inside a training step pass something that changes per batch (e.g. the step count).
         targeted: towards ``labels`` instead of away from them.
         samples: expectation over transformation: average the loss over this many calls of
-            ``model`` on copies of the batch (useful only when ``model`` is random).
+            ``model`` on copies of the batch (useful only when ``model`` is random). With
+            ``stop_at_success`` an example counts as fooled only when every one of these calls is.
+        stop_at_success: leave each example where it is from the first step at which the model
+            is fooled (the smallest change that works, as a careful attacker would send), and
+            stop the loop when all are. Without it every example takes all ``steps``.
 
     Returns:
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
@@ -133,24 +138,40 @@ def pgd_perturb(
     rate4 = per_example(rate, x)
     seed2 = _seed_pair(seed)
     direction = -1.0 if targeted else 1.0  # climb the loss, or descend it towards the target
-    tiled_labels = tf.tile(labels, [samples])
+    def loss(xa: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if samples == 1:
+            logits = model(xa, training=False)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            return tf.reduce_sum(ce), logits[None]
+        logits = model(tf.concat([xa] * samples, axis=0), training=False)  # (tile's gradient logs oneDNN noise)
+        logits = tf.reshape(logits, [samples, n, -1])  # (samples, N, classes)
+        onehot = tf.one_hot(labels, tf.shape(logits)[-1])  # float maths only: no integer tiling
+        ce = -tf.reduce_sum(onehot[None] * tf.nn.log_softmax(logits), axis=-1)
+        # examples are independent: one sum gives every example its own gradient
+        return tf.reduce_sum(ce) / float(samples), logits
 
-    def loss(xa: tf.Tensor) -> tf.Tensor:
-        batch = tf.tile(xa, [samples, 1, 1, 1]) if samples > 1 else xa
-        logits = model(batch, training=False)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tiled_labels if samples > 1 else labels, logits=logits)
-        return tf.reduce_sum(ce) / float(samples)  # examples are independent: one sum, per-example gradients
+    def fooled(logits: tf.Tensor) -> tf.Tensor:
+        """(N,) bool: the model is fooled on every one of the ``samples`` calls (logits (samples, N, classes))."""
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        hit = tf.equal(predicted, labels[None]) if targeted else tf.not_equal(predicted, labels[None])
+        return tf.reduce_all(hit, axis=0)
 
-    def body(i: tf.Tensor, xa: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def body(i: tf.Tensor, xa: tf.Tensor, done: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(xa)
-            value = loss(xa)
+            value, logits = loss(xa)
         grad = tape.gradient(value, xa, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        xa = xa + direction * rate4 * normalize(grad, norm)
-        return i + 1, clip_pixels(project(xa, x, eps, norm))
+        stepped = clip_pixels(project(xa + direction * rate4 * normalize(grad, norm), x, eps, norm))
+        if not stop_at_success:
+            return i + 1, stepped, done
+        done = tf.logical_or(done, fooled(logits))  # judged before this step: those stay where they are
+        return i + 1, tf.where(done[:, None, None, None], xa, stepped), done
+
+    def more(i: tf.Tensor, xa: tf.Tensor, done: tf.Tensor) -> tf.Tensor:
+        return tf.logical_and(i < steps_t, tf.logical_not(tf.reduce_all(done)))
 
     start = _random_start(x, eps, norm, seed2) if random_start else x
-    _, adversarial = tf.while_loop(lambda i, _: i < steps_t, body, (tf.constant(0), start), parallel_iterations=1)
+    _, adversarial, _ = tf.while_loop(more, body, (tf.constant(0), start, tf.zeros([n], tf.bool)), parallel_iterations=1)
     return tf.stop_gradient(adversarial)
 
 
@@ -200,18 +221,20 @@ def _input_shape(model: Any) -> tuple:
 class CompiledPGD:
     """PGD for one model and one structure, compiled once.
 
-    ``norm``, ``random_start``, ``targeted`` and ``samples`` are fixed here; images, labels,
+    ``norm``, ``random_start``, ``targeted``, ``samples`` and ``stop_at_success`` are fixed here; images, labels,
     epsilon, step size, the number of steps and the seed are arguments of the compiled graph
     (batch size included), so new values run without tracing again. ``traces`` counts how often
     the Python function was traced into a graph.
     """
 
-    def __init__(self, model: Any, *, norm: Norm = "linf", random_start: bool = True, targeted: bool = False, samples: int = 1) -> None:
+    def __init__(self, model: Any, *, norm: Norm = "linf", random_start: bool = True, targeted: bool = False, samples: int = 1,
+                 stop_at_success: bool = False) -> None:
         self.model = model
         self.norm = check_norm(norm)
         self.random_start = bool(random_start)
         self.targeted = bool(targeted)
         self.samples = int(samples)
+        self.stop_at_success = bool(stop_at_success)
         self.traces = 0
         signature = [
             tf.TensorSpec((None, *_input_shape(model)), tf.float32),
@@ -221,40 +244,58 @@ class CompiledPGD:
             tf.TensorSpec([], tf.int32),
             tf.TensorSpec([2], tf.int32),
         ]
-        self._run = tf.function(self._graph, input_signature=signature)
+
+        def graph(x, labels, eps, rate, steps, seed):  # one function per instance: TensorFlow counts
+            return self._graph(x, labels, eps, rate, steps, seed)  # traces per function, not per model
+
+        self._run = tf.function(graph, input_signature=signature)
 
     def _graph(self, x, labels, eps, rate, steps, seed):
         self.traces += 1  # runs only while tracing
         adversarial = pgd_perturb(
             self.model, x, labels, eps, steps=steps, step_size=rate, norm=self.norm,
             random_start=self.random_start, seed=seed, targeted=self.targeted, samples=self.samples,
+            stop_at_success=self.stop_at_success,
         )
         predicted = tf.argmax(self.model(adversarial, training=False), axis=-1, output_type=tf.int32)
         return adversarial, predicted
 
     def __call__(self, x: np.ndarray, labels: np.ndarray, eps: np.ndarray, rate: np.ndarray, steps: int, seed: Sequence[int]):
-        out = self._run(
-            tf.constant(x, tf.float32), tf.constant(labels, tf.int32), tf.constant(eps, tf.float32),
-            tf.constant(rate, tf.float32), tf.constant(steps, tf.int32), tf.constant(seed, tf.int32),
-        )
+        args = (tf.constant(x, tf.float32), tf.constant(labels, tf.int32), tf.constant(eps, tf.float32),
+                tf.constant(rate, tf.float32), tf.constant(steps, tf.int32), tf.constant(seed, tf.int32))
+        if self.traces:
+            out = self._run(*args)
+        else:
+            # The first call traces. Every model gets its own graph, and TensorFlow warns about
+            # "retracing" once a few models have been attacked: expected here, so not shown.
+            logger = tf.get_logger()
+            level = logger.level
+            logger.setLevel("ERROR")
+            try:
+                out = self._run(*args)
+            finally:
+                logger.setLevel(level)
         return out[0].numpy(), out[1].numpy()
 
 
 _COMPILED: "weakref.WeakKeyDictionary[Any, dict[Hashable, CompiledPGD]]" = weakref.WeakKeyDictionary()
 
 
-def compiled_pgd(model: Any, *, norm: Norm = "linf", random_start: bool = True, targeted: bool = False, samples: int = 1) -> CompiledPGD:
+def compiled_pgd(model: Any, *, norm: Norm = "linf", random_start: bool = True, targeted: bool = False, samples: int = 1,
+                 stop_at_success: bool = False) -> CompiledPGD:
     """The :class:`CompiledPGD` for ``model`` and this structure, built the first time it is asked for.
 
     Kept as long as the model lives (only graphs, never results).
     """
-    key = (check_norm(norm), bool(random_start), bool(targeted), int(samples))
+    structure = dict(norm=check_norm(norm), random_start=bool(random_start), targeted=bool(targeted), samples=int(samples),
+                     stop_at_success=bool(stop_at_success))
+    key = tuple(structure.values())
     try:
         per_model = _COMPILED.setdefault(model, {})
     except TypeError:  # not weak-referenceable: no memo
-        return CompiledPGD(model, norm=norm, random_start=random_start, targeted=targeted, samples=samples)
+        return CompiledPGD(model, **structure)
     if key not in per_model:
-        per_model[key] = CompiledPGD(model, norm=norm, random_start=random_start, targeted=targeted, samples=samples)
+        per_model[key] = CompiledPGD(model, **structure)
     return per_model[key]
 
 
@@ -333,6 +374,7 @@ def pgd_attack(
     seed: int = 0,
     targeted: bool = False,
     samples: int = 1,
+    stop_at_success: bool = False,
     batch_size: int = 64,
 ) -> PGDResult:
     """PGD on a batch of photos (NumPy in, NumPy out), compiled once per model and structure.
@@ -350,6 +392,7 @@ def pgd_attack(
         seed: the same seed (and batch size) gives the same result.
         targeted: push towards ``labels`` instead of away from them.
         samples: expectation over transformation (see :func:`pgd_perturb`).
+        stop_at_success: keep each image's first change that fools the model (see :func:`pgd_perturb`).
         batch_size: images per compiled call.
     """
     steps = _check_whole("steps", steps, 0)
@@ -367,7 +410,8 @@ def pgd_attack(
         raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
     eps = np.broadcast_to(eps, (n,)).astype(np.float32)
     rate = default_step_size(eps, max(steps, 1)) if step_size is None else np.full(n, _check_epsilons(step_size)[0])
-    run = compiled_pgd(model, norm=norm, random_start=random_start, targeted=targeted, samples=samples)
+    run = compiled_pgd(model, norm=norm, random_start=random_start, targeted=targeted, samples=samples,
+                       stop_at_success=stop_at_success)
     adversarial, predicted = [], []
     for b, i in enumerate(range(0, n, batch_size)):
         sl = slice(i, i + batch_size)
@@ -433,7 +477,9 @@ def robust_accuracy(
             for b, i in enumerate(batches):
                 sl = slice(i, i + batch_size)
                 m = len(x[sl])
-                _, predicted = run(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, rate, np.float32), steps, (seed, b))
+                # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
+                _, predicted = run(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, rate, np.float32),
+                                   steps if e > 0 else 0, (seed, b))
                 correct += int(np.sum(predicted == y[sl]))
                 if bar is not None:
                     bar.update(1)

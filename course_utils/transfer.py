@@ -13,6 +13,7 @@ Pixels 0..255 throughout.
 
 from __future__ import annotations
 
+import weakref
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
+import tensorflow as tf
 
 __all__ = ["resized", "ensemble", "photo_variants", "top1", "transfer_table"]
 
@@ -54,7 +56,7 @@ def ensemble(models: Sequence[keras.Model], *, size: int | None = None, name: st
     size = size or int(models[0].input_shape[1])
     channels = int(models[0].input_shape[-1])
     pixels = keras.Input((size, size, channels), name="pixels")
-    logits = [resized(m, size)(pixels) for m in models]
+    logits = [resized(m, size, name=f"member{i}_{m.name}")(pixels) for i, m in enumerate(models)]
     mean = keras.layers.Average(name="mean_logits")(logits)
     return keras.Model(pixels, mean, name=name or "ensemble_" + "_".join(m.name for m in models))
 
@@ -100,12 +102,25 @@ def photo_variants(
     return np.stack(images).astype(np.float32), descriptions
 
 
+_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
+
+
+def _forward(model: keras.Model):
+    """``model``'s top-1 as one compiled function (kept while the model lives): a large network
+    runs about twice as fast compiled as called eagerly, layer by layer."""
+    if model not in _FORWARD:
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        _FORWARD[model] = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1), input_signature=[spec])
+    return _FORWARD[model]
+
+
 def top1(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """The model's most probable class for each image, ``(N,)`` int64."""
     x = np.asarray(images, np.float32)
-    return np.concatenate(
-        [np.asarray(model(x[i : i + batch_size], training=False)).argmax(-1) for i in range(0, len(x), batch_size)]
-    ).astype(np.int64)
+    if len(x) == 0:
+        return np.zeros(0, np.int64)
+    forward = _forward(model)
+    return np.concatenate([forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]).astype(np.int64)
 
 
 def transfer_table(

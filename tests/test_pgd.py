@@ -181,3 +181,19 @@ def test_bad_arguments_are_refused():
         pgd_perturb(model, x, [0], 1.0, steps=1, norm="l1")
     with pytest.raises(ValueError, match="samples"):
         pgd_perturb(model, x, [0], 1.0, steps=1, samples=0)
+
+
+def test_stop_at_success_keeps_the_first_change_that_works():
+    model = _tiny_model()
+    x = np.random.default_rng(7).uniform(100, 155, size=(4, 4, 4, 1)).astype(np.float32)
+    y = np.asarray(model(x, training=False)).argmax(-1)
+    common = dict(steps=90, step_size=1.0, random_start=False)
+    full = pgd_perturb(model, x, y, 90.0, **common).numpy()
+    assert np.all(np.asarray(model(full, training=False)).argmax(-1) != y), "the budget should fool every example"
+    early = pgd_perturb(model, x, y, 90.0, stop_at_success=True, **common).numpy()
+    assert np.all(np.asarray(model(early, training=False)).argmax(-1) != y), "every example should end fooled"
+    assert np.all(_linf(early - x) <= _linf(full - x))
+    for i, k in enumerate(np.round(_linf(early - x)).astype(int)):  # sign steps of 1: k steps were taken
+        assert k >= 1
+        before = pgd_perturb(model, x[i : i + 1], y[i : i + 1], 90.0, steps=k - 1, step_size=1.0, random_start=False)
+        assert np.asarray(model(before, training=False)).argmax(-1)[0] == y[i], "one step fewer should not have fooled it"
