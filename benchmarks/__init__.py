@@ -8,7 +8,8 @@ Modules:
 
 - :mod:`benchmarks.measure`    timing (interleaved repetitions, medians), peak memory, device
 - :mod:`benchmarks.baselines`  faithful re-implementations of the tutorial-style loops
-- :mod:`benchmarks.workloads`  the five workloads and the scaling series
+- :mod:`benchmarks.workloads`  the workloads of lessons 1-3 and the scaling series
+- :mod:`benchmarks.adversarial_training`  workload 5: an adversarial-training epoch (lesson 4)
 - :mod:`benchmarks.report`     the Markdown table and the JSON file
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["EXPECTED_LESSONS", "time_notebooks"]
 
 #: The course's lessons; a missing one makes the total incomplete (and the goal unmet).
-EXPECTED_LESSONS = ("00_setup_check", "01_noise_filter", "02_iterative_attack", "03_feature_visualization")
+EXPECTED_LESSONS = ("00_setup_check", "01_noise_filter", "02_iterative_attack", "03_feature_visualization", "04_defences")
 
 
 def _run_one(path: Path, timeout: int) -> dict[str, Any]:

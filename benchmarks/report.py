@@ -197,6 +197,14 @@ def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
                 f"**{e['blog_style_over_batched']:.2f}x** the batched call. Max pixel difference vs batched: serial "
                 f"{c['max_abs_pixel_diff_serial']:.3g}, blog {c['max_abs_pixel_diff_blog']:.3g}."
             )
+        elif w["name"] == "adversarial_training_epoch":
+            lines.append(
+                f"- `{w['name']}`: {e['faces']} faces, PGD-{e['pgd_steps']} per batch; ratio **{_ratio(w['ratio'])}** "
+                f"per epoch (steady state; first calls: course {_s(e['course_first_call_s'])} s with tracing, "
+                f"tutorial-style {_s(e['baseline_first_call_s'])} s). Final training loss on attacked faces: course "
+                f"{c['course_final_loss']:.3f}, tutorial-style {c['baseline_final_loss']:.3f} (different random "
+                f"starts, so only roughly alike)."
+            )
         elif w["name"] == "class_maximization":
             diff = c["max_abs_pixel_diff"]
             agree = (f"the pictures agree (max pixel difference {diff:.3g})" if diff < 1e-2 else

@@ -1,4 +1,4 @@
-"""The five workloads and the two scaling series.
+"""The workloads of lessons 1-3 (and the hook for lesson 4's, :mod:`benchmarks.adversarial_training`), and the two scaling series.
 
 Each workload times the course's function and a tutorial-style loop (:mod:`benchmarks.baselines`)
 on the same model, input and step count: first one warm-up call of each side (its wall time is
@@ -393,7 +393,8 @@ def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
 
 # --------------------------------------------------------------------------- running them
 
-WORKLOADS = ("noise_filter", "iterative_attack_b1", "iterative_attack_b8", "filters_batched_vs_serial", "class_maximization")
+WORKLOADS = ("noise_filter", "iterative_attack_b1", "iterative_attack_b8", "filters_batched_vs_serial", "class_maximization",
+             "adversarial_training_epoch")
 OPTIONAL_WORKLOADS = ("lucid_vs_tf_keras_vis",)
 """Run only when named in ``--only`` (they need an optional extra, see :mod:`benchmarks.lucid_workload`)."""
 
@@ -402,6 +403,13 @@ def _lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
     from benchmarks.lucid_workload import lucid_workload
 
     return lucid_workload(ctx, plan)
+
+
+def _adversarial_training(ctx: Context, plan: Plan) -> WorkloadResult:
+    """Workload 5 (lesson 4), in its own module: :mod:`benchmarks.adversarial_training`."""
+    from benchmarks.adversarial_training import adversarial_training_workload
+
+    return adversarial_training_workload(ctx, plan)
 
 
 def run_workloads(ctx: Context, plan: Plan, only: tuple[str, ...] = WORKLOADS) -> tuple[list[WorkloadResult], dict[str, list]]:
@@ -417,6 +425,7 @@ def run_workloads(ctx: Context, plan: Plan, only: tuple[str, ...] = WORKLOADS) -
         "filters_batched_vs_serial": lambda: filters_workload(ctx, plan),
         "class_maximization": lambda: class_workload(ctx, plan),
         "lucid_vs_tf_keras_vis": lambda: _lucid_workload(ctx, plan),
+        "adversarial_training_epoch": lambda: _adversarial_training(ctx, plan),
     }
     for name in WORKLOADS + OPTIONAL_WORKLOADS:
         if name not in only:

@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `benchmarks/` is a folder of the repository, not an installed package
     sys.path.insert(0, str(REPO))
 
-WORKLOADS = ("noise_filter", "iterative_attack_b1", "iterative_attack_b8", "filters_batched_vs_serial", "class_maximization")
+WORKLOADS = ("noise_filter", "iterative_attack_b1", "iterative_attack_b8", "filters_batched_vs_serial", "class_maximization",
+             "adversarial_training_epoch")
 
 
 def _positive(value: object) -> bool:
