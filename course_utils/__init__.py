@@ -24,6 +24,15 @@ Modules, one job each:
 - :mod:`course_utils.checks`     the argument checks every public function shares
 - :mod:`course_utils.plotting`   side-by-side images, grids, probability curves
 
+Lesson 4 (defences), each its own module on top of the same conventions:
+
+- :mod:`course_utils.constraints`  L-inf / L2 projections, pixel range, per-norm step directions
+- :mod:`course_utils.pgd`          PGD as a graph-level step (``tf.function``, ``train_step``); robust accuracy
+- :mod:`course_utils.defences`     rounding, JPEG, blur in front of a model; BPDA, EOT; adversarial training
+- :mod:`course_utils.transfer`     resized and ensembled models, photo variants, transfer rates
+- :mod:`course_utils.robust_gender_cnn`  the adversarially trained face model and both face models' robustness
+- :mod:`course_utils.exercises_defences`  the checks of lesson 4's exercises
+
 Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
 uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of
 ``epsilon=4.0`` means four grey levels everywhere in the course.

@@ -138,6 +138,7 @@ def pgd_perturb(
     rate4 = per_example(rate, x)
     seed2 = _seed_pair(seed)
     direction = -1.0 if targeted else 1.0  # climb the loss, or descend it towards the target
+
     def loss(xa: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if samples == 1:
             logits = model(xa, training=False)

@@ -1,10 +1,7 @@
-"""Input-transformation defences, their adaptive attacks (BPDA, EOT), adversarial training, the
-robust face model's loader and shipped numbers, and the transfer helpers."""
+"""Input-transformation defences, their adaptive attacks (BPDA, EOT), adversarial training inside a
+compiled train_step, and the transfer helpers (resized and ensembled models, transfer rates)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -23,7 +20,6 @@ from course_utils.defences import (
 from course_utils.pgd import pgd_perturb
 
 RNG = np.random.default_rng(0)
-SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces48.npz"
 
 
 def _photo(n: int = 3, size: int = 32, channels: int = 3) -> np.ndarray:
