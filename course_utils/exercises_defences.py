@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from course_utils.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.exercises import WrongAnswer, _right, _unanswered
 
 __all__ = [
     "LESSON4_EPSILONS",
@@ -29,17 +29,6 @@ __all__ = [
 
 #: The budgets (grey levels) exercise 4.3 chooses from: each one doubles the one before.
 LESSON4_EPSILONS: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
-
-
-def _unanswered(exercise: str, *answers: Any) -> bool:
-    if any(a is None for a in answers):
-        print(f"{exercise}: {NOT_ANSWERED}. Set your answer in the cell above, run it, then run this cell again.")
-        return True
-    return False
-
-
-def _right(exercise: str, why: str) -> None:
-    print(f"{exercise}: correct. {why}")
 
 
 def _number_from(exercise: str, name: str, value: Any, choices: Sequence[float]) -> float:

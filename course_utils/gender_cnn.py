@@ -77,8 +77,11 @@ def gender_class_index(target: int | str) -> int:
     return resolve_class(target, GENDER_CLASSES)
 
 
-def build_gender_cnn() -> keras.Model:
-    """Build the untrained gender CNN (3,212 parameters).
+def build_gender_cnn(filters: tuple[int, int, int] = (3, 6, 12), name: str = "gender_cnn") -> keras.Model:
+    """Build the untrained gender CNN (3,212 parameters with the default ``filters``).
+
+    ``filters`` sets the three convolutions' widths (lesson 4's robust model is wider); layer names
+    and everything else stay the same.
 
     Layers (output shapes for one image)::
 
@@ -100,14 +103,12 @@ def build_gender_cnn() -> keras.Model:
     """
     inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32", name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    for i, filters in enumerate((3, 6, 12), start=1):
-        x = keras.layers.Conv2D(
-            filters, 5, padding="same", activation="relu", name=f"conv{i}"
-        )(x)
+    for i, width in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(int(width), 5, padding="same", activation="relu", name=f"conv{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     logits = keras.layers.Dense(len(GENDER_CLASSES), name="logits")(x)
-    model = keras.Model(inputs, logits, name="gender_cnn")
+    model = keras.Model(inputs, logits, name=name)
     model.class_names = GENDER_CLASSES  # what every attack and plot calls its classes
     return model
 

@@ -23,7 +23,7 @@ import pandas as pd
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
 
-from course_utils.gender_cnn import GENDER_CLASSES, IMAGE_SIZE
+from course_utils.gender_cnn import build_gender_cnn
 
 __all__ = [
     "ROBUST_FILTERS",
@@ -60,16 +60,7 @@ def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> k
     """
     if len(filters) != 3 or any(int(f) < 1 for f in filters):
         raise ValueError(f"filters must be three positive numbers, got {filters!r}")
-    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32", name="pixels")
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    for i, f in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(int(f), 5, padding="same", activation="relu", name=f"conv{i}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(len(GENDER_CLASSES), name="logits")(x)
-    model = keras.Model(inputs, logits, name="gender_cnn_robust")
-    model.class_names = GENDER_CLASSES  # what every attack and plot calls its classes
-    return model
+    return build_gender_cnn(tuple(int(f) for f in filters), name="gender_cnn_robust")
 
 
 def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
