@@ -189,7 +189,8 @@ def model_card_section(title: str, card: str | Path | None = None):
     """
     from IPython.display import Markdown
 
-    text = Path(card or MODEL_CARD).read_text(encoding="utf-8")
+    path = Path(card or MODEL_CARD)
+    text = path.read_text(encoding="utf-8")
     sections: dict[str, str] = {}
     current = None
     for line in text.splitlines():
@@ -200,4 +201,4 @@ def model_card_section(title: str, card: str | Path | None = None):
             sections[current] += line + "\n"
     if title not in sections:
         raise KeyError(f"the model card has no section {title!r}; its sections are: {', '.join(sections)}")
-    return Markdown(f"**{title}** (from `data/gender_cnn.md`)\n\n" + sections[title].strip())
+    return Markdown(f"**{title}** (from `data/{path.name}`)\n\n" + sections[title].strip())

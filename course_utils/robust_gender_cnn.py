@@ -125,17 +125,6 @@ def card_section(title: str, card: str | Path | None = None):
         FileNotFoundError: the card is missing.
         KeyError: no section with that title (the message lists the titles).
     """
-    from IPython.display import Markdown
+    from course_utils.gender_cnn import model_card_section
 
-    path = ROBUST_CARD if card is None else Path(card)
-    sections: dict[str, str] = {}
-    current = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            current = line[3:].strip()
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line + "\n"
-    if title not in sections:
-        raise KeyError(f"the model card has no section {title!r}; its sections are: {', '.join(sections)}")
-    return Markdown(f"**{title}** (from `data/{path.name}`)\n\n" + sections[title].strip())
+    return model_card_section(title, ROBUST_CARD if card is None else card)
