@@ -2,9 +2,15 @@
 
 Course side: :func:`course_utils.lucid.render_class` ("sea snake", Fourier parameterisation,
 Lucid's transforms) for :data:`LUCID_STEPS` steps, enough for p >= 0.99 on the untransformed
-picture (checked and reported). Baseline: tf-keras-vis' ``ActivationMaximization`` with all its
-defaults (200 steps of RMSprop, jitter, rotate, total variation and norm), timed until the step
-where its probability was best. Same model, same machine, one run; nothing is asserted.
+picture on both numeric paths (10 steps are not: 0.984 with oneDNN off); the probability is checked
+and reported. Baseline: tf-keras-vis' ``ActivationMaximization`` with all its defaults (200 steps
+of RMSprop, jitter, rotate, total variation and norm), timed until the step where its probability
+was best (and, for information, until its first step at p >= 0.99).
+
+Both sides are timed twice: the **first call** in a fresh process (the course traces its loop;
+tf-keras-vis clones the model and builds its optimiser), then a **warm** call (the course reuses
+its compiled loop; tf-keras-vis reuses its visualiser). The headline ratio is first call vs first
+call; the warm ratio is in ``extra``. Same model, same machine, one run; nothing is asserted.
 
 tf-keras-vis is an optional extra (``pip install -e .[bench]``); without it the workload is
 skipped with a note. It is not in the default set: run ``python -m benchmarks --only
@@ -21,11 +27,11 @@ import tensorflow as tf
 
 from benchmarks.workloads import Context, Plan, Side, WorkloadResult, log
 from course_utils.lucid import render_class
-from course_utils.models import class_name
+from course_utils.labels import resolve_classes
 
 NAME = "lucid_vs_tf_keras_vis"
 TARGET = "sea snake"
-LUCID_STEPS = 30
+LUCID_STEPS = 15
 MISSING_NOTE = ("lucid_vs_tf_keras_vis skipped: tf-keras-vis is not installed "
                 "(pip install -e '.[bench]' to compare with it)")
 
@@ -39,9 +45,11 @@ def available() -> bool:
     return True
 
 
-def _tf_keras_vis_run(model: Any, index: int, steps: int) -> tuple[float, float, float, int]:
-    """tf-keras-vis' default ActivationMaximization for class ``index``: (wall seconds of the
-    call, seconds until the best step, best probability, best step)."""
+def _tf_keras_vis_runs(model: Any, index: int, steps: int) -> list[dict[str, float]]:
+    """tf-keras-vis' default ActivationMaximization for class ``index``, a first call (with the
+    visualiser's construction) and a warm call of the same visualiser. Per call: ``total_s``,
+    ``to_best_s`` (until the best step), ``best_p``, ``best_step``, ``to_099_s`` and ``step_099``
+    (until the first step at p >= 0.99; ``nan`` / -1 if never)."""
     from tf_keras_vis.activation_maximization import ActivationMaximization
     from tf_keras_vis.activation_maximization.callbacks import Callback
     from tf_keras_vis.utils.scores import CategoricalScore
@@ -55,13 +63,21 @@ def _tf_keras_vis_run(model: Any, index: int, steps: int) -> tuple[float, float,
             self.times.append(time.perf_counter())
             self.probs.append(float(tf.nn.softmax(model_outputs[0])[0, index]))
 
-    track = Track()
-    t0 = time.perf_counter()
-    visualizer = ActivationMaximization(model, clone=True)
-    visualizer(CategoricalScore(index), steps=steps, callbacks=[track])
-    total = time.perf_counter() - t0
-    best = int(np.argmax(track.probs))
-    return total, track.times[best] - t0, track.probs[best], best + 1
+    runs = []
+    visualizer = None
+    for _ in range(2):
+        track = Track()
+        t0 = time.perf_counter()
+        if visualizer is None:
+            visualizer = ActivationMaximization(model, clone=True)
+        visualizer(CategoricalScore(index), steps=steps, callbacks=[track])
+        total = time.perf_counter() - t0
+        best = int(np.argmax(track.probs))
+        hits = [i for i, p in enumerate(track.probs) if p >= 0.99]
+        runs.append({"total_s": total, "to_best_s": track.times[best] - t0, "best_p": track.probs[best],
+                     "best_step": best + 1, "to_099_s": track.times[hits[0]] - t0 if hits else float("nan"),
+                     "step_099": hits[0] + 1 if hits else -1})
+    return runs
 
 
 def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
@@ -71,7 +87,6 @@ def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
         ctx.notes.append(MISSING_NOTE)
         return None
     model = ctx.imagenet
-    num_classes = int(model.output_shape[-1])
     steps = LUCID_STEPS if plan.mode == "full" else 2
     baseline_steps = 200 if plan.mode == "full" else 2
     t0 = time.perf_counter()
@@ -80,16 +95,19 @@ def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
     t0 = time.perf_counter()
     vis = render_class(model, TARGET, steps=steps, progress=False)  # the compiled loop is reused
     warm_s = time.perf_counter() - t0
-    index = [i for i in range(num_classes) if class_name(i, num_classes) == TARGET][0]
+    index = resolve_classes(TARGET, model)[0]
     p_lucid = float(tf.nn.softmax(model(vis.pixels, training=False))[0, index])
-    total_s, to_best_s, p_best, best_step = _tf_keras_vis_run(model, index, baseline_steps)
+    cold, warm = _tf_keras_vis_runs(model, index, baseline_steps)
     course = Side(f"course_utils.lucid.render_class, {steps} steps (first call incl. tracing)", steps, [first_s])
-    baseline = Side(f"tf-keras-vis ActivationMaximization defaults, until its best step ({best_step} of "
-                    f"{baseline_steps})", best_step, [to_best_s])
+    baseline = Side(f"tf-keras-vis ActivationMaximization defaults, first call until its best step "
+                    f"({cold['best_step']} of {baseline_steps})", cold["best_step"], [cold["to_best_s"]])
     return WorkloadResult(
         name=NAME, title=f"'{TARGET}' Lucid-style to p >= 0.99 vs tf-keras-vis to its best, {model.name}",
         steps=steps, batch=1, reps=1, course=course, baseline=baseline,
-        extra={"course_warm_s": warm_s, "baseline_total_s": total_s, "baseline_best_step": best_step,
-               "ratio_warm": to_best_s / warm_s, "first_call_compile_s": first.compile_seconds},
-        check={"course_final_probability": p_lucid, "baseline_best_probability": p_best},
+        extra={"course_warm_s": warm_s, "baseline_total_s": cold["total_s"], "baseline_best_step": cold["best_step"],
+               "baseline_to_099_s": cold["to_099_s"], "baseline_step_099": cold["step_099"],
+               "baseline_warm_to_best_s": warm["to_best_s"], "baseline_warm_best_step": warm["best_step"],
+               "ratio_warm": warm["to_best_s"] / warm_s, "first_call_compile_s": first.compile_seconds},
+        check={"course_final_probability": p_lucid, "baseline_best_probability": cold["best_p"],
+               "baseline_warm_best_probability": warm["best_p"]},
     )

@@ -205,6 +205,18 @@ def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
                 f"{c['course_final_loss']:.3f}, tutorial-style {c['baseline_final_loss']:.3f} (different random "
                 f"starts, so only roughly alike)."
             )
+        elif w["name"] == "lucid_vs_tf_keras_vis":
+            at_099 = ("never reached p >= 0.99" if e["baseline_step_099"] < 0 else
+                      f"first reached p >= 0.99 at step {e['baseline_step_099']} ({_s(e['baseline_to_099_s'])} s)")
+            lines.append(
+                f"- `{w['name']}`: first calls **{_ratio(w['ratio'])}** (course {_s(w['course_s'])} s, of which "
+                f"tracing {_s(e['first_call_compile_s'])} s; tf-keras-vis {_s(w['baseline_s'])} s to its best step "
+                f"{e['baseline_best_step']}, {_s(e['baseline_total_s'])} s for all its steps). Warm calls: course "
+                f"{_s(e['course_warm_s'])} s vs tf-keras-vis {_s(e['baseline_warm_to_best_s'])} s to its best step "
+                f"{e['baseline_warm_best_step']} = **{_ratio(e['ratio_warm'])}**. tf-keras-vis {at_099}. "
+                f"p(sea snake): course {c['course_final_probability']:.6f} on the untransformed picture; "
+                f"tf-keras-vis best {c['baseline_best_probability']:.6f} (warm {c['baseline_warm_best_probability']:.6f})."
+            )
         elif w["name"] == "class_maximization":
             diff = c["max_abs_pixel_diff"]
             agree = (f"the pictures agree (max pixel difference {diff:.3g})" if diff < 1e-2 else

@@ -20,6 +20,12 @@ Objectives besides a filter's mean: the filter at the centre position (:func:`ce
 and a *diversity* term across the batch (:func:`diversity`), so several pictures of one filter
 differ. :func:`judge_classes` scores class pictures with a second network that never saw the
 optimisation.
+
+How ``start`` and ``final`` are measured: the loop records the objective every step on the picture
+*after* the random transforms (padded, moved, scaled, rotated: another size, other borders) and
+evaluates the final parameters without them. So that ``start`` and ``final`` (and a filter's rise
+over its rest on flat grey) compare like with like, the start is measured on the untransformed
+start picture too; the history's steps in between are the transformed pictures the loop saw.
 """
 
 from __future__ import annotations
@@ -37,9 +43,12 @@ from course_utils.layers import check_feature_size, check_layer, feature_model
 from course_utils.models import class_name
 from course_utils.optimize import GradientLoop, Regularizer, cached_loop
 from course_utils.param import ImageParam, image_param
+from course_utils.pieces import hook
 from course_utils.regularizers import GRAY
 from course_utils.robustness import standard_transforms
-from course_utils.visualize import Visualization, _filter_indices, _history, class_objective
+from course_utils.visualization import Visualization
+from course_utils.visualization import history as _history
+from course_utils.visualize import _filter_indices, _photo_batch, _start_noise, class_objective
 
 __all__ = [
     "OBJECTIVES",
@@ -50,10 +59,17 @@ __all__ = [
     "render_filters",
     "judge_classes",
     "JUDGED_CLASSES",
+    "FILTER_START_SD",
 ]
 
 JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
 """The classes :func:`judge_classes` scores by default: three animals and two objects."""
+
+FILTER_START_SD = 0.001
+"""The start parameters' standard deviation in :func:`render_filters` (``param`` given by name):
+a tenth of Lucid's 0.01, so the start picture is within half a grey level of mid-grey. Lucid's
+start is a smooth colour field of +-3 grey levels, which alone lifts some colour filters by a tenth
+of their maximum; from an almost blank start, a filter's rise measures what the loop did."""
 
 OBJECTIVES = ("mean", "center")
 """What :func:`render_filters` maximises for a filter: its mean over positions, or its value at
@@ -101,8 +117,24 @@ def _on_pixels(param: ImageParam, objective: Callable) -> Callable:
     return wrapped
 
 
-def _transforms(transforms: Sequence[Regularizer] | None, size: tuple[int, int] | None) -> tuple[Regularizer, ...]:
-    return standard_transforms(size) if transforms is None else check_regularizers(transforms, "transforms")
+def _transforms(transforms: Sequence[Regularizer] | None, size: tuple[int, int] | None,
+                param: ImageParam, name: str = "transforms") -> tuple[Regularizer, ...]:
+    """The transforms (default :func:`standard_transforms`), refusing pieces that act on what the
+    loop changes, the parameters: with a parameterisation those are not pixels."""
+    if transforms is None:
+        return standard_transforms(size)
+    pieces = check_regularizers(transforms, name)
+    for i, r in enumerate(pieces):
+        acts_on_x = [h for h in ("penalty", "after_step") if hook(r, h) is not None]
+        if acts_on_x:
+            kind = "penalty" if acts_on_x[0] == "penalty" else "after-step operation"
+            raise ValueError(
+                f"{name}[{i}] = {r!r} is a {kind} on the pixels, but with param={param.name!r} the loop changes "
+                "the parameters, not the pixels; pass only transforms (Jitter, RandomScale, RandomRotate, "
+                "course_utils.robustness.standard_transforms()), or use maximize_class / maximize_filters with "
+                "param='pixels' for pixel penalties and after-step operations"
+            )
+    return pieces
 
 
 def render_class(
@@ -113,6 +145,7 @@ def render_class(
     *,
     param: str | ImageParam = "fourier",
     transforms: Sequence[Regularizer] | None = None,
+    image: np.ndarray | str | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> Visualization:
@@ -126,7 +159,13 @@ def render_class(
             Adam learning rate for ``"fourier"``; pixels for ``"pixels"``).
         param: ``"fourier"`` (default), ``"pixels"`` or an :class:`ImageParam` of the model's size.
         transforms: default :func:`course_utils.robustness.standard_transforms` ending in a resize
-            to the model's input; ``()`` for none.
+            to the model's input; ``()`` for none. Transforms only: with a parameterisation the
+            loop changes parameters, so pixel penalties and after-step operations are refused.
+        image: ``None`` starts from small random parameters; else a photo (array, path or URL),
+            centre-cropped and resized to the model's input, whose parameters
+            (:meth:`ImageParam.from_pixels`) are the start: a class pushed into the photo. Take
+            smaller steps then: in the Fourier basis 0.05 moves a photo by tens of grey levels a
+            step, 0.005 by a few.
         seed: for the start parameters (picture ``i`` by ``(seed, class_i)``) and the transforms.
         progress: show a progress bar (``None``: for 50 steps or more).
 
@@ -144,18 +183,21 @@ def render_class(
     p = image_param(param, (h, w), c)
     if p.size != (h, w):
         raise ValueError(f"param is {p.size[0]}x{p.size[1]} but the model takes {h}x{w}")
-    regs = (p, *_transforms(transforms, (h, w)))
+    regs = (p, *_transforms(transforms, (h, w), p))
     objective = class_objective(model, idx)
     what = [class_name(i, model) for i in idx]
-    x0 = p.init(idx, seed)
+    x0 = p.init(idx, seed) if image is None else p.from_pixels(_photo_batch(image, model, len(idx)))
     loop = cached_loop(
         model, ("lucid-class", tuple(idx), repr(regs)),
         lambda: GradientLoop(_on_pixels(p, objective), step_rule="rms", regularizers=regs),
     ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description="class " + ", ".join(what))
     pixels = p.to_pixels(loop.x).numpy()
-    probs, logits = loop.tracked[..., 0], loop.tracked[..., 1]
+    initial = p.to_pixels(x0)
+    tracked = loop.tracked.copy()
+    tracked[0] = objective(initial)[1].numpy()  # the start picture itself: see the module docstring
+    probs, logits = tracked[..., 0], tracked[..., 1]
     return Visualization(
-        "class", what, p.to_pixels(x0).numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
+        "class", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         probs[0], probs[-1], _history(probs, what, logit=logits), None, loop.seconds, loop.compile_seconds,
     )
 
@@ -172,6 +214,7 @@ def render_filters(
     objective: Literal["mean", "center"] = "mean",
     diversity_weight: float = 0.0,
     transforms: Sequence[Regularizer] | None = None,
+    noise: float | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> Visualization:
@@ -183,12 +226,17 @@ def render_filters(
             several different pictures of it.
         steps, step_size: as :func:`render_class`.
         size: ``(height, width)`` of the pictures in pixels (the network is convolutional).
-        param: ``"fourier"`` (default), ``"pixels"`` or an :class:`ImageParam` of ``size``.
+        param: ``"fourier"`` (default), ``"pixels"`` or an :class:`ImageParam` of ``size``; by
+            name, its start is fainter than Lucid's (:data:`FILTER_START_SD`).
         objective: ``"mean"`` (the filter's mean over positions) or ``"center"`` (its value at the
             centre position): see :data:`OBJECTIVES`.
         diversity_weight: weight of :func:`diversity` in the loss (0: off). Lucid uses ~1e2 with
             its summed objectives; with the mean objective here, values of order 1..10.
         transforms: default :func:`course_utils.robustness.standard_transforms` (no resize).
+        noise: ``None``: Lucid's start, small random parameters (a smooth colour field within a
+            few grey levels of mid-grey); a number: lesson 3's start, mid-grey plus uniform noise of
+            +-``noise`` pixels, the very pictures :func:`course_utils.visualize.maximize_filters`
+            starts from, so the two loops can be compared from one start.
         seed: start parameters (picture ``i`` by ``(seed, i)``) and transforms.
         progress: show a progress bar (``None``: for 50 steps or more).
 
@@ -206,10 +254,10 @@ def render_filters(
     filters = _filter_indices(filters, layer, channels)
     seed = check_seed(seed)
     c = model.input_shape[-1]
-    p = image_param(param, size, c)
+    p = image_param(param, size, c, sd=FILTER_START_SD) if isinstance(param, str) else image_param(param, size, c)
     extractor = feature_model(model, target)
     check_feature_size(extractor, layer, p.size)
-    regs = (p, *_transforms(transforms, None))
+    regs = (p, *_transforms(transforms, None, p))
     index = tf.constant(filters, tf.int32)
     measure = center_activation if objective == "center" else mean_activation
 
@@ -219,7 +267,11 @@ def render_filters(
         loss = -value + (weight * diversity(acts) if weight > 0 else 0.0)
         return loss, value[:, None]
 
-    x0 = p.init(len(filters), seed)
+    if noise is None:
+        x0 = p.init(len(filters), seed)
+    else:
+        noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
+        x0 = p.from_pixels(_start_noise(filters, (*p.size, c), seed, noise))
     loop = cached_loop(
         model, ("lucid-filters", layer, tuple(filters), objective, weight, repr(regs)),
         lambda: GradientLoop(_on_pixels(p, loss_fn), step_rule="rms", regularizers=regs),
@@ -227,10 +279,12 @@ def render_filters(
     grey = tf.fill((len(filters), *p.size, c), GRAY)
     rest = measure(extractor(grey, training=False), index).numpy()
     pixels = p.to_pixels(loop.x).numpy()
+    initial = p.to_pixels(x0)
     what = [f"{layer}:{f}" for f in filters]
-    values = loop.tracked[..., 0]
+    values = loop.tracked[..., 0].copy()
+    values[0] = measure(extractor(initial, training=False), index).numpy()  # like the final one: see the module docstring
     return Visualization(
-        "filter", what, p.to_pixels(x0).numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
+        "filter", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         values[0], values[-1], _history(values, what), rest, loop.seconds, loop.compile_seconds,
     )
 

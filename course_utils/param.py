@@ -122,6 +122,37 @@ class ImageParam(Regularizer):
             np.random.default_rng([seed, k]).normal(0.0, self.sd, size=one) for k in keys
         ]).astype(np.float32)
 
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`spatial`: ``(N, H, W, C)`` values -> parameters in :meth:`grid_shape`."""
+        raise NotImplementedError
+
+    def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Parameters (float32 :meth:`param_shape`) whose :meth:`to_pixels` gives back ``pixels``.
+
+        ``pixels``: ``(N, H, W, C)`` or ``(H, W, C)`` float 0..255 of this parameterisation's size,
+        e.g. a photo to push a class into. With ``sigmoid=True`` the pixels are first clipped to
+        0.5..254.5 (0 and 255 themselves need infinite parameters), so the round trip is exact to
+        within half a grey level.
+        """
+        x = np.asarray(pixels, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        want = (*self.size, self.channels)
+        if x.ndim != 4 or x.shape[1:] != want:
+            raise ValueError(f"from_pixels needs pictures of shape (N, {want[0]}, {want[1]}, {want[2]}) for {self!r}, "
+                             f"got {x.shape}; resize them first (course_utils.images.load_image(..., size=...))")
+        if not np.isfinite(x).all():
+            raise ValueError("from_pixels got NaN or infinite pixels; give pixels 0..255")
+        if self.sigmoid:
+            q = np.clip(x, 0.5, 254.5).astype(np.float64) / 255.0
+            t = np.log(q / (1.0 - q))
+        else:
+            t = x.astype(np.float64)
+        if self.decorrelate:
+            t = t @ np.linalg.inv(_COLOR_MIX.T.astype(np.float64))
+        grid = self.unspatial(t)
+        return grid.reshape(self.param_shape(len(x))).astype(np.float32)
+
     def to_pixels(self, p: tf.Tensor) -> tf.Tensor:
         """Parameters -> pixels, float32 ``(N, H, W, C)`` in 0..255 (differentiable)."""
         p = tf.convert_to_tensor(p, tf.float32)
@@ -178,6 +209,9 @@ class Pixels(ImageParam):
     def spatial(self, p: tf.Tensor) -> tf.Tensor:
         return p
 
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        return t
+
     def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         return x if self.sigmoid else tf.clip_by_value(x, 0.0, 255.0)
 
@@ -218,6 +252,12 @@ class Fourier(ImageParam):
         if not self.sigmoid:
             image = GRAY + 255.0 * image  # pixel-like units around mid-grey
         return image
+
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        image = t if self.sigmoid else (t - GRAY) / 255.0
+        spectrum = np.fft.rfft2(np.moveaxis(image * 4.0, -1, 1), norm="ortho")  # (N, C, H, W//2+1)
+        spectrum = np.moveaxis(spectrum, 1, -1) / self.scale[None, :, :, None]
+        return np.concatenate([spectrum.real, spectrum.imag], axis=-1)
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", decay_power={self.decay_power})"

@@ -24,8 +24,7 @@ Units: images are float32 pixels 0..255 while optimising; :func:`deprocess` turn
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -33,7 +32,6 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, check_number, check_regularizers, check_seed, check_size, check_steps
-from course_utils.history import history_frame
 from course_utils.images import as_batch, load_image, to_uint8
 from course_utils.labels import ClassNames
 from course_utils.layers import check_feature_size, check_layer, conv_layers, feature_layers, layer_summary, receptive_field
@@ -44,6 +42,11 @@ from course_utils.pieces import GRAY, Regularizer
 from course_utils.regularizers import default_regularizers
 from course_utils.steps import Blur, L2Decay, PixelRange
 from course_utils.transforms import Jitter, RandomRotate, RandomScale
+from course_utils.visualization import NOISE_FLOOR, Visualization
+from course_utils.visualization import history as _history
+
+if TYPE_CHECKING:
+    from course_utils.param import ImageParam
 
 __all__ = [
     "GRAY",
@@ -55,6 +58,7 @@ __all__ = [
     "Blur",
     "default_regularizers",
     "Visualization",
+    "NOISE_FLOOR",
     "feature_layers",
     "conv_layers",
     "receptive_field",
@@ -68,134 +72,6 @@ __all__ = [
     "deprocess",
     "gray_noise",
 ]
-
-NOISE_FLOOR = 0.1
-"""A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
-positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Visualization:
-    """The outcome of :func:`maximize_filters` or :func:`maximize_class`.
-
-    Attributes:
-        kind: ``"filter"`` or ``"class"``.
-        what: a label per image (``"block3_conv1:12"`` or ``"sea snake"``).
-        initial: ``(N, H, W, C)`` float32 pixels, where the loop started (noise or the photo).
-        pixels: ``(N, H, W, C)`` float32 pixels 0..255, the optimised inputs.
-        images: ``(N, H, W, C)`` ``uint8`` ready to show: contrast stretched by :func:`deprocess`
-            when the loop started from noise (the changes are faint), the pixels themselves when
-            it started from a photo.
-        start, final: ``(N,)`` the objective at the start and at the end: mean activation of the
-            filter, or probability of the class.
-        rest: ``(N,)`` for filters, the mean activation on a flat mid-grey picture: the filter's
-            resting level (batch norm adds an offset, so it need not be 0). ``None`` for classes.
-        history: tidy DataFrame, one row per step and image: ``step``, ``image``, ``what``,
-            ``value`` (activation or probability) and, for classes, ``logit``.
-        seconds, compile_seconds: wall time of the loop, and of tracing it into a graph.
-        traces: how many graphs the call traced (0 when it reused a compiled loop).
-
-    How much did a filter rise? Batch norm gives many filters a large offset (a flat grey picture
-    already gives 1..3), so a ratio of raw activations says little. Instead the *lift above rest*
-    (``value - rest``) is compared: a filter **rose** when its final lift is at least 10x its
-    start lift, counting a start lift below :data:`NOISE_FLOOR` as that floor (so "from <= 0"
-    has to reach at least ``10 * NOISE_FLOOR``); it is **dead** when the final lift is still at
-    or below the floor; anything in between is **weak**.
-    """
-
-    kind: str
-    what: list[str]
-    initial: np.ndarray
-    pixels: np.ndarray
-    images: np.ndarray
-    start: np.ndarray
-    final: np.ndarray
-    history: pd.DataFrame = field(repr=False)
-    rest: np.ndarray | None = None
-    seconds: float = 0.0
-    compile_seconds: float = 0.0
-    traces: int = 0
-
-    def __repr__(self) -> str:
-        counts = ""
-        if self.kind == "filter":
-            s = self.status
-            counts = f", rose={int((s == 'rose').sum())}, weak={int((s == 'weak').sum())}, dead={int((s == 'dead').sum())}"
-        return (f"Visualization({self.kind}, {len(self.what)} image(s) {self.pixels.shape[1]}x{self.pixels.shape[2]}, "
-                f"steps={self.steps}{counts}, {self.seconds:.1f}s)")
-
-    @property
-    def steps(self) -> int:
-        return int(self.history["step"].max())
-
-    @property
-    def lift_start(self) -> np.ndarray:
-        """``(N,)`` the objective at the start above its resting level (``start - rest``; classes: ``start``)."""
-        return self.start - (0.0 if self.rest is None else self.rest)
-
-    @property
-    def lift_final(self) -> np.ndarray:
-        """``(N,)`` the objective at the end above its resting level."""
-        return self.final - (0.0 if self.rest is None else self.rest)
-
-    @property
-    def lift_ratio(self) -> np.ndarray:
-        """``(N,)`` final lift / start lift, the start lift counted as at least :data:`NOISE_FLOOR`."""
-        return self.lift_final / np.maximum(self.lift_start, NOISE_FLOOR)
-
-    @property
-    def rose(self) -> np.ndarray:
-        """``(N,)`` bool: the lift grew at least 10x (from <= the floor: to >= 10x the floor)."""
-        return self.lift_ratio >= 10.0
-
-    @property
-    def dead(self) -> np.ndarray:
-        """``(N,)`` bool: the optimisation could not lift the filter clearly above rest."""
-        return self.lift_final <= NOISE_FLOOR
-
-    @property
-    def status(self) -> np.ndarray:
-        """``(N,)`` ``"rose"``, ``"weak"`` (rose, but less than 10x) or ``"dead"``."""
-        return np.where(self.rose, "rose", np.where(self.dead, "dead", "weak"))
-
-    def indices(self, status: str | None = None) -> list[int]:
-        """Filters only: the filter index of each image, or of those with ``status`` (``"rose"``,
-        ``"weak"`` or ``"dead"``), e.g. to look again at the weak ones with more steps."""
-        if self.kind != "filter":
-            raise ValueError("indices() lists filters; this is a class visualisation")
-        if status not in (None, "rose", "weak", "dead"):
-            raise ValueError(f"status must be 'rose', 'weak' or 'dead', got {status!r}")
-        keep = np.ones(len(self.what), bool) if status is None else self.status == status
-        return [int(w.rsplit(":", 1)[1]) for w, k in zip(self.what, keep) if k]
-
-    def table(self) -> pd.DataFrame:
-        """One row per image. Filters: what, rest, start, final, lift_start, lift_final, lift_ratio,
-        status. Classes: what, start and final probability, first step at >= 0.99."""
-        if self.kind == "class":
-            return pd.DataFrame({"what": self.what, "start": self.start, "final": self.final,
-                                 "step_to_0.99": self.first_step(0.99)})
-        return pd.DataFrame(
-            {"what": self.what, "rest": self.rest, "start": self.start, "final": self.final,
-             "lift_start": self.lift_start, "lift_final": self.lift_final,
-             "lift_ratio": self.lift_ratio, "status": self.status}
-        )
-
-    def curves(self) -> pd.DataFrame:
-        """The objective per step, one column per image (index ``step``)."""
-        wide = self.history.pivot(index="step", columns="image", values="value")
-        wide.columns = self.what
-        return wide
-
-    def first_step(self, threshold: float) -> np.ndarray:
-        """``(N,)`` the first step at which the objective was >= ``threshold`` (0 = at the start),
-        -1 if it never was."""
-        values = self.curves().to_numpy()
-        hit = values >= threshold
-        return np.where(hit.any(0), hit.argmax(0), -1)
-
 
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
     """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
@@ -229,10 +105,14 @@ def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
     return to_uint8((scaled + 0.5) * 255)
 
 
-def _history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> pd.DataFrame:
-    """One row per step and image: ``step``, ``image``, ``what``, ``value`` and ``extra``."""
-    return history_frame(len(values), image=np.arange(values.shape[1]), what=np.asarray(what, dtype=object),
-                         value=values, **extra)
+PARAM_STEP = 0.05
+"""The default ``step_size`` of :func:`maximize_filters` and :func:`maximize_class` with a ``param``
+other than ``"pixels"``: RMS change of the parameters per step (Lucid's Adam learning rate)."""
+
+
+def _is_pixels(param: object) -> bool:
+    """Whether ``param`` asks for this module's own pixel loop (the string ``"pixels"``)."""
+    return isinstance(param, str) and param == "pixels"
 
 
 def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> list[int]:
@@ -257,12 +137,13 @@ def maximize_filters(
     layer: str,
     filters: Sequence[int],
     steps: int = 30,
-    step_size: float = 3.0,
+    step_size: float | None = None,
     size: tuple[int, int] = (128, 128),
     regularizers: Sequence[Regularizer] = (),
     seed: int = 0,
     *,
     noise: float = 2.0,
+    param: "str | ImageParam" = "pixels",
     progress: bool | None = None,
 ) -> Visualization:
     """Gradient ascent on the mean activation of each filter, all filters at once.
@@ -276,11 +157,16 @@ def maximize_filters(
         layer: a conv feature layer name (see :func:`feature_layers`, :func:`conv_layers`).
         filters: channel indices of that layer.
         steps: gradient steps (>= 1).
-        step_size: pixels (RMS) per step.
+        step_size: pixels (RMS) per step; ``None``: 3.0 (with another ``param``: 0.05 in its units).
         size: ``(height, width)`` of the images; any size works, the network is convolutional.
         regularizers: e.g. :func:`default_regularizers`.
         seed: for the start noise and the regularisers' randomness.
-        noise: amplitude of the start noise, +- pixels around mid-grey.
+        noise: amplitude of the start noise, +- pixels around mid-grey (with any ``param``: the
+            same start pictures).
+        param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
+            :class:`course_utils.param.ImageParam` of ``size``; anything but ``"pixels"`` runs
+            :func:`course_utils.lucid.render_filters` with ``regularizers`` as its transforms (so
+            only transforms are allowed: the loop changes parameters, not pixels).
         progress: show a progress bar (``None``: for 50 steps or more).
 
     Raises:
@@ -291,6 +177,12 @@ def maximize_filters(
             or ``"2"`` as a filter, ``(2.7, 3.9)`` as a size, ``"jitter"`` as a regulariser)
             raise :class:`course_utils.checks.WrongTypeError`, which is a ``ValueError`` too.
     """
+    if not _is_pixels(param):
+        from course_utils.lucid import render_filters  # lucid builds on this module
+
+        return render_filters(model, layer, filters, steps, PARAM_STEP if step_size is None else step_size, size,
+                              param=param, transforms=regularizers, noise=noise, seed=seed, progress=progress)
+    step_size = 3.0 if step_size is None else step_size
     steps = check_steps(steps)
     _, channels = check_layer(model, layer)
     filters = _filter_indices(filters, layer, channels)
@@ -418,16 +310,25 @@ def class_objective(model: keras.Model, idx: Sequence[int]):
     return objective
 
 
+def _photo_batch(image: np.ndarray | str, model: keras.Model, n: int) -> np.ndarray:
+    """``(n, H, W, C)`` float32 copies of a photo (array, path or URL), centre-cropped and resized
+    to the model's input size."""
+    h, w, c = model.input_shape[1:]
+    photo = image if isinstance(image, np.ndarray) and image.shape == (h, w, c) else load_image(image, size=(h, w))
+    return np.repeat(as_batch(photo, model), n, axis=0)
+
+
 def maximize_class(
     model: keras.Model,
     target: int | str | Sequence[int | str],
     image: np.ndarray | str | None = None,
     steps: int = 40,
-    step_size: float = 2.0,
+    step_size: float | None = None,
     regularizers: Sequence[Regularizer] = (),
     seed: int = 0,
     *,
     noise: float = 2.0,
+    param: "str | ImageParam" = "pixels",
     progress: bool | None = None,
 ) -> Visualization:
     """Gradient ascent on a class logit: draw the class from noise, or push it into a photo.
@@ -438,16 +339,27 @@ def maximize_class(
         image: ``None`` starts from grey noise; else a photo (array, path or URL), centre-cropped
             and resized to the model's input.
         steps: gradient steps (>= 1).
-        step_size: pixels (RMS) per step.
+        step_size: pixels (RMS) per step; ``None``: 2.0 (with another ``param``: 0.05 in its units).
         regularizers: e.g. :func:`default_regularizers`.
         seed: for the start noise and the regularisers' randomness.
-        noise: amplitude of the start noise (+- pixels around mid-grey) when ``image`` is None.
+        noise: amplitude of the start noise (+- pixels around mid-grey) when ``image`` is None
+            (``param="pixels"`` only).
+        param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
+            :class:`course_utils.param.ImageParam` of the model's input size; anything but
+            ``"pixels"`` runs :func:`course_utils.lucid.render_class` with ``regularizers`` as its
+            transforms (transforms only) and ``image`` as the start.
         progress: show a progress bar (``None``: for 50 steps or more).
 
     Returns:
         A :class:`Visualization` whose ``start``/``final`` and ``history["value"]`` are the
         class probability (softmax, 0..1); ``history["logit"]`` the logit that was maximised.
     """
+    if not _is_pixels(param):
+        from course_utils.lucid import render_class  # lucid builds on this module
+
+        return render_class(model, target, steps, PARAM_STEP if step_size is None else step_size, param=param,
+                            transforms=regularizers, image=image, seed=seed, progress=progress)
+    step_size = 2.0 if step_size is None else step_size
     steps = check_steps(steps)
     classes = ClassNames.of(model)
     if target is None:
@@ -456,11 +368,7 @@ def maximize_class(
     seed = check_seed(seed)
     regularizers = check_regularizers(regularizers)
     h, w, c = model.input_shape[1:]
-    if image is None:
-        x0 = _start_noise(idx, (h, w, c), seed, noise)
-    else:
-        photo = image if isinstance(image, np.ndarray) and image.shape == (h, w, c) else load_image(image, size=(h, w))
-        x0 = np.repeat(as_batch(photo, model), len(idx), axis=0)
+    x0 = _start_noise(idx, (h, w, c), seed, noise) if image is None else _photo_batch(image, model, len(idx))
     what = [classes.label(i) for i in idx]
     loop = loop_for(model, ClassLogit(weak(model)), step_rule="rms", regularizers=(*regularizers, PixelRange()))
     run = loop.run(x0, {"labels": idx}, steps=steps, step_size=step_size, seed=seed, progress=progress,

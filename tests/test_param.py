@@ -73,6 +73,35 @@ def test_decorrelated_colour_uses_lucids_matrix():
     assert (bright > 127.5).all()  # the first axis is brightness: all three channels rise
 
 
+@pytest.mark.parametrize("make", [
+    lambda s: Fourier(s), lambda s: Fourier(s, decorrelate=False), lambda s: Fourier(s, sigmoid=False),
+    lambda s: Pixels(s), lambda s: Pixels(s, sigmoid=True, decorrelate=True),
+])
+@pytest.mark.parametrize("size", [(31, 45), (24, 64)])
+def test_from_pixels_gives_back_the_picture(make, size):
+    p = make(size)
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(0.0, 255.0, size=(2, *size, 3)).astype(np.float32)
+    photo[0, :4] = 0.0  # black and white rows: out of a sigmoid's reach, so within half a grey level
+    photo[1, -4:] = 255.0
+    params = p.from_pixels(photo)
+    assert params.shape == p.param_shape(2) and params.dtype == np.float32
+    back = p.to_pixels(params).numpy()
+    assert np.abs(back - photo).max() <= 0.5 + 1e-3
+    reachable = np.clip(photo, 0.5, 254.5) if p.sigmoid else photo
+    assert np.abs(back - reachable).max() < 0.01  # exact but for the extremes a sigmoid cannot reach
+    assert p.from_pixels(photo[0]).shape == p.param_shape(1)  # one picture without a batch axis
+
+
+def test_from_pixels_refuses_the_wrong_size_or_nan():
+    with pytest.raises(ValueError, match=r"needs pictures of shape \(N, 32, 32, 3\).*got \(1, 16, 16, 3\); resize them"):
+        Fourier(32).from_pixels(np.zeros((16, 16, 3)))
+    bad = np.full((1, 8, 8, 3), 100.0)
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite pixels"):
+        Fourier(8).from_pixels(bad)
+
+
 def test_bad_params_are_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown param 'fft'.*'pixels', 'fourier'"):
         image_param("fft", 32)

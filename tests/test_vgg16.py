@@ -160,3 +160,19 @@ def test_a_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch, no_network
     out = capsys.readouterr().out
     assert "not a usable VGG16 weights file" in out and "Using EfficientNet-Lite0 instead" in out
     assert no_network == []
+
+
+def test_lucid_pictures_run_on_vgg16(vgg16, imagenet_model):
+    """Lesson 3's Lucid section on the VGG16 graph load_vgg16 builds: class and filter pictures,
+    the parameterisation switch of maximize_class, and the judge (here Lite0 judging VGG16)."""
+    from course_utils.lucid import judge_classes, render_class, render_filters
+
+    targets = ["sea snake", "goldfish"]
+    lucid = render_class(vgg16, targets, steps=2, progress=False)
+    assert lucid.pixels.shape == (2, 224, 224, 3) and np.isfinite(lucid.final).all()
+    fourier = maximize_class(vgg16, targets, steps=2, param="fourier", progress=False)
+    assert fourier.pixels.min() >= 0 and fourier.pixels.max() <= 255
+    filters = render_filters(vgg16, "block3_conv1", [0, 1], steps=2, size=64, progress=False)
+    assert filters.pixels.shape == (2, 64, 64, 3) and np.isfinite(filters.final).all()
+    table = judge_classes(vgg16, imagenet_model, targets, {"lucid": lucid, "fourier": fourier})
+    assert len(table) == 4 and table["judge_rank"].between(1, 1000).all()
