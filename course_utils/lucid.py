@@ -9,12 +9,14 @@ Visualization", Distill 2017) that make the difference:
   random rotate).
 
 :func:`render_class` and :func:`render_filters` return the same
-:class:`course_utils.visualize.Visualization` as ``maximize_class`` / ``maximize_filters``. The
+:class:`course_utils.visualization.Visualization` as ``maximize_class`` / ``maximize_filters``. The
 loop is the course's one :class:`course_utils.optimize.GradientLoop` (``"rms"`` steps, so
 ``step_size`` is in parameter units): the parameterisation is its first regulariser, so the loop
 changes the *parameters* and the model sees pixels 0..255. The parameters are kept flat,
 ``(N, P)``, so the objective can tell them from pixels (rank 4) when the loop evaluates the final
-parameters without transforms.
+parameters without transforms. Pixel penalties (total variation) go through :class:`PixelPenalty`
+and price the picture; after-step operations (decay, blur) would act on the parameters and are
+refused. ``maximize_class`` / ``maximize_filters`` with ``param=`` run these functions.
 
 Objectives besides a filter's mean: the filter at the centre position (:func:`center_activation`)
 and a *diversity* term across the batch (:func:`diversity`), so several pictures of one filter
@@ -60,6 +62,7 @@ __all__ = [
     "judge_classes",
     "JUDGED_CLASSES",
     "FILTER_START_SD",
+    "PixelPenalty",
 ]
 
 JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
@@ -117,24 +120,52 @@ def _on_pixels(param: ImageParam, objective: Callable) -> Callable:
     return wrapped
 
 
+class PixelPenalty(Regularizer):
+    """A pixel penalty (e.g. :class:`course_utils.penalties.TotalVariation`) through a
+    parameterisation: the loop changes the parameters, the penalty prices the picture they make
+    (``param.to_pixels``), as Lucid adds total variation to its objectives. Per-call values
+    (``beta``) reach the inner penalty unchanged."""
+
+    def __init__(self, inner: Regularizer, param: ImageParam) -> None:
+        self.inner = inner
+        self.param = param
+        self.per_call = inner.per_call
+        self._penalty = hook(inner, "penalty")
+
+    def defaults(self) -> dict:
+        return self.inner.defaults()
+
+    def penalty(self, x: tf.Tensor, x0: tf.Tensor, data=None) -> tf.Tensor:
+        return self._penalty(self.param.to_pixels(x), self.param.to_pixels(x0), data)
+
+    def check_input(self, shape: tuple) -> None:
+        self.inner.check_input((shape[0], *self.param.size, self.param.channels))
+
+    def key(self):
+        return ("pixel-penalty", self.inner.key(), repr(self.param))
+
+    def __repr__(self) -> str:
+        return f"PixelPenalty({self.inner!r})"
+
+
 def _transforms(transforms: Sequence[Regularizer] | None, size: tuple[int, int] | None,
                 param: ImageParam, name: str = "transforms") -> tuple[Regularizer, ...]:
-    """The transforms (default :func:`standard_transforms`), refusing pieces that act on what the
-    loop changes, the parameters: with a parameterisation those are not pixels."""
+    """The pieces after the parameterisation (default :func:`standard_transforms`): transforms as
+    they are, pixel penalties wrapped in :class:`PixelPenalty`; after-step operations are refused,
+    since they would act on the parameters, not on the pixels."""
     if transforms is None:
         return standard_transforms(size)
-    pieces = check_regularizers(transforms, name)
-    for i, r in enumerate(pieces):
-        acts_on_x = [h for h in ("penalty", "after_step") if hook(r, h) is not None]
-        if acts_on_x:
-            kind = "penalty" if acts_on_x[0] == "penalty" else "after-step operation"
+    pieces = []
+    for i, r in enumerate(check_regularizers(transforms, name)):
+        if hook(r, "after_step") is not None:
             raise ValueError(
-                f"{name}[{i}] = {r!r} is a {kind} on the pixels, but with param={param.name!r} the loop changes "
-                "the parameters, not the pixels; pass only transforms (Jitter, RandomScale, RandomRotate, "
-                "course_utils.robustness.standard_transforms()), or use maximize_class / maximize_filters with "
-                "param='pixels' for pixel penalties and after-step operations"
+                f"{name}[{i}] = {r!r} is an after-step operation on the pixels, but with param={param.name!r} the "
+                "loop changes the parameters, not the pixels; pass transforms (Jitter, RandomScale, RandomRotate, "
+                "course_utils.robustness.standard_transforms()) and penalties (TotalVariation), or use "
+                "maximize_class / maximize_filters with param='pixels' for after-step operations"
             )
-    return pieces
+        pieces.append(PixelPenalty(r, param) if hook(r, "penalty") is not None else r)
+    return tuple(pieces)
 
 
 def render_class(
@@ -159,8 +190,9 @@ def render_class(
             Adam learning rate for ``"fourier"``; pixels for ``"pixels"``).
         param: ``"fourier"`` (default), ``"pixels"`` or an :class:`ImageParam` of the model's size.
         transforms: default :func:`course_utils.robustness.standard_transforms` ending in a resize
-            to the model's input; ``()`` for none. Transforms only: with a parameterisation the
-            loop changes parameters, so pixel penalties and after-step operations are refused.
+            to the model's input; ``()`` for none. Penalties (``TotalVariation``) price the
+            picture (:class:`PixelPenalty`); after-step operations are refused (the loop changes
+            parameters, not pixels).
         image: ``None`` starts from small random parameters; else a photo (array, path or URL),
             centre-cropped and resized to the model's input, whose parameters
             (:meth:`ImageParam.from_pixels`) are the start: a class pushed into the photo. Take

@@ -165,8 +165,8 @@ def maximize_filters(
             same start pictures).
         param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
             :class:`course_utils.param.ImageParam` of ``size``; anything but ``"pixels"`` runs
-            :func:`course_utils.lucid.render_filters` with ``regularizers`` as its transforms (so
-            only transforms are allowed: the loop changes parameters, not pixels).
+            :func:`course_utils.lucid.render_filters` with ``regularizers`` as its transforms and
+            penalties (no after-step operations: the loop changes parameters, not pixels).
         progress: show a progress bar (``None``: for 50 steps or more).
 
     Raises:
@@ -347,7 +347,7 @@ def maximize_class(
         param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
             :class:`course_utils.param.ImageParam` of the model's input size; anything but
             ``"pixels"`` runs :func:`course_utils.lucid.render_class` with ``regularizers`` as its
-            transforms (transforms only) and ``image`` as the start.
+            transforms and penalties (no after-step operations) and ``image`` as the start.
         progress: show a progress bar (``None``: for 50 steps or more).
 
     Returns:

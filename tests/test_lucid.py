@@ -107,12 +107,26 @@ def test_a_class_pushed_into_a_photo_through_the_fourier_param(imagenet_model):
     assert np.abs(vis.pixels[0] - photo).mean() < 8.0  # still the photo: a push, not a new picture
 
 
-@pytest.mark.parametrize("piece", [TotalVariation(), L2Decay(), Blur()])
-def test_pixel_penalties_and_after_steps_are_refused_with_a_param(imagenet_model, piece):
-    with pytest.raises(ValueError, match=r"on the pixels, but with param='fourier' the loop changes the parameters"):
+@pytest.mark.parametrize("piece", [L2Decay(), Blur()])
+def test_after_step_operations_are_refused_with_a_param(imagenet_model, piece):
+    with pytest.raises(ValueError, match=r"after-step operation on the pixels, but with param='fourier' the loop changes the parameters"):
         maximize_class(imagenet_model, "goldfish", steps=1, param="fourier", regularizers=(piece,))
-    with pytest.raises(ValueError, match=r"transforms\[1\] = .* param='pixels'"):
+    with pytest.raises(ValueError, match=r"transforms\[1\] = .* param='pixels' for after-step operations"):
         render_filters(imagenet_model, "block4_expand_bn", [0], steps=1, transforms=(Jitter(2), piece))
+
+
+def test_a_pixel_penalty_prices_the_picture_the_parameters_make(imagenet_model):
+    """TotalVariation through the Fourier parameterisation: a smoother picture, as the weight
+    grows (measured: mean neighbour difference 18.1, 8.5 grey levels with weight 0, 2)."""
+
+    def tv(x: np.ndarray) -> float:
+        return float(np.mean(np.abs(np.diff(x, axis=1))) + np.mean(np.abs(np.diff(x, axis=2))))
+
+    free = maximize_class(imagenet_model, "goldfish", steps=10, param="fourier", progress=False)
+    smooth = maximize_class(imagenet_model, "goldfish", steps=10, param="fourier", regularizers=(TotalVariation(2.0),),
+                            progress=False)
+    assert tv(smooth.pixels) < 0.7 * tv(free.pixels), (tv(smooth.pixels), tv(free.pixels))
+    assert smooth.final[0] > 0.9  # still the class (0.9996)
 
 
 def test_filters_rise_tenfold_from_an_almost_blank_start(imagenet_model):
