@@ -29,7 +29,9 @@ class LoopResult:
     Attributes:
         x: the final batch, same shape as the start, pixel units.
         losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t`` and the last
-            row the loss of the final ``x`` (penalties included).
+            row the loss of the final ``x`` (penalties included). The first and the last row are
+            measured on ``x`` itself; the rows in between on what the model saw at that step,
+            after the loop's transforms (jitter, scale, ...), if it has any.
         tracked: ``(steps + 1, N, K)``; the objective's tracked values, rows as for ``losses``.
         compile_seconds: time spent tracing the loop and the final evaluation into graphs
             (Python -> TensorFlow graph), before any step runs; ~0 when nothing was traced.

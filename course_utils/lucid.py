@@ -24,10 +24,9 @@ differ. :func:`judge_classes` scores class pictures with a second network that n
 optimisation.
 
 How ``start`` and ``final`` are measured: the loop records the objective every step on the picture
-*after* the random transforms (padded, moved, scaled, rotated: another size, other borders) and
-evaluates the final parameters without them. So that ``start`` and ``final`` (and a filter's rise
-over its rest on flat grey) compare like with like, the start is measured on the untransformed
-start picture too; the history's steps in between are the transformed pictures the loop saw.
+*after* the random transforms (padded, moved, scaled, rotated: another size, other borders), but
+measures the start and the final parameters without them (:class:`course_utils.history.LoopResult`),
+so ``start`` and ``final`` (and a filter's rise over its rest on flat grey) compare like with like.
 """
 
 from __future__ import annotations
@@ -225,9 +224,7 @@ def render_class(
     ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description="class " + ", ".join(what))
     pixels = p.to_pixels(loop.x).numpy()
     initial = p.to_pixels(x0)
-    tracked = loop.tracked.copy()
-    tracked[0] = objective(initial)[1].numpy()  # the start picture itself: see the module docstring
-    probs, logits = tracked[..., 0], tracked[..., 1]
+    probs, logits = loop.tracked[..., 0], loop.tracked[..., 1]
     return Visualization(
         "class", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         probs[0], probs[-1], _history(probs, what, logit=logits), None, loop.seconds, loop.compile_seconds,
@@ -313,8 +310,7 @@ def render_filters(
     pixels = p.to_pixels(loop.x).numpy()
     initial = p.to_pixels(x0)
     what = [f"{layer}:{f}" for f in filters]
-    values = loop.tracked[..., 0].copy()
-    values[0] = measure(extractor(initial, training=False), index).numpy()  # like the final one: see the module docstring
+    values = loop.tracked[..., 0]
     return Visualization(
         "filter", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         values[0], values[-1], _history(values, what), rest, loop.seconds, loop.compile_seconds,

@@ -311,6 +311,7 @@ class GradientLoop:
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         self._check_batch(x0, x)
+        x_start = x
         batch = int(x0.shape[0])
         rate = self._rate(step_size, batch)
         data_t = self.host_data(data, batch)
@@ -347,6 +348,9 @@ class GradientLoop:
                 n = next_chunk_length(n, seconds, self.chunk_seconds)
             final_loss, final_tracked = self._final(x, x0, data_t)
             losses_out[steps], tracked_out[steps] = final_loss.numpy(), final_tracked.numpy()
+            if self._transforms:  # step 0 was seen through random transforms: measure the start as the final
+                start_loss, start_tracked = self._final(x_start, x0, data_t)
+                losses_out[0], tracked_out[0] = start_loss.numpy(), start_tracked.numpy()
         except KeyboardInterrupt:
             # Nothing of the loop's state changed: the compiled graph is kept and can run again.
             raise KeyboardInterrupt(f"stopped after {done:,} of {steps:,} steps (run it again any time)") from None

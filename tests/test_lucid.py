@@ -144,12 +144,14 @@ def test_filters_rise_tenfold_from_an_almost_blank_start(imagenet_model):
 
 
 def test_start_and_final_are_measured_on_the_picture_itself(imagenet_model):
-    """Not on the transformed picture the loop saw (another size, other borders): see course_utils.lucid."""
+    """Not on the transformed picture the loop saw (another size, other borders): LoopResult."""
     vis = render_filters(imagenet_model, "block4_expand_bn", [2, 5], steps=2, size=64, progress=False)
     extractor = feature_model(imagenet_model, imagenet_model.get_layer("block4_expand_bn"))
     for pixels, value in ((vis.initial, vis.start), (vis.pixels, vis.final)):
         acts = extractor(tf.constant(pixels)).numpy().mean(axis=(1, 2))
         assert np.allclose(acts[[0, 1], [2, 5]], value, atol=1e-3), (acts[[0, 1], [2, 5]], value)
     cls = render_class(imagenet_model, "goldfish", steps=2, progress=False)
-    probs = tf.nn.softmax(imagenet_model(tf.constant(cls.initial))).numpy()[:, 1]
-    assert np.allclose(probs, cls.start, atol=1e-4), (probs, cls.start)
+    jittered = maximize_class(imagenet_model, "goldfish", steps=2, regularizers=(Jitter(8),), progress=False)
+    for vis in (cls, jittered):  # the loop measures its start as its final: for every loop with transforms
+        probs = tf.nn.softmax(imagenet_model(tf.constant(vis.initial))).numpy()[:, 1]
+        assert np.allclose(probs, vis.start, atol=1e-4), (probs, vis.start)

@@ -67,11 +67,14 @@ class Recorder(Regularizer):
 
 def test_regulariser_hooks_are_applied_in_their_places():
     r = run_gradient_loop(quadratic(3.0), X0, steps=4, step_size=0.1, regularizers=[Recorder()], progress=False)
-    # The model sees x + 1, so the first loss is 16 * (0 + 1 - 3)^2 = 64, plus the penalty 5.
-    assert r.losses[0, 0] == pytest.approx(64 + 5)
-    assert r.x.max() <= 1.0  # after_step clipped
-    # The final row is evaluated on the plain x (no transform): 16 * (1 - 3)^2 + 5
+    # The first and the final rows are measured on x itself (no transform), plus the penalty 5:
+    # 16 * (0 - 3)^2 + 5 at the start, 16 * (1 - 3)^2 + 5 at the end (after_step clipped x to 1).
+    assert r.losses[0, 0] == pytest.approx(16 * 9 + 5)
+    assert r.x.max() <= 1.0
     assert r.losses[-1, 0] == pytest.approx(16 * 4 + 5)
+    # The rows in between are what the model saw, x + 1; one plain step of 0.1 on the gradient 2 (0 + 1 - 3)
+    # per pixel gives x = 0.4.
+    assert r.losses[1, 0] == pytest.approx(16 * (0.4 + 1 - 3) ** 2 + 5, rel=1e-4)
 
 
 def test_seeded_randomness_is_reproducible():
