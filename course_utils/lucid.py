@@ -223,10 +223,9 @@ def render_class(
         lambda: GradientLoop(_on_pixels(p, objective), step_rule="rms", regularizers=regs),
     ).run(x0, steps=steps, step_size=step_size, seed=seed, progress=progress, description="class " + ", ".join(what))
     pixels = p.to_pixels(loop.x).numpy()
-    initial = p.to_pixels(x0)
     probs, logits = loop.tracked[..., 0], loop.tracked[..., 1]
     return Visualization(
-        "class", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
+        "class", what, p.to_pixels(x0).numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         probs[0], probs[-1], _history(probs, what, logit=logits), None, loop.seconds, loop.compile_seconds,
     )
 
@@ -262,10 +261,11 @@ def render_filters(
         diversity_weight: weight of :func:`diversity` in the loss (0: off). Lucid uses ~1e2 with
             its summed objectives; with the mean objective here, values of order 1..10.
         transforms: default :func:`course_utils.robustness.standard_transforms` (no resize).
-        noise: ``None``: Lucid's start, small random parameters (a smooth colour field within a
-            few grey levels of mid-grey); a number: lesson 3's start, mid-grey plus uniform noise of
-            +-``noise`` pixels, the very pictures :func:`course_utils.visualize.maximize_filters`
-            starts from, so the two loops can be compared from one start.
+        noise: ``None``: small random parameters, a smooth colour field close to mid-grey (within
+            half a grey level with ``param`` by name); a number: lesson 3's start, mid-grey plus
+            uniform noise of +-``noise`` pixels, the very pictures
+            :func:`course_utils.visualize.maximize_filters` starts from, so the two loops can be
+            compared from one start.
         seed: start parameters (picture ``i`` by ``(seed, i)``) and transforms.
         progress: show a progress bar (``None``: for 50 steps or more).
 
@@ -308,11 +308,10 @@ def render_filters(
     grey = tf.fill((len(filters), *p.size, c), GRAY)
     rest = measure(extractor(grey, training=False), index).numpy()
     pixels = p.to_pixels(loop.x).numpy()
-    initial = p.to_pixels(x0)
     what = [f"{layer}:{f}" for f in filters]
     values = loop.tracked[..., 0]
     return Visualization(
-        "filter", what, initial.numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
+        "filter", what, p.to_pixels(x0).numpy(), pixels, np.clip(np.round(pixels), 0, 255).astype(np.uint8),
         values[0], values[-1], _history(values, what), rest, loop.seconds, loop.compile_seconds,
     )
 
