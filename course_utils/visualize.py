@@ -357,6 +357,10 @@ def maximize_class(
     if not _is_pixels(param):
         from course_utils.lucid import render_class  # lucid builds on this module
 
+        if noise != 2.0:
+            raise ValueError(f"noise sets the start of param='pixels' (got noise={noise!r} with param={param!r}); a "
+                             "parameterisation starts from its own small random parameters, or from a photo: image=...")
+
         return render_class(model, target, steps, PARAM_STEP if step_size is None else step_size, param=param,
                             transforms=regularizers, image=image, seed=seed, progress=progress)
     step_size = 2.0 if step_size is None else step_size

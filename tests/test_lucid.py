@@ -52,8 +52,8 @@ def test_diversity_makes_pictures_of_one_filter_differ(imagenet_model):
     apart = render_filters(imagenet_model, layer, [3, 3, 3], diversity_weight=1.0, **kwargs)
     extractor = feature_model(imagenet_model, imagenet_model.get_layer(layer))
     sim = [float(diversity(extractor(v.pixels)).numpy().mean()) for v in (alike, apart)]
-    assert sim[1] < 0.8 * sim[0], sim  # measured 1.0 vs 1.9
-    assert apart.lift_final.min() > 0.5 * alike.lift_final.min()  # still pictures of the filter (2.1 vs 2.8)
+    assert sim[1] < 0.8 * sim[0], sim  # measured 0.88 vs 1.95 (both paths)
+    assert apart.lift_final.min() > 0.5 * alike.lift_final.min()  # still pictures of the filter (1.89 vs 2.88)
 
 
 def test_render_filters_refuses_bad_input(imagenet_model):
@@ -105,6 +105,11 @@ def test_a_class_pushed_into_a_photo_through_the_fourier_param(imagenet_model):
     # measured: p 3e-5 -> 0.83 (log-odds +12), the photo changed by 3.7 grey levels on average
     assert vis.start[0] < 0.01 and _log_odds(vis.final[0]) > _log_odds(vis.start[0]) + 6.0, (vis.start, vis.final)
     assert np.abs(vis.pixels[0] - photo).mean() < 8.0  # still the photo: a push, not a new picture
+
+
+def test_noise_is_refused_where_it_would_be_ignored(imagenet_model):
+    with pytest.raises(ValueError, match="noise sets the start of param='pixels'.*image="):
+        maximize_class(imagenet_model, "goldfish", steps=1, param="fourier", noise=5.0)
 
 
 @pytest.mark.parametrize("piece", [L2Decay(), Blur()])
