@@ -1,7 +1,9 @@
 # Two commands for a fresh machine (see README.md):
 #   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
-# CI (.ci/run) also runs `make test-onednn-off`: the notebooks again with TF_ENABLE_ONEDNN_OPTS=0.
+# CI (.ci/run) also runs `make test-perturbed` (everything again on another numeric path, thread
+# count and seed) and the student copies under a third seed. `make stability` runs the stability
+# harness (tools/stability.py): every claim under five perturbations, one table (docs/stability.md).
 # Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
 # save their outputs), make bench,
 #   make fetch-vgg16 (download VGG16's ImageNet weights once into the Keras cache, MD5-checked).
@@ -16,7 +18,7 @@ LAB_ARGS ?=
 # Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
 FETCH_ARGS ?=
 
-.PHONY: venv lab test test-onednn-off student test-student notebooks bench bench-quick fetch-vgg16 clean
+.PHONY: venv lab test test-onednn-off test-perturbed stability student test-student notebooks bench bench-quick fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,19 @@ test: venv
 # another CPU: every check in them must hold on both. CI runs this after `make test`.
 test-onednn-off: venv
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest notebooks
+
+# Everything again as a different CPU would run it: oneDNN off, one intra-op thread (another
+# reduction order) and every seed moved by COURSE_SEED (course_utils.seeds). CI runs this too.
+PERTURBED_TARGETS ?= tests notebooks
+PERTURBED_SEED ?= 1
+test-perturbed: venv
+	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 COURSE_SEED=$(PERTURBED_SEED) $(BIN)/python -m pytest $(PERTURBED_TARGETS)
+
+# The stability harness: unit tests and notebooks under five perturbations (default, oneDNN off,
+# one thread, seeds 1 and 2), one table of every claim's values and worst margin. About an hour.
+STABILITY_ARGS ?=
+stability: venv
+	$(BIN)/python tools/stability.py --markdown docs/stability.md $(STABILITY_ARGS)
 
 # Student copies: outputs cleared, every exercise's solution replaced by `answer = None`.
 student: venv

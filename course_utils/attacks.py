@@ -302,8 +302,8 @@ def iterative_attack(
         epsilon: the L-inf budget in pixels (>= 0).
         steps: number of steps (>= 1).
         step_size: pixels per step (> 0). ``None`` (the default) means ``2.5 * epsilon / steps``,
-            the rule of Madry et al. (2018): over all steps the pixels could travel 2.5 times the
-            budget, enough to cross the L-inf ball and come back, whatever ``steps`` is. Kurakin
+            the rule of thumb of the MadryLab robustness library (Engstrom et al., 2019): over
+            all steps the pixels could travel 2.5 times the budget, enough to cross the L-inf ball and come back, whatever ``steps`` is. Kurakin
             et al. (2017), who introduced the attack, use 1 grey level per step instead
             (``step_size=1.0``, with ``min(epsilon + 4, 1.25 * epsilon)`` steps).
         targeted: towards ``target`` (True) or away from it (False).

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from course_utils.constraints import Norm, check_norm
 from course_utils.pgd import pgd_perturb
+from course_utils.seeds import effective_seed
 
 __all__ = [
     "RoundPixels",
@@ -147,7 +148,7 @@ class RandomBlur(keras.layers.Layer):
             raise ValueError(f"need 0 < low <= high <= 10 pixels, got low={low!r}, high={high!r}")
         self.low, self.high, self.seed = float(low), float(high), int(seed)
         self.radius = max(1, int(np.ceil(3 * self.high)))
-        self.generator = keras.random.SeedGenerator(self.seed)
+        self.generator = keras.random.SeedGenerator(effective_seed(self.seed))  # plus COURSE_SEED
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         sigma = keras.random.uniform(tf.shape(x)[:1], self.low, self.high, seed=self.generator)

@@ -56,7 +56,8 @@ from typing import Any, Callable, Hashable, Literal, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_batch, check_flag, check_number, check_regularizers, check_seed, check_steps
+from course_utils.checks import check_batch, check_flag, check_number, check_regularizers, check_steps
+from course_utils.seeds import effective_seed, seed_offset
 from course_utils.history import MAX_HISTORY_BYTES, LoopResult, check_history, history_frame
 from course_utils.objectives import Objective, as_objective, merge_specs
 from course_utils.pieces import Regularizer, hook, per_example
@@ -288,7 +289,7 @@ class GradientLoop:
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         n = tf.shape(x0)[:1]
         rate = tf.broadcast_to(tf.cast(step_size, tf.float32), n)
-        seed_t = tf.reshape(tf.cast(seed, tf.int32), [])
+        seed_t = tf.reshape(tf.cast(seed, tf.int32), []) + seed_offset()  # COURSE_SEED, course_utils.seeds
         steps_t = tf.cast(steps, tf.int32)
         return tf.stop_gradient(self._perturb(x, x0, steps_t, rate, seed_t, self.graph_data(data, x0)))
 
@@ -306,7 +307,7 @@ class GradientLoop:
     ) -> LoopResult:
         """Run ``steps`` steps from ``start`` (default ``x0``) with the history; see :func:`run_gradient_loop`."""
         steps = check_steps(steps)
-        seed_t = tf.constant(check_seed(seed), tf.int32)
+        seed_t = tf.constant(effective_seed(seed), tf.int32)
         progress = check_flag("progress", progress, allow_none=True)
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)

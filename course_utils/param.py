@@ -28,9 +28,10 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_seed, check_size
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
 from course_utils.optimize import Regularizer
 from course_utils.regularizers import GRAY
+from course_utils.seeds import effective_seed
 
 __all__ = [
     "COLOR_CORRELATION_SVD_SQRT",
@@ -116,7 +117,7 @@ class ImageParam(Regularizer):
         keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
         if not keys:
             raise ValueError("init needs at least one picture")
-        seed = check_seed(seed)
+        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.seeds)
         one = self.param_shape(1)[1:]
         return np.stack([
             np.random.default_rng([seed, k]).normal(0.0, self.sd, size=one) for k in keys
@@ -200,7 +201,7 @@ class Pixels(ImageParam):
         if self.sigmoid:
             return super().init(n, seed)
         keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
-        seed = check_seed(seed)
+        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.seeds)
         return np.stack([
             GRAY + np.random.default_rng([seed, k]).uniform(-self.noise, self.noise, size=self.param_shape(1)[1:])
             for k in keys

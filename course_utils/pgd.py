@@ -29,6 +29,7 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.constraints import Norm, check_norm, clip_pixels, normalize, per_example, project
+from course_utils.seeds import seed_offset
 
 __all__ = [
     "pgd_perturb",
@@ -45,7 +46,8 @@ Label = int | str | np.integer
 
 
 def default_step_size(epsilon: Any, steps: Any) -> Any:
-    """Madry et al.'s step size, ``2.5 * epsilon / steps``: enough to cross the budget and come back."""
+    """The MadryLab robustness library's step size (Engstrom et al., 2019), ``2.5 * epsilon / steps``:
+    enough to cross the budget and come back."""
     return 2.5 * epsilon / steps
 
 
@@ -54,7 +56,7 @@ def _seed_pair(seed: Any) -> tf.Tensor:
     s = tf.cast(tf.convert_to_tensor(seed), tf.int32)
     if s.shape.rank == 0:
         s = tf.stack([s, tf.constant(0, tf.int32)])
-    return tf.reshape(s, [2])
+    return tf.reshape(s, [2]) + tf.constant([seed_offset(), 0], tf.int32)  # COURSE_SEED, course_utils.seeds
 
 
 def _random_start(x: tf.Tensor, eps: tf.Tensor, norm: str, seed: tf.Tensor) -> tf.Tensor:

@@ -79,11 +79,12 @@ def photo_variants(
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
     from course_utils.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
+    from course_utils.seeds import effective_seed
 
     names = list(SAMPLE_IMAGES if names is None else names)
     if not 0 < smallest <= 1:
         raise ValueError(f"smallest must be in (0, 1], got {smallest!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils.seeds)
     images, descriptions = [], []
     for name in names:
         photo = load_image(sample_image(name))

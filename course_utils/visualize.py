@@ -40,6 +40,7 @@ from course_utils.optimize import loop_for
 from course_utils.penalties import TotalVariation
 from course_utils.pieces import GRAY, Regularizer
 from course_utils.regularizers import default_regularizers
+from course_utils.seeds import effective_seed
 from course_utils.steps import Blur, L2Decay, PixelRange
 from course_utils.transforms import Jitter, RandomRotate, RandomScale
 from course_utils.visualization import NOISE_FLOOR, Visualization
@@ -76,10 +77,12 @@ __all__ = [
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
     """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
 
-    ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``); the same seed, the same noise.
+    ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``; the first moved by the
+    course-wide ``COURSE_SEED``, see :mod:`course_utils.seeds`); the same seed, the same noise.
     """
     amplitude = check_number("noise amplitude (pixels)", amplitude, minimum=0.0, maximum=GRAY)
-    rng = np.random.default_rng(seed)
+    first, *rest = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+    rng = np.random.default_rng([effective_seed(first), *rest])  # plus COURSE_SEED (course_utils.seeds)
     return (GRAY + rng.uniform(-amplitude, amplitude, size=tuple(shape))).astype(np.float32)
 
 

@@ -48,3 +48,55 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
     monkeypatch.setattr(socket, "create_connection", refuse("socket.create_connection"))
     return attempts
+
+
+# --- the stability harness (tools/stability.py) -----------------------------------------------
+# With COURSE_CLAIMS_LOG set, every passing `assert a < b` (or <=, >, >=) between two numbers in a
+# test is recorded like a notebook's claim: test, line, value, threshold and margin. The hook is
+# registered only then, so an ordinary run pays nothing for it.
+
+class _AssertionRecorder:
+    """Appends one JSON line per passing numeric comparison to the claims log."""
+
+    import re as _re
+
+    _NUMBER = r"(?:np\.float\d+\(|np\.int\d+\(|tensor\()?\s*(-?(?:\d+\.?\d*(?:e[-+]?\d+)?|inf|nan))\s*\)?"
+    _COMPARISON = _re.compile(rf"^{_NUMBER}\s*(<=|>=|<|>)\s*{_NUMBER}$", _re.IGNORECASE)
+    _LITERAL = _re.compile(r"^\s*-?\(?\s*[\d.]+(?:e[-+]?\d+)?")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def pytest_assertion_pass(self, item, lineno, orig, expl):
+        from course_utils.claims import margin
+
+        first = expl.splitlines()[0].strip() if expl else ""
+        found = self._COMPARISON.match(first)
+        if not found:
+            return
+        left, op, right = float(found.group(1)), found.group(2), float(found.group(3))
+        if len(self._re.findall(r"\s(?:<=|>=|<|>)\s", orig.split("#")[0])) != 1:
+            return  # a chained comparison (`0 < a <= b`): no single threshold
+        lhs = self._re.split(r"\s(?:<=|>=|<|>)\s", orig, maxsplit=1)[0]
+        if self._LITERAL.match(lhs) and not self._LITERAL.match(orig[len(lhs):].lstrip("<>= ")):
+            flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]   # `0.9 < x`: the threshold is on the left
+            value, threshold, op = right, left, flipped
+        else:
+            value, threshold = left, right
+        # `p >= 0.95` between probabilities: log-odds, as in the notebooks; everything else relative
+        scale = "log-odds" if op.startswith(">") and 0 < threshold < 1 and 0 <= value <= 1 else "relative"
+        m = margin(value, op, threshold, scale)
+        record = {"claim": f"{item.nodeid}:{lineno} {orig.split('#')[0].strip()}"[:200], "value": value, "op": op,
+                  "threshold": threshold, "scale": scale, "margin": m if m is None or abs(m) != float("inf") else None, "held": True}
+        import json
+
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def pytest_configure(config):
+    from course_utils.claims import CLAIMS_LOG_VARIABLE
+
+    path = os.environ.get(CLAIMS_LOG_VARIABLE, "").strip()
+    if path:
+        config.pluginmanager.register(_AssertionRecorder(path), "course-claims-recorder")
