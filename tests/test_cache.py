@@ -113,16 +113,18 @@ def test_the_default_bound_holds_for_many_structures(face_model, faces):
 
 
 def test_a_model_that_is_let_go_is_freed_with_its_loops(faces):
-    model = load_gender_cnn()
-    noise_filter(model, faces[0], "man", steps=2, progress=False)
-    noise_filter(model, faces[0], "man", beta=0.01, steps=2, progress=False)
-    iterative_attack(model, faces[0], "man", epsilon=2.0, steps=2, progress=False)
-    maximize_filters(model, "conv2", [0], steps=2, size=(16, 16), progress=False)
-    maximize_class(model, "woman", steps=2, progress=False)
-    assert len(cached_keys(model)) == 5
-    gone = weakref.ref(model)
-    del model
+    def use_and_let_go():   # the model lives only in this frame, never in an assertion's
+        model = load_gender_cnn()
+        noise_filter(model, faces[0], "man", steps=2, progress=False)
+        noise_filter(model, faces[0], "man", beta=0.01, steps=2, progress=False)
+        iterative_attack(model, faces[0], "man", epsilon=2.0, steps=2, progress=False)
+        maximize_filters(model, "conv2", [0], steps=2, size=(16, 16), progress=False)
+        maximize_class(model, "woman", steps=2, progress=False)
+        return weakref.ref(model), len(cached_keys(model))
+
+    gone, loops = use_and_let_go()
     gc.collect()
+    assert loops == 5
     assert gone() is None, "the memo of compiled loops kept the model alive"
 
 

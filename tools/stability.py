@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = args.markdown.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(args.markdown)   # all or nothing
-    summary = [l for l in text.splitlines() if "FAILED" in l or "| thin |" in l or "**" in l]
+    summary = [l for l in text.splitlines()
+               if l.endswith(("| FAILED |", "| thin |", "| missing in a run |")) or l.startswith("- **")]
     print("\n".join(summary) if summary else "every claim held under every perturbation with its margin")
     print("stable" if stable else "NOT stable: see the rows above")
     return 0 if stable else 1
