@@ -132,7 +132,8 @@ def test_batching_changes_only_the_speed(imagenet_model):
 def test_sea_snake_from_noise_reaches_099_within_40_steps(imagenet_model):
     vis = maximize_class(imagenet_model, 65, steps=15, step_size=2.0, progress=False)
     assert vis.what == ["sea snake"]
-    assert np.abs(vis.initial - GRAY).max() <= 2.0  # it started from faint grey noise
+    beyond = np.abs(vis.initial - GRAY).max() - 2.0   # it started from faint grey noise, within +-2 levels
+    assert beyond <= 1e-3
     assert vis.start[0] < 0.01
     assert 0 < vis.first_step(0.99)[0] <= 15, vis.curves().tail()
     assert vis.images.dtype == np.uint8 and vis.images.shape == (1, 224, 224, 3)

@@ -137,7 +137,9 @@ def report(names: list[str], out: Path, runs: dict[str, dict] | None = None) -> 
     bad: list[str] = []
     lines = [f"Perturbations: {', '.join(f'`{n}`' + (' (' + ', '.join(f'{k}={v}' for k, v in PERTURBATIONS[n].items()) + ')' if PERTURBATIONS[n] else '') for n in names)}.",
              f"A claim is **thin** when its worst margin is under {MIN_MARGIN['relative']:.0%} of its threshold "
-             f"(relative) or {MIN_MARGIN['log-odds']} in log-odds (probabilities and rates).", ""]
+             f"(relative) or {MIN_MARGIN['log-odds']} in log-odds (probabilities and rates); **exact** when it "
+             "sits that close to its bound by construction (a clip, a count, a uint8 value) with the same value "
+             "under every perturbation.", ""]
     lines += ["| run | tests failed | claims recorded | time |", "|---|---|---|---|"]
     for n in names:
         t = f"{runs[n]['seconds']:.0f} s" if runs and n in runs else ""
@@ -161,12 +163,15 @@ def report(names: list[str], out: Path, runs: dict[str, dict] | None = None) -> 
             if not held:
                 status = "FAILED"
             elif worst is not None and worst < floor:
-                status = "thin"
+                # at its bound by construction (a clip, a count, a uint8 value) and the same under
+                # every perturbation: nothing here moves, so nothing can cross
+                same = len(known) > 1 and len({r["value"] for r in known}) == 1
+                status = "exact" if same else "thin"
             elif len(known) < len(names):
                 status = "missing in a run"
             else:
                 status = "ok"
-            if status != "ok":
+            if status not in ("ok", "exact"):
                 bad.append(f"{k}: {status}")
             unit = " (log-odds)" if first["scale"] == "log-odds" else ""
             cells = [fmt(r["value"]) if r else "—" for r in recs]
