@@ -48,7 +48,7 @@ test-perturbed: venv
 	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 COURSE_SEED=$(PERTURBED_SEED) $(BIN)/python -m pytest $(PERTURBED_TARGETS)
 
 # The stability harness: unit tests and notebooks under five perturbations (default, oneDNN off,
-# one thread, seeds 1 and 2), one table of every claim's values and worst margin. About an hour.
+# one thread, seeds 1 and 2), one table of every claim's values and worst margin. About 35 minutes.
 STABILITY_ARGS ?=
 stability: venv
 	$(BIN)/python tools/stability.py --markdown docs/stability.md $(STABILITY_ARGS)
