@@ -82,7 +82,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     print(f"[{name}] {' '.join(f'{k}={v}' for k, v in PERTURBATIONS[name].items()) or '(no change)'}: {' '.join(cmd[2:])}",
           flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=open(args.out / f"{name}.log", "w"), stderr=subprocess.STDOUT)
+    with open(args.out / f"{name}.log", "w") as out:
+        rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - t0
     print(f"[{name}] pytest exit {rc} after {seconds:.0f} s", flush=True)
     return {"rc": rc, "seconds": seconds}
