@@ -73,7 +73,7 @@ bench-quick: venv
 	$(BIN)/python -m benchmarks --quick
 
 fetch-vgg16: venv
-	$(BIN)/python -m course_utils.fetch vgg16 $(FETCH_ARGS)
+	$(BIN)/python -m course_utils.io.fetch vgg16 $(FETCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache student

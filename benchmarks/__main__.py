@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS + OPTIONAL_WORKLOADS)}")
     if args.reps is not None and args.reps < 1:
         parser.error("--reps must be >= 1")
-    from course_utils.files import OutputPathError, check_writable
+    from tools.facetrain.outputs import OutputPathError, check_writable
 
     try:  # before anything runs: a typo in --out must not cost a whole benchmark run
         check_writable(args.out, "--out", folder=True)

@@ -1,7 +1,7 @@
 """Workload 5: one epoch of adversarial training (lesson 4), compiled vs a per-example eager PGD loop.
 
-- course: :class:`course_utils.defences.AdversarialTraining` (``fit`` for one epoch): every batch
-  is attacked with PGD *inside* the compiled training step (:func:`course_utils.pgd.pgd_perturb`,
+- course: :class:`course_utils.attacks.defences.AdversarialTraining` (``fit`` for one epoch): every batch
+  is attacked with PGD *inside* the compiled training step (:func:`course_utils.attacks.pgd.pgd_perturb`,
   a ``tf.while_loop``), then the weights take one Adam step.
 - tutorial-style: the same epoch written as tutorials write it: for every batch, attack each face
   on its own with an eager ``GradientTape`` PGD loop (random start, sign steps, projection and
@@ -24,10 +24,10 @@ import tensorflow as tf
 
 from benchmarks.measure import PeakMemory, interleave, timed
 from benchmarks.workloads import Context, Plan, Side, WorkloadResult
-from course_utils.defences import AdversarialTraining
-from course_utils.images import sample_face
-from course_utils.robust_gender_cnn import build_robust_gender_cnn
-from course_utils.train_gender_cnn import augment_faces
+from course_utils.attacks.defences import AdversarialTraining
+from course_utils.io.images import sample_face
+from course_utils.models.faces import build_robust_gender_cnn
+from tools.facetrain.training import augment_faces
 
 __all__ = ["EpochPlan", "EPOCH_PLANS", "eager_adversarial_epoch", "adversarial_training_workload"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.workloads import WorkloadResult
-from course_utils.files import write_files_together
+from tools.facetrain.outputs import write_files_together
 
 __all__ = ["goals", "build_report", "markdown", "write_report"]
 

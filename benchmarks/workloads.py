@@ -36,14 +36,14 @@ from benchmarks.common import (
     FULL, QUICK, Context, Plan, Side, WorkloadResult, first_trace, log, max_diff, steps_if, traces_of, warm_up,
 )
 from benchmarks.measure import PeakMemory, interleave, median, timed
-from course_utils.attacks import iterative_attack, noise_filter
-from course_utils.gender_cnn import gender_class_index
-from course_utils.labels import resolve_class
-from course_utils.objectives import CrossEntropy, weak
-from course_utils.optimize import loop_for
-from course_utils.penalties import L2Penalty
-from course_utils.steps import PixelRange
-from course_utils.visualize import conv_layers, gray_noise, maximize_class, maximize_filters
+from course_utils.attacks.gradient import iterative_attack, noise_filter
+from course_utils.models.faces import gender_class_index
+from course_utils.models.labels import resolve_class
+from course_utils.core.objectives import CrossEntropy, weak
+from course_utils.core.cache import loop_for
+from course_utils.core.penalties import L2Penalty
+from course_utils.core.steps import PixelRange
+from course_utils.vis.filters import conv_layers, gray_noise, maximize_class, maximize_filters
 
 __all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads", "log"]
 
@@ -378,7 +378,7 @@ def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         name="class_maximization",
         title=f"class '{CLASS_TARGET}' from noise, {model.name}, step {CLASS_STEP:g} px",
         steps=steps, batch=1, reps=reps,
-        course=Side("course_utils.visualize.maximize_class (one compiled while_loop)", steps, seconds["course"],
+        course=Side("course_utils.vis.filters.maximize_class (one compiled while_loop)", steps, seconds["course"],
                     c_first, steps_if(plan, 1), [v.compile_seconds for v in outputs["course"]],
                     [v.traces for v in outputs["course"]], traces_of(c_warm)),
         baseline=baseline_side,

@@ -195,13 +195,13 @@ def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
 
 
 def check_regularizers(regularizers: Any, name: str = "regularizers") -> tuple:
-    """The regularisers as a tuple of :class:`course_utils.pieces.Regularizer` objects.
+    """The regularisers as a tuple of :class:`course_utils.core.pieces.Regularizer` objects.
 
     Accepts a tuple or list of them, one on its own, or ``None`` (none). Refuses names
     (``"jitter"``), classes that were not made into objects (``Blur`` instead of ``Blur()``) and
     anything else, before any graph is traced.
     """
-    from course_utils.pieces import Regularizer
+    from course_utils.core.pieces import Regularizer
 
     example = "such as (Jitter(8), Blur(1.0))"
     if regularizers is None:

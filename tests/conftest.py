@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def imagenet_model():
     """EfficientNet-Lite0, loaded once for the whole session (offline)."""
-    from course_utils.models import load_efficientnet_lite0
+    from course_utils.models.efficientnet_lite import load_efficientnet_lite0
 
     return load_efficientnet_lite0()
 
@@ -22,7 +22,7 @@ def imagenet_model():
 @pytest.fixture(scope="session")
 def cat_224() -> np.ndarray:
     """skimage's chelsea (a cat), 224x224x3 float pixels 0..255."""
-    from course_utils.images import load_image, sample_image
+    from course_utils.io.images import load_image, sample_image
 
     return load_image(sample_image("chelsea"), size=224)
 
@@ -68,7 +68,7 @@ class _AssertionRecorder:
         self.path = path
 
     def pytest_assertion_pass(self, item, lineno, orig, expl):
-        from course_utils.claims import margin
+        from course_utils.classroom.claims import margin
 
         first = expl.splitlines()[0].strip() if expl else ""
         found = self._COMPARISON.match(first)
@@ -95,7 +95,7 @@ class _AssertionRecorder:
 
 
 def pytest_configure(config):
-    from course_utils.claims import CLAIMS_LOG_VARIABLE
+    from course_utils.classroom.claims import CLAIMS_LOG_VARIABLE
 
     path = os.environ.get(CLAIMS_LOG_VARIABLE, "").strip()
     if path:

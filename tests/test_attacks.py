@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.attacks import fgsm, input_gradient, iterative_attack
-from course_utils.images import ImageLoadError
-from course_utils.labels import UnknownClassError
+from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack
+from course_utils.io.images import ImageLoadError
+from course_utils.models.labels import UnknownClassError
 
 PENGUIN, MOUSE = 145, 673
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_utils.images import MAX_PIXELS, ImageLoadError, as_batch, center_crop_resize, load_image
+from course_utils.io.images import MAX_PIXELS, ImageLoadError, as_batch, center_crop_resize, load_image
 
 SERVER_CAP_S = 15.0  # no response lasts longer than this
 SERVER_CAP_BYTES = 8 * 1024**2  # nor sends more than this

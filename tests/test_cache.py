@@ -14,15 +14,17 @@ import weakref
 import numpy as np
 import pytest
 
-from course_utils import optimize
-from course_utils.attacks import fgsm, iterative_attack, noise_filter
-from course_utils.gender_cnn import load_gender_cnn
-from course_utils.images import sample_face
-from course_utils.objectives import CrossEntropy, weak
-from course_utils.optimize import GradientLoop, cached_keys, cached_loop, loop_for
-from course_utils.regularizers import Jitter, PixelRange
-from course_utils.steps import LinfBall
-from course_utils.visualize import maximize_class, maximize_filters
+from course_utils.core import cache as optimize
+from course_utils.attacks.gradient import fgsm, iterative_attack, noise_filter
+from course_utils.models.faces import load_gender_cnn
+from course_utils.io.images import sample_face
+from course_utils.core.objectives import CrossEntropy, weak
+from course_utils.core.loop import GradientLoop
+from course_utils.core.cache import cached_keys, cached_loop, loop_for
+from course_utils.core.transforms import Jitter
+from course_utils.core.steps import PixelRange
+from course_utils.core.steps import LinfBall
+from course_utils.vis.filters import maximize_class, maximize_filters
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Claims with margins (course_utils.claims), the seed offset (course_utils.seeds) and the
+"""Claims with margins (course_utils.classroom.claims), the seed offset (course_utils.seeds) and the
 stability harness's report (tools/stability.py)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.claims import ClaimFailed, claim, margin
+from course_utils.classroom.claims import ClaimFailed, claim, margin
 from course_utils.seeds import effective_seed, seed_offset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,14 +83,18 @@ def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):
     the same offset gives the same numbers again."""
     import tensorflow as tf
 
-    from course_utils.param import Fourier
-    from course_utils.pgd import _random_start, _seed_pair
-    from course_utils.visualize import gray_noise
+    import keras
+
+    from course_utils.attacks.pgd import pgd_perturb
+    from course_utils.core.param import Fourier
+    from course_utils.vis.filters import gray_noise
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
 
     def draws():
         x = tf.fill([1, 8, 8, 3], 128.0)
         return (gray_noise((4, 4, 3), seed=5), Fourier(size=(16, 16)).init(1, seed=5),
-                _random_start(x, tf.constant([4.0]), "linf", _seed_pair(5)).numpy())
+                pgd_perturb(model, x, [0], 4.0, steps=0, seed=5).numpy())  # PGD's random start alone
 
     monkeypatch.delenv("COURSE_SEED", raising=False)
     base = draws()
@@ -108,9 +112,9 @@ def test_the_loop_seed_moves_with_the_offset(monkeypatch):
     """The compiled loop's seed (jitter, random starts) is moved too: a jittered run differs."""
     import keras
 
-    from course_utils.objectives import ClassLogit, weak
-    from course_utils.optimize import loop_for
-    from course_utils.transforms import Jitter
+    from course_utils.core.objectives import ClassLogit, weak
+    from course_utils.core.cache import loop_for
+    from course_utils.core.transforms import Jitter
 
     inp = keras.Input((16, 16, 3))
     model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.defences import (
+from course_utils.attacks.defences import (
     AdversarialTraining,
     GaussianBlur,
     JpegRecompress,
@@ -17,7 +17,7 @@ from course_utils.defences import (
     StraightThrough,
     defend,
 )
-from course_utils.pgd import pgd_perturb
+from course_utils.attacks.pgd import pgd_perturb
 
 RNG = np.random.default_rng(0)
 
@@ -156,7 +156,7 @@ def test_adversarial_training_refuses_bad_settings():
 
 
 def test_resized_and_ensemble_models():
-    from course_utils.transfer import ensemble, resized, top1
+    from course_utils.attacks.transfer import ensemble, resized, top1
 
     small, big = _tiny_classifier(size=16), _tiny_classifier(size=24)
     x = tf.constant(_photo(2, size=16), tf.float32)
@@ -172,7 +172,7 @@ def test_resized_and_ensemble_models():
 
 
 def test_photo_variants_are_seeded_and_transfer_table_counts_changes():
-    from course_utils.transfer import photo_variants, transfer_table
+    from course_utils.attacks.transfer import photo_variants, transfer_table
 
     a, names = photo_variants(["chelsea", "coffee"], extra=2, size=32, seed=3)
     b, _ = photo_variants(["chelsea", "coffee"], extra=2, size=32, seed=3)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils import exercises_defences as ex
-from course_utils.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom import exercises_defences as ex
+from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
 
 
 def _rejects(check, *args, match: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""The one download routine (``course_utils.fetch``) against a local HTTP server on 127.0.0.1.
+"""The one download routine (``course_utils.io.fetch``) against a local HTTP server on 127.0.0.1.
 
 Paths the server knows: ``/file`` (the payload), ``/short`` (announces the payload's length,
 sends half and hangs up), ``/missing`` (404). Every download here is bounded by a 10 s timeout.
@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from course_utils import fetch
-from course_utils.fetch import FetchError, KnownFile, fetch_file, file_md5
-from course_utils.models import vgg16_weights_path
+from course_utils.io import fetch
+from course_utils.io.fetch import FetchError, KnownFile, fetch_file, file_md5
+from course_utils.models.imagenet import vgg16_weights_path
 
 PAYLOAD = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks, so the bar moves
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from course_utils.gender_cnn import (
+from course_utils.models.faces import (
     DEFAULT_WEIGHTS,
     GENDER_CLASSES,
     build_gender_cnn,
@@ -30,7 +30,7 @@ def shipped_model() -> keras.Model:
 def astronaut_face() -> np.ndarray:
     """The lessons' well-framed face of skimage's astronaut (``sample_face``): (48, 48) float32
     pixels 0..255, the same face the model card's smoke test uses."""
-    from course_utils.images import sample_face
+    from course_utils.io.images import sample_face
 
     return sample_face("astronaut")[..., 0]
 
@@ -106,7 +106,7 @@ def test_astronaut_crop_is_classified_woman(shipped_model):
     "only retraining needs it",
 )
 def test_short_training_beats_chance():
-    from course_utils.train_gender_cnn import evaluate, load_faces, split_faces, train_gender_cnn
+    from tools.facetrain.training import evaluate, load_faces, split_faces, train_gender_cnn
 
     images, labels = load_faces(SHARED_FACES)
     assert images.shape == (4915, 48, 48, 1) and images.dtype == np.float32
@@ -130,7 +130,7 @@ def test_short_training_beats_chance():
 
 
 def test_split_is_stratified_and_seeded():
-    from course_utils.train_gender_cnn import split_faces
+    from tools.facetrain.training import split_faces
 
     labels = np.array([0] * 40 + [1] * 60)
     train_idx, test_idx = split_faces(labels, test_fraction=0.2, seed=3)
@@ -164,7 +164,7 @@ def test_truncated_weights_file(tmp_path):
 
 
 def test_load_faces_errors(tmp_path):
-    from course_utils.train_gender_cnn import load_faces
+    from tools.facetrain.training import load_faces
 
     with pytest.raises(FileNotFoundError, match="shared/data"):
         load_faces(tmp_path / "absent.npz")
@@ -174,7 +174,7 @@ def test_load_faces_errors(tmp_path):
 
 
 def test_weights_are_saved_atomically(tmp_path, shipped_model):
-    from course_utils.train_gender_cnn import save_weights_atomically
+    from tools.facetrain.training import save_weights_atomically
 
     target = tmp_path / "copy.weights.h5"
     shutil.copy(DEFAULT_WEIGHTS, target)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.images import (
+from course_utils.io.images import (
     SAMPLE_IMAGES,
     ImageLoadError,
     as_batch,

@@ -15,9 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks import iterative_attack
-from course_utils.optimize import MAX_HISTORY_BYTES, GradientLoop, next_chunk_length
-from course_utils.regularizers import Blur, Jitter, L2Decay, PixelRange, TotalVariation
+from course_utils.attacks.gradient import iterative_attack
+from course_utils.core.history import MAX_HISTORY_BYTES
+from course_utils.core.loop import GradientLoop, next_chunk_length
+from course_utils.core.steps import Blur, L2Decay
+from course_utils.core.transforms import Jitter
+from course_utils.core.penalties import TotalVariation
+from course_utils.core.steps import PixelRange
 
 
 @pytest.fixture(scope="module")

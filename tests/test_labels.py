@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.labels import UnknownClassError, imagenet_class_index, imagenet_label, imagenet_synonyms, resolve_class
+from course_utils.models.labels import UnknownClassError, imagenet_class_index, imagenet_label, imagenet_synonyms, resolve_class
 
 
 def test_labels_used_by_the_lessons():

@@ -1,4 +1,4 @@
-"""Lucid-style feature visualisation (course_utils.lucid): objectives, diversity, and class
+"""Lucid-style feature visualisation (course_utils.vis.lucid): objectives, diversity, and class
 pictures judged by a second network (EfficientNet-Lite2, 260 px) that never saw the optimisation.
 
 Few steps and small pictures; margins hold on any CPU (oneDNN on or off): every asserted
@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.layers import feature_model
-from course_utils.lucid import center_activation, diversity, judge_classes, render_class, render_filters
-from course_utils.regularizers import Blur, Jitter, L2Decay, TotalVariation
-from course_utils.param import Fourier
-from course_utils.visualize import maximize_class, maximize_filters
+from course_utils.models.layers import feature_model
+from course_utils.vis.lucid import center_activation, diversity, judge_classes, render_class, render_filters
+from course_utils.core.steps import Blur, L2Decay
+from course_utils.core.transforms import Jitter
+from course_utils.core.penalties import TotalVariation
+from course_utils.core.param import Fourier
+from course_utils.vis.filters import maximize_class, maximize_filters
 
 
 def _log_odds(p: float) -> float:
@@ -24,7 +26,7 @@ def _log_odds(p: float) -> float:
 
 @pytest.fixture(scope="module")
 def lite2():
-    from course_utils.models import load_imagenet_model
+    from course_utils.models.imagenet import load_imagenet_model
 
     return load_imagenet_model("efficientnet_lite2", verbose=False)
 
@@ -96,7 +98,7 @@ def test_maximize_functions_take_a_param_and_run_the_lucid_loop(imagenet_model):
 
 
 def test_a_class_pushed_into_a_photo_through_the_fourier_param(imagenet_model):
-    from course_utils.images import load_image, sample_image
+    from course_utils.io.images import load_image, sample_image
 
     photo = load_image(sample_image("astronaut"), size=224)
     vis = maximize_class(imagenet_model, "triceratops", image=photo, steps=6, step_size=0.005, param="fourier",

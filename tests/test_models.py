@@ -12,21 +12,23 @@ import keras
 import numpy as np
 import pytest
 
-from course_utils.efficientnet_lite import LITE_VARIANTS, lite_variant
-from course_utils.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
-from course_utils.models import (
-    WeightsUnavailableError,
+from course_utils.models.efficientnet_lite import LITE_VARIANTS, lite_variant
+from course_utils.io.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
+from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.models.efficientnet_lite import (
     build_efficientnet_lite0,
     default_lite0_weights_path,
     default_lite_weights_path,
-    input_size,
     load_efficientnet_lite,
     load_efficientnet_lite0,
+)
+from course_utils.models.imagenet import (
+    input_size,
     load_imagenet_model,
     load_vgg16,
     predict_top_k,
 )
-from course_utils.pth import CorruptWeightsError, load_pth_state_dict
+from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
 
 DATA = Path(__file__).parent / "data"
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat

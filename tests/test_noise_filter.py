@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.attacks import noise_filter
-from course_utils.gender_cnn import load_gender_cnn
-from course_utils.images import ImageLoadError, sample_face
+from course_utils.attacks.gradient import noise_filter
+from course_utils.models.faces import load_gender_cnn
+from course_utils.io.images import ImageLoadError, sample_face
 
 MAN, WOMAN = 0, 1
 

@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.gender_cnn import load_gender_cnn
-from course_utils.images import sample_face
-from course_utils.objectives import ClassLogit, CrossEntropy, FilterMean, Objective, Sum, as_objective
-from course_utils.optimize import GradientLoop, run_gradient_loop
+from course_utils.models.faces import load_gender_cnn
+from course_utils.io.images import sample_face
+from course_utils.core.objectives import ClassLogit, CrossEntropy, FilterMean, Objective, Sum, as_objective
+from course_utils.core.loop import GradientLoop
+
+
+def run_gradient_loop(objective, x0, *, step_rule="plain", regularizers=(), jit_compile=False, **run):
+    """A one-off loop: build it with its structure, run it with the per-call values."""
+    return GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile).run(x0, **run)
 
 
 @pytest.fixture(scope="module")

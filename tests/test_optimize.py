@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.optimize import Regularizer, run_gradient_loop, step_direction
+from course_utils.core.loop import GradientLoop
+from course_utils.core.pieces import Regularizer
+from course_utils.core.steps import step_direction
+
+
+def run_gradient_loop(objective, x0, *, step_rule="plain", regularizers=(), jit_compile=False, **run):
+    """A one-off loop: build it with its structure, run it with the per-call values."""
+    return GradientLoop(objective, step_rule=step_rule, regularizers=regularizers, jit_compile=jit_compile).run(x0, **run)
 
 
 def quadratic(target: float):

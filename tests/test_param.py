@@ -1,4 +1,4 @@
-"""Parameterisations (course_utils.param) and robustness transforms (course_utils.robustness):
+"""Parameterisations (course_utils.core.param) and robustness transforms (course_utils.core.transforms):
 shapes, value range, seeded determinism, the 1/f spectrum. No model needed; a few seconds."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError
-from course_utils.param import COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, Pixels, image_param, rfft2d_freqs
-from course_utils.robustness import Pad, RandomCrop, RandomRotate, RandomScale, Resize, standard_transforms
+from course_utils.core.param import COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, Pixels, image_param, rfft2d_freqs
+from course_utils.core.transforms import Pad, RandomCrop, RandomRotate, RandomScale, Resize, standard_transforms
 
 SIZES = [(32, 32), (31, 45), (24, 64)]
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.objectives import CrossEntropy, weak
-from course_utils.optimize import GradientLoop, loop_for
-from course_utils.steps import L2Ball, LinfBall, PixelRange
+from course_utils.core.objectives import CrossEntropy, weak
+from course_utils.core.loop import GradientLoop
+from course_utils.core.cache import loop_for
+from course_utils.core.steps import L2Ball, LinfBall, PixelRange
 
 
 def _net(inputs: keras.KerasTensor) -> keras.KerasTensor:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.penalties import L2Penalty, TotalVariation
-from course_utils.steps import Blur, L2Ball, LinfBall, PixelRange
-from course_utils.transforms import Jitter, RandomRotate, RandomScale
+from course_utils.core.penalties import L2Penalty, TotalVariation
+from course_utils.core.steps import Blur, L2Ball, LinfBall, PixelRange
+from course_utils.core.transforms import Jitter, RandomRotate, RandomScale
 
 RNG = np.random.default_rng(0)
 X0 = tf.constant(RNG.uniform(50, 200, (4, 12, 10, 3)).astype(np.float32))

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from course_utils.plotting import plot_tradeoff, show_gradients, show_kernels  # noqa: E402
+from course_utils.classroom.plotting import plot_tradeoff, show_gradients, show_kernels  # noqa: E402
 
 
 def test_tradeoff_draws_zero_at_zero_on_a_symlog_axis():
@@ -58,7 +58,7 @@ def test_kernels_share_one_scale_so_near_zero_weights_look_grey():
 def test_attack_panel_shows_image_change_and_bars():
     import pandas as pd
 
-    from course_utils.plotting import attack_panel
+    from course_utils.classroom.plotting import attack_panel
 
     x = np.full((8, 8, 3), 100.0, np.float32)
     top = pd.DataFrame({"label": ["king penguin", "tabby"], "probability": [0.9, 0.05]})

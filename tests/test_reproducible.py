@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 PROGRAM = """
 import hashlib, numpy as np
 import course_utils
-from course_utils.attacks import iterative_attack, noise_filter
-from course_utils.images import sample_face
-from course_utils.models import load_gender_cnn
-from course_utils.visualize import Jitter, maximize_class
+from course_utils.attacks.gradient import iterative_attack, noise_filter
+from course_utils.io.images import sample_face
+from course_utils.models.faces import load_gender_cnn
+from course_utils.vis.filters import Jitter, maximize_class
 
 def digest(model):
     vis = maximize_class(model, "man", steps=5, step_size=2.0, regularizers=(Jitter(4),), seed=3, progress=False)
@@ -45,7 +45,7 @@ def _digest_here(model) -> str:
 
 @pytest.fixture(scope="module")
 def face_model():
-    from course_utils.models import load_gender_cnn
+    from course_utils.models.faces import load_gender_cnn
 
     return load_gender_cnn()
 
@@ -53,7 +53,7 @@ def face_model():
 def test_same_numbers_again_in_the_same_process(face_model):
     first = _digest_here(face_model)
     # Run something else with other seeds in between: it must not shift the next call's randomness.
-    from course_utils.visualize import Jitter, maximize_class
+    from course_utils.vis.filters import Jitter, maximize_class
 
     maximize_class(face_model, "woman", steps=3, regularizers=(Jitter(2),), seed=11, progress=False)
     assert _digest_here(face_model) == first
@@ -68,7 +68,7 @@ def test_same_numbers_in_a_fresh_process(face_model):
 
 
 def test_different_seeds_give_different_pictures(imagenet_model):
-    from course_utils.visualize import maximize_class
+    from course_utils.vis.filters import maximize_class
 
     a, b = (maximize_class(imagenet_model, 65, steps=1, seed=s, progress=False) for s in (0, 1))
     assert not np.array_equal(a.pixels, b.pixels)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.gender_cnn import load_gender_cnn
-from course_utils.robust_gender_cnn import (
+from course_utils.models.faces import load_gender_cnn
+from course_utils.models.faces import (
     ROBUST_CARD,
     ROBUST_FILTERS,
     ROBUST_WEIGHTS,
@@ -67,7 +67,7 @@ def test_loader_refuses_missing_damaged_and_non_finite_weights(tmp_path):
     model.set_weights(weights)
     nan_file = tmp_path / "nan.weights.h5"
     model.save_weights(nan_file)
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match="NaN or infinite"):
         load_robust_gender_cnn(nan_file)
 
 
@@ -95,8 +95,8 @@ def test_load_robustness_refuses_a_bad_file(tmp_path):
 
 @pytest.mark.skipif(not SHARED_FACES.is_file(), reason="the face set ../shared/data/faces48.npz is not here (it is never shipped)")
 def test_promises_hold_live_on_the_held_out_faces():
-    from course_utils.pgd import robust_accuracy
-    from course_utils.train_gender_cnn import load_faces, split_faces
+    from course_utils.attacks.pgd import robust_accuracy
+    from tools.facetrain.training import load_faces, split_faces
 
     images, labels = load_faces(SHARED_FACES)
     _, test_idx = split_faces(labels, test_fraction=0.2, seed=0)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.gender_cnn import DEFAULT_WEIGHTS, MODEL_CARD, build_gender_cnn, load_gender_cnn
-from course_utils.files import OutputPathError, check_writable, write_files_together
+from course_utils.models.faces import DEFAULT_WEIGHTS, MODEL_CARD, build_gender_cnn, load_gender_cnn
+from tools.facetrain.outputs import OutputPathError, check_writable, write_files_together
 import importlib.util as _util
 
 _spec = _util.spec_from_file_location("train_gender_cnn_tool", Path(__file__).resolve().parents[1] / "tools" / "train_gender_cnn.py")
@@ -184,7 +184,7 @@ def test_load_gender_cnn_refuses_non_finite_weights(tmp_path):
 
 
 def test_training_that_diverges_is_an_error():
-    from course_utils.train_gender_cnn import train_gender_cnn
+    from tools.facetrain.training import train_gender_cnn
 
     arrays = tiny_faces(16)
     with pytest.raises(ValueError, match=r"training diverged \(learning rate 1e\+38, 1 epochs\): .* NaN or infinite .* smaller learning rate"):

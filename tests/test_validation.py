@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks import fgsm, input_gradient, iterative_attack, noise_filter
+from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack, noise_filter
 from course_utils.checks import WrongTypeError
-from course_utils.gender_cnn import GENDER_CLASSES, gender_class_index, load_gender_cnn
-from course_utils.images import sample_face
-from course_utils.labels import UnknownClassError, imagenet_label, resolve_class
-from course_utils.regularizers import Blur, Jitter, TotalVariation
-from course_utils.visualize import conv_layers, maximize_class, maximize_filters
+from course_utils.models.faces import GENDER_CLASSES, gender_class_index, load_gender_cnn
+from course_utils.io.images import sample_face
+from course_utils.models.labels import UnknownClassError, imagenet_label, resolve_class
+from course_utils.core.steps import Blur
+from course_utils.core.transforms import Jitter
+from course_utils.core.penalties import TotalVariation
+from course_utils.vis.filters import conv_layers, maximize_class, maximize_filters
 
 
 @pytest.fixture(scope="module")

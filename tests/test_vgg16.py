@@ -15,10 +15,11 @@ import keras
 import numpy as np
 import pytest
 
-from course_utils.attacks import fgsm, input_gradient, iterative_attack
-from course_utils.fetch import KNOWN_FILES
-from course_utils.models import WeightsUnavailableError, load_imagenet_model, load_vgg16, predict_top_k
-from course_utils.visualize import (
+from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack
+from course_utils.io.fetch import KNOWN_FILES
+from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k
+from course_utils.vis.filters import (
     conv_layers,
     feature_layers,
     layer_summary,
@@ -71,7 +72,7 @@ def vgg16(vgg16_keras_home) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    from course_utils.images import load_image, sample_image
+    from course_utils.io.images import load_image, sample_image
 
     return load_image(sample_image("chelsea"), size=224)[None]  # (1, 224, 224, 3) pixels 0..255
 
@@ -165,7 +166,7 @@ def test_a_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch, no_network
 def test_lucid_pictures_run_on_vgg16(vgg16, imagenet_model):
     """Lesson 3's Lucid section on the VGG16 graph load_vgg16 builds: class and filter pictures,
     the parameterisation switch of maximize_class, and the judge (here Lite0 judging VGG16)."""
-    from course_utils.lucid import judge_classes, render_class, render_filters
+    from course_utils.vis.lucid import judge_classes, render_class, render_filters
 
     targets = ["sea snake", "goldfish"]
     lucid = render_class(vgg16, targets, steps=2, progress=False)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.images import load_image, sample_image
-from course_utils.visualize import (
+from course_utils.io.images import load_image, sample_image
+from course_utils.vis.filters import (
     GRAY,
     Blur,
     Jitter,

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from course_utils import widgets  # noqa: E402
+from course_utils.classroom import widgets  # noqa: E402
 
 
 def _fig(label: str):

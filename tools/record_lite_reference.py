@@ -13,7 +13,7 @@ For each variant it writes ``tests/data/efficientnet_lite{0,1,2}_reference.npz``
 
 - ``inputs``: uint8 ``(4, S, S, 3)`` RGB pixels, S the variant's resolution (224, 240, 260):
   scikit-image's astronaut, chelsea and coffee centre-cropped and resized the way
-  ``course_utils.images.load_image(..., size=S)`` does, rounded to integers, then one seeded
+  ``course_utils.io.images.load_image(..., size=S)`` does, rounded to integers, then one seeded
   uniform-noise image. The test feeds these exact arrays to the Keras port.
 - ``logits``: float32 ``(4, 1000)``, the reference model's output (eval mode) for ``inputs``.
 - ``names``, ``versions``: what the rows are and what made them.
@@ -53,7 +53,7 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     """The largest centred square, resized to ``(size, size)``: a copy of
-    ``course_utils.images.center_crop_resize`` for square sizes (float32 pixels 0..255)."""
+    ``course_utils.io.images.center_crop_resize`` for square sizes (float32 pixels 0..255)."""
     h, w = image.shape[:2]
     if h > w:
         ch, cw = w, w

@@ -8,7 +8,7 @@ grayscale; non-commercial research and education only, never shipped). From the 
         --out data/gender_cnn.weights.h5 --card data/gender_cnn.md
 
 ``--card-only`` rewrites only the model card from the weights in ``--out`` (never written then).
-The training itself lives in :mod:`course_utils.train_gender_cnn`; this file is its command line.
+The training itself lives in :mod:`tools.facetrain.training`; this file is its command line.
 Errors are one line on stderr, exit status 1, and nothing is written.
 """
 
@@ -29,10 +29,10 @@ import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up before Ker
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from course_utils.face_data import DEFAULT_DATA, FaceDataError, read_face_set, split_faces  # noqa: E402
-from course_utils.files import check_writable, write_files_together  # noqa: E402
-from course_utils.gender_cnn import GENDER_CLASSES, load_gender_cnn  # noqa: E402
-from course_utils.model_card import (  # noqa: E402
+from tools.facetrain.data import DEFAULT_DATA, FaceDataError, read_face_set, split_faces  # noqa: E402
+from tools.facetrain.outputs import check_writable, write_files_together  # noqa: E402
+from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn  # noqa: E402
+from tools.facetrain.card import (  # noqa: E402
     astronaut_probabilities,
     display_path,
     machine_description,
@@ -40,7 +40,7 @@ from course_utils.model_card import (  # noqa: E402
     training_facts_from_card,
     versions,
 )
-from course_utils.train_gender_cnn import (  # noqa: E402
+from tools.facetrain.training import (  # noqa: E402
     DEFAULT_EPOCHS,
     check_training_settings,
     check_weights_name,

@@ -15,7 +15,7 @@ It writes three files, all of them or none:
   held-out faces under PGD-20 at several budgets (the numbers lesson 4 plots).
 
 It reuses lesson 1's data loading, split (the same held-out faces), augmentation and evaluation
-from :mod:`course_utils.train_gender_cnn`. Everything is seeded and TensorFlow's deterministic ops
+from :mod:`tools.facetrain.training`. Everything is seeded and TensorFlow's deterministic ops
 are on, so the same seed, data and library versions give the same weights.
 """
 
@@ -41,18 +41,18 @@ import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from course_utils.defences import AdversarialTraining  # noqa: E402
-from course_utils.gender_cnn import GENDER_CLASSES, load_gender_cnn  # noqa: E402
-from course_utils.pgd import robust_accuracy  # noqa: E402
-from course_utils.robust_gender_cnn import (  # noqa: E402
+from course_utils.attacks.defences import AdversarialTraining  # noqa: E402
+from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn  # noqa: E402
+from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
+from course_utils.models.faces import (  # noqa: E402
     ROBUST_CARD,
     ROBUST_FILTERS,
     ROBUST_WEIGHTS,
     ROBUSTNESS_JSON,
     build_robust_gender_cnn,
 )
-from course_utils.face_data import read_face_set  # noqa: E402
-from course_utils.train_gender_cnn import (  # noqa: E402
+from tools.facetrain.data import read_face_set  # noqa: E402
+from tools.facetrain.training import (  # noqa: E402
     DEFAULT_DATA,
     RACE_NAMES,
     astronaut_probabilities,
@@ -199,7 +199,7 @@ def _relative(path: Path) -> str:
 
 
 def robustness_json(r: dict) -> str:
-    """The JSON the lesson reads (see :func:`course_utils.robust_gender_cnn.load_robustness`)."""
+    """The JSON the lesson reads (see :func:`course_utils.models.faces.load_robustness`)."""
     data = {
         "description": "Accuracy on the held-out faces under an untargeted L-inf PGD attack, per budget "
                        "(grey levels). Written by tools/train_robust_gender_cnn.py; the faces are not shipped.",
@@ -257,7 +257,7 @@ def model_card(r: dict) -> str:
 
 Lesson 1's face classifier trained with **adversarial training** (Madry et al., 2018): every
 training batch is first attacked with PGD, inside the compiled training step, and the network
-learns from the attacked faces. Load it with `course_utils.robust_gender_cnn.load_robust_gender_cnn()`;
+learns from the attacked faces. Load it with `course_utils.models.faces.load_robust_gender_cnn()`;
 no dataset is needed. Lesson 1's model card (`data/gender_cnn.md`) describes the data and the
 standard model.
 

@@ -1,0 +1,275 @@
+"""Objectives: what the gradient loop minimises, one small object per role (as Lucent's objectives).
+
+An objective is called as ``objective(x_in, data) -> (loss, tracked)``: ``x_in`` the batch the
+model sees (pixels, after the transforms), ``data`` the per-call tensors (one per example: the
+labels of this call...), ``loss`` shape ``(N,)`` to *minimise* and ``tracked`` shape ``(N, K)``,
+recorded every step for the history. What an objective needs per call it lists in
+:attr:`Objective.per_call`; the labels therefore enter the compiled loop as tensors, and a new
+target never traces the loop again.
+
+- :class:`CrossEntropy` to per-call ``labels``: targeted, minimise it (go to the label);
+  untargeted, maximise it (leave the label). Tracks the softmax.
+- :class:`ClassLogit` maximise the logit of per-call ``labels``. Tracks probability and logit.
+- :class:`FilterMean` maximise a layer's channel (per-call ``filters``) averaged over positions.
+  Tracks the mean.
+
+They combine like numbers: ``a + 0.5 * b`` minimises the weighted sum and tracks both, side by
+side (:class:`Sum`). Plain functions ``x -> (loss, tracked)`` work wherever an objective does.
+
+An objective holds its model. The compiled loops the course keeps for a model (see
+:func:`course_utils.core.loop.cached_loop`) hold it through :func:`weak`, so that they never keep
+a model alive that the notebook has let go.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from typing import Any, Callable, Hashable, Mapping
+
+import tensorflow as tf
+
+from course_utils.checks import check_number, describe
+
+__all__ = ["Objective", "CrossEntropy", "ClassLogit", "FilterMean", "Sum", "as_objective", "weak", "merge_specs"]
+
+
+def weak(model: Any) -> Any:
+    """A stand-in for ``model`` that calls and reads like it but does not keep it alive (a
+    ``weakref.proxy``), for objectives kept in the cache of compiled loops."""
+    if isinstance(model, weakref.ProxyTypes):
+        return model
+    try:
+        return weakref.proxy(model)
+    except TypeError:  # not weak-referenceable: keep it
+        return model
+
+
+def merge_specs(*specs: Mapping[str, tf.DType]) -> dict[str, tf.DType]:
+    """The per-call values several pieces read, name -> dtype; one name must mean one dtype."""
+    merged: dict[str, tf.DType] = {}
+    for spec in specs:
+        for name, dtype in spec.items():
+            if merged.setdefault(name, dtype) != dtype:
+                raise ValueError(f"the per-call value {name!r} is read as {merged[name].name} and as {dtype.name}")
+    return merged
+
+
+class Objective:
+    """Base of the objectives: override :meth:`__call__`, :attr:`per_call` and :meth:`key`."""
+
+    per_call: Mapping[str, tf.DType] = {}
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        raise NotImplementedError
+
+    def key(self) -> Hashable:
+        """What this objective bakes into a compiled loop (never the per-call values nor the model)."""
+        return (type(self).__qualname__, id(self))
+
+    def build(self) -> None:
+        """Build what the objective needs before it is traced (a feature extractor); once."""
+
+    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``(loss, tracked, success)``: :meth:`__call__` plus ``(N,)`` bool, the examples that
+        reached the objective's goal (read by a loop with ``stop_at_success``). Only objectives
+        with a goal (:class:`CrossEntropy`) define it."""
+        raise TypeError(f"{type(self).__name__} has no goal to stop at; stop_at_success needs a CrossEntropy objective")
+
+    def __add__(self, other: Any) -> "Objective":
+        if isinstance(other, (int, float)) and other == 0:
+            return self
+        return Sum([(1.0, self), (1.0, as_objective(other))])
+
+    def __radd__(self, other: Any) -> "Objective":
+        return self.__add__(other)  # sum([a, b]) starts from 0
+
+    def __mul__(self, weight: Any) -> "Objective":
+        return Sum([(check_number("objective weight", weight), self)])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, weight: Any) -> "Objective":
+        return self * (1.0 / check_number("objective divisor", weight, minimum=0.0, above=True))
+
+    def __neg__(self) -> "Objective":
+        return -1.0 * self
+
+    def __sub__(self, other: Any) -> "Objective":
+        return self + (-1.0) * as_objective(other)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "model")
+        return f"{type(self).__name__}({fields})"
+
+
+class Sum(Objective):
+    """``sum(weight * objective)``: the weighted sum of the losses; the tracked values of every
+    term side by side (the first term's columns first)."""
+
+    def __init__(self, terms: list[tuple[float, Objective]]) -> None:
+        flat: list[tuple[float, Objective]] = []
+        for weight, objective in terms:
+            if isinstance(objective, Sum):
+                flat += [(weight * w, o) for w, o in objective.terms]
+            else:
+                flat.append((float(weight), as_objective(objective)))
+        self.terms = tuple(flat)
+        self.per_call = merge_specs(*(o.per_call for _, o in self.terms))
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        losses, tracked = [], []
+        for weight, objective in self.terms:
+            loss, track = objective(x, data)
+            losses.append(loss if weight == 1.0 else weight * loss)
+            tracked.append(track)
+        return tf.add_n(losses) if len(losses) > 1 else losses[0], tf.concat(tracked, axis=1)
+
+    def key(self) -> Hashable:
+        return ("sum", tuple((w, o.key()) for w, o in self.terms))
+
+    def build(self) -> None:
+        for _, objective in self.terms:
+            objective.build()
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g} * {o!r}" for w, o in self.terms)
+
+
+class _Function(Objective):
+    """A plain function ``x -> (loss, tracked)`` or ``(x, data) -> (loss, tracked)`` as an
+    objective; ``per_call`` names the values it reads from ``data`` (name -> dtype)."""
+
+    def __init__(self, function: Callable, per_call: Mapping[str, tf.DType] | None = None) -> None:
+        self.function = function
+        self.per_call = dict(per_call or {})
+        try:
+            self._takes_data = len(inspect.signature(function).parameters) >= 2
+        except (TypeError, ValueError):
+            self._takes_data = False
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.function(x, data) if self._takes_data else self.function(x)
+
+    def key(self) -> Hashable:
+        return ("function", self.function, tuple(sorted((k, v.name) for k, v in self.per_call.items())))
+
+
+def as_objective(objective: Any, per_call: Mapping[str, tf.DType] | None = None) -> Objective:
+    """An :class:`Objective` as it is; a plain function wrapped as one (``per_call``: the
+    per-call values a function ``(x, data) -> (loss, tracked)`` reads); anything else refused."""
+    if isinstance(objective, Objective):
+        return objective
+    if callable(objective):
+        return _Function(objective, per_call)
+    raise TypeError(f"objective must be an Objective or a function x -> (loss, tracked), got {describe(objective)}")
+
+
+class CrossEntropy(Objective):
+    """Cross-entropy of ``model``'s logits to the per-call ``labels`` (int, one per example).
+
+    ``targeted=True``: the loss is the cross-entropy, minimised, so the model moves *to* the
+    label (the noise filter, a targeted attack). ``targeted=False``: its negative, so the loop
+    maximises the cross-entropy and the model moves *away* from the label (an untargeted attack).
+    Tracks the softmax probabilities ``(N, classes)``.
+
+    ``samples`` > 1 is expectation over transformation (EOT, Athalye et al. 2018): the model is
+    called on ``samples`` copies of the batch (useful only when it is random, e.g. a random
+    defence) and the loss and the tracked probabilities are averaged over them.
+    :meth:`evaluate` also says which examples *succeed*: top-1 on the label (targeted) or off it
+    (untargeted) on every one of the ``samples`` calls, which a loop with ``stop_at_success``
+    uses to leave them where they are.
+    """
+
+    per_call = {"labels": tf.int32}
+
+    def __init__(self, model: Any, targeted: bool = True, samples: int = 1) -> None:
+        from course_utils.checks import check_int
+
+        self.model = model
+        self.targeted = bool(targeted)
+        self.samples = check_int("samples", samples, minimum=1)
+
+    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``(loss (N,), tracked (N, classes), success (N,) bool)`` from one pass of the model."""
+        labels = data["labels"]
+        if self.samples == 1:
+            logits = self.model(x, training=False)[None]  # (1, N, classes)
+        else:
+            logits = self.model(tf.concat([x] * self.samples, axis=0), training=False)
+            logits = tf.reshape(logits, [self.samples, tf.shape(x)[0], -1])  # (samples, N, classes)
+        if self.samples == 1:
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits[0])
+        else:
+            onehot = tf.one_hot(labels, tf.shape(logits)[-1])  # float maths only: no integer tiling
+            ce = -tf.reduce_mean(tf.reduce_sum(onehot[None] * tf.nn.log_softmax(logits), axis=-1), axis=0)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        hit = tf.equal(predicted, labels[None]) if self.targeted else tf.not_equal(predicted, labels[None])
+        loss = ce if self.targeted else -ce
+        return loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), tf.reduce_all(hit, axis=0)
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, tracked, _ = self.evaluate(x, data)
+        return loss, tracked
+
+    def key(self) -> Hashable:
+        return ("cross-entropy", self.targeted, self.samples)
+
+
+class ClassLogit(Objective):
+    """Maximise the logit of the per-call ``labels`` (one class per example; the loss is minus
+    the logit). Tracks ``(N, 2)``: the class's probability, then its logit."""
+
+    per_call = {"labels": tf.int32}
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        logits = self.model(x, training=False)
+        chosen = tf.gather(logits, data["labels"], batch_dims=1)
+        prob = tf.gather(tf.nn.softmax(logits), data["labels"], batch_dims=1)
+        return -chosen, tf.stack([prob, chosen], axis=1)
+
+    def key(self) -> Hashable:
+        return ("class-logit",)
+
+
+class FilterMean(Objective):
+    """Maximise the mean activation of one channel of ``layer`` over all positions: image ``i``
+    its own channel ``data["filters"][i]``. Tracks that mean, ``(N, 1)``.
+
+    The network is cut at ``layer`` once (:attr:`extractor`, on pictures of any size) and the
+    cut is kept with the objective.
+    """
+
+    per_call = {"filters": tf.int32}
+
+    def __init__(self, model: Any, layer: str) -> None:
+        self.model = model
+        self.layer = layer
+        self._extractor = None
+
+    @property
+    def extractor(self) -> Any:
+        """The network up to ``layer``, taking pixels of any height and width (weights shared)."""
+        if self._extractor is None:
+            from course_utils.models.layers import check_layer, feature_model
+
+            target, _ = check_layer(self.model, self.layer)
+            self._extractor = feature_model(self.model, target)
+        return self._extractor
+
+    def build(self) -> None:
+        self.extractor  # noqa: B018  (built now, not while tracing)
+
+    def mean_activations(self, x: tf.Tensor) -> tf.Tensor:
+        """``(N, channels)``: every channel of ``layer`` averaged over positions."""
+        return tf.reduce_mean(self.extractor(x, training=False), axis=[1, 2])
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        mean = tf.gather(self.mean_activations(x), data["filters"], batch_dims=1)  # image i -> its filter i
+        return -mean, mean[:, None]
+
+    def key(self) -> Hashable:
+        return ("filter-mean", self.layer)

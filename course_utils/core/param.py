@@ -1,0 +1,278 @@
+"""Image parameterisations: what the gradient loop changes, and how that becomes pixels.
+
+Lesson 3's loop changes the pixels themselves. Lucid (Olah, Mordvintsev and Schubert, "Feature
+Visualization", Distill 2017; the ``lucid`` library's ``optvis/param``) showed that *what* is
+optimised matters as much as the objective: the same gradient steps taken on another description
+of the picture favour other pictures. Three ideas, each a switch here:
+
+- **Fourier basis with a 1/f spectrum** (:class:`Fourier`): the parameters are the picture's 2-D
+  Fourier coefficients, each scaled by ``1 / frequency`` (decay power 1, as Lucid). A step of the
+  same size then changes coarse shapes far more than pixel-level detail, the spectrum of natural
+  photos, so the high-frequency "fooling" noise is expensive.
+- **Decorrelated colour** (``decorrelate=True``): the three channels are mixed by the square root
+  of ImageNet's colour correlation (:data:`COLOR_CORRELATION_SVD_SQRT`, from Lucid), so a step
+  moves along "brightness" and two colour-opponent axes instead of R, G, B separately.
+- **Sigmoid range** (``sigmoid=True``): pixels are ``255 * sigmoid(t)``, always valid 0..255,
+  with no clipping that stops the gradient.
+
+A parameterisation is a :class:`course_utils.core.loop.Regularizer` whose :meth:`ImageParam.transform`
+turns the parameters into pixels; put it *first* in the loop's regularisers, and the loop
+optimises the parameters while the model (and every later transform) sees pixels, float32 0..255,
+``(N, H, W, C)``. :func:`image_param` makes one by name (``"pixels"`` or ``"fourier"``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
+from course_utils.core.pieces import Regularizer
+from course_utils.core.pieces import GRAY
+from course_utils.seeds import effective_seed
+
+__all__ = [
+    "COLOR_CORRELATION_SVD_SQRT",
+    "PARAMS",
+    "ImageParam",
+    "Pixels",
+    "Fourier",
+    "image_param",
+    "rfft2d_freqs",
+]
+
+COLOR_CORRELATION_SVD_SQRT = np.asarray(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
+)
+"""The square root (via SVD) of the colour correlation of ImageNet photos, rows R, G, B; from Lucid
+(``lucid/optvis/param/color.py``; Olah et al., "Feature Visualization", Distill 2017). Column 0 is
+brightness, columns 1 and 2 colour-opponent axes."""
+
+_COLOR_MIX = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
+"""The matrix normalised as Lucid does: its largest column has length 1."""
+
+PARAMS = ("pixels", "fourier")
+"""The names :func:`image_param` knows."""
+
+
+def rfft2d_freqs(height: int, width: int) -> np.ndarray:
+    """``(height, width // 2 + 1)`` the frequency (cycles per pixel, 0..~0.71) of each coefficient
+    of a real 2-D FFT of a ``height x width`` picture (as ``np.fft.rfft2`` orders them)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    return np.sqrt(fx * fx + fy * fy)
+
+
+class ImageParam(Regularizer):
+    """A description of ``N`` pictures of ``size`` by parameters, and the map to pixels.
+
+    Subclasses give :meth:`param_shape`, :meth:`init` and :meth:`spatial`; this class adds the
+    colour decorrelation and the range. Use it as the first regulariser of a
+    :class:`course_utils.core.loop.GradientLoop` (its :meth:`transform` is :meth:`to_pixels`).
+
+    Args:
+        size: ``(height, width)`` in pixels (an int for a square).
+        channels: colour channels (3; decorrelation needs 3).
+        decorrelate: mix the channels by :data:`COLOR_CORRELATION_SVD_SQRT`.
+        sigmoid: pixels ``255 * sigmoid(t)`` (always valid); else ``t`` is in pixel-like units and
+            the result is clipped to 0..255.
+        sd: standard deviation of the random start parameters.
+    """
+
+    name = "param"
+
+    def __init__(self, size: int | Sequence[int], channels: int = 3, *, decorrelate: bool = True,
+                 sigmoid: bool = True, sd: float = 0.01) -> None:
+        self.size = check_size(size)
+        self.channels = check_int("channels", channels, minimum=1)
+        self.decorrelate = check_flag("decorrelate", decorrelate)
+        self.sigmoid = check_flag("sigmoid", sigmoid)
+        self.sd = check_number("sd", sd, minimum=0.0)
+        if self.decorrelate and self.channels != 3:
+            raise ValueError(f"colour decorrelation needs 3 channels (R, G, B), got {self.channels}; use decorrelate=False")
+
+    # -- subclasses
+    def grid_shape(self, n: int) -> tuple[int, ...]:
+        """The parameters' natural shape for ``n`` pictures (they are kept flat, :meth:`param_shape`)."""
+        raise NotImplementedError
+
+    def spatial(self, p: tf.Tensor) -> tf.Tensor:
+        """Parameters -> ``(N, H, W, C)`` values before colour mixing and range."""
+        raise NotImplementedError
+
+    # -- shared
+    def param_shape(self, n: int) -> tuple[int, int]:
+        """``(n, P)``: the parameters are kept flat, one row per picture, so an objective can tell
+        them (rank 2) from pixels (rank 4)."""
+        return (n, int(np.prod(self.grid_shape(1)[1:])))
+
+    def init(self, n: int | Sequence[int], seed: int = 0) -> np.ndarray:
+        """Start parameters, float32 :meth:`param_shape`: normal with standard deviation ``sd``.
+
+        ``n``: a count, or one key per picture (e.g. filter indices); picture ``i`` is seeded by
+        ``(seed, key_i)``, so it does not depend on which others share the batch.
+        """
+        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+        if not keys:
+            raise ValueError("init needs at least one picture")
+        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.seeds)
+        one = self.param_shape(1)[1:]
+        return np.stack([
+            np.random.default_rng([seed, k]).normal(0.0, self.sd, size=one) for k in keys
+        ]).astype(np.float32)
+
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`spatial`: ``(N, H, W, C)`` values -> parameters in :meth:`grid_shape`."""
+        raise NotImplementedError
+
+    def from_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Parameters (float32 :meth:`param_shape`) whose :meth:`to_pixels` gives back ``pixels``.
+
+        ``pixels``: ``(N, H, W, C)`` or ``(H, W, C)`` float 0..255 of this parameterisation's size,
+        e.g. a photo to push a class into. With ``sigmoid=True`` the pixels are first clipped to
+        0.5..254.5 (0 and 255 themselves need infinite parameters), so the round trip is exact to
+        within half a grey level.
+        """
+        x = np.asarray(pixels, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        want = (*self.size, self.channels)
+        if x.ndim != 4 or x.shape[1:] != want:
+            raise ValueError(f"from_pixels needs pictures of shape (N, {want[0]}, {want[1]}, {want[2]}) for {self!r}, "
+                             f"got {x.shape}; resize them first (course_utils.io.images.load_image(..., size=...))")
+        if not np.isfinite(x).all():
+            raise ValueError("from_pixels got NaN or infinite pixels; give pixels 0..255")
+        if self.sigmoid:
+            q = np.clip(x, 0.5, 254.5).astype(np.float64) / 255.0
+            t = np.log(q / (1.0 - q))
+        else:
+            t = x.astype(np.float64)
+        if self.decorrelate:
+            t = t @ np.linalg.inv(_COLOR_MIX.T.astype(np.float64))
+        grid = self.unspatial(t)
+        return grid.reshape(self.param_shape(len(x))).astype(np.float32)
+
+    def to_pixels(self, p: tf.Tensor) -> tf.Tensor:
+        """Parameters -> pixels, float32 ``(N, H, W, C)`` in 0..255 (differentiable)."""
+        p = tf.convert_to_tensor(p, tf.float32)
+        t = self.spatial(tf.reshape(p, [-1, *self.grid_shape(1)[1:]]))
+        if self.decorrelate:
+            t = tf.tensordot(t, tf.constant(_COLOR_MIX.T), axes=1)
+        if self.sigmoid:
+            return 255.0 * tf.sigmoid(t)
+        return tf.clip_by_value(t, 0.0, 255.0)
+
+    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return self.to_pixels(x)
+
+    def check_input(self, shape: tuple) -> None:
+        want = self.param_shape(int(shape[0]))
+        if tuple(shape) != want:
+            raise ValueError(f"{self!r} takes parameters of shape {want}, got {tuple(shape)}; start from its init()")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(size={self.size}, decorrelate={self.decorrelate}, "
+                f"sigmoid={self.sigmoid}, sd={self.sd})")
+
+
+class Pixels(ImageParam):
+    """The pixels themselves (lesson 3's loop), or pre-sigmoid values per pixel.
+
+    With the defaults (``decorrelate=False, sigmoid=False``) the parameters *are* pixels, started
+    at mid-grey plus uniform noise of +-``noise`` pixels, and :meth:`after_step` keeps them in
+    0..255, exactly today's loop. Parameters (in :meth:`grid_shape`) ``(N, H, W, C)``.
+    """
+
+    name = "pixels"
+
+    def __init__(self, size: int | Sequence[int], channels: int = 3, *, decorrelate: bool = False,
+                 sigmoid: bool = False, sd: float = 0.01, noise: float = 2.0) -> None:
+        super().__init__(size, channels, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd)
+        if self.decorrelate and not self.sigmoid:
+            raise ValueError("Pixels(decorrelate=True) needs sigmoid=True (the colour mix has no pixel units)")
+        self.noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
+
+    def grid_shape(self, n: int) -> tuple[int, ...]:
+        return (n, *self.size, self.channels)
+
+    def init(self, n: int | Sequence[int], seed: int = 0) -> np.ndarray:
+        if self.sigmoid:
+            return super().init(n, seed)
+        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.seeds)
+        return np.stack([
+            GRAY + np.random.default_rng([seed, k]).uniform(-self.noise, self.noise, size=self.param_shape(1)[1:])
+            for k in keys
+        ]).astype(np.float32)
+
+    def spatial(self, p: tf.Tensor) -> tf.Tensor:
+        return p
+
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        return t
+
+    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        return x if self.sigmoid else tf.clip_by_value(x, 0.0, 255.0)
+
+
+class Fourier(ImageParam):
+    """Fourier coefficients scaled by ``1 / f ** decay_power`` (Lucid's ``fft_image``).
+
+    Parameters (in :meth:`grid_shape`) ``(N, H, W // 2 + 1, 2 C)``: the real parts of the channels' coefficients, then the
+    imaginary parts. Coefficient ``k`` is multiplied by ``1 / max(f_k, 1 / max(H, W)) ** decay_power``
+    (``f`` in cycles per pixel, :func:`rfft2d_freqs`), transformed back with an orthonormal
+    inverse FFT and divided by 4, as Lucid does; with i.i.d. parameters the picture's amplitude
+    spectrum falls as ``1 / f`` (``decay_power=1``), like a photo's.
+    """
+
+    name = "fourier"
+
+    def __init__(self, size: int | Sequence[int], channels: int = 3, *, decorrelate: bool = True,
+                 sigmoid: bool = True, sd: float = 0.01, decay_power: float = 1.0) -> None:
+        super().__init__(size, channels, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd)
+        self.decay_power = check_number("decay_power", decay_power, minimum=0.0)
+        h, w = self.size
+        freqs = rfft2d_freqs(h, w)
+        self.scale = (1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** self.decay_power).astype(np.float32)
+        """``(H, W // 2 + 1)`` the factor on each coefficient."""
+
+    def grid_shape(self, n: int) -> tuple[int, ...]:
+        h, w = self.size
+        return (n, h, w // 2 + 1, 2 * self.channels)
+
+    def spatial(self, p: tf.Tensor) -> tf.Tensor:
+        h, w = self.size
+        c = self.channels
+        scale = tf.constant(self.scale)[None, :, :, None]
+        spectrum = tf.complex(p[..., :c] * scale, p[..., c:] * scale)  # (N, H, W//2+1, C)
+        spectrum = tf.transpose(spectrum, [0, 3, 1, 2])
+        image = tf.signal.irfft2d(spectrum, fft_length=[h, w]) * float(np.sqrt(h * w))  # orthonormal
+        image = tf.transpose(image, [0, 2, 3, 1]) / 4.0
+        if not self.sigmoid:
+            image = GRAY + 255.0 * image  # pixel-like units around mid-grey
+        return image
+
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        image = t if self.sigmoid else (t - GRAY) / 255.0
+        spectrum = np.fft.rfft2(np.moveaxis(image * 4.0, -1, 1), norm="ortho")  # (N, C, H, W//2+1)
+        spectrum = np.moveaxis(spectrum, 1, -1) / self.scale[None, :, :, None]
+        return np.concatenate([spectrum.real, spectrum.imag], axis=-1)
+
+    def __repr__(self) -> str:
+        return super().__repr__()[:-1] + f", decay_power={self.decay_power})"
+
+
+def image_param(name: str | ImageParam, size: int | Sequence[int], channels: int = 3, **kwargs) -> ImageParam:
+    """A parameterisation by name: ``"pixels"`` (:class:`Pixels`, today's loop) or ``"fourier"``
+    (:class:`Fourier` with decorrelated colour and sigmoid range, Lucid's default). An
+    :class:`ImageParam` object is returned as it is. Keyword arguments go to the class."""
+    if isinstance(name, ImageParam):
+        return name
+    if not isinstance(name, str):
+        raise WrongTypeError(f"param must be one of {', '.join(map(repr, PARAMS))} or an ImageParam, got {type(name).__name__}")
+    classes = {"pixels": Pixels, "fourier": Fourier}
+    if name not in classes:
+        raise ValueError(f"unknown param {name!r}; choose one of {', '.join(map(repr, PARAMS))}")
+    return classes[name](size, channels, **kwargs)

@@ -1,0 +1,286 @@
+"""The face classifiers: lesson 1's small gender CNN and lesson 4's adversarially trained one.
+
+Both load their shipped weights from the package (``course_utils/data/``, installed with the
+course, so a non-editable install finds them); training lives in ``tools/``.
+
+The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
+face and says "man" or "woman". It is small enough to train on two CPU cores in well under a
+minute, and small enough that every filter and every activation map can be drawn and read.
+
+Input
+    float32 tensor of shape ``(N, 48, 48, 1)``: grayscale **pixels in 0..255** (not 0..1). The
+    model rescales to 0..1 itself (a ``Rescaling(1/255)`` layer), so attacks and visualisations
+    work in grey levels like everywhere else in the course. Faces must be framed like the
+    training data: a tight forehead-to-chin crop, eyes near row 13 and mouth near row 33.
+Output
+    float32 tensor of shape ``(N, 2)``: **logits** (no softmax) for the classes in
+    :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
+    ``keras.ops.softmax`` to get probabilities.
+
+The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_gender_cnn.py`` (with :mod:`tools.facetrain.training`)
+on adult faces of UTKFace (non-commercial research and education only); see
+``course_utils/data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
+import keras
+
+__all__ = [
+    "GENDER_CLASSES",
+    "IMAGE_SIZE",
+    "DEFAULT_WEIGHTS",
+    "RETRAIN_COMMAND",
+    "gender_class_index",
+    "build_gender_cnn",
+    "load_gender_cnn",
+    "check_finite_weights",
+    "MODEL_CARD",
+    "model_card_section",
+    "ROBUST_FILTERS",
+    "ROBUST_WEIGHTS",
+    "ROBUST_CARD",
+    "ROBUSTNESS_JSON",
+    "RETRAIN_ROBUST_COMMAND",
+    "build_robust_gender_cnn",
+    "load_robust_gender_cnn",
+    "load_robustness",
+]
+
+#: Class names in output order: logit 0 is "man", logit 1 is "woman".
+GENDER_CLASSES: tuple[str, str] = ("man", "woman")
+
+#: Height and width of the input faces, in pixels.
+IMAGE_SIZE: int = 48
+
+#: Where the shipped weights, model cards and robustness numbers live: package data.
+DATA_DIR: Path = Path(__file__).resolve().parent.parent / "data"
+
+#: The shipped weights of lesson 1's model.
+DEFAULT_WEIGHTS: Path = DATA_DIR / "gender_cnn.weights.h5"
+
+#: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
+RETRAIN_COMMAND: str = (
+    "python tools/train_gender_cnn.py --data ../shared/data/faces48.npz "
+    "--out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md"
+)
+
+
+def gender_class_index(target: int | str) -> int:
+    """Turn a class given as an index or a name into the output index of the gender CNN.
+
+    Args:
+        target: ``0`` / ``1`` (a Python or NumPy integer) or ``"man"`` / ``"woman"``
+            (case-insensitive, surrounding spaces ignored).
+
+    Returns:
+        ``0`` for "man", ``1`` for "woman" (the column of the model's ``(N, 2)`` logits).
+
+    Raises:
+        ValueError: for any other value (other numbers, other strings, floats, booleans, None);
+            a misspelt name gets a suggestion. The same rules as every attack's ``target``
+            (:func:`course_utils.models.labels.resolve_class`).
+    """
+    from course_utils.models.labels import resolve_class
+
+    return resolve_class(target, GENDER_CLASSES)
+
+
+def build_gender_cnn(filters: tuple[int, int, int] = (3, 6, 12), name: str = "gender_cnn") -> keras.Model:
+    """Build the untrained gender CNN (3,212 parameters with the default ``filters``).
+
+    ``filters`` sets the three convolutions' widths (lesson 4's robust model is wider); layer names
+    and everything else stay the same.
+
+    Layers (output shapes for one image)::
+
+        pixels   Input       (48, 48, 1)   grayscale pixels, 0..255
+        rescale  Rescaling   (48, 48, 1)   x / 255 -> 0..1
+        conv1    Conv2D      (48, 48, 3)   3 filters 5x5, 'same', ReLU        78 params
+        pool1    MaxPool2D   (24, 24, 3)
+        conv2    Conv2D      (24, 24, 6)   6 filters 5x5, 'same', ReLU       456 params
+        pool2    MaxPool2D   (12, 12, 6)
+        conv3    Conv2D      (12, 12, 12)  12 filters 5x5, 'same', ReLU    1,812 params
+        pool3    MaxPool2D   (6, 6, 12)
+        flatten  Flatten     (432,)
+        logits   Dense       (2,)          logits for ("man", "woman")       866 params
+
+    Returns:
+        A ``keras.Model`` named ``"gender_cnn"`` mapping float32 ``(N, 48, 48, 1)`` pixels in
+        0..255 to float32 ``(N, 2)`` logits, with ``class_names`` :data:`GENDER_CLASSES`.
+        Weights are freshly initialised (use :func:`load_gender_cnn` for the trained ones).
+    """
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), dtype="float32", name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i, width in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(int(width), 5, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logits = keras.layers.Dense(len(GENDER_CLASSES), name="logits")(x)
+    model = keras.Model(inputs, logits, name=name)
+    model.class_names = GENDER_CLASSES  # what every attack and plot calls its classes
+    return model
+
+
+def _load_weights(model: keras.Model, path: Path, what: str, retrain: str) -> keras.Model:
+    """Load ``path`` into ``model``, refusing a missing, damaged or non-finite file with a message
+    that says how to restore it (``what`` names the model, ``retrain`` is the command)."""
+    restore = (
+        f"Reinstall the course (the file ships in course_utils/data/; in a checkout: `git checkout -- "
+        f"course_utils/data/{path.name}`), or retrain (needs ../shared/data/faces48.npz) from the "
+        f"repository root with:\n    {retrain}"
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} weights not found: {path}. {restore}")
+    try:
+        model.load_weights(path)
+    except Exception as error:  # h5py raises OSError/KeyError, Keras ValueError, ...
+        raise ValueError(
+            f"the {what} weights file {path} is damaged or does not match the architecture "
+            f"({type(error).__name__}: {error}). {restore}"
+        ) from error
+    check_finite_weights(model, f"the {what} weights file {path} is unusable", restore)
+    return model
+
+
+def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
+    """Build lesson 1's gender CNN and load trained weights into it (no dataset needed).
+
+    Args:
+        weights_path: a Keras ``.weights.h5`` file; ``None`` means the shipped
+            :data:`DEFAULT_WEIGHTS`.
+
+    Returns:
+        The trained model: float32 ``(N, 48, 48, 1)`` pixels in 0..255 -> ``(N, 2)`` logits for
+        ("man", "woman").
+
+    Raises:
+        FileNotFoundError: the weights file does not exist (the message says how to restore it).
+        ValueError: the file is damaged, truncated, not weights for this architecture, or holds
+            NaN or infinite values.
+    """
+    path = DEFAULT_WEIGHTS if weights_path is None else Path(weights_path)
+    return _load_weights(build_gender_cnn(), path, "gender CNN", RETRAIN_COMMAND)
+
+
+def check_finite_weights(model: keras.Model, problem: str, fix: str) -> None:
+    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary).
+
+    Args:
+        model: the model to check.
+        problem: what is wrong, the start of the message (e.g. which file).
+        fix: what to do about it, the end of the message.
+
+    Raises:
+        ValueError: ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``.
+    """
+    for variable in model.weights:
+        values = np.asarray(variable)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise ValueError(f"{problem}: {variable.path} holds {bad} NaN or infinite value(s) of {values.size}. {fix}")
+
+
+#: The model card shipped with the weights: data, licence, split, accuracy, limitations.
+MODEL_CARD: Path = DEFAULT_WEIGHTS.with_name("gender_cnn.md")
+
+
+def model_card_section(title: str, card: str | Path | None = None):
+    """One ``## title`` section of a model card (default lesson 1's; lesson 4's is
+    :data:`ROBUST_CARD`), as Markdown that a notebook displays.
+
+    Raises:
+        FileNotFoundError: the card is missing.
+        KeyError: no section with that title (the message lists the titles).
+    """
+    from IPython.display import Markdown
+
+    path = Path(card or MODEL_CARD)
+    if not path.is_file():
+        raise FileNotFoundError(f"model card not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    sections: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            sections[current] = ""
+        elif current is not None:
+            sections[current] += line + "\n"
+    if title not in sections:
+        raise KeyError(f"the model card has no section {title!r}; its sections are: {', '.join(sections)}")
+    return Markdown(f"**{title}** (from the model card `{path.name}`)\n\n" + sections[title].strip())
+
+
+# --------------------------------------------------------------------------- lesson 4's robust model
+
+#: Filters of the three convolutions (lesson 1's model has 3, 6 and 12).
+ROBUST_FILTERS: tuple[int, int, int] = (12, 24, 48)
+
+#: The shipped weights, the model card and the robustness numbers of both face models.
+ROBUST_WEIGHTS: Path = DATA_DIR / "gender_cnn_robust.weights.h5"
+ROBUST_CARD: Path = DATA_DIR / "gender_cnn_robust.md"
+ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
+
+#: How to rebuild all three files (from the repository root; needs the shared face set).
+RETRAIN_ROBUST_COMMAND: str = "python tools/train_robust_gender_cnn.py --data ../shared/data/faces48.npz"
+
+
+def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
+    """The untrained robust face CNN: lesson 1's layout with ``filters`` per convolution.
+
+    Layer names are lesson 1's (``pixels``, ``rescale``, ``conv1``..``conv3``, ``pool1``..``pool3``,
+    ``flatten``, ``logits``), so every helper that works on that model works on this one.
+    Float32 ``(N, 48, 48, 1)`` pixels 0..255 in, ``(N, 2)`` logits ("man", "woman") out.
+    """
+    if len(filters) != 3 or any(int(f) < 1 for f in filters):
+        raise ValueError(f"filters must be three positive numbers, got {filters!r}")
+    return build_gender_cnn(tuple(int(f) for f in filters), name="gender_cnn_robust")
+
+
+def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
+    """Lesson 4's adversarially trained face CNN with its shipped weights (no dataset needed).
+
+    Trained by ``tools/train_robust_gender_cnn.py`` with PGD inside every training step
+    (:class:`course_utils.attacks.defences.AdversarialTraining`); see :data:`ROBUST_CARD`.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_gender_cnn`.
+    """
+    path = ROBUST_WEIGHTS if weights_path is None else Path(weights_path)
+    return _load_weights(build_robust_gender_cnn(), path, "robust face CNN", RETRAIN_ROBUST_COMMAND)
+
+
+def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
+    """The shipped robustness numbers: accuracy on the held-out faces under PGD, per budget.
+
+    Returns:
+        A DataFrame indexed by ``epsilon`` (grey levels) with one column per face model
+        (``"standard"``: lesson 1's, ``"robust"``: this module's), accuracy 0..1. Everything
+        else the JSON holds (the attack, the number of faces, the split) is in ``.attrs``.
+    """
+    path = ROBUSTNESS_JSON if path is None else Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        eps = [float(e) for e in data["epsilons"]]
+        columns = {name: [float(a) for a in m["accuracy"]] for name, m in data["models"].items()}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"robustness numbers not found: {path}. {RETRAIN_ROBUST_COMMAND} writes them.") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a robustness file written by the training tool ({type(error).__name__}: {error})") from None
+    for name, values in columns.items():
+        if len(values) != len(eps) or not all(math.isfinite(v) and 0 <= v <= 1 for v in values):
+            raise ValueError(f"{path}: the accuracies of {name!r} must be {len(eps)} numbers in 0..1, got {values}")
+    table = pd.DataFrame(columns, index=pd.Index(eps, name="epsilon"))
+    table.attrs.update({k: v for k, v in data.items() if k not in ("epsilons", "models")})
+    table.attrs["models"] = {name: {k: v for k, v in m.items() if k != "accuracy"} for name, m in data["models"].items()}
+    return table
