@@ -2,7 +2,8 @@
 #   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
 # CI (.ci/run) also runs `make test-perturbed` (everything again on another numeric path, thread
-# count and seed) and the student copies under a third seed. `make stability` runs the stability
+# count and seed), the student copies under a third seed, and `make test-wheel` (the notebooks from
+# a non-editable install of the wheel). `make stability` runs the stability
 # harness (tools/stability.py): every claim under five perturbations, one table (docs/stability.md).
 # Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
 # save their outputs), make bench,
@@ -18,7 +19,7 @@ LAB_ARGS ?=
 # Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
 FETCH_ARGS ?=
 
-.PHONY: venv lab test test-onednn-off test-perturbed stability student test-student notebooks bench bench-quick fetch-vgg16 clean
+.PHONY: venv lab test test-onednn-off test-perturbed test-wheel stability student test-student notebooks bench bench-quick fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,13 @@ PERTURBED_TARGETS ?= tests notebooks
 PERTURBED_SEED ?= 1
 test-perturbed: venv
 	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 COURSE_SEED=$(PERTURBED_SEED) $(BIN)/python -m pytest $(PERTURBED_TARGETS)
+
+# The course as a user gets it from `pip install git+...` or a hosted notebook service: a wheel
+# built from this checkout, installed (not editable) in a fresh venv, runs every notebook from a
+# folder outside the checkout, so the package must find its weights and cards in itself.
+WHEEL_VENV := .venv-wheel
+test-wheel: venv
+	bash tools/check_wheel.sh $(PYTHON) $(WHEEL_VENV)
 
 # The stability harness: unit tests and notebooks under five perturbations (default, oneDNN off,
 # one thread, seeds 1 and 2), one table of every claim's values and worst margin. About 35 minutes.
@@ -76,4 +84,4 @@ fetch-vgg16: venv
 	$(BIN)/python -m course_utils.io.fetch vgg16 $(FETCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache student
+	rm -rf $(VENV) $(WHEEL_VENV) .pytest_cache student dist build

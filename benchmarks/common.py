@@ -13,7 +13,8 @@ import numpy as np
 
 from benchmarks.measure import PeakMemory, median, timed
 from course_utils.models.faces import DEFAULT_WEIGHTS, build_gender_cnn, load_gender_cnn
-from course_utils.io.images import load_image, sample_face, sample_image
+from course_utils.io.images import load_image
+from course_utils.io.samples import sample_face, sample_image
 from course_utils.models.imagenet import load_imagenet_model
 
 __all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "log", "max_diff", "warm_up", "first_trace", "traces_of", "steps_if"]
@@ -173,7 +174,7 @@ class Context:
     @cached_property
     def gender(self) -> tuple[Any, str]:
         """``(model, label)``: the trained gender CNN, or random weights (same architecture and
-        cost) with a note when ``data/gender_cnn.weights.h5`` is missing."""
+        cost) with a note when ``course_utils/data/gender_cnn.weights.h5`` is missing."""
         try:
             return load_gender_cnn(), "gender_cnn (trained weights)"
         except (FileNotFoundError, ValueError) as err:

@@ -22,7 +22,8 @@ def imagenet_model():
 @pytest.fixture(scope="session")
 def cat_224() -> np.ndarray:
     """skimage's chelsea (a cat), 224x224x3 float pixels 0..255."""
-    from course_utils.io.images import load_image, sample_image
+    from course_utils.io.images import load_image
+    from course_utils.io.samples import sample_image
 
     return load_image(sample_image("chelsea"), size=224)
 

@@ -30,7 +30,7 @@ def shipped_model() -> keras.Model:
 def astronaut_face() -> np.ndarray:
     """The lessons' well-framed face of skimage's astronaut (``sample_face``): (48, 48) float32
     pixels 0..255, the same face the model card's smoke test uses."""
-    from course_utils.io.images import sample_face
+    from course_utils.io.samples import sample_face
 
     return sample_face("astronaut")[..., 0]
 
@@ -39,7 +39,7 @@ def astronaut_face() -> np.ndarray:
 
 
 def test_shipped_weights_exist_in_repo_data_folder():
-    assert DEFAULT_WEIGHTS == REPO_ROOT / "data" / "gender_cnn.weights.h5"
+    assert DEFAULT_WEIGHTS == REPO_ROOT / "course_utils" / "data" / "gender_cnn.weights.h5"
     assert DEFAULT_WEIGHTS.is_file()
     assert 10_000 < DEFAULT_WEIGHTS.stat().st_size < 100_000
 

@@ -3,14 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from course_utils.io.samples import SAMPLE_IMAGES, sample_face, sample_image
 from course_utils.io.images import (
-    SAMPLE_IMAGES,
     ImageLoadError,
     as_batch,
     center_crop_resize,
     load_image,
-    sample_face,
-    sample_image,
     to_uint8,
 )
 

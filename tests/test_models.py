@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, lite_variant
-from course_utils.io.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
+from course_utils.io.samples import SAMPLE_IMAGES, sample_image
+from course_utils.io.images import ImageLoadError, load_image
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.efficientnet_lite import (
     build_efficientnet_lite0,
@@ -28,7 +29,8 @@ from course_utils.models.imagenet import (
     load_vgg16,
     predict_top_k,
 )
-from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
+from course_utils.io.safe_pickle import CorruptWeightsError
+from course_utils.io.pth import load_pth_state_dict
 
 DATA = Path(__file__).parent / "data"
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -171,11 +173,11 @@ def test_vgg16_offline_is_a_clear_error_and_leaves_no_file(monkeypatch, tmp_path
 
 def test_the_environment_variable_chooses(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("course_utils.models.load_vgg16", lambda: keras.Sequential(name="vgg16"))
+    monkeypatch.setattr("course_utils.models.imagenet.load_vgg16", lambda: keras.Sequential(name="vgg16"))
     monkeypatch.setenv("COURSE_IMAGENET_MODEL", "vgg16")
     assert load_imagenet_model(verbose=False).name == "vgg16"
     assert load_imagenet_model("auto", verbose=False).name == "vgg16"  # the reader's choice wins over the cache
-    monkeypatch.setattr("course_utils.models.load_efficientnet_lite", lambda name: keras.Sequential(name=name))
+    monkeypatch.setattr("course_utils.models.imagenet.load_efficientnet_lite", lambda name: keras.Sequential(name=name))
     for name in ("efficientnet_lite1", "efficientnet_lite2"):
         monkeypatch.setenv("COURSE_IMAGENET_MODEL", name)
         assert load_imagenet_model(verbose=False).name == name

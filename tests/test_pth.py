@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import default_lite0_weights_path
-from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
+from course_utils.io.safe_pickle import CorruptWeightsError, UnsafePickleError
+from course_utils.io.pth import load_pth_state_dict
 
 MAGIC = 0x1950A86A20F9469CFC6C
 

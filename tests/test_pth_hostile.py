@@ -3,7 +3,7 @@ poisoning, and a seeded fuzz run.
 
 Files are written opcode by opcode (the helpers below), so each test says exactly which pickle
 instructions the hostile file holds. Anything that could crash the interpreter if the reader
-regressed runs in a child process that imports only ``course_utils/pth.py`` (no TensorFlow), with
+regressed runs in a child process that imports only ``course_utils/io/pth.py`` and its unpickler (no TensorFlow), with
 a memory limit and a timeout.
 """
 
@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import default_lite0_weights_path
-from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
+from course_utils.io.safe_pickle import CorruptWeightsError, UnsafePickleError
+from course_utils.io.pth import load_pth_state_dict
 
-PTH_MODULE = Path(__file__).resolve().parents[1] / "course_utils" / "pth.py"
+PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
 MAGIC = 0x1950A86A20F9469CFC6C
 
 
@@ -89,11 +90,14 @@ def _run_child(code: str, timeout: float = 60) -> dict:
     """Run ``code`` in a fresh interpreter that has the reader as ``pth`` (address space capped at
     3 GiB); return the JSON it prints last. A crash shows as a non-zero return code."""
     prelude = textwrap.dedent(f"""
-        import importlib.util, json, resource, sys
+        import json, resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, 3 * 1024**3))
-        spec = importlib.util.spec_from_file_location("pth", {str(PTH_MODULE)!r})
-        pth = sys.modules["pth"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(pth)
+        import types
+        for name, path in (("course_utils", {str(PACKAGE)!r}), ("course_utils.io", {str(PACKAGE / "io")!r})):
+            stub = sys.modules[name] = types.ModuleType(name)  # the packages without their __init__ (TensorFlow)
+            stub.__path__ = [path]
+        import course_utils.io.pth as pth
+        assert "tensorflow" not in sys.modules
     """)
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, env=env)

@@ -178,7 +178,7 @@ def _nan_weights(path: Path) -> Path:
 
 def test_load_gender_cnn_refuses_non_finite_weights(tmp_path):
     path = _nan_weights(tmp_path / "nan.weights.h5")
-    with pytest.raises(ValueError, match=r"nan.weights.h5 is unusable: conv1/kernel holds 1 NaN or infinite value\(s\) of 75\. Restore") as info:
+    with pytest.raises(ValueError, match=r"nan.weights.h5 is unusable: conv1/kernel holds 1 NaN or infinite value\(s\) of 75\. Reinstall the course") as info:
         load_gender_cnn(path)
     assert "git checkout" in str(info.value)
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack, noise_filter
 from course_utils.checks import WrongTypeError
 from course_utils.models.faces import GENDER_CLASSES, gender_class_index, load_gender_cnn
-from course_utils.io.images import sample_face
+from course_utils.io.samples import sample_face
 from course_utils.models.labels import UnknownClassError, imagenet_label, resolve_class
 from course_utils.core.steps import Blur
 from course_utils.core.transforms import Jitter

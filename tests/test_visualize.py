@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.io.images import load_image, sample_image
+from course_utils.io.images import load_image
+from course_utils.io.samples import sample_image
 from course_utils.vis.filters import (
     GRAY,
     Blur,

@@ -1,11 +1,11 @@
 """Train the small gender CNN of lesson 1 and write its weights and model card (a developer tool).
 
-Only the course's developers need this: the trained weights ship as ``data/gender_cnn.weights.h5``.
+Only the course's developers need this: the trained weights ship as ``course_utils/data/gender_cnn.weights.h5``.
 Retraining needs the shared face set ``../shared/data/faces48.npz`` (UTKFace adults, 48x48
 grayscale; non-commercial research and education only, never shipped). From the repository root::
 
     python tools/train_gender_cnn.py --data ../shared/data/faces48.npz \\
-        --out data/gender_cnn.weights.h5 --card data/gender_cnn.md
+        --out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md
 
 ``--card-only`` rewrites only the model card from the weights in ``--out`` (never written then).
 The training itself lives in :mod:`tools.facetrain.training`; this file is its command line.
@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the lesson-1 gender CNN on the shared face set and save its weights.",
     )
     parser.add_argument("--data", default=DEFAULT_DATA, help=f"face set .npz (default {DEFAULT_DATA})")
-    parser.add_argument("--out", default="data/gender_cnn.weights.h5", help="weights file to write (read with --card-only)")
+    parser.add_argument("--out", default="course_utils/data/gender_cnn.weights.h5", help="weights file to write (read with --card-only)")
     parser.add_argument("--card", default=None, help="model card (markdown) to write, optional")
     parser.add_argument(
         "--card-only", action="store_true",

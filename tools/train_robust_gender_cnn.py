@@ -1,7 +1,7 @@
 """Train lesson 4's robust face CNN with PGD inside every training step, and measure both face models.
 
 Only the course's developers need this: the trained weights ship as
-``data/gender_cnn_robust.weights.h5``. Retraining needs the shared face set
+``course_utils/data/gender_cnn_robust.weights.h5``. Retraining needs the shared face set
 ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale; non-commercial research and
 education only, never shipped). Run from the repository root::
 
@@ -9,9 +9,9 @@ education only, never shipped). Run from the repository root::
 
 It writes three files, all of them or none:
 
-- ``data/gender_cnn_robust.weights.h5``  the weights;
-- ``data/gender_cnn_robust.md``          the model card (recipe, time, accuracy, terms of the data);
-- ``data/gender_cnn_robustness.json``    accuracy of lesson 1's model and of this one on the
+- ``course_utils/data/gender_cnn_robust.weights.h5``  the weights;
+- ``course_utils/data/gender_cnn_robust.md``          the model card (recipe, time, accuracy, terms of the data);
+- ``course_utils/data/gender_cnn_robustness.json``    accuracy of lesson 1's model and of this one on the
   held-out faces under PGD-20 at several budgets (the numbers lesson 4 plots).
 
 It reuses lesson 1's data loading, split (the same held-out faces), augmentation and evaluation
@@ -210,7 +210,7 @@ def robustness_json(r: dict) -> str:
         "split_seed": r["split_seed"],
         "data": "UTKFace adults (non-commercial research and education only), held-out 20% of lesson 1's split",
         "models": {
-            "standard": {"weights": "data/gender_cnn.weights.h5", "parameters": r["standard_parameters"],
+            "standard": {"weights": "course_utils/data/gender_cnn.weights.h5", "parameters": r["standard_parameters"],
                          "accuracy": [round(a, 6) for a in r["accuracy"]["standard"]]},
             "robust": {"weights": _relative(r["weights"]), "parameters": r["parameters"],
                        "accuracy": [round(a, 6) for a in r["accuracy"]["robust"]]},
@@ -258,7 +258,7 @@ def model_card(r: dict) -> str:
 Lesson 1's face classifier trained with **adversarial training** (Madry et al., 2018): every
 training batch is first attacked with PGD, inside the compiled training step, and the network
 learns from the attacked faces. Load it with `course_utils.models.faces.load_robust_gender_cnn()`;
-no dataset is needed. Lesson 1's model card (`data/gender_cnn.md`) describes the data and the
+no dataset is needed. Lesson 1's model card (`course_utils/data/gender_cnn.md`) describes the data and the
 standard model.
 
 Same layout and layer names as lesson 1's model, wider: **{f1}, {f2} and {f3} filters** instead of
@@ -300,7 +300,7 @@ learning rate {r["learning_rate"]:g} decaying along a cosine to a tenth of it, l
 {RECIPE_TEXT}
 
 Training took **{r["train_seconds"]:.0f} s** of wall time ({r["machine"]}; TensorFlow {tf.__version__},
-Keras {keras.__version__}, Python {platform.python_version()}); `data/gender_cnn.md` gives lesson 1's time for comparison.
+Keras {keras.__version__}, Python {platform.python_version()}); `course_utils/data/gender_cnn.md` gives lesson 1's time for comparison.
 
 Retrain (from the repository root; needs the shared data set):
 
@@ -346,7 +346,7 @@ P(man) = {p_man:.3f}, P(woman) = {p_woman:.3f}.
 - **Robust only against what it was tested on**: small L-inf changes of up to a few grey levels,
   measured with one attack. Other changes (rotations, lighting, patches, larger budgets) fool it.
 - **It costs accuracy on clean faces** (table above), the trade-off lesson 4 discusses.
-- Lesson 1's card (`data/gender_cnn.md`) lists the data's biases and the limits of its binary
+- Lesson 1's card (`course_utils/data/gender_cnn.md`) lists the data's biases and the limits of its binary
   labels; all of it applies here.
 """
 

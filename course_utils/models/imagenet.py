@@ -1,4 +1,5 @@
-"""The models the course attacks and looks inside.
+"""The ImageNet classifiers the course attacks and looks inside (the face models are in
+:mod:`course_utils.models.faces`).
 
 Every model here takes **pixels** (float32, 0..255, channels last) and does its own
 preprocessing, so budgets and step sizes are in grey levels everywhere:
@@ -11,7 +12,6 @@ preprocessing, so budgets and step sizes are in grey levels everywhere:
   (cached, or downloaded on request). The default is the reader's choice in
   ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset), so no lesson downloads anything
   nobody asked for.
-- :func:`load_gender_cnn` -- the small face classifier of lesson 1 (see :mod:`course_utils.models.faces`).
 - :func:`predict_top_k` -- a top-k table as a pandas DataFrame; :func:`input_size` -- the image
   size a model takes (``load_image(photo, size=input_size(model))``).
 """
@@ -29,15 +29,9 @@ import tensorflow as tf
 
 from course_utils.models.efficientnet_lite import (
     LITE_VARIANTS,
-    build_efficientnet_lite,
-    build_efficientnet_lite0,
-    default_lite0_weights_path,
-    default_lite_weights_path,
     load_efficientnet_lite,
-    load_efficientnet_lite0,
 )
 from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
-from course_utils.models.faces import GENDER_CLASSES, build_gender_cnn, load_gender_cnn
 from course_utils.models.labels import ClassNames, imagenet_labels
 
 __all__ = [

@@ -1,10 +1,10 @@
-"""The model card of the lesson-1 gender CNN (``data/gender_cnn.md``): its text and its numbers.
+"""The model card of the lesson-1 gender CNN (``course_utils/data/gender_cnn.md``): its text and its numbers.
 
 :func:`model_card` fills the card in from a dict of measured numbers (see its docstring);
 ``tools/train_gender_cnn.py`` measures them after training, or, with ``--card-only``,
 re-measures everything that depends only on the weights and the data and keeps the facts of the
 training run (time, machine, versions, final training accuracy) from the existing card
-(:func:`training_facts_from_card`). The smoke test uses :func:`course_utils.io.images.sample_face`,
+(:func:`training_facts_from_card`). The smoke test uses :func:`course_utils.io.samples.sample_face`,
 the same astronaut face the lessons show the model.
 """
 
@@ -31,7 +31,7 @@ __all__ = ["AUGMENT_TEXT", "astronaut_probabilities", "display_path", "machine_d
 def astronaut_probabilities(model: keras.Model) -> np.ndarray:
     """P(man), P(woman) for ``sample_face("astronaut")``: the lessons' 48x48 face of
     ``skimage.data.astronaut()`` (a smoke test: the photo shows a woman)."""
-    from course_utils.io.images import sample_face
+    from course_utils.io.samples import sample_face
 
     logits = model(sample_face("astronaut")[None], training=False)
     return np.asarray(keras.ops.softmax(logits, axis=-1))[0]
@@ -118,7 +118,7 @@ def model_card(r: dict[str, Any]) -> str:
         for g, (n, acc) in r["per_race"].items()
     )
     p_man, p_woman = r["astronaut"]
-    return f"""# Model card: the lesson-1 gender CNN (`data/gender_cnn.weights.h5`)
+    return f"""# Model card: the lesson-1 gender CNN (`course_utils/data/gender_cnn.weights.h5`)
 
 *This card is written by `tools/train_gender_cnn.py`; retraining rewrites it with the new numbers
 (`--card-only` re-measures it from the shipped weights without retraining).*
@@ -191,7 +191,7 @@ Per UTKFace race code (small groups: a few faces move these numbers by several p
 |---|---|---|
 {per_race}
 
-Smoke test: `course_utils.io.images.sample_face("astronaut")`, the 48x48 face of
+Smoke test: `course_utils.io.samples.sample_face("astronaut")`, the 48x48 face of
 `skimage.data.astronaut()` (Eileen Collins) that the lessons show the model, gives
 P(man) = {p_man:.3f}, P(woman) = {p_woman:.3f}.
 

@@ -1,6 +1,6 @@
 """Train the small gender CNN of lesson 1 and write its weights and model card.
 
-Only the course's developers need this: the trained weights ship as ``data/gender_cnn.weights.h5``
+Only the course's developers need this: the trained weights ship as ``course_utils/data/gender_cnn.weights.h5``
 and :func:`course_utils.models.faces.load_gender_cnn` loads them without any dataset. Retraining
 needs the shared face set ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale;
 non-commercial research and education only, never shipped).
@@ -8,7 +8,7 @@ non-commercial research and education only, never shipped).
 The command line is a developer tool outside the installed package, run from the repository root::
 
     python tools/train_gender_cnn.py --data ../shared/data/faces48.npz \\
-        --out data/gender_cnn.weights.h5 --card data/gender_cnn.md
+        --out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md
 
 Everything is seeded (``keras.utils.set_random_seed`` plus TensorFlow's deterministic ops in the
 command-line run), so the same seed, data and library versions give the same weights.

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build the course's wheel from this checkout, install it (not editable) in a fresh venv and run
+# every notebook from a temporary folder outside the checkout: what a user of
+# `pip install git+...` or a hosted notebook service gets. Fails if the package cannot find its
+# own data (the face weights, model cards, robustness numbers).
+#   usage: tools/check_wheel.sh [python] [venv folder]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${1:-python3}
+venv=${2:-.venv-wheel}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" .
+wheel=$(ls "$work"/dist/course_utils-*.whl)
+unzip -l "$wheel" | grep -q "course_utils/data/gender_cnn.weights.h5" \
+  || { echo "the wheel $wheel has no course_utils/data/gender_cnn.weights.h5" >&2; exit 1; }
+"$venv/bin/python" -m pip install --quiet "$wheel" "pytest>=8.0" "nbval>=0.11"
+
+mkdir "$work/notebooks"
+cp notebooks/*.ipynb "$work/notebooks/"
+cd "$work/notebooks"
+"$OLDPWD/$venv/bin/python" - <<'PY'
+import course_utils, pathlib
+from course_utils.models.faces import DEFAULT_WEIGHTS
+where = pathlib.Path(course_utils.__file__).resolve()
+assert "site-packages" in where.parts, f"course_utils was imported from {where}, not from the installed wheel"
+assert DEFAULT_WEIGHTS.is_file(), f"the installed course has no face weights at {DEFAULT_WEIGHTS}"
+print(f"course_utils {course_utils.__version__} from {where.parent}")
+PY
+"$OLDPWD/$venv/bin/python" -m pytest -p no:cacheprovider --rootdir="$work/notebooks" --nbval-lax --nbval-current-env \
+  --nbval-cell-timeout=600 -q ./*.ipynb
