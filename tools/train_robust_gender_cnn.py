@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
@@ -42,7 +41,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from course_utils.attacks.defences import AdversarialTraining  # noqa: E402
-from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn  # noqa: E402
+from course_utils.models.faces import GENDER_CLASSES, check_finite_weights, load_gender_cnn  # noqa: E402
 from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
 from course_utils.models.faces import (  # noqa: E402
     ROBUST_CARD,
@@ -56,11 +55,14 @@ from tools.facetrain.training import (  # noqa: E402
     DEFAULT_DATA,
     RACE_NAMES,
     astronaut_probabilities,
-    augment_faces,
+    check_weights_name,
     evaluate,
+    fit_epochs,
     group_accuracy,
     split_faces,
+    weights_writer,
 )
+from tools.facetrain.outputs import write_files_together  # noqa: E402
 
 #: The shipped recipe (chosen on a validation split of the training faces; see the model card).
 DEFAULTS = dict(epochs=30, epsilon=4.0, steps=5, clean_weight=0.3, ramp_epochs=5, batch_size=32, learning_rate=1e-3)
@@ -114,25 +116,21 @@ def train_robust(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    history: dict[str, list[float]] = {}
     started = time.perf_counter()
-    for epoch in range(epochs):
+
+    def ramp(epoch: int) -> dict[str, float]:  # a small network learns nothing attacked at full strength at once
         eps = epsilon * min(1.0, (epoch + 1) / ramp_epochs) if ramp_epochs > 0 else epsilon
         trainer.set_epsilon(eps)
-        order = rng.permutation(len(labels))
-        x = augment_faces(images[order], rng)
-        batches = tf.data.Dataset.from_tensor_slices((x, labels[order])).batch(batch_size)  # already shuffled
-        fit = trainer.fit(batches, epochs=1, shuffle=False, verbose=0)
-        history.setdefault("epsilon", []).append(eps)
-        for key, values in fit.history.items():
-            history.setdefault(key, []).append(float(values[-1]))
         if verbose:
-            print(f"epoch {epoch + 1:2d}/{epochs}: epsilon {eps:.2f}, accuracy on attacked training faces "
-                  f"{history['accuracy'][-1]:.3f}, loss {history['loss'][-1]:.3f} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
-    weights = model.get_weights()
-    if not all(np.all(np.isfinite(w)) for w in weights):
-        raise FloatingPointError("training diverged: the weights hold NaN or infinity; nothing was written")
+            print(f"epoch {epoch + 1}/{epochs}: epsilon {eps:.2f} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+        return {"epsilon": eps}
+
+    # Keras prints each epoch's loss and accuracy on the attacked training faces (verbose=2).
+    history = fit_epochs(trainer, images, labels, epochs=epochs, batch_size=batch_size, rng=rng, before_epoch=ramp,
+                         verbose=2 if verbose else 0)
+    check_finite_weights(model, "training diverged", "Nothing was written; try a smaller --learning-rate.")
+    if verbose:
+        print(f"trained {epochs} epochs in {time.perf_counter() - started:.0f} s", flush=True)
     return model, history
 
 
@@ -144,51 +142,6 @@ def measure(models: dict[str, keras.Model], images: np.ndarray, labels: np.ndarr
         table = robust_accuracy(model, images, labels, epsilons, steps=steps, seed=seed, progress=True)
         out[name] = [float(a) for a in table.accuracy]
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# Files: all three or none
-# --------------------------------------------------------------------------------------------
-
-
-def write_together(model: keras.Model, texts: dict[Path, str], weights_path: Path) -> None:
-    """Write the weights and the text files so that either all of them change or none does.
-
-    Everything goes to temporary files next to its destination first; only when all of them are
-    complete do they replace the destinations (``os.replace``, one rename each). If anything
-    fails before that, the temporary files are removed and the old files stay as they were.
-    """
-    if not weights_path.name.endswith(".weights.h5"):
-        raise ValueError(f"Keras weights files must end in '.weights.h5', got {weights_path.name!r}")
-    pending: list[tuple[str, Path]] = []
-    try:
-        weights_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=weights_path.parent, prefix=f".{weights_path.name}.", suffix=".weights.h5")
-        os.close(fd)
-        os.unlink(tmp)  # let Keras/h5py create it afresh
-        pending.append((tmp, weights_path))
-        clean = build_robust_gender_cnn()  # a fresh copy: layer weights only, no optimizer state
-        clean.set_weights(model.get_weights())
-        clean.save_weights(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path, text in texts.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            pending.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        for path in [dest for _, dest in pending]:
-            if path.is_dir():
-                raise IsADirectoryError(f"{path} is a folder; cannot write a file there")
-    except BaseException:
-        for tmp, _ in pending:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
-    for tmp, dest in pending:
-        os.replace(tmp, dest)
 
 
 def _relative(path: Path) -> str:
@@ -421,7 +374,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "weights": args.out.resolve(),
         "json": args.robustness.resolve(),
     }
-    write_together(model, {args.card: model_card(report), args.robustness: robustness_json(report)}, args.out)
+    write_files_together({  # all three or none
+        check_weights_name(args.out): weights_writer(model, build_robust_gender_cnn),
+        args.card: lambda temp: temp.write_text(model_card(report), encoding="utf-8"),
+        args.robustness: lambda temp: temp.write_text(robustness_json(report), encoding="utf-8"),
+    })
     rob, std = accuracy["robust"], accuracy["standard"]
     print("epsilon  standard  robust\n" + "\n".join(f"{e:7g}  {s:8.3f}  {b:6.3f}" for e, s, b in zip(EVAL_EPSILONS, std, rob)))
     print(f"trained in {train_seconds:.0f} s; wrote {args.out}, {args.card}, {args.robustness}; total {time.perf_counter() - started:.0f} s")

@@ -60,7 +60,7 @@ def loop_for(
     *,
     step_rule: StepRule = "plain",
     regularizers: Sequence[Regularizer] = (),
-    jit_compile: bool = False,
+    jit_compile: bool | str = False,
     stop_at_success: bool = False,
 ) -> GradientLoop:
     """The cached :class:`GradientLoop` of ``model`` with this structure, built the first time.

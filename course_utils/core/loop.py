@@ -87,8 +87,10 @@ class GradientLoop:
         step_rule: see :func:`step_direction`.
         regularizers: pieces applied in order: transforms, penalties, after-step operations
             (see :mod:`course_utils.core.pieces`).
-        jit_compile: compile each step with XLA (faster per step for small models, slower to
-            start).
+        jit_compile: ``True`` compiles each step with XLA (faster per step for small models,
+            slower to start); ``"loop"`` also compiles :meth:`perturb`'s whole while-loop with XLA
+            (one XLA program for all steps; :meth:`run` keeps the XLA step, since its per-chunk
+            history has a length XLA cannot know in advance). ``False``: no XLA.
         stop_at_success: leave each example where it is from the first step at which the
             objective says it succeeded (:meth:`~course_utils.core.objectives.Objective.evaluate`:
             judged on the picture before that step), as a careful attacker sends the smallest
@@ -118,7 +120,9 @@ class GradientLoop:
         step_direction(tf.zeros([1, 1]), step_rule)  # validates the rule name early
         self.step_rule = step_rule
         self.regularizers = check_regularizers(regularizers)
-        self.jit_compile = check_flag("jit_compile", jit_compile)
+        if not (isinstance(jit_compile, bool) or jit_compile == "loop"):
+            raise ValueError(f"jit_compile must be False, True (XLA per step) or 'loop' (the whole perturb loop), got {jit_compile!r}")
+        self.jit_compile: bool | str = jit_compile
         self.stop_at_success = check_flag("stop_at_success", stop_at_success)
         if self.stop_at_success and type(self.objective).evaluate is Objective.evaluate:
             raise TypeError(f"stop_at_success needs an objective with a goal (a CrossEntropy), got {self.objective!r}")
@@ -133,8 +137,9 @@ class GradientLoop:
         self.objective.build()
         self._step_fn = tf.function(self._step, jit_compile=True) if self.jit_compile else self._step
         self._run_chunk = tf.function(self._chunk)
-        self._final = tf.function(self._final_loss, jit_compile=self.jit_compile)
-        self._perturb = tf.function(self._perturb_loop, reduce_retracing=True)  # a new batch size: once
+        self._final = tf.function(self._final_loss, jit_compile=bool(self.jit_compile))
+        self._perturb = tf.function(self._perturb_loop, reduce_retracing=True,  # a new batch size: once
+                                    jit_compile=self.jit_compile == "loop")
 
     @property
     def key(self) -> Hashable:
@@ -392,9 +397,9 @@ class GradientLoop:
             r.check_input(tuple(x0.shape))
 
 
-def structure_key(objective: Objective, step_rule: str, regularizers: Sequence[Regularizer], jit_compile: bool,
+def structure_key(objective: Objective, step_rule: str, regularizers: Sequence[Regularizer], jit_compile: bool | str,
                   stop_at_success: bool = False) -> Hashable:
     """What a compiled loop bakes in, and nothing it takes per call: the objective's kind, the step
     rule, each piece's kind and settings (not its per-call values), XLA and stopping at success."""
-    return ("loop", objective.key(), step_rule, tuple(r.key() for r in regularizers), bool(jit_compile),
+    return ("loop", objective.key(), step_rule, tuple(r.key() for r in regularizers), jit_compile,
             bool(stop_at_success))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,7 @@ __all__ = [
     "load_faces",
     "split_faces",
     "augment_faces",
+    "fit_epochs",
     "train_gender_cnn",
     "evaluate",
     "group_accuracy",
@@ -128,31 +129,54 @@ def train_gender_cnn(
     if validation is not None:
         x_val, y_val = _as_images(validation[0]), np.asarray(validation[1], dtype=np.int64)
         validation_data = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
-    history: dict[str, list[float]] = {}
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        # Augment and shuffle with NumPy (seeded), then feed plain batches: reproducible, and
-        # no parallel map stages in the input pipeline.
-        order = rng.permutation(len(labels))
-        x = augment_faces(images[order], rng) if augment else images[order]
-        batches = tf.data.Dataset.from_tensor_slices((x, labels[order])).batch(batch_size)
-        fit = model.fit(
-            batches,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=False,  # already shuffled above
-            validation_data=validation_data,
-            verbose=verbose,
-        )
-        for key, values in fit.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
-        history.setdefault("seconds", []).append(time.perf_counter() - start)
+    history = fit_epochs(model, images, labels, epochs=epochs, batch_size=batch_size, rng=rng, augment=augment,
+                         validation_data=validation_data, verbose=verbose)
     check_finite_weights(
         model,
         f"training diverged (learning rate {learning_rate:g}, {epochs} epochs)",
         "Nothing was saved; try a smaller learning rate (--learning-rate).",
     )
     return model, history
+
+
+def fit_epochs(
+    learner: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    augment: bool = True,
+    validation_data: Any = None,
+    verbose: int = 0,
+    before_epoch: Callable[[int], dict[str, float]] | None = None,
+) -> dict[str, list[float]]:
+    """The face models' epoch loop: ``learner.fit`` one epoch at a time, each on a fresh seeded
+    shuffle (and, with ``augment``, a fresh :func:`augment_faces` variant) of the faces.
+
+    Shuffling and augmenting happen in NumPy from ``rng`` and plain batches are fed, so a run is
+    reproducible and the input pipeline has no parallel stages. ``before_epoch(epoch)`` runs
+    first each epoch (e.g. lesson 4's budget ramp) and may return values to record.
+
+    Returns:
+        Per-epoch lists: what ``fit`` reports (``loss``, ``accuracy``, ``val_*``), what
+        ``before_epoch`` returned, and ``seconds`` (wall time per epoch).
+    """
+    history: dict[str, list[float]] = {}
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        for key, value in (before_epoch(epoch) if before_epoch is not None else {}).items():
+            history.setdefault(key, []).append(float(value))
+        order = rng.permutation(len(labels))
+        x = augment_faces(images[order], rng) if augment else images[order]
+        batches = tf.data.Dataset.from_tensor_slices((x, labels[order])).batch(batch_size)
+        fit = learner.fit(batches, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,  # already shuffled
+                          validation_data=validation_data, verbose=verbose)
+        for key, values in fit.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        history.setdefault("seconds", []).append(time.perf_counter() - start)
+    return history
 
 
 def check_training_settings(epochs: Any, batch_size: Any, learning_rate: Any) -> None:
@@ -219,9 +243,12 @@ def group_accuracy(
 # --------------------------------------------------------------------------------------------
 
 
-def weights_writer(model: keras.Model):
+def weights_writer(model: keras.Model, build: Callable[[], keras.Model] = build_gender_cnn) -> Callable[[Path], None]:
+    """A writer for :func:`tools.facetrain.outputs.write_files_together`: ``model``'s layer weights
+    saved through a fresh ``build()`` (lesson 1's or the robust architecture)."""
+
     def write(temp: Path) -> None:
-        clean = build_gender_cnn()  # a fresh copy holds only the layer weights, not the optimizer's state
+        clean = build()  # a fresh copy holds only the layer weights, not the optimizer's state
         clean.set_weights(model.get_weights())
         clean.save_weights(temp)
 
