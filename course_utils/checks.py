@@ -34,7 +34,6 @@ __all__ = [
     "check_flag",
     "check_size",
     "check_batch",
-    "check_regularizers",
 ]
 
 MAX_SEED = 2**31 - 1
@@ -192,35 +191,3 @@ def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
     if len(x) == 0:
         raise ValueError(f"got an empty batch of {what} (shape {tuple(x.shape)}); give at least one image")
     return x
-
-
-def check_regularizers(regularizers: Any, name: str = "regularizers") -> tuple:
-    """The regularisers as a tuple of :class:`course_utils.core.pieces.Regularizer` objects.
-
-    Accepts a tuple or list of them, one on its own, or ``None`` (none). Refuses names
-    (``"jitter"``), classes that were not made into objects (``Blur`` instead of ``Blur()``) and
-    anything else, before any graph is traced.
-    """
-    from course_utils.core.pieces import Regularizer
-
-    example = "such as (Jitter(8), Blur(1.0))"
-    if regularizers is None:
-        return ()
-    if isinstance(regularizers, Regularizer):
-        return (regularizers,)
-    if isinstance(regularizers, type) and issubclass(regularizers, Regularizer):
-        raise WrongTypeError(
-            f"{name} got the class {regularizers.__name__}, not a regulariser: write "
-            f"{regularizers.__name__}() (with brackets) to make one"
-        )
-    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, (list, tuple)):
-        raise WrongTypeError(f"{name} must be a tuple of regulariser objects {example}, got {describe(regularizers)}")
-    for i, r in enumerate(regularizers):
-        if isinstance(r, type) and issubclass(r, Regularizer):
-            raise WrongTypeError(
-                f"{name}[{i}] is the class {r.__name__}, not a regulariser: write {r.__name__}() "
-                "(with brackets) to make one"
-            )
-        if not isinstance(r, Regularizer):
-            raise WrongTypeError(f"{name}[{i}] must be a regulariser object such as Jitter(8) or Blur(1.0), got {describe(r)}")
-    return tuple(regularizers)

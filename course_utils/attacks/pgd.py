@@ -28,7 +28,6 @@ Units: pixels 0..255 everywhere; ``epsilon=4.0`` allows every pixel to move by f
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
@@ -38,6 +37,7 @@ import tensorflow as tf
 
 from course_utils.checks import check_int
 from course_utils.core.cache import loop_for
+from course_utils.core.history import progress_bar
 from course_utils.core.loop import GradientLoop
 from course_utils.core.objectives import CrossEntropy, weak
 from course_utils.core.steps import L2Ball, LinfBall, PixelRange
@@ -198,12 +198,6 @@ def _top1(model: Any, x: tf.Tensor) -> np.ndarray:
     return np.asarray(model(x, training=False)).argmax(-1).astype(np.int64)
 
 
-def _progress(total: int, description: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)
-
-
 @dataclass(frozen=True)
 class PGDResult:
     """What :func:`pgd_attack` returns (NumPy arrays, pixels 0..255).
@@ -345,7 +339,7 @@ def robust_accuracy(
     y = resolve_labels(model, labels, n)
     check_norm(norm)
     batches = list(range(0, n, batch_size))
-    bar = _progress(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
+    bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
     rows = []
     try:
         for e in eps_list:

@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Sequence
 
-from course_utils.checks import check_regularizers
+from course_utils.core.pieces import check_regularizers
 from course_utils.core.loop import GradientLoop, structure_key
 from course_utils.core.objectives import Objective
 from course_utils.core.pieces import Regularizer

@@ -3,18 +3,20 @@
 - :class:`LoopResult` what :meth:`course_utils.core.loop.GradientLoop.run` returns;
 - :func:`history_frame` the one tidy per-step table every result shows (attacks and visualisation);
 - :func:`check_history` refuses, before anything is traced, a run whose history would not fit in
-  memory (:data:`MAX_HISTORY_BYTES`).
+  memory (:data:`MAX_HISTORY_BYTES`);
+- :func:`progress_bar` the text progress bar of long runs.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["LoopResult", "history_frame", "check_history", "MAX_HISTORY_BYTES"]
+__all__ = ["LoopResult", "history_frame", "check_history", "progress_bar", "MAX_HISTORY_BYTES"]
 
 MAX_HISTORY_BYTES = 1_000_000_000
 """The most memory (bytes) a run's history may take: 1 GB. Every step keeps a loss per image and
@@ -90,3 +92,12 @@ def check_history(steps: int, batch: int, width: int, *, at_least: bool = False)
             f"{MAX_HISTORY_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
             f"steps (at most {most:,} here) or fewer images"
         )
+
+
+def progress_bar(total: int, description: str) -> Any:
+    """A text progress bar of ``total`` ticks (tqdm): it updates in place in JupyterLab and a
+    terminal, and reads well in a notebook's saved output (a widget bar shows as a blank box on
+    code hosts)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)

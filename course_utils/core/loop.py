@@ -19,12 +19,11 @@ A :class:`GradientLoop` runs ``steps`` of::
     x           = after_steps(x, x0, step, data)      # course_utils.core.steps
 
 inside one ``tf.function`` (a ``tf.while_loop``), so no value goes back to Python between steps and
-the same code runs on a GPU. What defines the problem (the objective's kind, the step rule, the
-pieces, XLA) is fixed when the loop is built; everything that changes from call to call is an
-*argument* of the compiled graph: the batch, the per-call ``data`` (labels, epsilon, beta, one per
-example), the step size (one per example), the seed, the number of steps. A new epsilon, target,
-beta or step size therefore never traces the loop again (:attr:`GradientLoop.traces` counts); a
-new batch shape traces once, so that each batch size runs a graph made for its own shapes.
+the same code runs on a GPU. The structure (objective kind, step rule, pieces, XLA, stopping at
+success) is fixed when the loop is built; what changes per call is an *argument* of the compiled
+graph: the batch, the per-call ``data`` (labels, epsilon, beta, one per example), the step size,
+the seed, the number of steps. So a new epsilon, target or beta never traces the loop again
+(:attr:`GradientLoop.traces` counts); a new batch shape traces once.
 
 Two ways to run it:
 
@@ -37,8 +36,8 @@ Two ways to run it:
   control between chunks: that is when Kernel -> Interrupt (a ``KeyboardInterrupt``) can stop a
   run and when the progress bar moves. The first chunk is one step, each next one as long as
   fits in :attr:`GradientLoop.chunk_seconds` (0.25 s) at the pace just measured, at most twice
-  the last. Chunk boundaries do not change the result; an interrupted run keeps no state. A run
-  whose history would pass :data:`MAX_HISTORY_BYTES` is refused before anything is traced.
+  the last. Chunk boundaries do not change the result; an interrupted run keeps no state. A
+  history over :data:`~course_utils.core.history.MAX_HISTORY_BYTES` is refused up front.
 
 Compiled loops are kept per model, by structure only (:mod:`course_utils.core.cache`); they hold
 their model weakly, so a model the notebook lets go is freed with its loops.
@@ -46,21 +45,21 @@ their model weakly, so a model the notebook lets go is freed with its loops.
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_batch, check_flag, check_number, check_regularizers, check_steps
-from course_utils.seeds import effective_seed, seed_offset
-from course_utils.core.history import LoopResult, check_history
+from course_utils.checks import check_batch, check_flag, check_number, check_steps
+from course_utils.core.history import LoopResult, check_history, progress_bar
 from course_utils.core.objectives import Objective, as_objective, merge_specs
-from course_utils.core.pieces import Regularizer, hook, per_example
+from course_utils.core.pieces import Regularizer, check_regularizers, hook, per_example
 from course_utils.core.steps import StepRule, step_direction
+from course_utils.seeds import effective_seed, seed_offset
 
 __all__ = ["GradientLoop", "structure_key", "next_chunk_length"]
+
 
 def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
     """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
@@ -68,14 +67,6 @@ def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: floa
     noisy, and the first includes one-time start-up), at least one."""
     fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
     return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
-
-
-def _progress(total: int, description: str):
-    from tqdm import tqdm
-
-    # A plain text bar: it updates in place in JupyterLab and a terminal, and reads well in a
-    # notebook's saved output (a widget bar shows as a blank box on code hosts).
-    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)
 
 
 class GradientLoop:
@@ -338,7 +329,7 @@ class GradientLoop:
         known = shape.rank is not None and None not in shape[2:]
         check_history(steps, batch, int(np.prod(shape[2:])) if known else 1, at_least=not known)
         show = steps >= 50 if progress is None else progress
-        bar = _progress(steps, description) if show else None
+        bar = progress_bar(steps, description) if show else None
         losses_out = tracked_out = None
         chunks: list[int] = []
         steps_done, n = 0, 1

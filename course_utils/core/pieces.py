@@ -32,7 +32,12 @@ from typing import Any, Callable, Hashable, Mapping
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["GRAY", "Regularizer", "Transform", "Penalty", "AfterStep", "per_example", "seed_pair", "check_image_side", "freeze", "hook"]
+from course_utils.checks import WrongTypeError, describe
+
+__all__ = [
+    "GRAY", "Regularizer", "Transform", "Penalty", "AfterStep", "per_example", "seed_pair", "check_image_side", "freeze",
+    "hook", "check_regularizers",
+]
 
 GRAY = 127.5
 """Mid-grey in pixels: where the start noise is centred and where :class:`~course_utils.core.steps.L2Decay` pulls to."""
@@ -156,3 +161,33 @@ def check_image_side(piece: Regularizer, shape: tuple, smallest: int, why: str) 
             f"{piece!r} needs images at least {smallest}x{smallest} pixels ({why}), got {h}x{w}; "
             "use a larger size or leave it out"
         )
+
+
+def check_regularizers(regularizers: Any, name: str = "regularizers") -> tuple:
+    """The regularisers as a tuple of :class:`course_utils.core.pieces.Regularizer` objects.
+
+    Accepts a tuple or list of them, one on its own, or ``None`` (none). Refuses names
+    (``"jitter"``), classes that were not made into objects (``Blur`` instead of ``Blur()``) and
+    anything else, before any graph is traced.
+    """
+    example = "such as (Jitter(8), Blur(1.0))"
+    if regularizers is None:
+        return ()
+    if isinstance(regularizers, Regularizer):
+        return (regularizers,)
+    if isinstance(regularizers, type) and issubclass(regularizers, Regularizer):
+        raise WrongTypeError(
+            f"{name} got the class {regularizers.__name__}, not a regulariser: write "
+            f"{regularizers.__name__}() (with brackets) to make one"
+        )
+    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, (list, tuple)):
+        raise WrongTypeError(f"{name} must be a tuple of regulariser objects {example}, got {describe(regularizers)}")
+    for i, r in enumerate(regularizers):
+        if isinstance(r, type) and issubclass(r, Regularizer):
+            raise WrongTypeError(
+                f"{name}[{i}] is the class {r.__name__}, not a regulariser: write {r.__name__}() "
+                "(with brackets) to make one"
+            )
+        if not isinstance(r, Regularizer):
+            raise WrongTypeError(f"{name}[{i}] must be a regulariser object such as Jitter(8) or Blur(1.0), got {describe(r)}")
+    return tuple(regularizers)

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_int, check_number, check_regularizers, check_seed, check_size, check_steps
+from course_utils.checks import WrongTypeError, check_int, check_number, check_seed, check_size, check_steps
+from course_utils.core.pieces import check_regularizers
 from course_utils.io.images import as_batch, load_image, to_uint8
 from course_utils.models.labels import ClassNames
 from course_utils.models.layers import check_feature_size, check_layer, conv_layers, feature_layers, layer_summary, receptive_field

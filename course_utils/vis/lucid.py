@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_number, check_regularizers, check_seed, check_steps
+from course_utils.checks import WrongTypeError, check_number, check_seed, check_steps
+from course_utils.core.pieces import check_regularizers
 from course_utils.models.labels import resolve_classes
 from course_utils.models.layers import check_feature_size, check_layer, feature_model
 from course_utils.models.imagenet import class_name
