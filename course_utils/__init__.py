@@ -19,7 +19,8 @@ Modules, one job each:
                                  :mod:`course_utils.core.steps` (L-inf / L2 balls, pixel range, decay, blur);
                                  :mod:`course_utils.regularizers` imports them all
 - :mod:`course_utils.attacks.gradient`    noise filter, FGSM, iterative attack (thin wrappers over ``optimize``)
-- :mod:`course_utils.vis.filters`  filter and class visualisation, ``deprocess``
+- :mod:`course_utils.vis.filters`  filter and class visualisation on the one runner (:mod:`course_utils.vis.run`)
+                                 for every parameterisation; :mod:`course_utils.vis.judge` scores class pictures
 - :mod:`course_utils.models.layers`     which layers to look at, receptive fields
 - :mod:`course_utils.checks`     the argument checks every public function shares
 - :mod:`course_utils.classroom.plotting`   side-by-side images, grids, probability curves
