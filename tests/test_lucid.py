@@ -114,7 +114,8 @@ def test_a_style_only_sets_param_and_regularizers(imagenet_model):
     d = maximize_class(imagenet_model, "goldfish", style="lucid", regularizers=(), **kwargs)
     assert np.array_equal(c.pixels, d.pixels) and c.final[0] > c.start[0]
     e = maximize_class(imagenet_model, "goldfish", style="lucid", **kwargs)
-    f = maximize_class(imagenet_model, "goldfish", param="fourier", regularizers=standard_transforms((224, 224)), **kwargs)
+    f = maximize_class(imagenet_model, "goldfish", param="fourier", regularizers=standard_transforms((224, 224)),
+                       **kwargs)
     assert np.array_equal(e.pixels, f.pixels) and not np.array_equal(e.pixels, c.pixels)
     plain = maximize_class(imagenet_model, "goldfish", **kwargs)
     assert np.abs(plain.initial - 127.5).max() <= 2.0  # lesson 3's start noise, in pixels
@@ -151,7 +152,8 @@ def test_after_step_operations_are_refused_with_a_param(imagenet_model, piece):
     with pytest.raises(ValueError, match=r"after-step operation on the pixels, but with param='fourier' the loop changes the parameters"):
         maximize_class(imagenet_model, "goldfish", steps=1, param="fourier", regularizers=(piece,))
     with pytest.raises(ValueError, match=r"regularizers\[1\] = .* \(param='pixels'\) for after-step operations"):
-        maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, style="lucid", regularizers=(Jitter(2), piece))
+        maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, style="lucid",
+                         regularizers=(Jitter(2), piece))
 
 
 def test_a_pixel_penalty_prices_the_picture_the_parameters_make(imagenet_model):
@@ -210,4 +212,5 @@ def test_another_class_or_filter_never_traces_the_loop_again(imagenet_model):
         assert maximize_filters(imagenet_model, filters=[5, 9], **layer, **kwargs).traces == 0, style
         for extra in (dict(objective="center"), dict(diversity_weight=2.0)):
             maximize_filters(imagenet_model, filters=[1, 1], **layer, **extra, **kwargs)
-            assert maximize_filters(imagenet_model, filters=[7, 3], **layer, **extra, **kwargs).traces == 0, (style, extra)
+            again = maximize_filters(imagenet_model, filters=[7, 3], **layer, **extra, **kwargs)
+            assert again.traces == 0, (style, extra)

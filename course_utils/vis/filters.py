@@ -121,15 +121,15 @@ def maximize_filters(
         filters: channel indices of that layer; repeat one (``[5, 5, 5, 5]``) with
             ``diversity_weight > 0`` for several different pictures of it.
         steps: gradient steps (>= 1).
-        step_size: RMS change per step; ``None``: 3.0 pixels on the pixels, :data:`~course_utils.vis.run.PARAM_STEP`
-            in parameter units with a parameterisation.
+        step_size: RMS change per step; ``None``: 3.0 pixels on the pixels,
+            :data:`~course_utils.vis.run.PARAM_STEP` in parameter units with a parameterisation.
         size: ``(height, width)`` of the pictures in pixels (an int for a square); ``None``: the
             size of an :class:`ImageParam` given as ``param``, else 128x128. Any size works, the
             network is convolutional.
         regularizers: pieces of the loop (e.g. :func:`default_regularizers`); ``None``: the style's.
         seed: for the start and the regularisers' randomness.
-        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the defaults of ``param`` and
-            ``regularizers``.
+        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the
+            defaults of ``param`` and ``regularizers``.
         param: ``"pixels"``, ``"fourier"`` or an :class:`course_utils.core.param.ImageParam` of
             ``size``; ``None``: the style's. By name, a parameterisation starts fainter than
             Lucid's (:data:`FILTER_START_SD`).
@@ -147,8 +147,8 @@ def maximize_filters(
     Returns:
         A filter :class:`Visualization`: ``start``/``final``/``history`` are the objective (mean
         or centre activation), ``rest`` the same on flat mid-grey, so ``rose``/``dead`` work;
-        ``images`` contrast stretched (:func:`course_utils.vis.run.deprocess`) when the pixels themselves were
-        optimised from noise, else the pixels as ``uint8``.
+        ``images`` contrast stretched (:func:`course_utils.vis.run.deprocess`) when the pixels
+        themselves were optimised from noise, else the pixels as ``uint8``.
 
     Raises:
         ValueError: ``steps < 1``, an unknown layer (the message lists the conv feature layers),
@@ -172,7 +172,9 @@ def maximize_filters(
     c = model.input_shape[-1]
     if noise is None and is_pixels(param):
         noise = 2.0
-    start = None if noise is None else _start_noise(filters, (h, w, c), seed, check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY))
+    if noise is not None:
+        noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
+    start = None if noise is None else _start_noise(filters, (h, w, c), seed, noise)
     measure = (FilterCenter if objective == "center" else FilterMean)(weak(model), layer)
     goal = measure + weight * Diversity(weak(model), layer) if weight > 0 else measure
     out = visualize(model, goal, {"filters": filters}, param=param, regularizers=regularizers, start=start,
@@ -224,14 +226,14 @@ def maximize_class(
             :meth:`~course_utils.core.param.ImageParam.from_pixels`). In the Fourier basis take
             smaller steps then: 0.05 moves a photo by tens of grey levels a step, 0.005 by a few.
         steps: gradient steps (>= 1).
-        step_size: RMS change per step; ``None``: 2.0 pixels on the pixels, :data:`~course_utils.vis.run.PARAM_STEP`
-            in parameter units with a parameterisation.
+        step_size: RMS change per step; ``None``: 2.0 pixels on the pixels,
+            :data:`~course_utils.vis.run.PARAM_STEP` in parameter units with a parameterisation.
         regularizers: pieces of the loop (e.g. :func:`default_regularizers`); ``None``: the
             style's (``"lucid"``: :func:`~course_utils.core.transforms.standard_transforms`
             ending in a resize to the model's input).
         seed: for the start and the regularisers' randomness.
-        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the defaults of ``param`` and
-            ``regularizers``.
+        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the
+            defaults of ``param`` and ``regularizers``.
         param: ``"pixels"``, ``"fourier"`` or an :class:`course_utils.core.param.ImageParam` of
             the model's input size; ``None``: the style's.
         noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform

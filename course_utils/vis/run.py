@@ -32,7 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_steps
+from course_utils.checks import check_regularizers, check_steps
 from course_utils.core.cache import loop_for
 from course_utils.core.history import LoopResult
 from course_utils.core.loop import GradientLoop
@@ -136,6 +136,7 @@ def visualize(
             too small for the layer the objective reads or for a regulariser.
     """
     steps = check_steps(steps)
+    regularizers = check_regularizers(regularizers)
     c = model.input_shape[-1]
     if is_pixels(param):
         if start is None:
