@@ -1,9 +1,9 @@
 """Optional workload ``lucid_vs_tf_keras_vis``: a Lucid-style sea snake vs tf-keras-vis.
 
-Course side: :func:`course_utils.vis.lucid.render_class` ("sea snake", Fourier parameterisation,
-Lucid's transforms) for :data:`LUCID_STEPS` steps, enough for p >= 0.99 on the untransformed
-picture on both numeric paths (10 steps are not: 0.984 with oneDNN off); the probability is checked
-and reported. Baseline: tf-keras-vis' ``ActivationMaximization`` with all its defaults (200 steps
+Course side: :func:`course_utils.vis.filters.maximize_class` with ``style="lucid"`` ("sea snake",
+Fourier parameterisation, Lucid's transforms) for :data:`LUCID_STEPS` steps, enough for p >= 0.99
+on the untransformed picture on both numeric paths (10 steps are not: 0.984 with oneDNN off); the
+probability is checked and reported. Baseline: tf-keras-vis' ``ActivationMaximization`` with all its defaults (200 steps
 of RMSprop, jitter, rotate, total variation and norm), timed until the step where its probability
 was best (and, for information, until its first step at p >= 0.99).
 
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.workloads import Context, Plan, Side, WorkloadResult, log
-from course_utils.vis.lucid import render_class
+from course_utils.vis.filters import maximize_class
 from course_utils.models.labels import resolve_classes
 
 NAME = "lucid_vs_tf_keras_vis"
@@ -90,15 +90,16 @@ def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
     steps = LUCID_STEPS if plan.mode == "full" else 2
     baseline_steps = 200 if plan.mode == "full" else 2
     t0 = time.perf_counter()
-    first = render_class(model, TARGET, steps=steps, progress=False)
+    first = maximize_class(model, TARGET, steps=steps, style="lucid", progress=False)
     first_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vis = render_class(model, TARGET, steps=steps, progress=False)  # the compiled loop is reused
+    vis = maximize_class(model, TARGET, steps=steps, style="lucid", progress=False)  # the compiled loop is reused
     warm_s = time.perf_counter() - t0
     index = resolve_classes(TARGET, model)[0]
     p_lucid = float(tf.nn.softmax(model(vis.pixels, training=False))[0, index])
     cold, warm = _tf_keras_vis_runs(model, index, baseline_steps)
-    course = Side(f"course_utils.vis.lucid.render_class, {steps} steps (first call incl. tracing)", steps, [first_s])
+    course = Side(f"course_utils.vis.filters.maximize_class(style='lucid'), {steps} steps (first call incl. tracing)",
+                  steps, [first_s])
     baseline = Side(f"tf-keras-vis ActivationMaximization defaults, first call until its best step "
                     f"({cold['best_step']} of {baseline_steps})", cold["best_step"], [cold["to_best_s"]])
     return WorkloadResult(

@@ -43,7 +43,8 @@ from course_utils.core.objectives import CrossEntropy, weak
 from course_utils.core.cache import loop_for
 from course_utils.core.penalties import L2Penalty
 from course_utils.core.steps import PixelRange
-from course_utils.vis.filters import conv_layers, gray_noise, maximize_class, maximize_filters
+from course_utils.models.layers import conv_layers
+from course_utils.vis.filters import gray_noise, maximize_class, maximize_filters
 
 __all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads", "log"]
 

@@ -8,7 +8,13 @@ import pytest
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError
-from course_utils.core.param import COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, Pixels, image_param, rfft2d_freqs
+from course_utils.core.objectives import ClassLogit
+from course_utils.core.param import (
+    COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, OnPixels, PixelPenalty, Pixels, PixelTransform, image_param,
+    param_loop_parts, rfft2d_freqs,
+)
+from course_utils.core.penalties import TotalVariation
+from course_utils.core.steps import L2Decay
 from course_utils.core.transforms import Pad, RandomCrop, RandomRotate, RandomScale, Resize, standard_transforms
 
 SIZES = [(32, 32), (31, 45), (24, 64)]
@@ -115,6 +121,30 @@ def test_bad_params_are_refused_with_the_choices():
         Fourier(16).check_input((2, 10))
 
 
+def test_a_loop_on_the_parameters_prices_and_checks_the_pixels():
+    """param_loop_parts: the objective and penalties through the picture, transforms checked on
+    its shape (not the flat parameters'), after-step operations refused."""
+    p = Fourier((20, 24))
+    objective, pieces = param_loop_parts(p, ClassLogit(None), (RandomCrop(8), TotalVariation(0.5)))
+    assert isinstance(objective, OnPixels) and objective.per_call == {"labels": tf.int32}
+    assert pieces[0] is p and isinstance(pieces[1], PixelTransform) and isinstance(pieces[2], PixelPenalty)
+    for piece in pieces:
+        piece.check_input(p.param_shape(2))  # the flat parameters' shape: every piece accepts it
+    _, (_, crop) = param_loop_parts(p, ClassLogit(None), (RandomCrop(20),))
+    with pytest.raises(ValueError, match=r"at least 21x21 pixels.*got 20x24"):
+        crop.check_input(p.param_shape(1))
+    x = p.init(2)
+    tv = TotalVariation(0.5).penalty(p.to_pixels(x), p.to_pixels(x))
+    np.testing.assert_allclose(pieces[2].penalty(tf.constant(x), tf.constant(x)), tv, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"regularizers\[0\] = L2Decay.*changes the parameters"):
+        param_loop_parts(p, ClassLogit(None), (L2Decay(),))
+
+
+def test_a_compiled_loop_keys_a_param_by_its_map_to_pixels_not_its_start():
+    assert Fourier(16, sd=0.001).key() == Fourier(16).key() != Fourier(16, decorrelate=False).key()
+    assert Pixels(16, noise=5.0).key() == Pixels(16).key() != Fourier(16).key()
+
+
 # --------------------------------------------------------------------------- transforms
 
 
@@ -129,8 +159,10 @@ def test_transforms_change_shapes_as_documented():
     assert _run(RandomCrop(8), x).shape == (2, 32, 42, 3)
     assert _run(RandomRotate(), x).shape == x.shape
     assert _run(Resize(24), x).shape == (2, 24, 24, 3)
-    sizes = {_run(RandomScale(), x, step=s).shape[1] for s in range(30)}
-    assert min(sizes) >= 36 and max(sizes) <= 44 and len(sizes) > 2
+    scaled = [_run(RandomScale(), x, step=s) for s in range(30)]
+    assert {o.shape for o in scaled} == {x.shape}  # the size kept: a zoom in crops, a zoom out mirrors the edges
+    assert len({o.tobytes() for o in scaled}) > 2
+    assert np.allclose(_run(RandomScale(scales=(1.0,)), x), x)
     assert np.allclose(_run(RandomRotate(degrees=(0,)), x), x, atol=1e-3)
     out = x
     for piece in standard_transforms(size=(40, 50)):

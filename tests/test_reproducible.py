@@ -23,7 +23,8 @@ import course_utils
 from course_utils.attacks.gradient import iterative_attack, noise_filter
 from course_utils.io.samples import sample_face
 from course_utils.models.faces import load_gender_cnn
-from course_utils.vis.filters import Jitter, maximize_class
+from course_utils.core.transforms import Jitter
+from course_utils.vis.filters import maximize_class
 
 def digest(model):
     vis = maximize_class(model, "man", steps=5, step_size=2.0, regularizers=(Jitter(4),), seed=3, progress=False)
@@ -53,7 +54,8 @@ def face_model():
 def test_same_numbers_again_in_the_same_process(face_model):
     first = _digest_here(face_model)
     # Run something else with other seeds in between: it must not shift the next call's randomness.
-    from course_utils.vis.filters import Jitter, maximize_class
+    from course_utils.core.transforms import Jitter
+    from course_utils.vis.filters import maximize_class
 
     maximize_class(face_model, "woman", steps=3, regularizers=(Jitter(2),), seed=11, progress=False)
     assert _digest_here(face_model) == first

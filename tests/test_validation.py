@@ -18,7 +18,8 @@ from course_utils.models.labels import UnknownClassError, imagenet_label, resolv
 from course_utils.core.steps import Blur
 from course_utils.core.transforms import Jitter
 from course_utils.core.penalties import TotalVariation
-from course_utils.vis.filters import conv_layers, maximize_class, maximize_filters
+from course_utils.models.layers import conv_layers
+from course_utils.vis.filters import maximize_class, maximize_filters
 
 
 @pytest.fixture(scope="module")

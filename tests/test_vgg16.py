@@ -19,14 +19,8 @@ from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack
 from course_utils.io.fetch import KNOWN_FILES
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k
-from course_utils.vis.filters import (
-    conv_layers,
-    feature_layers,
-    layer_summary,
-    maximize_class,
-    maximize_filters,
-    receptive_field,
-)
+from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
+from course_utils.vis.filters import maximize_class, maximize_filters
 
 VGG16_FILE = KNOWN_FILES["vgg16"].filename
 BLOG_LAYERS = [f"block{i}_conv1" for i in range(1, 6)]
@@ -167,14 +161,14 @@ def test_a_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch, no_network
 def test_lucid_pictures_run_on_vgg16(vgg16, imagenet_model):
     """Lesson 3's Lucid section on the VGG16 graph load_vgg16 builds: class and filter pictures,
     the parameterisation switch of maximize_class, and the judge (here Lite0 judging VGG16)."""
-    from course_utils.vis.lucid import judge_classes, render_class, render_filters
+    from course_utils.vis.judge import judge_classes
 
     targets = ["sea snake", "goldfish"]
-    lucid = render_class(vgg16, targets, steps=2, progress=False)
+    lucid = maximize_class(vgg16, targets, steps=2, style="lucid", progress=False)
     assert lucid.pixels.shape == (2, 224, 224, 3) and np.isfinite(lucid.final).all()
     fourier = maximize_class(vgg16, targets, steps=2, param="fourier", progress=False)
     assert fourier.pixels.min() >= 0 and fourier.pixels.max() <= 255
-    filters = render_filters(vgg16, "block3_conv1", [0, 1], steps=2, size=64, progress=False)
+    filters = maximize_filters(vgg16, "block3_conv1", [0, 1], steps=2, size=64, style="lucid", progress=False)
     assert filters.pixels.shape == (2, 64, 64, 3) and np.isfinite(filters.final).all()
     table = judge_classes(vgg16, imagenet_model, targets, {"lucid": lucid, "fourier": fourier})
     assert len(table) == 4 and table["judge_rank"].between(1, 1000).all()

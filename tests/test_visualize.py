@@ -12,23 +12,15 @@ import tensorflow as tf
 
 from course_utils.io.images import load_image
 from course_utils.io.samples import sample_image
-from course_utils.vis.filters import (
-    GRAY,
-    Blur,
-    Jitter,
-    L2Decay,
-    TotalVariation,
-    compare_batched_serial,
-    conv_layers,
-    deprocess,
-    feature_layers,
-    filter_report,
-    layer_summary,
-    maximize_class,
-    maximize_filters,
-    plot_filter_grid,
-    receptive_field,
-)
+from course_utils.classroom.plotting import plot_filter_grid
+from course_utils.core.penalties import TotalVariation
+from course_utils.core.pieces import GRAY
+from course_utils.core.steps import Blur, L2Decay
+from course_utils.core.transforms import Jitter
+from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
+from course_utils.vis.filters import maximize_class, maximize_filters
+from course_utils.vis.report import compare_batched_serial, filter_report
+from course_utils.vis.run import deprocess
 
 LITE0_LAYERS = ["stem_bn", "block2_expand_bn", "block4_expand_bn", "block6_expand_bn", "block12_expand_bn"]
 

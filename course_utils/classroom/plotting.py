@@ -6,7 +6,7 @@ grey. In a notebook, end the call with ``;`` to show the figure once.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,6 +18,7 @@ from course_utils.io.images import to_uint8
 __all__ = [
     "show_images",
     "image_grid",
+    "plot_filter_grid",
     "delta_image",
     "show_gradients",
     "show_kernels",
@@ -314,5 +315,28 @@ def plot_tradeoff(
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filter_grid(results: Mapping[str, Any], *, size: float = 1.5, title: str | None = None) -> Figure:
+    """Filter pictures, layer name -> a filter :class:`course_utils.vis.result.Visualization`: one
+    row per layer, one column per filter; a filter that did not rise 10x gets its status and lift
+    ratio written under it in red, so weak and dead filters are shown, not hidden."""
+    layers = list(results)
+    first = results[layers[0]]
+    fig = image_grid(
+        [list(results[l].images) for l in layers],
+        row_labels=layers,
+        col_labels=[f"filter {w.split(':')[-1]}" for w in first.what],
+        size=size,
+        suptitle=title,
+    )
+    ncols = max(len(results[l].what) for l in layers)
+    for r, layer in enumerate(layers):
+        vis = results[layer]
+        for c, (status, ratio) in enumerate(zip(vis.status, vis.lift_ratio)):
+            if status != "rose":
+                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
     fig.tight_layout()
     return fig

@@ -10,8 +10,13 @@ target never traces the loop again.
 - :class:`CrossEntropy` to per-call ``labels``: targeted, minimise it (go to the label);
   untargeted, maximise it (leave the label). Tracks the softmax.
 - :class:`ClassLogit` maximise the logit of per-call ``labels``. Tracks probability and logit.
-- :class:`FilterMean` maximise a layer's channel (per-call ``filters``) averaged over positions.
-  Tracks the mean.
+- :class:`FilterMean` maximise a layer's channel (per-call ``filters``) averaged over positions;
+  :class:`FilterCenter` the same channel at the centre position. Track that value.
+- :class:`Diversity` how alike each picture's feature *style* is to the others' (Olah et al.
+  2017): minimised, it pushes the pictures of one batch apart.
+
+The last three read one layer's response (:class:`LayerObjective`); in a sum, terms that read the
+same layer of the same model share one pass through the network.
 
 They combine like numbers: ``a + 0.5 * b`` minimises the weighted sum and tracks both, side by
 side (:class:`Sum`). Plain functions ``x -> (loss, tracked)`` work wherever an objective does.
@@ -31,7 +36,10 @@ import tensorflow as tf
 
 from course_utils.checks import check_number, describe
 
-__all__ = ["Objective", "CrossEntropy", "ClassLogit", "FilterMean", "Sum", "as_objective", "weak", "merge_specs"]
+__all__ = [
+    "Objective", "CrossEntropy", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
+    "Sum", "as_objective", "weak", "merge_specs",
+]
 
 
 def weak(model: Any) -> Any:
@@ -116,11 +124,21 @@ class Sum(Objective):
                 flat.append((float(weight), as_objective(objective)))
         self.terms = tuple(flat)
         self.per_call = merge_specs(*(o.per_call for _, o in self.terms))
+        # for each term, the first term reading the same layer of the same model (itself if none)
+        self._reads = [next(j for j, (_, b) in enumerate(self.terms[: i + 1]) if _same_layer(a, b))
+                       for i, (_, a) in enumerate(self.terms)]
 
     def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         losses, tracked = [], []
-        for weight, objective in self.terms:
-            loss, track = objective(x, data)
+        acts: dict[int, tf.Tensor] = {}  # one pass per layer read, by the first term that reads it
+        for i, (weight, objective) in enumerate(self.terms):
+            if isinstance(objective, LayerObjective):
+                first = self._reads[i]
+                if first not in acts:
+                    acts[first] = objective.activations(x)
+                loss, track = objective.on_acts(acts[first], data)
+            else:
+                loss, track = objective(x, data)
             losses.append(loss if weight == 1.0 else weight * loss)
             tracked.append(track)
         return tf.add_n(losses) if len(losses) > 1 else losses[0], tf.concat(tracked, axis=1)
@@ -129,8 +147,9 @@ class Sum(Objective):
         return ("sum", tuple((w, o.key()) for w, o in self.terms))
 
     def build(self) -> None:
-        for _, objective in self.terms:
-            objective.build()
+        for i, (_, objective) in enumerate(self.terms):
+            if self._reads[i] == i:  # a term reading an earlier term's layer needs no network of its own
+                objective.build()
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {o!r}" for w, o in self.terms)
@@ -235,15 +254,20 @@ class ClassLogit(Objective):
         return ("class-logit",)
 
 
-class FilterMean(Objective):
-    """Maximise the mean activation of one channel of ``layer`` over all positions: image ``i``
-    its own channel ``data["filters"][i]``. Tracks that mean, ``(N, 1)``.
+def _same_layer(a: Objective, b: Objective) -> bool:
+    """Whether ``a`` and ``b`` read the same layer of the same model (so one pass serves both)."""
+    if a is b:
+        return True
+    return (isinstance(a, LayerObjective) and isinstance(b, LayerObjective) and a.layer == b.layer
+            and a.model == b.model)  # a weakref.proxy compares its model: identity
 
-    The network is cut at ``layer`` once (:attr:`extractor`, on pictures of any size) and the
-    cut is kept with the objective.
-    """
 
-    per_call = {"filters": tf.int32}
+class LayerObjective(Objective):
+    """An objective on the response of one conv feature ``layer`` of ``model``: subclasses give
+    :meth:`on_acts`. The network is cut at ``layer`` once (:attr:`extractor`, on pictures of any
+    size) and the cut is kept with the objective."""
+
+    name = "layer"
 
     def __init__(self, model: Any, layer: str) -> None:
         self.model = model
@@ -263,13 +287,73 @@ class FilterMean(Objective):
     def build(self) -> None:
         self.extractor  # noqa: B018  (built now, not while tracing)
 
-    def mean_activations(self, x: tf.Tensor) -> tf.Tensor:
-        """``(N, channels)``: every channel of ``layer`` averaged over positions."""
-        return tf.reduce_mean(self.extractor(x, training=False), axis=[1, 2])
+    def activations(self, x: tf.Tensor) -> tf.Tensor:
+        """``(N, h, w, C)``: the layer's response to pixels ``x`` ``(N, H, W, 3)``, 0..255."""
+        return self.extractor(x, training=False)
+
+    def on_acts(self, acts: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(loss (N,), tracked (N, K))`` from the layer's response ``acts`` ``(N, h, w, C)``."""
+        raise NotImplementedError
 
     def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        mean = tf.gather(self.mean_activations(x), data["filters"], batch_dims=1)  # image i -> its filter i
-        return -mean, mean[:, None]
+        return self.on_acts(self.activations(x), data)
 
     def key(self) -> Hashable:
-        return ("filter-mean", self.layer)
+        return (self.name, self.layer)
+
+
+class FilterMean(LayerObjective):
+    """Maximise the mean activation of one channel of ``layer`` over all positions: image ``i``
+    its own channel ``data["filters"][i]``. Tracks that mean, ``(N, 1)``."""
+
+    name = "filter-mean"
+    per_call = {"filters": tf.int32}
+
+    def mean_activations(self, x: tf.Tensor) -> tf.Tensor:
+        """``(N, channels)``: every channel of ``layer`` averaged over positions."""
+        return tf.reduce_mean(self.activations(x), axis=[1, 2])
+
+    def on_acts(self, acts: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        mean = tf.gather(tf.reduce_mean(acts, axis=[1, 2]), data["filters"], batch_dims=1)  # image i -> its filter i
+        return -mean, mean[:, None]
+
+
+class FilterCenter(LayerObjective):
+    """Maximise one channel of ``layer`` at the centre position ``(h // 2, w // 2)`` (Lucid's
+    "neuron"): image ``i`` its own channel ``data["filters"][i]``. Tracks that value, ``(N, 1)``."""
+
+    name = "filter-center"
+    per_call = {"filters": tf.int32}
+
+    def on_acts(self, acts: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        shape = tf.shape(acts)
+        centre = tf.gather(acts[:, shape[1] // 2, shape[2] // 2, :], data["filters"], batch_dims=1)
+        return -centre, centre[:, None]
+
+
+def diversity(acts: tf.Tensor) -> tf.Tensor:
+    """``(N,)`` how alike picture ``i``'s feature *style* is to the others' (Olah et al. 2017), 0..N-1.
+
+    Each picture's Gram matrix of ``acts`` ``(N, h, w, C)`` (channel co-occurrences, summed over
+    positions) is normalised to length 1; the value for picture ``i`` is the sum of its dot
+    products with the other pictures' (0 for one picture, ``N - 1`` for ``N`` alike pictures).
+    The mean over ``i`` is minus Lucid's ``diversity`` objective.
+    """
+    shape = tf.shape(acts)
+    flat = tf.reshape(acts, [shape[0], -1, shape[3]])
+    grams = tf.reshape(tf.matmul(flat, flat, transpose_a=True), [shape[0], -1])  # (N, C * C)
+    grams = tf.math.l2_normalize(grams, axis=1, epsilon=1e-10)
+    sims = tf.matmul(grams, grams, transpose_b=True)  # (N, N)
+    return tf.reduce_sum(sims, axis=1) - tf.linalg.diag_part(sims)
+
+
+class Diversity(LayerObjective):
+    """Minimise :func:`diversity` of ``layer``'s response: the pictures of one batch are pushed
+    apart in style. Add it to a filter objective with a weight (``FilterMean(m, l) + 2.0 *
+    Diversity(m, l)``: one pass through the network serves both). Tracks the value, ``(N, 1)``."""
+
+    name = "diversity"
+
+    def on_acts(self, acts: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        value = diversity(acts)
+        return value, value[:, None]

@@ -19,18 +19,24 @@ A parameterisation is a :class:`course_utils.core.loop.Regularizer` whose :meth:
 turns the parameters into pixels; put it *first* in the loop's regularisers, and the loop
 optimises the parameters while the model (and every later transform) sees pixels, float32 0..255,
 ``(N, H, W, C)``. :func:`image_param` makes one by name (``"pixels"`` or ``"fourier"``).
+
+:func:`param_loop_parts` puts the rest of a loop around it: the objective through
+:class:`OnPixels`, pixel penalties through :class:`PixelPenalty`, so both price the picture the
+parameters make, and transforms through :class:`PixelTransform`, checked on that picture's shape;
+after-step operations, which would act on the parameters, are refused.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
-from course_utils.core.pieces import Regularizer
-from course_utils.core.pieces import GRAY
+from course_utils.core.pieces import check_regularizers
+from course_utils.core.objectives import Objective, as_objective
+from course_utils.core.pieces import GRAY, Regularizer, freeze, hook
 from course_utils.seeds import effective_seed
 
 __all__ = [
@@ -41,6 +47,10 @@ __all__ = [
     "Fourier",
     "image_param",
     "rfft2d_freqs",
+    "OnPixels",
+    "PixelPenalty",
+    "PixelTransform",
+    "param_loop_parts",
 ]
 
 COLOR_CORRELATION_SVD_SQRT = np.asarray(
@@ -172,6 +182,12 @@ class ImageParam(Regularizer):
         if tuple(shape) != want:
             raise ValueError(f"{self!r} takes parameters of shape {want}, got {tuple(shape)}; start from its init()")
 
+    def key(self) -> Hashable:
+        """What a compiled loop bakes in: the map to pixels, not the start (``sd``, ``noise``), so
+        parameterisations that differ only in their start share a loop."""
+        settings = {k: v for k, v in vars(self).items() if k not in ("sd", "noise", "scale") and not k.startswith("_")}
+        return (type(self).__module__, type(self).__qualname__, freeze(settings))
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(size={self.size}, decorrelate={self.decorrelate}, "
                 f"sigmoid={self.sigmoid}, sd={self.sd})")
@@ -276,3 +292,107 @@ def image_param(name: str | ImageParam, size: int | Sequence[int], channels: int
     if name not in classes:
         raise ValueError(f"unknown param {name!r}; choose one of {', '.join(map(repr, PARAMS))}")
     return classes[name](size, channels, **kwargs)
+
+
+class OnPixels(Objective):
+    """``objective`` on the pixels ``param`` makes. The loop's transforms start with ``param``, so
+    while it steps the objective sees pixels; when it measures the start and the final without
+    transforms it passes the parameters themselves (flat, rank 2), which are made into pixels
+    first. Per-call values (``labels``, ``filters``) reach ``objective`` unchanged."""
+
+    def __init__(self, objective: Objective, param: ImageParam) -> None:
+        self.objective = as_objective(objective)
+        self.param = param
+        self.per_call = self.objective.per_call
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.objective(self.param.to_pixels(x) if x.shape.rank == 2 else x, data)
+
+    def build(self) -> None:
+        self.objective.build()
+
+    def key(self) -> Hashable:
+        return ("on-pixels", self.param.key(), self.objective.key())
+
+    def __repr__(self) -> str:
+        return f"OnPixels({self.objective!r})"
+
+
+class PixelPenalty(Regularizer):
+    """A pixel penalty (e.g. :class:`course_utils.core.penalties.TotalVariation`) through a
+    parameterisation: the loop changes the parameters, the penalty prices the picture they make
+    (``param.to_pixels``), as Lucid adds total variation to its objectives. Per-call values
+    (``beta``) reach the inner penalty unchanged."""
+
+    def __init__(self, inner: Regularizer, param: ImageParam) -> None:
+        self.inner = inner
+        self.param = param
+        self.per_call = inner.per_call
+        self._penalty = hook(inner, "penalty")
+
+    def defaults(self) -> dict:
+        return self.inner.defaults()
+
+    def penalty(self, x: tf.Tensor, x0: tf.Tensor, data=None) -> tf.Tensor:
+        return self._penalty(self.param.to_pixels(x), self.param.to_pixels(x0), data)
+
+    def check_input(self, shape: tuple) -> None:
+        self.inner.check_input((shape[0], *self.param.size, self.param.channels))
+
+    def key(self) -> Hashable:
+        return ("pixel-penalty", self.inner.key(), self.param.key())
+
+    def __repr__(self) -> str:
+        return f"PixelPenalty({self.inner!r})"
+
+
+class PixelTransform(Regularizer):
+    """A transform after a parameterisation: it changes the pixels the parameters make (the loop
+    applies ``param`` first), so it checks the shape of those pixels, ``(N, H, W, C)``, not of the
+    parameters."""
+
+    def __init__(self, inner: Regularizer, param: ImageParam) -> None:
+        self.inner = inner
+        self.param = param
+        self.per_call = inner.per_call
+
+    def defaults(self) -> dict:
+        return self.inner.defaults()
+
+    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return self.inner.transform(x, step, seed)
+
+    def check_input(self, shape: tuple) -> None:
+        self.inner.check_input((shape[0], *self.param.size, self.param.channels))
+
+    def key(self) -> Hashable:
+        return ("pixel-transform", self.inner.key(), self.param.key())
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def param_loop_parts(param: ImageParam, objective: Objective, regularizers: Sequence[Regularizer] = (),
+                     name: str = "regularizers") -> tuple[Objective, tuple[Regularizer, ...]]:
+    """The objective and the pieces of a loop that changes ``param``'s parameters: ``objective``
+    through :class:`OnPixels`; ``param`` first, then ``regularizers`` (named ``name`` in errors):
+    pixel penalties through :class:`PixelPenalty`, transforms through :class:`PixelTransform`.
+
+    Raises:
+        ValueError: an after-step operation (``L2Decay``, ``Blur``, ``PixelRange``) among
+            ``regularizers``: it would act on the parameters, not on the pixels.
+    """
+    pieces: list[Regularizer] = [param]
+    for i, r in enumerate(check_regularizers(regularizers, name)):
+        if hook(r, "after_step") is not None:
+            raise ValueError(
+                f"{name}[{i}] = {r!r} is an after-step operation on the pixels, but with param={param.name!r} the "
+                "loop changes the parameters, not the pixels; pass transforms (Jitter, RandomScale, RandomRotate, "
+                "course_utils.core.transforms.standard_transforms()) and penalties (TotalVariation), or optimise "
+                "the pixels themselves (param='pixels') for after-step operations"
+            )
+        if hook(r, "penalty") is not None:
+            pieces.append(PixelPenalty(r, param))
+        elif hook(r, "transform") is not None:
+            pieces.append(PixelTransform(r, param))
+    return OnPixels(objective, param), tuple(pieces)

@@ -1,78 +1,54 @@
-"""Feature visualisation: make the input that a filter or a class likes most.
+"""Lesson 3's feature visualisation: the picture a filter or a class likes most.
 
-Like Lucid/Lucent, the pieces are separate and small:
+:func:`maximize_filters` (a filter's mean or centre activation, optionally pictures pushed apart by
+a diversity term) and :func:`maximize_class` (a class logit, from noise or in a photo) both run the
+one runner, :func:`course_utils.vis.run.visualize`, in either style: ``style="plain"``, the loop on
+the pixels with lesson 3's regularisers (:func:`default_regularizers`), or ``style="lucid"``, the
+Fourier parameterisation and Lucid's transforms; ``param=`` and ``regularizers=`` mix them. The
+objectives are those of :mod:`course_utils.core.objectives`; which filters or classes enter each
+call as data, so another filter or class never compiles the loop again (``Visualization.traces``).
 
-- *objectives* (:mod:`course_utils.core.objectives`): a filter's mean activation
-  (:class:`~course_utils.core.objectives.FilterMean`, :func:`maximize_filters`), a class logit
-  (:class:`~course_utils.core.objectives.ClassLogit`, :func:`maximize_class`);
-- *regularisers*, objects with one job each, passed as a tuple and usable by both: transforms
-  before the model (:class:`Jitter`, :class:`RandomScale`, :class:`RandomRotate`), penalties
-  (:class:`TotalVariation`), after-step operations (:class:`L2Decay`, :class:`Blur`);
-- the loop itself is :class:`course_utils.core.loop.GradientLoop` (the same one the attacks
-  use) with the ``"rms"`` step rule: the gradient divided by its root-mean-square, so
-  ``step_size`` is in pixels. It is compiled once per model, layer and set of regularisers; the
-  filters or classes enter per call, so another filter or class traces nothing again.
+``start`` and ``final`` are measured on the picture itself, never through the random transforms
+(:class:`course_utils.core.history.LoopResult`), so they compare like with like.
 
-Which layers to look at comes from :func:`feature_layers` / :func:`conv_layers` (in
-:mod:`course_utils.models.layers`), never from hard-coded names, so the lesson works with VGG16 and with
-the offline EfficientNet-Lite0. Both modules' names are importable from here too.
-
-Units: images are float32 pixels 0..255 while optimising; :func:`deprocess` turns them into
-``uint8`` pictures with the contrast stretched for viewing.
+Units: pixels are float32 0..255 (``uint8`` in ``Visualization.images``).
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Literal, Sequence
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_int, check_number, check_seed, check_size, check_steps
-from course_utils.core.pieces import check_regularizers
-from course_utils.io.images import as_batch, load_image, to_uint8
-from course_utils.models.labels import ClassNames
-from course_utils.models.layers import check_feature_size, check_layer, conv_layers, feature_layers, layer_summary, receptive_field
-from course_utils.core.objectives import ClassLogit, FilterMean, weak
-from course_utils.core.cache import loop_for
+from course_utils.checks import WrongTypeError, check_int, check_number, check_seed, check_size
+from course_utils.core.objectives import ClassLogit, Diversity, FilterCenter, FilterMean, weak
+from course_utils.core.param import ImageParam
 from course_utils.core.penalties import TotalVariation
 from course_utils.core.pieces import GRAY, Regularizer
+from course_utils.core.steps import Blur, L2Decay
+from course_utils.core.transforms import Jitter
+from course_utils.io.images import as_batch, load_image
+from course_utils.models.labels import ClassNames
+from course_utils.models.layers import check_layer
 from course_utils.seeds import effective_seed
-from course_utils.core.steps import Blur, L2Decay, PixelRange
-from course_utils.core.transforms import Jitter, RandomRotate, RandomScale
-from course_utils.vis.result import NOISE_FLOOR, Visualization
+from course_utils.vis.result import Visualization
 from course_utils.vis.result import history as _history
+from course_utils.vis.run import is_pixels, style_defaults, visualize
 
-if TYPE_CHECKING:
-    from course_utils.core.param import ImageParam
+__all__ = ["OBJECTIVES", "FILTER_START_SD", "default_regularizers", "maximize_filters", "maximize_class", "gray_noise"]
 
-__all__ = [
-    "GRAY",
-    "Jitter",
-    "RandomScale",
-    "RandomRotate",
-    "TotalVariation",
-    "L2Decay",
-    "Blur",
-    "default_regularizers",
-    "Visualization",
-    "NOISE_FLOOR",
-    "feature_layers",
-    "conv_layers",
-    "receptive_field",
-    "layer_summary",
-    "maximize_filters",
-    "visualize_layers",
-    "filter_report",
-    "plot_filter_grid",
-    "compare_batched_serial",
-    "maximize_class",
-    "deprocess",
-    "gray_noise",
-]
+OBJECTIVES = ("mean", "center")
+"""What :func:`maximize_filters` maximises for a filter: its mean over positions, or its value at
+the centre position (Lucid's ``channel`` and a "neuron" at the centre)."""
+
+FILTER_START_SD = 0.001
+"""The start parameters' standard deviation in :func:`maximize_filters` with ``param`` given by
+name: a tenth of Lucid's 0.01, so the start picture is within half a grey level of mid-grey.
+Lucid's start is a smooth colour field of +-3 grey levels, which alone lifts some colour filters by
+a tenth of their maximum; from an almost blank start, a filter's rise measures what the loop did."""
+
 
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
     """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
@@ -87,35 +63,23 @@ def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: f
 
 
 def _start_noise(keys: Sequence[int], shape: Sequence[int], seed: int, amplitude: float) -> np.ndarray:
-    """One noise image per key, each seeded by ``(seed, key)``: filter 7's start picture is the
-    same whether it is optimised alone or in a batch with others."""
-    return np.stack([gray_noise(shape, seed=[int(seed), int(k)], amplitude=amplitude) for k in keys])
+    """One noise image per key, seeded by ``(seed, key)``: filter 7's start picture is the same
+    whether it is optimised alone or with others. A key's ``j``-th repeat (``j >= 1``) is seeded by
+    ``(seed, key, j)``, so several pictures of one filter start apart."""
+    seen: dict[int, int] = {}
+    seeds = []
+    for k in keys:
+        j = seen[int(k)] = seen.get(int(k), -1) + 1
+        seeds.append([int(seed), int(k)] + ([j] if j else []))
+    return np.stack([gray_noise(shape, seed=s, amplitude=amplitude) for s in seeds])
 
 
-def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
-    """Make an optimised input viewable: centre each image, scale so its standard deviation is
-    ``contrast`` of the range, shift to mid-grey, clip, and convert to ``uint8``.
-
-    ``x``: ``(H, W, C)`` or ``(N, H, W, C)`` float pixels (any range). Returns ``uint8`` of the
-    same shape. A flat image becomes flat mid-grey.
-    """
-    a = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
-    if a.ndim not in (3, 4):
-        raise ValueError(f"deprocess takes an image (H, W, C) or a batch (N, H, W, C), got shape {a.shape}")
-    axes = tuple(range(a.ndim - 3, a.ndim))
-    centred = a - a.mean(axis=axes, keepdims=True)
-    scaled = centred / (centred.std(axis=axes, keepdims=True) + 1e-5) * contrast
-    return to_uint8((scaled + 0.5) * 255)
+def default_regularizers() -> tuple[Regularizer, ...]:
+    """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
+    return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
 
 
-PARAM_STEP = 0.05
-"""The default ``step_size`` of :func:`maximize_filters` and :func:`maximize_class` with a ``param``
-other than ``"pixels"``: RMS change of the parameters per step (Lucid's Adam learning rate)."""
-
-
-def _is_pixels(param: object) -> bool:
-    """Whether ``param`` asks for this module's own pixel loop (the string ``"pixels"``)."""
-    return isinstance(param, str) and param == "pixels"
+# --------------------------------------------------------------------------- filters
 
 
 def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> list[int]:
@@ -132,185 +96,102 @@ def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> 
     return indices
 
 
-# --------------------------------------------------------------------------- filters
-
-
 def maximize_filters(
     model: keras.Model,
     layer: str,
-    filters: Sequence[int],
+    filters: int | Sequence[int],
     steps: int = 30,
     step_size: float | None = None,
-    size: tuple[int, int] = (128, 128),
-    regularizers: Sequence[Regularizer] = (),
+    size: int | tuple[int, int] | None = None,
+    regularizers: Sequence[Regularizer] | None = None,
     seed: int = 0,
     *,
-    noise: float = 2.0,
-    param: "str | ImageParam" = "pixels",
+    style: Literal["plain", "lucid"] = "plain",
+    param: "str | ImageParam | None" = None,
+    objective: Literal["mean", "center"] = "mean",
+    diversity_weight: float = 0.0,
+    noise: float | None = None,
     progress: bool | None = None,
 ) -> Visualization:
-    """Gradient ascent on the mean activation of each filter, all filters at once.
-
-    One image per filter, optimised together as one batch in one compiled loop, each starting
-    from its own grey noise (seeded by ``(seed, filter)``, so a filter's result does not depend
-    on which others share the batch). Pixels stay in 0..255 after every step.
+    """Gradient ascent on each filter of ``layer``: one picture per entry of ``filters``, one batch.
 
     Args:
-        model: a model taking pixels 0..255 (see :func:`course_utils.models.load_imagenet_model`).
-        layer: a conv feature layer name (see :func:`feature_layers`, :func:`conv_layers`).
-        filters: channel indices of that layer.
+        model: a model taking pixels 0..255 (see :func:`course_utils.models.imagenet.load_imagenet_model`).
+        layer: a conv feature layer name (see :func:`course_utils.models.layers.conv_layers`).
+        filters: channel indices of that layer; repeat one (``[5, 5, 5, 5]``) with
+            ``diversity_weight > 0`` for several different pictures of it.
         steps: gradient steps (>= 1).
-        step_size: pixels (RMS) per step; ``None``: 3.0 (with another ``param``: 0.05 in its units).
-        size: ``(height, width)`` of the images; any size works, the network is convolutional.
-        regularizers: e.g. :func:`default_regularizers`.
-        seed: for the start noise and the regularisers' randomness.
-        noise: amplitude of the start noise, +- pixels around mid-grey (with any ``param``: the
-            same start pictures).
-        param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
-            :class:`course_utils.core.param.ImageParam` of ``size``; anything but ``"pixels"`` runs
-            :func:`course_utils.vis.lucid.render_filters` with ``regularizers`` as its transforms and
-            penalties (no after-step operations: the loop changes parameters, not pixels).
+        step_size: RMS change per step; ``None``: 3.0 pixels on the pixels,
+            :data:`~course_utils.vis.run.PARAM_STEP` in parameter units with a parameterisation.
+        size: ``(height, width)`` of the pictures in pixels (an int for a square); ``None``: the
+            size of an :class:`ImageParam` given as ``param``, else 128x128. Any size works, the
+            network is convolutional.
+        regularizers: pieces of the loop (e.g. :func:`default_regularizers`); ``None``: the style's.
+        seed: for the start and the regularisers' randomness.
+        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the
+            defaults of ``param`` and ``regularizers``.
+        param: ``"pixels"``, ``"fourier"`` or an :class:`course_utils.core.param.ImageParam` of
+            ``size``; ``None``: the style's. By name, a parameterisation starts fainter than
+            Lucid's (:data:`FILTER_START_SD`).
+        objective: ``"mean"`` (the filter's mean over positions) or ``"center"`` (its value at the
+            centre position): see :data:`OBJECTIVES`.
+        diversity_weight: weight of :class:`course_utils.core.objectives.Diversity` in the loss
+            (0: off; of order 1..10 with these objectives). Part of the compiled loop's structure.
+        noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
+            noise of +-2 pixels; Fourier: small random parameters, picture ``i`` seeded by
+            ``(seed, i)``); a number: mid-grey plus uniform noise of +-``noise`` pixels, the same
+            start pictures whatever the parameterisation. Noise is seeded by ``(seed, filter)``,
+            so a filter's picture does not depend on which others share the batch.
         progress: show a progress bar (``None``: for 50 steps or more).
+
+    Returns:
+        A filter :class:`Visualization`: ``start``/``final``/``history`` are the objective (mean
+        or centre activation), ``rest`` the same on flat mid-grey, so ``rose``/``dead`` work;
+        ``images`` contrast stretched (:func:`course_utils.vis.run.deprocess`) when the pixels
+        themselves were optimised from noise, else the pixels as ``uint8``.
 
     Raises:
         ValueError: ``steps < 1``, an unknown layer (the message lists the conv feature layers),
             a layer that is not a conv feature layer, a filter index out of range (the message
             gives the layer's filter count), no filters, a size too small to reach the layer or
-            for a regulariser, a seed outside ``0..2**31-1``. Values of the wrong type (``1.7``
-            or ``"2"`` as a filter, ``(2.7, 3.9)`` as a size, ``"jitter"`` as a regulariser)
-            raise :class:`course_utils.checks.WrongTypeError`, which is a ``ValueError`` too.
+            for a regulariser, an unknown style, param or objective, a seed outside
+            ``0..2**31-1``, an after-step operation with a parameterisation. Values of the wrong
+            type (``1.7`` or ``"2"`` as a filter, ``(2.7, 3.9)`` as a size, ``"jitter"`` as a
+            regulariser) raise :class:`course_utils.checks.WrongTypeError`, a ``ValueError`` too.
     """
-    if not _is_pixels(param):
-        from course_utils.vis.lucid import render_filters  # lucid builds on this module
-
-        return render_filters(model, layer, filters, steps, PARAM_STEP if step_size is None else step_size, size,
-                              param=param, transforms=regularizers, noise=noise, seed=seed, progress=progress)
-    step_size = 3.0 if step_size is None else step_size
-    steps = check_steps(steps)
+    param, regularizers = style_defaults(style, param, regularizers)
+    if size is None:
+        size = param.size if isinstance(param, ImageParam) else (128, 128)
+    h, w = check_size(size)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(map(repr, OBJECTIVES))}")
+    weight = check_number("diversity_weight", diversity_weight, minimum=0.0)
     _, channels = check_layer(model, layer)
     filters = _filter_indices(filters, layer, channels)
-    h, w = check_size(size)
     seed = check_seed(seed)
-    regularizers = check_regularizers(regularizers)
-    loop = loop_for(model, FilterMean(weak(model), layer), step_rule="rms", regularizers=(*regularizers, PixelRange()))
-    objective = loop.objective  # the cut network is built once per model and layer, and kept
-    check_feature_size(objective.extractor, layer, (h, w))
-    x0 = _start_noise(filters, (h, w, model.input_shape[-1]), seed, noise)
-    run = loop.run(x0, {"filters": filters}, steps=steps, step_size=step_size, seed=seed, progress=progress,
-                   description=f"filters of {layer}")
-    grey = tf.fill((1, h, w, x0.shape[-1]), GRAY)
-    rest = tf.gather(objective.mean_activations(grey)[0], tf.constant(filters, tf.int32)).numpy()
+    c = model.input_shape[-1]
+    if noise is None and is_pixels(param):
+        noise = 2.0
+    if noise is not None:
+        noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
+    start = None if noise is None else _start_noise(filters, (h, w, c), seed, noise)
+    measure = (FilterCenter if objective == "center" else FilterMean)(weak(model), layer)
+    goal = measure + weight * Diversity(weak(model), layer) if weight > 0 else measure
+    out = visualize(model, goal, {"filters": filters}, param=param, regularizers=regularizers, start=start,
+                    keys=range(len(filters)), size=(h, w), steps=steps, step_size=step_size, pixel_step=3.0, seed=seed,
+                    sd=FILTER_START_SD, progress=progress, description=f"filters of {layer}")
+    grey = out.objective.activations(tf.fill((1, h, w, c), GRAY))  # the cached loop's: its cut network is kept
+    rest = out.objective.on_acts(tf.repeat(grey, len(filters), axis=0), {"filters": tf.constant(filters, tf.int32)})
     what = [f"{layer}:{f}" for f in filters]
+    run = out.result
     values = run.tracked[..., 0]  # (steps + 1, N)
     return Visualization(
-        "filter", what, x0, run.x, deprocess(run.x), values[0], values[-1],
-        _history(values, what), rest, run.seconds, run.compile_seconds, run.traces,
-    )
-
-
-def visualize_layers(
-    model: keras.Model, layers: Sequence[str], filters: Sequence[int], **kwargs
-) -> dict[str, Visualization]:
-    """:func:`maximize_filters` for the same ``filters`` of each of ``layers`` (one batch per
-    layer); keyword arguments go to it. Returns ``{layer: Visualization}`` in order."""
-    return {layer: maximize_filters(model, layer, filters, **kwargs) for layer in layers}
-
-
-def filter_report(results: Mapping[str, Visualization] | Visualization) -> pd.DataFrame:
-    """One row per layer: how many filters rose >= 10x, were weak or dead, the median lift ratio,
-    and every filter that did not rise 10x as ``index:ratio`` (``index:dead`` for dead ones).
-    Nothing is left out."""
-    if isinstance(results, Visualization):
-        results = {results.what[0].rsplit(":", 1)[0]: results}
-    rows = []
-    for layer, vis in results.items():
-        status, ratio = vis.status, vis.lift_ratio
-        missing = [
-            f"{f}:dead" if s == "dead" else f"{f}:{np.floor(r * 10) / 10:.1f}x"
-            for f, s, r in zip(vis.indices(), status, ratio) if s != "rose"
-        ]
-        rows.append(
-            {"layer": layer, "filters": len(status), "rose_10x": int((status == "rose").sum()),
-             "weak": int((status == "weak").sum()), "dead": int((status == "dead").sum()),
-             "median_ratio": round(float(np.median(ratio)), 1), "not_10x": " ".join(missing) or "-"}
-        )
-    return pd.DataFrame(rows).set_index("layer")
-
-
-def plot_filter_grid(results: Mapping[str, Visualization], *, size: float = 1.5, title: str | None = None):
-    """One row per layer, one column per filter; a filter that did not rise 10x gets its status
-    and lift ratio written under it in red, so weak and dead filters are shown, not hidden."""
-    from course_utils.classroom.plotting import image_grid
-
-    layers = list(results)
-    first = results[layers[0]]
-    fig = image_grid(
-        [list(results[l].images) for l in layers],
-        row_labels=layers,
-        col_labels=[f"filter {w.split(':')[-1]}" for w in first.what],
-        size=size,
-        suptitle=title,
-    )
-    ncols = max(len(results[l].what) for l in layers)
-    for r, layer in enumerate(layers):
-        vis = results[layer]
-        for c, (status, ratio) in enumerate(zip(vis.status, vis.lift_ratio)):
-            if status != "rose":
-                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
-    fig.tight_layout()
-    return fig
-
-
-def compare_batched_serial(
-    model: keras.Model,
-    layer: str,
-    n: int = 16,
-    steps: int = 10,
-    size: tuple[int, int] = (64, 64),
-    step_size: float = 3.0,
-) -> pd.DataFrame:
-    """Time filters ``0..n-1`` of ``layer`` optimised as one batch vs one :func:`maximize_filters`
-    call per filter (what a plain Python loop over filters would do).
-
-    Returns a table with a row ``batched``, a row ``serial`` and a row ``ratio`` (serial / batched);
-    columns ``total_s`` (wall time of the calls, tracing included) and ``loop_s`` (the compiled
-    steps only). Also checks that the two give the same pictures (the same start noise per
-    filter): column ``max_pixel_diff``.
-    """
-    n = check_int("n", n, minimum=1)
-    size = check_size(size)
-    kwargs = dict(steps=steps, step_size=step_size, size=size, progress=False)
-    t0 = time.perf_counter()
-    batched = maximize_filters(model, layer, range(n), **kwargs)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    singles = [maximize_filters(model, layer, [f], **kwargs) for f in range(n)]
-    t_serial = time.perf_counter() - t0
-    loop_b = batched.seconds - batched.compile_seconds
-    loop_s = sum(s.seconds - s.compile_seconds for s in singles)
-    diff = float(max(np.abs(s.pixels[0] - batched.pixels[i]).max() for i, s in enumerate(singles)))
-    return pd.DataFrame(
-        {"total_s": [t_batched, t_serial, t_serial / t_batched], "loop_s": [loop_b, loop_s, loop_s / loop_b],
-         "max_pixel_diff": [diff, diff, np.nan]},
-        index=pd.Index(["batched", "serial", "ratio"], name=f"{n} filters of {layer}, {steps} steps, {size[0]}x{size[1]}"),
+        "filter", what, out.initial, out.pixels, out.images, values[0], values[-1],
+        _history(values, what), rest[1][:, 0].numpy(), run.seconds, run.compile_seconds, run.traces,
     )
 
 
 # --------------------------------------------------------------------------- classes
-
-
-def class_objective(model: keras.Model, idx: Sequence[int]):
-    """The class objective: pixels ``(N, H, W, C)`` -> (minus the logit of class ``idx[i]`` for
-    picture ``i``, ``(N,)``; tracked ``(N, 2)``: its probability and its logit)."""
-    t = tf.constant(list(idx), tf.int32)
-
-    def objective(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        logits = model(x, training=False)
-        chosen = tf.gather(logits, t, batch_dims=1)
-        prob = tf.gather(tf.nn.softmax(logits), t, batch_dims=1)
-        return -chosen, tf.stack([prob, chosen], axis=1)
-
-    return objective
 
 
 def _photo_batch(image: np.ndarray | str, model: keras.Model, n: int) -> np.ndarray:
@@ -327,67 +208,77 @@ def maximize_class(
     image: np.ndarray | str | None = None,
     steps: int = 40,
     step_size: float | None = None,
-    regularizers: Sequence[Regularizer] = (),
+    regularizers: Sequence[Regularizer] | None = None,
     seed: int = 0,
     *,
-    noise: float = 2.0,
-    param: "str | ImageParam" = "pixels",
+    style: Literal["plain", "lucid"] = "plain",
+    param: "str | ImageParam | None" = None,
+    noise: float | None = None,
     progress: bool | None = None,
 ) -> Visualization:
     """Gradient ascent on a class logit: draw the class from noise, or push it into a photo.
 
     Args:
-        model: an ImageNet classifier taking pixels 0..255 (its own input size, e.g. 224x224).
-        target: a class index or one of the model's class names (or several: one image each).
-        image: ``None`` starts from grey noise; else a photo (array, path or URL), centre-cropped
-            and resized to the model's input.
+        model: a classifier taking pixels 0..255 of a fixed size (e.g. 224x224 for ImageNet).
+        target: a class index or one of the model's class names (or several: one picture each).
+        image: ``None`` starts from noise; else a photo (array, path or URL), centre-cropped and
+            resized to the model's input (through the parameterisation: its parameters
+            :meth:`~course_utils.core.param.ImageParam.from_pixels`). In the Fourier basis take
+            smaller steps then: 0.05 moves a photo by tens of grey levels a step, 0.005 by a few.
         steps: gradient steps (>= 1).
-        step_size: pixels (RMS) per step; ``None``: 2.0 (with another ``param``: 0.05 in its units).
-        regularizers: e.g. :func:`default_regularizers`.
-        seed: for the start noise and the regularisers' randomness.
-        noise: amplitude of the start noise (+- pixels around mid-grey) when ``image`` is None
-            (``param="pixels"`` only).
-        param: what the loop changes: ``"pixels"`` (this lesson's loop), ``"fourier"`` or an
-            :class:`course_utils.core.param.ImageParam` of the model's input size; anything but
-            ``"pixels"`` runs :func:`course_utils.vis.lucid.render_class` with ``regularizers`` as its
-            transforms and penalties (no after-step operations) and ``image`` as the start.
+        step_size: RMS change per step; ``None``: 2.0 pixels on the pixels,
+            :data:`~course_utils.vis.run.PARAM_STEP` in parameter units with a parameterisation.
+        regularizers: pieces of the loop (e.g. :func:`default_regularizers`); ``None``: the
+            style's (``"lucid"``: :func:`~course_utils.core.transforms.standard_transforms`
+            ending in a resize to the model's input).
+        seed: for the start and the regularisers' randomness.
+        style: ``"plain"`` or ``"lucid"`` (see :data:`course_utils.vis.run.STYLES`): the
+            defaults of ``param`` and ``regularizers``.
+        param: ``"pixels"``, ``"fourier"`` or an :class:`course_utils.core.param.ImageParam` of
+            the model's input size; ``None``: the style's.
+        noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
+            noise of +-2 pixels; Fourier: small random parameters); a number: mid-grey plus
+            uniform noise of +-``noise`` pixels whatever the parameterisation. Picture ``i`` is
+            seeded by ``(seed, class_i)``. Not with ``image``.
         progress: show a progress bar (``None``: for 50 steps or more).
 
     Returns:
-        A :class:`Visualization` whose ``start``/``final`` and ``history["value"]`` are the
-        class probability (softmax, 0..1); ``history["logit"]`` the logit that was maximised.
+        A class :class:`Visualization` whose ``start``/``final`` and ``history["value"]`` are the
+        class probability (softmax, 0..1); ``history["logit"]`` the logit that was maximised;
+        ``images`` contrast stretched when the pixels themselves were optimised from noise, else
+        the pixels as ``uint8``.
+
+    Raises:
+        ValueError: an unknown class, style or param, ``steps < 1``, ``noise`` with ``image``, a
+            parameterisation of another size than the model's input, an after-step operation
+            with a parameterisation; no target: :class:`course_utils.checks.WrongTypeError`.
     """
-    if not _is_pixels(param):
-        from course_utils.vis.lucid import render_class  # lucid builds on this module
-
-        if noise != 2.0:
-            raise ValueError(f"noise sets the start of param='pixels' (got noise={noise!r} with param={param!r}); a "
-                             "parameterisation starts from its own small random parameters, or from a photo: image=...")
-
-        return render_class(model, target, steps, PARAM_STEP if step_size is None else step_size, param=param,
-                            transforms=regularizers, image=image, seed=seed, progress=progress)
-    step_size = 2.0 if step_size is None else step_size
-    steps = check_steps(steps)
-    classes = ClassNames.of(model)
+    h, w, c = model.input_shape[1:]
+    param, regularizers = style_defaults(style, param, regularizers, (h, w))
     if target is None:
         raise WrongTypeError("maximize_class needs a class to draw: name one, e.g. target='sea snake' or target=65")
+    classes = ClassNames.of(model)
     idx = classes.indices(target)
     seed = check_seed(seed)
-    regularizers = check_regularizers(regularizers)
-    h, w, c = model.input_shape[1:]
-    x0 = _start_noise(idx, (h, w, c), seed, noise) if image is None else _photo_batch(image, model, len(idx))
+    if image is not None and noise is not None:
+        raise ValueError(f"noise sets a start from noise (got noise={noise!r}) but image= gives a photo to start "
+                         "from; give one of them")
+    if image is not None:
+        start = _photo_batch(image, model, len(idx))
+    elif noise is not None or is_pixels(param):
+        amplitude = 2.0 if noise is None else check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
+        start = _start_noise(idx, (h, w, c), seed, amplitude)
+    else:
+        start = None
     what = [classes.label(i) for i in idx]
-    loop = loop_for(model, ClassLogit(weak(model)), step_rule="rms", regularizers=(*regularizers, PixelRange()))
-    run = loop.run(x0, {"labels": idx}, steps=steps, step_size=step_size, seed=seed, progress=progress,
-                   description="class " + ", ".join(what))
+    if isinstance(param, ImageParam) and param.size != (h, w):
+        raise ValueError(f"param is {param.size[0]}x{param.size[1]} but the model takes {h}x{w}")
+    out = visualize(model, ClassLogit(weak(model)), {"labels": idx}, param=param, regularizers=regularizers,
+                    start=start, keys=idx, size=(h, w), steps=steps, step_size=step_size, pixel_step=2.0,
+                    stretch=image is None, seed=seed, progress=progress, description="class " + ", ".join(what))
+    run = out.result
     probs, logits = run.tracked[..., 0], run.tracked[..., 1]
-    images = deprocess(run.x) if image is None else to_uint8(run.x)
     return Visualization(
-        "class", what, x0, run.x, images, probs[0], probs[-1],
+        "class", what, out.initial, out.pixels, out.images, probs[0], probs[-1],
         _history(probs, what, logit=logits), None, run.seconds, run.compile_seconds, run.traces,
     )
-
-
-def default_regularizers() -> tuple[Regularizer, ...]:
-    """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
-    return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))

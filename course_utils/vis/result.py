@@ -1,8 +1,8 @@
 """The result of feature visualisation: :class:`Visualization`, and how a filter's rise is judged.
 
-Made by :func:`course_utils.vis.filters.maximize_filters` / ``maximize_class`` and
-:func:`course_utils.vis.lucid.render_filters` / ``render_class``: one object whatever the loop or the
-parameterisation, so tables, grids and checks work the same for all of them.
+Made by :func:`course_utils.vis.filters.maximize_filters` / ``maximize_class`` (through
+:func:`course_utils.vis.run.visualize`): one object whatever the style or the parameterisation, so
+tables, grids and checks work the same for all of them.
 """
 
 from __future__ import annotations
@@ -23,20 +23,20 @@ positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
 
 @dataclass
 class Visualization:
-    """The outcome of :func:`course_utils.vis.filters.maximize_filters` or ``maximize_class`` (and of
-    :func:`course_utils.vis.lucid.render_filters` or ``render_class``).
+    """The outcome of :func:`course_utils.vis.filters.maximize_filters` or ``maximize_class``, in
+    any style or parameterisation.
 
     Attributes:
         kind: ``"filter"`` or ``"class"``.
         what: a label per image (``"block3_conv1:12"`` or ``"sea snake"``).
         initial: ``(N, H, W, C)`` float32 pixels, where the loop started (noise or the photo).
         pixels: ``(N, H, W, C)`` float32 pixels 0..255, the optimised inputs.
-        images: ``(N, H, W, C)`` ``uint8`` ready to show: contrast stretched by :func:`deprocess`
-            when the loop started from noise (the changes are faint), the pixels themselves when
-            it started from a photo.
-        start, final: ``(N,)`` the objective at the start and at the end: mean activation of the
-            filter, or probability of the class.
-        rest: ``(N,)`` for filters, the mean activation on a flat mid-grey picture: the filter's
+        images: ``(N, H, W, C)`` ``uint8`` ready to show: contrast stretched by
+            :func:`course_utils.vis.run.deprocess` when the loop changed the pixels from noise (the
+            changes are faint), else the pixels themselves (a photo, a parameterisation).
+        start, final: ``(N,)`` the objective at the start and at the end: activation of the
+            filter (mean or centre), or probability of the class.
+        rest: ``(N,)`` for filters, the same activation on a flat mid-grey picture: the filter's
             resting level (batch norm adds an offset, so it need not be 0). ``None`` for classes.
         history: tidy DataFrame, one row per step and image: ``step``, ``image``, ``what``,
             ``value`` (activation or probability) and, for classes, ``logit``.
