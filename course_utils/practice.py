@@ -119,7 +119,7 @@ def lesson1_l2_price(l2_price: Any) -> None:
             raise WrongAnswer(f"{ex}: your price differs from the formula of section 5 on a hidden batch.")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, f"your price agrees with β·½·ΣDX² on {len(cases)} hidden batches.")
+    return _right(ex, f"Your price agrees with β·½·ΣDX² on {len(cases)} hidden batches.")
 
 
 def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learning_rate: float = 30.0) -> None:
@@ -136,7 +136,7 @@ def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learni
         price = beta * 0.5 * tf.reduce_sum(d ** 2)
     moved = float(learning_rate * tape.gradient(price, d)[0, 0])   # computed here, not shown
     if np.isclose(said, moved, rtol=0.02):
-        return _right(ex, f"the price's gradient at that pixel is β·DX, so a step moves it back by "
+        return _right(ex, f"The price's gradient at that pixel is β·DX, so a step moves it back by "
                           f"{learning_rate:g} × {beta:g} × {dx:g} = {moved:.3g} grey levels.")
     if np.isclose(said, moved / learning_rate, rtol=0.02):
         raise WrongAnswer(f"{ex}: {said:g} is the gradient itself; a step of gradient descent multiplies it by "
@@ -192,7 +192,7 @@ def lesson2_bim_step(bim_step: Any) -> None:
                               "the gradient is exactly 0, and at the order of the two clips).")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, f"your step agrees with the loop of section 4 on {len(cases)} hidden cases.")
+    return _right(ex, f"Your step agrees with the loop of section 4 on {len(cases)} hidden cases.")
 
 
 def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, epsilon: float = 2.0) -> None:
@@ -208,7 +208,7 @@ def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, ep
     photo = load_image(sample_image("coffee"), size=224) if image is None else image
     l2 = float(fgsm(model, photo, "king penguin", epsilon=epsilon).l2[0])   # not shown unless right
     if np.isclose(said, l2, rtol=0.05):
-        return _right(ex, f"the step's L2 length is {l2:.1f} grey levels: every one of the {np.size(photo):,} "
+        return _right(ex, f"The step's L2 length is {l2:.1f} grey levels: every one of the {np.size(photo):,} "
                           f"values moves by {epsilon:g} (a few less where 0..255 clips), so ε·√n.")
     if np.isclose(said, epsilon):
         raise WrongAnswer(f"{ex}: {said:g} is the L-inf size, the largest change of one value. The L2 length "
@@ -260,7 +260,7 @@ def lesson3_receptive_field_formula(field_of: Any) -> None:
                               "on [(3, 2), (3, 1)] by drawing the pixels one unit of the second layer sees.")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, f"your formula agrees on {len(stacks)} hidden stacks (and with receptive_field above).")
+    return _right(ex, f"Your formula agrees on {len(stacks)} hidden stacks.")
 
 
 def _tv(x: np.ndarray) -> np.ndarray:
@@ -300,4 +300,4 @@ def lesson3_total_variation(total_variation: Any) -> None:
                               "bigger picture of the same pattern scores the same.")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, f"your total variation agrees on {len(cases)} hidden batches, stripes both ways included.")
+    return _right(ex, f"Your total variation agrees on {len(cases)} hidden batches, stripes both ways included.")

@@ -54,7 +54,7 @@ def lesson4_random_start(random_start: Any) -> None:
                                   "has a mean size of epsilon / 2).")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, "your start is uniform in the box, valid pixels, repeatable with its seed.")
+    return _right(ex, "Your start is uniform in the box, valid pixels, repeatable with its seed.")
 
 
 def lesson4_straight_through(straight_through: Any) -> None:
@@ -91,7 +91,7 @@ def lesson4_straight_through(straight_through: Any) -> None:
                                   "BPDA takes the gradient as if the transform were the identity.")
     except _Stub:
         return _not_yet(ex)
-    return _right(ex, "forwards the transform, backwards the identity, for three hidden transforms.")
+    return _right(ex, "Forwards the transform, backwards the identity, for three hidden transforms.")
 
 
 def lesson4_eot_gradient(eot_gradient: Any) -> None:
@@ -122,7 +122,7 @@ def lesson4_eot_gradient(eot_gradient: Any) -> None:
     except _Stub:
         return _not_yet(ex)
     if np.allclose(got, want, atol=1e-5):
-        return _right(ex, f"your gradient is the mean over the {len(transforms)} hidden transforms.")
+        return _right(ex, f"Your gradient is the mean over the {len(transforms)} hidden transforms.")
     if np.allclose(got, len(transforms) * want, atol=1e-5):
         raise WrongAnswer(f"{ex}: your gradient is {len(transforms)} times too large for {len(transforms)} transforms: "
                           "the expectation is an average, not a sum.")
