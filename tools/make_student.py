@@ -4,7 +4,9 @@ In the committed (teacher's) notebooks every exercise's answer cell is tagged ``
 holds a worked solution. Its lines of the form ``name = ...  # your answer...`` name the answers;
 in the student copy the cell becomes one placeholder per answer,
 ``name = None  # your answer...`` (the comment is kept: it says what kind of answer is expected),
-and everything else in the cell (the solution's working) is dropped. The check cells see ``None``
+and everything else in the cell (the solution's working) is dropped. A coding answer is a function
+whose ``def`` line carries the comment (``def name(...):  # your answer...``); it keeps its ``def``
+line and docstring, and its body becomes ``return None``. The check cells see ``None``
 and say "not answered yet" without failing, so a student copy runs from top to bottom.
 
 Usage:
@@ -25,22 +27,43 @@ import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWER = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*.+?(?P<comment>#\s*your answer.*)$")
+DEF_ANSWER = re.compile(r"^def\s+[A-Za-z_]\w*\s*\(.*\).*:\s*#\s*your answer.*$")
 
 
 class StudentCopyError(ValueError):
     """A notebook's solution cell cannot be turned into placeholders."""
 
 
+def _docstring(body: list[str]) -> list[str]:
+    """The docstring lines at the top of a function's ``body`` (none if it has no docstring)."""
+    first = body[0].strip() if body else ""
+    quote = first[:3]
+    if quote not in ('"""', "'''"):
+        return []
+    if len(first) >= 6 and first.endswith(quote):
+        return body[:1]
+    for i, line in enumerate(body[1:], 1):
+        if quote in line:
+            return body[:i + 1]
+    return body
+
+
 def placeholders(source: str, where: str) -> str:
-    """The student version of a solution cell's ``source``: one ``name = None`` line per answer."""
+    """The student version of a solution cell's ``source``: one ``name = None`` line per answer, and
+    for a coding answer (``def name(...):  # your answer...``) the ``def`` line, its docstring and
+    ``return None``, so the student fills in the body."""
     lines = []
-    for line in source.splitlines():
+    source_lines = source.splitlines()
+    for i, line in enumerate(source_lines):
         m = ANSWER.match(line.strip())
         if m and not line.startswith((" ", "\t")):
             lines.append(f"{m['name']} = None  {m['comment']}")
+        elif DEF_ANSWER.match(line):
+            lines += [line, *_docstring(source_lines[i + 1:]), "    return None  # replace this line with your code"]
     if not lines:
         raise StudentCopyError(
-            f"{where}: a cell tagged 'solution' has no line 'name = ...  # your answer': "
+            f"{where}: a cell tagged 'solution' has no line 'name = ...  # your answer' "
+            "(or 'def name(...):  # your answer'): "
             "mark each answer with that comment so the student copy can leave it blank"
         )
     return "\n".join(lines)
