@@ -1,10 +1,10 @@
 """Helpers for the course "Fooling and seeing inside CNNs", in subpackages by role:
 
 - :mod:`course_utils.io`        photos in (pixels 0..255), sample photos, downloads, safe weight files
-- :mod:`course_utils.models.imagenet`    the ImageNet classifiers, the face models, class names, layers
+- :mod:`course_utils.models`    the ImageNet classifiers, the face models, class names, layers
 - :mod:`course_utils.core`      the one compiled gradient loop and its pieces (objectives, transforms,
                                 penalties, steps, parameterisations)
-- :mod:`course_utils.attacks.gradient`   gradient attacks, PGD and robust accuracy, defences, transfer
+- :mod:`course_utils.attacks`   gradient attacks, PGD and robust accuracy, defences, transfer
 - :mod:`course_utils.vis`       feature visualisation and its judge
 - :mod:`course_utils.classroom` plots, sliders, claims and exercise checks for the notebooks
 

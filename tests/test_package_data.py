@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import course_utils
-from course_utils.models.imagenet import faces
+from course_utils.models import faces
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(course_utils.__file__).resolve().parent

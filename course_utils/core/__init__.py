@@ -9,4 +9,4 @@
   :mod:`~course_utils.core.steps` the step rule and after each step;
 - :mod:`~course_utils.core.param` how the picture is represented (pixels, Fourier).
 
-Depends on :mod:`course_utils.models.imagenet` (layers) only."""
+Depends on :mod:`course_utils.models` (layers) only."""
