@@ -160,8 +160,13 @@ def test_tool_leaves_the_old_files_when_one_cannot_be_written(tmp_path):
     (out / "m.weights.h5").write_bytes(b"old weights")
     (out / "r.json").mkdir()  # a folder where the JSON should go: the last file cannot be written
     model = build_robust_gender_cnn()
-    with pytest.raises(IsADirectoryError):
-        tool.write_together(model, {out / "m.md": "card", out / "r.json": "{}"}, out / "m.weights.h5")
+    writers = {  # as the tool writes its three files
+        out / "m.weights.h5": tool.weights_writer(model, build_robust_gender_cnn),
+        out / "m.md": lambda temp: temp.write_text("card"),
+        out / "r.json": lambda temp: temp.write_text("{}"),
+    }
+    with pytest.raises(OSError):
+        tool.write_files_together(writers)
     assert (out / "m.weights.h5").read_bytes() == b"old weights", "the old weights must stay"
     assert sorted(p.name for p in out.iterdir()) == ["m.weights.h5", "r.json"], "no card and no temporary files"
     shutil.rmtree(out / "r.json")
