@@ -18,7 +18,7 @@ LAB_ARGS ?=
 # Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
 FETCH_ARGS ?=
 
-.PHONY: venv lab test test-onednn-off test-perturbed stability student test-student notebooks bench bench-quick fetch-vgg16 clean
+.PHONY: venv lab test test-lowest test-onednn-off test-perturbed stability student test-student notebooks bench bench-quick fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lab: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# The unit tests and lessons 01 and 03 on the lowest versions pyproject.toml allows, each pinned
+# exactly, in their own .venv-lowest (tools/lowest_versions.py; rebuilt when a bound changes).
+LOWEST_TARGETS ?= tests notebooks/01_noise_filter.ipynb notebooks/03_feature_visualization.ipynb
+test-lowest:
+	$(PYTHON) tools/lowest_versions.py $(LOWEST_TARGETS)
 
 # The notebooks again on a second numeric path (oneDNN's fused CPU kernels off), standing in for
 # another CPU: every check in them must hold on both. CI runs this after `make test`.
@@ -76,4 +82,4 @@ fetch-vgg16: venv
 	$(BIN)/python -m course_utils.fetch vgg16 $(FETCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache student
+	rm -rf $(VENV) .venv-lowest .pytest_cache student
