@@ -2,7 +2,9 @@
 #   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
 # CI (.ci/run) also runs `make test-perturbed` (everything again on another numeric path, thread
-# count and seed) and the student copies under a third seed. `make stability` runs the stability
+# count and seed), the student copies under a third seed and `make test-lowest` (unit tests and
+# lessons 01 and 03 with every dependency pinned to its lower bound in pyproject.toml, in
+# .venv-lowest: tools/lowest_versions.py; about 8 minutes). `make stability` runs the stability
 # harness (tools/stability.py): every claim under five perturbations, one table (docs/stability.md).
 # Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
 # save their outputs), make bench,

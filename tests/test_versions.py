@@ -29,6 +29,8 @@ def test_installed_metadata_carries_pyprojects_runtime_bounds():
 
 
 def test_this_environment_passes():
+    # Every runtime dependency is found under its requirement's name (Pillow as "pillow", ...).
+    assert [p for p in _versions.runtime_lower_bounds() if _versions.installed_version(p) is None] == []
     assert _versions.too_old() == []
     _versions.check_versions()
 
@@ -88,3 +90,17 @@ def test_import_stops_before_tensorflow(tmp_path):
     if not _versions.runtime_lower_bounds():
         pytest.skip("course-utils is not installed (imported from the source tree)")
     assert out.stdout.startswith("STOPPED False course_utils needs keras >= "), out.stdout + out.stderr
+
+
+def test_lowest_versions_tool_pins_every_bound_exactly():
+    """tools/lowest_versions.py (make test-lowest) pins each runtime and dev bound, nothing else."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lowest_versions", ROOT / "tools" / "lowest_versions.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    pins = dict(p.split("==") for p in tool.pins())
+    assert pins["keras"] == _pyproject_runtime_bounds()["keras"] and "pytest" in pins and "nbval" in pins
+    assert "tf-keras-vis" not in pins
+    with pytest.raises(ValueError, match="no single '>=' lower bound"):
+        tool.lower_bound("keras<4")

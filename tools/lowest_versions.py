@@ -94,7 +94,7 @@ def ensure_venv(venv: Path, wanted: list[str], fresh: bool = False) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Build (or reuse) the lowest-versions environment and run pytest in it; pytest's exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="where the environment lives (default .venv-lowest)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the environment even if its pins match")
     parser.add_argument("--print", dest="print_only", action="store_true", help="print the pins and stop")
