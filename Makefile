@@ -2,8 +2,10 @@
 #   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
 # CI (.ci/run) also runs `make test-perturbed` (everything again on another numeric path, thread
-# count and seed), the student copies under a third seed, and `make test-wheel` (the notebooks from
-# a non-editable install of the wheel). `make stability` runs the stability
+# count and seed), the student copies under a third seed, `make test-wheel` (the notebooks from a
+# non-editable install of the wheel) and `make test-lowest` (unit tests and lessons 01 and 03 with
+# every dependency pinned to its lower bound in pyproject.toml, in .venv-lowest:
+# tools/lowest_versions.py; about 8 minutes). `make stability` runs the stability
 # harness (tools/stability.py): every claim under five perturbations, one table (docs/stability.md).
 # Other targets: make student (student copies in student/), make notebooks (re-run notebooks and
 # save their outputs), make bench,
@@ -19,7 +21,7 @@ LAB_ARGS ?=
 # Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
 FETCH_ARGS ?=
 
-.PHONY: venv lab test test-onednn-off test-perturbed test-wheel stability student test-student notebooks bench bench-quick fetch-vgg16 clean
+.PHONY: venv lab test test-lowest test-onednn-off test-perturbed test-wheel stability student test-student notebooks bench bench-quick fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,12 @@ lab: venv
 
 test: venv
 	$(BIN)/python -m pytest
+
+# The unit tests and lessons 01 and 03 on the lowest versions pyproject.toml allows, each pinned
+# exactly, in their own .venv-lowest (tools/lowest_versions.py; rebuilt when a bound changes).
+LOWEST_TARGETS ?= tests notebooks/01_noise_filter.ipynb notebooks/03_feature_visualization.ipynb
+test-lowest:
+	$(PYTHON) tools/lowest_versions.py $(LOWEST_TARGETS)
 
 # The notebooks again on a second numeric path (oneDNN's fused CPU kernels off), standing in for
 # another CPU: every check in them must hold on both. CI runs this after `make test`.
@@ -84,4 +92,4 @@ fetch-vgg16: venv
 	$(BIN)/python -m course_utils.io.fetch vgg16 $(FETCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(WHEEL_VENV) .pytest_cache student dist build
+	rm -rf $(VENV) $(WHEEL_VENV) .venv-lowest .pytest_cache student dist build

@@ -27,5 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 from course_utils._quiet import import_tensorflow_quietly as _import_tensorflow_quietly
+from course_utils._versions import check_versions as _check_versions
 
+_check_versions()  # a dependency below pyproject.toml's lower bounds stops here, before TensorFlow
 _import_tensorflow_quietly()

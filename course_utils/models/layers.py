@@ -205,7 +205,10 @@ def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]
 
     def reaches(side_h: int, side_w: int) -> bool:
         try:
-            shape = extractor.compute_output_shape((1, side_h, side_w, channels))
+            try:
+                shape = extractor.compute_output_shape((1, side_h, side_w, channels))
+            except NotImplementedError:  # Keras < 3.4: a Functional model has no compute_output_shape
+                shape = extractor.compute_output_spec(keras.KerasTensor((1, side_h, side_w, channels))).shape
         except ValueError:
             return False
         return all(d is None or d > 0 for d in shape[1:3])
