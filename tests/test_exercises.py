@@ -133,8 +133,11 @@ def test_lesson3_fewest_steps(imagenet_model, capsys):
     run = maximize_class(imagenet_model, "goldfish", image=coffee, steps=12, step_size=1.0, progress=False)
     fewest = int(run.first_step(0.99)[0])
     assert 2 <= fewest <= 11, run.curves()
+    curve = run.curves().iloc[:, 0].to_numpy()
+    # A later step that is also above 0.99 (the curve need not stay above it: it can dip once).
+    later = max(k for k in range(fewest + 1, len(curve)) if curve[k] >= 0.99)
     _accepts(ex.lesson3_fewest_steps, "goldfish", fewest, imagenet_model, coffee)
-    _rejects(ex.lesson3_fewest_steps, "goldfish", fewest + 2, imagenet_model, coffee, match="Try fewer steps")
+    _rejects(ex.lesson3_fewest_steps, "goldfish", later, imagenet_model, coffee, match="Try fewer steps")
     _rejects(ex.lesson3_fewest_steps, "goldfish", fewest - 2, imagenet_model, coffee, match="not yet 0.99")
     _rejects(ex.lesson3_fewest_steps, "goldfish", 0, imagenet_model, coffee, match="at least 1")
     _unanswered(ex.lesson3_fewest_steps, "goldfish", None, imagenet_model, coffee, capsys=capsys)
