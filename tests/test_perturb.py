@@ -153,3 +153,37 @@ def test_perturb_inside_a_keras_train_step(jit_compile):
     assert len(batches) == 8 and np.all(np.isfinite(loss))
     assert max(linf) <= AdversarialModel.epsilon + 1e-3 and min(linf) > 0
     assert model.attack.traces["perturb"] == 1  # traced with the train step, never per batch
+
+
+def test_the_whole_loop_under_xla_gives_the_same_batch(trained):
+    """jit_compile="loop" compiles perturb's whole while-loop with XLA: the same maths, the same
+    batch (to float rounding); anything but False, True or "loop" is refused before tracing."""
+    model, x, y = trained
+    data = {"labels": y, "epsilon": 20.0}
+    plain, whole = (GradientLoop(CrossEntropy(weak(model), targeted=False), step_rule="sign",
+                                 regularizers=(LinfBall(), PixelRange()), jit_compile=jit) for jit in (False, "loop"))
+    a = plain.perturb(x, data, steps=8, step_size=4.0).numpy()
+    b = whole.perturb(x, data, steps=8, step_size=4.0).numpy()
+    assert np.mean(np.abs(a - b) < 1e-3) > 0.99, "the same steps, compiled as one XLA program"
+    assert whole.traces["perturb"] == 1
+    with pytest.raises(ValueError, match="jit_compile must be False, True .* or 'loop'"):
+        GradientLoop(CrossEntropy(weak(model)), jit_compile="yes")
+
+
+def test_stop_at_success_freezes_each_example_in_run_and_perturb(trained):
+    """With stop_at_success the loop leaves an example where it is from the step its goal is met
+    (judged before the step), in the notebook run and the graph-level run alike."""
+    model, x, y = trained
+    loop = GradientLoop(CrossEntropy(weak(model), targeted=False), step_rule="sign",
+                        regularizers=(LinfBall(), PixelRange()), stop_at_success=True)
+    data = {"labels": y, "epsilon": 60.0}
+    result = loop.run(x, data, steps=12, step_size=6.0, progress=False)
+    fooled = np.asarray(model(result.x, training=False)).argmax(-1) != y
+    assert fooled.mean() > 0.5
+    predicted = result.tracked.argmax(-1)  # (steps + 1, N): the answer before each step, then the final
+    for i in np.flatnonzero(fooled):
+        first = int(np.argmax(predicted[:, i] != y[i]))
+        np.testing.assert_array_equal(predicted[first:, i], predicted[first, i])  # frozen from there on
+    np.testing.assert_allclose(loop.perturb(x, data, steps=12, step_size=6.0).numpy(), result.x, atol=1e-3)
+    with pytest.raises(TypeError, match="goal"):
+        GradientLoop(lambda z: (tf.reduce_sum(z, axis=[1, 2, 3]), z[:, :1, 0, 0]), stop_at_success=True)
