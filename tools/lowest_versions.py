@@ -17,7 +17,6 @@ them), so an upgraded lower bound is never tested on top of an older installatio
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
