@@ -21,7 +21,7 @@ LAB_ARGS ?=
 # Options for make fetch-vgg16, e.g. FETCH_ARGS=--force to download again
 FETCH_ARGS ?=
 
-.PHONY: venv lab test test-lowest test-onednn-off test-perturbed test-wheel stability student test-student notebooks bench bench-quick fetch-vgg16 clean
+.PHONY: venv lab test test-lowest test-onednn-off test-perturbed test-wheel stability student test-student notebooks bench bench-quick bench-art fetch-vgg16 clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,6 +87,12 @@ bench: venv
 
 bench-quick: venv
 	$(BIN)/python -m benchmarks --quick
+
+# Lessons 5 and 6's attacks and defences against IBM ART on the same models and pictures
+# (installs the [bench] extra into .venv; writes benchmarks/results/art.md and art.json).
+bench-art: venv
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks.art
 
 fetch-vgg16: venv
 	$(BIN)/python -m course_utils.io.fetch vgg16 $(FETCH_ARGS)

@@ -6,7 +6,8 @@ into the budget, clip to valid pixels". On :class:`~course_utils.core.loop.Gradi
 only a structure, with no loop of its own:
 
 ========================  ==========================================================
-objective                 :class:`~course_utils.core.objectives.CrossEntropy` (``samples`` > 1: EOT)
+objective                 :class:`~course_utils.core.objectives.CrossEntropy` (``samples`` > 1: EOT),
+                          or ``loss="margin"``: :class:`~course_utils.core.objectives.LogitMargin`
 step rule                 ``"sign"`` (L-inf) or ``"l2"``
 after each step           :class:`~course_utils.core.steps.LinfBall` or ``L2Ball``, then ``PixelRange``
 random start              the ball's :meth:`~course_utils.core.steps.LinfBall.random_start`
@@ -39,7 +40,7 @@ from course_utils.checks import check_int
 from course_utils.core.cache import loop_for
 from course_utils.core.history import progress_bar
 from course_utils.core.loop import GradientLoop
-from course_utils.core.objectives import CrossEntropy, weak
+from course_utils.core.objectives import CrossEntropy, LogitMargin, weak
 from course_utils.core.steps import L2Ball, LinfBall, PixelRange
 from course_utils.seeds import seed_offset
 
@@ -47,6 +48,7 @@ __all__ = [
     "Norm",
     "NORMS",
     "check_norm",
+    "LOSSES",
     "pgd_loop",
     "pgd_perturb",
     "default_step_size",
@@ -59,6 +61,8 @@ __all__ = [
 Label = int | str | np.integer
 Norm = Literal["linf", "l2"]
 NORMS: tuple[str, ...] = ("linf", "l2")
+#: The attack losses: cross-entropy, or Carlini & Wagner's logit margin (kappa 0).
+LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
 def check_norm(norm: Any) -> str:
@@ -79,14 +83,21 @@ def _ball(norm: str) -> LinfBall | L2Ball:
 
 
 def pgd_loop(model: Any, *, norm: Norm = "linf", targeted: bool = False, samples: int = 1,
-             stop_at_success: bool = False) -> GradientLoop:
+             stop_at_success: bool = False, loss: str = "ce") -> GradientLoop:
     """The model's cached PGD loop for this structure (built the first time it is asked for).
 
     Labels, epsilon, step size, steps and seed are per-call values of the loop, so one loop serves
-    every budget. ``loop.traces`` counts how often its graphs were traced.
+    every budget. ``loop.traces`` counts how often its graphs were traced. ``loss``: ``"ce"``
+    (cross-entropy) or ``"margin"`` (:class:`~course_utils.core.objectives.LogitMargin`, which
+    needs ``samples=1``).
     """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose 'ce' (cross-entropy) or 'margin' (Carlini & Wagner's logit margin)")
+    if loss == "margin" and samples != 1:
+        raise ValueError(f"loss='margin' takes one sample (samples=1), got samples={samples!r}; use loss='ce' for EOT")
+    objective = LogitMargin(weak(model), targeted=targeted) if loss == "margin" else None
     return loop_for(
-        model, CrossEntropy(weak(model), targeted=targeted, samples=samples),
+        model, objective or CrossEntropy(weak(model), targeted=targeted, samples=samples),
         step_rule="sign" if check_norm(norm) == "linf" else "l2",
         regularizers=(_ball(norm), PixelRange()), stop_at_success=stop_at_success,
     )
@@ -106,6 +117,7 @@ def pgd_perturb(
     targeted: bool = False,
     samples: int = 1,
     stop_at_success: bool = False,
+    loss: str = "ce",
 ) -> tf.Tensor:
     """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync.
 
@@ -133,6 +145,8 @@ def pgd_perturb(
         stop_at_success: leave each example where it is from the first step at which the model
             is fooled (the smallest change that works, as a careful attacker would send), and
             stop the loop when all are. Without it every example takes all ``steps``.
+        loss: ``"ce"`` (cross-entropy, the default) or ``"margin"``: Carlini & Wagner's margin
+            on the logits, which still has a gradient where the softmax saturates.
 
     Returns:
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
@@ -143,7 +157,7 @@ def pgd_perturb(
     That is gradient masking, and :mod:`course_utils.attacks.defences` shows how an attacker gets
     around it.
     """
-    loop = pgd_loop(model, norm=norm, targeted=targeted, samples=samples, stop_at_success=stop_at_success)
+    loop = pgd_loop(model, norm=norm, targeted=targeted, samples=samples, stop_at_success=stop_at_success, loss=loss)
     x = tf.convert_to_tensor(x, tf.float32)
     eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
     steps_t = tf.cast(steps, tf.int32)
@@ -247,6 +261,7 @@ def pgd_attack(
     samples: int = 1,
     stop_at_success: bool = False,
     batch_size: int = 64,
+    loss: str = "ce",
 ) -> PGDResult:
     """PGD on a batch of photos (NumPy in, NumPy out), compiled once per model and structure.
 
@@ -265,9 +280,11 @@ def pgd_attack(
         samples: expectation over transformation (see :func:`pgd_perturb`).
         stop_at_success: keep each image's first change that fools the model (see :func:`pgd_perturb`).
         batch_size: images per compiled call.
+        loss: ``"ce"`` or ``"margin"`` (see :func:`pgd_perturb`).
     """
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    pgd_loop(model, norm=norm, targeted=targeted, samples=samples, stop_at_success=stop_at_success, loss=loss)  # checks
     x = _as_images(images, model)
     n = len(x)
     if labels is None:
@@ -286,7 +303,7 @@ def pgd_attack(
         sl = slice(i, i + batch_size)
         a = pgd_perturb(model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
                         random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
-                        stop_at_success=stop_at_success)
+                        stop_at_success=stop_at_success, loss=loss)
         adversarial.append(a.numpy())
         predicted.append(_top1(model, a))
     return PGDResult(x, np.concatenate(adversarial), y, np.concatenate(predicted), eps, norm, targeted)
@@ -305,6 +322,7 @@ def robust_accuracy(
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
+    loss: str = "ce",
 ) -> pd.DataFrame:
     """Accuracy under an untargeted PGD attack, for each budget in ``epsilons``.
 
@@ -324,6 +342,7 @@ def robust_accuracy(
         seed: the same seed (and batch size) gives the same numbers.
         batch_size: images per compiled call.
         progress: show a text progress bar (one tick per budget and batch).
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's logit margin).
 
     Returns:
         A DataFrame with one row per epsilon: ``epsilon``, ``accuracy`` (0..1: the share of
@@ -337,7 +356,7 @@ def robust_accuracy(
     if n == 0:
         raise ValueError("robust_accuracy needs at least one image")
     y = resolve_labels(model, labels, n)
-    check_norm(norm)
+    pgd_loop(model, norm=norm, loss=loss)  # checks norm and loss
     batches = list(range(0, n, batch_size))
     bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
     rows = []
@@ -351,7 +370,7 @@ def robust_accuracy(
                 # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
                 adversarial = pgd_perturb(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
                                           step_size=np.full(m, rate, np.float32), norm=norm, random_start=random_start,
-                                          seed=(seed, b))
+                                          seed=(seed, b), loss=loss)
                 predicted = _top1(model, adversarial)
                 correct += int(np.sum(predicted == y[sl]))
                 if bar is not None:

@@ -131,6 +131,10 @@ class GradientLoop:
         self._final = tf.function(self._final_loss, jit_compile=bool(self.jit_compile))
         self._perturb = tf.function(self._perturb_loop, reduce_retracing=True,  # a new batch size: once
                                     jit_compile=self.jit_compile == "loop")
+        # TensorFlow counts traces per method over *all* loops and warns at five; each loop traces once
+        # per model and shape by design (self.traces counts them), as Keras' own train functions do.
+        for f in (self._run_chunk, self._final, self._perturb) + ((self._step_fn,) if self.jit_compile else ()):
+            f._omit_frequent_tracing_warning = True
 
     @property
     def key(self) -> Hashable:

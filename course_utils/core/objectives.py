@@ -9,6 +9,7 @@ target never traces the loop again.
 
 - :class:`CrossEntropy` to per-call ``labels``: targeted, minimise it (go to the label);
   untargeted, maximise it (leave the label). Tracks the softmax.
+- :class:`LogitMargin` Carlini & Wagner's margin on the logits (targeted or not).
 - :class:`ClassLogit` maximise the logit of per-call ``labels``. Tracks probability and logit.
 - :class:`FilterMean` maximise a layer's channel (per-call ``filters``) averaged over positions;
   :class:`FilterCenter` the same channel at the centre position. Track that value.
@@ -37,7 +38,7 @@ import tensorflow as tf
 from course_utils.checks import check_number, describe
 
 __all__ = [
-    "Objective", "CrossEntropy", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
+    "Objective", "CrossEntropy", "LogitMargin", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
     "Sum", "as_objective", "weak", "merge_specs",
 ]
 
@@ -233,6 +234,38 @@ class CrossEntropy(Objective):
 
     def key(self) -> Hashable:
         return ("cross-entropy", self.targeted, self.samples)
+
+
+class LogitMargin(Objective):
+    """Carlini & Wagner's (2017) margin on the *logits* Z of ``model`` (their f6), per-call ``labels``.
+
+    Untargeted (label y, the truth): ``max(Z_y - max_{j != y} Z_j, -kappa)``, minimised: push the
+    true logit below the best other one, by ``kappa`` (logit units, >= 0). Targeted (label t):
+    ``max(max_{j != t} Z_j - Z_t, -kappa)``. Unlike the cross-entropy it never goes through the
+    softmax, so a saturated softmax (defensive distillation) does not hide its gradient.
+    Tracks the softmax ``(N, classes)``; :meth:`evaluate` says which examples succeed.
+    """
+
+    per_call = {"labels": tf.int32}
+
+    def __init__(self, model: Any, targeted: bool = False, kappa: float = 0.0) -> None:
+        self.model, self.targeted = model, bool(targeted)
+        self.kappa = check_number("kappa", kappa, minimum=0.0)
+
+    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        logits = self.model(x, training=False)
+        hot = tf.equal(tf.range(tf.shape(logits)[-1])[None], data["labels"][:, None])
+        chosen = tf.reduce_sum(tf.where(hot, logits, 0.0), axis=-1)
+        best_other = tf.reduce_max(tf.where(hot, tf.float32.min, logits), axis=-1)
+        gap = best_other - chosen if self.targeted else chosen - best_other
+        return tf.maximum(gap, -self.kappa), tf.nn.softmax(logits), gap < 0  # a tie is no success
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, tracked, _ = self.evaluate(x, data)
+        return loss, tracked
+
+    def key(self) -> Hashable:
+        return ("logit-margin", self.targeted, self.kappa)
 
 
 class ClassLogit(Objective):

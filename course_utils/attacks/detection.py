@@ -1,0 +1,244 @@
+"""Detecting adversarial examples by feature squeezing, and the adaptive attack that evades it.
+
+**Feature squeezing** (Xu, Evans & Qi, NDSS 2018): an adversarial change lives in detail a person
+would not miss, so *squeeze* the picture (fewer grey levels, a small median filter) and ask the
+model again. On a clean picture its answer hardly moves; on an attacked one it often does. The
+detector's score of a picture is the largest L1 distance between the model's softmax on the
+picture and on each squeezed copy (0..2); a picture scoring above a threshold, chosen on clean
+pictures for a false-positive rate, is flagged.
+
+- :class:`BitDepth` and :class:`MedianFilter`: the squeezers (Keras layers on pixels 0..255).
+- :func:`squeeze_score` (tensors, in a graph) and :func:`detector_scores` (NumPy, batched).
+- :func:`threshold_for_fpr` and :func:`detection_rate`.
+- :func:`adaptive_attack`: an attacker who knows the detector (Carlini & Wagner, AISec 2017;
+  He et al., 2017 for feature squeezing) fools the classifier *and* keeps the score under the
+  threshold. It runs on the course's one loop (:class:`EvadeSqueezing` as the objective), taking
+  the squeezers' gradient as the identity (:class:`~course_utils.attacks.defences.StraightThrough`,
+  BPDA): the rounding of :class:`BitDepth` has no gradient of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+
+import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
+import keras
+import tensorflow as tf
+
+from course_utils.attacks.defences import StraightThrough
+from course_utils.attacks.pgd import _as_images, default_step_size, resolve_labels
+from course_utils.checks import check_int, check_number
+from course_utils.core.cache import loop_for
+from course_utils.core.objectives import Objective, weak
+from course_utils.core.steps import LinfBall, PixelRange
+from course_utils.seeds import effective_seed
+
+__all__ = [
+    "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",
+    "detection_rate", "EvadeSqueezing", "adaptive_attack",
+]
+
+
+class BitDepth(keras.layers.Layer):
+    """Keep ``bits`` bits of each pixel (1..8): ``2**bits`` grey levels, evenly spread over 0..255.
+
+    ``round(x / 255 * (2**bits - 1)) / (2**bits - 1) * 255`` (Xu et al.'s bit-depth reduction on
+    0..1 pixels, in grey levels). ``bits=8`` rounds to whole grey levels. No gradient (rounding).
+    """
+
+    def __init__(self, bits: int = 5, **kwargs: Any) -> None:
+        kwargs.setdefault("name", f"bit_depth_{bits}")
+        super().__init__(**kwargs)
+        self.bits = check_int("bits", bits, minimum=1, maximum=8)
+        self.levels = float(2 ** self.bits - 1)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.round(tf.clip_by_value(x, 0.0, 255.0) / 255.0 * self.levels) / self.levels * 255.0
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "bits": self.bits}
+
+
+class MedianFilter(keras.layers.Layer):
+    """Replace each pixel by the median of the ``size`` x ``size`` window around it, per channel.
+
+    As ``scipy.ndimage.median_filter(x, size)`` (mode ``"reflect"``): edges mirrored, an even
+    window reaching one more pixel up/left than down/right, and of an even count of values the
+    upper of the two middle ones. ``size=1`` changes nothing.
+    """
+
+    def __init__(self, size: int = 2, **kwargs: Any) -> None:
+        kwargs.setdefault("name", f"median_{size}x{size}")
+        super().__init__(**kwargs)
+        self.size = check_int("median filter size", size, minimum=1, maximum=15)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        k = self.size
+        before, after = k // 2, k - 1 - k // 2
+        padded = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]], mode="SYMMETRIC")
+        patches = tf.image.extract_patches(padded, [1, k, k, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")
+        shape = tf.shape(x)
+        patches = tf.reshape(patches, [shape[0], shape[1], shape[2], k * k, x.shape[-1]])
+        return tf.sort(patches, axis=3)[:, :, :, (k * k) // 2, :]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
+
+
+def default_squeezers() -> tuple[keras.layers.Layer, ...]:
+    """The course's squeezers for the 48x48 faces: 5 bits (32 grey levels) and a 2x2 median,
+    Xu et al.'s choice for CIFAR-10's small colour pictures."""
+    return (BitDepth(5), MedianFilter(2))
+
+
+def _check_squeezers(squeezers: Any) -> tuple:
+    squeezers = default_squeezers() if squeezers is None else tuple(squeezers)
+    if not squeezers or not all(callable(s) for s in squeezers):
+        raise ValueError(f"squeezers must be one or more layers such as BitDepth(5), MedianFilter(2); got {squeezers!r}")
+    return squeezers
+
+
+def squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tensor:
+    """``(N,)`` the detector's score, 0..2: ``max_s || softmax(model(x)) - softmax(model(s(x))) ||_1``.
+
+    Tensors in and out (usable in a graph). ``x``: float32 pixels 0..255 ``(N, H, W, C)``. With
+    squeezers wrapped in :class:`StraightThrough` the score has the BPDA gradient.
+    """
+    n = tf.shape(x)[0]
+    squeezed = [tf.convert_to_tensor(x, tf.float32)] + [s(x) for s in squeezers]
+    p = tf.reshape(tf.nn.softmax(model(tf.concat(squeezed, axis=0), training=False)), [len(squeezed), n, -1])
+    return tf.reduce_max(tf.reduce_sum(tf.abs(p[1:] - p[:1]), axis=-1), axis=0)
+
+
+def detector_scores(model: Any, images: Any, squeezers: Sequence[Any] | None = None, *, batch_size: int = 256) -> np.ndarray:
+    """The detector's score of each image, ``(N,)`` float32 in 0..2 (see :func:`squeeze_score`).
+
+    ``images``: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255; ``squeezers``: default
+    :func:`default_squeezers`.
+    """
+    squeezers = _check_squeezers(squeezers)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    x = _as_images(images, model)
+    return np.concatenate([squeeze_score(model, tf.constant(x[i : i + batch_size]), squeezers).numpy()
+                           for i in range(0, len(x), batch_size)] or [np.zeros(0, np.float32)])
+
+
+def threshold_for_fpr(clean_scores: Any, fpr: float = 0.05) -> float:
+    """The threshold that flags (score > threshold) at most a share ``fpr`` of ``clean_scores``.
+
+    With ``n`` clean scores it is the ``floor(fpr * n) + 1``-th largest, so exactly
+    ``floor(fpr * n)`` are above it when the scores are distinct (fewer with ties).
+
+    Raises:
+        ValueError: ``fpr`` not strictly between 0 and 1, or no finite scores.
+    """
+    fpr = check_number("fpr (false-positive rate)", fpr, minimum=0.0, maximum=1.0, above=True, below=True)
+    scores = np.sort(np.asarray(clean_scores, dtype=np.float64).reshape(-1))
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        raise ValueError(f"clean_scores must be one or more finite numbers, got {scores.size} value(s)")
+    return float(scores[scores.size - 1 - int(np.floor(fpr * scores.size))])
+
+
+def detection_rate(scores: Any, threshold: float) -> float:
+    """The share of ``scores`` above ``threshold`` (flagged), 0..1: on clean pictures the
+    false-positive rate, on attacked ones the detection rate."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.size == 0:
+        raise ValueError("detection_rate needs at least one score")
+    return float(np.mean(scores > check_number("threshold", threshold)))
+
+
+class EvadeSqueezing(Objective):
+    """The adaptive attacker's objective: fool ``model`` and stay under the detector's threshold.
+
+    ``loss = max(Z_y - max_{j != y} Z_j, -kappa) + weight * max(score(x) - threshold, 0)``, with
+    Carlini & Wagner's logit margin (untargeted, per-call ``labels``), the squeezing score of
+    :func:`squeeze_score` through BPDA squeezers, and the per-call ``threshold`` (one per example).
+    Tracks ``(N, 2)``: the score and the margin. Succeeds where the model is fooled and the score
+    is at most the threshold.
+    """
+
+    per_call = {"labels": tf.int32, "threshold": tf.float32}
+
+    def __init__(self, model: Any, squeezers: Sequence[Any] | None = None, weight: float = 20.0, kappa: float = 2.0) -> None:
+        self.model = model
+        self.squeezers = _check_squeezers(squeezers)
+        self._bpda = tuple(StraightThrough(s) for s in self.squeezers)
+        self.weight = check_number("weight", weight, minimum=0.0)
+        self.kappa = check_number("kappa", kappa, minimum=0.0)
+
+    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        logits = self.model(x, training=False)
+        hot = tf.equal(tf.range(tf.shape(logits)[-1])[None], data["labels"][:, None])
+        gap = tf.reduce_sum(tf.where(hot, logits, 0.0), -1) - tf.reduce_max(tf.where(hot, tf.float32.min, logits), -1)
+        score = squeeze_score(self.model, x, self._bpda)
+        loss = tf.maximum(gap, -self.kappa) + self.weight * tf.nn.relu(score - data["threshold"])
+        return loss, tf.stack([score, gap], axis=1), (gap < 0) & (score <= data["threshold"])
+
+    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        loss, tracked, _ = self.evaluate(x, data)
+        return loss, tracked
+
+    def key(self) -> Hashable:
+        parts = tuple((type(s).__qualname__, s.name, getattr(s, "bits", None), getattr(s, "size", None)) for s in self.squeezers)
+        return ("evade-squeezing", parts, self.weight, self.kappa)
+
+    def __repr__(self) -> str:
+        return f"EvadeSqueezing(squeezers={[s.name for s in self.squeezers]}, weight={self.weight:g}, kappa={self.kappa:g})"
+
+
+def adaptive_attack(
+    model: Any,
+    images: Any,
+    labels: Any,
+    epsilon: float,
+    threshold: float,
+    *,
+    squeezers: Sequence[Any] | None = None,
+    steps: int = 100,
+    step_size: float | None = None,
+    weight: float = 20.0,
+    kappa: float = 2.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Untargeted L-inf attack that fools ``model`` while keeping the squeezing score <= ``threshold``.
+
+    Sign steps on :class:`EvadeSqueezing` on the course's one loop, from a seeded random start,
+    projected into the budget and 0..255; each image stays where it first succeeds (fooled and
+    under the threshold), as a careful attacker would send it.
+
+    Args:
+        model: classifier, pixels 0..255 -> logits.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        labels: true classes (indices or names), one or one per image.
+        epsilon: the budget, grey levels (> 0).
+        threshold: the detector's threshold (:func:`threshold_for_fpr`), 0..2.
+        squeezers: the detector's squeezers (default :func:`default_squeezers`).
+        steps: number of steps (>= 1); step_size: grey levels per step, default ``2.5 * epsilon / steps``.
+        weight: weight of the detector term; kappa: logit margin aimed for (>= 0).
+        seed: seed of the random start (plus ``COURSE_SEED``).
+
+    Returns:
+        float32 ``(N, H, W, C)``: the adversarial images, within ``epsilon`` of the originals.
+    """
+    epsilon = check_number("epsilon", epsilon, minimum=0.0, above=True)
+    threshold = check_number("threshold", threshold, minimum=0.0, maximum=2.0)
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    rate = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    objective = EvadeSqueezing(weak(model), squeezers, weight, kappa)
+    loop = loop_for(model, objective, step_rule="sign", regularizers=(LinfBall(), PixelRange()), stop_at_success=True)
+    x = _as_images(images, model)
+    y = resolve_labels(model, labels, len(x)).astype(np.int32)
+    out = []
+    for b, i in enumerate(range(0, len(x), batch_size)):
+        xb = tf.constant(x[i : i + batch_size])
+        m = int(xb.shape[0])
+        eps = tf.fill([m], tf.constant(epsilon, tf.float32))
+        start = tf.clip_by_value(LinfBall().random_start(xb, eps, tf.constant([effective_seed(seed), b])), 0.0, 255.0)
+        data = {"labels": y[i : i + batch_size], "epsilon": eps, "threshold": tf.fill([m], tf.constant(threshold, tf.float32))}
+        out.append(loop.perturb(xb, data, steps=steps, step_size=rate, seed=b, start=start).numpy())
+    return np.concatenate(out)

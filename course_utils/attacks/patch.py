@@ -1,0 +1,338 @@
+"""The adversarial patch: one small picture that, stuck anywhere on a photo, changes the answer.
+
+Brown, Mané, Roy, Abadi and Gilmer ("Adversarial Patch", 2017) gave up the budget altogether: the
+patch may look like anything, but it covers only a part of the photo, and it must work on *any*
+photo, at any place, size and angle, so it can be printed as a sticker. They trained a "toaster"
+patch over random photos and placements (expectation over transformation, Athalye et al. 2018)
+and found that it made ImageNet classifiers answer "toaster" on most photos, also when printed and
+photographed, covering about a tenth of the picture.
+
+On the course's one loop the *patch* is the optimised picture ``x`` ``(1, P, P, 3)``; the transform
+:class:`PatchOnPhotos` pastes it on ``placements`` photos at random places, sizes and angles (new
+ones every step, from ``(seed, step)``); :class:`~course_utils.core.photo_transforms.DrawnCrossEntropy`
+averages the cross-entropy to the target over them; :class:`~course_utils.core.steps.PixelRange`
+keeps the patch valid. Nothing else: no budget, no second loop.
+
+- :func:`random_placements`, :func:`apply_patch` -- where a patch goes, and putting it there;
+- :func:`patch_loop`, :func:`train_patch` -- the optimisation;
+- :func:`patch_success` -- how often the patched photos answer the target, on placements (and
+  photos) the training never saw;
+- :func:`load_patch` -- the patch shipped with the course (trained by ``tools/train_patch.py``).
+
+Pixels 0..255; sides in pixels of the photo; angles in degrees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from course_utils.checks import check_int, check_number, check_steps
+from course_utils.core.cache import cached_loop
+from course_utils.core.loop import GradientLoop
+from course_utils.core.objectives import weak
+from course_utils.core.photo_transforms import DrawnCrossEntropy, paste
+from course_utils.core.pieces import Transform, seed_pair
+from course_utils.core.steps import PixelRange
+from course_utils.io.images import as_batch
+from course_utils.models.labels import ClassNames, Target
+from course_utils.seeds import effective_seed
+
+__all__ = [
+    "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",
+    "PatchOnPhotos", "PatchCrossEntropy", "patch_loop", "PatchResult", "train_patch", "PatchScore", "patch_success", "load_patch",
+]
+
+PATCH_SIDES: tuple[float, float] = (72.0, 104.0)
+"""The patch's side on a 224-pixel photo, drawn uniformly: about 10% to 22% of the photo's area."""
+
+PATCH_DEGREES = 20.0
+"""Placements turn the patch by up to this many degrees either way."""
+
+SHIPPED_PATCH = "patch_toaster.png"
+"""The patch :func:`load_patch` reads from ``course_utils/data`` (its card: ``patch_toaster.md``)."""
+
+
+def check_patch(patch: Any, photo_shape: Sequence[int] | None = None) -> np.ndarray:
+    """``patch`` as float32 ``(P, P, 3)`` pixels 0..255, or a clear error: a square colour picture
+    of side >= 1, no larger than the photos (``photo_shape`` ``(H, W, ...)``)."""
+    a = np.asarray(patch, dtype=np.float32)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 3 or a.shape[-1] != 3 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"a patch is a square colour picture (P, P, 3), got shape {np.shape(patch)}")
+    if a.shape[0] < 1:
+        raise ValueError(f"the patch has no pixels (shape {a.shape}); give it a side of at least 1 pixel")
+    if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 255:
+        raise ValueError(f"patch pixels must be 0..255, got {a.min():g}..{a.max():g}")
+    if photo_shape is not None and a.shape[0] > min(photo_shape[0], photo_shape[1]):
+        raise ValueError(f"the patch ({a.shape[0]}x{a.shape[0]} pixels) is larger than the photos "
+                         f"({photo_shape[0]}x{photo_shape[1]}); make it smaller than the photo")
+    return a
+
+
+def _check_sides(sides: Any, photo_shape: Sequence[int]) -> tuple[float, float]:
+    if np.ndim(sides) == 0:
+        sides = (sides, sides)
+    if len(sides) != 2:
+        raise ValueError(f"sides must be one side or (smallest, largest) in pixels, got {sides!r}")
+    low, high = (check_number("patch side", s, minimum=0.0, above=True) for s in sides)
+    if low > high:
+        raise ValueError(f"sides: the smallest side comes first, got {sides!r}")
+    if high > min(photo_shape[0], photo_shape[1]):
+        raise ValueError(f"a patch side of {high:g} pixels is larger than the photos ({photo_shape[0]}x"
+                         f"{photo_shape[1]}); choose sides smaller than the photo")
+    return low, high
+
+
+def _draw(u: tf.Tensor, height: tf.Tensor, width: tf.Tensor, sides: tuple[float, float],
+          degrees: float) -> tf.Tensor:
+    """Placements ``(M, 4)`` (centre row, centre column, side, angle) from uniform numbers ``u``
+    ``(M, 4)``: the turned patch stays on the photo wherever it fits."""
+    side = sides[0] + (sides[1] - sides[0]) * u[:, 0]
+    angle = degrees * (2.0 * u[:, 1] - 1.0)
+    turn = tf.abs(tf.cos(angle * math.pi / 180.0)) + tf.abs(tf.sin(angle * math.pi / 180.0))
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    half_h = tf.minimum(side * turn / 2.0, (h - 1.0) / 2.0)
+    half_w = tf.minimum(side * turn / 2.0, (w - 1.0) / 2.0)
+    row = half_h - 0.5 + (h - 2.0 * half_h) * u[:, 2]
+    col = half_w - 0.5 + (w - 2.0 * half_w) * u[:, 3]
+    return tf.stack([tf.clip_by_value(row, 0.0, h - 1.0), tf.clip_by_value(col, 0.0, w - 1.0), side, angle], axis=1)
+
+
+def random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
+                      sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, seed: int = 0) -> np.ndarray:
+    """``count`` random placements of a patch on a photo of ``image_size``, seeded.
+
+    Returns:
+        float32 ``(count, 4)``: centre row, centre column (pixels), side (pixels, uniform in
+        ``sides``), angle (degrees, uniform in ``-degrees..degrees``); the turned patch stays on
+        the photo.
+    """
+    count = check_int("count", count, minimum=1)
+    h, w = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
+    sides = _check_sides(sides, (h, w))
+    degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
+    u = tf.random.stateless_uniform([count, 4], seed=seed_pair(effective_seed(seed), 50))
+    return _draw(u, h, w, sides, degrees).numpy()
+
+
+def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
+    """``photos`` ``(N, H, W, 3)`` (or one photo) with ``patch`` ``(P, P, 3)`` pasted at
+    ``placements`` ``(N, 4)`` (one per photo; or ``(4,)`` for all): centre row, centre column, side
+    (pixels), angle (degrees). Returns float32 ``(N, H, W, 3)`` pixels 0..255."""
+    x = as_batch(photos)
+    p = check_patch(patch, x.shape[1:])
+    where = np.asarray(placements, dtype=np.float32)
+    where = np.broadcast_to(where, (len(x), 4)) if where.ndim == 1 else where
+    if where.shape != (len(x), 4):
+        raise ValueError(f"give one placement (row, column, side, angle) per photo: {len(x)} photos, "
+                         f"placements of shape {np.shape(placements)}")
+    _check_sides((float(where[:, 2].min()), float(where[:, 2].max())), x.shape[1:])
+    return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
+
+
+class PatchOnPhotos(Transform):
+    """The patch ``(N, P, P, 3)`` pasted on ``placements`` photos each step: ``(placements * N, H, W, 3)``,
+    row ``j * N + i`` being patch ``i`` on photo ``j % len(photos)`` at a random place, side
+    (uniform in ``sides``) and angle (``-degrees..degrees``), drawn from ``(seed, step)``. For
+    :class:`~course_utils.core.photo_transforms.DrawnCrossEntropy`, which averages over the rows."""
+
+    def __init__(self, photos: Any, placements: int = 8, *, sides: Any = PATCH_SIDES,
+                 degrees: float = PATCH_DEGREES) -> None:
+        x = as_batch(photos)
+        if len(x) == 0 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"photos must be colour pictures (N, H, W, 3), N >= 1, got shape {tuple(x.shape)}")
+        self.placements = check_int("placements", placements, minimum=1, maximum=256)
+        self.sides = _check_sides(sides, x.shape[1:])
+        self.degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
+        self._photos = x
+        self._digest = hashlib.sha1(x.tobytes()).hexdigest() + str(x.shape)
+
+    def check_input(self, shape: tuple) -> None:
+        if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2]:
+            raise ValueError(f"the patch batch must be (N, P, P, 3), got shape {tuple(shape)}")
+        check_patch(np.zeros(shape[1:], np.float32), self._photos.shape[1:])
+
+    def key(self) -> Hashable:
+        return (type(self).__qualname__, self._digest, self.placements, self.sides, self.degrees)
+
+    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        photos = tf.constant(self._photos)
+        n, rows = tf.shape(x)[0], self.placements * tf.shape(x)[0]
+        patches = tf.concat([x] * self.placements, axis=0)
+        pair = seed_pair(tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)]), 51)
+        where = _draw(tf.random.stateless_uniform(tf.stack([rows, 4]), seed=pair), photos.shape[1], photos.shape[2],
+                      self.sides, self.degrees)
+        chosen = tf.gather(photos, (tf.range(rows) // n) % len(self._photos))
+        return paste(chosen, patches, where[:, :2], where[:, 2], where[:, 3])
+
+
+class PatchCrossEntropy(DrawnCrossEntropy):
+    """:class:`DrawnCrossEntropy` that also reads a bare patch ``(N, P, P, 3)``: the loop's first
+    and last evaluation see the patch without the transform, and then it is pasted, centred, of
+    side ``side`` and unturned, on each of ``photos`` (so ``tracked`` there is the target's
+    probability averaged over the photos with the patch in the middle)."""
+
+    def __init__(self, model: Any, photos: np.ndarray, side: float, digest: str) -> None:
+        super().__init__(model, targeted=True)
+        self._photos, self.side, self._digest = photos, float(side), digest
+
+    def __call__(self, x: tf.Tensor, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        h, w = self._photos.shape[1:3]
+        if tuple(x.shape[1:3]) != (h, w):  # a bare patch: paste it centred on every photo
+            b = len(self._photos)
+            patches = tf.repeat(x, b, axis=0)  # row i * b + j: patch i on photo j; reorder draw-major
+            patches = tf.reshape(tf.transpose(tf.reshape(patches, [-1, b, *x.shape[1:]]), [1, 0, 2, 3, 4]),
+                                 [-1, *x.shape[1:]])
+            rows = tf.shape(patches)[0]
+            photos = tf.repeat(tf.constant(self._photos), rows // b, axis=0)
+            centre = tf.fill([rows, 2], (h - 1) / 2.0) * tf.constant([[1.0, (w - 1) / (h - 1)]])
+            x = paste(photos, patches, centre, tf.fill([rows], self.side), tf.zeros([rows]))
+        return super().__call__(x, data)
+
+    def key(self) -> Hashable:
+        return ("patch-cross-entropy", self._digest, self.side)
+
+
+def patch_loop(model: Any, photos: Any, placements: int = 8, *, sides: Any = PATCH_SIDES,
+               degrees: float = PATCH_DEGREES) -> GradientLoop:
+    """The model's cached patch loop for these photos: :class:`PatchOnPhotos` in front of a
+    :class:`PatchCrossEntropy` (targeted), ``"sign"`` steps, :class:`PixelRange`. The target is per call."""
+    on_photos = PatchOnPhotos(photos, placements, sides=sides, degrees=degrees)
+    pieces = (on_photos, PixelRange())
+    objective = PatchCrossEntropy(weak(model), on_photos._photos, sum(on_photos.sides) / 2, on_photos._digest)
+    return cached_loop(model, ("patch", objective.key(), tuple(p.key() for p in pieces)),
+                       lambda: GradientLoop(objective, step_rule="sign", regularizers=pieces))
+
+
+@dataclass
+class PatchResult:
+    """What :func:`train_patch` returns.
+
+    Attributes:
+        patch: ``(P, P, 3)`` float32 pixels 0..255.
+        target, label: the class (index, name).
+        probability: ``(steps + 1,)`` the target's probability averaged over each step's random
+            placements; the first and the last with the patch in the middle of every training photo.
+        losses: ``(steps + 1,)`` the averaged cross-entropy.
+        seconds: wall time of the optimisation.
+    """
+
+    patch: np.ndarray
+    target: int
+    label: str
+    probability: np.ndarray
+    losses: np.ndarray
+    seconds: float
+
+    def __repr__(self) -> str:
+        return (f"PatchResult({self.patch.shape[0]}x{self.patch.shape[1]} patch towards {self.label!r}, "
+                f"p(target) {self.probability[1]:.3f} -> {self.probability[-2]:.3f} over training placements, "
+                f"{len(self.probability) - 1} steps, {self.seconds:.1f} s)")
+
+
+def _target(model: Any, target: Target) -> tuple[int, str]:
+    classes = ClassNames.of(model)
+    index = classes.index(target)
+    return index, classes.label(index)
+
+
+def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: int = 100,
+                step_size: float = 2.0, *, placements: int = 8, seed: int = 0, start: Any = None,
+                sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, progress: bool | None = None) -> PatchResult:
+    """Optimise a ``size`` x ``size`` patch so that the photos with it pasted anywhere answer ``target``.
+
+    Each step pastes the patch on ``placements`` photos (cycling through ``photos``) at random
+    places, sides (``sides``, pixels) and angles (``-degrees..degrees``), new every step, and moves
+    every patch pixel ``step_size`` grey levels down the sign of the averaged cross-entropy's gradient.
+
+    Args:
+        model: a classifier taking pixels 0..255 and giving logits.
+        photos: ``(N, H, W, 3)`` pixels 0..255, the training photos.
+        target: the class, a name (``"toaster"``) or an index.
+        size: the patch's side in pixels (>= 1, at most the photo's).
+        steps, step_size: gradient steps (>= 1), grey levels per step (> 0).
+        placements: photos with the patch per step (>= 1); each costs one pass of the model.
+        seed: seed of the start and of the placements (``COURSE_SEED`` moves it).
+        start: the patch to start from ``(size, size, 3)``; default seeded uniform noise.
+    """
+    size = check_int("size", size, minimum=1)
+    x = as_batch(photos)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"photos must be colour pictures (N, H, W, 3), got shape {tuple(x.shape)}")
+    if size > min(x.shape[1:3]):
+        raise ValueError(f"a patch of {size}x{size} pixels is larger than the photos ({x.shape[1]}x{x.shape[2]}); "
+                         "make it smaller than the photo")
+    steps = check_steps(steps)
+    step_size = check_number("step_size", step_size, minimum=0.0, above=True)
+    index, label = _target(model, target)
+    loop = patch_loop(model, x, placements, sides=sides, degrees=degrees)
+    if start is None:
+        rng = np.random.default_rng(effective_seed(seed))
+        start = rng.uniform(0.0, 255.0, (size, size, 3)).astype(np.float32)
+    start = check_patch(start, x.shape[1:])
+    if start.shape[0] != size:
+        raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
+    run = loop.run(start[None], {"labels": [index]}, steps=steps, step_size=step_size, seed=seed, progress=progress,
+                   description=f"patch -> {label}")
+    return PatchResult(run.x[0], index, label, run.tracked[:, 0, index], run.losses[:, 0], run.seconds)
+
+
+@dataclass
+class PatchScore:
+    """What :func:`patch_success` returns.
+
+    Attributes:
+        images: ``(N, K, H, W, 3)`` the ``N`` photos, each with the patch at its ``K`` placements.
+        placements: ``(N, K, 4)`` centre row, centre column, side, angle.
+        predicted: ``(N, K)`` the model's top-1; ``success``: ``(N, K)`` it is the target.
+        clean: ``(N,)`` the model's top-1 on the photos without the patch.
+    """
+
+    images: np.ndarray
+    placements: np.ndarray
+    predicted: np.ndarray
+    success: np.ndarray
+    clean: np.ndarray
+    target: int
+
+    @property
+    def rate(self) -> float:
+        """The share of patched photos that answer the target (0..1)."""
+        return float(self.success.mean())
+
+    def __repr__(self) -> str:
+        n, k = self.success.shape
+        return f"PatchScore({n} photos x {k} placements, success {self.rate:.0%})"
+
+
+def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *, seed: int = 1,
+                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchScore:
+    """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
+    the training did not use) and measure how often the model answers ``target``."""
+    from course_utils.attacks.transfer import top1
+
+    x = as_batch(photos)
+    p = check_patch(patch, x.shape[1:])
+    index, _ = _target(model, target)
+    k = check_int("placements", placements, minimum=1)
+    where = random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
+    images = np.stack([apply_patch(np.repeat(x[i : i + 1], k, axis=0), p, where[i]) for i in range(len(x))])
+    predicted = top1(model, images.reshape(-1, *x.shape[1:])).reshape(len(x), k)
+    return PatchScore(images, where, predicted, predicted == index, top1(model, x), index)
+
+
+def load_patch() -> np.ndarray:
+    """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
+    float32 ``(P, P, 3)`` pixels 0..255."""
+    from pathlib import Path
+
+    from course_utils.io.images import load_image
+
+    return load_image(str(Path(__file__).resolve().parents[1] / "data" / SHIPPED_PATCH))

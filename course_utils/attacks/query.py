@@ -1,0 +1,388 @@
+"""Score-based black-box attacks: the model seen only through its answers, every query counted.
+
+A black-box attacker cannot take a gradient. It sends a picture and reads the answer: the
+probabilities of the classes (*score-based*) or only the top label (*decision-based*,
+:mod:`course_utils.attacks.decision`). What such an attack costs is the number of pictures it has
+to send, its *queries*, and a real service counts (and bills) them.
+
+- :class:`BlackBox` -- a Keras classifier behind a counter: it answers probabilities or only the
+  top label, counts the queries of each example and refuses any beyond its budget. The forward
+  passes run batched through one compiled ``tf.function`` per model.
+- :func:`square_attack` -- the L-inf Square Attack (Andriushchenko, Croce, Flammarion & Hein,
+  ECCV 2020): start from vertical stripes of +-epsilon, then try one random square of +-epsilon
+  at a time and keep it when the margin loss drops; stop each example at success.
+- :class:`QueryResult` -- what a query attack returns (success, queries used, history).
+
+Units: pixels 0..255; ``epsilon`` and distances in grey levels; queries are pictures sent, per
+example, the first (clean) one included.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
+import tensorflow as tf
+
+from course_utils.attacks.pgd import _as_images, resolve_labels
+from course_utils.checks import check_batch, check_flag, check_int, check_number
+from course_utils.seeds import effective_seed
+
+__all__ = ["QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule"]
+
+Output = Literal["scores", "label"]
+_FORWARD: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
+class QueryBudgetExceeded(RuntimeError):
+    """A black box was asked more questions about an example than its budget allows."""
+
+
+def check_budget(budget: Any, name: str = "queries") -> int:
+    """A query budget per example: a whole number >= 1, or a clear error quoting the value."""
+    return check_int(name, budget, minimum=1)
+
+
+def _forward(model: Any, output: str) -> Any:
+    """``model``'s compiled forward pass (probabilities, or top-1 labels), kept while it lives.
+
+    The function holds the model only weakly, so the cache does not keep a model alive."""
+    try:
+        per_model = _FORWARD.setdefault(model, {})
+    except TypeError:  # not weak-referenceable: compile without caching
+        per_model = {}
+    if output not in per_model:
+        ref = weakref.ref(model) if _weakable(model) else (lambda m=model: m)
+        shape = getattr(model, "input_shape", None)
+        spec = [tf.TensorSpec((None, *shape[1:]), tf.float32)] if shape is not None else None
+
+        def probabilities(x: tf.Tensor) -> tf.Tensor:
+            return tf.nn.softmax(tf.cast(ref()(x, training=False), tf.float32), axis=-1)
+
+        def label(x: tf.Tensor) -> tf.Tensor:
+            return tf.argmax(ref()(x, training=False), axis=-1, output_type=tf.int32)
+
+        fn = probabilities if output == "scores" else label
+        per_model[output] = tf.function(fn, input_signature=spec, reduce_retracing=spec is None)
+    return per_model[output]
+
+
+def _weakable(obj: Any) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+class BlackBox:
+    """A classifier seen only through its answers, with a query counter per example.
+
+    Args:
+        model: a classifier ``pixels (N, H, W, C) 0..255 -> logits (N, K)`` (a Keras model).
+        n: how many examples the attacker works on; queries are counted for each of them.
+        output: ``"scores"`` (the softmax probabilities, a score-based attacker) or ``"label"``
+            (only the top-1 class, a decision-based attacker).
+        budget: the most queries allowed per example (a whole number >= 1), or ``None``.
+        batch_size: pictures per compiled forward pass.
+
+    ``box.queries`` is a copy of the ``(n,)`` counts. Each picture sent is one query of the example
+    it belongs to; a call that would take any example over its budget is refused whole, before
+    the model runs (:class:`QueryBudgetExceeded`).
+    """
+
+    def __init__(self, model: Any, n: int, *, output: Output = "scores", budget: int | None = None,
+                 batch_size: int = 256) -> None:
+        if output not in ("scores", "label"):
+            raise ValueError(f"output must be 'scores' (probabilities) or 'label' (top-1 only), got {output!r}")
+        self.n = check_int("n", n, minimum=1)
+        self.budget = None if budget is None else check_budget(budget, "budget")
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.output = output
+        self._model = model
+        self._counts = np.zeros(self.n, np.int64)
+
+    @property
+    def queries(self) -> np.ndarray:
+        """``(n,)`` int64: the queries each example has used so far."""
+        return self._counts.copy()
+
+    @property
+    def remaining(self) -> np.ndarray:
+        """``(n,)`` int64: the queries each example has left (a very large number without a budget)."""
+        if self.budget is None:
+            return np.full(self.n, np.iinfo(np.int64).max // 2, np.int64)
+        return self.budget - self._counts
+
+    def _charge(self, which: Any, m: int) -> np.ndarray:
+        which = np.asarray(which, np.int64).reshape(-1)
+        if which.shape != (m,):
+            raise ValueError(f"give one example index per picture: {m} picture(s), {which.size} index(es)")
+        if m and (which.min() < 0 or which.max() >= self.n):
+            raise ValueError(f"example indices must be in 0..{self.n - 1}, got {which.min()}..{which.max()}")
+        asked = np.bincount(which, minlength=self.n)
+        if self.budget is not None and np.any(self._counts + asked > self.budget):
+            worst = int(np.argmax(self._counts + asked - self.budget))
+            raise QueryBudgetExceeded(
+                f"example {worst} would use {int(self._counts[worst] + asked[worst])} queries, over its budget of "
+                f"{self.budget}; ask only for the examples with queries left (box.remaining)")
+        self._counts += asked
+        return which
+
+    def _ask(self, kind: str, x: Any, which: Any) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        self._charge(which, len(x))
+        if len(x) == 0:
+            return np.zeros((0,), np.int64) if kind == "label" else np.zeros((0, 0), np.float64)
+        fn = _forward(self._model, kind)
+        out = [fn(tf.constant(x[i : i + self.batch_size])).numpy() for i in range(0, len(x), self.batch_size)]
+        return np.concatenate(out).astype(np.int64 if kind == "label" else np.float64)
+
+    def probabilities(self, x: Any, which: Any) -> np.ndarray:
+        """The class probabilities ``(M, K)`` float64 of the pictures ``x`` ``(M, H, W, C)``, 0..255;
+        ``which`` ``(M,)`` names the example each picture is a query of. Score-based boxes only."""
+        if self.output != "scores":
+            raise PermissionError("this black box answers only the top label (output='label'); "
+                                  "use box.label(x, which), or make it with output='scores'")
+        return self._ask("scores", x, which)
+
+    def label(self, x: Any, which: Any) -> np.ndarray:
+        """The top-1 class ``(M,)`` int64 of the pictures ``x``; one query each, like :meth:`probabilities`."""
+        if self.output == "scores":
+            return self.probabilities(x, which).argmax(-1)
+        return self._ask("label", x, which)
+
+    def __repr__(self) -> str:
+        used = f"{int(self._counts.sum())} queries used"
+        cap = "" if self.budget is None else f", budget {self.budget} per example"
+        return f"BlackBox({self.output}, {self.n} example(s), {used}{cap})"
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a query attack returns (NumPy, pixels 0..255).
+
+    Attributes:
+        method: ``"square"`` or ``"hopskipjump"``.
+        original, adversarial: ``(N, H, W, C)`` float32.
+        labels: ``(N,)`` the true classes (untargeted) or the targets (``targeted``).
+        predicted: ``(N,)`` the model's top-1 on ``adversarial`` (as the last query answered it).
+        targeted: the threat model.
+        success: ``(N,)`` bool: ``adversarial`` fools the model (and is within ``epsilon``).
+        queries: ``(N,)`` queries each example used (the clean query included), never above ``budget``.
+        budget: the query budget per example.
+        epsilon: the L-inf budget in grey levels (Square Attack), ``None`` for HopSkipJump.
+        history: ``{name: (T + 1, N)}`` per iteration (row 0: after the start): ``"queries"``
+            always, then ``"loss"`` and ``"probability"`` (Square Attack: margin loss, probability
+            of the true class or the target) or ``"l2"`` (HopSkipJump: distance in grey levels).
+            An example that stopped keeps its last value.
+    """
+
+    method: str
+    original: np.ndarray
+    adversarial: np.ndarray
+    labels: np.ndarray
+    predicted: np.ndarray
+    targeted: bool
+    success: np.ndarray
+    queries: np.ndarray
+    budget: int
+    epsilon: float | None
+    history: dict[str, np.ndarray] = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.adversarial - self.original
+
+    @property
+    def linf(self) -> np.ndarray:
+        """``(N,)`` largest change of any pixel, grey levels."""
+        return np.abs(self.delta).reshape(len(self.delta), -1).max(1)
+
+    @property
+    def l2(self) -> np.ndarray:
+        """``(N,)`` Euclidean length of the change, grey levels."""
+        return np.sqrt(np.square(self.delta, dtype=np.float64).reshape(len(self.delta), -1).sum(1))
+
+    def success_rate(self, queries: int | None = None) -> float:
+        """Fraction of examples fooled within ``queries`` queries each (default: the whole budget)."""
+        q = self.budget if queries is None else check_int("queries", queries, minimum=0)
+        return float(np.mean(self.success & (self.queries <= q)))
+
+    def success_curve(self, points: int = 50) -> pd.DataFrame:
+        """Success rate against queries: ``points`` rows ``queries``, ``success_rate`` (0..1)."""
+        q = np.unique(np.linspace(1, self.budget, check_int("points", points, minimum=2)).round().astype(int))
+        return pd.DataFrame({"queries": q, "success_rate": [self.success_rate(int(v)) for v in q]})
+
+    def history_frame(self) -> pd.DataFrame:
+        """The history as a tidy table: one row per (iteration, image), a column per quantity."""
+        t, n = self.history["queries"].shape
+        data = {"iteration": np.repeat(np.arange(t), n), "image": np.tile(np.arange(n), t)}
+        data.update({k: v.reshape(-1) for k, v in self.history.items()})
+        return pd.DataFrame(data)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per image: classes, success, queries used and the size of the change (grey levels)."""
+        return pd.DataFrame({"label": self.labels, "predicted": self.predicted, "success": self.success,
+                             "queries": self.queries, "linf": self.linf, "l2": self.l2})
+
+    def __repr__(self) -> str:
+        eps = "" if self.epsilon is None else f", epsilon={self.epsilon:g}"
+        med = float(np.median(self.queries[self.success])) if self.success.any() else float("nan")
+        return (f"QueryResult({self.method}, {len(self.labels)} image(s){eps}, "
+                f"{'targeted' if self.targeted else 'untargeted'}, success={np.mean(self.success):.0%}, "
+                f"median queries of successes={med:g}, budget={self.budget}, median l2={np.median(self.l2):.4g})")
+
+
+# --------------------------------------------------------------------------- Square Attack
+
+
+def p_schedule(p_init: float, iteration: int, iterations: int) -> float:
+    """The paper's schedule for ``p``, the fraction of pixels one square covers: ``p_init`` halved
+    at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10000 iterations (rescaled to
+    ``iterations``), as in the authors' code."""
+    it = int(iteration / iterations * 10000)
+    for i, edge in enumerate((10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)):
+        if it <= edge:
+            return p_init / 2**i
+    return p_init / 2**9
+
+
+def _margin(p: np.ndarray, y: np.ndarray, targeted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Margin loss on log-probabilities ``(M,)`` (negative = success) and ``p`` of class ``y``."""
+    logp = np.log(np.maximum(p, 1e-30))
+    rows = np.arange(len(p))
+    own = logp[rows, y]
+    other = logp.copy()
+    other[rows, y] = -np.inf
+    best_other = other.max(1)
+    return (best_other - own if targeted else own - best_other), p[rows, y]
+
+
+def _squares(rng: np.random.Generator, m: int, h: int, w: int, s: int) -> np.ndarray:
+    """``(m, H, W)`` bool: one random ``s`` x ``s`` square per example."""
+    h0, w0 = rng.integers(0, h - s + 1, m), rng.integers(0, w - s + 1, m)
+    rows, cols = np.arange(h), np.arange(w)
+    rmask = (rows >= h0[:, None]) & (rows < h0[:, None] + s)
+    cmask = (cols >= w0[:, None]) & (cols < w0[:, None] + s)
+    return rmask[:, :, None] & cmask[:, None, :]
+
+
+def square_attack(
+    model: Any,
+    images: Any,
+    labels: Any = None,
+    epsilon: float = 8.0,
+    *,
+    queries: int = 1000,
+    targeted: bool = False,
+    p_init: float = 0.05,
+    seed: int = 0,
+    keep_clean: bool = True,
+    batch_size: int = 64,
+) -> QueryResult:
+    """The L-inf Square Attack with probabilities only, every query counted per example.
+
+    1. Ask about the clean photo (query 1; its top-1 is the label when ``labels`` is ``None``).
+    2. Start from vertical stripes: every column of every channel moved by +epsilon or -epsilon
+       (kept only if they lower the margin, unless ``keep_clean=False``).
+    3. Repeat: in one random square (side ``sqrt(p * H * W)`` pixels, ``p`` from
+       :func:`p_schedule`) set the change to +epsilon or -epsilon per channel, ask, and keep the
+       new picture if its margin loss is lower. An example stops as soon as it fools the model.
+
+    The margin loss is on log-probabilities: untargeted ``log p_y - max_{k != y} log p_k``
+    (the paper's), targeted ``max_{k != t} log p_k - log p_t`` (the paper used cross-entropy for
+    targeted attacks); below 0 is success.
+
+    Args:
+        model: a classifier taking pixels 0..255 and giving logits.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        labels: true classes (untargeted) or targets (``targeted``), indices or names, one or
+            one per image; ``None``: the model's answer on the clean photo (untargeted only).
+        epsilon: L-inf budget in grey levels (> 0).
+        queries: query budget per example (a whole number >= 2: the clean photo and the start).
+        targeted: push towards ``labels`` instead of away from them.
+        p_init: the fraction of the pixels the first squares cover (0 < p_init <= 1; the paper
+            used 0.05 on ImageNet).
+        seed: the same seed gives the same result (moved by ``COURSE_SEED``).
+        keep_clean: start from the clean photo where the stripes make the margin larger (as ART
+            does; it costs no query). ``False``: always start from the stripes, as the paper's code.
+        batch_size: pictures per compiled forward pass.
+
+    Returns:
+        :class:`QueryResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
+        (of the true class, or of the target).
+    """
+    import time
+
+    eps = check_number("epsilon", epsilon, minimum=0.0, above=True)
+    budget = check_int("queries", queries, minimum=2)
+    targeted = check_flag("targeted", targeted)
+    keep_clean = check_flag("keep_clean", keep_clean)
+    p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, above=True)
+    rng = np.random.default_rng(effective_seed(seed))
+    x = check_batch(_as_images(images, model))
+    if targeted and labels is None:
+        raise ValueError("a targeted attack needs its targets: pass labels")
+    n, h, w, c = x.shape
+    y = None if labels is None else resolve_labels(model, labels, n)
+    start = time.perf_counter()
+    box = BlackBox(model, n, output="scores", budget=budget, batch_size=batch_size)
+    everyone = np.arange(n)
+    p = box.probabilities(x, everyone)
+    if y is None:
+        y = p.argmax(-1)
+    clean_margin, _ = _margin(p, y, targeted)
+    done = clean_margin < 0  # fooled before any change (a wrong answer, or already the target)
+    best = x.copy()
+    margin, prob = _margin(p, y, targeted)
+    todo = everyone[~done]
+    if len(todo):
+        stripes = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(len(todo), 1, w, c))
+        striped = np.clip(x[todo] + stripes, 0.0, 255.0)
+        p_s = box.probabilities(striped, todo)
+        m_s, pr_s = _margin(p_s, y[todo], targeted)
+        better = m_s < margin[todo] if keep_clean else np.ones(len(todo), bool)
+        keep = todo[better]
+        best[keep], p[keep], margin[keep], prob[keep] = striped[better], p_s[better], m_s[better], pr_s[better]
+    hist = {"queries": [box.queries], "loss": [margin.copy()], "probability": [prob.copy()]}
+    iteration = 0
+    while True:
+        active = everyone[(margin >= 0) & (box.remaining > 0)]
+        if not len(active):
+            break
+        iteration += 1
+        s = int(round(np.sqrt(p_schedule(p_init, iteration, budget) * h * w)))
+        s = min(max(s, 1), h - 1, w - 1)
+        m = len(active)
+        delta = best[active] - x[active]
+        mask = _squares(rng, m, h, w, s)[..., None]
+        signs = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(m, 1, 1, c))
+        for _ in range(10):  # redraw a square that would change nothing (the same signs, or clipped away)
+            new = np.clip(x[active] + np.where(mask, signs, delta), 0.0, 255.0)
+            same = np.all(np.abs(new - best[active]) < 1e-7, axis=(1, 2, 3))
+            if not same.any():
+                break
+            signs[same] = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(int(same.sum()), 1, 1, c))
+            mask[same] = _squares(rng, int(same.sum()), h, w, s)[..., None]
+        p_new = box.probabilities(new, active)
+        m_new, pr_new = _margin(p_new, y[active], targeted)
+        better = m_new < margin[active]
+        keep = active[better]
+        best[keep], margin[keep], prob[keep], p[keep] = new[better], m_new[better], pr_new[better], p_new[better]
+        hist["queries"].append(box.queries)
+        hist["loss"].append(margin.copy())
+        hist["probability"].append(prob.copy())
+    return QueryResult(
+        method="square", original=x, adversarial=best, labels=y, predicted=p.argmax(-1), targeted=targeted,
+        success=margin < 0, queries=box.queries, budget=budget, epsilon=eps,
+        history={k: np.stack(v) for k, v in hist.items()}, seconds=time.perf_counter() - start)

@@ -1,0 +1,350 @@
+"""Randomized smoothing: a classifier with a certified L2 radius (Cohen, Rosenfeld & Kolter, 2019).
+
+Given a base classifier ``f`` (pixels -> logits), the *smoothed* classifier is
+
+    g(x) = the class that f answers most often on x + noise,   noise ~ N(0, sigma^2 I)
+
+(pixels 0..255, ``sigma`` in grey levels, no clipping of the noisy faces). If the top class has
+probability at least ``p_A`` under the noise, then ``g`` answers the same for every ``x + delta``
+with ``||delta||_2 < sigma * Phi^{-1}(p_A)`` (Cohen et al., Theorem 1, with ``p_B = 1 - p_A``).
+The probabilities are estimated by sampling, so the helpers here are Cohen et al.'s two
+Monte-Carlo procedures:
+
+- :func:`smoothed_predict` (their PREDICT): ``n`` noisy copies; answer the top class if a
+  two-sided binomial test says it beats the runner-up at level ``alpha``, else abstain. It
+  returns the wrong class with probability at most ``alpha``.
+- :func:`certify` (their CERTIFY): guess the top class from ``n0`` noisy copies, then bound its
+  probability from below with ``n`` fresh copies (one-sided Clopper-Pearson at level ``alpha``);
+  radius ``sigma * Phi^{-1}(p_A_lower)``, abstain if ``p_A_lower < 0.5``. With probability at
+  least ``1 - alpha`` over the sampling, a certified radius is a true one for ``g``.
+
+The guarantee is about ``g``, never about the base model ``f``, and only for L2 changes.
+The noise is drawn batched inside one compiled ``tf.function`` per model and batch shape, from
+stateless generators keyed by (seed, image index, step): the same call gives the same counts,
+however many images share a compiled step. The statistics (:func:`clopper_pearson_lower`,
+:func:`binomial_upper_tail`, :func:`normal_quantile`) need no SciPy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from course_utils.checks import check_int, check_number
+from course_utils.seeds import effective_seed
+
+__all__ = [
+    "SmoothingResult",
+    "binomial_upper_tail",
+    "certified_accuracy",
+    "certify",
+    "clopper_pearson_lower",
+    "noise_counts",
+    "normal_quantile",
+    "smoothed_predict",
+]
+
+_COUNTERS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics (no SciPy)
+# ------------------------------------------------------------------------------------------
+
+
+def _log_binomial_terms(n: int, p: np.ndarray) -> np.ndarray:
+    """log P(X = j) for X ~ Binomial(n, p), ``j = 0..n``, one row per p (p strictly in (0, 1))."""
+    j = np.arange(n + 1, dtype=np.float64)
+    log_choose = math.lgamma(n + 1) - np.array([math.lgamma(v + 1) for v in j]) - np.array(
+        [math.lgamma(n - v + 1) for v in j])
+    p = np.asarray(p, dtype=np.float64)[:, None]
+    return log_choose[None, :] + j[None, :] * np.log(p) + (n - j)[None, :] * np.log1p(-p)
+
+
+def binomial_upper_tail(k: Any, n: int, p: Any) -> np.ndarray:
+    """P(X >= k) for X ~ Binomial(n, p), computed in log space (exact sum, no SciPy).
+
+    Args:
+        k: whole numbers (any shape), 0..n.
+        n: number of trials (>= 1).
+        p: success probabilities in 0..1, broadcast against ``k``.
+
+    Returns:
+        float64 array of the broadcast shape, in 0..1.
+    """
+    n = check_int("n", n, minimum=1)
+    k, p = np.broadcast_arrays(np.asarray(k, dtype=np.int64), np.asarray(p, dtype=np.float64))
+    flat_k, flat_p = k.ravel(), p.ravel()
+    out = np.empty(flat_k.shape, dtype=np.float64)
+    inner = (flat_p > 0) & (flat_p < 1)
+    out[~inner] = np.where(flat_p[~inner] >= 1, 1.0, (flat_k[~inner] <= 0).astype(np.float64))
+    if inner.any():
+        terms = _log_binomial_terms(n, flat_p[inner])
+        terms = np.where(np.arange(n + 1)[None, :] >= flat_k[inner][:, None], terms, -np.inf)
+        top = terms.max(axis=1, keepdims=True)
+        safe = np.where(np.isfinite(top), top, 0.0)
+        total = np.exp(terms - safe).sum(axis=1)
+        out[inner] = np.where(np.isfinite(top[:, 0]), np.exp(np.log(np.maximum(total, 1e-300)) + safe[:, 0]), 0.0)
+    return np.clip(out, 0.0, 1.0).reshape(k.shape)
+
+
+def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
+    """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
+
+    The p with P(X >= k | p) = alpha for X ~ Binomial(n, p) (SciPy: ``beta.ppf(alpha, k, n - k + 1)``;
+    ``statsmodels``' ``proportion_confint(k, n, 2 * alpha, "beta")[0]``, which Cohen et al. use).
+    Found by bisection (60 halvings) on the binomial tail in log space. ``k = 0`` gives 0 and
+    ``k = n`` gives ``alpha ** (1 / n)``.
+
+    Args:
+        k: successes (any shape), whole numbers 0..n.
+        n: trials (>= 1).
+        alpha: in (0, 1): the bound is below the true p with probability >= 1 - alpha.
+
+    Returns:
+        float64 array shaped like ``k``, in 0..1.
+    """
+    n = check_int("n", n, minimum=1)
+    alpha = check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
+    k = np.asarray(k)
+    if k.size and (np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k))):
+        raise ValueError(f"k must hold whole numbers in 0..{n}, got values from {k.min()} to {k.max()}")
+    k = k.astype(np.int64)
+    unique, inverse = np.unique(k.ravel(), return_inverse=True)
+    low, high = np.zeros(unique.shape), np.ones(unique.shape)
+    for _ in range(60):  # the tail grows with p: keep the p whose tail is still below alpha in low
+        mid = (low + high) / 2
+        below = binomial_upper_tail(unique, n, mid) < alpha
+        low, high = np.where(below, mid, low), np.where(below, high, mid)
+    bound = np.where(unique == 0, 0.0, np.where(unique == n, alpha ** (1.0 / n), (low + high) / 2))
+    return bound[inverse].reshape(k.shape)
+
+
+def normal_quantile(p: Any) -> np.ndarray:
+    """Phi^{-1}(p), the standard normal quantile (``statistics.NormalDist().inv_cdf``), elementwise.
+
+    ``p`` in (0, 1); 0 gives -inf and 1 gives +inf.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    unit = statistics.NormalDist()
+    flat = [(-math.inf if v <= 0 else math.inf if v >= 1 else unit.inv_cdf(float(v))) for v in p.ravel()]
+    return np.array(flat, dtype=np.float64).reshape(p.shape)
+
+
+# ------------------------------------------------------------------------------------------
+# Sampling
+# ------------------------------------------------------------------------------------------
+
+
+def _check(sigma: Any, n: Any, alpha: Any, batch_size: Any, seed: Any) -> tuple[float, int, float, int, int]:
+    sigma = check_number("sigma", sigma, minimum=0, above=True)
+    n = check_int("n", n, minimum=1)
+    alpha = check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    return sigma, n, alpha, batch_size, effective_seed(seed)
+
+
+def _images(images: Any) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None, ..., None]
+    elif x.ndim == 3:
+        x = x[None] if x.shape[-1] in (1, 3) else x[..., None]
+    if x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"images must be one (H, W), (H, W, C) image or a batch (N, H, W, C), got shape {np.shape(images)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("images contain NaN or infinite pixels; give pixels 0..255")
+    return x
+
+
+def _counter(model: Any, per: int, group: int, shape: tuple[int, ...]) -> Any:
+    """The compiled sampler for ``group`` images at a time, ``per`` noisy copies of each per step."""
+    cache = _COUNTERS.setdefault(model, {})
+    key = (per, group, shape)
+    if key in cache:
+        return cache[key]
+    classes = int(model.output_shape[-1])
+
+    @tf.function(reduce_retracing=True)
+    def count(x: tf.Tensor, index: tf.Tensor, sigma: tf.Tensor, num: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        steps = (num + per - 1) // per
+
+        def body(step: tf.Tensor, counts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            noise = [tf.random.stateless_normal((per, *shape), tf.random.experimental.stateless_fold_in(
+                tf.random.experimental.stateless_fold_in(seed, index[g]), step)) for g in range(group)]
+            noisy = tf.repeat(x, per, axis=0) + sigma * tf.concat(noise, axis=0)
+            top = tf.reshape(tf.argmax(model(noisy, training=False), axis=-1, output_type=tf.int32), (group, per))
+            valid = tf.cast(step * per + tf.range(per) < num, tf.float32)
+            return step + 1, counts + tf.reduce_sum(tf.one_hot(top, classes) * valid[None, :, None], axis=1)
+
+        _, counts = tf.while_loop(lambda s, c: s < steps, body, (tf.constant(0), tf.zeros((group, classes))))
+        return tf.cast(tf.round(counts), tf.int64)
+
+    cache[key] = count
+    return count
+
+
+def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0, batch_size: int = 1000,
+                 stream: int = 0) -> np.ndarray:
+    """How often ``model`` answers each class on ``n`` noisy copies of each image.
+
+    Args:
+        model: pixels 0..255 ``(N, H, W, C)`` -> ``(N, K)`` logits.
+        images: ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        sigma: noise standard deviation in grey levels (> 0).
+        n: noisy copies per image (>= 1).
+        seed: the noise of image ``i`` depends only on (seed, stream, i) and the copies per step
+            ``min(batch_size, n)``, not on how many images share a step.
+        batch_size: forward passes per compiled step (about; at least one image per step).
+        stream: a second key, so that selection and estimation draw independent noise.
+
+    Returns:
+        int64 ``(N, K)`` counts, each row summing to ``n``.
+    """
+    sigma, n, _, batch_size, seed = _check(sigma, n, 0.5, batch_size, seed)
+    x = _images(images)
+    per = min(batch_size, n)
+    group = max(1, min(len(x), batch_size // per, 16))  # images per compiled step (unrolled in the graph)
+    count = _counter(model, per, group, tuple(x.shape[1:]))
+    key = tf.constant([seed, check_int("stream", stream, minimum=0)], tf.int64)
+    out = []
+    for i in range(0, len(x), group):
+        chunk = x[i: i + group]
+        index = np.arange(i, i + group, dtype=np.int64)
+        if len(chunk) < group:  # pad to the compiled group size; the padding's counts are dropped
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], group - len(chunk), axis=0)])
+        out.append(count(tf.constant(chunk), tf.constant(index), tf.constant(sigma, tf.float32),
+                         tf.constant(n, tf.int32), key).numpy()[: min(group, len(x) - i)])
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------
+# PREDICT and CERTIFY
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmoothingResult:
+    """What :func:`certify` or :func:`smoothed_predict` found, one entry per image.
+
+    Attributes:
+        predicted: ``(N,)`` class of the smoothed classifier g, ``-1`` where it abstained.
+        p_lower: ``(N,)`` lower confidence bound on the top class's probability under noise
+            (:func:`certify`), or the top class's share of the ``n`` samples (:func:`smoothed_predict`).
+        radius: ``(N,)`` certified L2 radius in grey levels (``sigma * Phi^{-1}(p_lower)``); 0 where
+            abstained (and always 0 for :func:`smoothed_predict`, which certifies nothing).
+        abstained: ``(N,)`` bool.
+        counts: ``(N, K)`` class counts of the ``n`` estimation samples.
+        selection: ``(N, K)`` class counts of the ``n0`` selection samples (certify; else zeros).
+        sigma, n0, n, alpha: the settings.
+    """
+
+    predicted: np.ndarray
+    p_lower: np.ndarray
+    radius: np.ndarray
+    abstained: np.ndarray
+    counts: np.ndarray
+    selection: np.ndarray
+    sigma: float
+    n0: int
+    n: int
+    alpha: float
+
+    def __repr__(self) -> str:
+        r = self.radius[~self.abstained]
+        median = f"{np.median(r):.2f}" if r.size else "-"
+        return (f"SmoothingResult({len(self.predicted)} images, sigma {self.sigma:g}, n0 {self.n0}, n {self.n}, "
+                f"alpha {self.alpha:g}: {int(self.abstained.sum())} abstained, median radius {median} grey levels)")
+
+
+def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha: float = 0.001, *, seed: int = 0,
+                     batch_size: int = 1000) -> SmoothingResult:
+    """Cohen et al.'s PREDICT: the smoothed classifier's answer, or an abstention.
+
+    Draws ``n`` noisy copies of each image; if the top class's count beats the runner-up's by a
+    two-sided binomial test at level ``alpha`` (counts of the two, p = 1/2) it is the answer,
+    else the image is abstained on (``predicted = -1``). The answer differs from g's true class
+    with probability at most ``alpha``.
+
+    Args:
+        model: pixels 0..255 -> logits. images: one image or a batch, pixels 0..255.
+        sigma: noise standard deviation, grey levels (> 0). n: samples (>= 1).
+        alpha: test level in (0, 1). seed: same seed, same answers. batch_size: forward passes per step.
+    """
+    sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
+    counts = noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=2)
+    order = np.argsort(-counts, axis=1, kind="stable")
+    top = order[:, 0]
+    n_a = np.take_along_axis(counts, order[:, :1], 1)[:, 0]
+    n_b = np.take_along_axis(counts, order[:, 1:2], 1)[:, 0] if counts.shape[1] > 1 else np.zeros_like(n_a)
+    p_value = np.ones(len(top))
+    for i, (a, b) in enumerate(zip(n_a, n_b)):
+        if a > b:  # two-sided test of a successes in a + b trials at p = 1/2
+            p_value[i] = min(1.0, 2.0 * float(binomial_upper_tail(a, int(a + b), 0.5)))
+    abstained = p_value > alpha
+    return SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
+                           np.zeros_like(counts), sigma, 0, n, alpha)
+
+
+def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000, alpha: float = 0.001, *,
+            seed: int = 0, batch_size: int = 1000) -> SmoothingResult:
+    """Cohen et al.'s CERTIFY: the smoothed classifier's class and a certified L2 radius per image.
+
+    1. ``n0`` noisy copies choose the candidate class c_A (the most frequent).
+    2. ``n`` fresh copies count c_A; ``p_lower`` = one-sided Clopper-Pearson bound at ``alpha``.
+    3. ``p_lower < 0.5``: abstain; else radius = ``sigma * Phi^{-1}(p_lower)`` grey levels (L2).
+
+    With probability at least ``1 - alpha`` (over the noise), g(x + delta) = c_A for every
+    ``||delta||_2 < radius``. The largest radius ``n`` samples can give is
+    ``sigma * Phi^{-1}(alpha ** (1 / n))``.
+
+    Args:
+        model: the base classifier f, pixels 0..255 ``(N, H, W, C)`` -> logits.
+        images: one image or a batch, pixels 0..255.
+        sigma: noise standard deviation in grey levels (> 0); the one f was trained with.
+        n0: selection samples (>= 1). n: estimation samples (>= 1).
+        alpha: in (0, 1). seed: same seed, same result. batch_size: forward passes per step.
+
+    Returns:
+        A :class:`SmoothingResult`.
+    """
+    sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
+    n0 = check_int("n0", n0, minimum=1)
+    selection = noise_counts(model, images, sigma, n0, seed=seed, batch_size=batch_size, stream=0)
+    counts = noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=1)
+    top = np.argmax(selection, axis=1)
+    n_a = counts[np.arange(len(top)), top]
+    p_lower = clopper_pearson_lower(n_a, n, alpha)
+    abstained = p_lower < 0.5
+    radius = np.where(abstained, 0.0, sigma * normal_quantile(np.where(abstained, 0.5, p_lower)))
+    return SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
+                           sigma, n0, n, alpha)
+
+
+def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
+    """Share of images that are certified correct at each radius: not abstained, the right class,
+    and a certified radius at least that large (Cohen et al.'s "approximate certified accuracy").
+
+    Args:
+        result: from :func:`certify`.
+        labels: ``(N,)`` true classes.
+        radii: L2 radii in grey levels (>= 0), one or several.
+
+    Returns:
+        float64 array, one accuracy in 0..1 per radius (non-increasing in the radius).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if labels.shape != result.predicted.shape:
+        raise ValueError(f"got {labels.size} labels for {result.predicted.size} certified images")
+    values = np.atleast_1d(np.asarray(radii, dtype=np.float64))
+    for r in values:
+        check_number("radius", r, minimum=0)
+    right = (~result.abstained) & (result.predicted == labels)
+    return np.array([float(np.mean(right & (result.radius >= r))) for r in values])

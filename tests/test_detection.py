@@ -1,0 +1,102 @@
+"""Lesson 6's feature-squeezing detector and the adaptive attack that evades it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import tensorflow as tf
+
+from course_utils.attacks.detection import (
+    BitDepth, EvadeSqueezing, MedianFilter, adaptive_attack, default_squeezers, detection_rate, detector_scores,
+    squeeze_score, threshold_for_fpr,
+)
+from course_utils.attacks.pgd import pgd_attack
+from course_utils.io.samples import FACE_BOXES, sample_face
+from course_utils.models.face_variants import face_facts
+from course_utils.models.faces import load_gender_cnn
+
+
+def _faces() -> np.ndarray:
+    base = [sample_face(name) for name in FACE_BOXES]
+    return np.stack([np.roll(f[:, ::flip], shift, axis=axis) for f in base for flip in (1, -1)
+                     for axis, shift in ((0, 0), (0, -1), (0, 1), (1, -1), (1, 1))]).astype(np.float32)
+
+
+def test_bad_inputs_are_refused_clearly():
+    for bits in (0, 9, 2.5):
+        with pytest.raises((ValueError, TypeError), match="bits"):
+            BitDepth(bits)
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="median filter size"):
+            MedianFilter(size)
+    for fpr in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="fpr"):
+            threshold_for_fpr([0.1, 0.2], fpr)
+    with pytest.raises(ValueError, match="finite"):
+        threshold_for_fpr([], 0.05)
+    with pytest.raises(ValueError, match="squeezers"):
+        detector_scores(load_gender_cnn(), _faces()[:1], squeezers=())
+    with pytest.raises(ValueError, match="epsilon"):
+        adaptive_attack(load_gender_cnn(), _faces()[:1], 0, 0.0, 0.3)
+    with pytest.raises(ValueError, match="threshold"):
+        adaptive_attack(load_gender_cnn(), _faces()[:1], 0, 4.0, 3.0)
+
+
+def test_bit_depth_exact_values():
+    x = tf.constant([0.0, 10.0, 127.0, 128.0, 200.0, 255.0])[None, :, None, None]
+    assert BitDepth(1)(x).numpy().ravel().tolist() == [0, 0, 0, 255, 255, 255]
+    assert np.allclose(BitDepth(2)(x).numpy().ravel(), [0, 0, 85, 170, 170, 255])
+    assert np.allclose(BitDepth(8)(x + 0.4).numpy().ravel(), [0, 10, 127, 128, 200, 255])
+
+
+def test_median_filter_exact_values_and_scipy():
+    x = np.zeros((1, 5, 5, 1), np.float32)
+    x[0, 2, 2, 0] = 255.0  # one bright pixel: a 3x3 median removes it
+    assert not np.any(MedianFilter(3)(x).numpy())
+    assert np.array_equal(MedianFilter(1)(x).numpy(), x)
+    small = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    # 3x3 median with mirrored edges, by hand: the corner (0, 0) sees 0,0,1,0,0,1,3,3,4 -> 1
+    assert MedianFilter(3)(small).numpy()[0, 0, 0, 0] == 1.0
+    assert MedianFilter(3)(small).numpy()[0, 1, 1, 0] == 4.0
+    rng = np.random.default_rng(0)
+    pic = rng.integers(0, 256, (2, 7, 6, 3)).astype(np.float32)
+    for size in (2, 3, 4):
+        want = np.stack([scipy.ndimage.median_filter(p, size=(size, size, 1), mode="reflect") for p in pic])
+        assert np.array_equal(MedianFilter(size)(pic).numpy(), want), size
+
+
+def test_threshold_gives_the_requested_false_positive_rate():
+    scores = np.random.default_rng(1).permutation(np.arange(100, dtype=np.float64) / 100)
+    for fpr in (0.05, 0.1, 0.2, 0.5):
+        t = threshold_for_fpr(scores, fpr)
+        assert detection_rate(scores, t) == pytest.approx(fpr)
+    assert detection_rate(scores, threshold_for_fpr(scores, 0.051)) == pytest.approx(0.05)  # never above
+
+
+def test_score_is_zero_for_a_model_squeezing_cannot_move():
+    flat = lambda x, training=False: tf.zeros([tf.shape(x)[0], 2])  # noqa: E731
+    assert np.allclose(squeeze_score(flat, tf.constant(_faces()[:3]), default_squeezers()).numpy(), 0.0, atol=1e-6)
+
+
+def test_adaptive_attack_lowers_the_detector_score():
+    model = load_gender_cnn()
+    faces = _faces()
+    labels = np.asarray(model(faces)).argmax(-1)
+    threshold = face_facts("distilled")["detector"]["threshold"]
+    plain = pgd_attack(model, faces, labels, 8.0, steps=20, stop_at_success=True)
+    plain_scores = detector_scores(model, plain.adversarial)
+    adv = adaptive_attack(model, faces, labels, 8.0, threshold, steps=50)
+    assert np.abs(adv - faces).max() <= 8.0 + 1e-3 and adv.min() >= 0 and adv.max() <= 255
+    fooled = np.asarray(model(adv)).argmax(-1) != labels
+    scores = detector_scores(model, adv)
+    evaded = fooled & (scores <= threshold)
+    plain_evaded = plain.success & (plain_scores <= threshold)
+    assert scores.mean() < plain_scores.mean() - 0.1, (scores.mean(), plain_scores.mean())
+    assert evaded.mean() >= plain_evaded.mean() + 0.3, (evaded.mean(), plain_evaded.mean())
+
+
+def test_objective_key_names_its_structure():
+    a = EvadeSqueezing(load_gender_cnn(), (BitDepth(5), MedianFilter(2)))
+    b = EvadeSqueezing(load_gender_cnn(), (BitDepth(4), MedianFilter(2)))
+    assert a.key() != b.key() and a.key() == EvadeSqueezing(None, (BitDepth(5), MedianFilter(2))).key()

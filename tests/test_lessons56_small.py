@@ -1,0 +1,226 @@
+"""Small checks for lessons 5 and 6 not covered elsewhere: the face-variant loader's contract
+(course_utils.models.face_variants), the practice checks no other test drives (lesson 5's
+selection step, lesson 6's certified radius, the notebook's margin loss, blank answers), and the
+compiled loop's promise that many models never set off TensorFlow's retracing warning.
+
+Already tested elsewhere, not repeated here: the binary-search check (test_query_attacks.py), the
+Jacobian-step check (test_substitute.py), the paste check (test_physical.py) and the margin check's
+sign and gradient hints (test_distillation.py)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from course_utils.classroom import practice_black_box as p5
+from course_utils.classroom import practice_real_world as p6
+from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.io.samples import sample_face
+from course_utils.models.face_variants import FACE_VARIANTS, face_card, face_facts, load_face_model
+from course_utils.models.faces import build_gender_cnn
+
+NAMES = ("substitute", "distilled", "noisy")
+
+
+# --------------------------------------------------------------------------- the face variants
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    face = sample_face("astronaut")
+    assert face.shape == (48, 48, 1) and face.dtype == np.float32
+    return face[None]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_variant_loads_its_trained_weights_and_gives_two_finite_logits(name, astronaut):
+    model = load_face_model(name)
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 2)
+    assert [model.get_layer(f"conv{i}").filters for i in (1, 2, 3)] == list(FACE_VARIANTS[name].filters)
+    logits = np.asarray(model(astronaut, training=False))
+    assert logits.shape == (1, 2) and np.isfinite(logits).all(), logits
+    untrained = np.asarray(build_gender_cnn(FACE_VARIANTS[name].filters)(astronaut, training=False))
+    assert not np.allclose(logits, untrained, atol=1e-3), "the shipped weights were not loaded"
+
+
+def test_an_unknown_name_is_refused_with_the_choices():
+    for call in (load_face_model, face_facts, face_card):
+        with pytest.raises(ValueError) as info:
+            call("robust")
+        message = str(info.value)
+        assert "'robust'" in message and all(repr(name) in message for name in NAMES), message
+
+
+@pytest.mark.parametrize("name", ["substitute", "noisy"])
+def test_missing_weights_say_how_to_restore_them(name, tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_face_model(name, tmp_path / "gone.weights.h5")
+    message = str(info.value)
+    assert "gone.weights.h5" in message and "git checkout" in message, message
+    assert FACE_VARIANTS[name].retrain in message, message   # the tool that retrains this model
+
+
+def test_facts_hold_what_the_lessons_read():
+    facts = {name: face_facts(name) for name in NAMES}
+    for name in NAMES:
+        assert isinstance(facts[name], dict)
+        assert facts[name]["filters"] == list(FACE_VARIANTS[name].filters), name
+    assert facts["distilled"]["temperature"] == pytest.approx(100.0)
+    assert facts["noisy"]["sigma"] == pytest.approx(24.0)
+    assert facts["substitute"]["queries"] == facts["substitute"]["rounds"][-1]["set_size"]
+    assert 0.5 < facts["substitute"]["agreement"] <= 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_variant_has_its_own_card(name):
+    card = face_card(name)
+    assert card.is_file() and card.suffix == ".md" and card.stem == FACE_VARIANTS[name].stem
+    assert card.read_text(encoding="utf-8").strip()
+
+
+# --------------------------------------------------------------------------- the practice checks: helpers
+
+
+def _accepts(check, *args, capsys) -> None:
+    capsys.readouterr()
+    check(*args)
+    assert "correct" in capsys.readouterr().out
+
+
+def _blank(check, *args, capsys) -> None:
+    capsys.readouterr()
+    check(*args)   # must not raise
+    assert NOT_ANSWERED in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- lesson 5, exercise 3
+
+
+def keep_better(parent, parent_p, children, children_p):   # notebooks/05_black_box.ipynb, the solution
+    i = int(np.argmax(children_p))
+    if children_p[i] > parent_p:
+        return children[i], float(children_p[i])
+    return parent, float(parent_p)
+
+
+def test_keep_better_check(capsys):
+    _accepts(p5.lesson5_keep_better, keep_better, False, capsys=capsys)
+    _blank(p5.lesson5_keep_better, None, None, capsys=capsys)
+    _blank(p5.lesson5_keep_better, keep_better, None, capsys=capsys)
+    _blank(p5.lesson5_keep_better, lambda *a: None, False, capsys=capsys)   # the student copy's stub
+
+    def keeps_ties(parent, parent_p, children, children_p):
+        i = int(np.argmax(children_p))
+        return (children[i], float(children_p[i])) if children_p[i] >= parent_p else (parent, float(parent_p))
+
+    def best_child(parent, parent_p, children, children_p):
+        i = int(np.argmax(children_p))
+        return children[i], float(children_p[i])
+
+    with pytest.raises(WrongAnswer, match="prediction"):
+        p5.lesson5_keep_better(keep_better, True)
+    with pytest.raises(WrongAnswer, match="tie"):
+        p5.lesson5_keep_better(keeps_ties, False)
+    with pytest.raises(WrongAnswer, match="below the parent"):
+        p5.lesson5_keep_better(best_child, False)
+    with pytest.raises(WrongAnswer, match="two things"):
+        p5.lesson5_keep_better(lambda parent, parent_p, children, children_p: parent, False)
+
+
+# --------------------------------------------------------------------------- lesson 6, exercises 2 and 3
+
+
+def my_margin_loss(logits, labels, kappa):   # notebooks/06_real_world.ipynb, the solution
+    true = tf.gather(logits, labels, batch_dims=1)
+    others = tf.where(tf.one_hot(labels, tf.shape(logits)[-1]) > 0, tf.float32.min, logits)
+    return tf.maximum(true - tf.reduce_max(others, axis=1), -kappa)
+
+
+def test_margin_loss_check_on_the_notebooks_solution(capsys):
+    _accepts(p6.lesson6_margin_loss, my_margin_loss, 0.0, capsys=capsys)
+    _blank(p6.lesson6_margin_loss, None, 0.0, capsys=capsys)
+    _blank(p6.lesson6_margin_loss, my_margin_loss, None, capsys=capsys)
+    with pytest.raises(WrongAnswer, match="prediction"):
+        p6.lesson6_margin_loss(my_margin_loss, -1.0)   # what float64 on moderate logits would suggest
+
+    def no_floor(logits, labels, kappa):
+        true = tf.gather(logits, labels, batch_dims=1)
+        others = tf.where(tf.one_hot(labels, tf.shape(logits)[-1]) > 0, tf.float32.min, logits)
+        return true - tf.reduce_max(others, axis=1)
+
+    with pytest.raises(WrongAnswer, match="not floored at -kappa"):
+        p6.lesson6_margin_loss(no_floor, 0.0)
+
+
+def certified_radius(p_lower, sigma):   # notebooks/06_real_world.ipynb, the solution
+    if p_lower < 0.5:
+        return 0.0
+    return sigma * statistics.NormalDist().inv_cdf(p_lower)
+
+
+def test_certified_radius_check(capsys):
+    _accepts(p6.lesson6_certified_radius, certified_radius, 2.33, capsys=capsys)
+    _blank(p6.lesson6_certified_radius, None, 2.33, capsys=capsys)
+    _blank(p6.lesson6_certified_radius, lambda p, s: None, 2.33, capsys=capsys)
+    _blank(p6.lesson6_certified_radius, certified_radius, None, capsys=capsys)
+    with pytest.raises(WrongAnswer, match="prediction"):
+        p6.lesson6_certified_radius(certified_radius, 0.99)   # the probability, not the quantile
+    for wrong, match in [
+        (lambda p, s: s * statistics.NormalDist().inv_cdf(p), "abstains"),   # no abstention below one half
+        (lambda p, s: s * p if p >= 0.5 else 0.0, "quantile"),
+        (lambda p, s: statistics.NormalDist().inv_cdf(p) if p >= 0.5 else 0.0, "grow with sigma"),
+        (lambda p, s: "far", "one number"),
+        (24.0, "function"),
+    ]:
+        with pytest.raises(WrongAnswer, match=match):
+            p6.lesson6_certified_radius(wrong, 2.33)
+
+
+# --------------------------------------------------------------------------- blank code after a right prediction
+
+
+@pytest.mark.parametrize("check, prediction", [
+    (p5.lesson5_binary_search, 10),
+    (p5.lesson5_jacobian_step, 4800),
+    (p6.lesson6_paste_corner, (17, 27)),
+], ids=["binary_search", "jacobian_step", "paste_corner"])
+def test_a_right_prediction_with_no_code_yet_is_not_answered(check, prediction, capsys):
+    _blank(check, prediction, None, capsys=capsys)
+    with pytest.raises(WrongAnswer):   # and a wrong prediction is still caught before the code
+        check(-1, None)
+
+
+# --------------------------------------------------------------------------- the compiled loop
+
+
+def test_many_models_do_not_set_off_the_retracing_warning(monkeypatch):
+    from course_utils.attacks.pgd import pgd_attack
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
+
+    # TensorFlow warns at most twice per traced function per process: start from a clean count so an
+    # earlier test cannot have used those warnings up.
+    monkeypatch.setattr(pf, "_frequent_tracing_detector_manager", pf._FrequentTracingDetectorManager())
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger, handler = logging.getLogger("tensorflow"), Keep(logging.WARNING)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        x = sample_face("astronaut")[None]
+        for _ in range(6):
+            result = pgd_attack(build_gender_cnn(), x, [0], 4.0, steps=2)
+            assert result.adversarial.shape == x.shape
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    retracing = [r.getMessage() for r in records if "retracing" in r.getMessage()]
+    assert not retracing, retracing[0]

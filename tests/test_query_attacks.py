@@ -1,0 +1,242 @@
+"""Lesson 5's query attacks: the black box's counter, the Square Attack and HopSkipJump.
+
+Models: lesson 1's gender CNN on the two sample faces (tiny, fast), and a seeded 5-class linear
+model on 16x16 colour pictures for the targeted attacks (a 2-class model would make "targeted"
+the same as "untargeted")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import course_utils  # noqa: F401
+import keras
+
+from course_utils.attacks.decision import hop_skip_jump
+from course_utils.attacks.query import BlackBox, QueryBudgetExceeded, p_schedule, square_attack
+from course_utils.io.samples import sample_face
+from course_utils.models.faces import load_gender_cnn
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return load_gender_cnn()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return np.stack([sample_face(n) for n in ("astronaut", "grace_hopper")])
+
+
+@pytest.fixture(scope="module")
+def five():
+    """A seeded linear 5-class model on 16x16x3 pixels 0..255, and 3 pictures with its answers."""
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)), keras.layers.Rescaling(1 / 255.0), keras.layers.Flatten(),
+        keras.layers.Dense(5, kernel_initializer=keras.initializers.RandomNormal(stddev=0.05, seed=3),
+                           bias_initializer="zeros")])
+    x = np.random.default_rng(0).uniform(60, 200, (3, 16, 16, 3)).astype(np.float32)
+    return model, x, np.asarray(model(x)).argmax(1)
+
+
+def _top(model, x):
+    return np.asarray(model(np.asarray(x, np.float32), training=False)).argmax(1)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "100", True, None])
+def test_bad_budgets_are_refused(cnn, faces, bad):
+    if bad is not None:  # None is a box without a budget
+        with pytest.raises(ValueError, match="budget"):
+            BlackBox(cnn, 2, budget=bad)
+    with pytest.raises(ValueError, match="queries"):
+        square_attack(cnn, faces, queries=bad)
+    with pytest.raises(ValueError, match="queries"):
+        hop_skip_jump(cnn, faces, queries=bad)
+
+
+def test_bad_arguments_say_what_was_wrong(cnn, faces, five):
+    with pytest.raises(ValueError, match="queries"):
+        square_attack(cnn, faces, queries=1)  # the clean photo and the stripes need two
+    with pytest.raises(ValueError, match="epsilon.*0"):
+        square_attack(cnn, faces, epsilon=0.0)
+    with pytest.raises(ValueError, match="epsilon"):
+        square_attack(cnn, faces, epsilon=-4.0)
+    with pytest.raises(ValueError, match="p_init"):
+        square_attack(cnn, faces, p_init=0.0)
+    with pytest.raises(ValueError, match="targets"):
+        square_attack(cnn, faces, targeted=True)
+    with pytest.raises(ValueError, match="targets"):
+        hop_skip_jump(cnn, faces, targeted=True)
+    with pytest.raises(ValueError, match="iterations"):
+        hop_skip_jump(cnn, faces, iterations=0)
+    with pytest.raises(ValueError, match="starts"):
+        hop_skip_jump(cnn, faces, starts=faces[:1])
+    with pytest.raises(ValueError, match="output"):
+        BlackBox(cnn, 2, output="logits")
+
+
+# --------------------------------------------------------------------------- the black box
+
+
+def test_black_box_counts_each_example_and_refuses_over_budget(cnn, faces):
+    box = BlackBox(cnn, 2, output="scores", budget=3)
+    p = box.probabilities(np.concatenate([faces, faces[:1]]), [0, 1, 0])
+    assert p.shape == (3, 2) and np.allclose(p.sum(1), 1.0, atol=1e-5)
+    assert box.queries.tolist() == [2, 1] and box.remaining.tolist() == [1, 2]
+    with pytest.raises(QueryBudgetExceeded, match="budget of 3"):
+        box.label(faces[[0, 0]], [0, 0])
+    assert box.queries.tolist() == [2, 1]  # a refused call costs nothing
+    assert box.label(faces[1:], [1]).tolist() == _top(cnn, faces[1:]).tolist()
+
+
+def test_label_only_box_gives_no_scores(cnn, faces):
+    box = BlackBox(cnn, 2, output="label")
+    with pytest.raises(PermissionError, match="top label"):
+        box.probabilities(faces, [0, 1])
+    assert box.label(faces, [0, 1]).tolist() == _top(cnn, faces).tolist()
+    assert box.queries.tolist() == [1, 1]
+
+
+def test_p_schedule_halves_as_the_paper_does():
+    assert p_schedule(0.05, 0, 10000) == 0.05
+    assert p_schedule(0.05, 11, 10000) == 0.025
+    assert p_schedule(0.05, 600, 10000) == 0.05 / 16
+    assert p_schedule(0.05, 9999, 10000) == 0.05 / 512
+    assert p_schedule(0.05, 3, 1000) == 0.05 / 2 and p_schedule(0.05, 6, 1000) == 0.05 / 4  # rescaled to the budget
+
+
+# --------------------------------------------------------------------------- Square Attack
+
+
+def test_square_attack_fools_the_face_cnn_within_budget(cnn, faces):
+    r = square_attack(cnn, faces, None, 16.0, queries=1000, seed=0)
+    assert r.success.all(), r
+    assert (r.queries <= 1000).all() and r.queries.max() < 500
+    assert (_top(cnn, r.adversarial) != r.labels).all()  # the model really is fooled
+    assert r.linf.max() <= 16.0 + 1e-3 and r.adversarial.min() >= 0 and r.adversarial.max() <= 255
+    h = r.history
+    assert (np.diff(h["queries"], axis=0) >= 0).all() and h["queries"].max() <= 1000
+    assert (np.diff(h["loss"], axis=0) <= 1e-12).all()  # the kept margin never rises
+    assert len(r.success_curve(10)) >= 2 and r.summary().shape[0] == 2 and "square" in repr(r)
+
+
+def test_square_attack_never_exceeds_a_small_budget(cnn, faces):
+    r = square_attack(cnn, faces, None, 0.5, queries=7, seed=0)  # too small to fool anything
+    assert (r.queries <= 7).all() and not r.success.any()
+    assert r.history["queries"].max() <= 7
+
+
+def test_square_attack_is_repeatable_with_its_seed(cnn, faces):
+    a = square_attack(cnn, faces, None, 6.0, queries=40, seed=3)
+    b = square_attack(cnn, faces, None, 6.0, queries=40, seed=3)
+    c = square_attack(cnn, faces, None, 6.0, queries=40, seed=4)
+    assert np.array_equal(a.adversarial, b.adversarial) and np.array_equal(a.queries, b.queries)
+    assert not np.array_equal(a.adversarial, c.adversarial)
+
+
+def test_targeted_square_attack_reaches_the_target(five):
+    model, x, y = five
+    targets = (y + 2) % 5
+    r = square_attack(model, x, targets, 48.0, queries=400, targeted=True, seed=0)
+    assert r.success.all(), r
+    assert (_top(model, r.adversarial) == targets).all()
+    assert r.history["probability"][-1].min() > r.history["probability"][0].min()
+
+
+# --------------------------------------------------------------------------- HopSkipJump
+
+
+def test_hop_skip_jump_walks_towards_the_photo(cnn, faces):
+    r = hop_skip_jump(cnn, faces, None, queries=1500, seed=0)
+    assert r.success.all() and (r.queries <= 1500).all() and r.history["queries"].max() <= 1500
+    assert (_top(cnn, r.adversarial) != r.labels).all()
+    assert (r.predicted != r.labels).all()
+    start, end = r.history["l2"][0], r.history["l2"][-1]
+    assert (end < 0.3 * start).all(), (start, end)
+    assert np.allclose(end, r.l2, rtol=1e-3)
+
+
+def test_hop_skip_jump_respects_a_small_budget_and_its_seed(cnn, faces):
+    a = hop_skip_jump(cnn, faces, None, queries=120, seed=5)
+    b = hop_skip_jump(cnn, faces, None, queries=120, seed=5)
+    assert (a.queries <= 120).all()
+    assert np.array_equal(a.adversarial, b.adversarial)
+    c = hop_skip_jump(cnn, faces, None, queries=400, iterations=2, seed=5)
+    assert c.history["l2"].shape[0] == 3  # the start and two iterations
+
+
+def test_targeted_hop_skip_jump_reaches_the_target(five):
+    model, x, y = five
+    pool = np.random.default_rng(1).uniform(0, 255, (200, 16, 16, 3)).astype(np.float32)
+    pool_y = _top(model, pool)
+    pick = [int(np.flatnonzero(pool_y != c)[0]) for c in y]  # a picture of another class for each
+    starts, targets = pool[pick], pool_y[pick]
+    r = hop_skip_jump(model, x, targets, queries=1500, targeted=True, starts=starts, seed=0)
+    assert r.success.all(), r
+    assert (_top(model, r.adversarial) == targets).all() and (r.predicted == targets).all()
+    assert (r.queries <= 1500).all()
+    start_l2 = np.sqrt(np.square(starts - x).reshape(3, -1).sum(1))
+    assert (r.l2 < 0.5 * start_l2).all(), (r.l2, start_l2)
+
+
+# --------------------------------------------------------------------------- the exercise
+
+
+def test_binary_search_exercise_accepts_the_solution_and_names_each_mistake(capsys):
+    from course_utils.classroom.exercises import WrongAnswer
+    from course_utils.classroom.practice_black_box import lesson5_binary_search
+
+    def right(is_adv, x, x_adv, tol):
+        low, high, length = 0.0, 1.0, np.linalg.norm(x_adv - x)
+        while (high - low) * length > tol:
+            mid = (low + high) / 2
+            low, high = (low, mid) if is_adv((1 - mid) * x + mid * x_adv) else (mid, high)
+        return (1 - high) * x + high * x_adv
+
+    def clean_end(is_adv, x, x_adv, tol):  # returns the side the model gets right
+        low, high, length = 0.0, 1.0, np.linalg.norm(x_adv - x)
+        while (high - low) * length > tol:
+            mid = (low + high) / 2
+            low, high = (low, mid) if is_adv((1 - mid) * x + mid * x_adv) else (mid, high)
+        return (1 - low) * x + low * x_adv
+
+    def wasteful(is_adv, x, x_adv, tol):  # a linear scan: right answer, far too many queries
+        for a in np.linspace(0, 1, 2000):
+            if is_adv((1 - a) * x + a * x_adv):
+                return (1 - a) * x + a * x_adv
+        return x_adv
+
+    lesson5_binary_search(None, right)
+    lesson5_binary_search(10, lambda *a: None)
+    assert capsys.readouterr().out.count("not answered yet") == 2
+    lesson5_binary_search(10, right)
+    assert "correct" in capsys.readouterr().out
+    for answer, fn, match in [(1000, right, "not 1000"), (10, lambda i, x, a, t: a, "past the boundary"),
+                              (10, clean_end, "gets your picture right"), (10, wasteful, "questions"),
+                              (10, lambda i, x, a, t: x * 0 + 128.0, "not on the segment")]:
+        with pytest.raises(WrongAnswer, match=match):
+            lesson5_binary_search(answer, fn)
+
+
+# --------------------------------------------------------------------------- the ART runner (no ART run)
+
+
+def test_art_runner_finds_its_comparisons_checks_rows_and_writes_both_files(tmp_path):
+    from benchmarks.art.__main__ import check_row, comparisons, parse_args, write
+
+    assert "queries" in comparisons() and not any(n.startswith("_") for n in comparisons())
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "no_such_comparison", "--out", str(tmp_path)])
+    row = {"comparison": "c", "tool": "ART", "setting": "s", "metric": "m", "value": 1, "queries": 5, "wall_s": 2}
+    assert check_row(row, "x")["value"] == 1.0
+    with pytest.raises(ValueError, match="keys"):
+        check_row({k: v for k, v in row.items() if k != "wall_s"}, "x")
+    with pytest.raises(ValueError, match="tool"):
+        check_row(dict(row, tool="foolbox"), "x")
+    report = {"started_utc": "now", "device": "cpu", "art_version": "1", "mode": "quick", "wall_s": 1.0,
+              "comparisons": ["x"], "rows": [check_row(row, "x")], "errors": {}}
+    json_path, md_path, text = write(report, tmp_path)
+    assert json_path.is_file() and md_path.is_file() and "| c | ART | s | m | 1 | 5 | 2 |" in text
