@@ -3,11 +3,14 @@
 # every notebook from a temporary folder outside the checkout: what a user of
 # `pip install git+...` or a hosted notebook service gets. Fails if the package cannot find its
 # own data (the face weights, model cards, robustness numbers).
-#   usage: tools/check_wheel.sh [python] [venv folder]
+#   usage: tools/check_wheel.sh [python] [venv folder] [notebook ...]   (default: every notebook)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${1:-python3}
 venv=${2:-.venv-wheel}
+shift $(( $# < 2 ? $# : 2 ))
+notebooks=("$@")
+[ ${#notebooks[@]} -gt 0 ] || notebooks=(notebooks/*.ipynb)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -16,12 +19,15 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" .
 wheel=$(ls "$work"/dist/course_utils-*.whl)
-unzip -l "$wheel" | grep -q "course_utils/data/gender_cnn.weights.h5" \
-  || { echo "the wheel $wheel has no course_utils/data/gender_cnn.weights.h5" >&2; exit 1; }
+for data in gender_cnn.weights.h5 gender_cnn_robust.weights.h5 gender_cnn_substitute.weights.h5 \
+            gender_cnn_distilled.weights.h5 gender_cnn_noisy.weights.h5 patch_toaster.png fooling_genomes.npz; do
+  unzip -l "$wheel" | grep -q "course_utils/data/$data" \
+    || { echo "the wheel $wheel has no course_utils/data/$data" >&2; exit 1; }
+done
 "$venv/bin/python" -m pip install --quiet "$wheel" "pytest>=8.0" "nbval>=0.11"
 
 mkdir "$work/notebooks"
-cp notebooks/*.ipynb "$work/notebooks/"
+cp "${notebooks[@]}" "$work/notebooks/"
 cd "$work/notebooks"
 "$OLDPWD/$venv/bin/python" - <<'PY'
 import course_utils, pathlib
