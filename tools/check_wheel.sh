@@ -19,9 +19,10 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" .
 wheel=$(ls "$work"/dist/course_utils-*.whl)
+listing=$(unzip -l "$wheel")   # once: `unzip | grep -q` can fail under pipefail when grep stops early
 for data in gender_cnn.weights.h5 gender_cnn_robust.weights.h5 gender_cnn_substitute.weights.h5 \
             gender_cnn_distilled.weights.h5 gender_cnn_noisy.weights.h5 patch_toaster.png fooling_genomes.npz; do
-  unzip -l "$wheel" | grep -q "course_utils/data/$data" \
+  grep -q "course_utils/data/$data" <<<"$listing" \
     || { echo "the wheel $wheel has no course_utils/data/$data" >&2; exit 1; }
 done
 "$venv/bin/python" -m pip install --quiet "$wheel" "pytest>=8.0" "nbval>=0.11"
