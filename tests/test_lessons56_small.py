@@ -224,3 +224,30 @@ def test_many_models_do_not_set_off_the_retracing_warning(monkeypatch):
         logger.setLevel(level)
     retracing = [r.getMessage() for r in records if "retracing" in r.getMessage()]
     assert not retracing, retracing[0]
+
+
+# --------------------------------------------------------------------------- the one compiled forward pass
+
+
+def test_compiled_forward_gives_logits_probabilities_and_labels_and_lets_the_model_go():
+    import gc
+    import weakref
+
+    from course_utils.models.faces import build_gender_cnn
+    from course_utils.models.forward import compiled_forward
+
+    model = build_gender_cnn()
+    x = np.stack([sample_face("astronaut"), sample_face("grace_hopper")]).astype(np.float32)
+    logits = compiled_forward(model)(x).numpy()
+    np.testing.assert_allclose(logits, model(x).numpy(), atol=1e-4)
+    p = compiled_forward(model, "probabilities")(x).numpy()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    labels = compiled_forward(model, "label")(x).numpy()
+    assert labels.dtype == np.int64 and np.array_equal(labels, logits.argmax(axis=1))
+    assert compiled_forward(model, "label") is compiled_forward(model, "label")   # made once
+    with pytest.raises(ValueError, match="'logits', 'probabilities', 'label'"):
+        compiled_forward(model, "scores")
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None, "the compiled functions must not keep the model alive"

@@ -22,7 +22,6 @@ Pixels are 0..255 throughout; genomes are 0..1 (0 = black, 1 = full intensity).
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 from course_utils.checks import WrongTypeError, check_int, check_number, describe
+from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames, resolve_class
 from course_utils.seeds import effective_seed
 
@@ -148,35 +148,6 @@ class EvolutionResult:
         return f"EvolutionResult({len(self.classes)} pictures, best p = {best}, {self.queries} queries)"
 
 
-_FORWARD: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _forward(model: Any) -> Any:
-    """The model's softmax as a compiled function, one per model (held weakly)."""
-    try:
-        fn = _FORWARD.get(model)
-    except TypeError:
-        fn = None
-    if fn is None:
-        ref = weakref.ref(model) if _weakable(model) else (lambda m=model: m)
-
-        @tf.function(reduce_retracing=True)
-        def fn(x: tf.Tensor) -> tf.Tensor:
-            return tf.nn.softmax(tf.cast(ref()(x, training=False), tf.float32), axis=-1)
-
-        if _weakable(model):
-            _FORWARD[model] = fn
-    return fn
-
-
-def _weakable(model: Any) -> bool:
-    try:
-        weakref.ref(model)
-        return True
-    except TypeError:
-        return False
-
-
 def _input_shape(model: Any) -> tuple[int, int, int]:
     shape = getattr(model, "input_shape", None)
     if not shape or len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
@@ -191,7 +162,7 @@ def fooling_probabilities(model: Any, pictures: Any, encoding: GridEncoding | No
     x = encoding.render(pictures) if encoding is not None else np.asarray(pictures, np.float32)
     if x.ndim != 4 or x.shape[1:] != _input_shape(model):
         raise ValueError(f"the model takes pictures of shape (N, {', '.join(map(str, _input_shape(model)))}), got {x.shape}")
-    fn = _forward(model)
+    fn = compiled_forward(model, "probabilities")
     return np.concatenate([fn(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
 
 
@@ -267,7 +238,7 @@ def evolve_fooling_images(
         first = start.copy()
     else:
         first = encoding.random(population, rng)
-    fn = _forward(model)
+    fn = compiled_forward(model, "probabilities")
 
     def query(genomes: np.ndarray) -> np.ndarray:
         return fn(tf.constant(encoding.render(genomes))).numpy()

@@ -19,7 +19,6 @@ example, the first (clean) one included.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,12 +30,12 @@ import tensorflow as tf
 
 from course_utils.attacks.pgd import _as_images, resolve_labels
 from course_utils.checks import check_batch, check_flag, check_int, check_number
+from course_utils.models.forward import compiled_forward
 from course_utils.seeds import effective_seed
 
 __all__ = ["QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule"]
 
 Output = Literal["scores", "label"]
-_FORWARD: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 class QueryBudgetExceeded(RuntimeError):
@@ -46,38 +45,6 @@ class QueryBudgetExceeded(RuntimeError):
 def check_budget(budget: Any, name: str = "queries") -> int:
     """A query budget per example: a whole number >= 1, or a clear error quoting the value."""
     return check_int(name, budget, minimum=1)
-
-
-def _forward(model: Any, output: str) -> Any:
-    """``model``'s compiled forward pass (probabilities, or top-1 labels), kept while it lives.
-
-    The function holds the model only weakly, so the cache does not keep a model alive."""
-    try:
-        per_model = _FORWARD.setdefault(model, {})
-    except TypeError:  # not weak-referenceable: compile without caching
-        per_model = {}
-    if output not in per_model:
-        ref = weakref.ref(model) if _weakable(model) else (lambda m=model: m)
-        shape = getattr(model, "input_shape", None)
-        spec = [tf.TensorSpec((None, *shape[1:]), tf.float32)] if shape is not None else None
-
-        def probabilities(x: tf.Tensor) -> tf.Tensor:
-            return tf.nn.softmax(tf.cast(ref()(x, training=False), tf.float32), axis=-1)
-
-        def label(x: tf.Tensor) -> tf.Tensor:
-            return tf.argmax(ref()(x, training=False), axis=-1, output_type=tf.int32)
-
-        fn = probabilities if output == "scores" else label
-        per_model[output] = tf.function(fn, input_signature=spec, reduce_retracing=spec is None)
-    return per_model[output]
-
-
-def _weakable(obj: Any) -> bool:
-    try:
-        weakref.ref(obj)
-    except TypeError:
-        return False
-    return True
 
 
 class BlackBox:
@@ -139,7 +106,7 @@ class BlackBox:
         self._charge(which, len(x))
         if len(x) == 0:
             return np.zeros((0,), np.int64) if kind == "label" else np.zeros((0, 0), np.float64)
-        fn = _forward(self._model, kind)
+        fn = compiled_forward(self._model, "probabilities" if kind == "scores" else "label")
         out = [fn(tf.constant(x[i : i + self.batch_size])).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(out).astype(np.int64 if kind == "label" else np.float64)
 

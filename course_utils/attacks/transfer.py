@@ -13,7 +13,6 @@ Pixels 0..255 throughout.
 
 from __future__ import annotations
 
-import weakref
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -21,7 +20,8 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
-import tensorflow as tf
+
+from course_utils.models.forward import compiled_forward
 
 __all__ = ["resized", "ensemble", "photo_variants", "top1", "transfer_table"]
 
@@ -104,24 +104,12 @@ def photo_variants(
     return np.stack(images).astype(np.float32), descriptions
 
 
-_FORWARD: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = weakref.WeakKeyDictionary()
-
-
-def _forward(model: keras.Model):
-    """``model``'s top-1 as one compiled function (kept while the model lives): a large network
-    runs about twice as fast compiled as called eagerly, layer by layer."""
-    if model not in _FORWARD:
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        _FORWARD[model] = tf.function(lambda x: tf.argmax(model(x, training=False), axis=-1), input_signature=[spec])
-    return _FORWARD[model]
-
-
 def top1(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """The model's most probable class for each image, ``(N,)`` int64."""
     x = np.asarray(images, np.float32)
     if len(x) == 0:
         return np.zeros(0, np.int64)
-    forward = _forward(model)
+    forward = compiled_forward(model, "label")
     return np.concatenate([forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]).astype(np.int64)
 
 
