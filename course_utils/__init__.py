@@ -9,7 +9,9 @@
 - :mod:`course_utils.classroom` plots, sliders, claims and exercise checks for the notebooks
 
 with :mod:`course_utils.checks` (argument checks) and :mod:`course_utils.seeds` (``COURSE_SEED``)
-shared by all. Dependencies run one way, in that order; each name is exported by one module.
+shared by all. Dependencies run one way, in that order; each name is defined by one module, and each
+subpackage's ``__init__`` (its *face*) re-exports the names the lessons use, so a lesson imports from
+six places or fewer: ``from course_utils.attacks import pgd_attack``.
 
 Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
 uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of
@@ -31,3 +33,7 @@ from course_utils._versions import check_versions as _check_versions
 
 _check_versions()  # a dependency below pyproject.toml's lower bounds stops here, before TensorFlow
 _import_tensorflow_quietly()
+
+from course_utils.seeds import effective_seed  # noqa: E402  (after TensorFlow is quiet)
+
+__all__ = ["effective_seed"]

@@ -38,14 +38,50 @@ def _imports(tree: ast.Module) -> set[str]:
     return {m for m in found if m in MODULES}
 
 
-def test_no_name_is_exported_by_two_modules():
+def _all(tree: ast.Module) -> list[str]:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    return []
+
+
+def _is_face(name: str) -> bool:
+    """A package's ``__init__`` (``course_utils`` or a subpackage): it re-exports, it defines nothing."""
+    return (PACKAGE.parent / Path(*name.split(".")) / "__init__.py").exists()
+
+
+def test_no_name_is_defined_by_two_modules():
     owners = defaultdict(list)
     for name, tree in MODULES.items():
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
-                for exported in ast.literal_eval(node.value):
-                    owners[exported].append(name)
+        if not _is_face(name):
+            for exported in _all(tree):
+                owners[exported].append(name)
     assert {k: v for k, v in owners.items() if len(v) > 1} == {}
+
+
+@pytest.mark.parametrize("face", sorted(m for m in MODULES if _is_face(m)))
+def test_each_face_re_exports_names_defined_once_below_it(face):
+    """A subpackage's face lists names its own modules define (course_utils' face: any module's)."""
+    owners = {n: m for m, t in MODULES.items() if not _is_face(m) for n in _all(t)}
+    for exported in _all(MODULES[face]):
+        assert exported in owners, f"{face} exports {exported!r}, which no module defines in its __all__"
+        assert owners[exported].startswith(face + "."), f"{face} exports {exported!r} from {owners[exported]}"
+
+
+def test_each_lesson_imports_the_package_in_six_lines_or_fewer():
+    """The faces carry what the lessons use: one import line per subpackage, six at most per lesson."""
+    import json
+
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        statements = 0
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                for node in ast.walk(ast.parse("".join(cell["source"]))):
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_utils"):
+                        statements += 1
+                    elif isinstance(node, ast.Import) and any(a.name.startswith("course_utils") for a in node.names):
+                        statements += 1
+        assert statements <= 6, f"{path.name} imports course_utils in {statements} statements"
 
 
 def test_no_module_imports_in_a_circle():

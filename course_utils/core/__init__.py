@@ -9,4 +9,12 @@
   :mod:`~course_utils.core.steps` the step rule and after each step;
 - :mod:`~course_utils.core.param` how the picture is represented (pixels, Fourier).
 
-Depends on :mod:`course_utils.models` (layers) only."""
+Depends on :mod:`course_utils.models` (layers) only.
+
+The few names the lessons use directly are importable from here: ``from course_utils.core import Jitter``."""
+
+from course_utils.core.objectives import diversity
+from course_utils.core.photo_transforms import PrintPhoto
+from course_utils.core.transforms import Jitter
+
+__all__ = ["diversity", "PrintPhoto", "Jitter"]
