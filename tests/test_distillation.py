@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.pgd import pgd_attack, pgd_loop
+from course_utils.attacks.gradient import pgd_attack, pgd_loop
 from course_utils.core.objectives import LogitMargin
 from course_utils.io.samples import FACE_BOXES, sample_face
 from course_utils.models.face_variants import FACE_VARIANTS, face_facts, load_face_model

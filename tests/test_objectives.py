@@ -9,7 +9,7 @@ import tensorflow as tf
 from course_utils.models.faces import load_gender_cnn
 from course_utils.io.samples import sample_face
 from course_utils.core.objectives import ClassLogit, CrossEntropy, FilterMean, Objective, Sum, as_objective
-from course_utils.core.loop import GradientLoop
+from course_utils.core.gradient_loop import GradientLoop
 
 
 def run_gradient_loop(objective, x0, *, step_rule="plain", regularizers=(), jit_compile=False, **run):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.core.loop import GradientLoop
+from course_utils.core.gradient_loop import GradientLoop
 from course_utils.core.pieces import Regularizer
 from course_utils.core.steps import step_direction
 

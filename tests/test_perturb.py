@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from course_utils.core.objectives import CrossEntropy, weak
-from course_utils.core.loop import GradientLoop
+from course_utils.core.gradient_loop import GradientLoop
 from course_utils.core.cache import loop_for
 from course_utils.core.steps import L2Ball, LinfBall, PixelRange
 

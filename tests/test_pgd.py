@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras
 
-from course_utils.attacks.pgd import check_norm, pgd_attack, pgd_loop, pgd_perturb, resolve_labels, robust_accuracy
+from course_utils.attacks.gradient import check_norm, pgd_attack, pgd_loop, pgd_perturb, resolve_labels, robust_accuracy
 from course_utils.core.steps import L2Ball, LinfBall, PixelRange, step_direction
 
 RNG = np.random.default_rng(0)

@@ -49,7 +49,7 @@ import tensorflow as tf  # noqa: E402
 from course_utils.attacks.detection import (  # noqa: E402
     adaptive_attack, default_squeezers, detection_rate, detector_scores, threshold_for_fpr,
 )
-from course_utils.attacks.pgd import pgd_attack, robust_accuracy  # noqa: E402
+from course_utils.attacks.gradient import pgd_attack, robust_accuracy  # noqa: E402
 from course_utils.checks import check_number  # noqa: E402
 from course_utils.models.face_variants import FACE_VARIANTS  # noqa: E402
 from course_utils.models.faces import build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402

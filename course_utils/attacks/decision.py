@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.attacks.pgd import _as_images, resolve_labels
+from course_utils.io.images import as_batch
+from course_utils.models.labels import ClassNames
 from course_utils.attacks.query import BlackBox, QueryResult, check_budget
 from course_utils.checks import check_batch, check_flag, check_int, check_number
 from course_utils.seeds import effective_seed
@@ -157,14 +158,14 @@ def hop_skip_jump(
     if iterations is not None:
         iterations = check_int("iterations", iterations, minimum=1)
     rng = np.random.default_rng(effective_seed(seed))
-    x255 = check_batch(_as_images(images, model))
+    x255 = check_batch(as_batch(images, model))
     n = len(x255)
     if targeted and labels is None:
         raise ValueError("a targeted attack needs its targets: pass labels")
-    y = None if labels is None else resolve_labels(model, labels, n)
+    y = None if labels is None else np.asarray(ClassNames.of(model).indices(labels, n, name="labels"), dtype=np.int64)
     s255 = None
     if starts is not None:
-        s255 = _as_images(starts, model)
+        s255 = as_batch(starts, model)
         if s255.shape != x255.shape:
             raise ValueError(f"starts must have the images' shape {x255.shape}, got {s255.shape}")
     t0 = time.perf_counter()

@@ -28,7 +28,9 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.defences import StraightThrough
-from course_utils.attacks.pgd import _as_images, default_step_size, resolve_labels
+from course_utils.attacks.gradient import default_step_size
+from course_utils.io.images import as_batch
+from course_utils.models.labels import ClassNames
 from course_utils.checks import check_int, check_number
 from course_utils.core.cache import loop_for
 from course_utils.core.objectives import Objective, weak
@@ -120,7 +122,7 @@ def detector_scores(model: Any, images: Any, squeezers: Sequence[Any] | None = N
     """
     squeezers = _check_squeezers(squeezers)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    x = _as_images(images, model)
+    x = as_batch(images, model)
     return np.concatenate([squeeze_score(model, tf.constant(x[i : i + batch_size]), squeezers).numpy()
                            for i in range(0, len(x), batch_size)] or [np.zeros(0, np.float32)])
 
@@ -231,8 +233,8 @@ def adaptive_attack(
     rate = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     objective = EvadeSqueezing(weak(model), squeezers, weight, kappa)
     loop = loop_for(model, objective, step_rule="sign", regularizers=(LinfBall(), PixelRange()), stop_at_success=True)
-    x = _as_images(images, model)
-    y = resolve_labels(model, labels, len(x)).astype(np.int32)
+    x = as_batch(images, model)
+    y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int64).astype(np.int32)
     out = []
     for b, i in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[i : i + batch_size])

@@ -1,115 +1,135 @@
-"""Adversarial examples: small changes to a photo that change a classifier's answer.
+"""Gradient attacks: small changes to a photo, found by following the model's gradient.
 
-Every attack here is a thin wrapper over :class:`course_utils.core.loop.GradientLoop` and
-returns an :class:`AttackResult` (in the spirit of Foolbox: a model, inputs, a criterion, a
-budget; the result says success per example). The objective is
-:class:`~course_utils.core.objectives.CrossEntropy`; the budget an after-step piece
-(:class:`~course_utils.core.steps.LinfBall`); the noise filter's price a penalty
-(:class:`~course_utils.core.penalties.L2Penalty`). Targets, epsilon and beta enter the compiled loop
-per call, so a sweep over budgets or targets traces it once.
+Two steps, each the loop a lesson writes by hand, compiled (by :mod:`course_utils.core.loop`,
+which only runs a step; it holds none of the maths):
 
-Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is
-accepted too); ``epsilon``, ``step_size``, ``delta`` and the norms are in pixels, so
-``epsilon=4.0`` allows each pixel to move by four grey levels.
+- :func:`noise_filter_step` (lesson 1): gradient descent on ``cross-entropy(target) + beta * |DX|^2 / 2``.
+- :func:`pgd_step` (lessons 2 and 4): a step along the sign of the gradient (L-inf) or its unit
+  vector (L2), back into the budget, back into valid pixels. Lesson 2's iterative attack is PGD
+  without the random start; FGSM is one such step of the whole budget.
+
+The attacks a notebook calls check their arguments, compile the step for the model (once per model
+and settings: the labels, budget and step size are per-call tensors, so a new epsilon or target
+never traces it again), run it and return one :class:`~course_utils.attacks.result.AttackResult`.
+
+Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted
+too); ``epsilon`` and ``step_size`` are in pixels, so ``epsilon=4.0`` lets each pixel move by four
+grey levels (``norm="linf"``), or the whole change be 4 grey levels long (``norm="l2"``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
-import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_batch, check_flag, check_number, check_steps
-from course_utils.core.history import LoopResult, check_history, history_frame
+from course_utils.attacks.result import AttackResult
+from course_utils.checks import WrongTypeError, check_batch, check_flag, check_int, check_number, check_steps
+from course_utils.core import ops
+from course_utils.core.history import check_history, progress_bar
+from course_utils.core.loop import compiled
+from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import ImageLoadError, as_batch
 from course_utils.models.labels import ClassNames, Target
-from course_utils.core.objectives import CrossEntropy, weak
-from course_utils.core.cache import loop_for
-from course_utils.core.penalties import L2Penalty
-from course_utils.core.steps import LinfBall, PixelRange
-from course_utils.attacks.result import AttackResult
+from course_utils.seeds import seed_offset
 
 __all__ = [
-    "input_gradient",
-    "fgsm",
-    "iterative_attack",
-    "noise_filter",
+    "noise_filter_step", "pgd_step", "input_gradient", "noise_filter", "fgsm", "iterative_attack",
+    "pgd_perturb", "pgd_attack", "robust_accuracy", "check_norm", "default_step_size", "LOSSES",
 ]
 
-# --------------------------------------------------------------------------- shared plumbing
+#: The attack losses: cross-entropy, or Carlini & Wagner's logit margin.
+LOSSES: tuple[str, ...] = ("ce", "margin")
 
 
-def _batch(images: np.ndarray, model: keras.Model) -> np.ndarray:
-    """The images as a checked, non-empty float32 batch for ``model``."""
-    return check_batch(as_batch(images, model))
+# --------------------------------------------------------------------------- the steps
 
 
-def _tracked(track: Sequence[Target], classes: ClassNames) -> list[int]:
-    """The extra classes to record, resolved before anything is traced."""
-    return [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
+def noise_filter_step(model, x, x0, i, seed, data, *, clip: bool = True):
+    """One step of lesson 1's noise filter: plain gradient descent on the price of ``x = x0 + DX``."""
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        logits = model(x, training=False)
+        loss = ops.cross_entropy(logits, data["labels"])                        # towards the target
+        if "beta" in data:                                                      # + beta * |DX|^2 / 2
+            loss += data["beta"] * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=[1, 2, 3])
+    grad = tape.gradient(loss, x)
+    x_next = x - ops.per_example(data["learning_rate"], x) * grad
+    if clip:
+        x_next = tf.clip_by_value(x_next, 0.0, 255.0)                           # valid pixels
+    success = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(data["labels"], tf.int32))
+    return x_next, loss, tf.nn.softmax(logits), success
 
 
-def _cross_entropy_loop(model: keras.Model, targeted: bool, step_rule: str, pieces: tuple, jit_compile: bool = False):
-    """The model's cached loop for a cross-entropy attack of this structure (targets, budget and
-    beta come per call)."""
-    return loop_for(model, CrossEntropy(weak(model), targeted), step_rule=step_rule, regularizers=pieces,
-                    jit_compile=jit_compile)
+def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool = False, loss: str = "ce",
+             samples: int = 1):
+    """One step of PGD (and of lesson 2's iterative attack): the notebook's loop, compiled."""
+    labels = tf.cast(data["labels"], tf.int32)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        logits = model(x if samples == 1 else tf.concat([x] * samples, 0), training=False)
+        logits = tf.reshape(logits, [samples, tf.shape(x)[0], -1])              # EOT: samples calls of a random model
+        if loss == "margin":                                                    # C&W: how far the label's logit leads
+            gap = -ops.logit_margin(logits[0], labels) if targeted else ops.logit_margin(logits[0], labels)
+            objective, success = tf.maximum(gap, 0.0), gap < 0
+        else:
+            ce = ops.cross_entropy(logits, labels)
+            objective = ce if targeted else -ce                                 # minimised: towards / away from labels
+            top1 = tf.argmax(logits, -1, output_type=tf.int32)
+            success = tf.reduce_all(tf.equal(top1, labels) if targeted else tf.not_equal(top1, labels), axis=0)
+    # No path to x (rounding or JPEG inside the model) gives a zero gradient: gradient masking (lesson 4).
+    grad = tape.gradient(objective, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    x_next = x - ops.per_example(data["step_size"], x) * ops.direction(grad, norm)   # downhill: sign or unit step
+    x_next = tf.clip_by_value(ops.project(x_next, x0, data["epsilon"], norm), 0.0, 255.0)  # budget, valid pixels
+    return x_next, objective, tf.reduce_mean(tf.nn.softmax(logits), axis=0), success
 
 
-def _result(
-    method: str,
-    x0: np.ndarray,
-    loop: LoopResult,
-    targets: np.ndarray,
-    targeted: bool,
-    epsilon: float | None,
-    track: Sequence[int],
-    classes: ClassNames,
-) -> AttackResult:
-    probs = loop.tracked
-    top1 = probs.argmax(-1)  # (steps + 1, N)
-    hit = top1 == targets[None] if targeted else top1 != targets[None]
-    first = np.where(hit.any(0), hit.argmax(0), -1)
-    delta = (loop.x - x0).reshape(len(x0), -1)
-    items = [(i, c) for i in range(len(x0)) for c in dict.fromkeys([int(targets[i]), int(top1[0, i]), *track])]
-    image, cls = (np.asarray(v, dtype=np.int64) for v in zip(*items))
-    history = history_frame(
-        len(probs), image=image, loss=loop.losses[:, image], class_index=cls,
-        label=np.asarray([classes.label(c) for c in cls], dtype=object), probability=probs[:, image, cls],
-    )
-    return AttackResult(
-        method=method,
-        original=x0,
-        adversarial=loop.x,
-        target=targets,
-        targeted=targeted,
-        original_class=top1[0],
-        adversarial_class=top1[-1],
-        success=hit[-1],
-        steps_to_success=first,
-        linf=np.abs(delta).max(1),
-        l2=np.sqrt((delta.astype(np.float64) ** 2).sum(1)).astype(np.float32),
-        epsilon=epsilon,
-        probabilities=probs,
-        losses=loop.losses,
-        history=history,
-        seconds=loop.seconds,
-        compile_seconds=loop.compile_seconds,
-        traces=loop.traces,
-        classes=classes,
-    )
+# --------------------------------------------------------------------------- argument doors
 
 
-def _predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model(x, training=False)).argmax(-1)
+def check_norm(norm: Any) -> str:
+    """``norm`` if it is ``"linf"`` or ``"l2"``, else a ``ValueError`` that names the choices."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose 'linf' (largest change of any pixel) or 'l2' (Euclidean length)")
+    return norm
 
 
-# --------------------------------------------------------------------------- public attacks
+def _check_loss(loss: Any, samples: int) -> str:
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose 'ce' (cross-entropy) or 'margin' (Carlini & Wagner's logit margin)")
+    if loss == "margin" and samples != 1:
+        raise ValueError(f"loss='margin' takes one sample (samples=1), got samples={samples!r}; use loss='ce' for EOT")
+    return loss
 
 
-def input_gradient(model: keras.Model, images: np.ndarray, target: Target | Sequence[Target]) -> np.ndarray:
+def default_step_size(epsilon: Any, steps: Any) -> Any:
+    """The MadryLab robustness library's step size (Engstrom et al., 2019), ``2.5 * epsilon / steps``:
+    over all steps the pixels could travel 2.5 times the budget, enough to cross it and come back."""
+    return 2.5 * epsilon / steps
+
+
+def _epsilons(values: Any, name: str = "epsilon") -> np.ndarray:
+    """One budget or a list of them, each a finite number >= 0 (pixels), as float32 ``(k,)``."""
+    return np.asarray([check_number(name, v, minimum=0.0) for v in np.ravel(np.asarray(values, dtype=object))],
+                      dtype=np.float32)
+
+
+def _labels(model: Any, labels: Any, x: np.ndarray, name: str = "labels") -> np.ndarray:
+    """Class indices ``(N,)``: one class or one per image (indices or the model's class names)."""
+    return np.asarray(ClassNames.of(model).indices(labels, len(x), name=name), dtype=np.int32)
+
+
+def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
+    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).argmax(-1)
+                           for i in range(0, len(x), batch_size)]).astype(np.int32)
+
+
+# --------------------------------------------------------------------------- the attacks
+
+
+def input_gradient(model: Any, images: Any, target: Target | Sequence[Target]) -> np.ndarray:
     """The gradient of ``log p(target)`` with respect to the input pixels.
 
     Args:
@@ -127,109 +147,16 @@ def input_gradient(model: keras.Model, images: np.ndarray, target: Target | Sequ
             "input_gradient needs a target class (the gradient of log p(target) is taken for one class); "
             "name it, e.g. target='king penguin' or target=0"
         )
-    x = tf.constant(_batch(images, model))
-    targets = np.asarray(ClassNames.of(model).indices(target, len(x)), dtype=np.int64)
+    x = tf.constant(check_batch(as_batch(images, model)))
+    targets = _labels(model, target, x, name="target")
     with tf.GradientTape() as tape:
         tape.watch(x)
-        logp = tf.nn.log_softmax(model(x, training=False))
-        chosen = tf.gather(logp, targets, batch_dims=1)
+        chosen = tf.gather(tf.nn.log_softmax(model(x, training=False)), targets, batch_dims=1)
     return tape.gradient(chosen, x).numpy()
 
 
-def fgsm(
-    model: keras.Model,
-    images: np.ndarray,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    *,
-    targeted: bool = True,
-    track: Sequence[Target] = (),
-) -> AttackResult:
-    """The fast gradient sign method: one step of ``epsilon * sign(gradient)``, clipped to 0..255.
-
-    Args:
-        model: a classifier giving logits, taking pixels 0..255.
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: the class to reach (targeted) or to leave (untargeted; there ``None`` means the
-            model's own answer). An index or one of the model's class names, or one per image.
-        epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
-        targeted: step towards ``target`` (True) or away from it.
-        track: extra classes whose probability the history records.
-    """
-    epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    return iterative_attack(
-        model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
-        track=track, progress=False, _method="fgsm",
-    )
-
-
-def iterative_attack(
-    model: keras.Model,
-    images: np.ndarray,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    steps: int = 10,
-    step_size: float | None = None,
-    targeted: bool = True,
-    *,
-    track: Sequence[Target] = (),
-    progress: bool | None = None,
-    _method: str = "iterative_attack",
-) -> AttackResult:
-    """The iterative (basic iterative / projected sign-gradient) attack.
-
-    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
-    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
-    original and to valid pixels 0..255. Runs on the whole batch at once.
-
-    Args:
-        model: a classifier giving logits, taking pixels 0..255.
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: the class to reach (targeted) or to leave (untargeted). An index or one of the
-            model's class names (ImageNet names; ``"man"``/``"woman"`` for the face model), or one
-            per image. ``None`` means "the model's own answer" and so only makes sense with
-            ``targeted=False`` (leave whatever class the model sees now); a targeted attack
-            without a target is refused.
-        epsilon: the L-inf budget in pixels (>= 0).
-        steps: number of steps (>= 1).
-        step_size: pixels per step (> 0). ``None`` (the default) means ``2.5 * epsilon / steps``,
-            the rule of thumb of the MadryLab robustness library (Engstrom et al., 2019): over
-            all steps the pixels could travel 2.5 times the budget, enough to cross the L-inf ball and come back, whatever ``steps`` is. Kurakin
-            et al. (2017), who introduced the attack, use 1 grey level per step instead
-            (``step_size=1.0``, with ``min(epsilon + 4, 1.25 * epsilon)`` steps).
-        targeted: towards ``target`` (True) or away from it (False).
-        track: extra classes whose probability the history records (e.g. ``["mouse"]``).
-        progress: show a progress bar (``None``: for 50 steps or more).
-    """
-    epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    steps = check_steps(steps)
-    if step_size is None:
-        step_size = 2.5 * epsilon / steps
-    else:
-        step_size = check_number("step_size", step_size, minimum=0.0, above=True)
-    targeted = check_flag("targeted", targeted)
-    if target is None and targeted:
-        raise ValueError(
-            "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
-            "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
-        )
-    x0 = _batch(images, model)
-    classes = ClassNames.of(model)
-    extra = _tracked(track, classes)
-    if target is None:
-        targets = _predict(model, x0).astype(np.int64)
-    else:
-        targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
-    check_history(steps, len(x0), classes.count)
-    loop = _cross_entropy_loop(model, targeted, "sign", (LinfBall(), PixelRange())).run(
-        x0, {"labels": targets, "epsilon": epsilon}, steps=steps, step_size=max(step_size, 1e-12),
-        progress=progress, description=_method,
-    )
-    return _result(_method, x0, loop, targets, targeted, epsilon, extra, classes)
-
-
 def noise_filter(
-    model: keras.Model,
+    model: Any,
     image: np.ndarray,
     target: Target,
     beta: float | Sequence[float] = 0.0,
@@ -238,13 +165,13 @@ def noise_filter(
     *,
     clip: bool = True,
     progress: bool | None = None,
-    jit_compile: bool = False,
 ) -> AttackResult:
     """Learn a noise image ``DX`` that, added to ``image``, makes the model answer ``target``.
 
     Minimises ``cross_entropy(model(image + DX), target) + beta * sum(DX**2) / 2`` by plain
-    gradient descent from ``DX = 0`` (the tutorial's noise filter). ``beta > 0`` prices every
-    grey level of change, so the filter stays fainter.
+    gradient descent from ``DX = 0`` (the tutorial's noise filter; the step is
+    :func:`noise_filter_step`). ``beta > 0`` prices every grey level of change, so the filter
+    stays fainter.
 
     Args:
         model: the face classifier (:func:`course_utils.models.load_gender_cnn`), taking
@@ -258,8 +185,6 @@ def noise_filter(
         learning_rate: gradient-descent rate, in pixels per unit of gradient (> 0).
         clip: keep ``image + DX`` within valid pixels 0..255 after each step.
         progress: show a progress bar (``None``: for 50 steps or more).
-        jit_compile: compile each step with XLA. Off by default: the compilation (a couple of
-            seconds on the first call) costs more than it saves on a short run of this tiny model.
     """
     beta_list = list(beta) if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
     if not beta_list:
@@ -268,7 +193,6 @@ def noise_filter(
     steps = check_steps(steps)
     learning_rate = check_number("learning_rate", learning_rate, minimum=0.0, above=True)
     clip = check_flag("clip", clip)
-    jit_compile = check_flag("jit_compile", jit_compile)
     if learning_rate * betas.max() >= 2.0:
         raise ValueError(
             f"learning_rate * beta = {learning_rate * betas.max():g} must stay below 2: the penalty's "
@@ -277,26 +201,295 @@ def noise_filter(
     classes = ClassNames.of(model)
     t = classes.index(target)
     x0 = np.asarray(image, dtype=np.float32)
-    if x0.ndim == 2:
-        x0 = x0[..., None]
-    if x0.ndim == 3:
-        x0 = x0[None]
+    x0 = x0[None, ..., None] if x0.ndim == 2 else (x0[None] if x0.ndim == 3 else x0)
     if x0.ndim != 4 or x0.shape[1:] != (48, 48, 1):
         raise ImageLoadError(
             f"the face model takes 48x48 grayscale images, got shape {np.shape(image)}; "
             "make one with load_image(photo, size=48, mode='gray') (or sample_face('astronaut'))"
         )
-    x0 = _batch(x0, model)
+    x0 = check_batch(as_batch(x0, model))
     if len(betas) > 1 and len(x0) == 1:
         x0 = np.repeat(x0, len(betas), axis=0)
     if len(betas) > 1 and len(betas) != len(x0):
         raise ValueError(f"got {len(betas)} betas for {len(x0)} images; give one beta, or one per image")
-    targets = np.full(len(x0), t, dtype=np.int64)
-    # beta = 0 everywhere: the tutorial's plain loop, without a penalty term (a zero penalty would
-    # still change the last bits of the sum of gradients). Any other betas share one compiled loop.
-    penalty = (L2Penalty(),) if np.any(betas > 0) else ()
-    data = {"labels": targets, **({"beta": np.broadcast_to(betas, len(x0))} if penalty else {})}
-    loop = _cross_entropy_loop(model, True, "plain", (*penalty, *((PixelRange(),) if clip else ())), jit_compile).run(
-        x0, data, steps=steps, step_size=learning_rate, progress=progress, description="noise filter",
-    )
-    return _result("noise_filter", x0, loop, targets, True, None, [], classes)
+    n = len(x0)
+    data = {"labels": np.full(n, t, np.int32), "learning_rate": np.full(n, learning_rate, np.float32)}
+    if np.any(betas > 0):  # beta = 0 everywhere: the tutorial's plain loop, without a penalty term
+        data["beta"] = np.broadcast_to(betas, n).astype(np.float32)
+    run = compiled(noise_filter_step, model, clip=clip).run(
+        x0, data, steps=steps, progress=progress, description="noise filter")
+    return AttackResult.from_run("noise_filter", x0, run, data["labels"], True, None, None, classes)
+
+
+def pgd_perturb(
+    model: Any,
+    x: tf.Tensor,
+    labels: tf.Tensor,
+    epsilon: tf.Tensor | float,
+    *,
+    steps: int | tf.Tensor,
+    step_size: tf.Tensor | float | None = None,
+    norm: Norm = "linf",
+    random_start: bool = True,
+    seed: int | tf.Tensor = 0,
+    targeted: bool = False,
+    samples: int = 1,
+    stop_at_success: bool = False,
+    loss: str = "ce",
+) -> tf.Tensor:
+    """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync (usable inside
+    a ``tf.function`` or a Keras ``train_step``: adversarial training runs it there).
+
+    Untargeted (default), it climbs the cross-entropy of the true ``labels`` (away from them);
+    targeted, it descends the cross-entropy to ``labels``. Each :func:`pgd_step` moves by
+    ``step_size`` along the sign of the gradient (``"linf"``) or the gradient over its length
+    (``"l2"``), then projects into the budget around ``x`` and clips to pixels 0..255.
+
+    Args:
+        model: a callable ``pixels (N, H, W, C) -> logits (N, K)`` (a Keras model, a defended
+            model, an ensemble); called with ``training=False``.
+        x: float32 pixels 0..255, ``(N, H, W, C)``.
+        labels: int ``(N,)`` class indices: the truth (untargeted) or the targets.
+        epsilon: the budget in pixels, a scalar or one per example ``(N,)``.
+        steps: number of steps, a Python int or an int32 scalar tensor (0 gives the start).
+        step_size: pixels per step (scalar or ``(N,)``); ``None``: ``2.5 * epsilon / steps``.
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start at a uniformly random point of the budget (seeded), else at ``x``.
+        seed: an int or an int32 tensor ``()`` or ``(2,)``; the same seed, the same start. Inside a
+            training step pass something that changes per batch (e.g. the step count).
+        targeted: towards ``labels`` instead of away from them.
+        samples: expectation over transformation: average the loss over this many calls of
+            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
+            an example counts as fooled only when every one of these calls is.
+        stop_at_success: leave each example where it is from the first step at which the model
+            is fooled, and stop when all are.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
+            which keeps a gradient where the softmax saturates).
+
+    Returns:
+        float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
+        gradient flows back through it (it is an input, not a function of the weights).
+    """
+    norm, loss = check_norm(norm), _check_loss(loss, samples)
+    samples = check_int("samples", samples, minimum=1)
+    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
+                    samples=samples)
+    x = tf.convert_to_tensor(x, tf.float32)
+    eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
+    steps_t = tf.cast(steps, tf.int32)
+    if step_size is None:
+        step_size = default_step_size(eps, tf.cast(tf.maximum(steps_t, 1), tf.float32))
+    pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
+    # COURSE_SEED moves the start like every seed of the course (course_utils.seeds)
+    start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
+    data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
+    return loop.perturb(x, data, steps=steps_t, seed=pair[0], start=start)
+
+
+def pgd_attack(
+    model: Any,
+    images: Any,
+    labels: Target | Sequence[Target] | np.ndarray | None,
+    epsilon: float | Sequence[float],
+    *,
+    steps: int = 20,
+    step_size: float | None = None,
+    norm: Norm = "linf",
+    random_start: bool = True,
+    seed: int = 0,
+    targeted: bool = False,
+    samples: int = 1,
+    stop_at_success: bool = False,
+    batch_size: int = 64,
+    loss: str = "ce",
+) -> AttackResult:
+    """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
+    and settings; :func:`pgd_perturb` on batches of ``batch_size``.
+
+    Args:
+        model: a classifier taking pixels 0..255 and giving logits.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        labels: the true class of each image (untargeted), or the target (``targeted=True``);
+            one or one per image, indices or names. ``None``: the model's own answer on the photo.
+        epsilon: the budget in pixels, one or one per image.
+        steps: number of steps (>= 0).
+        step_size: pixels per step; default ``2.5 * epsilon / steps``.
+        norm: ``"linf"`` or ``"l2"``.
+        random_start: start at a random point of the budget (seeded by ``seed``).
+        seed: the same seed (and batch size) gives the same result.
+        targeted: push towards ``labels`` instead of away from them.
+        samples, stop_at_success, loss: see :func:`pgd_perturb`.
+        batch_size: images per compiled call.
+    """
+    steps = check_int("steps", steps, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_norm(norm), _check_loss(loss, samples)
+    x = check_batch(as_batch(images, model))
+    n = len(x)
+    if labels is None:
+        if targeted:
+            raise ValueError("a targeted attack needs its targets: pass labels")
+        y = _top1(model, x, batch_size)
+    else:
+        y = _labels(model, labels, x)
+    eps = _epsilons(epsilon)
+    if eps.size not in (1, n):
+        raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
+    eps = np.broadcast_to(eps, (n,)).astype(np.float32)
+    rate = default_step_size(eps, max(steps, 1)) if step_size is None else np.full(n, _epsilons(step_size, "step_size")[0])
+    adversarial = []
+    for b, i in enumerate(range(0, n, batch_size)):
+        sl = slice(i, i + batch_size)
+        adversarial.append(pgd_perturb(
+            model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
+            random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
+            stop_at_success=stop_at_success, loss=loss).numpy())
+    adversarial = np.concatenate(adversarial)
+    return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
+                        classes=ClassNames.of(model))
+
+
+def iterative_attack(
+    model: Any,
+    images: Any,
+    target: Target | Sequence[Target] | None,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    targeted: bool = True,
+    *,
+    track: Sequence[Target] = (),
+    progress: bool | None = None,
+    _method: str = "iterative_attack",
+) -> AttackResult:
+    """Lesson 2's iterative attack (Kurakin et al., 2017): :func:`pgd_step` from the photo itself
+    (no random start), targeted by default, keeping the probabilities of every step.
+
+    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
+    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
+    original and to valid pixels 0..255. Runs on the whole batch at once.
+
+    Args:
+        model: a classifier giving logits, taking pixels 0..255.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        target: the class to reach (targeted) or to leave (untargeted): an index or one of the
+            model's class names, or one per image. ``None`` means "the model's own answer" and so
+            needs ``targeted=False``.
+        epsilon: the L-inf budget in pixels (>= 0).
+        steps: number of steps (>= 1).
+        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (the MadryLab rule of
+            thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
+        targeted: towards ``target`` (True) or away from it (False).
+        track: extra classes whose probability the history records (e.g. ``["mouse"]``).
+        progress: show a progress bar (``None``: for 50 steps or more).
+    """
+    epsilon = check_number("epsilon", epsilon, minimum=0.0)
+    steps = check_steps(steps)
+    step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    targeted = check_flag("targeted", targeted)
+    if target is None and targeted:
+        raise ValueError(
+            "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
+            "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
+        )
+    x0 = check_batch(as_batch(images, model))
+    classes = ClassNames.of(model)
+    extra = [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
+    targets = _top1(model, x0) if target is None else _labels(model, target, x0, name="target")
+    check_history(steps, len(x0), classes.count)
+    n = len(x0)
+    data = {"labels": targets, "epsilon": np.full(n, epsilon, np.float32),
+            "step_size": np.full(n, max(step_size, 1e-12), np.float32)}
+    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
+        x0, data, steps=steps, progress=progress, description=_method)
+    return AttackResult.from_run(_method, x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
+
+
+def fgsm(
+    model: Any,
+    images: Any,
+    target: Target | Sequence[Target] | None,
+    epsilon: float,
+    *,
+    targeted: bool = True,
+    track: Sequence[Target] = (),
+) -> AttackResult:
+    """The fast gradient sign method (Goodfellow et al., 2015): one :func:`pgd_step` of the whole
+    budget, ``epsilon * sign(gradient)``, clipped to 0..255.
+
+    Args:
+        model, images, target, targeted, track: as :func:`iterative_attack`.
+        epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
+    """
+    epsilon = check_number("epsilon", epsilon, minimum=0.0)
+    return iterative_attack(model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
+                            track=track, progress=False, _method="fgsm")
+
+
+def robust_accuracy(
+    model: Any,
+    images: Any,
+    labels: Target | Sequence[Target] | np.ndarray,
+    epsilons: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0),
+    *,
+    steps: int = 20,
+    step_size: float | None = None,
+    norm: Norm = "linf",
+    random_start: bool = True,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+    loss: str = "ce",
+) -> pd.DataFrame:
+    """Accuracy under an untargeted PGD attack, for each budget in ``epsilons``.
+
+    One compiled step serves every epsilon (the budget is a tensor argument), so a sweep costs
+    one tracing however many budgets it has.
+
+    Args:
+        model: a classifier taking pixels 0..255 and giving logits.
+        images: ``(N, H, W, C)`` pixels 0..255.
+        labels: the true classes: indices or names, one per image or one for all.
+        epsilons: budgets in pixels (grey levels). ``0`` gives the clean accuracy.
+        steps: PGD steps per budget (the course's default: PGD-20).
+        step_size: pixels per step; default ``2.5 * epsilon / steps`` for each budget.
+        norm, random_start, loss: as :func:`pgd_perturb`.
+        seed: the same seed (and batch size) gives the same numbers.
+        batch_size: images per compiled call.
+        progress: show a text progress bar (one tick per budget and batch).
+
+    Returns:
+        A DataFrame with one row per epsilon: ``epsilon``, ``accuracy`` (0..1: the share of
+        images still classified as their label after the attack) and ``n`` (images).
+    """
+    steps = check_int("steps", steps, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    eps_list = _epsilons(epsilons, "epsilons")
+    if eps_list.size == 0:
+        raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
+    check_norm(norm), _check_loss(loss, 1)
+    x = check_batch(as_batch(images, model))
+    n = len(x)
+    y = _labels(model, labels, x)
+    batches = list(range(0, n, batch_size))
+    bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
+    rows = []
+    try:
+        for e in eps_list:
+            rate = default_step_size(float(e), max(steps, 1)) if step_size is None else float(_epsilons(step_size, "step_size")[0])
+            correct = 0
+            for b, i in enumerate(batches):
+                sl = slice(i, i + batch_size)
+                m = len(x[sl])
+                # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
+                adversarial = pgd_perturb(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
+                                          step_size=np.full(m, rate, np.float32), norm=norm, random_start=random_start,
+                                          seed=(seed, b), loss=loss)
+                correct += int(np.sum(_top1(model, adversarial) == y[sl]))
+                if bar is not None:
+                    bar.update(1)
+            rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
+    finally:
+        if bar is not None:
+            bar.close()
+    return pd.DataFrame(rows)

@@ -34,10 +34,11 @@ import tensorflow as tf
 
 from course_utils.checks import check_int, check_number, check_steps
 from course_utils.core.cache import cached_loop
-from course_utils.core.loop import GradientLoop
+from course_utils.core.gradient_loop import GradientLoop
 from course_utils.core.objectives import weak
 from course_utils.core.photo_transforms import DrawnCrossEntropy, paste
-from course_utils.core.pieces import Transform, seed_pair
+from course_utils.core.ops import seed_pair
+from course_utils.core.pieces import Transform
 from course_utils.core.steps import PixelRange
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target

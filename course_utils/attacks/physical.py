@@ -11,9 +11,9 @@ transforms* of the picture, so the change works whatever transform comes.
 - :func:`print_and_photograph` -- the evaluation simulation: :class:`~course_utils.core.photo_transforms.PrintPhoto`
   with a real JPEG and whole grey levels at the end, seeded;
 - :func:`survival_rate` -- the share of simulated print-photo draws after which the attack still works;
-- :func:`eot_loop`, :func:`eot_attack` -- EOT on the course's one loop: lesson 2's iterative attack
-  (sign steps, L-inf budget, valid pixels) whose objective sees ``draws`` random print-photo
-  versions of the picture every step (:class:`~course_utils.core.photo_transforms.DrawnCrossEntropy`).
+- :func:`eot_step`, :func:`eot_attack` -- EOT: lesson 2's iterative attack (sign steps, L-inf
+  budget, valid pixels) whose gradient is averaged over ``draws`` random print-photo versions of
+  the picture every step.
 
 Pixels 0..255 and budgets in grey levels throughout. A simulation is not a camera: it checks an
 attack against the changes we thought of, with ranges we chose.
@@ -26,20 +26,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.attacks.gradient import _result
 from course_utils.attacks.result import AttackResult
 from course_utils.checks import check_flag, check_int, check_number, check_steps
-from course_utils.core.cache import loop_for
+from course_utils.core import ops
 from course_utils.core.history import check_history
-from course_utils.core.loop import GradientLoop
-from course_utils.core.objectives import weak
-from course_utils.core.photo_transforms import DrawnCrossEntropy, PrintPhoto
-from course_utils.core.steps import LinfBall, PixelRange
+from course_utils.core.loop import compiled
+from course_utils.core.photo_transforms import PrintPhoto
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target
 from course_utils.seeds import effective_seed
 
-__all__ = ["PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_loop", "eot_attack"]
+__all__ = ["PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_step", "eot_attack"]
 
 PHOTO_JPEG: tuple[int, int] = (50, 95)
 """The JPEG qualities a phone photo is saved with in :func:`print_and_photograph` (drawn uniformly)."""
@@ -127,12 +124,27 @@ def survival_rate(model: Any, adversarial: Any, target: Target | Sequence[Target
     return hit.mean(axis=0)
 
 
-def eot_loop(model: Any, draws: int = 8, *, targeted: bool = True, **settings: Any) -> GradientLoop:
-    """The model's cached EOT loop: lesson 2's structure (``"sign"`` steps, :class:`LinfBall`,
-    :class:`PixelRange`) with a :class:`PrintPhoto` of ``draws`` versions in front of a
-    :class:`DrawnCrossEntropy`. Labels and epsilon are per-call values."""
-    return loop_for(model, DrawnCrossEntropy(weak(model), targeted), step_rule="sign",
-                    regularizers=(PrintPhoto(draws, **settings), LinfBall(), PixelRange()))
+def eot_step(model, x, x0, i, seed, data, *, draws: int = 8, settings: tuple = (), targeted: bool = True):
+    """One EOT step: lesson 2's step, its gradient averaged over ``draws`` random print-photos of ``x``."""
+    labels = tf.cast(data["labels"], tf.int32)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        photos = PrintPhoto(draws, **dict(settings)).transform(x, i, seed[0])  # (draws * N, H, W, 3), new each step
+        logits = tf.reshape(model(photos, training=False), [draws, tf.shape(x)[0], -1])
+        ce = ops.cross_entropy(logits, labels)                                  # averaged over the draws
+        loss = ce if targeted else -ce
+    grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    x_next = x - ops.per_example(data["step_size"], x) * tf.sign(grad)
+    x_next = tf.clip_by_value(ops.project(x_next, x0, data["epsilon"], "linf"), 0.0, 255.0)
+    top1 = tf.argmax(logits, -1, output_type=tf.int32)
+    return x_next, loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), tf.reduce_all(tf.equal(top1, labels), 0)
+
+
+def _on_the_picture(model, x, x0, i, seed, data, *, targeted: bool = True, **_):
+    """The loss and the softmax on the picture itself, unphotographed: what the history starts and ends with."""
+    logits = model(x, training=False)
+    ce = ops.cross_entropy(logits, data["labels"])
+    return (ce if targeted else -ce), tf.nn.softmax(logits)
 
 
 def eot_attack(
@@ -180,7 +192,11 @@ def eot_attack(
     classes = ClassNames.of(model)
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
     check_history(steps, len(x0), classes.count)
-    loop = eot_loop(model, draws, targeted=targeted, **dict(settings or {}))
-    run = loop.run(x0, {"labels": targets, "epsilon": epsilon}, steps=steps, step_size=step_size, seed=seed,
-                   progress=progress, description="EOT attack")
-    return _result("eot_attack", x0, run, targets, targeted, epsilon, [], classes)
+    settings = tuple(sorted(dict(settings or {}).items()))
+    PrintPhoto(draws, **dict(settings)).check_input(x0.shape)  # unknown or out-of-range settings: said here
+    n = len(x0)
+    data = {"labels": targets.astype(np.int32), "epsilon": np.full(n, epsilon, np.float32),
+            "step_size": np.full(n, step_size, np.float32)}
+    loop = compiled(eot_step, model, measure=_on_the_picture, draws=draws, settings=settings, targeted=targeted)
+    run = loop.run(x0, data, steps=steps, seed=seed, progress=progress, description="EOT attack")
+    return AttackResult.from_run("eot_attack", x0, run, targets, targeted, data["epsilon"], "linf", classes)

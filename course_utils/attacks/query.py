@@ -28,7 +28,8 @@ import pandas as pd
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
-from course_utils.attacks.pgd import _as_images, resolve_labels
+from course_utils.io.images import as_batch
+from course_utils.models.labels import ClassNames
 from course_utils.checks import check_batch, check_flag, check_int, check_number
 from course_utils.models.forward import compiled_forward
 from course_utils.seeds import effective_seed
@@ -297,11 +298,11 @@ def square_attack(
     keep_clean = check_flag("keep_clean", keep_clean)
     p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, above=True)
     rng = np.random.default_rng(effective_seed(seed))
-    x = check_batch(_as_images(images, model))
+    x = check_batch(as_batch(images, model))
     if targeted and labels is None:
         raise ValueError("a targeted attack needs its targets: pass labels")
     n, h, w, c = x.shape
-    y = None if labels is None else resolve_labels(model, labels, n)
+    y = None if labels is None else np.asarray(ClassNames.of(model).indices(labels, n, name="labels"), dtype=np.int64)
     start = time.perf_counter()
     box = BlackBox(model, n, output="scores", budget=budget, batch_size=batch_size)
     everyone = np.arange(n)

@@ -1,5 +1,5 @@
 """What a gradient attack returns: :class:`AttackResult` (in the spirit of Foolbox: success per
-example, the change and its size, and the probabilities step by step).
+example, the change and its size, and, when the attack kept it, the probabilities step by step).
 
 Units: images are float32 pixels 0..255; ``delta``, ``linf``, ``l2`` and ``epsilon`` in pixels.
 """
@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from course_utils.core.history import LoopResult, history_frame
 from course_utils.models.labels import ClassNames, Target
 
 __all__ = ["AttackResult"]
@@ -23,95 +24,127 @@ class AttackResult:
 
     Attributes:
         method: which attack made it.
-        original, adversarial, delta: ``(N, H, W, C)`` float32 pixels; ``delta = adversarial - original``.
-        target: ``(N,)`` the class each image was pushed towards (targeted) or away from (untargeted).
-        targeted: whether ``target`` is a goal or a class to leave.
-        original_class, adversarial_class: ``(N,)`` the model's top-1 before and after.
-        success: ``(N,)`` bool: top-1 is ``target`` (targeted) or is no longer ``target`` (untargeted).
-        steps_to_success: ``(N,)`` the first step at which the criterion held (0 = before any step),
-            -1 if it never did.
-        linf, l2: ``(N,)`` size of ``delta`` in pixels: largest change, Euclidean length.
-        epsilon: the L-inf budget in pixels, or ``None`` when there is none.
-        probabilities: ``(steps + 1, N, num_classes)`` softmax at the start of every step and at the end.
-        losses: ``(steps + 1, N)`` the loss the attack minimised.
+        original, adversarial: ``(N, H, W, C)`` float32 pixels.
+        labels: ``(N,)`` the class each image was pushed towards (``targeted``) or away from.
+        targeted: whether ``labels`` are goals or classes to leave.
+        predicted: ``(N,)`` the model's top-1 on ``adversarial``.
+        epsilon: ``(N,)`` the budget of each image in pixels, or ``None`` when there is none.
+        norm: the budget's norm, ``"linf"`` or ``"l2"`` (``None`` without a budget).
+        original_class: ``(N,)`` the model's top-1 on ``original``.
+        probabilities: ``(steps + 1, N, classes)`` softmax at the start of every step and at the
+            end, when the attack kept its history (``None`` otherwise); ``losses`` ``(steps + 1, N)``
+            likewise, the loss the attack minimised.
+        steps_to_success: ``(N,)`` the first step at which the criterion held (0 = before any
+            step), -1 if it never did; ``None`` without a history.
         history: a tidy DataFrame, one row per (step, image, tracked class): ``step``, ``image``,
-            ``loss``, ``class_index``, ``label``, ``probability``. Tracked classes: the target, the
-            original top-1 and any asked for.
+            ``loss``, ``class_index``, ``label``, ``probability`` (the target, the original top-1
+            and any class asked for); ``None`` without a history.
         seconds, compile_seconds: wall time of the loop, and of tracing it.
         traces: how many graphs the call traced (0 when it reused a compiled loop).
-        classes: the model's classes (:class:`~course_utils.models.labels.ClassNames`), which name
-            them in the tables and resolve the names the methods take.
+        classes: the model's classes (:class:`~course_utils.models.labels.ClassNames`).
     """
 
     method: str
     original: np.ndarray
     adversarial: np.ndarray
-    target: np.ndarray
+    labels: np.ndarray
     targeted: bool
-    original_class: np.ndarray
-    adversarial_class: np.ndarray
-    success: np.ndarray
-    steps_to_success: np.ndarray
-    linf: np.ndarray
-    l2: np.ndarray
-    epsilon: float | None
-    probabilities: np.ndarray
-    losses: np.ndarray
-    history: pd.DataFrame = field(repr=False)
+    predicted: np.ndarray
+    epsilon: np.ndarray | None
+    norm: str | None = "linf"
+    original_class: np.ndarray | None = None
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    losses: np.ndarray | None = field(default=None, repr=False)
+    steps_to_success: np.ndarray | None = None
+    history: pd.DataFrame | None = field(default=None, repr=False)
     seconds: float = 0.0
     compile_seconds: float = 0.0
     traces: int = 0
     classes: ClassNames | None = field(default=None, repr=False)
 
+    @classmethod
+    def from_run(cls, method: str, x0: np.ndarray, run: LoopResult, labels: np.ndarray, targeted: bool,
+                 epsilon: np.ndarray | None, norm: str | None, classes: ClassNames, track: Sequence[int] = ()) -> "AttackResult":
+        """The result of one :meth:`~course_utils.core.loop.Loop.run` whose tracked values are
+        the softmax ``(steps + 1, N, classes)``."""
+        probs = run.tracked
+        top1 = probs.argmax(-1)  # (steps + 1, N)
+        hit = top1 == labels[None] if targeted else top1 != labels[None]
+        items = [(i, c) for i in range(len(x0)) for c in dict.fromkeys([int(labels[i]), int(top1[0, i]), *track])]
+        image, chosen = (np.asarray(v, dtype=np.int64) for v in zip(*items))
+        history = history_frame(
+            len(probs), image=image, loss=run.losses[:, image], class_index=chosen,
+            label=np.asarray([classes.label(c) for c in chosen], dtype=object), probability=probs[:, image, chosen],
+        )
+        return cls(method=method, original=x0, adversarial=run.x, labels=labels, targeted=targeted, predicted=top1[-1],
+                   epsilon=epsilon, norm=norm, original_class=top1[0], probabilities=probs, losses=run.losses,
+                   steps_to_success=np.where(hit.any(0), hit.argmax(0), -1), history=history, seconds=run.seconds,
+                   compile_seconds=run.compile_seconds, traces=run.traces, classes=classes)
+
     def __post_init__(self) -> None:
         if self.classes is None:
-            self.classes = ClassNames(self.num_classes)
+            self.classes = ClassNames(self.probabilities.shape[-1] if self.probabilities is not None
+                                      else int(max(np.max(self.labels), np.max(self.predicted))) + 1)
 
     @property
     def delta(self) -> np.ndarray:
+        """``adversarial - original``, pixels."""
         return self.adversarial - self.original
 
     @property
-    def steps(self) -> int:
-        return self.probabilities.shape[0] - 1
+    def success(self) -> np.ndarray:
+        """``(N,)`` bool: top-1 is the label (targeted) or is no longer the label (untargeted)."""
+        return self.predicted == self.labels if self.targeted else self.predicted != self.labels
 
     @property
-    def num_classes(self) -> int:
-        return self.probabilities.shape[-1]
+    def linf(self) -> np.ndarray:
+        """``(N,)`` the largest change of any pixel, pixels."""
+        return np.abs(self.delta.reshape(len(self.delta), -1)).max(1)
+
+    @property
+    def l2(self) -> np.ndarray:
+        """``(N,)`` the Euclidean length of the change, pixels."""
+        d = self.delta.reshape(len(self.delta), -1).astype(np.float64)
+        return np.sqrt((d ** 2).sum(1)).astype(np.float32)
+
+    @property
+    def steps(self) -> int | None:
+        return None if self.probabilities is None else self.probabilities.shape[0] - 1
 
     def final_probability(self, cls: Target | None = None) -> np.ndarray:
-        """``(N,)`` probability of class ``cls`` (default: each image's target) after the attack."""
+        """``(N,)`` probability of class ``cls`` (default: each image's label) after the attack."""
+        if self.probabilities is None:
+            raise ValueError(f"{self.method} kept no probabilities; run it with history=True")
         last = self.probabilities[-1]
         if cls is None:
-            return last[np.arange(len(last)), self.target]
+            return last[np.arange(len(last)), self.labels]
         return last[:, self.classes.index(cls, name="cls")]
 
     def probability_curves(self, classes: Sequence[Target], image: int = 0) -> pd.DataFrame:
         """Probability of each of ``classes`` at every step for one image: index ``step``, a column per label."""
+        if self.probabilities is None:
+            raise ValueError(f"{self.method} kept no probabilities; run it with history=True")
         idx = self.classes.indices(classes, name="classes")
         data = {self.classes.label(i): self.probabilities[:, image, i] for i in idx}
         return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
 
     def summary(self) -> pd.DataFrame:
-        """One row per image: classes before/after, target probability, success and norms (pixels)."""
+        """One row per image: classes before/after, success and norms (pixels), and the label's
+        final probability and the first step of success when the attack kept them."""
         label = self.classes.label
-        return pd.DataFrame(
-            {
-                "original": [label(int(c)) for c in self.original_class],
-                "target": [label(int(c)) for c in self.target],
-                "adversarial": [label(int(c)) for c in self.adversarial_class],
-                "p_target": self.final_probability(),
-                "success": self.success,
-                "steps_to_success": self.steps_to_success,
-                "linf": self.linf,
-                "l2": self.l2,
-            }
-        )
+        table = {"label": [label(int(c)) for c in self.labels], "adversarial": [label(int(c)) for c in self.predicted]}
+        if self.original_class is not None:
+            table = {"original": [label(int(c)) for c in self.original_class], **table}
+        if self.probabilities is not None:
+            table["p_label"] = self.final_probability()
+        table["success"] = self.success
+        if self.steps_to_success is not None:
+            table["steps_to_success"] = self.steps_to_success
+        return pd.DataFrame({**table, "linf": self.linf, "l2": self.l2})
 
     def __repr__(self) -> str:
         rate = float(np.mean(self.success)) if len(self.success) else 0.0
-        eps = "" if self.epsilon is None else f", epsilon={self.epsilon:g}"
-        return (
-            f"AttackResult({self.method}, {len(self.success)} image(s), steps={self.steps}{eps}, "
-            f"success={rate:.0%}, max linf={self.linf.max():.3g}, max l2={self.l2.max():.4g})"
-        )
+        eps = "" if self.epsilon is None else f", epsilon={np.unique(self.epsilon).tolist()}"
+        steps = "" if self.steps is None else f", steps={self.steps}"
+        return (f"AttackResult({self.method}, {len(self.success)} image(s){steps}{eps}, "
+                f"{'targeted' if self.targeted else 'untargeted'}, success={rate:.0%})")

@@ -13,7 +13,7 @@ unlabelled pictures of the right kind. It trains its own network, the *substitut
 Papernot et al. also flip the sign of ``lam`` periodically (a step *away* from the label every
 few rounds), so the new points do not all drift away from the seed pictures in one direction.
 
-Then the substitute is attacked white-box (PGD, FGSM; :mod:`course_utils.attacks.pgd`) and the
+Then the substitute is attacked white-box (PGD, FGSM; :mod:`course_utils.attacks.gradient`) and the
 result is sent to the target: adversarial examples *transfer* between models trained for the same
 task (Szegedy et al., 2014).
 

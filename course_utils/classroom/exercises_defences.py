@@ -109,7 +109,7 @@ def lesson4_smallest_epsilon_robust(
 
     Runs the attack at the answer and at the next smaller candidate (two short runs).
     """
-    from course_utils.attacks.pgd import pgd_attack
+    from course_utils.attacks.gradient import pgd_attack
 
     ex = "Exercise 3"
     if _unanswered(ex, answer):

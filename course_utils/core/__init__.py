@@ -1,6 +1,6 @@
 """The one compiled gradient loop and its pieces, by role (as Lucent and Foolbox split them).
 
-- :mod:`~course_utils.core.loop` the loop (:class:`~course_utils.core.loop.GradientLoop`);
+- :mod:`~course_utils.core.gradient_loop` the loop (:class:`~course_utils.core.gradient_loop.GradientLoop`);
   :mod:`~course_utils.core.cache` the compiled loops kept per model; :mod:`~course_utils.core.history`
   what a run returns;
 - :mod:`~course_utils.core.objectives` what is minimised;

@@ -1,6 +1,6 @@
 """The compiled loops the course keeps, per model and by structure only.
 
-Building a :class:`~course_utils.core.loop.GradientLoop` traces TensorFlow graphs, which costs
+Building a :class:`~course_utils.core.gradient_loop.GradientLoop` traces TensorFlow graphs, which costs
 seconds; running it again with new per-call values (labels, epsilon, beta, step size, seed) costs
 nothing extra. So every helper asks :func:`loop_for` for the loop of its *structure* (objective
 kind, step rule, pieces, XLA, stopping at success) and gets the one already built for that model.
@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Hashable, Sequence
 
 from course_utils.core.pieces import check_regularizers
-from course_utils.core.loop import GradientLoop, structure_key
+from course_utils.core.gradient_loop import GradientLoop, structure_key
 from course_utils.core.objectives import Objective
 from course_utils.core.pieces import Regularizer
 from course_utils.core.steps import StepRule

@@ -1,6 +1,6 @@
 """What a notebook run of the gradient loop gives back: the final batch and a per-step history.
 
-- :class:`LoopResult` what :meth:`course_utils.core.loop.GradientLoop.run` returns;
+- :class:`LoopResult` what :meth:`course_utils.core.gradient_loop.GradientLoop.run` returns;
 - :func:`history_frame` the one tidy per-step table every result shows (attacks and visualisation);
 - :func:`check_history` refuses, before anything is traced, a run whose history would not fit in
   memory (:data:`MAX_HISTORY_BYTES`);

@@ -23,7 +23,7 @@ They combine like numbers: ``a + 0.5 * b`` minimises the weighted sum and tracks
 side (:class:`Sum`). Plain functions ``x -> (loss, tracked)`` work wherever an objective does.
 
 An objective holds its model. The compiled loops the course keeps for a model (see
-:func:`course_utils.core.loop.cached_loop`) hold it through :func:`weak`, so that they never keep
+:func:`course_utils.core.gradient_loop.cached_loop`) hold it through :func:`weak`, so that they never keep
 a model alive that the notebook has let go.
 """
 

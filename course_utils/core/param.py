@@ -15,7 +15,7 @@ of the picture favour other pictures. Three ideas, each a switch here:
 - **Sigmoid range** (``sigmoid=True``): pixels are ``255 * sigmoid(t)``, always valid 0..255,
   with no clipping that stops the gradient.
 
-A parameterisation is a :class:`course_utils.core.loop.Regularizer` whose :meth:`ImageParam.transform`
+A parameterisation is a :class:`course_utils.core.gradient_loop.Regularizer` whose :meth:`ImageParam.transform`
 turns the parameters into pixels; put it *first* in the loop's regularisers, and the loop
 optimises the parameters while the model (and every later transform) sees pixels, float32 0..255,
 ``(N, H, W, C)``. :func:`image_param` makes one by name (``"pixels"`` or ``"fourier"``).
@@ -80,7 +80,7 @@ class ImageParam(Regularizer):
 
     Subclasses give :meth:`param_shape`, :meth:`init` and :meth:`spatial`; this class adds the
     colour decorrelation and the range. Use it as the first regulariser of a
-    :class:`course_utils.core.loop.GradientLoop` (its :meth:`transform` is :meth:`to_pixels`).
+    :class:`course_utils.core.gradient_loop.GradientLoop` (its :meth:`transform` is :meth:`to_pixels`).
 
     Args:
         size: ``(height, width)`` in pixels (an int for a square).

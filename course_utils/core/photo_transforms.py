@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
 from course_utils.core.objectives import Objective
-from course_utils.core.pieces import Transform, check_image_side, seed_pair
+from course_utils.core.ops import seed_pair
+from course_utils.core.pieces import Transform, check_image_side
 
 __all__ = ["PrintPhoto", "jpeg_recompress", "blur_each", "paste", "DrawnCrossEntropy"]
 

@@ -1,6 +1,6 @@
 """What the pieces of the gradient loop have in common, and the three roles they play.
 
-The loop (:mod:`course_utils.core.loop`) runs, every step::
+The loop (:mod:`course_utils.core.gradient_loop`) runs, every step::
 
     x_in        = transforms(x)                 # Transform: what the model sees (jitter, scale, rotate)
     loss, track = objective(x_in, data)         # what is minimised (course_utils.core.objectives)
@@ -35,7 +35,7 @@ import tensorflow as tf
 from course_utils.checks import WrongTypeError, describe
 
 __all__ = [
-    "GRAY", "Regularizer", "Transform", "Penalty", "AfterStep", "per_example", "seed_pair", "check_image_side", "freeze",
+    "GRAY", "Regularizer", "Transform", "Penalty", "AfterStep", "check_image_side", "freeze",
     "hook", "check_regularizers",
 ]
 
@@ -133,22 +133,6 @@ def hook(piece: Regularizer, name: str) -> Callable | None:
     if takes_data:
         return method
     return lambda *args: method(*args[:-1])
-
-
-def per_example(value: tf.Tensor | float, x: tf.Tensor) -> tf.Tensor:
-    """A scalar or ``(N,)`` value as a float32 tensor ``(N, 1, ..., 1)`` that broadcasts against
-    the batch ``x`` (any rank)."""
-    v = tf.convert_to_tensor(value, tf.float32)
-    rank = x.shape.rank if x.shape.rank is not None else 4
-    v = tf.broadcast_to(v, tf.shape(x)[:1])
-    return tf.reshape(v, tf.concat([tf.shape(x)[:1], tf.ones([rank - 1], tf.int32)], axis=0))
-
-
-def seed_pair(seed: Any, salt: int) -> tf.Tensor:
-    """A ``(2,)`` int32 seed for stateless random ops, from an int or an int32 tensor of shape
-    ``()`` or ``(2,)``, mixed with ``salt`` so that different uses of one seed draw differently."""
-    s = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
-    return tf.random.experimental.stateless_fold_in(s, salt)
 
 
 def check_image_side(piece: Regularizer, shape: tuple, smallest: int, why: str) -> None:

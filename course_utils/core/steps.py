@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
-from course_utils.core.pieces import GRAY, AfterStep, check_image_side, per_example, seed_pair
+from course_utils.core.ops import per_example, seed_pair
+from course_utils.core.pieces import GRAY, AfterStep, check_image_side
 
 __all__ = ["StepRule", "step_direction", "PixelRange", "LinfBall", "L2Ball", "L2Decay", "Blur"]
 

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number, check_size
-from course_utils.core.pieces import GRAY, Transform, check_image_side, seed_pair
+from course_utils.core.ops import seed_pair
+from course_utils.core.pieces import GRAY, Transform, check_image_side
 
 __all__ = [
     "Jitter", "RandomScale", "RandomRotate", "Pad", "RandomCrop", "Resize", "standard_transforms",

@@ -346,7 +346,8 @@ def as_batch(images: Any, model: Any = None, *, max_pixels: int = MAX_PIXELS) ->
     Args:
         images: one image or a batch, pixels in 0..255 (numpy, tensor or anything array-like).
             Floats all within 0..1 give a warning (almost always a units slip).
-        model: if given, the images must match its input size and channels.
+        model: if given and its input size is fixed (a Keras model's ``input_shape``), the images
+            must match its input size and channels; a model of any size (or a plain function) takes any.
         max_pixels: the largest image accepted, height x width (default 25 megapixels).
 
     Raises:
@@ -369,7 +370,7 @@ def as_batch(images: Any, model: Any = None, *, max_pixels: int = MAX_PIXELS) ->
         raise ImageLoadError(f"expected an image (H, W, C) or a batch (N, H, W, C), got shape {x.shape}")
     _check_pixel_values(x, "the images")
     _warn_if_unit_scale(raw.dtype, x, stacklevel=2)
-    if model is not None:
+    if model is not None and _fixed_input(model):
         want = tuple(model.input_shape[1:])
         if tuple(x.shape[1:]) != want:
             mode = "gray" if want[-1] == 1 else "rgb"
@@ -378,6 +379,13 @@ def as_batch(images: Any, model: Any = None, *, max_pixels: int = MAX_PIXELS) ->
                 f"resize with load_image(image, size={want[0]}, mode={mode!r})"
             )
     return x
+
+
+def _fixed_input(model: Any) -> bool:
+    try:
+        return None not in tuple(model.input_shape[1:])
+    except (AttributeError, ValueError, TypeError):
+        return False
 
 
 def to_uint8(images: Any) -> np.ndarray:

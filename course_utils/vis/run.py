@@ -1,6 +1,6 @@
 """The one feature-visualisation runner: an objective maximised through any parameterisation.
 
-:func:`visualize` runs the course's one compiled loop (:class:`course_utils.core.loop.GradientLoop`,
+:func:`visualize` runs the course's one compiled loop (:class:`course_utils.core.gradient_loop.GradientLoop`,
 ``"rms"`` steps: the gradient divided by its root-mean-square) on the pictures, described by
 
 - their pixels (``param="pixels"``, lesson 3's loop): ``step_size`` in pixels, the pixels kept in
@@ -36,7 +36,7 @@ from course_utils.core.pieces import check_regularizers
 from course_utils.checks import check_steps
 from course_utils.core.cache import loop_for
 from course_utils.core.history import LoopResult
-from course_utils.core.loop import GradientLoop
+from course_utils.core.gradient_loop import GradientLoop
 from course_utils.core.objectives import LayerObjective, Objective, Sum
 from course_utils.core.param import ImageParam, OnPixels, image_param, param_loop_parts
 from course_utils.core.pieces import Regularizer
