@@ -37,7 +37,7 @@ def test_budget_is_respected_at_every_epsilon(imagenet_model, cat_224):
 
 def test_batch_of_images_and_targets(imagenet_model, cat_224):
     r = iterative_attack(imagenet_model, np.stack([cat_224, cat_224]), ["king penguin", "tabby"], epsilon=4.0, steps=10, progress=False)
-    assert list(r.target) == [PENGUIN, 281]
+    assert list(r.labels) == [PENGUIN, 281]
     assert r.success.all() and r.adversarial.shape == (2, 224, 224, 3)
     assert r.final_probability()[1] >= 0.9  # the confidence push of lesson 2 (measured 0.999 on both numeric paths)
     assert len(r.summary()) == 2
@@ -45,8 +45,8 @@ def test_batch_of_images_and_targets(imagenet_model, cat_224):
 
 def test_untargeted_leaves_the_original_class(imagenet_model, cat_224):
     r = iterative_attack(imagenet_model, cat_224, None, epsilon=2.0, steps=5, targeted=False, progress=False)
-    assert r.target[0] == r.original_class[0]
-    assert r.success[0] and r.adversarial_class[0] != r.original_class[0]
+    assert r.labels[0] == r.original_class[0]
+    assert r.success[0] and r.predicted[0] != r.original_class[0]
 
 
 def test_fgsm_moves_every_pixel_by_epsilon(imagenet_model, cat_224):

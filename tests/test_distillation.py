@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.gradient import pgd_attack, pgd_loop
-from course_utils.core.objectives import LogitMargin
+from course_utils.attacks.gradient import pgd_attack, pgd_perturb
+from course_utils.core.ops import logit_margin
 from course_utils.io.samples import FACE_BOXES, sample_face
 from course_utils.models.face_variants import FACE_VARIANTS, face_facts, load_face_model
 from course_utils.models.faces import load_gender_cnn
@@ -38,11 +38,18 @@ def _identity(x, training=False):
     return x  # "logits" given directly
 
 
+def _margin_loss(logits, labels, targeted=False, kappa=0.0):
+    """What PGD minimises with loss="margin" (C&W's f6): max(gap, -kappa), gap = the label's lead (untargeted) or
+    the best other's lead over the target (targeted); success where the gap is below 0."""
+    gap = -logit_margin(logits, labels) if targeted else logit_margin(logits, labels)
+    return tf.maximum(gap, -kappa), tf.nn.softmax(logits), gap < 0
+
+
 @pytest.mark.parametrize("targeted,kappa", [(False, 0.0), (False, 0.5), (True, 0.0), (True, 0.5)])
 def test_logit_margin_values_on_hand_made_logits(targeted, kappa):
     logits = tf.constant([[3.0, 5.0, -1.0], [2.0, 1.0, 0.5], [4.0, 4.0, 0.0]])
     labels = tf.constant([0, 0, 1], tf.int32)
-    loss, tracked, success = LogitMargin(_identity, targeted=targeted, kappa=kappa).evaluate(logits, {"labels": labels})
+    loss, tracked, success = _margin_loss(logits, labels, targeted, kappa)
     if not targeted:
         # row 0: 3 - 5 = -2 -> max(-2, -kappa); row 1: 2 - 1 = 1; row 2: a tie, 4 - 4 = 0
         assert np.allclose(loss.numpy(), [max(-2.0, -kappa), 1.0, 0.0])
@@ -58,7 +65,7 @@ def test_margin_keeps_a_gradient_where_the_softmax_saturates():
     logits = tf.constant([[900.0, -900.0]])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(logits)
-        margin = LogitMargin(_identity)(logits, {"labels": tf.constant([0])})[0]
+        margin = _margin_loss(logits, tf.constant([0]))[0]
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.constant([0]), logits)
     assert not np.any(tape.gradient(ce, logits).numpy())  # float32: exactly zero
     assert np.allclose(tape.gradient(margin, logits).numpy(), [[1.0, -1.0]])
@@ -70,9 +77,7 @@ def test_bad_inputs_are_refused_clearly():
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         pgd_attack(model, face, None, 2.0, loss="hinge")
     with pytest.raises(ValueError, match="samples=1"):
-        pgd_loop(model, loss="margin", samples=4)
-    with pytest.raises(ValueError, match="kappa"):
-        LogitMargin(model, kappa=-1.0)
+        pgd_perturb(model, face[None], [0], 2.0, steps=1, loss="margin", samples=4)
     tool = _tool()
     for bad in (0, -5.0, float("nan")):
         with pytest.raises(ValueError, match="temperature T"):
@@ -83,8 +88,11 @@ def test_bad_inputs_are_refused_clearly():
 
 def test_the_default_loss_is_unchanged():
     model = load_gender_cnn()
-    assert pgd_loop(model) is pgd_loop(model, loss="ce")
-    assert pgd_loop(model, loss="margin") is not pgd_loop(model)
+    faces, labels = _faces()
+    default = pgd_attack(model, faces[:4], labels[:4], 4.0, steps=3)
+    np.testing.assert_array_equal(default.adversarial, pgd_attack(model, faces[:4], labels[:4], 4.0, steps=3, loss="ce").adversarial)
+    assert not np.array_equal(default.adversarial,
+                              pgd_attack(model, faces[:4], labels[:4], 4.0, steps=3, loss="margin").adversarial)
 
 
 def test_shipped_distilled_model_and_facts():
@@ -109,7 +117,7 @@ def test_ce_gradient_vanishes_on_the_distilled_model_but_not_the_margin_gradient
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x))
-        margin = LogitMargin(model)(x, {"labels": y})[0]
+        margin = _margin_loss(model(x), y)[0]
     g_ce = tape.gradient(ce, x).numpy().reshape(len(faces), -1)
     g_margin = tape.gradient(margin, x).numpy().reshape(len(faces), -1)
     zero_ce = np.all(g_ce == 0, axis=1)
@@ -138,7 +146,7 @@ def test_the_margin_exercise_check(capsys):
     from course_utils.classroom.practice_real_world import lesson6_margin_loss
 
     def right(logits, labels, kappa):
-        return LogitMargin(_identity, kappa=kappa)(logits, {"labels": labels})[0]
+        return _margin_loss(logits, labels, kappa=kappa)[0]
 
 
     def wrong_sign(logits, labels, kappa):

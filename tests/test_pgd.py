@@ -1,4 +1,5 @@
-"""Budgets (the balls of core.steps) and PGD on the one loop, on tiny models whose answers are known by hand."""
+"""Budgets (core.ops.project), step directions and PGD (attacks.gradient.pgd_step on the driver), on tiny models
+whose answers are known by hand."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import tensorflow as tf
 
 import keras
 
-from course_utils.attacks.gradient import check_norm, pgd_attack, pgd_loop, pgd_perturb, resolve_labels, robust_accuracy
-from course_utils.core.steps import L2Ball, LinfBall, PixelRange, step_direction
+from course_utils.attacks.gradient import check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
+from course_utils.core.loop import compiled
+from course_utils.core.ops import direction, project
+from course_utils.models.labels import ClassNames
 
 RNG = np.random.default_rng(0)
 
@@ -33,11 +36,11 @@ def _l2(d) -> np.ndarray:
 
 
 def project_linf(x, x0, eps):
-    return LinfBall().after_step(x, x0, 0, {"epsilon": tf.broadcast_to(tf.constant(eps, tf.float32), [len(x)])})
+    return project(x, x0, tf.broadcast_to(tf.constant(eps, tf.float32), [len(x)]), "linf")
 
 
 def project_l2(x, x0, eps):
-    return L2Ball().after_step(x, x0, 0, {"epsilon": tf.broadcast_to(tf.constant(eps, tf.float32), [len(x)])})
+    return project(x, x0, tf.broadcast_to(tf.constant(eps, tf.float32), [len(x)]), "l2")
 
 
 @pytest.mark.parametrize("eps", [3.0, np.array([0.0, 0.5, 2.0, 8.0, 100.0], np.float32)])
@@ -65,21 +68,21 @@ def test_l2_projection_never_leaves_the_ball_and_keeps_the_direction(eps):
     np.testing.assert_allclose(cos, 1.0, atol=1e-5)
 
 
-def test_pixel_range_clips_and_an_unknown_norm_is_refused():
+def test_a_budget_larger_than_the_change_leaves_it_alone_and_an_unknown_norm_is_refused():
     x, x0 = _batch()
-    clipped = np.asarray(PixelRange().after_step(x, x0, 0))
-    np.testing.assert_array_equal(clipped, np.clip(np.asarray(x), 0, 255))
-    c = np.asarray(PixelRange().after_step(tf.constant([[-3.0, 0.0, 128.5, 255.0, 300.0]]), None, 0))
-    np.testing.assert_array_equal(c, [[0.0, 0.0, 128.5, 255.0, 255.0]])
+    for norm in ("linf", "l2"):
+        np.testing.assert_array_equal(np.asarray(project(x, x0, 1e6, norm)), np.asarray(x))
     with pytest.raises(ValueError, match="'linf'"):
         check_norm("l1")
+    with pytest.raises(ValueError, match="'rms'"):
+        direction(tf.zeros([1, 2]), "l1")
 
 
 def test_step_directions_are_unit_steps_per_example():
     g = tf.constant(RNG.normal(size=(4, 3, 3, 1)) * np.array([1e-6, 1, 1e3, 0])[:, None, None, None], tf.float32)
-    s = np.asarray(step_direction(g, "sign"))
+    s = np.asarray(direction(g, "linf"))
     np.testing.assert_array_equal(s, np.sign(np.asarray(g)))
-    u = np.asarray(step_direction(g, "l2"))
+    u = np.asarray(direction(g, "l2"))
     np.testing.assert_allclose(_l2(u)[:3], 1.0, rtol=1e-5)
     assert np.all(u[3] == 0)  # a zero gradient gives a zero step, not NaN
 
@@ -150,7 +153,7 @@ def test_robust_accuracy_at_zero_is_clean_accuracy_and_never_retraces():
     assert isinstance(table, pd.DataFrame) and list(table.columns) == ["epsilon", "accuracy", "n"]
     assert table.accuracy[0] == pytest.approx(np.mean(predicted == labels)) and table.n[0] == 40
     assert table.accuracy.is_monotonic_decreasing
-    loop = pgd_loop(model)
+    loop = compiled(pgd_step, model, norm="linf", targeted=False, loss="ce", samples=1)
     traces = loop.traces["perturb"]
     assert 1 <= traces <= 2, "one graph for all budgets; at most one more for the last, smaller batch"
     robust_accuracy(model, x, labels, [0.5, 2, 3, 16], steps=7, step_size=0.5, batch_size=10, seed=4)
@@ -163,7 +166,11 @@ def test_pgd_attack_defaults_to_the_models_own_answer():
     r = pgd_attack(model, x, None, [0.0, 20.0, 20.0, 20.0], steps=10)
     np.testing.assert_array_equal(r.labels, np.asarray(model(x, training=False)).argmax(-1))
     assert not r.success[0] and r.success[1:].all()
-    assert r.adversarial.shape == x.shape and "PGDResult" in repr(r)
+    assert r.adversarial.shape == x.shape and "AttackResult(pgd" in repr(r)
+
+
+def resolve_labels(model, labels, n):
+    return np.asarray(ClassNames.of(model).indices(labels, n, name="labels"))
 
 
 def test_labels_are_resolved_per_model():

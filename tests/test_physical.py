@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.physical import eot_attack, eot_loop, print_and_photograph, survival_rate
+from course_utils.attacks.physical import eot_attack, print_and_photograph, survival_rate
 from course_utils.core.photo_transforms import DrawnCrossEntropy, PrintPhoto, blur_each
 
 RNG = np.random.default_rng(0)
@@ -125,9 +125,11 @@ def test_eot_survives_the_simulation_far_better_than_lesson_2s_attack(imagenet_m
     assert survival_rate(imagenet_model, cat_224, cat_class, draws=16, seed=11)[0] > 0.7
 
 
-def test_the_eot_loop_is_one_compiled_loop_per_structure(imagenet_model):
-    assert eot_loop(imagenet_model, 4) is eot_loop(imagenet_model, 4)
-    assert eot_loop(imagenet_model, 4) is not eot_loop(imagenet_model, 2)
+def test_eot_compiles_once_per_model_and_settings(imagenet_model, cat_224):
+    """A new budget or target is per-call data: the second attack traces nothing."""
+    eot_attack(imagenet_model, cat_224, "toaster", 4.0, steps=1, draws=2, progress=False)
+    again = eot_attack(imagenet_model, cat_224, "king penguin", 8.0, steps=2, draws=2, progress=False)
+    assert again.traces == 0
 
 
 # --------------------------------------------------------------------------- the exercise

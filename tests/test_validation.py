@@ -189,7 +189,7 @@ def test_fgsm_without_a_target_says_how_to_go_untargeted(face_model, face):
 
 def test_untargeted_none_still_leaves_the_models_own_answer(face_model, face):
     r = _attack(face_model, face, target=None, targeted=False, steps=2)
-    assert r.target[0] == r.original_class[0] == 1  # the astronaut's face is read "woman"
+    assert r.labels[0] == r.original_class[0] == 1  # the astronaut's face is read "woman"
 
 
 @pytest.mark.parametrize("call", ["attack", "noise", "gradient", "class"])
@@ -201,7 +201,7 @@ def test_face_classes_are_named_the_same_way_everywhere(face_model, face, call):
     elif call == "class":
         assert by_name.what == by_index.what == ["woman"]
     else:
-        assert by_name.target.tolist() == by_index.target.tolist() == [1]
+        assert by_name.labels.tolist() == by_index.labels.tolist() == [1]
     message = _refused(lambda: CALLS[call](face_model, face, target="wman"), UnknownClassError, "'wman'")
     assert "did you mean 'woman'" in message and "allowed: 0 or 1, or 'man' or 'woman'" in message
     message = _refused(lambda: CALLS[call](face_model, face, target="king penguin"), UnknownClassError, "'king penguin'")

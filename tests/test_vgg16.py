@@ -120,7 +120,7 @@ def test_attacks_and_gradient(vgg16, photo):
     one = fgsm(vgg16, photo, "king penguin", epsilon=4.0)
     assert one.adversarial.shape == (1, 224, 224, 3)
     assert one.linf[0] == pytest.approx(4.0, abs=1e-3)
-    assert one.final_probability() > one.probabilities[0, 0, one.target[0]]  # the step helped the target
+    assert one.final_probability() > one.probabilities[0, 0, one.labels[0]]  # the step helped the target
     many = iterative_attack(vgg16, photo, None, epsilon=2.0, steps=2, targeted=False, progress=False)
     assert many.steps == 2 and many.linf[0] <= 2.0 + 1e-3
     grad = input_gradient(vgg16, photo, "king penguin")
