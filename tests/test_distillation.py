@@ -142,8 +142,8 @@ def test_margin_pgd_beats_cross_entropy_pgd_on_the_distilled_model():
 
 
 def test_the_margin_exercise_check(capsys):
-    from course_utils.classroom.exercises import WrongAnswer
-    from course_utils.classroom.practice_real_world import lesson6_margin_loss
+    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.lesson6 import lesson6_margin_loss
 
     def right(logits, labels, kappa):
         return _margin_loss(logits, labels, kappa=kappa)[0]

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from course_utils.classroom import exercises as ex
-from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom import lesson1, lesson2, lesson3
+from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,23 +50,23 @@ def _noise_filter_result(first_man_step: int, steps: int = 10) -> SimpleNamespac
 
 def test_lesson1_first_step(capsys):
     plain = _noise_filter_result(4)
-    _accepts(ex.lesson1_first_step_as_man, 4, plain)
-    _unanswered(ex.lesson1_first_step_as_man, None, plain, capsys=capsys)
-    assert "still says 'woman'" in _rejects(ex.lesson1_first_step_as_man, 3, plain)
-    assert "one step earlier" in _rejects(ex.lesson1_first_step_as_man, 5, plain)
-    _rejects(ex.lesson1_first_step_as_man, 4.0, plain, match="whole number")
-    _rejects(ex.lesson1_first_step_as_man, 99, plain, match="outside the run")
+    _accepts(lesson1.lesson1_first_step_as_man, 4, plain)
+    _unanswered(lesson1.lesson1_first_step_as_man, None, plain, capsys=capsys)
+    assert "still says 'woman'" in _rejects(lesson1.lesson1_first_step_as_man, 3, plain)
+    assert "one step earlier" in _rejects(lesson1.lesson1_first_step_as_man, 5, plain)
+    _rejects(lesson1.lesson1_first_step_as_man, 4.0, plain, match="whole number")
+    _rejects(lesson1.lesson1_first_step_as_man, 99, plain, match="outside the run")
 
 
 def test_lesson1_transfers_and_way_back(capsys):
-    _accepts(ex.lesson1_transfers, False, 0.07)
-    _accepts(ex.lesson1_transfers, True, 0.7)
-    _rejects(ex.lesson1_transfers, True, 0.07, match="p man")
-    _rejects(ex.lesson1_transfers, "no", 0.07, match="True or False")
-    _unanswered(ex.lesson1_transfers, None, 0.07, capsys=capsys)
-    _accepts(ex.lesson1_back_is_smaller, False, 114.3, 182.6)
-    _rejects(ex.lesson1_back_is_smaller, True, 114.3, 182.6, match="back.l2")
-    _unanswered(ex.lesson1_back_is_smaller, None, 1.0, 2.0, capsys=capsys)
+    _accepts(lesson1.lesson1_transfers, False, 0.07)
+    _accepts(lesson1.lesson1_transfers, True, 0.7)
+    _rejects(lesson1.lesson1_transfers, True, 0.07, match="p man")
+    _rejects(lesson1.lesson1_transfers, "no", 0.07, match="True or False")
+    _unanswered(lesson1.lesson1_transfers, None, 0.07, capsys=capsys)
+    _accepts(lesson1.lesson1_back_is_smaller, False, 114.3, 182.6)
+    _rejects(lesson1.lesson1_back_is_smaller, True, 114.3, 182.6, match="back.l2")
+    _unanswered(lesson1.lesson1_back_is_smaller, None, 1.0, 2.0, capsys=capsys)
 
 
 # --------------------------------------------------------------------------- lesson 2
@@ -75,31 +75,31 @@ def test_lesson1_transfers_and_way_back(capsys):
 def test_lesson2_smallest_epsilon_rejects_too_big_and_too_small(imagenet_model, cat_224, capsys):
     # Measured on the lesson's cat: 40 steps of epsilon / 4 reach "king penguin" at epsilon = 1
     # (from step ~14) but never at 0.5 (p ~ 0.007), on both numeric paths.
-    _accepts(ex.lesson2_smallest_epsilon, 1.0, imagenet_model, cat_224)
-    assert "so does the smaller epsilon=1" in _rejects(ex.lesson2_smallest_epsilon, 2.0, imagenet_model, cat_224)
-    assert "Try a bigger budget" in _rejects(ex.lesson2_smallest_epsilon, 0.5, imagenet_model, cat_224)
-    _rejects(ex.lesson2_smallest_epsilon, 1.5, imagenet_model, cat_224, match="choose smallest_epsilon from")
-    _rejects(ex.lesson2_smallest_epsilon, "1", imagenet_model, cat_224, match="choose smallest_epsilon from")
-    _unanswered(ex.lesson2_smallest_epsilon, None, imagenet_model, cat_224, capsys=capsys)
+    _accepts(lesson2.lesson2_smallest_epsilon, 1.0, imagenet_model, cat_224)
+    assert "so does the smaller epsilon=1" in _rejects(lesson2.lesson2_smallest_epsilon, 2.0, imagenet_model, cat_224)
+    assert "Try a bigger budget" in _rejects(lesson2.lesson2_smallest_epsilon, 0.5, imagenet_model, cat_224)
+    _rejects(lesson2.lesson2_smallest_epsilon, 1.5, imagenet_model, cat_224, match="choose smallest_epsilon from")
+    _rejects(lesson2.lesson2_smallest_epsilon, "1", imagenet_model, cat_224, match="choose smallest_epsilon from")
+    _unanswered(lesson2.lesson2_smallest_epsilon, None, imagenet_model, cat_224, capsys=capsys)
 
 
 def test_lesson2_fewer_steps(capsys):
-    _accepts(ex.lesson2_fewer_steps, "untargeted", 17, 1)
-    _accepts(ex.lesson2_fewer_steps, "untargeted", -1, 1)  # targeted never succeeded
-    _accepts(ex.lesson2_fewer_steps, "targeted", 3, -1)
-    _rejects(ex.lesson2_fewer_steps, "targeted", 17, 1, match="not the faster one")
-    _rejects(ex.lesson2_fewer_steps, "targeted", -1, -1, match="neither attack succeeded")  # no answer is right
-    _rejects(ex.lesson2_fewer_steps, "untargeted", -1, -1, match="neither attack succeeded")
-    _rejects(ex.lesson2_fewer_steps, "fast", 17, 1, match="'targeted' or 'untargeted'")
-    _unanswered(ex.lesson2_fewer_steps, None, 17, 1, capsys=capsys)
+    _accepts(lesson2.lesson2_fewer_steps, "untargeted", 17, 1)
+    _accepts(lesson2.lesson2_fewer_steps, "untargeted", -1, 1)  # targeted never succeeded
+    _accepts(lesson2.lesson2_fewer_steps, "targeted", 3, -1)
+    _rejects(lesson2.lesson2_fewer_steps, "targeted", 17, 1, match="not the faster one")
+    _rejects(lesson2.lesson2_fewer_steps, "targeted", -1, -1, match="neither attack succeeded")  # no answer is right
+    _rejects(lesson2.lesson2_fewer_steps, "untargeted", -1, -1, match="neither attack succeeded")
+    _rejects(lesson2.lesson2_fewer_steps, "fast", 17, 1, match="'targeted' or 'untargeted'")
+    _unanswered(lesson2.lesson2_fewer_steps, None, 17, 1, capsys=capsys)
 
 
 def test_lesson2_survives_rounding(capsys):
-    _accepts(ex.lesson2_survives_rounding, True, "king penguin")
-    _accepts(ex.lesson2_survives_rounding, False, "tabby")
-    _rejects(ex.lesson2_survives_rounding, False, "king penguin", match="top class")
-    _rejects(ex.lesson2_survives_rounding, True, "tabby", match="top class")
-    _unanswered(ex.lesson2_survives_rounding, None, "tabby", capsys=capsys)
+    _accepts(lesson2.lesson2_survives_rounding, True, "king penguin")
+    _accepts(lesson2.lesson2_survives_rounding, False, "tabby")
+    _rejects(lesson2.lesson2_survives_rounding, False, "king penguin", match="top class")
+    _rejects(lesson2.lesson2_survives_rounding, True, "tabby", match="top class")
+    _unanswered(lesson2.lesson2_survives_rounding, None, "tabby", capsys=capsys)
 
 
 # --------------------------------------------------------------------------- lesson 3
@@ -108,20 +108,20 @@ FIELDS = {"stem_bn": 3, "block2_expand_bn": 11, "block4_expand_bn": 35, "block6_
 
 
 def test_lesson3_receptive_field(capsys):
-    _accepts(ex.lesson3_receptive_field, "block12_expand_bn", True, FIELDS)
-    _rejects(ex.lesson3_receptive_field, "block6_expand_bn", True, FIELDS, match="another layer sees more")
-    _rejects(ex.lesson3_receptive_field, "block12_expand_bn", False, FIELDS, match="compare its receptive field")
-    _rejects(ex.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
-    _unanswered(ex.lesson3_receptive_field, None, True, FIELDS, capsys=capsys)
-    _unanswered(ex.lesson3_receptive_field, "stem_bn", None, FIELDS, capsys=capsys)
+    _accepts(lesson3.lesson3_receptive_field, "block12_expand_bn", True, FIELDS)
+    _rejects(lesson3.lesson3_receptive_field, "block6_expand_bn", True, FIELDS, match="another layer sees more")
+    _rejects(lesson3.lesson3_receptive_field, "block12_expand_bn", False, FIELDS, match="compare its receptive field")
+    _rejects(lesson3.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
+    _unanswered(lesson3.lesson3_receptive_field, None, True, FIELDS, capsys=capsys)
+    _unanswered(lesson3.lesson3_receptive_field, "stem_bn", None, FIELDS, capsys=capsys)
 
 
 def test_lesson3_jitter_uses_the_highest_probability(capsys):
     curve = [0.0, 0.5, 0.995, 0.97]  # reached 0.99 once, ended below it
-    _accepts(ex.lesson3_jitter_prevents_099, False, curve)
-    _rejects(ex.lesson3_jitter_prevents_099, True, curve, match="highest probability")
-    _accepts(ex.lesson3_jitter_prevents_099, True, [0.1, 0.5, 0.9])
-    _unanswered(ex.lesson3_jitter_prevents_099, None, curve, capsys=capsys)
+    _accepts(lesson3.lesson3_jitter_prevents_099, False, curve)
+    _rejects(lesson3.lesson3_jitter_prevents_099, True, curve, match="highest probability")
+    _accepts(lesson3.lesson3_jitter_prevents_099, True, [0.1, 0.5, 0.9])
+    _unanswered(lesson3.lesson3_jitter_prevents_099, None, curve, capsys=capsys)
 
 
 def test_lesson3_fewest_steps(imagenet_model, capsys):
@@ -136,11 +136,11 @@ def test_lesson3_fewest_steps(imagenet_model, capsys):
     curve = run.curves().iloc[:, 0].to_numpy()
     # A later step that is also above 0.99 (the curve need not stay above it: it can dip once).
     later = max(k for k in range(fewest + 1, len(curve)) if curve[k] >= 0.99)
-    _accepts(ex.lesson3_fewest_steps, "goldfish", fewest, imagenet_model, coffee)
-    _rejects(ex.lesson3_fewest_steps, "goldfish", later, imagenet_model, coffee, match="Try fewer steps")
-    _rejects(ex.lesson3_fewest_steps, "goldfish", fewest - 2, imagenet_model, coffee, match="not yet 0.99")
-    _rejects(ex.lesson3_fewest_steps, "goldfish", 0, imagenet_model, coffee, match="at least 1")
-    _unanswered(ex.lesson3_fewest_steps, "goldfish", None, imagenet_model, coffee, capsys=capsys)
+    _accepts(lesson3.lesson3_fewest_steps, "goldfish", fewest, imagenet_model, coffee)
+    _rejects(lesson3.lesson3_fewest_steps, "goldfish", later, imagenet_model, coffee, match="Try fewer steps")
+    _rejects(lesson3.lesson3_fewest_steps, "goldfish", fewest - 2, imagenet_model, coffee, match="not yet 0.99")
+    _rejects(lesson3.lesson3_fewest_steps, "goldfish", 0, imagenet_model, coffee, match="at least 1")
+    _unanswered(lesson3.lesson3_fewest_steps, "goldfish", None, imagenet_model, coffee, capsys=capsys)
 
 
 # --------------------------------------------------------------------------- student copies
@@ -184,3 +184,17 @@ def test_a_solution_cell_without_marked_answers_is_refused():
     assert make_student.placeholders("for e in E:\n    y = e  # your answer\nz = 1   # your answer: a number", "w") == (
         "z = None  # your answer: a number"
     )
+
+
+# --------------------------------------------------------------------------- one grading module
+
+
+def test_the_lesson_modules_share_only_public_grading_helpers():
+    """Each lesson's checks import what they share from classroom/grading.py by public name."""
+    import ast
+
+    for path in sorted((REPO / "course_utils" / "classroom").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_utils"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports private {private} from {node.module}"

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_utils.classroom import exercises_defences as ex
-from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom import lesson4
+from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
 
 
 def _rejects(check, *args, match: str | None = None) -> str:
@@ -32,27 +32,27 @@ TABLE = pd.DataFrame({"standard": [0.905, 0.77, 0.57, 0.27, 0.02], "robust": [0.
 
 
 def test_budget_below_half(capsys):
-    ex.lesson4_budget_below_half(8.0, TABLE)
-    ex.lesson4_budget_below_half(4.0, TABLE, "standard")
-    _rejects(ex.lesson4_budget_below_half, 4.0, TABLE, match="still gets 0.70")  # one budget too small
-    _rejects(ex.lesson4_budget_below_half, 8.0, TABLE, "standard", match="already is at a smaller budget")
-    _rejects(ex.lesson4_budget_below_half, 3.0, TABLE, match="choose budget_below_half from")
-    _rejects(ex.lesson4_budget_below_half, "8", TABLE, match="choose budget_below_half from")
-    _unanswered(ex.lesson4_budget_below_half, None, TABLE, capsys=capsys)
+    lesson4.lesson4_budget_below_half(8.0, TABLE)
+    lesson4.lesson4_budget_below_half(4.0, TABLE, "standard")
+    _rejects(lesson4.lesson4_budget_below_half, 4.0, TABLE, match="still gets 0.70")  # one budget too small
+    _rejects(lesson4.lesson4_budget_below_half, 8.0, TABLE, "standard", match="already is at a smaller budget")
+    _rejects(lesson4.lesson4_budget_below_half, 3.0, TABLE, match="choose budget_below_half from")
+    _rejects(lesson4.lesson4_budget_below_half, "8", TABLE, match="choose budget_below_half from")
+    _unanswered(lesson4.lesson4_budget_below_half, None, TABLE, capsys=capsys)
 
 
 RATES = pd.DataFrame({"epsilon": [1.0, 2.0, 4.0, 8.0], "Lite1": [0.12, 0.38, 0.75, 0.62], "Lite2": [0.25, 0.38, 0.38, 0.62]})
 
 
 def test_transfer_half(capsys):
-    ex.lesson4_transfer_half(8.0, RATES)
-    ex.lesson4_transfer_half(4.0, RATES, "Lite1")
-    _rejects(ex.lesson4_transfer_half, 4.0, RATES, match="only 38%")  # a budget too small
-    _rejects(ex.lesson4_transfer_half, 8.0, RATES, "Lite1", match="already happens at a smaller budget")
-    _rejects(ex.lesson4_transfer_half, 3.0, RATES, match="choose transfer_half from")
+    lesson4.lesson4_transfer_half(8.0, RATES)
+    lesson4.lesson4_transfer_half(4.0, RATES, "Lite1")
+    _rejects(lesson4.lesson4_transfer_half, 4.0, RATES, match="only 38%")  # a budget too small
+    _rejects(lesson4.lesson4_transfer_half, 8.0, RATES, "Lite1", match="already happens at a smaller budget")
+    _rejects(lesson4.lesson4_transfer_half, 3.0, RATES, match="choose transfer_half from")
     never = RATES.assign(Lite2=[0.1, 0.2, 0.3, 0.4])
-    _rejects(ex.lesson4_transfer_half, 8.0, never, match="no budget in the table")
-    _unanswered(ex.lesson4_transfer_half, None, RATES, capsys=capsys)
+    _rejects(lesson4.lesson4_transfer_half, 8.0, never, match="no budget in the table")
+    _unanswered(lesson4.lesson4_transfer_half, None, RATES, capsys=capsys)
 
 
 class _Threshold:
@@ -78,9 +78,9 @@ class _Threshold:
 def test_smallest_epsilon_robust_runs_the_attack(capsys):
     model = _Threshold(needed=5.0)  # epsilon 6 works, 3 does not
     face = model.face[0]
-    assert ex.LESSON4_EPSILONS[1:3] == (3.0, 6.0)
-    ex.lesson4_smallest_epsilon_robust(6.0, model, face)
-    _rejects(ex.lesson4_smallest_epsilon_robust, 3.0, model, face, match="Try a bigger budget")
-    _rejects(ex.lesson4_smallest_epsilon_robust, 12.0, model, face, match="so does the smaller epsilon = 6")
-    _rejects(ex.lesson4_smallest_epsilon_robust, 5.0, model, face, match="choose smallest_epsilon from")
-    _unanswered(ex.lesson4_smallest_epsilon_robust, None, model, face, capsys=capsys)
+    assert lesson4.LESSON4_EPSILONS[1:3] == (3.0, 6.0)
+    lesson4.lesson4_smallest_epsilon_robust(6.0, model, face)
+    _rejects(lesson4.lesson4_smallest_epsilon_robust, 3.0, model, face, match="Try a bigger budget")
+    _rejects(lesson4.lesson4_smallest_epsilon_robust, 12.0, model, face, match="so does the smaller epsilon = 6")
+    _rejects(lesson4.lesson4_smallest_epsilon_robust, 5.0, model, face, match="choose smallest_epsilon from")
+    _unanswered(lesson4.lesson4_smallest_epsilon_robust, None, model, face, capsys=capsys)

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.classroom import practice_black_box as p5
-from course_utils.classroom import practice_real_world as p6
-from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom import lesson5, lesson6
+from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
 from course_utils.io.samples import sample_face
 from course_utils.models.face_variants import FACE_VARIANTS, face_card, face_facts, load_face_model
 from course_utils.models.faces import build_gender_cnn
@@ -108,10 +107,10 @@ def keep_better(parent, parent_p, children, children_p):   # notebooks/05_black_
 
 
 def test_keep_better_check(capsys):
-    _accepts(p5.lesson5_keep_better, keep_better, False, capsys=capsys)
-    _blank(p5.lesson5_keep_better, None, None, capsys=capsys)
-    _blank(p5.lesson5_keep_better, keep_better, None, capsys=capsys)
-    _blank(p5.lesson5_keep_better, lambda *a: None, False, capsys=capsys)   # the student copy's stub
+    _accepts(lesson5.lesson5_keep_better, keep_better, False, capsys=capsys)
+    _blank(lesson5.lesson5_keep_better, None, None, capsys=capsys)
+    _blank(lesson5.lesson5_keep_better, keep_better, None, capsys=capsys)
+    _blank(lesson5.lesson5_keep_better, lambda *a: None, False, capsys=capsys)   # the student copy's stub
 
     def keeps_ties(parent, parent_p, children, children_p):
         i = int(np.argmax(children_p))
@@ -122,13 +121,13 @@ def test_keep_better_check(capsys):
         return children[i], float(children_p[i])
 
     with pytest.raises(WrongAnswer, match="prediction"):
-        p5.lesson5_keep_better(keep_better, True)
+        lesson5.lesson5_keep_better(keep_better, True)
     with pytest.raises(WrongAnswer, match="tie"):
-        p5.lesson5_keep_better(keeps_ties, False)
+        lesson5.lesson5_keep_better(keeps_ties, False)
     with pytest.raises(WrongAnswer, match="below the parent"):
-        p5.lesson5_keep_better(best_child, False)
+        lesson5.lesson5_keep_better(best_child, False)
     with pytest.raises(WrongAnswer, match="two things"):
-        p5.lesson5_keep_better(lambda parent, parent_p, children, children_p: parent, False)
+        lesson5.lesson5_keep_better(lambda parent, parent_p, children, children_p: parent, False)
 
 
 # --------------------------------------------------------------------------- lesson 6, exercises 2 and 3
@@ -141,11 +140,11 @@ def my_margin_loss(logits, labels, kappa):   # notebooks/06_real_world.ipynb, th
 
 
 def test_margin_loss_check_on_the_notebooks_solution(capsys):
-    _accepts(p6.lesson6_margin_loss, my_margin_loss, 0.0, capsys=capsys)
-    _blank(p6.lesson6_margin_loss, None, 0.0, capsys=capsys)
-    _blank(p6.lesson6_margin_loss, my_margin_loss, None, capsys=capsys)
+    _accepts(lesson6.lesson6_margin_loss, my_margin_loss, 0.0, capsys=capsys)
+    _blank(lesson6.lesson6_margin_loss, None, 0.0, capsys=capsys)
+    _blank(lesson6.lesson6_margin_loss, my_margin_loss, None, capsys=capsys)
     with pytest.raises(WrongAnswer, match="prediction"):
-        p6.lesson6_margin_loss(my_margin_loss, -1.0)   # what float64 on moderate logits would suggest
+        lesson6.lesson6_margin_loss(my_margin_loss, -1.0)   # what float64 on moderate logits would suggest
 
     def no_floor(logits, labels, kappa):
         true = tf.gather(logits, labels, batch_dims=1)
@@ -153,7 +152,7 @@ def test_margin_loss_check_on_the_notebooks_solution(capsys):
         return true - tf.reduce_max(others, axis=1)
 
     with pytest.raises(WrongAnswer, match="not floored at -kappa"):
-        p6.lesson6_margin_loss(no_floor, 0.0)
+        lesson6.lesson6_margin_loss(no_floor, 0.0)
 
 
 def certified_radius(p_lower, sigma):   # notebooks/06_real_world.ipynb, the solution
@@ -163,12 +162,12 @@ def certified_radius(p_lower, sigma):   # notebooks/06_real_world.ipynb, the sol
 
 
 def test_certified_radius_check(capsys):
-    _accepts(p6.lesson6_certified_radius, certified_radius, 2.33, capsys=capsys)
-    _blank(p6.lesson6_certified_radius, None, 2.33, capsys=capsys)
-    _blank(p6.lesson6_certified_radius, lambda p, s: None, 2.33, capsys=capsys)
-    _blank(p6.lesson6_certified_radius, certified_radius, None, capsys=capsys)
+    _accepts(lesson6.lesson6_certified_radius, certified_radius, 2.33, capsys=capsys)
+    _blank(lesson6.lesson6_certified_radius, None, 2.33, capsys=capsys)
+    _blank(lesson6.lesson6_certified_radius, lambda p, s: None, 2.33, capsys=capsys)
+    _blank(lesson6.lesson6_certified_radius, certified_radius, None, capsys=capsys)
     with pytest.raises(WrongAnswer, match="prediction"):
-        p6.lesson6_certified_radius(certified_radius, 0.99)   # the probability, not the quantile
+        lesson6.lesson6_certified_radius(certified_radius, 0.99)   # the probability, not the quantile
     for wrong, match in [
         (lambda p, s: s * statistics.NormalDist().inv_cdf(p), "abstains"),   # no abstention below one half
         (lambda p, s: s * p if p >= 0.5 else 0.0, "quantile"),
@@ -177,16 +176,16 @@ def test_certified_radius_check(capsys):
         (24.0, "function"),
     ]:
         with pytest.raises(WrongAnswer, match=match):
-            p6.lesson6_certified_radius(wrong, 2.33)
+            lesson6.lesson6_certified_radius(wrong, 2.33)
 
 
 # --------------------------------------------------------------------------- blank code after a right prediction
 
 
 @pytest.mark.parametrize("check, prediction", [
-    (p5.lesson5_binary_search, 10),
-    (p5.lesson5_jacobian_step, 4800),
-    (p6.lesson6_paste_corner, (17, 27)),
+    (lesson5.lesson5_binary_search, 10),
+    (lesson5.lesson5_jacobian_step, 4800),
+    (lesson6.lesson6_paste_corner, (17, 27)),
 ], ids=["binary_search", "jacobian_step", "paste_corner"])
 def test_a_right_prediction_with_no_code_yet_is_not_answered(check, prediction, capsys):
     _blank(check, prediction, None, capsys=capsys)

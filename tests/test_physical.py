@@ -145,8 +145,8 @@ def _paste_at(photo, patch, row, col):
 
 
 def test_the_paste_exercise_accepts_the_solution_and_names_what_is_wrong(capsys):
-    from course_utils.classroom.exercises import WrongAnswer
-    from course_utils.classroom.practice_real_world import lesson6_paste_corner
+    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.lesson6 import lesson6_paste_corner
 
     lesson6_paste_corner(None, None)
     assert "not answered" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The practice exercises (course_utils.classroom.practice, course_utils.practice_defences): each accepts the
+"""The practice exercises of lessons 1-4 (course_utils.classroom.lesson1 ... lesson4): each accepts the
 solution, says "not answered yet" for None and for the student copy's stub, and rejects at least two
 plausible wrong answers with a hint (a WrongAnswer starting "Exercise"). The student copies turn a
 coding exercise's solution into a stub that keeps its signature."""
@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.classroom import practice as pr
-from course_utils.classroom import practice_defences as pd4
-from course_utils.classroom.exercises import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom import lesson1, lesson2, lesson3, lesson4
+from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +42,7 @@ def _accepts(check, *args, capsys) -> None:
     assert "correct" in capsys.readouterr().out
 
 
-_PREDICTIONS = (pr.lesson1_price_step, pr.lesson2_fgsm_l2)
+_PREDICTIONS = (lesson1.lesson1_price_step, lesson2.lesson2_fgsm_l2)
 
 
 # --------------------------------------------------------------------------- lesson 1
@@ -54,23 +53,23 @@ def l2_price(delta, beta):
 
 
 def test_lesson1_l2_price(capsys):
-    _accepts(pr.lesson1_l2_price, l2_price, capsys=capsys)
-    _accepts(pr.lesson1_l2_price, lambda d, b: b * 0.5 * tf.reduce_sum(d ** 2, axis=[1, 2, 3]), capsys=capsys)
-    _blank(pr.lesson1_l2_price, capsys=capsys)
-    _rejects(pr.lesson1_l2_price, lambda d, b: b * np.sum(d ** 2, axis=(1, 2, 3)), match="constant factor")
-    _rejects(pr.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(np.abs(d), axis=(1, 2, 3)), match="quadratic")
-    _rejects(pr.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(d ** 2), match="one number per image")
-    _rejects(pr.lesson1_l2_price, 3.0, match="function")
+    _accepts(lesson1.lesson1_l2_price, l2_price, capsys=capsys)
+    _accepts(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * tf.reduce_sum(d ** 2, axis=[1, 2, 3]), capsys=capsys)
+    _blank(lesson1.lesson1_l2_price, capsys=capsys)
+    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * np.sum(d ** 2, axis=(1, 2, 3)), match="constant factor")
+    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(np.abs(d), axis=(1, 2, 3)), match="quadratic")
+    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(d ** 2), match="one number per image")
+    _rejects(lesson1.lesson1_l2_price, 3.0, match="function")
 
 
 def test_lesson1_price_step(capsys):
-    _accepts(pr.lesson1_price_step, 30 * 3e-4 * 20, capsys=capsys)
-    _blank(pr.lesson1_price_step, capsys=capsys)
-    assert "0.18" not in _rejects(pr.lesson1_price_step, 3e-4 * 20, match="learning rate")
-    _rejects(pr.lesson1_price_step, 2 * 30 * 3e-4 * 20, match="½")
-    _rejects(pr.lesson1_price_step, 30 * 3e-4 * 0.5 * 400, match="½")
-    _rejects(pr.lesson1_price_step, 5.0, match="derivative")
-    _rejects(pr.lesson1_price_step, "0.18", match="number")
+    _accepts(lesson1.lesson1_price_step, 30 * 3e-4 * 20, capsys=capsys)
+    _blank(lesson1.lesson1_price_step, capsys=capsys)
+    assert "0.18" not in _rejects(lesson1.lesson1_price_step, 3e-4 * 20, match="learning rate")
+    _rejects(lesson1.lesson1_price_step, 2 * 30 * 3e-4 * 20, match="½")
+    _rejects(lesson1.lesson1_price_step, 30 * 3e-4 * 0.5 * 400, match="½")
+    _rejects(lesson1.lesson1_price_step, 5.0, match="derivative")
+    _rejects(lesson1.lesson1_price_step, "0.18", match="number")
 
 
 # --------------------------------------------------------------------------- lesson 2
@@ -82,24 +81,24 @@ def bim_step(x, x0, grad, step_size, epsilon):
 
 
 def test_lesson2_bim_step(capsys):
-    _accepts(pr.lesson2_bim_step, bim_step, capsys=capsys)
-    _blank(pr.lesson2_bim_step, capsys=capsys)
-    _rejects(pr.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), 0, 255), match="budget")
-    _rejects(pr.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), x0 - e, x0 + e), match="0..255")
-    _rejects(pr.lesson2_bim_step, lambda x, x0, g, s, e: bim_step(x, x0, -g, s, e), match="up")
-    _rejects(pr.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(np.clip(x - s * g / np.abs(g).max(), x0 - e, x0 + e), 0, 255),
+    _accepts(lesson2.lesson2_bim_step, bim_step, capsys=capsys)
+    _blank(lesson2.lesson2_bim_step, capsys=capsys)
+    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), 0, 255), match="budget")
+    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), x0 - e, x0 + e), match="0..255")
+    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: bim_step(x, x0, -g, s, e), match="up")
+    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(np.clip(x - s * g / np.abs(g).max(), x0 - e, x0 + e), 0, 255),
              match="exactly step_size")
-    _rejects(pr.lesson2_bim_step, lambda x, x0, g, s, e: 1 / 0, match="ZeroDivisionError")
+    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: 1 / 0, match="ZeroDivisionError")
 
 
 def test_lesson2_fgsm_l2(imagenet_model, capsys):
     right = 2.0 * np.sqrt(224 * 224 * 3)
-    _accepts(pr.lesson2_fgsm_l2, right, imagenet_model, capsys=capsys)
-    _blank(pr.lesson2_fgsm_l2, imagenet_model, capsys=capsys)
-    hint = _rejects(pr.lesson2_fgsm_l2, 2.0, imagenet_model, match="L-inf")
+    _accepts(lesson2.lesson2_fgsm_l2, right, imagenet_model, capsys=capsys)
+    _blank(lesson2.lesson2_fgsm_l2, imagenet_model, capsys=capsys)
+    hint = _rejects(lesson2.lesson2_fgsm_l2, 2.0, imagenet_model, match="L-inf")
     assert f"{right:.0f}" not in hint   # a hint never gives the value away
-    _rejects(pr.lesson2_fgsm_l2, 2.0 * 224 * 224 * 3, imagenet_model, match="L1")
-    _rejects(pr.lesson2_fgsm_l2, 2.0 * 224, imagenet_model, match="How many values")
+    _rejects(lesson2.lesson2_fgsm_l2, 2.0 * 224 * 224 * 3, imagenet_model, match="L1")
+    _rejects(lesson2.lesson2_fgsm_l2, 2.0 * 224, imagenet_model, match="How many values")
 
 
 # --------------------------------------------------------------------------- lesson 3
@@ -122,11 +121,11 @@ def _field_after(layers):   # wrong: the stride applied to the layer's own kerne
 
 
 def test_lesson3_receptive_field_formula(capsys):
-    _accepts(pr.lesson3_receptive_field_formula, field_of, capsys=capsys)
-    _blank(pr.lesson3_receptive_field_formula, capsys=capsys)
-    _rejects(pr.lesson3_receptive_field_formula, lambda ls: 1 + sum(k - 1 for k, _ in ls), match="ignores the strides")
-    _rejects(pr.lesson3_receptive_field_formula, _field_after, match="*after* it")
-    _rejects(pr.lesson3_receptive_field_formula, lambda ls: sum(k for k, _ in ls), match="")
+    _accepts(lesson3.lesson3_receptive_field_formula, field_of, capsys=capsys)
+    _blank(lesson3.lesson3_receptive_field_formula, capsys=capsys)
+    _rejects(lesson3.lesson3_receptive_field_formula, lambda ls: 1 + sum(k - 1 for k, _ in ls), match="ignores the strides")
+    _rejects(lesson3.lesson3_receptive_field_formula, _field_after, match="*after* it")
+    _rejects(lesson3.lesson3_receptive_field_formula, lambda ls: sum(k for k, _ in ls), match="")
 
 
 def total_variation(x):
@@ -136,16 +135,16 @@ def total_variation(x):
 
 
 def test_lesson3_total_variation(capsys):
-    _accepts(pr.lesson3_total_variation, total_variation, capsys=capsys)
-    _blank(pr.lesson3_total_variation, capsys=capsys)
-    _rejects(pr.lesson3_total_variation, lambda x: np.abs(x[:, 1:] - x[:, :-1]).mean(axis=(1, 2, 3)), match="both directions")
-    _rejects(pr.lesson3_total_variation,
+    _accepts(lesson3.lesson3_total_variation, total_variation, capsys=capsys)
+    _blank(lesson3.lesson3_total_variation, capsys=capsys)
+    _rejects(lesson3.lesson3_total_variation, lambda x: np.abs(x[:, 1:] - x[:, :-1]).mean(axis=(1, 2, 3)), match="both directions")
+    _rejects(lesson3.lesson3_total_variation,
              lambda x: ((x[:, 1:] - x[:, :-1]) ** 2).mean(axis=(1, 2, 3)) + ((x[:, :, 1:] - x[:, :, :-1]) ** 2).mean(axis=(1, 2, 3)),
              match="squared")
-    _rejects(pr.lesson3_total_variation,
+    _rejects(lesson3.lesson3_total_variation,
              lambda x: np.abs(x[:, 1:] - x[:, :-1]).sum(axis=(1, 2, 3)) + np.abs(x[:, :, 1:] - x[:, :, :-1]).sum(axis=(1, 2, 3)),
              match="means")
-    _rejects(pr.lesson3_total_variation,
+    _rejects(lesson3.lesson3_total_variation,
              lambda x: np.abs(x - np.roll(x, 1, 1)).mean(axis=(1, 2, 3)) + np.abs(x - np.roll(x, 1, 2)).mean(axis=(1, 2, 3)),
              match="")
 
@@ -159,18 +158,18 @@ def random_start(x, epsilon, seed):
 
 
 def test_lesson4_random_start(capsys):
-    _accepts(pd4.lesson4_random_start, random_start, capsys=capsys)
+    _accepts(lesson4.lesson4_random_start, random_start, capsys=capsys)
     tf_start = lambda x, e, s: tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, [s, 0], -e, e), 0.0, 255.0)
-    _accepts(pd4.lesson4_random_start, tf_start, capsys=capsys)
-    _blank(pd4.lesson4_random_start, capsys=capsys)
+    _accepts(lesson4.lesson4_random_start, tf_start, capsys=capsys)
+    _blank(lesson4.lesson4_random_start, capsys=capsys)
     rng = lambda s: np.random.default_rng(s)
-    _rejects(pd4.lesson4_random_start, lambda x, e, s: x + rng(s).uniform(-e, e, x.shape), match="0..255")
-    _rejects(pd4.lesson4_random_start, lambda x, e, s: np.clip(x + rng(s).uniform(0, e, x.shape), 0, 255), match="one side")
-    _rejects(pd4.lesson4_random_start, lambda x, e, s: np.clip(x + e * np.sign(rng(s).normal(size=x.shape)), 0, 255),
+    _rejects(lesson4.lesson4_random_start, lambda x, e, s: x + rng(s).uniform(-e, e, x.shape), match="0..255")
+    _rejects(lesson4.lesson4_random_start, lambda x, e, s: np.clip(x + rng(s).uniform(0, e, x.shape), 0, 255), match="one side")
+    _rejects(lesson4.lesson4_random_start, lambda x, e, s: np.clip(x + e * np.sign(rng(s).normal(size=x.shape)), 0, 255),
              match="corners")
-    _rejects(pd4.lesson4_random_start, lambda x, e, s: np.clip(x + np.random.uniform(-e, e, x.shape), 0, 255),
+    _rejects(lesson4.lesson4_random_start, lambda x, e, s: np.clip(x + np.random.uniform(-e, e, x.shape), 0, 255),
              match="same seed")
-    _rejects(pd4.lesson4_random_start, lambda x, e, s: np.clip(x + 2 * e * rng(s).uniform(-1, 1, x.shape), 0, 255),
+    _rejects(lesson4.lesson4_random_start, lambda x, e, s: np.clip(x + 2 * e * rng(s).uniform(-1, 1, x.shape), 0, 255),
              match="leaves the box")
 
 
@@ -179,12 +178,12 @@ def straight_through(x, transform):
 
 
 def test_lesson4_straight_through(capsys):
-    _accepts(pd4.lesson4_straight_through, straight_through, capsys=capsys)
-    _blank(pd4.lesson4_straight_through, capsys=capsys)
-    _rejects(pd4.lesson4_straight_through, lambda x, t: t(x), match="no gradient")
-    _rejects(pd4.lesson4_straight_through, lambda x, t: tf.identity(x), match="forwards")
-    _rejects(pd4.lesson4_straight_through, lambda x, t: x + (t(x) - x), match="no gradient")
-    _rejects(pd4.lesson4_straight_through, lambda x, t: t(x).numpy(), match="tensor")
+    _accepts(lesson4.lesson4_straight_through, straight_through, capsys=capsys)
+    _blank(lesson4.lesson4_straight_through, capsys=capsys)
+    _rejects(lesson4.lesson4_straight_through, lambda x, t: t(x), match="no gradient")
+    _rejects(lesson4.lesson4_straight_through, lambda x, t: tf.identity(x), match="forwards")
+    _rejects(lesson4.lesson4_straight_through, lambda x, t: x + (t(x) - x), match="no gradient")
+    _rejects(lesson4.lesson4_straight_through, lambda x, t: t(x).numpy(), match="tensor")
 
 
 def eot_gradient(loss_fn, x, transforms):
@@ -198,11 +197,11 @@ def eot_gradient(loss_fn, x, transforms):
 
 
 def test_lesson4_eot_gradient(capsys):
-    _accepts(pd4.lesson4_eot_gradient, eot_gradient, capsys=capsys)
-    _blank(pd4.lesson4_eot_gradient, capsys=capsys)
-    _rejects(pd4.lesson4_eot_gradient, lambda f, x, ts: len(ts) * eot_gradient(f, x, ts), match="average, not a sum")
-    _rejects(pd4.lesson4_eot_gradient, lambda f, x, ts: eot_gradient(f, x, ts[:1]), match="one transform")
-    _rejects(pd4.lesson4_eot_gradient, lambda f, x, ts: eot_gradient(f, x, [lambda v: v]) * 0.9, match="differs")
+    _accepts(lesson4.lesson4_eot_gradient, eot_gradient, capsys=capsys)
+    _blank(lesson4.lesson4_eot_gradient, capsys=capsys)
+    _rejects(lesson4.lesson4_eot_gradient, lambda f, x, ts: len(ts) * eot_gradient(f, x, ts), match="average, not a sum")
+    _rejects(lesson4.lesson4_eot_gradient, lambda f, x, ts: eot_gradient(f, x, ts[:1]), match="one transform")
+    _rejects(lesson4.lesson4_eot_gradient, lambda f, x, ts: eot_gradient(f, x, [lambda v: v]) * 0.9, match="differs")
 
 
 # --------------------------------------------------------------------------- student copies of coding exercises

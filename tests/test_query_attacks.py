@@ -186,8 +186,8 @@ def test_targeted_hop_skip_jump_reaches_the_target(five):
 
 
 def test_binary_search_exercise_accepts_the_solution_and_names_each_mistake(capsys):
-    from course_utils.classroom.exercises import WrongAnswer
-    from course_utils.classroom.practice_black_box import lesson5_binary_search
+    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.lesson5 import lesson5_binary_search
 
     def right(is_adv, x, x_adv, tol):
         low, high, length = 0.0, 1.0, np.linalg.norm(x_adv - x)

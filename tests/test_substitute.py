@@ -251,8 +251,8 @@ def test_tool_draws_the_attackers_faces_from_the_training_split_only():
 
 
 def test_practice_check_accepts_the_solution_and_names_mistakes(capsys):
-    from course_utils.classroom.exercises import WrongAnswer
-    from course_utils.classroom.practice_black_box import lesson5_jacobian_step
+    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.lesson5 import lesson5_jacobian_step
 
     def right(model, x, labels, lam):
         with tf.GradientTape() as tape:

@@ -1,9 +1,8 @@
-"""Lesson 6's practice exercises (predict, then a small piece of code), with the conventions of
-:mod:`course_utils.classroom.practice`: ``None`` or a function still returning ``None`` is "not
-answered yet", a right answer prints "correct", a wrong one raises
-:class:`~course_utils.classroom.exercises.WrongAnswer` naming the property that failed (never the
-answer). Exercise 1 pastes a patch, exercise 2 is Carlini & Wagner's margin loss, exercise 3
-CERTIFY's radius.
+"""Lesson 6's exercise checks (``06_real_world``), graded as :mod:`course_utils.classroom.grading` says.
+
+Each exercise is a prediction, then a small piece of code run on hidden cases against a
+reference kept here: exercise 1 pastes a patch, exercise 2 is Carlini & Wagner's margin loss,
+exercise 3 CERTIFY's radius.
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.exercises import _right, _unanswered, WrongAnswer
-from course_utils.classroom.practice import _array, _function, _not_yet, _prediction, _rng, _run, _Stub
+from course_utils.classroom.grading import (
+    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
+    not_yet, run_answer,
+)
 
 __all__ = ["lesson6_paste_corner", "lesson6_margin_loss", "lesson6_certified_radius"]
 
@@ -39,7 +40,7 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
     ``(P, P, 3)`` on it, the patch's top-left pixel at ``(row, col)``; what falls off the photo is
     dropped, the photo itself is not changed."""
     ex = "Exercise 1"
-    if _unanswered(ex, predicted_corner):
+    if not_answered(ex, predicted_corner):
         return
     try:
         corner = tuple(int(v) for v in predicted_corner)
@@ -53,17 +54,18 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
                           "the 4th and the 5th (3.5 pixels after the first): the top-left pixel is at "
                           "13.5 - 3.5 and 23.5 - 3.5, and the bottom-right 7 pixels further.")
     print(f"{ex}: your prediction {corner} is right; now the code.")
-    if not _function(ex, paste_at):
+    if not check_function(ex, paste_at):
         return
     from course_utils.attacks.patch import apply_patch
 
-    rng = _rng(61)
+    rng = hidden_rng(61)
     try:
         for row, col, p in [(5, 9, 8), (0, 0, 4), (30, 2, 6), (-3, 10, 8), (28, 38, 8), (-20, 0, 8)]:
             photo = rng.uniform(0, 255, (36, 44, 3)).astype(np.float32)
             patch = rng.uniform(0, 255, (p, p, 3)).astype(np.float32)
             kept = photo.copy()
-            got = _array(ex, _run(ex, paste_at, photo, patch, row, col), photo.shape, "a photo of the same shape")
+            out = run_answer(ex, paste_at, photo, patch, row, col)
+            got = answer_array(ex, out, photo.shape, "a photo of the same shape")
             if not np.array_equal(photo, kept):
                 raise WrongAnswer(f"{ex}: your function changed the photo it was given: paste on a copy (photo.copy()).")
             want = _paste_reference(photo, patch, row, col)
@@ -77,9 +79,9 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
                                   f"{tuple(int(v) for v in where)} is wrong"
                                   + ("" if inside else " (the patch runs off the photo here: keep only the part "
                                      "that lands on it)") + ".")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, "Your patch lands where the course's placements put it, and off the edge it is cut.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "Your patch lands where the course's placements put it, and off the edge it is cut.")
 
 
 def _margin_reference(logits: np.ndarray, labels: np.ndarray, kappa: float) -> np.ndarray:
@@ -98,12 +100,12 @@ def lesson6_margin_loss(margin_loss: Any, predicted_ce_gradient: Any) -> None:
     import tensorflow as tf
 
     ex = "Exercise 2"
-    if _unanswered(ex, predicted_ce_gradient) or not _function(ex, margin_loss):
+    if not_answered(ex, predicted_ce_gradient) or not check_function(ex, margin_loss):
         return
-    if _prediction(ex, "predicted_ce_gradient", predicted_ce_gradient) != 0.0:
+    if a_number(ex, "predicted_ce_gradient", predicted_ce_gradient) != 0.0:
         raise WrongAnswer(f"{ex}: look at your prediction again: in float32, what is softmax((900, -900))? The "
                           "gradient of the cross-entropy with respect to a logit is p - (1 if it is the label, else 0).")
-    rng = _rng(66)
+    rng = hidden_rng(66)
     cases = [
         (rng.normal(0, 3, (5, 2)), rng.integers(0, 2, 5), 0.0),
         (rng.normal(0, 3, (6, 4)), rng.integers(0, 4, 6), 1.5),  # more classes: the best *other* logit
@@ -114,11 +116,11 @@ def lesson6_margin_loss(margin_loss: Any, predicted_ce_gradient: Any) -> None:
             z = tf.constant(logits, tf.float32)
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                out = _run(ex, margin_loss, z, tf.constant(labels, tf.int32), kappa)
+                out = run_answer(ex, margin_loss, z, tf.constant(labels, tf.int32), kappa)
                 if not isinstance(out, tf.Tensor):
                     raise WrongAnswer(f"{ex}: return a TensorFlow tensor (the attack differentiates it), got {type(out).__name__}.")
                 total = tf.reduce_sum(out)
-            got = _array(ex, out.numpy(), (len(labels),), "one loss per row of logits")
+            got = answer_array(ex, out.numpy(), (len(labels),), "one loss per row of logits")
             want = _margin_reference(logits, labels, kappa)
             if np.allclose(got, -want, atol=1e-3):
                 raise WrongAnswer(f"{ex}: your loss has the wrong sign: the attack minimises it, so it is the true "
@@ -134,9 +136,9 @@ def lesson6_margin_loss(margin_loss: Any, predicted_ce_gradient: Any) -> None:
             if logits is cases[2][0] and (grad is None or not np.any(grad.numpy())):
                 raise WrongAnswer(f"{ex}: on saturated logits (900 and -900) your loss has no gradient: do not go "
                                   "through the softmax; subtract the logits themselves.")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, "Your margin is right on hidden logits, and it keeps its gradient where the softmax is saturated.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "Your margin is right on hidden logits, and it keeps its gradient where the softmax is saturated.")
 
 
 def _radius_reference(p_lower: float, sigma: float) -> float:
@@ -149,15 +151,15 @@ def lesson6_certified_radius(certified_radius: Any, radius_in_sigmas: Any) -> No
     CERTIFY's last line (Cohen et al., 2019): ``sigma * Phi^{-1}(p_lower)`` grey levels (L2) when
     ``p_lower >= 0.5``, and ``0.0`` (abstain) below one half."""
     ex = "Exercise 3"
-    if _unanswered(ex, radius_in_sigmas) or not _function(ex, certified_radius):
+    if not_answered(ex, radius_in_sigmas) or not check_function(ex, certified_radius):
         return
-    if abs(_prediction(ex, "radius_in_sigmas", radius_in_sigmas) - statistics.NormalDist().inv_cdf(0.99)) > 0.1:
+    if abs(a_number(ex, "radius_in_sigmas", radius_in_sigmas) - statistics.NormalDist().inv_cdf(0.99)) > 0.1:
         raise WrongAnswer(f"{ex}: look at your prediction again ({radius_in_sigmas!r} sigmas): the radius is sigma times "
                           "the number of standard deviations below which 99% of a normal distribution lies.")
     cases = [(0.99, 24.0), (0.9, 24.0), (0.75, 10.0), (0.999, 5.0), (0.6, 40.0), (0.5, 24.0), (0.3, 24.0), (0.02, 8.0)]
     try:
         for p, sigma in cases:
-            out = _run(ex, certified_radius, p, sigma)
+            out = run_answer(ex, certified_radius, p, sigma)
             try:
                 got = float(out)
             except (TypeError, ValueError):
@@ -179,6 +181,6 @@ def lesson6_certified_radius(certified_radius: Any, radius_in_sigmas: Any) -> No
                                       "normal quantile of it (statistics.NormalDist().inv_cdf).")
                 raise WrongAnswer(f"{ex}: for p_lower = {p:g}, sigma = {sigma:g} your radius ({got:.4g}) is not "
                                   "sigma times the standard normal quantile of p_lower.")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, "Radius = sigma x Phi^-1(p_lower), and an abstention below one half, on eight hidden cases.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "Radius = sigma x Phi^-1(p_lower), and an abstention below one half, on eight hidden cases.")

@@ -1,10 +1,9 @@
-"""Lesson 5's practice exercises (predict, then a small piece of code), with the conventions of
-:mod:`course_utils.classroom.practice`: ``None`` or a function still returning ``None`` is "not
-answered yet", a right answer prints "correct", a wrong one raises
-:class:`~course_utils.classroom.exercises.WrongAnswer` naming the property that failed (never the
-answer). Each check runs the student's function on hidden cases against a reference kept here:
-exercise 1 the binary search to the boundary (HopSkipJump's first move), exercise 2 Jacobian-based
-augmentation (the substitute), exercise 3 the evolution loop's selection step.
+"""Lesson 5's exercise checks (``05_black_box``), graded as :mod:`course_utils.classroom.grading` says.
+
+Each exercise is a prediction, then a small piece of code run on hidden cases against a
+reference kept here: exercise 1 the binary search to the boundary (HopSkipJump's first move),
+exercise 2 Jacobian-based augmentation (the substitute), exercise 3 the evolution loop's
+selection step.
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.exercises import _boolean, _right, _unanswered, WrongAnswer
-from course_utils.classroom.practice import _array, _function, _not_yet, _prediction, _rng, _run, _Stub
+from course_utils.classroom.grading import (
+    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
+    not_yet, run_answer, true_or_false,
+)
 
 __all__ = ["bisection_queries", "lesson5_binary_search", "lesson5_jacobian_step", "lesson5_keep_better"]
 
@@ -51,23 +52,24 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
     wrong, at most ``tolerance`` grey levels (L2) past the boundary, asking ``is_adversarial`` about
     one picture at a time and as few times as a binary search needs."""
     ex = "Exercise 1"
-    if _unanswered(ex, predicted_queries):
+    if not_answered(ex, predicted_queries):
         return
-    guess = _prediction(ex, "predicted_queries", predicted_queries)
+    guess = a_number(ex, "predicted_queries", predicted_queries)
     want = bisection_queries(1000.0, 1.0)
     if guess != want:
         raise WrongAnswer(f"{ex}: not {guess:g}. Each query halves the gap between the two ends: after k "
                           f"queries it is 1000 / 2**k grey levels. How large must k be to reach 1?")
-    if not _function(ex, to_boundary):
+    if not check_function(ex, to_boundary):
         return
-    rng = _rng(55)
+    rng = hidden_rng(55)
     cases = [((8, 8, 1), 0.3, 1.0), ((6, 6, 3), 0.75, 0.5), ((16, 16, 1), 0.55, 2.0), ((4, 4, 3), 0.9, 0.1)]
     try:
         for shape, fraction, tol in cases:
             x = rng.uniform(0, 255, shape)
             x_adv = np.clip(x + rng.normal(0, 120, shape), 0, 255)
             line = _Line(x, x_adv, fraction, rng)
-            got = _array(ex, _run(ex, to_boundary, line, x.copy(), x_adv.copy(), tol), shape, "one picture like x")
+            out = run_answer(ex, to_boundary, line, x.copy(), x_adv.copy(), tol)
+            got = answer_array(ex, out, shape, "one picture like x")
             asked = line.queries
             seg = (x_adv - x).ravel()
             a = float((got - x).ravel() @ seg / (seg @ seg))
@@ -86,17 +88,17 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
             if asked > most:
                 raise WrongAnswer(f"{ex}: you asked {asked} questions where a binary search needs at most {most}: "
                                   "ask only about the midpoint, once per halving.")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays "
-                      "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays "
+                       "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
 
 
 def _tiny_model(seed: int):
     """A small random CNN, ``(N, 6, 6, 1)`` pixels 0..255 -> 3 logits: hidden from the student."""
     import keras
 
-    rng = _rng(seed)
+    rng = hidden_rng(seed)
     inputs = keras.Input((6, 6, 1))
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh")(x)
@@ -127,10 +129,10 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
     from course_utils.attacks.substitute import jacobian_augment
 
     ex = "Exercise 2"
-    if _unanswered(ex, queries):
+    if not_answered(ex, queries):
         pass
     else:
-        said = _prediction(ex, "queries", queries)
+        said = a_number(ex, "queries", queries)
         want = seed_faces * 2 ** (rounds - 1)   # every picture of the last set was asked about exactly once
         if said == want:
             print(f"{ex}, the prediction: correct. The last set holds {seed_faces} x 2^{rounds - 1} pictures, "
@@ -144,11 +146,11 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
         else:
             raise WrongAnswer(f"{ex}: {said:g} queries is not it. Each round, how many pictures are new, and "
                               "how many rounds add pictures?")
-    if not _function(ex, jacobian_step):
+    if not check_function(ex, jacobian_step):
         return
     import tensorflow as tf
 
-    rng = _rng(55)
+    rng = hidden_rng(55)
     try:
         for k, (n, lam) in enumerate([(4, 25.0), (3, 8.0)]):
             model = _tiny_model(50 + k)
@@ -156,8 +158,8 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
                         0, 255).astype(np.float32)
             y = rng.integers(0, 3, n).astype(np.int64)
             want = jacobian_augment(model, x, y, lam)
-            got = _array(ex, _run(ex, jacobian_step, model, tf.constant(x), tf.constant(y), lam), x.shape,
-                         "the new pictures, x's shape")
+            out = run_answer(ex, jacobian_step, model, tf.constant(x), tf.constant(y), lam)
+            got = answer_array(ex, out, x.shape, "the new pictures, x's shape")
             if np.allclose(got, want, atol=1e-3):
                 continue
             if np.allclose(got, want - x, atol=1e-3):
@@ -176,9 +178,9 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
                                   f"yours move by {moved.min():.3g} to {moved.max():.3g}: take the sign.")
             raise WrongAnswer(f"{ex}: your new pictures differ from the augmentation step on a hidden model: take "
                               "the gradient of each picture's *own* label's logit with respect to x.")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, "Your step agrees with jacobian_augment on two hidden models.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "Your step agrees with jacobian_augment on two hidden models.")
 
 
 def _keep_better_reference(parent: np.ndarray, parent_p: float, children: np.ndarray, children_p: np.ndarray) -> tuple[np.ndarray, float]:
@@ -192,12 +194,12 @@ def lesson5_keep_better(keep_better: Any, best_can_fall: Any) -> None:
     ``keep_better(parent, parent_p, children, children_p) -> (genome, p)`` is the selection step:
     the best child if it is strictly better than the parent, else the parent."""
     ex = "Exercise 3"
-    if _unanswered(ex, best_can_fall) or not _function(ex, keep_better):
+    if not_answered(ex, best_can_fall) or not check_function(ex, keep_better):
         return
-    if _boolean(ex, "best_can_fall", best_can_fall):
+    if true_or_false(ex, "best_can_fall", best_can_fall):
         raise WrongAnswer(f"{ex}: look at your prediction again: the parent is only ever replaced by a child "
                           "that is better, so what can the best probability do from one generation to the next?")
-    rng = _rng(55)
+    rng = hidden_rng(55)
     parent = rng.uniform(0, 1, (4, 4, 3))
     children = rng.uniform(0, 1, (6, 4, 4, 3))
     cases = {
@@ -209,10 +211,10 @@ def lesson5_keep_better(keep_better: Any, best_can_fall: Any) -> None:
     try:
         for what, (parent_p, children_p) in cases.items():
             want_genome, want_p = _keep_better_reference(parent, parent_p, children, children_p)
-            out = _run(ex, keep_better, parent.copy(), parent_p, children.copy(), children_p.copy())
+            out = run_answer(ex, keep_better, parent.copy(), parent_p, children.copy(), children_p.copy())
             if not isinstance(out, tuple) or len(out) != 2:
                 raise WrongAnswer(f"{ex}: return two things, (genome, probability), got {type(out).__name__}.")
-            genome = _array(ex, out[0], parent.shape, "one genome, of the parent's shape")
+            genome = answer_array(ex, out[0], parent.shape, "one genome, of the parent's shape")
             try:
                 p = float(out[1])
             except (TypeError, ValueError):
@@ -229,7 +231,7 @@ def lesson5_keep_better(keep_better: Any, best_can_fall: Any) -> None:
                                       "keep the parent on a tie (a child must be strictly better).")
                 raise WrongAnswer(f"{ex}: with {what}, the genome you return is not the one whose probability "
                                   "you return.")
-    except _Stub:
-        return _not_yet(ex)
-    return _right(ex, "The parent survives until a child is strictly better, so the best probability can only "
-                      "rise or stay: that is elitism, and the curve above is a staircase.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "The parent survives until a child is strictly better, so the best probability can only "
+                       "rise or stay: that is elitism, and the curve above is a staircase.")

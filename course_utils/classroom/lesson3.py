@@ -1,0 +1,181 @@
+"""Lesson 3's exercise checks (``03_feature_visualization``), graded as :mod:`course_utils.classroom.grading` says.
+
+Exercises 1-3 are answers read off the lesson's runs (exercise 3 runs ``maximize_class`` itself);
+exercises 4 and 5 are coding tasks (the receptive-field formula, total variation).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from course_utils.classroom.grading import (
+    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_answered, not_yet,
+    run_answer, true_or_false, whole_number,
+)
+
+__all__ = [
+    "lesson3_receptive_field", "lesson3_jitter_prevents_099", "lesson3_fewest_steps",
+    "lesson3_receptive_field_formula", "lesson3_total_variation",
+]
+
+
+# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
+
+
+def lesson3_receptive_field(
+    largest_layer: Any, sees_whole: Any, fields: Mapping[str, int], input_size: int = 224
+) -> None:
+    """Exercise 3.1: the shown layer with the largest receptive field, and whether it covers the
+    whole ``input_size`` picture. ``fields`` maps layer name -> receptive field in pixels."""
+    ex = "Exercise 1"
+    if not_answered(ex, largest_layer, sees_whole):
+        return
+    if largest_layer not in fields:
+        raise WrongAnswer(f"{ex}: {largest_layer!r} is not one of the layers we looked at: {list(fields)}.")
+    best = max(fields, key=fields.get)
+    if largest_layer != best:
+        raise WrongAnswer(
+            f"{ex}: {largest_layer!r} sees {fields[largest_layer]} pixels, but another layer sees more. "
+            "Look at the receptive_field column of section 1."
+        )
+    whole = true_or_false(ex, "sees_whole_picture", sees_whole)
+    if whole != (fields[best] >= input_size):
+        raise WrongAnswer(
+            f"{ex}: the layer is right; now compare its receptive field ({fields[best]} pixels) with the "
+            f"picture's side ({input_size} pixels)."
+        )
+    return correct(ex, f"{best} sees {fields[best]} pixels along a side, the picture has {input_size}.")
+
+
+def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> None:
+    """Exercise 3.2: does jitter alone keep "sea snake" below 0.99 at every step of the run?
+
+    ``jittered_probabilities`` is p(sea snake) at every step of the jittered run.
+    """
+    ex = "Exercise 2"
+    if not_answered(ex, answer):
+        return
+    said = true_or_false(ex, "jitter_prevents_099", answer)
+    best = float(np.max(jittered_probabilities))
+    if said != (best < 0.99):
+        raise WrongAnswer(
+            f"{ex}: jitter_prevents_099 = {said} does not match the run. Look at the highest probability "
+            "the jittered run reached, not only at its last step."
+        )
+    return correct(ex, f"The jittered run's highest p(sea snake) is {best:.4f}.")
+
+
+def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> None:
+    """Exercise 3.3: the fewest steps of 1 grey level (RMS) that push ``answer_class`` to p >= 0.99
+    in ``image``. Runs ``maximize_class`` for ``answer_steps`` steps once."""
+    from course_utils.vis.filters import maximize_class
+
+    ex = "Exercise 3"
+    if not_answered(ex, answer_class, answer_steps):
+        return
+    steps = whole_number(ex, "coffee_steps", answer_steps)
+    if steps < 1:
+        raise WrongAnswer(f"{ex}: coffee_steps must be at least 1, got {steps}.")
+    run = maximize_class(model, answer_class, image=image, steps=steps, step_size=1.0, progress=False)
+    curve = run.curves().iloc[:, 0].to_numpy()
+    name = run.what[0]
+    if curve[-1] < 0.99:
+        raise WrongAnswer(
+            f"{ex}: after {steps} steps p({name}) is {curve[-1]:.3f}, not yet 0.99. Try more steps "
+            "(or another class)."
+        )
+    first = int(np.argmax(curve >= 0.99))
+    if first < steps:
+        raise WrongAnswer(
+            f"{ex}: {steps} steps work, but p({name}) already reached 0.99 earlier. Try fewer steps: "
+            "the run's curve shows where it crosses 0.99."
+        )
+    return correct(ex, f"'{name}' reaches p = {curve[-1]:.3f} at step {steps}, and not before.")
+
+
+# --------------------------------------------------------------------------- exercises 4-5: coding tasks
+
+
+def _field(layers: Sequence[tuple[int, int]]) -> int:
+    field, jump = 1, 1
+    for kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def lesson3_receptive_field_formula(field_of: Any) -> None:
+    """Exercise 3.4: ``field_of(layers)`` gives the receptive field (pixels along one side) of a unit
+    of the last layer of a plain stack ``layers``, a list of ``(kernel_size, stride)`` pairs."""
+    ex = "Exercise 4"
+    if not check_function(ex, field_of):
+        return
+    rng = hidden_rng(34)
+    stacks = [[(3, 1)], [(3, 1), (3, 1)], [(3, 2), (3, 1)], [(2, 2), (2, 2), (2, 2)], [(5, 1), (2, 2)] * 3,
+              [(int(rng.integers(1, 8)), int(rng.integers(1, 3))) for _ in range(6)], []]
+    try:
+        for layers in stacks:
+            got = run_answer(ex, field_of, list(layers))
+            if isinstance(got, bool) or not isinstance(got, (Real, np.integer)):
+                raise WrongAnswer(f"{ex}: your function should return a number of pixels, got {got!r}.")
+            if got == _field(layers):
+                continue
+            if not layers:
+                raise WrongAnswer(f"{ex}: with no layer at all, a 'unit' is one input pixel: what does it see?")
+            if got == 1 + sum(k - 1 for k, _ in layers):
+                raise WrongAnswer(f"{ex}: your field ignores the strides. After a stride-2 layer, neighbouring "
+                                  "units of the next layer are 2 input pixels apart, and so on.")
+            shifted = 1 + sum((k - 1) * int(np.prod([s for _, s in layers[:i + 1]])) for i, (k, _) in enumerate(layers))
+            if got == shifted:
+                raise WrongAnswer(f"{ex}: a layer's stride spaces out the units of the layers *after* it, not "
+                                  "the windows of its own kernel.")
+            raise WrongAnswer(f"{ex}: your field is wrong for a hidden stack of {len(layers)} layers; try it by hand "
+                              "on [(3, 2), (3, 1)] by drawing the pixels one unit of the second layer sees.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, f"Your formula agrees on {len(stacks)} hidden stacks.")
+
+
+def _tv(x: np.ndarray) -> np.ndarray:
+    dy = np.abs(x[:, 1:] - x[:, :-1]).mean(axis=(1, 2, 3))
+    dx = np.abs(x[:, :, 1:] - x[:, :, :-1]).mean(axis=(1, 2, 3))
+    return dy + dx
+
+
+def lesson3_total_variation(total_variation: Any) -> None:
+    """Exercise 3.5: ``total_variation(x)`` is section 5's regulariser with weight 1 for a batch
+    ``(N, H, W, C)``: per image, the mean absolute difference between vertical neighbours plus
+    that between horizontal neighbours."""
+    ex = "Exercise 5"
+    if not check_function(ex, total_variation):
+        return
+    rng = hidden_rng(35)
+    stripes = np.tile(np.array([0.0, 10.0] * 4)[None, :, None], (8, 1, 3))[None]    # changes along a row only
+    cases = [stripes, np.transpose(stripes, (0, 2, 1, 3)), rng.uniform(0, 255, (2, 6, 5, 3)),
+             np.full((1, 4, 4, 3), 128.0), rng.normal(128, 20, (3, 9, 7, 1))]
+    try:
+        for x in cases:
+            want = _tv(x)
+            out = run_answer(ex, total_variation, x.astype(np.float32))
+            got = answer_array(ex, out, want.shape, "one number per image")
+            if np.allclose(got, want, rtol=1e-3, atol=1e-4):
+                continue
+            if want.max() > 0 and np.allclose(got, 0, atol=1e-6):
+                raise WrongAnswer(f"{ex}: your total variation is 0 for stripes that change along one direction: "
+                                  "count the differences in both directions.")
+            twice = answer_array(ex, run_answer(ex, total_variation, 2 * x.astype(np.float32)), want.shape,
+                                 "one number per image")
+            if want.max() > 0 and not np.allclose(twice, 2 * got, rtol=1e-3):
+                raise WrongAnswer(f"{ex}: doubling the picture should double its total variation (absolute "
+                                  "differences); yours does not, so something is squared.")
+            if want.max() == 0:
+                raise WrongAnswer(f"{ex}: a flat picture has no variation, yours gives {got.tolist()} (wrapping "
+                                  "around the edge? compare each pixel with its neighbour, not the last with the first).")
+            raise WrongAnswer(f"{ex}: your total variation differs on a hidden batch. Use means, not sums, so a "
+                              "bigger picture of the same pattern scores the same.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, f"Your total variation agrees on {len(cases)} hidden batches, stripes both ways included.")
