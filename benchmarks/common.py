@@ -13,8 +13,7 @@ import numpy as np
 
 from benchmarks.measure import PeakMemory, median, timed
 from course_utils.models.faces import DEFAULT_WEIGHTS, build_gender_cnn, load_gender_cnn
-from course_utils.io.images import load_image
-from course_utils.io.samples import sample_face, sample_image
+from course_utils.io.images import load_image, sample_face, sample_image
 from course_utils.models.imagenet import load_imagenet_model
 
 __all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "log", "max_diff", "warm_up", "first_trace", "traces_of", "steps_if"]

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from benchmarks.workloads import Context, Plan, Side, WorkloadResult, log
 from course_utils.vis.filters import maximize_class
-from course_utils.models.labels import resolve_classes
+from course_utils.models.labels import ClassNames
 
 NAME = "lucid_vs_tf_keras_vis"
 TARGET = "sea snake"
@@ -95,7 +95,7 @@ def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
     t0 = time.perf_counter()
     vis = maximize_class(model, TARGET, steps=steps, style="lucid", progress=False)  # the compiled loop is reused
     warm_s = time.perf_counter() - t0
-    index = resolve_classes(TARGET, model)[0]
+    index = ClassNames.of(model).index(TARGET)
     p_lucid = float(tf.nn.softmax(model(vis.pixels, training=False))[0, index])
     cold, warm = _tf_keras_vis_runs(model, index, baseline_steps)
     course = Side(f"course_utils.vis.filters.maximize_class(style='lucid'), {steps} steps (first call incl. tracing)",

@@ -37,8 +37,8 @@ from benchmarks.common import (
 )
 from benchmarks.measure import PeakMemory, interleave, median, timed
 from course_utils.attacks.gradient import iterative_attack, noise_filter
-from course_utils.models.faces import gender_class_index
-from course_utils.models.labels import resolve_class
+from course_utils.models.faces import GENDER_CLASSES
+from course_utils.models.labels import ClassNames
 from course_utils.core.objectives import CrossEntropy, weak
 from course_utils.core.cache import loop_for
 from course_utils.core.penalties import L2Penalty
@@ -66,7 +66,7 @@ def _noise_course(ctx: Context, steps: int, jit_compile: bool = False) -> Callab
 
 def _noise_tutorial(ctx: Context, steps: int) -> Callable[[], np.ndarray]:
     model, _ = ctx.gender
-    target = gender_class_index(NOISE_TARGET)
+    target = ClassNames.of(GENDER_CLASSES).index(NOISE_TARGET)
     return lambda: eager_noise_filter(model, ctx.face, target, beta=NOISE_BETA, steps=steps, learning_rate=NOISE_LR)
 
 
@@ -77,7 +77,7 @@ def _noise_parts(ctx: Context, steps: int) -> dict[str, Callable[[], Any]]:
     ``perturb_xla`` the same with the step compiled by XLA; ``perturb_xla_loop`` with the whole
     while-loop compiled by XLA (``jit_compile="loop"``)."""
     model, _ = ctx.gender
-    data = {"labels": [gender_class_index(NOISE_TARGET)], "beta": NOISE_BETA}
+    data = {"labels": [ClassNames.of(GENDER_CLASSES).index(NOISE_TARGET)], "beta": NOISE_BETA}
     pieces = (L2Penalty(), PixelRange())
     loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces)
     xla = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile=True)
@@ -120,7 +120,7 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     result = outputs["course"][-1]
     baseline_x = outputs["baseline"][-1]
     model, _ = ctx.gender
-    p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, gender_class_index(NOISE_TARGET)])
+    p_baseline = float(tf.nn.softmax(model(baseline_x, training=False))[0, ClassNames.of(GENDER_CLASSES).index(NOISE_TARGET)])
     return WorkloadResult(
         name="noise_filter",
         title=f"noise filter, {model_label}, beta={NOISE_BETA:g}, lr={NOISE_LR:g}",
@@ -177,7 +177,7 @@ def noise_filter_scaling(ctx: Context, plan: Plan, w1: WorkloadResult) -> list[d
 
 
 def _attack_inputs(ctx: Context, batch: int) -> tuple[np.ndarray, int]:
-    return np.repeat(ctx.cat[None], batch, axis=0), resolve_class(ATTACK_TARGET, ctx.imagenet)
+    return np.repeat(ctx.cat[None], batch, axis=0), ClassNames.of(ctx.imagenet).index(ATTACK_TARGET)
 
 
 def _attack_course(ctx: Context, images: np.ndarray, steps: int, step_size: float) -> Callable[[], Any]:
@@ -359,7 +359,7 @@ def filters_workload(ctx: Context, plan: Plan) -> WorkloadResult:
 def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     """Workload 4: draw "sea snake" from noise, ``maximize_class`` vs a backend-function loop."""
     model = ctx.imagenet
-    index = resolve_class(CLASS_TARGET, model)
+    index = ClassNames.of(model).index(CLASS_TARGET)
     steps, reps = plan.class_steps, plan.reps
     start = gray_noise(model.input_shape[1:], seed=[SEED, index], amplitude=NOISE_AMPLITUDE)[None]
     keras_function = BackendFunctionClassMaximizer(model)

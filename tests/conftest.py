@@ -14,16 +14,16 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def imagenet_model():
     """EfficientNet-Lite0, loaded once for the whole session (offline)."""
-    from course_utils.models.efficientnet_lite import load_efficientnet_lite0
+    from course_utils.models.efficientnet_lite import load_efficientnet_lite
 
-    return load_efficientnet_lite0()
+    return load_efficientnet_lite("efficientnet_lite0")
 
 
 @pytest.fixture(scope="session")
 def cat_224() -> np.ndarray:
     """skimage's chelsea (a cat), 224x224x3 float pixels 0..255."""
     from course_utils.io.images import load_image
-    from course_utils.io.samples import sample_image
+    from course_utils.io.images import sample_image
 
     return load_image(sample_image("chelsea"), size=224)
 

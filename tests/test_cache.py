@@ -17,7 +17,7 @@ import pytest
 from course_utils.core import cache as optimize
 from course_utils.attacks.gradient import fgsm, iterative_attack, noise_filter
 from course_utils.models.faces import load_gender_cnn
-from course_utils.io.samples import sample_face
+from course_utils.io.images import sample_face
 from course_utils.core.objectives import CrossEntropy, weak
 from course_utils.core.gradient_loop import GradientLoop
 from course_utils.core.cache import cached_keys, cached_loop, loop_for

@@ -12,9 +12,8 @@ from course_utils.attacks.detection import (
     squeeze_score, threshold_for_fpr,
 )
 from course_utils.attacks.gradient import pgd_attack
-from course_utils.io.samples import FACE_BOXES, sample_face
-from course_utils.models.face_variants import face_facts
-from course_utils.models.faces import load_gender_cnn
+from course_utils.io.images import FACE_BOXES, sample_face
+from course_utils.models.faces import face_facts, load_gender_cnn
 
 
 def _faces() -> np.ndarray:

@@ -12,9 +12,8 @@ import tensorflow as tf
 
 from course_utils.attacks.gradient import pgd_attack, pgd_perturb
 from course_utils.core.ops import logit_margin
-from course_utils.io.samples import FACE_BOXES, sample_face
-from course_utils.models.face_variants import FACE_VARIANTS, face_facts, load_face_model
-from course_utils.models.faces import load_gender_cnn
+from course_utils.io.images import FACE_BOXES, sample_face
+from course_utils.models.faces import FACE_VARIANTS, face_facts, load_face_model, load_gender_cnn
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,9 @@ from course_utils.models.faces import (
     DEFAULT_WEIGHTS,
     GENDER_CLASSES,
     build_gender_cnn,
-    gender_class_index,
     load_gender_cnn,
 )
+from course_utils.models.labels import ClassNames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces48.npz"
@@ -30,7 +30,7 @@ def shipped_model() -> keras.Model:
 def astronaut_face() -> np.ndarray:
     """The lessons' well-framed face of skimage's astronaut (``sample_face``): (48, 48) float32
     pixels 0..255, the same face the model card's smoke test uses."""
-    from course_utils.io.samples import sample_face
+    from course_utils.io.images import sample_face
 
     return sample_face("astronaut")[..., 0]
 
@@ -70,11 +70,13 @@ def test_architecture_and_parameter_count(shipped_model):
 
 def test_classes_and_index():
     assert GENDER_CLASSES == ("man", "woman")
-    assert gender_class_index(0) == 0
-    assert gender_class_index(1) == 1
-    assert gender_class_index(np.int64(1)) == 1
-    assert gender_class_index("Woman") == 1
-    assert gender_class_index(" MAN ") == 0
+    classes = ClassNames.of(build_gender_cnn())  # the model names its classes
+    assert classes.names == GENDER_CLASSES
+    assert classes.index(0) == 0
+    assert classes.index(1) == 1
+    assert classes.index(np.int64(1)) == 1
+    assert classes.index("Woman") == 1
+    assert classes.index(" MAN ") == 0
 
 
 # (b) predictions of the shipped model ------------------------------------------------------
@@ -92,7 +94,7 @@ def test_astronaut_crop_is_classified_woman(shipped_model):
     assert face.shape == (48, 48) and 0 <= face.min() and face.max() <= 255
     logits = np.asarray(shipped_model(face[None, :, :, None]))
     probabilities = np.asarray(keras.ops.softmax(logits, axis=-1))[0]
-    assert int(np.argmax(logits)) == gender_class_index("woman"), probabilities
+    assert int(np.argmax(logits)) == ClassNames.of(shipped_model).index("woman"), probabilities
     # Measured 0.698 on both numeric paths; 0.55 keeps a margin of 0.6 in log-odds (issue: checks that hold on any CPU).
     assert probabilities[1] > 0.55, probabilities
 
@@ -144,9 +146,9 @@ def test_split_is_stratified_and_seeded():
 
 
 @pytest.mark.parametrize("bad", [2, -1, "girl", "", None, 1.0, True, "0"])
-def test_gender_class_index_rejects(bad):
+def test_face_class_index_rejects(bad):
     with pytest.raises(ValueError, match="allowed"):
-        gender_class_index(bad)
+        ClassNames.of(GENDER_CLASSES).index(bad)
 
 
 def test_missing_weights_file(tmp_path):

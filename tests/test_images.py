@@ -3,8 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.io.samples import SAMPLE_IMAGES, sample_face, sample_image
 from course_utils.io.images import (
+    SAMPLE_IMAGES,
+    sample_face,
+    sample_image,
     ImageLoadError,
     as_batch,
     center_crop_resize,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.models.labels import UnknownClassError, imagenet_class_index, imagenet_label, imagenet_synonyms, resolve_class
+from course_utils.models.labels import ClassNames, UnknownClassError, imagenet_class_index, imagenet_label, imagenet_synonyms
 
 
 def test_labels_used_by_the_lessons():
@@ -32,16 +32,16 @@ def test_ambiguous_name_lists_both_classes():
         imagenet_class_index("crane")
 
 
-def test_resolve_class():
-    assert resolve_class("mouse") == 673
-    assert resolve_class(np.int64(3)) == 3
+def test_class_names_index():
+    assert ClassNames.of().index("mouse") == 673  # None: the ImageNet classes
+    assert ClassNames.of().index(np.int64(3)) == 3
     with pytest.raises(ValueError, match="outside 0..999"):
-        resolve_class(1000)
+        ClassNames.of().index(1000)
     with pytest.raises(ValueError, match="outside 0..1"):
-        resolve_class(2, num_classes=2)
+        ClassNames.of(2).index(2)
     with pytest.raises(ValueError, match="needs an ImageNet model"):
-        resolve_class("cat", num_classes=2)
+        ClassNames.of(2).index("cat")
     with pytest.raises(TypeError):
-        resolve_class(2.5)
+        ClassNames.of().index(2.5)
     with pytest.raises(ValueError):
         imagenet_label(-1)

@@ -1,5 +1,5 @@
 """Small checks for lessons 5 and 6 not covered elsewhere: the face-variant loader's contract
-(course_utils.models.face_variants), the practice checks no other test drives (lesson 5's
+(course_utils.models.faces), the practice checks no other test drives (lesson 5's
 selection step, lesson 6's certified radius, the notebook's margin loss, blank answers), and the
 compiled loop's promise that many models never set off TensorFlow's retracing warning.
 
@@ -18,9 +18,8 @@ import tensorflow as tf
 
 from course_utils.classroom import lesson5, lesson6
 from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
-from course_utils.io.samples import sample_face
-from course_utils.models.face_variants import FACE_VARIANTS, face_card, face_facts, load_face_model
-from course_utils.models.faces import build_gender_cnn
+from course_utils.io.images import sample_face
+from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, face_card, face_facts, load_face_model
 
 NAMES = ("substitute", "distilled", "noisy")
 
@@ -232,7 +231,6 @@ def test_compiled_forward_gives_logits_probabilities_and_labels_and_lets_the_mod
     import gc
     import weakref
 
-    from course_utils.models.faces import build_gender_cnn
     from course_utils.models.forward import compiled_forward
 
     model = build_gender_cnn()

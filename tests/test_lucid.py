@@ -136,8 +136,7 @@ def test_noise_gives_every_param_the_same_start(imagenet_model):
 
 
 def test_a_class_pushed_into_a_photo_through_the_fourier_param(imagenet_model):
-    from course_utils.io.images import load_image
-    from course_utils.io.samples import sample_image
+    from course_utils.io.images import load_image, sample_image
 
     photo = load_image(sample_image("astronaut"), size=224)
     vis = maximize_class(imagenet_model, "triceratops", image=photo, steps=6, step_size=0.005, param="fourier",

@@ -12,16 +12,13 @@ import keras
 import numpy as np
 import pytest
 
-from course_utils.models.efficientnet_lite import LITE_VARIANTS, lite_variant
-from course_utils.io.samples import SAMPLE_IMAGES, sample_image
-from course_utils.io.images import ImageLoadError, load_image
+from course_utils.io.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.efficientnet_lite import (
-    build_efficientnet_lite0,
-    default_lite0_weights_path,
+    LITE_VARIANTS,
     default_lite_weights_path,
     load_efficientnet_lite,
-    load_efficientnet_lite0,
+    lite_variant,
 )
 from course_utils.models.imagenet import (
     input_size,
@@ -29,8 +26,7 @@ from course_utils.models.imagenet import (
     load_vgg16,
     predict_top_k,
 )
-from course_utils.io.safe_pickle import CorruptWeightsError
-from course_utils.io.pth import load_pth_state_dict
+from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
 
 DATA = Path(__file__).parent / "data"
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -122,13 +118,7 @@ def test_variants_are_named_and_unknown_ones_list_the_choices():
 
 def test_weights_of_another_variant_are_refused():
     with pytest.raises(ValueError, match="not an EfficientNet-Lite1 state dict"):
-        load_efficientnet_lite("efficientnet_lite1", default_lite0_weights_path())
-
-
-def test_lite0_wrappers_keep_working():
-    model = build_efficientnet_lite0()
-    assert model.name == "efficientnet_lite0" and input_size(model) == 224
-    assert default_lite_weights_path(0) == default_lite0_weights_path()
+        load_efficientnet_lite("efficientnet_lite1", default_lite_weights_path("efficientnet_lite0"))
 
 
 def test_lite0_sees_cats_and_espresso(imagenet_model):
@@ -190,6 +180,6 @@ def test_the_environment_variable_chooses(monkeypatch, tmp_path):
 
 def test_corrupt_weights_file_is_reported(tmp_path):
     bad = tmp_path / "lite0.pth"
-    bad.write_bytes(default_lite0_weights_path().read_bytes()[:100_000])
+    bad.write_bytes(default_lite_weights_path("efficientnet_lite0").read_bytes()[:100_000])
     with pytest.raises(CorruptWeightsError, match="truncated"):
-        load_efficientnet_lite0(bad)
+        load_efficientnet_lite("efficientnet_lite0", bad)

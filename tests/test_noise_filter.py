@@ -7,8 +7,7 @@ import pytest
 
 from course_utils.attacks.gradient import noise_filter
 from course_utils.models.faces import load_gender_cnn
-from course_utils.io.images import ImageLoadError
-from course_utils.io.samples import sample_face
+from course_utils.io.images import ImageLoadError, sample_face
 
 MAN, WOMAN = 0, 1
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from course_utils.models.faces import load_gender_cnn
-from course_utils.io.samples import sample_face
+from course_utils.io.images import sample_face
 from course_utils.core.objectives import ClassLogit, CrossEntropy, FilterMean, Objective, Sum, as_objective
 from course_utils.core.gradient_loop import GradientLoop
 

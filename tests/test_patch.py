@@ -111,8 +111,7 @@ def test_bad_patches_and_sizes_are_refused_before_any_work(imagenet_model):
 
 
 def test_a_short_patch_optimisation_raises_the_targets_probability(imagenet_model, cat_224):
-    from course_utils.io.images import load_image
-    from course_utils.io.samples import sample_image
+    from course_utils.io.images import load_image, sample_image
 
     photos = np.stack([cat_224, load_image(sample_image("coffee"), size=224)])
     result = train_patch(imagenet_model, photos, "toaster", size=80, steps=8, step_size=16.0, placements=4, seed=0,

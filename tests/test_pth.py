@@ -10,20 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.models.efficientnet_lite import default_lite0_weights_path
-from course_utils.io.safe_pickle import CorruptWeightsError, UnsafePickleError
-from course_utils.io.pth import load_pth_state_dict
+from course_utils.models.efficientnet_lite import default_lite_weights_path
+from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
 
 MAGIC = 0x1950A86A20F9469CFC6C
 
 
 @pytest.fixture(scope="module")
 def lite0_bytes() -> bytes:
-    return default_lite0_weights_path().read_bytes()
+    return default_lite_weights_path("efficientnet_lite0").read_bytes()
 
 
 def test_reads_the_shipped_efficientnet_weights():
-    state = load_pth_state_dict(default_lite0_weights_path())
+    state = load_pth_state_dict(default_lite_weights_path("efficientnet_lite0"))
     assert len(state) == 296
     weights = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
     assert weights == 4_694_024

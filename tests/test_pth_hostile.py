@@ -3,7 +3,7 @@ poisoning, and a seeded fuzz run.
 
 Files are written opcode by opcode (the helpers below), so each test says exactly which pickle
 instructions the hostile file holds. Anything that could crash the interpreter if the reader
-regressed runs in a child process that imports only ``course_utils/io/pth.py`` and its unpickler (no TensorFlow), with
+regressed runs in a child process that imports only ``course_utils/io/pth.py`` (no TensorFlow), with
 a memory limit and a timeout.
 """
 
@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.models.efficientnet_lite import default_lite0_weights_path
-from course_utils.io.safe_pickle import CorruptWeightsError, UnsafePickleError
-from course_utils.io.pth import load_pth_state_dict
+from course_utils.models.efficientnet_lite import default_lite_weights_path
+from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
 
 PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -207,7 +206,7 @@ POISON = {
 
 @pytest.fixture(scope="module")
 def lite0_reference() -> dict[str, np.ndarray]:
-    return load_pth_state_dict(default_lite0_weights_path())
+    return load_pth_state_dict(default_lite_weights_path("efficientnet_lite0"))
 
 
 @pytest.mark.parametrize("case", sorted(POISON))
@@ -218,7 +217,7 @@ def test_build_on_an_allowed_global_is_refused(tmp_path, case, lite0_reference):
     with pytest.raises(UnsafePickleError, match=r"tried to set the state of the reader's '(FloatStorage|_rebuild_tensor_v2|OrderedDict)' \(pickle BUILD\)"):
         load_pth_state_dict(path)
     # The process is unharmed: the shipped weights still read as they did before the attempt.
-    again = load_pth_state_dict(default_lite0_weights_path())
+    again = load_pth_state_dict(default_lite_weights_path("efficientnet_lite0"))
     assert list(again) == list(lite0_reference)
     stem = again["_conv_stem.weight"]
     assert stem.dtype == np.float32 and np.isfinite(stem).all()

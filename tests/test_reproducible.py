@@ -21,7 +21,7 @@ PROGRAM = """
 import hashlib, numpy as np
 import course_utils
 from course_utils.attacks.gradient import iterative_attack, noise_filter
-from course_utils.io.samples import sample_face
+from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 from course_utils.core.transforms import Jitter
 from course_utils.vis.filters import maximize_class

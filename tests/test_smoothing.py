@@ -164,8 +164,8 @@ def test_certified_accuracy_falls_with_the_radius(half_plane):
 
 def test_l2_pgd_within_the_radius_does_not_move_the_smoothed_answer():
     from course_utils.attacks.gradient import pgd_attack
-    from course_utils.io.samples import FACE_BOXES, sample_face
-    from course_utils.models.face_variants import face_facts, load_face_model
+    from course_utils.io.images import FACE_BOXES, sample_face
+    from course_utils.models.faces import face_facts, load_face_model
 
     model, sigma = load_face_model("noisy"), float(face_facts("noisy")["sigma"])
     faces = np.stack([sample_face(name) for name in FACE_BOXES])

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack, noise_filter
 from course_utils.checks import WrongTypeError
-from course_utils.models.faces import GENDER_CLASSES, gender_class_index, load_gender_cnn
-from course_utils.io.samples import sample_face
-from course_utils.models.labels import UnknownClassError, imagenet_label, resolve_class
+from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn
+from course_utils.io.images import sample_face
+from course_utils.models.labels import ClassNames, UnknownClassError, imagenet_label
 from course_utils.core.steps import Blur
 from course_utils.core.transforms import Jitter
 from course_utils.core.penalties import TotalVariation
@@ -166,7 +166,7 @@ def test_a_class_that_is_not_an_index_or_a_name_is_refused(face_model, face, cal
 
 
 def test_a_float_imagenet_class_is_refused_with_the_index_to_write():
-    message = _refused(lambda: resolve_class(145.0), WrongTypeError, "145.0")
+    message = _refused(lambda: ClassNames.of().index(145.0), WrongTypeError, "145.0")
     assert "write 145" in message and "ImageNet class name" in message
 
 
@@ -208,9 +208,9 @@ def test_face_classes_are_named_the_same_way_everywhere(face_model, face, call):
     assert "needs an ImageNet model" in message
 
 
-def test_gender_class_index_follows_the_same_rules(face_model):
-    assert gender_class_index("woman") == resolve_class("woman", GENDER_CLASSES) == resolve_class("woman", face_model) == 1
-    assert "did you mean 'man'" in _refused(lambda: gender_class_index("mann"), ValueError, "'mann'")
+def test_face_class_names_follow_the_same_rules(face_model):
+    assert ClassNames.of(GENDER_CLASSES).index("woman") == ClassNames.of(face_model).index("woman") == 1
+    assert "did you mean 'man'" in _refused(lambda: ClassNames.of(face_model).index("mann"), ValueError, "'mann'")
 
 
 def test_results_name_face_classes_too(face_model, face):
@@ -292,7 +292,7 @@ def test_numpy_scalars_work_like_python_numbers(face_model, face):
     b = _filters(face_model, face, filters=[0, 1], size=(8, 8), seed=3, steps=2, step_size=3.0)
     np.testing.assert_array_equal(a.pixels, b.pixels)
     assert _filters(face_model, face, filters=np.int64(2), size=8).pixels.shape == (1, 8, 8, 1)
-    assert imagenet_label(np.int64(145)) == "king penguin" and resolve_class(np.int32(1), 2) == 1
+    assert imagenet_label(np.int64(145)) == "king penguin" and ClassNames.of(2).index(np.int32(1)) == 1
     assert Jitter(np.int64(3)).pixels == 3 and Blur(np.float32(0.5)).sigma == 0.5
 
 

@@ -66,8 +66,7 @@ def vgg16(vgg16_keras_home) -> keras.Model:
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    from course_utils.io.images import load_image
-    from course_utils.io.samples import sample_image
+    from course_utils.io.images import load_image, sample_image
 
     return load_image(sample_image("chelsea"), size=224)[None]  # (1, 224, 224, 3) pixels 0..255
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.io.images import load_image
-from course_utils.io.samples import sample_image
+from course_utils.io.images import load_image, sample_image
 from course_utils.classroom.plotting import plot_filter_grid
 from course_utils.core.penalties import TotalVariation
 from course_utils.core.pieces import GRAY

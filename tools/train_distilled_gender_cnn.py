@@ -15,7 +15,7 @@ saturates. Each batch's soft labels are the teacher's answer on the same augment
 distilled model sees (lesson 1's mirror, shift and exposure changes).
 
 It writes three files, all or none (lesson 6 reads them through
-:func:`course_utils.models.face_variants.load_face_model` and ``face_facts("distilled")``):
+:func:`course_utils.models.load_face_model` and ``face_facts("distilled")``):
 
 - ``course_utils/data/gender_cnn_distilled.weights.h5``  the distilled model's weights;
 - ``course_utils/data/gender_cnn_distilled.md``          its model card;
@@ -51,8 +51,7 @@ from course_utils.attacks.detection import (  # noqa: E402
 )
 from course_utils.attacks.gradient import pgd_attack, robust_accuracy  # noqa: E402
 from course_utils.checks import check_number  # noqa: E402
-from course_utils.models.face_variants import FACE_VARIANTS  # noqa: E402
-from course_utils.models.faces import build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
+from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
 from tools.facetrain.card import astronaut_probabilities, machine_description, versions  # noqa: E402
 from tools.facetrain.data import read_face_set  # noqa: E402
 from tools.facetrain.outputs import check_writable, write_files_together  # noqa: E402
@@ -188,7 +187,7 @@ gap between its two logits on the held-out faces: {r['gap']['distilled']:.0f}; l
 cross-entropy gradient is exactly zero on **{r['zero_grad']['distilled']:.0%}** of the held-out faces
 (lesson 1's model: {r['zero_grad']['standard']:.0%}). That hides the gradient; it does not make the
 model robust (Carlini & Wagner, 2016, "Defensive Distillation is Not Robust to Adversarial Examples").
-Load it with `course_utils.models.face_variants.load_face_model("distilled")`.
+Load it with `course_utils.models.load_face_model("distilled")`.
 
 ## Data and training
 

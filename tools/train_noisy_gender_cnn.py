@@ -1,7 +1,7 @@
 """Train lesson 6's noise-trained face CNN, the base classifier of randomized smoothing, and certify it.
 
 Only the course's developers need this: the weights ship as ``course_utils/data/gender_cnn_noisy.weights.h5``
-(load them with ``course_utils.models.face_variants.load_face_model("noisy")``). Retraining needs the
+(load them with ``course_utils.models.load_face_model("noisy")``). Retraining needs the
 shared face set ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale; non-commercial
 research and education only, never shipped). Run from the repository root::
 
@@ -47,8 +47,8 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.smoothing import certified_accuracy, certify
-from course_utils.models.face_variants import FACE_VARIANTS
 from course_utils.models.faces import (
+    FACE_VARIANTS,
     GENDER_CLASSES,
     build_gender_cnn,
     check_finite_weights,
@@ -136,7 +136,7 @@ def _relative(path: Path) -> str:
 
 
 def facts_json(r: dict) -> str:
-    """The JSON lesson 6 reads (``course_utils.models.face_variants.face_facts("noisy")``)."""
+    """The JSON lesson 6 reads (``course_utils.models.face_facts("noisy")``)."""
     data = {
         "description": "Lesson 6's noise-trained face CNN (the base classifier f of randomized smoothing) and the "
                        "certified accuracy of its smoothed classifier g on the held-out faces. Pixels 0..255; "
@@ -176,7 +176,7 @@ The **base classifier f of randomized smoothing** (Cohen, Rosenfeld & Kolter, 20
 face classifier layout with **{f1}, {f2} and {f3} filters** ({r["parameters"]:,} parameters), trained on faces
 with Gaussian noise of standard deviation **sigma = {r["sigma"]:g} grey levels** added to every pixel, so that
 it still answers well on the noisy copies the smoothed classifier g votes over. Load it with
-`course_utils.models.face_variants.load_face_model("noisy")`; the facts below are in
+`course_utils.models.load_face_model("noisy")`; the facts below are in
 `{_relative(r["json"])}` (`face_facts("noisy")`). Input float32 (N, 48, 48, 1) **pixels 0..255**, output
 two logits ("man", "woman").
 

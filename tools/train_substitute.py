@@ -47,8 +47,7 @@ import tensorflow as tf  # noqa: E402
 
 from course_utils.attacks.gradient import pgd_attack, robust_accuracy  # noqa: E402
 from course_utils.attacks.substitute import oracle_labels, train_substitute  # noqa: E402
-from course_utils.models.face_variants import FACE_VARIANTS  # noqa: E402
-from course_utils.models.faces import build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
+from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
 from tools.facetrain.card import display_path, machine_description, versions  # noqa: E402
 from tools.facetrain.data import DEFAULT_DATA, read_face_set, split_faces  # noqa: E402
 from tools.facetrain.outputs import check_writable, write_files_together  # noqa: E402
@@ -165,7 +164,7 @@ A copy of lesson 1's face classifier grown by an attacker who could only *ask* i
 read "man" or "woman", nothing else (no probabilities, no weights, no gradient). It follows
 Papernot et al. (2017), "Practical Black-Box Attacks against Machine Learning". Lesson 5 attacks
 this substitute white-box and sends the result to lesson 1's model (a *transfer* attack). Load it
-with `course_utils.models.face_variants.load_face_model("substitute")`; no dataset is needed.
+with `course_utils.models.load_face_model("substitute")`; no dataset is needed.
 
 Lesson 1's layout with **{f1}, {f2} and {f3} filters** (lesson 1's model has 3, 6 and 12):
 **{r["parameters"]:,} parameters**. The attacker does not know the target's architecture; it picks a

@@ -95,7 +95,7 @@ def _square(quick: bool) -> list[dict]:
 
 
 def _faces() -> np.ndarray:
-    from course_utils.io.samples import sample_face
+    from course_utils.io.images import sample_face
 
     faces = np.stack([sample_face(n) for n in ("astronaut", "grace_hopper")])
     return np.concatenate([faces, faces[:, :, ::-1]]).astype(np.float32)

@@ -33,7 +33,7 @@ def _faces(model, quick: bool) -> tuple[np.ndarray, np.ndarray, str]:
         _, test = split_faces(labels, seed=0)
         pick = np.sort(np.random.default_rng(0).choice(test, count, replace=False))
         return images[pick], labels[pick], f"{count} held-out faces (split seed 0, subset seed 0)"
-    from course_utils.io.samples import FACE_BOXES, sample_face
+    from course_utils.io.images import FACE_BOXES, sample_face
 
     base = np.stack([sample_face(name) for name in FACE_BOXES])
     variants = [base, base[:, :, ::-1]] + [np.roll(base, s, axis=a) for s in (-2, 2) for a in (1, 2)]
@@ -49,7 +49,7 @@ def rows(quick: bool) -> list[dict]:
     )
 
     from course_utils.attacks.smoothing import certified_accuracy, certify
-    from course_utils.models.face_variants import face_facts, load_face_model
+    from course_utils.models.faces import face_facts, load_face_model
 
     model = load_face_model("noisy")
     sigma = float(face_facts("noisy")["sigma"])

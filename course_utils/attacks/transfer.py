@@ -78,8 +78,7 @@ def photo_variants(
         ``(images, descriptions)``: float32 ``(len(names) * (1 + extra), size, size, 3)`` pixels
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
-    from course_utils.io.samples import SAMPLE_IMAGES, sample_image
-    from course_utils.io.images import center_crop_resize, load_image
+    from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
     from course_utils.seeds import effective_seed
 
     names = list(SAMPLE_IMAGES if names is None else names)

@@ -145,8 +145,7 @@ def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, ep
     """Exercise 2.5 (predict, then check): the L2 length (grey levels) of one targeted FGSM step of
     ``epsilon`` on a 224×224 colour photo (by default the coffee photo; the check runs it)."""
     from course_utils.attacks.gradient import fgsm
-    from course_utils.io.images import load_image
-    from course_utils.io.samples import sample_image
+    from course_utils.io.images import load_image, sample_image
 
     ex = "Exercise 5"
     if not_answered(ex, answer):

