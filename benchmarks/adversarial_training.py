@@ -1,7 +1,7 @@
 """Workload 5: one epoch of adversarial training (lesson 4), compiled vs a per-example eager PGD loop.
 
 - course: :class:`course_utils.attacks.defences.AdversarialTraining` (``fit`` for one epoch): every batch
-  is attacked with PGD *inside* the compiled training step (:func:`course_utils.attacks.gradient.pgd_perturb`,
+  is attacked with PGD *inside* the compiled training step (:func:`course_utils.attacks.pgd.pgd_perturb`,
   a ``tf.while_loop``), then the weights take one Adam step.
 - tutorial-style: the same epoch written as tutorials write it: for every batch, attack each face
   on its own with an eager ``GradientTape`` PGD loop (random start, sign steps, projection and

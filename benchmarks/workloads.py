@@ -36,7 +36,8 @@ from benchmarks.common import (
     FULL, QUICK, Context, Plan, Side, WorkloadResult, first_trace, log, max_diff, steps_if, traces_of, warm_up,
 )
 from benchmarks.measure import PeakMemory, interleave, median, timed
-from course_utils.attacks.gradient import iterative_attack, noise_filter
+from course_utils.attacks.gradient import noise_filter
+from course_utils.attacks.pgd import iterative_attack
 from course_utils.models.faces import GENDER_CLASSES
 from course_utils.models.labels import ClassNames
 from course_utils.core.objectives import CrossEntropy, weak

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack
+from course_utils.attacks.gradient import input_gradient
+from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.io.images import ImageLoadError
 from course_utils.models.labels import UnknownClassError
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from course_utils.core import cache as optimize
-from course_utils.attacks.gradient import fgsm, iterative_attack, noise_filter
+from course_utils.attacks.gradient import noise_filter
+from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.models.faces import load_gender_cnn
 from course_utils.io.images import sample_face
 from course_utils.core.objectives import CrossEntropy, weak

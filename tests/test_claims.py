@@ -85,7 +85,7 @@ def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):
 
     import keras
 
-    from course_utils.attacks.gradient import pgd_perturb
+    from course_utils.attacks.pgd import pgd_perturb
     from course_utils.core.param import Fourier
     from course_utils.vis.filters import gray_noise
 

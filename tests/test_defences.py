@@ -17,7 +17,7 @@ from course_utils.attacks.defences import (
     StraightThrough,
     defend,
 )
-from course_utils.attacks.gradient import pgd_perturb
+from course_utils.attacks.pgd import pgd_perturb
 
 RNG = np.random.default_rng(0)
 

@@ -11,7 +11,7 @@ from course_utils.attacks.detection import (
     BitDepth, EvadeSqueezing, MedianFilter, adaptive_attack, default_squeezers, detection_rate, detector_scores,
     squeeze_score, threshold_for_fpr,
 )
-from course_utils.attacks.gradient import pgd_attack
+from course_utils.attacks.pgd import pgd_attack
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import face_facts, load_gender_cnn
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.gradient import pgd_attack, pgd_perturb
+from course_utils.attacks.pgd import pgd_attack, pgd_perturb
 from course_utils.core.ops import logit_margin
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import FACE_VARIANTS, face_facts, load_face_model, load_gender_cnn

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.gradient import iterative_attack
+from course_utils.attacks.pgd import iterative_attack
 from course_utils.core.history import MAX_HISTORY_BYTES
 from course_utils.core.gradient_loop import GradientLoop, next_chunk_length
 from course_utils.core.steps import Blur, L2Decay

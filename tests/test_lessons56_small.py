@@ -196,7 +196,7 @@ def test_a_right_prediction_with_no_code_yet_is_not_answered(check, prediction, 
 
 
 def test_many_models_do_not_set_off_the_retracing_warning(monkeypatch):
-    from course_utils.attacks.gradient import pgd_attack
+    from course_utils.attacks.pgd import pgd_attack
     from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
 
     # TensorFlow warns at most twice per traced function per process: start from a clean count so an

@@ -1,4 +1,4 @@
-"""Budgets (core.ops.project), step directions and PGD (attacks.gradient.pgd_step on the driver), on tiny models
+"""Budgets (core.ops.project), step directions and PGD (attacks.pgd.pgd_step on the driver), on tiny models
 whose answers are known by hand."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras
 
-from course_utils.attacks.gradient import check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
+from course_utils.attacks.pgd import check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
 from course_utils.core.loop import compiled
 from course_utils.core.ops import direction, project
 from course_utils.models.labels import ClassNames

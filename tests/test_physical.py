@@ -111,7 +111,7 @@ def test_bad_eot_arguments_are_refused(imagenet_model, cat_224):
 
 
 def test_eot_survives_the_simulation_far_better_than_lesson_2s_attack(imagenet_model, cat_224):
-    from course_utils.attacks.gradient import iterative_attack
+    from course_utils.attacks.pgd import iterative_attack
 
     plain = iterative_attack(imagenet_model, cat_224, "king penguin", epsilon=4.0, steps=10, progress=False)
     robust = eot_attack(imagenet_model, cat_224, "king penguin", 16.0, steps=15, draws=4, seed=0, progress=False)

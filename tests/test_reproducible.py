@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROGRAM = """
 import hashlib, numpy as np
 import course_utils
-from course_utils.attacks.gradient import iterative_attack, noise_filter
+from course_utils.attacks.gradient import noise_filter
+from course_utils.attacks.pgd import iterative_attack
 from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 from course_utils.core.transforms import Jitter

@@ -95,7 +95,7 @@ def test_load_robustness_refuses_a_bad_file(tmp_path):
 
 @pytest.mark.skipif(not SHARED_FACES.is_file(), reason="the face set ../shared/data/faces48.npz is not here (it is never shipped)")
 def test_promises_hold_live_on_the_held_out_faces():
-    from course_utils.attacks.gradient import robust_accuracy
+    from course_utils.attacks.pgd import robust_accuracy
     from tools.facetrain.training import load_faces, split_faces
 
     images, labels = load_faces(SHARED_FACES)

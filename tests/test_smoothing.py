@@ -163,7 +163,7 @@ def test_certified_accuracy_falls_with_the_radius(half_plane):
 
 
 def test_l2_pgd_within_the_radius_does_not_move_the_smoothed_answer():
-    from course_utils.attacks.gradient import pgd_attack
+    from course_utils.attacks.pgd import pgd_attack
     from course_utils.io.images import FACE_BOXES, sample_face
     from course_utils.models.faces import face_facts, load_face_model
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack, noise_filter
+from course_utils.attacks.gradient import input_gradient, noise_filter
+from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.checks import WrongTypeError
 from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn
 from course_utils.io.images import sample_face

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack
+from course_utils.attacks.gradient import input_gradient
+from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.io.fetch import KNOWN_FILES
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k

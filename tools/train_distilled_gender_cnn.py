@@ -49,7 +49,8 @@ import tensorflow as tf  # noqa: E402
 from course_utils.attacks.detection import (  # noqa: E402
     adaptive_attack, default_squeezers, detection_rate, detector_scores, threshold_for_fpr,
 )
-from course_utils.attacks.gradient import pgd_attack, robust_accuracy  # noqa: E402
+from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
+from course_utils.attacks.pgd import pgd_attack
 from course_utils.checks import check_number  # noqa: E402
 from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
 from tools.facetrain.card import astronaut_probabilities, machine_description, versions  # noqa: E402

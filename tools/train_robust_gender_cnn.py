@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from course_utils.attacks.defences import AdversarialTraining  # noqa: E402
 from course_utils.models.faces import GENDER_CLASSES, check_finite_weights, load_gender_cnn  # noqa: E402
-from course_utils.attacks.gradient import robust_accuracy  # noqa: E402
+from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
 from course_utils.models.faces import (  # noqa: E402
     ROBUST_CARD,
     ROBUST_FILTERS,

@@ -45,7 +45,8 @@ import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from course_utils.attacks.gradient import pgd_attack, robust_accuracy  # noqa: E402
+from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
+from course_utils.attacks.pgd import pgd_attack
 from course_utils.attacks.substitute import oracle_labels, train_substitute  # noqa: E402
 from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
 from tools.facetrain.card import display_path, machine_description, versions  # noqa: E402

@@ -1,5 +1,5 @@
-"""Fooling networks: gradient attacks (:mod:`~course_utils.attacks.gradient`: noise filter, FGSM,
-iterative attack), PGD and robust accuracy (:mod:`~course_utils.attacks.gradient`), defences and the
+"""Fooling networks: lesson 1's noise filter (:mod:`~course_utils.attacks.gradient`), FGSM, the
+iterative attack, PGD and robust accuracy (:mod:`~course_utils.attacks.pgd`), defences and the
 attacks that beat them (:mod:`~course_utils.attacks.defences`, :mod:`~course_utils.attacks.detection`),
 transfer between models (:mod:`~course_utils.attacks.transfer`, :mod:`~course_utils.attacks.substitute`),
 black boxes (:mod:`~course_utils.attacks.query`, :mod:`~course_utils.attacks.decision`,
@@ -8,8 +8,8 @@ black boxes (:mod:`~course_utils.attacks.query`, :mod:`~course_utils.attacks.dec
 
 The names the lessons use are importable from here: ``from course_utils.attacks import pgd_attack``."""
 
-from course_utils.attacks.gradient import fgsm, input_gradient, iterative_attack, noise_filter
-from course_utils.attacks.gradient import pgd_attack, pgd_perturb, robust_accuracy
+from course_utils.attacks.gradient import input_gradient, noise_filter
+from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_perturb, robust_accuracy
 from course_utils.attacks.defences import (
     AdversarialTraining, JpegRecompress, RandomBlur, RoundPixels, StraightThrough, defend,
 )

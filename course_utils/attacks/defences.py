@@ -14,7 +14,7 @@ defence:
   gradient as if it were the identity. :class:`StraightThrough` wraps a transform that way;
   ``defend(model, StraightThrough(JpegRecompress()))`` is the model the adaptive attacker uses.
 - *EOT* (expectation over transformation): against a random transform, average the loss over
-  several draws (``samples=`` of :func:`course_utils.attacks.gradient.pgd_perturb`).
+  several draws (``samples=`` of :func:`course_utils.attacks.pgd.pgd_perturb`).
 
 **Adversarial training** (Madry et al., 2018) trains on attacked images: :class:`AdversarialTraining`
 is a Keras model whose ``train_step`` perturbs every batch with PGD inside the compiled step.
@@ -32,7 +32,7 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras im
 import keras
 import tensorflow as tf
 
-from course_utils.attacks.gradient import check_norm, pgd_perturb
+from course_utils.attacks.pgd import check_norm, pgd_perturb
 from course_utils.core.ops import Norm
 from course_utils.checks import check_int
 from course_utils.seeds import effective_seed
@@ -195,7 +195,7 @@ class AdversarialTraining(keras.Model):
 
     Compile and ``fit`` it like any Keras model; ``model`` (the wrapped classifier, pixels ->
     logits) is what gets trained, and what to save. Every batch is first attacked with
-    :func:`course_utils.attacks.gradient.pgd_perturb` (untargeted, random start, seeded by ``seed`` and the
+    :func:`course_utils.attacks.pgd.pgd_perturb` (untargeted, random start, seeded by ``seed`` and the
     optimizer's step count) against the current weights, then the loss on
     ``(1 - clean_weight) * CE(attacked) + clean_weight * CE(clean)`` is minimised. The attack runs
     in the same graph as the weight update: no Python loop per example or per step.

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.defences import StraightThrough
-from course_utils.attacks.gradient import default_step_size
+from course_utils.attacks.pgd import default_step_size
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames
 from course_utils.checks import check_int, check_number

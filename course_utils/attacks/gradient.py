@@ -1,20 +1,13 @@
-"""Gradient attacks: small changes to a photo, found by following the model's gradient.
+"""Lesson 1's gradient attack, the noise filter, and the input gradient lesson 2 starts from.
 
-Two steps, each the loop a lesson writes by hand, compiled (by :mod:`course_utils.core.loop`,
-which only runs a step; it holds none of the maths):
+:func:`noise_filter_step` is the loop lesson 1 writes by hand, compiled (by :mod:`course_utils.core.loop`,
+which only runs a step; it holds none of the maths): gradient descent on
+``cross-entropy(target) + beta * |DX|^2 / 2``. :func:`noise_filter` checks its arguments, compiles the
+step for the model (once per model: the target and beta are per-call tensors, so a new one never
+traces it again), runs it and returns an :class:`~course_utils.attacks.result.AttackResult`.
+The signed-gradient attacks (FGSM, the iterative attack, PGD) are in :mod:`course_utils.attacks.pgd`.
 
-- :func:`noise_filter_step` (lesson 1): gradient descent on ``cross-entropy(target) + beta * |DX|^2 / 2``.
-- :func:`pgd_step` (lessons 2 and 4): a step along the sign of the gradient (L-inf) or its unit
-  vector (L2), back into the budget, back into valid pixels. Lesson 2's iterative attack is PGD
-  without the random start; FGSM is one such step of the whole budget.
-
-The attacks a notebook calls check their arguments, compile the step for the model (once per model
-and settings: the labels, budget and step size are per-call tensors, so a new epsilon or target
-never traces it again), run it and return one :class:`~course_utils.attacks.result.AttackResult`.
-
-Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted
-too); ``epsilon`` and ``step_size`` are in pixels, so ``epsilon=4.0`` lets each pixel move by four
-grey levels (``norm="linf"``), or the whole change be 4 grey levels long (``norm="l2"``).
+Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted too).
 """
 
 from __future__ import annotations
@@ -22,29 +15,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.result import AttackResult
-from course_utils.checks import WrongTypeError, check_batch, check_flag, check_int, check_number, check_steps
+from course_utils.checks import WrongTypeError, check_batch, check_flag, check_number, check_steps
 from course_utils.core import ops
-from course_utils.core.history import check_history, progress_bar
 from course_utils.core.loop import compiled
-from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import ImageLoadError, as_batch
 from course_utils.models.labels import ClassNames, Target
-from course_utils.seeds import seed_offset
 
-__all__ = [
-    "noise_filter_step", "pgd_step", "input_gradient", "noise_filter", "fgsm", "iterative_attack",
-    "pgd_perturb", "pgd_attack", "robust_accuracy", "check_norm", "default_step_size", "LOSSES",
-]
-
-#: The attack losses: cross-entropy, or Carlini & Wagner's logit margin.
-LOSSES: tuple[str, ...] = ("ce", "margin")
-
-
-# --------------------------------------------------------------------------- the steps
+__all__ = ["noise_filter_step", "noise_filter", "input_gradient"]
 
 
 def noise_filter_step(model, x, x0, i, seed, data, *, clip: bool = True):
@@ -61,72 +41,6 @@ def noise_filter_step(model, x, x0, i, seed, data, *, clip: bool = True):
         x_next = tf.clip_by_value(x_next, 0.0, 255.0)                           # valid pixels
     success = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(data["labels"], tf.int32))
     return x_next, loss, tf.nn.softmax(logits), success
-
-
-def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool = False, loss: str = "ce",
-             samples: int = 1):
-    """One step of PGD (and of lesson 2's iterative attack): the notebook's loop, compiled."""
-    labels = tf.cast(data["labels"], tf.int32)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)
-        logits = model(x if samples == 1 else tf.concat([x] * samples, 0), training=False)
-        logits = tf.reshape(logits, [samples, tf.shape(x)[0], -1])              # EOT: samples calls of a random model
-        if loss == "margin":                                                    # C&W: how far the label's logit leads
-            gap = -ops.logit_margin(logits[0], labels) if targeted else ops.logit_margin(logits[0], labels)
-            objective, success = tf.maximum(gap, 0.0), gap < 0
-        else:
-            ce = ops.cross_entropy(logits, labels)
-            objective = ce if targeted else -ce                                 # minimised: towards / away from labels
-            top1 = tf.argmax(logits, -1, output_type=tf.int32)
-            success = tf.reduce_all(tf.equal(top1, labels) if targeted else tf.not_equal(top1, labels), axis=0)
-    # No path to x (rounding or JPEG inside the model) gives a zero gradient: gradient masking (lesson 4).
-    grad = tape.gradient(objective, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    x_next = x - ops.per_example(data["step_size"], x) * ops.direction(grad, norm)   # downhill: sign or unit step
-    x_next = tf.clip_by_value(ops.project(x_next, x0, data["epsilon"], norm), 0.0, 255.0)  # budget, valid pixels
-    return x_next, objective, tf.reduce_mean(tf.nn.softmax(logits), axis=0), success
-
-
-# --------------------------------------------------------------------------- argument doors
-
-
-def check_norm(norm: Any) -> str:
-    """``norm`` if it is ``"linf"`` or ``"l2"``, else a ``ValueError`` that names the choices."""
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}; choose 'linf' (largest change of any pixel) or 'l2' (Euclidean length)")
-    return norm
-
-
-def _check_loss(loss: Any, samples: int) -> str:
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; choose 'ce' (cross-entropy) or 'margin' (Carlini & Wagner's logit margin)")
-    if loss == "margin" and samples != 1:
-        raise ValueError(f"loss='margin' takes one sample (samples=1), got samples={samples!r}; use loss='ce' for EOT")
-    return loss
-
-
-def default_step_size(epsilon: Any, steps: Any) -> Any:
-    """The MadryLab robustness library's step size (Engstrom et al., 2019), ``2.5 * epsilon / steps``:
-    over all steps the pixels could travel 2.5 times the budget, enough to cross it and come back."""
-    return 2.5 * epsilon / steps
-
-
-def _epsilons(values: Any, name: str = "epsilon") -> np.ndarray:
-    """One budget or a list of them, each a finite number >= 0 (pixels), as float32 ``(k,)``."""
-    return np.asarray([check_number(name, v, minimum=0.0) for v in np.ravel(np.asarray(values, dtype=object))],
-                      dtype=np.float32)
-
-
-def _labels(model: Any, labels: Any, x: np.ndarray, name: str = "labels") -> np.ndarray:
-    """Class indices ``(N,)``: one class or one per image (indices or the model's class names)."""
-    return np.asarray(ClassNames.of(model).indices(labels, len(x), name=name), dtype=np.int32)
-
-
-def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).argmax(-1)
-                           for i in range(0, len(x), batch_size)]).astype(np.int32)
-
-
-# --------------------------------------------------------------------------- the attacks
 
 
 def input_gradient(model: Any, images: Any, target: Target | Sequence[Target]) -> np.ndarray:
@@ -148,7 +62,7 @@ def input_gradient(model: Any, images: Any, target: Target | Sequence[Target]) -
             "name it, e.g. target='king penguin' or target=0"
         )
     x = tf.constant(check_batch(as_batch(images, model)))
-    targets = _labels(model, target, x, name="target")
+    targets = np.asarray(ClassNames.of(model).indices(target, len(x), name="target"), dtype=np.int32)
     with tf.GradientTape() as tape:
         tape.watch(x)
         chosen = tf.gather(tf.nn.log_softmax(model(x, training=False)), targets, batch_dims=1)
@@ -219,277 +133,3 @@ def noise_filter(
     run = compiled(noise_filter_step, model, clip=clip).run(
         x0, data, steps=steps, progress=progress, description="noise filter")
     return AttackResult.from_run("noise_filter", x0, run, data["labels"], True, None, None, classes)
-
-
-def pgd_perturb(
-    model: Any,
-    x: tf.Tensor,
-    labels: tf.Tensor,
-    epsilon: tf.Tensor | float,
-    *,
-    steps: int | tf.Tensor,
-    step_size: tf.Tensor | float | None = None,
-    norm: Norm = "linf",
-    random_start: bool = True,
-    seed: int | tf.Tensor = 0,
-    targeted: bool = False,
-    samples: int = 1,
-    stop_at_success: bool = False,
-    loss: str = "ce",
-) -> tf.Tensor:
-    """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync (usable inside
-    a ``tf.function`` or a Keras ``train_step``: adversarial training runs it there).
-
-    Untargeted (default), it climbs the cross-entropy of the true ``labels`` (away from them);
-    targeted, it descends the cross-entropy to ``labels``. Each :func:`pgd_step` moves by
-    ``step_size`` along the sign of the gradient (``"linf"``) or the gradient over its length
-    (``"l2"``), then projects into the budget around ``x`` and clips to pixels 0..255.
-
-    Args:
-        model: a callable ``pixels (N, H, W, C) -> logits (N, K)`` (a Keras model, a defended
-            model, an ensemble); called with ``training=False``.
-        x: float32 pixels 0..255, ``(N, H, W, C)``.
-        labels: int ``(N,)`` class indices: the truth (untargeted) or the targets.
-        epsilon: the budget in pixels, a scalar or one per example ``(N,)``.
-        steps: number of steps, a Python int or an int32 scalar tensor (0 gives the start).
-        step_size: pixels per step (scalar or ``(N,)``); ``None``: ``2.5 * epsilon / steps``.
-        norm: ``"linf"`` or ``"l2"``.
-        random_start: start at a uniformly random point of the budget (seeded), else at ``x``.
-        seed: an int or an int32 tensor ``()`` or ``(2,)``; the same seed, the same start. Inside a
-            training step pass something that changes per batch (e.g. the step count).
-        targeted: towards ``labels`` instead of away from them.
-        samples: expectation over transformation: average the loss over this many calls of
-            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
-            an example counts as fooled only when every one of these calls is.
-        stop_at_success: leave each example where it is from the first step at which the model
-            is fooled, and stop when all are.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
-            which keeps a gradient where the softmax saturates).
-
-    Returns:
-        float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
-        gradient flows back through it (it is an input, not a function of the weights).
-    """
-    norm, loss = check_norm(norm), _check_loss(loss, samples)
-    samples = check_int("samples", samples, minimum=1)
-    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
-                    samples=samples)
-    x = tf.convert_to_tensor(x, tf.float32)
-    eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
-    steps_t = tf.cast(steps, tf.int32)
-    if step_size is None:
-        step_size = default_step_size(eps, tf.cast(tf.maximum(steps_t, 1), tf.float32))
-    pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
-    # COURSE_SEED moves the start like every seed of the course (course_utils.seeds)
-    start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
-    data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
-    return loop.perturb(x, data, steps=steps_t, seed=pair[0], start=start)
-
-
-def pgd_attack(
-    model: Any,
-    images: Any,
-    labels: Target | Sequence[Target] | np.ndarray | None,
-    epsilon: float | Sequence[float],
-    *,
-    steps: int = 20,
-    step_size: float | None = None,
-    norm: Norm = "linf",
-    random_start: bool = True,
-    seed: int = 0,
-    targeted: bool = False,
-    samples: int = 1,
-    stop_at_success: bool = False,
-    batch_size: int = 64,
-    loss: str = "ce",
-) -> AttackResult:
-    """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
-    and settings; :func:`pgd_perturb` on batches of ``batch_size``.
-
-    Args:
-        model: a classifier taking pixels 0..255 and giving logits.
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        labels: the true class of each image (untargeted), or the target (``targeted=True``);
-            one or one per image, indices or names. ``None``: the model's own answer on the photo.
-        epsilon: the budget in pixels, one or one per image.
-        steps: number of steps (>= 0).
-        step_size: pixels per step; default ``2.5 * epsilon / steps``.
-        norm: ``"linf"`` or ``"l2"``.
-        random_start: start at a random point of the budget (seeded by ``seed``).
-        seed: the same seed (and batch size) gives the same result.
-        targeted: push towards ``labels`` instead of away from them.
-        samples, stop_at_success, loss: see :func:`pgd_perturb`.
-        batch_size: images per compiled call.
-    """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    check_norm(norm), _check_loss(loss, samples)
-    x = check_batch(as_batch(images, model))
-    n = len(x)
-    if labels is None:
-        if targeted:
-            raise ValueError("a targeted attack needs its targets: pass labels")
-        y = _top1(model, x, batch_size)
-    else:
-        y = _labels(model, labels, x)
-    eps = _epsilons(epsilon)
-    if eps.size not in (1, n):
-        raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
-    eps = np.broadcast_to(eps, (n,)).astype(np.float32)
-    rate = default_step_size(eps, max(steps, 1)) if step_size is None else np.full(n, _epsilons(step_size, "step_size")[0])
-    adversarial = []
-    for b, i in enumerate(range(0, n, batch_size)):
-        sl = slice(i, i + batch_size)
-        adversarial.append(pgd_perturb(
-            model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
-            random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
-            stop_at_success=stop_at_success, loss=loss).numpy())
-    adversarial = np.concatenate(adversarial)
-    return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
-                        classes=ClassNames.of(model))
-
-
-def iterative_attack(
-    model: Any,
-    images: Any,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    steps: int = 10,
-    step_size: float | None = None,
-    targeted: bool = True,
-    *,
-    track: Sequence[Target] = (),
-    progress: bool | None = None,
-    _method: str = "iterative_attack",
-) -> AttackResult:
-    """Lesson 2's iterative attack (Kurakin et al., 2017): :func:`pgd_step` from the photo itself
-    (no random start), targeted by default, keeping the probabilities of every step.
-
-    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
-    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
-    original and to valid pixels 0..255. Runs on the whole batch at once.
-
-    Args:
-        model: a classifier giving logits, taking pixels 0..255.
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        target: the class to reach (targeted) or to leave (untargeted): an index or one of the
-            model's class names, or one per image. ``None`` means "the model's own answer" and so
-            needs ``targeted=False``.
-        epsilon: the L-inf budget in pixels (>= 0).
-        steps: number of steps (>= 1).
-        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (the MadryLab rule of
-            thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
-        targeted: towards ``target`` (True) or away from it (False).
-        track: extra classes whose probability the history records (e.g. ``["mouse"]``).
-        progress: show a progress bar (``None``: for 50 steps or more).
-    """
-    epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    steps = check_steps(steps)
-    step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    targeted = check_flag("targeted", targeted)
-    if target is None and targeted:
-        raise ValueError(
-            "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
-            "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
-        )
-    x0 = check_batch(as_batch(images, model))
-    classes = ClassNames.of(model)
-    extra = [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
-    targets = _top1(model, x0) if target is None else _labels(model, target, x0, name="target")
-    check_history(steps, len(x0), classes.count)
-    n = len(x0)
-    data = {"labels": targets, "epsilon": np.full(n, epsilon, np.float32),
-            "step_size": np.full(n, max(step_size, 1e-12), np.float32)}
-    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
-        x0, data, steps=steps, progress=progress, description=_method)
-    return AttackResult.from_run(_method, x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
-
-
-def fgsm(
-    model: Any,
-    images: Any,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    *,
-    targeted: bool = True,
-    track: Sequence[Target] = (),
-) -> AttackResult:
-    """The fast gradient sign method (Goodfellow et al., 2015): one :func:`pgd_step` of the whole
-    budget, ``epsilon * sign(gradient)``, clipped to 0..255.
-
-    Args:
-        model, images, target, targeted, track: as :func:`iterative_attack`.
-        epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
-    """
-    epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    return iterative_attack(model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
-                            track=track, progress=False, _method="fgsm")
-
-
-def robust_accuracy(
-    model: Any,
-    images: Any,
-    labels: Target | Sequence[Target] | np.ndarray,
-    epsilons: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0),
-    *,
-    steps: int = 20,
-    step_size: float | None = None,
-    norm: Norm = "linf",
-    random_start: bool = True,
-    seed: int = 0,
-    batch_size: int = 256,
-    progress: bool = False,
-    loss: str = "ce",
-) -> pd.DataFrame:
-    """Accuracy under an untargeted PGD attack, for each budget in ``epsilons``.
-
-    One compiled step serves every epsilon (the budget is a tensor argument), so a sweep costs
-    one tracing however many budgets it has.
-
-    Args:
-        model: a classifier taking pixels 0..255 and giving logits.
-        images: ``(N, H, W, C)`` pixels 0..255.
-        labels: the true classes: indices or names, one per image or one for all.
-        epsilons: budgets in pixels (grey levels). ``0`` gives the clean accuracy.
-        steps: PGD steps per budget (the course's default: PGD-20).
-        step_size: pixels per step; default ``2.5 * epsilon / steps`` for each budget.
-        norm, random_start, loss: as :func:`pgd_perturb`.
-        seed: the same seed (and batch size) gives the same numbers.
-        batch_size: images per compiled call.
-        progress: show a text progress bar (one tick per budget and batch).
-
-    Returns:
-        A DataFrame with one row per epsilon: ``epsilon``, ``accuracy`` (0..1: the share of
-        images still classified as their label after the attack) and ``n`` (images).
-    """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    eps_list = _epsilons(epsilons, "epsilons")
-    if eps_list.size == 0:
-        raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
-    check_norm(norm), _check_loss(loss, 1)
-    x = check_batch(as_batch(images, model))
-    n = len(x)
-    y = _labels(model, labels, x)
-    batches = list(range(0, n, batch_size))
-    bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
-    rows = []
-    try:
-        for e in eps_list:
-            rate = default_step_size(float(e), max(steps, 1)) if step_size is None else float(_epsilons(step_size, "step_size")[0])
-            correct = 0
-            for b, i in enumerate(batches):
-                sl = slice(i, i + batch_size)
-                m = len(x[sl])
-                # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
-                adversarial = pgd_perturb(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
-                                          step_size=np.full(m, rate, np.float32), norm=norm, random_start=random_start,
-                                          seed=(seed, b), loss=loss)
-                correct += int(np.sum(_top1(model, adversarial) == y[sl]))
-                if bar is not None:
-                    bar.update(1)
-            rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
-    finally:
-        if bar is not None:
-            bar.close()
-    return pd.DataFrame(rows)

@@ -44,7 +44,7 @@ def lesson2_smallest_epsilon(
     Runs the attack at the answer and at the next smaller candidate (two short runs, each with a
     progress bar unless ``progress`` is false).
     """
-    from course_utils.attacks.gradient import iterative_attack
+    from course_utils.attacks.pgd import iterative_attack
 
     def works(e: float) -> tuple[bool, float]:
         r = iterative_attack(model, image, target, epsilon=e, steps=steps, step_size=e / 4, progress=progress)
@@ -144,7 +144,7 @@ def lesson2_bim_step(bim_step: Any) -> None:
 def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, epsilon: float = 2.0) -> None:
     """Exercise 2.5 (predict, then check): the L2 length (grey levels) of one targeted FGSM step of
     ``epsilon`` on a 224×224 colour photo (by default the coffee photo; the check runs it)."""
-    from course_utils.attacks.gradient import fgsm
+    from course_utils.attacks.pgd import fgsm
     from course_utils.io.images import load_image, sample_image
 
     ex = "Exercise 5"

@@ -102,7 +102,7 @@ def lesson4_smallest_epsilon_robust(
 
     Runs the attack at the answer and at the next smaller candidate (two short runs).
     """
-    from course_utils.attacks.gradient import pgd_attack
+    from course_utils.attacks.pgd import pgd_attack
 
     def works(e: float) -> tuple[bool, float]:
         r = pgd_attack(model, face, target, e, steps=steps, targeted=True, random_start=False)

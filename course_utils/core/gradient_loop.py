@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import check_batch, check_flag, check_number, check_steps
+from course_utils.core.loop import next_chunk_length
 from course_utils.core.history import LoopResult, check_history, progress_bar
 from course_utils.core.objectives import Objective, as_objective, merge_specs
 from course_utils.core.ops import per_example
@@ -59,15 +60,7 @@ from course_utils.core.pieces import Regularizer, check_regularizers, hook
 from course_utils.core.steps import StepRule, step_direction
 from course_utils.seeds import effective_seed, seed_offset
 
-__all__ = ["GradientLoop", "structure_key", "next_chunk_length"]
-
-
-def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
-    """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
-    chunk (``last_steps`` in ``last_seconds``), at most twice the last (a short chunk's pace is
-    noisy, and the first includes one-time start-up), at least one."""
-    fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
-    return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
+__all__ = ["GradientLoop", "structure_key"]
 
 
 class GradientLoop:

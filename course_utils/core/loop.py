@@ -1,7 +1,7 @@
 """The driver: runs a lesson's step, compiled, many times. Nothing of any algorithm lives here.
 
 Each gradient method of the course writes its *step* in its own module, as straight TensorFlow,
-the same few lines the lesson writes by hand (for PGD, :func:`course_utils.attacks.gradient.pgd_step`)::
+the same few lines the lesson writes by hand (for PGD, :func:`course_utils.attacks.pgd.pgd_step`)::
 
     def step(model, x, x0, i, seed, data, **settings):
         # x: the batch now (N, H, W, C); x0: where it started; i: the step number (int32);
