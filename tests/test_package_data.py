@@ -31,7 +31,7 @@ def test_the_face_models_data_lives_inside_the_package_and_is_packaged():
 
 # One home per concept beats the cap: the photo loader with its sample photos, and the weights
 # reader with its restricted unpickler (kept whole: the hostile-file tests guard it line by line).
-LONGER = {"course_utils/io/images.py": 440, "course_utils/io/pth.py": 430}
+LONGER = {"course_utils/io/images.py": 445, "course_utils/io/pth.py": 430}
 
 
 def test_no_module_over_400_lines():
