@@ -14,7 +14,7 @@ import course_utils  # noqa: F401
 import keras
 import tensorflow as tf
 
-from course_utils.attacks.substitute import jacobian_augment, oracle_labels, train_substitute
+from course_utils.attacks.transfer import jacobian_augment, oracle_labels, train_substitute
 from course_utils.io.samples import FACE_BOXES, sample_face
 from course_utils.models.face_variants import FACE_VARIANTS, face_card, face_facts, load_face_model
 from course_utils.models.faces import load_gender_cnn
