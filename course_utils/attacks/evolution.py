@@ -33,7 +33,7 @@ import tensorflow as tf
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 from course_utils.checks import WrongTypeError, check_int, check_number, describe
 from course_utils.models.forward import compiled_forward
-from course_utils.models.labels import ClassNames, resolve_class
+from course_utils.models.labels import ClassNames
 from course_utils.seeds import effective_seed
 
 __all__ = [
@@ -229,7 +229,7 @@ def evolve_fooling_images(
         raise ValueError(f"the encoding makes {encoding.size} px pictures with {encoding.channels} channel(s); "
                          f"the model takes {size} px with {channels}: use GridEncoding(size={size}, channels={channels})")
     classes = ClassNames.of(model if getattr(model, "class_names", None) is not None else num_classes)
-    cls = None if target is None else resolve_class(target, classes, name="target")
+    cls = None if target is None else classes.index(target, name="target")
     rng = np.random.default_rng(effective_seed(seed))
     if start is not None:
         start = np.asarray(start, np.float32)
