@@ -12,8 +12,7 @@ import pytest
 import course_utils  # noqa: F401
 import keras
 
-from course_utils.attacks.decision import hop_skip_jump
-from course_utils.attacks.query import BlackBox, QueryBudgetExceeded, p_schedule, square_attack
+from course_utils.attacks.blackbox import BlackBox, QueryBudgetExceeded, hop_skip_jump, p_schedule, square_attack
 from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 

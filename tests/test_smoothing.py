@@ -1,22 +1,17 @@
-"""Randomized smoothing (course_utils.attacks.smoothing): statistics against SciPy, CERTIFY and PREDICT on
-classifiers whose answer is known exactly, and an empirical check on lesson 6's noisy face CNN."""
+"""Randomized smoothing (course_utils.attacks.smoothing): the statistics on values known by hand, CERTIFY and
+PREDICT on classifiers whose answer is known exactly, and an empirical check on lesson 6's noisy face CNN."""
 
 from __future__ import annotations
 
+import math
+import statistics
+
 import numpy as np
 import pytest
-import scipy.stats
 
 import course_utils  # noqa: F401  (before keras: it quiets TensorFlow's start-up)
 import keras
-from course_utils.attacks.smoothing import (
-    binomial_upper_tail,
-    certified_accuracy,
-    certify,
-    clopper_pearson_lower,
-    normal_quantile,
-    smoothed_predict,
-)
+from course_utils.attacks.smoothing import certified_accuracy, certify, clopper_pearson_lower, smoothed_predict
 
 SIDE = 8  # tiny 8x8x1 "images" for the exact classifiers
 
@@ -49,23 +44,46 @@ def grey(level: float, count: int = 1) -> np.ndarray:
     return np.full((count, SIDE, SIDE, 1), level, np.float32)
 
 
-# ---------------------------------------------------------------- statistics against SciPy
+# ---------------------------------------------------------------- statistics on values known by hand
 
 
-@pytest.mark.parametrize("n", [1, 7, 100, 1000, 10000])
-def test_clopper_pearson_matches_scipy(n):
-    k = np.unique(np.linspace(0, n, 9).round().astype(int))
+def upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed term by term (exact integers, no SciPy)."""
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+
+def test_clopper_pearson_closed_forms():
+    for n in (1, 2, 7, 100, 1000):
+        for alpha in (0.001, 0.05, 0.5):
+            assert clopper_pearson_lower(0, n, alpha) == 0.0  # no successes: nothing to bound away from 0
+            # all n successes: P(X >= n | p) = p**n = alpha
+            np.testing.assert_allclose(clopper_pearson_lower(n, n, alpha), alpha ** (1 / n), rtol=1e-12)
+    # one success in two: P(X >= 1 | p) = 1 - (1 - p)**2 = alpha
     for alpha in (0.001, 0.05, 0.5):
-        want = np.where(k == 0, 0.0, scipy.stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1))
-        np.testing.assert_allclose(clopper_pearson_lower(k, n, alpha), want, atol=1e-9)
+        np.testing.assert_allclose(clopper_pearson_lower(1, 2, alpha), 1 - math.sqrt(1 - alpha), rtol=1e-10)
+    # the textbook exact 95% interval for 5 of 10 is (0.1871, 0.8129): its lower end is the one-sided 2.5% bound
+    assert round(float(clopper_pearson_lower(5, 10, 0.025)), 4) == 0.1871
 
 
-def test_binomial_tail_and_quantile_match_scipy():
-    for n, p in [(10, 0.3), (1000, 0.5), (5000, 0.97)]:
-        k = np.arange(0, n + 1, max(1, n // 13))
-        np.testing.assert_allclose(binomial_upper_tail(k, n, p), scipy.stats.binom.sf(k - 1, n, p), rtol=1e-7, atol=1e-12)
-    p = np.array([1e-6, 0.001, 0.3, 0.5, 0.9, 0.999999])
-    np.testing.assert_allclose(normal_quantile(p), scipy.stats.norm.ppf(p), rtol=1e-9)
+@pytest.mark.parametrize("n", [3, 10, 30])
+def test_clopper_pearson_is_where_the_binomial_tail_reaches_alpha(n):
+    for alpha in (0.001, 0.05, 0.5):
+        for k in range(1, n + 1):
+            bound = float(clopper_pearson_lower(k, n, alpha))
+            assert upper_tail(k, n, bound) == pytest.approx(alpha, rel=1e-8)
+
+
+def test_clopper_pearson_shape_and_monotonicity():
+    k = np.arange(0, 101)
+    low = clopper_pearson_lower(k, 100, 0.01)
+    assert low.shape == (101,) and low.dtype == np.float64
+    assert np.all(np.diff(low) > 0)  # more successes, a higher bound
+    assert np.all(low[1:] < k[1:] / 100)  # below the observed share
+    grid = clopper_pearson_lower(np.array([[3, 7], [0, 10]]), 10, 0.05)
+    assert grid.shape == (2, 2)
+    # the same share of more trials bounds tighter; a smaller alpha bounds lower
+    assert clopper_pearson_lower(90, 100, 0.01) < clopper_pearson_lower(900, 1000, 0.01) < 0.9
+    assert clopper_pearson_lower(90, 100, 0.001) < clopper_pearson_lower(90, 100, 0.01) < clopper_pearson_lower(90, 100, 0.1)
 
 
 def test_statistics_refuse_bad_input():
@@ -111,8 +129,20 @@ def test_constant_classifier_gets_the_all_successes_radius(constant):
     result = certify(constant, grey(90.0, 3), sigma, n0=20, n=n, alpha=alpha, batch_size=256)
     assert np.all(result.predicted == 1) and not result.abstained.any()
     assert np.all(result.counts[:, 1] == n)
-    want = sigma * scipy.stats.norm.ppf(alpha ** (1 / n))
+    want = sigma * statistics.NormalDist().inv_cdf(alpha ** (1 / n))  # all n votes: p_lower = alpha ** (1 / n)
     np.testing.assert_allclose(result.radius, want, rtol=1e-6)
+    assert 2.20 < want / sigma < 2.21  # Phi^-1(0.001 ** (1 / 500)) = Phi^-1(0.98628...) ~ 2.205
+
+
+def test_predict_answers_when_the_binomial_test_rejects(constant):
+    # all n votes for one class, none for the runner-up: the two-sided p-value is 2 * 0.5 ** n
+    for n in (9, 10, 11):
+        p_value = 2 * 0.5**n  # 0.0039, 0.0020, 0.00098
+        for alpha in (0.8 * p_value, 1.2 * p_value):
+            result = smoothed_predict(constant, grey(100.0, 2), 8.0, n=n, alpha=alpha, batch_size=64)
+            assert result.abstained.tolist() == [alpha < p_value] * 2
+            assert result.predicted.tolist() == ([-1] * 2 if alpha < p_value else [1, 1])
+            assert np.all(result.p_lower == 1.0) and np.all(result.counts[:, 1] == n)
 
 
 def test_a_tie_is_abstained_on(half_plane):
@@ -185,3 +215,15 @@ def test_l2_pgd_within_the_radius_does_not_move_the_smoothed_answer():
     beyond = pgd_attack(model, x, y, 3.0 * radius, steps=30, norm="l2", seed=0)
     assert np.mean(beyond.predicted != y) >= 0.5
     assert np.any(smoothed_predict(model, beyond.adversarial, sigma, n=1000, alpha=0.001, seed=11).predicted != y)
+
+
+def test_the_compiled_sampler_lets_the_model_go():
+    import gc
+    import weakref
+
+    model = linear_model(np.zeros((SIDE * SIDE, 2)), np.array([0.0, 1.0]))
+    certify(model, grey(100.0), 8.0, n0=10, n=20)
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None

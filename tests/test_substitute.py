@@ -14,7 +14,7 @@ import course_utils  # noqa: F401
 import keras
 import tensorflow as tf
 
-from course_utils.attacks.substitute import jacobian_augment, oracle_labels, train_substitute
+from course_utils.attacks.transfer import jacobian_augment, oracle_labels, train_substitute
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import FACE_VARIANTS, face_card, face_facts, load_face_model, load_gender_cnn
 

@@ -3,7 +3,7 @@
 The attacker of Papernot et al. (2017): it can send faces to lesson 1's model (the *target*, a
 black box that answers "man" or "woman", nothing more) and holds a small set of unlabelled faces.
 It grows its own network from the target's answers with Jacobian-based dataset augmentation
-(:func:`course_utils.attacks.substitute.train_substitute`), then attacks that network white-box
+(:func:`course_utils.attacks.transfer.train_substitute`), then attacks that network white-box
 and sends the result to the target.
 
 Only the course's developers need this: the weights ship as
@@ -45,9 +45,8 @@ import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from course_utils.attacks.pgd import robust_accuracy  # noqa: E402
-from course_utils.attacks.pgd import pgd_attack
-from course_utils.attacks.substitute import oracle_labels, train_substitute  # noqa: E402
+from course_utils.attacks.pgd import pgd_attack, robust_accuracy  # noqa: E402
+from course_utils.attacks.transfer import oracle_labels, train_substitute  # noqa: E402
 from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, check_finite_weights, load_gender_cnn  # noqa: E402
 from tools.facetrain.card import display_path, machine_description, versions  # noqa: E402
 from tools.facetrain.data import DEFAULT_DATA, read_face_set, split_faces  # noqa: E402

@@ -61,7 +61,7 @@ def _row(comparison: str, tool: str, setting: str, metric: str, value: float, qu
 def _square(quick: bool) -> list[dict]:
     from art.attacks.evasion import SquareAttack
 
-    from course_utils.attacks.query import square_attack
+    from course_utils.attacks.blackbox import square_attack
     from course_utils.attacks.transfer import photo_variants, top1
     from course_utils.models.imagenet import load_imagenet_model
 
@@ -104,7 +104,7 @@ def _faces() -> np.ndarray:
 def _hsj(quick: bool) -> list[dict]:
     from art.attacks.evasion import HopSkipJump
 
-    from course_utils.attacks.decision import hop_skip_jump
+    from course_utils.attacks.blackbox import hop_skip_jump
     from course_utils.attacks.transfer import top1
     from course_utils.models.faces import load_gender_cnn
 

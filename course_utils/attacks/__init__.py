@@ -1,10 +1,10 @@
 """Fooling networks: lesson 1's noise filter (:mod:`~course_utils.attacks.gradient`), FGSM, the
 iterative attack, PGD and robust accuracy (:mod:`~course_utils.attacks.pgd`), defences and the
 attacks that beat them (:mod:`~course_utils.attacks.defences`, :mod:`~course_utils.attacks.detection`),
-transfer between models (:mod:`~course_utils.attacks.transfer`, :mod:`~course_utils.attacks.substitute`),
-black boxes (:mod:`~course_utils.attacks.query`, :mod:`~course_utils.attacks.decision`,
-:mod:`~course_utils.attacks.evolution`), the physical world (:mod:`~course_utils.attacks.physical`,
-:mod:`~course_utils.attacks.patch`) and certificates (:mod:`~course_utils.attacks.smoothing`).
+transfer between models and substitutes (:mod:`~course_utils.attacks.transfer`), black boxes
+(:mod:`~course_utils.attacks.blackbox`, :mod:`~course_utils.attacks.evolution`), the physical
+world (:mod:`~course_utils.attacks.physical`, :mod:`~course_utils.attacks.patch`) and
+certificates (:mod:`~course_utils.attacks.smoothing`).
 
 The names the lessons use are importable from here: ``from course_utils.attacks import pgd_attack``."""
 
@@ -13,10 +13,10 @@ from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_per
 from course_utils.attacks.defences import (
     AdversarialTraining, JpegRecompress, RandomBlur, RoundPixels, StraightThrough, defend,
 )
-from course_utils.attacks.transfer import ensemble, photo_variants, resized, top1, transfer_table
-from course_utils.attacks.query import BlackBox, square_attack
-from course_utils.attacks.decision import hop_skip_jump
-from course_utils.attacks.substitute import jacobian_augment, oracle_labels
+from course_utils.attacks.transfer import (
+    ensemble, jacobian_augment, oracle_labels, photo_variants, resized, top1, transfer_table,
+)
+from course_utils.attacks.blackbox import BlackBox, hop_skip_jump, square_attack
 from course_utils.attacks.evolution import GridEncoding, evolve_fooling_images, fooling_probabilities, load_fooling_genomes
 from course_utils.attacks.physical import eot_attack, print_and_photograph, survival_rate
 from course_utils.attacks.patch import load_patch, patch_success, train_patch

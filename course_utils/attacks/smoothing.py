@@ -21,87 +21,48 @@ Monte-Carlo procedures:
 The guarantee is about ``g``, never about the base model ``f``, and only for L2 changes.
 The noise is drawn batched inside one compiled ``tf.function`` per model and batch shape, from
 stateless generators keyed by (seed, image index, step): the same call gives the same counts,
-however many images share a compiled step. The statistics (:func:`clopper_pearson_lower`,
-:func:`binomial_upper_tail`, :func:`normal_quantile`) need no SciPy.
+however many images share a compiled step. The statistics are SciPy's (``scipy.stats``): the
+binomial test, the Clopper-Pearson bound (:func:`clopper_pearson_lower`) and the normal quantile.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.stats
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
+from course_utils.models.forward import cached
+from course_utils.io.images import as_batch
 from course_utils.seeds import effective_seed
 
 __all__ = [
     "SmoothingResult",
-    "binomial_upper_tail",
     "certified_accuracy",
     "certify",
     "clopper_pearson_lower",
     "noise_counts",
-    "normal_quantile",
     "smoothed_predict",
 ]
 
-_COUNTERS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 # ------------------------------------------------------------------------------------------
-# Statistics (no SciPy)
+# Statistics
 # ------------------------------------------------------------------------------------------
-
-
-def _log_binomial_terms(n: int, p: np.ndarray) -> np.ndarray:
-    """log P(X = j) for X ~ Binomial(n, p), ``j = 0..n``, one row per p (p strictly in (0, 1))."""
-    j = np.arange(n + 1, dtype=np.float64)
-    log_choose = math.lgamma(n + 1) - np.array([math.lgamma(v + 1) for v in j]) - np.array(
-        [math.lgamma(n - v + 1) for v in j])
-    p = np.asarray(p, dtype=np.float64)[:, None]
-    return log_choose[None, :] + j[None, :] * np.log(p) + (n - j)[None, :] * np.log1p(-p)
-
-
-def binomial_upper_tail(k: Any, n: int, p: Any) -> np.ndarray:
-    """P(X >= k) for X ~ Binomial(n, p), computed in log space (exact sum, no SciPy).
-
-    Args:
-        k: whole numbers (any shape), 0..n.
-        n: number of trials (>= 1).
-        p: success probabilities in 0..1, broadcast against ``k``.
-
-    Returns:
-        float64 array of the broadcast shape, in 0..1.
-    """
-    n = check_int("n", n, minimum=1)
-    k, p = np.broadcast_arrays(np.asarray(k, dtype=np.int64), np.asarray(p, dtype=np.float64))
-    flat_k, flat_p = k.ravel(), p.ravel()
-    out = np.empty(flat_k.shape, dtype=np.float64)
-    inner = (flat_p > 0) & (flat_p < 1)
-    out[~inner] = np.where(flat_p[~inner] >= 1, 1.0, (flat_k[~inner] <= 0).astype(np.float64))
-    if inner.any():
-        terms = _log_binomial_terms(n, flat_p[inner])
-        terms = np.where(np.arange(n + 1)[None, :] >= flat_k[inner][:, None], terms, -np.inf)
-        top = terms.max(axis=1, keepdims=True)
-        safe = np.where(np.isfinite(top), top, 0.0)
-        total = np.exp(terms - safe).sum(axis=1)
-        out[inner] = np.where(np.isfinite(top[:, 0]), np.exp(np.log(np.maximum(total, 1e-300)) + safe[:, 0]), 0.0)
-    return np.clip(out, 0.0, 1.0).reshape(k.shape)
 
 
 def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
 
-    The p with P(X >= k | p) = alpha for X ~ Binomial(n, p) (SciPy: ``beta.ppf(alpha, k, n - k + 1)``;
-    ``statsmodels``' ``proportion_confint(k, n, 2 * alpha, "beta")[0]``, which Cohen et al. use).
-    Found by bisection (60 halvings) on the binomial tail in log space. ``k = 0`` gives 0 and
-    ``k = n`` gives ``alpha ** (1 / n)``.
+    The p with P(X >= k | p) = alpha for X ~ Binomial(n, p): ``scipy.stats.beta.ppf(alpha, k,
+    n - k + 1)`` (``statsmodels``' ``proportion_confint(k, n, 2 * alpha, "beta")[0]``, which Cohen
+    et al. use). ``k = 0`` gives 0 and ``k = n`` gives ``alpha ** (1 / n)``.
 
     Args:
         k: successes (any shape), whole numbers 0..n.
@@ -117,25 +78,7 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     if k.size and (np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k))):
         raise ValueError(f"k must hold whole numbers in 0..{n}, got values from {k.min()} to {k.max()}")
     k = k.astype(np.int64)
-    unique, inverse = np.unique(k.ravel(), return_inverse=True)
-    low, high = np.zeros(unique.shape), np.ones(unique.shape)
-    for _ in range(60):  # the tail grows with p: keep the p whose tail is still below alpha in low
-        mid = (low + high) / 2
-        below = binomial_upper_tail(unique, n, mid) < alpha
-        low, high = np.where(below, mid, low), np.where(below, high, mid)
-    bound = np.where(unique == 0, 0.0, np.where(unique == n, alpha ** (1.0 / n), (low + high) / 2))
-    return bound[inverse].reshape(k.shape)
-
-
-def normal_quantile(p: Any) -> np.ndarray:
-    """Phi^{-1}(p), the standard normal quantile (``statistics.NormalDist().inv_cdf``), elementwise.
-
-    ``p`` in (0, 1); 0 gives -inf and 1 gives +inf.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    unit = statistics.NormalDist()
-    flat = [(-math.inf if v <= 0 else math.inf if v >= 1 else unit.inv_cdf(float(v))) for v in p.ravel()]
-    return np.array(flat, dtype=np.float64).reshape(p.shape)
+    return np.where(k == 0, 0.0, scipy.stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1))
 
 
 # ------------------------------------------------------------------------------------------
@@ -151,27 +94,13 @@ def _check(sigma: Any, n: Any, alpha: Any, batch_size: Any, seed: Any) -> tuple[
     return sigma, n, alpha, batch_size, effective_seed(seed)
 
 
-def _images(images: Any) -> np.ndarray:
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 2:
-        x = x[None, ..., None]
-    elif x.ndim == 3:
-        x = x[None] if x.shape[-1] in (1, 3) else x[..., None]
-    if x.ndim != 4 or len(x) == 0:
-        raise ValueError(f"images must be one (H, W), (H, W, C) image or a batch (N, H, W, C), got shape {np.shape(images)}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("images contain NaN or infinite pixels; give pixels 0..255")
-    return x
-
-
 def _counter(model: Any, per: int, group: int, shape: tuple[int, ...]) -> Any:
     """The compiled sampler for ``group`` images at a time, ``per`` noisy copies of each per step."""
-    cache = _COUNTERS.setdefault(model, {})
-    key = (per, group, shape)
-    if key in cache:
-        return cache[key]
-    classes = int(model.output_shape[-1])
+    return cached(model, ("noise counts", per, group, shape), lambda: _compile_counter(weakref.ref(model), per, group, shape,
+                                                                                    int(model.output_shape[-1])))
 
+
+def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], classes: int) -> Any:
     @tf.function(reduce_retracing=True)
     def count(x: tf.Tensor, index: tf.Tensor, sigma: tf.Tensor, num: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         steps = (num + per - 1) // per
@@ -180,14 +109,13 @@ def _counter(model: Any, per: int, group: int, shape: tuple[int, ...]) -> Any:
             noise = [tf.random.stateless_normal((per, *shape), tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(seed, index[g]), step)) for g in range(group)]
             noisy = tf.repeat(x, per, axis=0) + sigma * tf.concat(noise, axis=0)
-            top = tf.reshape(tf.argmax(model(noisy, training=False), axis=-1, output_type=tf.int32), (group, per))
+            top = tf.reshape(tf.argmax(ref()(noisy, training=False), axis=-1, output_type=tf.int32), (group, per))
             valid = tf.cast(step * per + tf.range(per) < num, tf.float32)
             return step + 1, counts + tf.reduce_sum(tf.one_hot(top, classes) * valid[None, :, None], axis=1)
 
         _, counts = tf.while_loop(lambda s, c: s < steps, body, (tf.constant(0), tf.zeros((group, classes))))
         return tf.cast(tf.round(counts), tf.int64)
 
-    cache[key] = count
     return count
 
 
@@ -197,7 +125,7 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
 
     Args:
         model: pixels 0..255 ``(N, H, W, C)`` -> ``(N, K)`` logits.
-        images: ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
+        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
         sigma: noise standard deviation in grey levels (> 0).
         n: noisy copies per image (>= 1).
         seed: the noise of image ``i`` depends only on (seed, stream, i) and the copies per step
@@ -209,7 +137,7 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
         int64 ``(N, K)`` counts, each row summing to ``n``.
     """
     sigma, n, _, batch_size, seed = _check(sigma, n, 0.5, batch_size, seed)
-    x = _images(images)
+    x = as_batch(images)
     per = min(batch_size, n)
     group = max(1, min(len(x), batch_size // per, 16))  # images per compiled step (unrolled in the graph)
     count = _counter(model, per, group, tuple(x.shape[1:]))
@@ -287,7 +215,7 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
     p_value = np.ones(len(top))
     for i, (a, b) in enumerate(zip(n_a, n_b)):
         if a > b:  # two-sided test of a successes in a + b trials at p = 1/2
-            p_value[i] = min(1.0, 2.0 * float(binomial_upper_tail(a, int(a + b), 0.5)))
+            p_value[i] = scipy.stats.binomtest(int(a), int(a + b), 0.5).pvalue
     abstained = p_value > alpha
     return SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
                            np.zeros_like(counts), sigma, 0, n, alpha)
@@ -323,7 +251,7 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     n_a = counts[np.arange(len(top)), top]
     p_lower = clopper_pearson_lower(n_a, n, alpha)
     abstained = p_lower < 0.5
-    radius = np.where(abstained, 0.0, sigma * normal_quantile(np.where(abstained, 0.5, p_lower)))
+    radius = np.where(abstained, 0.0, sigma * scipy.stats.norm.ppf(np.where(abstained, 0.5, p_lower)))
     return SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
                            sigma, n0, n, alpha)
 

@@ -126,7 +126,7 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
     ``jacobian_step(model, x, labels, lam)``: one Jacobian-based augmentation step, the new pictures
     ``clip(x + lam * sign(d model(x)[label] / dx), 0, 255)`` (the label's *logit*).
     """
-    from course_utils.attacks.substitute import jacobian_augment
+    from course_utils.attacks.transfer import jacobian_augment
 
     ex = "Exercise 2"
     if not_answered(ex, queries):

@@ -222,9 +222,9 @@ class ClassNames:
         if isinstance(target, (str, np.str_, numbers.Number, np.bool_)):
             return [self.index(target, name=name)] * (1 if n is None else n)
         if hasattr(target, "tolist") and not isinstance(target, (list, tuple)):
-            target = target.tolist()  # NumPy arrays, pandas Series: plain Python values
-            if not isinstance(target, list):  # a 0-d array: one value
-                return self.indices(target, n, name=name)
+            if np.ndim(target) == 0:  # a 0-d array: one value
+                return self.indices(np.asarray(target).item(), n, name=name)
+            target = np.ravel(target).tolist()  # NumPy arrays (any shape), pandas Series: plain Python values
         if not isinstance(target, (list, tuple, range)):
             raise WrongTypeError(f"{name} must be a class (an index or a name) or a list of classes, got {describe(target)}")
         indices = [self.index(t, name=name) for t in target]
