@@ -6,14 +6,14 @@ in ``tools/`` on the shared face set and shipped as package data with a model ca
 JSON of facts the lessons read (temperature, noise level, accuracy):
 
 ==============  ===========================================  ==========================================
-name            what it is                                   trained by
+name            what it is                                   ``tools/train_face_model.py --variant``
 ==============  ===========================================  ==========================================
-``substitute``  lesson 5: a copy grown from lesson 1's        ``tools/train_substitute.py``
+``substitute``  lesson 5: a copy grown from lesson 1's        ``substitute``
                 model's *answers* alone (Papernot et al.,
                 2017), for transfer attacks
-``distilled``   lesson 6: defensive distillation at a         ``tools/train_distilled_gender_cnn.py``
+``distilled``   lesson 6: defensive distillation at a         ``distilled``
                 temperature T (Papernot et al., 2016)
-``noisy``       lesson 6: trained on faces with Gaussian      ``tools/train_noisy_gender_cnn.py``
+``noisy``       lesson 6: trained on faces with Gaussian      ``noisy``
                 noise, the base of randomized smoothing
                 (Cohen et al., 2019)
 ==============  ===========================================  ==========================================
@@ -59,11 +59,11 @@ class FaceVariant:
 #: The shipped variants, by name.
 FACE_VARIANTS: dict[str, FaceVariant] = {
     "substitute": FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
-                              "python tools/train_substitute.py --data ../shared/data/faces48.npz"),
+                              "python tools/train_face_model.py --variant substitute --data ../shared/data/faces48.npz"),
     "distilled": FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
-                             "python tools/train_distilled_gender_cnn.py --data ../shared/data/faces48.npz"),
+                             "python tools/train_face_model.py --variant distilled --data ../shared/data/faces48.npz"),
     "noisy": FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
-                         "python tools/train_noisy_gender_cnn.py --data ../shared/data/faces48.npz"),
+                         "python tools/train_face_model.py --variant noisy --data ../shared/data/faces48.npz"),
 }
 
 

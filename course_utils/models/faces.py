@@ -17,7 +17,7 @@ Output
     :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
     ``keras.ops.softmax`` to get probabilities.
 
-The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_gender_cnn.py`` (with :mod:`tools.facetrain.training`)
+The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
 on adult faces of UTKFace (non-commercial research and education only); see
 ``course_utils/data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
 """
@@ -70,7 +70,7 @@ DEFAULT_WEIGHTS: Path = DATA_DIR / "gender_cnn.weights.h5"
 
 #: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
 RETRAIN_COMMAND: str = (
-    "python tools/train_gender_cnn.py --data ../shared/data/faces48.npz "
+    "python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz "
     "--out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md"
 )
 
@@ -232,7 +232,7 @@ ROBUST_CARD: Path = DATA_DIR / "gender_cnn_robust.md"
 ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
 
 #: How to rebuild all three files (from the repository root; needs the shared face set).
-RETRAIN_ROBUST_COMMAND: str = "python tools/train_robust_gender_cnn.py --data ../shared/data/faces48.npz"
+RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
 
 
 def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
@@ -250,7 +250,7 @@ def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> k
 def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
     """Lesson 4's adversarially trained face CNN with its shipped weights (no dataset needed).
 
-    Trained by ``tools/train_robust_gender_cnn.py`` with PGD inside every training step
+    Trained by ``tools/train_face_model.py --variant robust`` with PGD inside every training step
     (:class:`course_utils.attacks.defences.AdversarialTraining`); see :data:`ROBUST_CARD`.
 
     Raises:
