@@ -7,10 +7,15 @@ workload briefly (for CI: it proves the benchmark runs, it says nothing about sp
 Modules:
 
 - :mod:`benchmarks.measure`    timing (interleaved repetitions, medians), peak memory, device
+- :mod:`benchmarks.common`     what every workload shares: plans, sides, results, models and inputs
 - :mod:`benchmarks.baselines`  faithful re-implementations of the tutorial-style loops
-- :mod:`benchmarks.workloads`  the workloads of lessons 1-3 and the scaling series
+- :mod:`benchmarks.workloads`  the workloads of lessons 1-3, the scaling series, and running them all
 - :mod:`benchmarks.adversarial_training`  workload 5: an adversarial-training epoch (lesson 4)
+- :mod:`benchmarks.lucid_workload`  the optional Lucid-style workload against tf-keras-vis
 - :mod:`benchmarks.report`     the Markdown table and the JSON file
+
+The workload modules import what they share from :mod:`benchmarks.common`, never from each
+other, so :mod:`benchmarks.workloads` can import them without a circle.
 """
 
 import course_utils  # noqa: F401,E402  (quiets TensorFlow's start-up; every module here imports it)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up; must come before tensorflow)
 
 if TYPE_CHECKING:
-    from benchmarks.workloads import Plan
+    from benchmarks.common import Plan
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -56,7 +56,7 @@ def make_plan(quick: bool, reps: int | None) -> "Plan":
     """The full or quick plan, with ``reps`` overriding the repetitions if given."""
     from dataclasses import replace
 
-    from benchmarks.workloads import FULL, QUICK
+    from benchmarks.common import FULL, QUICK
 
     plan = QUICK if quick else FULL
     if reps is not None:
@@ -90,7 +90,8 @@ def _run(args: argparse.Namespace) -> int:
     """Run the benchmark as ``args`` says, write the report, print it."""
     from benchmarks.measure import describe_device, load_average, process_peak_rss_mib
     from benchmarks.report import write_report, build_report
-    from benchmarks.workloads import Context, log, run_workloads
+    from benchmarks.common import Context, log
+    from benchmarks.workloads import run_workloads
 
     plan = make_plan(args.quick, args.reps)
     device, environment = describe_device()

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.measure import PeakMemory, interleave, timed
-from benchmarks.workloads import Context, Plan, Side, WorkloadResult
+from benchmarks.common import Context, Plan, Side, WorkloadResult
 from course_utils.attacks.defences import AdversarialTraining
 from course_utils.io.images import sample_face
 from course_utils.models.faces import build_robust_gender_cnn

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.workloads import Context, Plan, Side, WorkloadResult, log
+from benchmarks.common import Context, Plan, Side, WorkloadResult, log
 from course_utils.vis.filters import maximize_class
 from course_utils.models.labels import ClassNames
 

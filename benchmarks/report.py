@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.workloads import WorkloadResult
+from benchmarks.common import WorkloadResult
 from tools.facetrain.outputs import write_files_together
 
 __all__ = ["goals", "build_report", "markdown", "write_report"]

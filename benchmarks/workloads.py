@@ -32,9 +32,11 @@ from benchmarks.baselines import (
     eager_iterative_attack,
     eager_noise_filter,
 )
+from benchmarks.adversarial_training import adversarial_training_workload
 from benchmarks.common import (
-    FULL, QUICK, Context, Plan, Side, WorkloadResult, first_trace, log, max_diff, steps_if, traces_of, warm_up,
+    Context, Plan, Side, WorkloadResult, first_trace, log, max_diff, steps_if, traces_of, warm_up,
 )
+from benchmarks.lucid_workload import lucid_workload
 from benchmarks.measure import PeakMemory, interleave, median, timed
 from course_utils.attacks.gradient import noise_filter
 from course_utils.attacks.pgd import iterative_attack
@@ -47,7 +49,7 @@ from course_utils.core.steps import PixelRange
 from course_utils.models.layers import conv_layers
 from course_utils.vis.filters import gray_noise, maximize_class, maximize_filters
 
-__all__ = ["Plan", "FULL", "QUICK", "Side", "WorkloadResult", "Context", "WORKLOADS", "run_workloads", "log"]
+__all__ = ["WORKLOADS", "OPTIONAL_WORKLOADS", "run_workloads"]
 
 # The lessons' settings.
 NOISE_TARGET, NOISE_BETA, NOISE_LR = "man", 3e-4, 30.0  # lesson 1: make the astronaut "man"
@@ -406,19 +408,6 @@ OPTIONAL_WORKLOADS = ("lucid_vs_tf_keras_vis",)
 """Run only when named in ``--only`` (they need an optional extra, see :mod:`benchmarks.lucid_workload`)."""
 
 
-def _lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
-    from benchmarks.lucid_workload import lucid_workload
-
-    return lucid_workload(ctx, plan)
-
-
-def _adversarial_training(ctx: Context, plan: Plan) -> WorkloadResult:
-    """Workload 5 (lesson 4), in its own module: :mod:`benchmarks.adversarial_training`."""
-    from benchmarks.adversarial_training import adversarial_training_workload
-
-    return adversarial_training_workload(ctx, plan)
-
-
 def run_workloads(ctx: Context, plan: Plan, only: tuple[str, ...] = WORKLOADS) -> tuple[list[WorkloadResult], dict[str, list]]:
     """Run the chosen workloads in order, then the scaling series of workloads 1 and 2 when
     those ran. Returns ``(results, {"noise_filter_steps": rows, "iterative_attack_batch": rows})``."""
@@ -431,8 +420,8 @@ def run_workloads(ctx: Context, plan: Plan, only: tuple[str, ...] = WORKLOADS) -
         "iterative_attack_b8": lambda: iterative_attack_workload(ctx, plan, 8),
         "filters_batched_vs_serial": lambda: filters_workload(ctx, plan),
         "class_maximization": lambda: class_workload(ctx, plan),
-        "lucid_vs_tf_keras_vis": lambda: _lucid_workload(ctx, plan),
-        "adversarial_training_epoch": lambda: _adversarial_training(ctx, plan),
+        "lucid_vs_tf_keras_vis": lambda: lucid_workload(ctx, plan),
+        "adversarial_training_epoch": lambda: adversarial_training_workload(ctx, plan),  # lesson 4
     }
     for name in WORKLOADS + OPTIONAL_WORKLOADS:
         if name not in only:

@@ -3,9 +3,6 @@ model (its saturated softmax and hidden gradient) and the training tool's refusa
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,15 +11,6 @@ from course_utils.attacks.pgd import pgd_attack, pgd_perturb
 from course_utils.core.ops import logit_margin
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import FACE_VARIANTS, face_facts, load_face_model, load_gender_cnn
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("train_distilled_gender_cnn", REPO / "tools" / "train_distilled_gender_cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _faces() -> tuple[np.ndarray, np.ndarray]:
@@ -70,19 +58,21 @@ def test_margin_keeps_a_gradient_where_the_softmax_saturates():
     assert np.allclose(tape.gradient(margin, logits).numpy(), [[1.0, -1.0]])
 
 
-def test_bad_inputs_are_refused_clearly():
+def test_bad_inputs_are_refused_clearly(capsys):
     model = load_gender_cnn()
     face = sample_face("astronaut")
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         pgd_attack(model, face, None, 2.0, loss="hinge")
     with pytest.raises(ValueError, match="samples=1"):
         pgd_perturb(model, face[None], [0], 2.0, steps=1, loss="margin", samples=4)
-    tool = _tool()
+    from tools.facetrain.variants import check_temperature
+    from tools.train_face_model import main
+
     for bad in (0, -5.0, float("nan")):
         with pytest.raises(ValueError, match="temperature T"):
-            tool.check_temperature(bad)
-    with pytest.raises(SystemExit):  # argparse's error, before any data is read
-        tool.main(["--temperature", "0", "--data", "nowhere.npz"])
+            check_temperature(bad)
+    assert main(["--variant", "distilled", "--temperature", "0", "--data", "nowhere.npz"]) == 1  # before any data is read
+    assert "temperature T must be a finite number > 0" in capsys.readouterr().err
 
 
 def test_the_default_loss_is_unchanged():

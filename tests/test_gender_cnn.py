@@ -152,7 +152,7 @@ def test_face_class_index_rejects(bad):
 
 
 def test_missing_weights_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train_gender_cnn"):
+    with pytest.raises(FileNotFoundError, match="train_face_model.py --variant gender"):
         load_gender_cnn(tmp_path / "nothing.weights.h5")
 
 

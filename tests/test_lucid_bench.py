@@ -22,7 +22,8 @@ def test_the_lucid_workload_is_optional_and_named_by_only():
 
 def test_without_tf_keras_vis_the_workload_is_skipped_with_a_note(monkeypatch):
     import benchmarks.lucid_workload as lw
-    from benchmarks.workloads import QUICK, Context, run_workloads
+    from benchmarks.common import QUICK, Context
+    from benchmarks.workloads import run_workloads
 
     monkeypatch.setattr(lw, "available", lambda: False)
     ctx = Context()

@@ -5,7 +5,6 @@ the developers' face set is there (``../shared/data/faces48.npz``; skipped other
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -31,11 +30,11 @@ SHARED_FACES = REPO.parent / "shared" / "data" / "faces48.npz"
 CLEAN_MIN, ROBUST_MIN, GAP_MIN, EPS = 0.80, 0.60, 0.25, 4.0
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("train_robust_gender_cnn", REPO / "tools" / "train_robust_gender_cnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _train(argv: list[str]) -> int:
+    """The training tool's command line for this model (tools/train_face_model.py --variant robust)."""
+    from tools.train_face_model import main
+
+    return main(["--variant", "robust", *argv])
 
 
 def _check_promises(clean: float, robust: float, standard: float, where: str) -> None:
@@ -124,15 +123,14 @@ def _write_faces(path: Path, n: int = 48, *, one_class: bool = False, seed: int 
 
 def _outputs(tmp_path: Path) -> list[str]:
     return ["--out", str(tmp_path / "out" / "m.weights.h5"), "--card", str(tmp_path / "out" / "m.md"),
-            "--robustness", str(tmp_path / "out" / "r.json")]
+            "--facts", str(tmp_path / "out" / "r.json")]
 
 
 def test_tool_writes_weights_card_and_numbers_together(tmp_path, capsys):
-    tool = _tool()
     data = tmp_path / "faces.npz"
     _write_faces(data)
     args = ["--data", str(data), "--epochs", "1", "--steps", "1", "--eval-steps", "1", "--batch-size", "16", *_outputs(tmp_path)]
-    assert tool.main(args) == 0
+    assert _train(args) == 0
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["m.md", "m.weights.h5", "r.json"], "exactly the three files, no leftovers"
     load_robust_gender_cnn(out / "m.weights.h5")
@@ -142,31 +140,32 @@ def test_tool_writes_weights_card_and_numbers_together(tmp_path, capsys):
 
 
 def test_tool_refuses_bad_data_and_writes_nothing(tmp_path, capsys):
-    tool = _tool()
     one_class = tmp_path / "one_class.npz"
     _write_faces(one_class, one_class=True)
     wrong_shape = tmp_path / "wrong.npz"
     np.savez(wrong_shape, images=np.zeros((20, 32, 32), np.uint8), labels=np.arange(20) % 2)
     for data, why in ((one_class, "training needs at least"), (wrong_shape, "must have shape"), (tmp_path / "missing.npz", "not found")):
-        assert tool.main(["--data", str(data), *_outputs(tmp_path)]) == 2
+        assert _train(["--data", str(data), *_outputs(tmp_path)]) == 1
         assert why in capsys.readouterr().err
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_tool_leaves_the_old_files_when_one_cannot_be_written(tmp_path):
-    tool = _tool()
+    from tools.facetrain.outputs import write_files_together
+    from tools.facetrain.training import weights_writer
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "m.weights.h5").write_bytes(b"old weights")
     (out / "r.json").mkdir()  # a folder where the JSON should go: the last file cannot be written
     model = build_robust_gender_cnn()
     writers = {  # as the tool writes its three files
-        out / "m.weights.h5": tool.weights_writer(model, build_robust_gender_cnn),
+        out / "m.weights.h5": weights_writer(model, build_robust_gender_cnn),
         out / "m.md": lambda temp: temp.write_text("card"),
         out / "r.json": lambda temp: temp.write_text("{}"),
     }
     with pytest.raises(OSError):
-        tool.write_files_together(writers)
+        write_files_together(writers)
     assert (out / "m.weights.h5").read_bytes() == b"old weights", "the old weights must stay"
     assert sorted(p.name for p in out.iterdir()) == ["m.weights.h5", "r.json"], "no card and no temporary files"
     shutil.rmtree(out / "r.json")

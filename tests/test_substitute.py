@@ -3,9 +3,7 @@ labels, the shipped weights and facts, the training tool's refusals and the prac
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +15,6 @@ import tensorflow as tf
 from course_utils.attacks.transfer import jacobian_augment, oracle_labels, train_substitute
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import FACE_VARIANTS, face_card, face_facts, load_face_model, load_gender_cnn
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- a tiny world
@@ -220,30 +216,25 @@ def test_shipped_substitute_card_quotes_its_numbers():
 # --------------------------------------------------------------------------- the tool
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("train_substitute", REPO / "tools" / "train_substitute.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_tool_refuses_missing_data_and_writes_nothing(tmp_path, capsys):
-    tool = _tool()
+    from tools.train_face_model import main
+
     out = tmp_path / "s.weights.h5"
-    status = tool.main(["--data", str(tmp_path / "missing.npz"), "--out", str(out), "--card", str(tmp_path / "s.md"),
-                        "--facts", str(tmp_path / "s.json")])
-    assert status == 2 and "Nothing was written" in capsys.readouterr().err
+    status = main(["--variant", "substitute", "--data", str(tmp_path / "missing.npz"), "--out", str(out),
+                   "--card", str(tmp_path / "s.md"), "--facts", str(tmp_path / "s.json")])
+    assert status == 1 and "face data set not found" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_tool_draws_the_attackers_faces_from_the_training_split_only():
-    tool = _tool()
+    from tools.facetrain.variants import attacker_faces
+
     train_idx = np.arange(0, 100, 2)
-    picked = tool.attacker_faces(train_idx, 20, seed=0)
+    picked = attacker_faces(train_idx, 20, seed=0)
     assert len(set(picked.tolist())) == 20 and set(picked.tolist()) <= set(train_idx.tolist())
-    assert picked.tolist() == tool.attacker_faces(train_idx, 20, seed=0).tolist()
+    assert picked.tolist() == attacker_faces(train_idx, 20, seed=0).tolist()
     with pytest.raises(ValueError, match="seed-faces"):
-        tool.attacker_faces(train_idx, 51, seed=0)
+        attacker_faces(train_idx, 51, seed=0)
 
 
 # --------------------------------------------------------------------------- the practice check

@@ -19,15 +19,16 @@ import pytest
 
 from course_utils.models.faces import DEFAULT_WEIGHTS, MODEL_CARD, build_gender_cnn, load_gender_cnn
 from tools.facetrain.outputs import OutputPathError, check_writable, write_files_together
-import importlib.util as _util
-
-_spec = _util.spec_from_file_location("train_gender_cnn_tool", Path(__file__).resolve().parents[1] / "tools" / "train_gender_cnn.py")
-_tool = _util.module_from_spec(_spec)
-_spec.loader.exec_module(_tool)
-main = _tool.main  # the developer tool's command line (tools/train_gender_cnn.py)
+from tools.facetrain.variants import VARIANTS
+from tools.train_face_model import main as face_model_main
 
 REPO = Path(__file__).resolve().parents[1]
-PROG = "python tools/train_gender_cnn.py: error: "
+PROG = "python tools/train_face_model.py: error: "
+
+
+def main(argv: list[str]) -> int:
+    """The developer tool's command line for lesson 1's model (tools/train_face_model.py --variant gender)."""
+    return face_model_main(["--variant", "gender", *argv])
 
 
 def tiny_faces(n: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
@@ -155,6 +156,40 @@ def test_unwritable_outputs_are_refused_before_training(capsys, outputs, tiny_da
     _refused(capsys, [*data, "--out", str(folder / "model.h5"), *card], folder, "must end in '.weights.h5', got 'model.h5'")
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_refuses_bad_outputs_before_reading_the_data(capsys, tmp_path, variant):
+    """No variant reads the data (let alone trains) before its output locations are checked."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "a_file").write_text("not a folder")
+    absent = str(tmp_path / "absent.npz")  # reading it would fail with another message
+    files = ["--card", str(folder / "m.md")] + (["--facts", str(folder / "f.json")] if VARIANTS[variant].facts else [])
+    cases = [
+        (["--out", str(folder / "a_file" / "m.weights.h5"), *files], "a_file is a file, not a folder"),
+        (["--out", str(folder / "m.h5"), *files], "must end in '.weights.h5'"),
+        (["--out", str(folder / "m.weights.h5"), "--card", str(folder / "a_file" / "m.md")], "--card (the model card)"),
+    ]
+    if VARIANTS[variant].facts:
+        cases.append((["--out", str(folder / "m.weights.h5"), "--facts", str(folder / "a_file" / "f.json")], "--facts (the facts JSON)"))
+    for options, expected in cases:
+        before = _snapshot(folder)
+        assert face_model_main(["--variant", variant, "--data", absent, *options]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(PROG) and expected in err[0], err
+        assert _snapshot(folder) == before
+
+
+def test_options_of_another_variant_are_refused(capsys):
+    with pytest.raises(SystemExit) as info:
+        face_model_main(["--variant", "robust", "--sigma", "24"])
+    assert info.value.code == 2
+    assert "--sigma is not an option of --variant robust (only of noisy)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        face_model_main(["--variant", "noisy", "--card-only"])
+    with pytest.raises(SystemExit):
+        face_model_main(["--variant", "gender", "--facts", "f.json"])
+
+
 def test_check_writable_probes_the_folder(tmp_path):
     assert check_writable(tmp_path / "new" / "deeper" / "x.md", "the card") == tmp_path / "new" / "deeper" / "x.md"
     assert not (tmp_path / "new").exists()  # checking creates nothing
@@ -222,7 +257,8 @@ def test_card_only_refusals(capsys, outputs, tiny_data):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, "tools/train_gender_cnn.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "tools/train_face_model.py", "--variant", "gender", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
 
 
 def test_the_command_trains_a_tiny_set_and_writes_both_files(tmp_path, tiny_data):

@@ -18,7 +18,7 @@ Output
     :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
     ``keras.ops.softmax`` to get probabilities.
 
-The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_gender_cnn.py`` (with :mod:`tools.facetrain.training`)
+The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
 on adult faces of UTKFace (non-commercial research and education only); see
 ``course_utils/data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
 
@@ -28,14 +28,14 @@ the shared face set and shipped with a model card and a small JSON of facts the 
 (temperature, noise level, accuracy; :func:`face_facts`):
 
 ==============  ===========================================  ==========================================
-name            what it is                                   trained by
+name            what it is                                   ``tools/train_face_model.py --variant``
 ==============  ===========================================  ==========================================
-``substitute``  lesson 5: a copy grown from lesson 1's        ``tools/train_substitute.py``
+``substitute``  lesson 5: a copy grown from lesson 1's        ``substitute``
                 model's *answers* alone (Papernot et al.,
                 2017), for transfer attacks
-``distilled``   lesson 6: defensive distillation at a         ``tools/train_distilled_gender_cnn.py``
+``distilled``   lesson 6: defensive distillation at a         ``distilled``
                 temperature T (Papernot et al., 2016)
-``noisy``       lesson 6: trained on faces with Gaussian      ``tools/train_noisy_gender_cnn.py``
+``noisy``       lesson 6: trained on faces with Gaussian      ``noisy``
                 noise, the base of randomized smoothing
                 (Cohen et al., 2019)
 ==============  ===========================================  ==========================================
@@ -94,7 +94,7 @@ DEFAULT_WEIGHTS: Path = DATA_DIR / "gender_cnn.weights.h5"
 
 #: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
 RETRAIN_COMMAND: str = (
-    "python tools/train_gender_cnn.py --data ../shared/data/faces48.npz "
+    "python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz "
     "--out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md"
 )
 
@@ -236,7 +236,7 @@ ROBUST_CARD: Path = DATA_DIR / "gender_cnn_robust.md"
 ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
 
 #: How to rebuild all three files (from the repository root; needs the shared face set).
-RETRAIN_ROBUST_COMMAND: str = "python tools/train_robust_gender_cnn.py --data ../shared/data/faces48.npz"
+RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
 
 
 def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
@@ -254,7 +254,7 @@ def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> k
 def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
     """Lesson 4's adversarially trained face CNN with its shipped weights (no dataset needed).
 
-    Trained by ``tools/train_robust_gender_cnn.py`` with PGD inside every training step
+    Trained by ``tools/train_face_model.py --variant robust`` with PGD inside every training step
     (:class:`course_utils.attacks.defences.AdversarialTraining`); see :data:`ROBUST_CARD`.
 
     Raises:
@@ -317,11 +317,11 @@ class FaceVariant:
 #: The shipped variants, by name.
 FACE_VARIANTS: dict[str, FaceVariant] = {
     "substitute": FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
-                              "python tools/train_substitute.py --data ../shared/data/faces48.npz"),
+                              "python tools/train_face_model.py --variant substitute --data ../shared/data/faces48.npz"),
     "distilled": FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
-                             "python tools/train_distilled_gender_cnn.py --data ../shared/data/faces48.npz"),
+                             "python tools/train_face_model.py --variant distilled --data ../shared/data/faces48.npz"),
     "noisy": FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
-                         "python tools/train_noisy_gender_cnn.py --data ../shared/data/faces48.npz"),
+                         "python tools/train_face_model.py --variant noisy --data ../shared/data/faces48.npz"),
 }
 
 

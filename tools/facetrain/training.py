@@ -1,22 +1,18 @@
-"""Train the small gender CNN of lesson 1 and write its weights and model card.
+"""Training and measuring the face CNNs: lesson 1's model, the epoch loop every variant uses,
+accuracy overall and per group, and weights written without leaving half a file.
 
 Only the course's developers need this: the trained weights ship as ``course_utils/data/gender_cnn.weights.h5``
 and :func:`course_utils.models.faces.load_gender_cnn` loads them without any dataset. Retraining
 needs the shared face set ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale;
-non-commercial research and education only, never shipped).
+non-commercial research and education only, never shipped). The command line is
+``tools/train_face_model.py``, run from the repository root::
 
-The command line is a developer tool outside the installed package, run from the repository root::
-
-    python tools/train_gender_cnn.py --data ../shared/data/faces48.npz \\
+    python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz \\
         --out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md
 
 Everything is seeded (``keras.utils.set_random_seed`` plus TensorFlow's deterministic ops in the
-command-line run), so the same seed, data and library versions give the same weights.
-
-The tool never leaves half a result: the data (:func:`tools.facetrain.data.check_faces`) and
-the output locations are checked before training, training that ends with non-finite weights
-writes nothing, and weights and card are written together or not at all
-(:func:`tools.facetrain.outputs.write_files_together`). Errors are one line on stderr, exit status 1.
+command-line run), so the same seed, data and library versions give the same weights. Training
+that ends with non-finite weights is an error (:func:`train_gender_cnn`), so nothing is saved.
 """
 
 from __future__ import annotations
