@@ -8,12 +8,13 @@ import scipy.ndimage
 import tensorflow as tf
 
 from course_utils.attacks.detection import (
-    BitDepth, EvadeSqueezing, MedianFilter, adaptive_attack, default_squeezers, detection_rate, detector_scores,
+    BitDepth, MedianFilter, adaptive_attack, adaptive_step, default_squeezers, detection_rate, detector_scores,
     squeeze_score, threshold_for_fpr,
 )
 from course_utils.attacks.pgd import pgd_attack
+from course_utils.core.loop import compiled
 from course_utils.io.images import FACE_BOXES, sample_face
-from course_utils.models.faces import face_facts, load_gender_cnn
+from course_utils.models.faces import build_gender_cnn, face_facts, load_gender_cnn
 
 
 def _faces() -> np.ndarray:
@@ -95,7 +96,30 @@ def test_adaptive_attack_lowers_the_detector_score():
     assert evaded.mean() >= plain_evaded.mean() + 0.3, (evaded.mean(), plain_evaded.mean())
 
 
-def test_objective_key_names_its_structure():
-    a = EvadeSqueezing(load_gender_cnn(), (BitDepth(5), MedianFilter(2)))
-    b = EvadeSqueezing(load_gender_cnn(), (BitDepth(4), MedianFilter(2)))
-    assert a.key() != b.key() and a.key() == EvadeSqueezing(None, (BitDepth(5), MedianFilter(2))).key()
+def test_the_adaptive_step_prices_the_margin_and_the_score_and_stays_in_the_budget():
+    model = load_gender_cnn()
+    x0 = tf.constant(_faces()[:4])
+    labels = np.asarray(model(x0)).argmax(-1).astype(np.int32)
+    data = {"labels": tf.constant(labels), "threshold": tf.fill([4], 0.05), "epsilon": tf.fill([4], 3.0),
+            "step_size": tf.fill([4], 1.0)}
+    x_next, loss, tracked, success = adaptive_step(model, x0, x0, tf.constant(0), tf.constant([0, 0]), data,
+                                                   squeezers=((BitDepth, 5), (MedianFilter, 2)), weight=20.0, kappa=2.0)
+    logits = model(x0).numpy()
+    gap = logits[np.arange(4), labels] - logits[np.arange(4), 1 - labels]  # two classes: the other one
+    score = squeeze_score(model, x0, default_squeezers()).numpy()
+    np.testing.assert_allclose(tracked.numpy(), np.stack([score, gap], 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss.numpy(), np.maximum(gap, -2.0) + 20.0 * np.maximum(score - 0.05, 0.0), rtol=1e-5,
+                               atol=1e-5)
+    assert not success.numpy().any()  # the model still answers its own labels
+    assert np.abs(x_next.numpy() - x0.numpy()).max() == pytest.approx(1.0, abs=1e-3)  # a signed step, inside the budget
+    assert x_next.numpy().min() >= 0 and x_next.numpy().max() <= 255
+
+
+def test_equal_squeezers_share_one_compiled_step():
+    model, faces = build_gender_cnn(), _faces()[:2]
+    adaptive_attack(model, faces, 0, 4.0, 0.3, steps=2, squeezers=(BitDepth(5), MedianFilter(2)))
+    loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=((BitDepth, 5), (MedianFilter, 2)),
+                    weight=20.0, kappa=2.0)
+    assert loop.traces["perturb"] == 1  # the squeezers are a setting by kind and size: this is the loop that ran
+    adaptive_attack(model, faces, 1, 6.0, 0.2, steps=3, squeezers=(BitDepth(5), MedianFilter(2)), seed=4)
+    assert loop.traces["perturb"] == 1  # new squeezer objects, labels, budget, threshold, seed: no new graph

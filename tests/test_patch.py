@@ -1,4 +1,4 @@
-"""The adversarial patch (lesson 6): placement maths, bad inputs, the optimisation on the one loop."""
+"""The adversarial patch (lesson 6): placement maths, bad inputs, its step and the optimisation."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import pytest
 import tensorflow as tf
 
 from course_utils.attacks.patch import (
-    PatchOnPhotos,
+    Photos,
     apply_patch,
     check_patch,
     load_patch,
-    patch_loop,
+    patch_step,
     patch_success,
     random_placements,
     train_patch,
 )
-from course_utils.core.photo_transforms import paste
 
 RNG = np.random.default_rng(0)
 
@@ -65,21 +64,39 @@ def test_random_placements_are_seeded_in_range_and_keep_the_patch_on_the_photo()
     assert np.all(a[:, 1] - reach >= -0.5 - 1e-3) and np.all(a[:, 1] + reach <= 223.5 + 1e-3)
 
 
-def test_the_patch_transform_cycles_photos_draws_per_step_and_passes_gradients():
+def test_the_patch_step_cycles_photos_draws_per_step_and_moves_the_patch():
     photos = _photos(3)
-    t = PatchOnPhotos(photos, placements=6, sides=(10, 16), degrees=10)
+    seen = []
+
+    def model(pictures, training=False):  # records what it sees; its logits depend on every pixel
+        seen.append(pictures.numpy())
+        mean = tf.reduce_mean(pictures, axis=[1, 2, 3])
+        return tf.stack([mean / 100.0, -mean / 100.0], axis=1)
+
     x = tf.constant(_patch(8)[None])
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        out = t.transform(x, tf.constant(0), tf.constant(1))
-        loss = tf.reduce_sum(out)
-    assert out.shape == (6, 48, 48, 3)
-    changed = np.abs(out.numpy() - photos[[0, 1, 2, 0, 1, 2]]).max(axis=(1, 2, 3)) > 0
+    data = {"labels": tf.constant([0]), "step_size": tf.constant([2.0])}
+    settings = dict(photos=Photos(photos), placements=6, sides=(10.0, 16.0), degrees=10.0)
+    x_next, loss, tracked, success = patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
+    out = seen[0]
+    assert out.shape == (6, 48, 48, 3) and loss.shape == (1,) and tracked.shape == (1, 2) and success is None
+    changed = np.abs(out - photos[[0, 1, 2, 0, 1, 2]]).max(axis=(1, 2, 3)) > 0
     assert changed.all()  # every row is its photo with the patch on it
-    unchanged = np.isclose(out.numpy(), photos[[0, 1, 2, 0, 1, 2]]).mean(axis=(1, 2, 3))
+    unchanged = np.isclose(out, photos[[0, 1, 2, 0, 1, 2]]).mean(axis=(1, 2, 3))
     assert np.all(unchanged > 0.7)  # ... and elsewhere the photo itself
-    assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, x)))) > 0
-    assert not np.array_equal(out.numpy(), t.transform(x, tf.constant(1), tf.constant(1)).numpy())
+    moved = np.abs(x_next.numpy() - x.numpy())
+    assert moved.max() == pytest.approx(2.0, abs=1e-3) and x_next.numpy().min() >= 0 and x_next.numpy().max() <= 255  # signed step
+    patch_step(model, x, x, tf.constant(1), tf.constant([1, 0]), data, **settings)
+    assert not np.array_equal(out, seen[1])  # new placements every step
+    patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
+    assert np.array_equal(out, seen[2])  # ... drawn from the seed and the step
+
+
+def test_equal_photos_are_one_setting_of_the_compiled_step():
+    photos = _photos(2)
+    assert Photos(photos) == Photos(photos.copy()) and hash(Photos(photos)) == hash(Photos(photos.copy()))
+    assert Photos(photos) != Photos(photos[:1])
+    with pytest.raises(ValueError, match="colour"):
+        Photos(np.zeros((1, 8, 8, 1), np.float32))
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -119,7 +136,6 @@ def test_a_short_patch_optimisation_raises_the_targets_probability(imagenet_mode
     assert result.patch.shape == (80, 80, 3) and result.patch.min() >= 0 and result.patch.max() <= 255
     p = result.probability  # first and last: the patch in the middle of both photos (measured 3.3x to 11x)
     assert p[-1] > 2 * p[0], p
-    assert patch_loop(imagenet_model, photos, 4).traces["chunk"] >= 1  # it ran on the one loop
 
 
 def test_the_shipped_patch_beats_noise_on_held_out_photos_and_placements(imagenet_model):

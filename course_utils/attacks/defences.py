@@ -33,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.pgd import check_norm, pgd_perturb
+from course_utils.core import ops
 from course_utils.core.ops import Norm
 from course_utils.checks import check_int
 from course_utils.seeds import effective_seed
@@ -59,7 +60,7 @@ class RoundPixels(keras.layers.Layer):
     """
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.round(tf.clip_by_value(x, 0.0, 255.0))
+        return ops.round_pixels(x)
 
 
 class JpegRecompress(keras.layers.Layer):
@@ -76,45 +77,10 @@ class JpegRecompress(keras.layers.Layer):
         self.quality = int(quality)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        pixels = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
-
-        def one(image: tf.Tensor) -> tf.Tensor:
-            data = tf.io.encode_jpeg(image, quality=self.quality, chroma_downsampling=False)
-            return tf.io.decode_jpeg(data, channels=image.shape[-1])
-
-        out = tf.map_fn(one, pixels, fn_output_signature=tf.TensorSpec(x.shape[1:], tf.uint8))
-        return tf.cast(out, tf.float32)
+        return ops.jpeg(x, self.quality, chroma_downsampling=False)  # colour kept at full resolution
 
     def get_config(self) -> dict:
         return {**super().get_config(), "quality": self.quality}
-
-
-def _gaussian_taps(sigma: tf.Tensor, radius: int) -> tf.Tensor:
-    """Normalised 1-D Gaussian taps, ``(..., 2 * radius + 1)`` for a ``sigma`` of shape ``(...)``."""
-    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-    s = tf.maximum(tf.cast(sigma, tf.float32), 1e-3)[..., None]
-    taps = tf.exp(-0.5 * tf.square(offsets / s))
-    return taps / tf.reduce_sum(taps, axis=-1, keepdims=True)
-
-
-def _blur(x: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
-    """Separable Gaussian blur with one ``sigma`` per example (``(N,)``), edges mirrored.
-
-    The batch is folded into the channels, so one depthwise convolution applies every
-    example's own kernel.
-    """
-    n, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
-    taps = _gaussian_taps(sigma, radius)  # (N, K)
-    taps = tf.repeat(taps, c, axis=0)  # (N * C, K): one kernel per example and channel
-    folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
-    padded = tf.pad(folded, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    k = 2 * radius + 1
-    rows = tf.reshape(tf.transpose(taps), [k, 1, n * c, 1])
-    cols = tf.reshape(tf.transpose(taps), [1, k, n * c, 1])
-    out = tf.nn.depthwise_conv2d(padded, rows, strides=[1, 1, 1, 1], padding="VALID")
-    out = tf.nn.depthwise_conv2d(out, cols, strides=[1, 1, 1, 1], padding="VALID")
-    out = tf.reshape(out, [h, w, n, c])
-    return tf.ensure_shape(tf.transpose(out, [2, 0, 1, 3]), x.shape)
 
 
 class GaussianBlur(keras.layers.Layer):
@@ -128,7 +94,7 @@ class GaussianBlur(keras.layers.Layer):
         self.radius = max(1, int(np.ceil(3 * self.sigma)))
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return _blur(x, tf.fill(tf.shape(x)[:1], self.sigma), self.radius)
+        return ops.gaussian_blur(x, tf.fill(tf.shape(x)[:1], self.sigma), self.radius)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sigma": self.sigma}
@@ -153,7 +119,7 @@ class RandomBlur(keras.layers.Layer):
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         sigma = keras.random.uniform(tf.shape(x)[:1], self.low, self.high, seed=self.generator)
-        return _blur(x, sigma, self.radius)
+        return ops.gaussian_blur(x, sigma, self.radius)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "low": self.low, "high": self.high, "seed": self.seed}
@@ -173,7 +139,7 @@ class StraightThrough(keras.layers.Layer):
         self.transform = transform
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return x + tf.stop_gradient(self.transform(x) - x)
+        return ops.straight_through(x, self.transform(x))
 
 
 def defend(model: keras.Model, transform: keras.layers.Layer, *, name: str | None = None) -> keras.Model:

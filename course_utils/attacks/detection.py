@@ -10,16 +10,16 @@ pictures for a false-positive rate, is flagged.
 - :class:`BitDepth` and :class:`MedianFilter`: the squeezers (Keras layers on pixels 0..255).
 - :func:`squeeze_score` (tensors, in a graph) and :func:`detector_scores` (NumPy, batched).
 - :func:`threshold_for_fpr` and :func:`detection_rate`.
-- :func:`adaptive_attack`: an attacker who knows the detector (Carlini & Wagner, AISec 2017;
-  He et al., 2017 for feature squeezing) fools the classifier *and* keeps the score under the
-  threshold. It runs on the course's one loop (:class:`EvadeSqueezing` as the objective), taking
-  the squeezers' gradient as the identity (:class:`~course_utils.attacks.defences.StraightThrough`,
-  BPDA): the rounding of :class:`BitDepth` has no gradient of its own.
+- :func:`adaptive_step`, :func:`adaptive_attack`: an attacker who knows the detector (Carlini &
+  Wagner, AISec 2017; He et al., 2017 for feature squeezing) fools the classifier *and* keeps the
+  score under the threshold, taking the squeezers' gradient as the identity
+  (:func:`~course_utils.core.ops.straight_through`, BPDA): the rounding of :class:`BitDepth` has
+  no gradient of its own. The step is compiled and run by :mod:`course_utils.core.loop`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,19 +27,17 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras im
 import keras
 import tensorflow as tf
 
-from course_utils.attacks.defences import StraightThrough
 from course_utils.attacks.pgd import default_step_size
+from course_utils.checks import check_int, check_number
+from course_utils.core import ops
+from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames
-from course_utils.checks import check_int, check_number
-from course_utils.core.cache import loop_for
-from course_utils.core.objectives import Objective, weak
-from course_utils.core.steps import LinfBall, PixelRange
 from course_utils.seeds import effective_seed
 
 __all__ = [
     "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",
-    "detection_rate", "EvadeSqueezing", "adaptive_attack",
+    "detection_rate", "adaptive_step", "adaptive_attack",
 ]
 
 
@@ -54,10 +52,9 @@ class BitDepth(keras.layers.Layer):
         kwargs.setdefault("name", f"bit_depth_{bits}")
         super().__init__(**kwargs)
         self.bits = check_int("bits", bits, minimum=1, maximum=8)
-        self.levels = float(2 ** self.bits - 1)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.round(tf.clip_by_value(x, 0.0, 255.0) / 255.0 * self.levels) / self.levels * 255.0
+        return ops.round_pixels(x, self.bits)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "bits": self.bits}
@@ -106,7 +103,8 @@ def squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tens
     """``(N,)`` the detector's score, 0..2: ``max_s || softmax(model(x)) - softmax(model(s(x))) ||_1``.
 
     Tensors in and out (usable in a graph). ``x``: float32 pixels 0..255 ``(N, H, W, C)``. With
-    squeezers wrapped in :class:`StraightThrough` the score has the BPDA gradient.
+    squeezers passed straight through (:func:`~course_utils.core.ops.straight_through`) the score
+    has the BPDA gradient.
     """
     n = tf.shape(x)[0]
     squeezed = [tf.convert_to_tensor(x, tf.float32)] + [s(x) for s in squeezers]
@@ -152,43 +150,35 @@ def detection_rate(scores: Any, threshold: float) -> float:
     return float(np.mean(scores > check_number("threshold", threshold)))
 
 
-class EvadeSqueezing(Objective):
-    """The adaptive attacker's objective: fool ``model`` and stay under the detector's threshold.
+def adaptive_step(model, x, x0, i, seed, data, *, squeezers: tuple = ((BitDepth, 5), (MedianFilter, 2)),
+                  weight: float = 20.0, kappa: float = 2.0):
+    """One step of the adaptive attack: a sign step down C&W's margin plus the detector's score over the threshold."""
+    labels, threshold = tf.cast(data["labels"], tf.int32), data["threshold"]
+    bpda = [lambda v, squeeze=_squeezer(k): ops.straight_through(v, squeeze(v)) for k in squeezers]  # forwards only
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        gap = ops.logit_margin(model(x, training=False), labels)             # > 0 while the true class leads
+        score = squeeze_score(model, x, bpda)                               # what the detector measures
+        loss = tf.maximum(gap, -kappa) + weight * tf.nn.relu(score - threshold)
+    grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    x_next = x - ops.per_example(data["step_size"], x) * tf.sign(grad)
+    x_next = tf.clip_by_value(ops.project(x_next, x0, data["epsilon"], "linf"), 0.0, 255.0)  # budget, valid pixels
+    return x_next, loss, tf.stack([score, gap], axis=1), (gap < 0) & (score <= threshold)
 
-    ``loss = max(Z_y - max_{j != y} Z_j, -kappa) + weight * max(score(x) - threshold, 0)``, with
-    Carlini & Wagner's logit margin (untargeted, per-call ``labels``), the squeezing score of
-    :func:`squeeze_score` through BPDA squeezers, and the per-call ``threshold`` (one per example).
-    Tracks ``(N, 2)``: the score and the margin. Succeeds where the model is fooled and the score
-    is at most the threshold.
-    """
 
-    per_call = {"labels": tf.int32, "threshold": tf.float32}
+def _setting(squeezer: Any) -> Any:
+    """A squeezer as a setting of the compiled step: the course's by kind and size (equal ones share
+    one graph), any other by itself."""
+    if type(squeezer) is BitDepth:
+        return BitDepth, squeezer.bits
+    if type(squeezer) is MedianFilter:
+        return MedianFilter, squeezer.size
+    return squeezer
 
-    def __init__(self, model: Any, squeezers: Sequence[Any] | None = None, weight: float = 20.0, kappa: float = 2.0) -> None:
-        self.model = model
-        self.squeezers = _check_squeezers(squeezers)
-        self._bpda = tuple(StraightThrough(s) for s in self.squeezers)
-        self.weight = check_number("weight", weight, minimum=0.0)
-        self.kappa = check_number("kappa", kappa, minimum=0.0)
 
-    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        logits = self.model(x, training=False)
-        hot = tf.equal(tf.range(tf.shape(logits)[-1])[None], data["labels"][:, None])
-        gap = tf.reduce_sum(tf.where(hot, logits, 0.0), -1) - tf.reduce_max(tf.where(hot, tf.float32.min, logits), -1)
-        score = squeeze_score(self.model, x, self._bpda)
-        loss = tf.maximum(gap, -self.kappa) + self.weight * tf.nn.relu(score - data["threshold"])
-        return loss, tf.stack([score, gap], axis=1), (gap < 0) & (score <= data["threshold"])
-
-    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, tracked, _ = self.evaluate(x, data)
-        return loss, tracked
-
-    def key(self) -> Hashable:
-        parts = tuple((type(s).__qualname__, s.name, getattr(s, "bits", None), getattr(s, "size", None)) for s in self.squeezers)
-        return ("evade-squeezing", parts, self.weight, self.kappa)
-
-    def __repr__(self) -> str:
-        return f"EvadeSqueezing(squeezers={[s.name for s in self.squeezers]}, weight={self.weight:g}, kappa={self.kappa:g})"
+def _squeezer(setting: Any) -> Any:
+    """The squeezer of a setting made by :func:`_setting`."""
+    return setting[0](setting[1]) if isinstance(setting, tuple) else setting
 
 
 def adaptive_attack(
@@ -208,7 +198,9 @@ def adaptive_attack(
 ) -> np.ndarray:
     """Untargeted L-inf attack that fools ``model`` while keeping the squeezing score <= ``threshold``.
 
-    Sign steps on :class:`EvadeSqueezing` on the course's one loop, from a seeded random start,
+    :func:`adaptive_step` minimises ``max(Z_y - max_{j != y} Z_j, -kappa) + weight * max(score - threshold, 0)``
+    (Carlini & Wagner's logit margin of the true class ``y``, and the squeezing score of
+    :func:`squeeze_score` through BPDA squeezers) by sign steps from a seeded random start,
     projected into the budget and 0..255; each image stays where it first succeeds (fooled and
     under the threshold), as a careful attacker would send it.
 
@@ -231,16 +223,17 @@ def adaptive_attack(
     steps = check_int("steps", steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     rate = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    objective = EvadeSqueezing(weak(model), squeezers, weight, kappa)
-    loop = loop_for(model, objective, step_rule="sign", regularizers=(LinfBall(), PixelRange()), stop_at_success=True)
+    squeezers = tuple(_setting(s) for s in _check_squeezers(squeezers))
+    weight, kappa = check_number("weight", weight, minimum=0.0), check_number("kappa", kappa, minimum=0.0)
+    loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=squeezers, weight=weight, kappa=kappa)
     x = as_batch(images, model)
-    y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int64).astype(np.int32)
+    y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int32)
     out = []
     for b, i in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[i : i + batch_size])
         m = int(xb.shape[0])
-        eps = tf.fill([m], tf.constant(epsilon, tf.float32))
-        start = tf.clip_by_value(LinfBall().random_start(xb, eps, tf.constant([effective_seed(seed), b])), 0.0, 255.0)
-        data = {"labels": y[i : i + batch_size], "epsilon": eps, "threshold": tf.fill([m], tf.constant(threshold, tf.float32))}
-        out.append(loop.perturb(xb, data, steps=steps, step_size=rate, seed=b, start=start).numpy())
+        data = {"labels": y[i : i + batch_size], "epsilon": np.full(m, epsilon, np.float32),
+                "threshold": np.full(m, threshold, np.float32), "step_size": np.full(m, rate, np.float32)}
+        start = ops.random_start(xb, data["epsilon"], "linf", tf.constant([effective_seed(seed), b]))
+        out.append(loop.perturb(xb, data, steps=steps, seed=b, start=start).numpy())
     return np.concatenate(out)

@@ -7,14 +7,14 @@ patch over random photos and placements (expectation over transformation, Athaly
 and found that it made ImageNet classifiers answer "toaster" on most photos, also when printed and
 photographed, covering about a tenth of the picture.
 
-On the course's one loop the *patch* is the optimised picture ``x`` ``(1, P, P, 3)``; the transform
-:class:`PatchOnPhotos` pastes it on ``placements`` photos at random places, sizes and angles (new
-ones every step, from ``(seed, step)``); :class:`~course_utils.core.photo_transforms.DrawnCrossEntropy`
-averages the cross-entropy to the target over them; :class:`~course_utils.core.steps.PixelRange`
-keeps the patch valid. Nothing else: no budget, no second loop.
+The *patch* is the optimised picture ``x`` ``(1, P, P, 3)``. Each :func:`patch_step` pastes it on
+``placements`` photos at random places, sizes and angles (new ones every step, from the seed and
+the step), averages the cross-entropy to the target over them, and moves every patch pixel by a
+signed step, kept within valid pixels. Nothing else: no budget. :mod:`course_utils.core.loop`
+compiles and runs the step.
 
 - :func:`random_placements`, :func:`apply_patch` -- where a patch goes, and putting it there;
-- :func:`patch_loop`, :func:`train_patch` -- the optimisation;
+- :func:`patch_step`, :func:`train_patch` -- the optimisation;
 - :func:`patch_success` -- how often the patched photos answer the target, on placements (and
   photos) the training never saw;
 - :func:`load_patch` -- the patch shipped with the course (trained by ``tools/train_patch.py``).
@@ -27,26 +27,22 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number, check_steps
-from course_utils.core.cache import cached_loop
-from course_utils.core.gradient_loop import GradientLoop
-from course_utils.core.objectives import weak
-from course_utils.core.photo_transforms import DrawnCrossEntropy, paste
-from course_utils.core.ops import seed_pair
-from course_utils.core.pieces import Transform
-from course_utils.core.steps import PixelRange
+from course_utils.core import ops
+from course_utils.core.loop import compiled
+from course_utils.core.photo_transforms import paste
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target
 from course_utils.seeds import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",
-    "PatchOnPhotos", "PatchCrossEntropy", "patch_loop", "PatchResult", "train_patch", "PatchScore", "patch_success", "load_patch",
+    "patch_step", "Photos", "PatchResult", "train_patch", "PatchScore", "patch_success", "load_patch",
 ]
 
 PATCH_SIDES: tuple[float, float] = (72.0, 104.0)
@@ -119,7 +115,7 @@ def random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
     h, w = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     sides = _check_sides(sides, (h, w))
     degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
-    u = tf.random.stateless_uniform([count, 4], seed=seed_pair(effective_seed(seed), 50))
+    u = tf.random.stateless_uniform([count, 4], seed=ops.seed_pair(effective_seed(seed), 50))
     return _draw(u, h, w, sides, degrees).numpy()
 
 
@@ -138,78 +134,53 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
     return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
 
 
-class PatchOnPhotos(Transform):
-    """The patch ``(N, P, P, 3)`` pasted on ``placements`` photos each step: ``(placements * N, H, W, 3)``,
-    row ``j * N + i`` being patch ``i`` on photo ``j % len(photos)`` at a random place, side
-    (uniform in ``sides``) and angle (``-degrees..degrees``), drawn from ``(seed, step)``. For
-    :class:`~course_utils.core.photo_transforms.DrawnCrossEntropy`, which averages over the rows."""
+class Photos:
+    """Training photos ``(B, H, W, 3)`` as a setting of :func:`patch_step`: equal, and so sharing one
+    compiled graph, when their pixels are."""
 
-    def __init__(self, photos: Any, placements: int = 8, *, sides: Any = PATCH_SIDES,
-                 degrees: float = PATCH_DEGREES) -> None:
-        x = as_batch(photos)
-        if len(x) == 0 or x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"photos must be colour pictures (N, H, W, 3), N >= 1, got shape {tuple(x.shape)}")
-        self.placements = check_int("placements", placements, minimum=1, maximum=256)
-        self.sides = _check_sides(sides, x.shape[1:])
-        self.degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
-        self._photos = x
-        self._digest = hashlib.sha1(x.tobytes()).hexdigest() + str(x.shape)
+    def __init__(self, photos: Any) -> None:
+        self.array = as_batch(photos)
+        if len(self.array) == 0 or self.array.ndim != 4 or self.array.shape[-1] != 3:
+            raise ValueError(f"photos must be colour pictures (N, H, W, 3), N >= 1, got shape {tuple(self.array.shape)}")
+        self._key = (self.array.shape, hashlib.sha1(self.array.tobytes()).hexdigest())
 
-    def check_input(self, shape: tuple) -> None:
-        if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2]:
-            raise ValueError(f"the patch batch must be (N, P, P, 3), got shape {tuple(shape)}")
-        check_patch(np.zeros(shape[1:], np.float32), self._photos.shape[1:])
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Photos) and other._key == self._key
 
-    def key(self) -> Hashable:
-        return (type(self).__qualname__, self._digest, self.placements, self.sides, self.degrees)
+    def __hash__(self) -> int:
+        return hash(self._key)
 
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        photos = tf.constant(self._photos)
-        n, rows = tf.shape(x)[0], self.placements * tf.shape(x)[0]
-        patches = tf.concat([x] * self.placements, axis=0)
-        pair = seed_pair(tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)]), 51)
-        where = _draw(tf.random.stateless_uniform(tf.stack([rows, 4]), seed=pair), photos.shape[1], photos.shape[2],
-                      self.sides, self.degrees)
-        chosen = tf.gather(photos, (tf.range(rows) // n) % len(self._photos))
-        return paste(chosen, patches, where[:, :2], where[:, 2], where[:, 3])
+    def __repr__(self) -> str:
+        return f"Photos({self.array.shape[0]} of {self.array.shape[1]}x{self.array.shape[2]})"
 
 
-class PatchCrossEntropy(DrawnCrossEntropy):
-    """:class:`DrawnCrossEntropy` that also reads a bare patch ``(N, P, P, 3)``: the loop's first
-    and last evaluation see the patch without the transform, and then it is pasted, centred, of
-    side ``side`` and unturned, on each of ``photos`` (so ``tracked`` there is the target's
-    probability averaged over the photos with the patch in the middle)."""
-
-    def __init__(self, model: Any, photos: np.ndarray, side: float, digest: str) -> None:
-        super().__init__(model, targeted=True)
-        self._photos, self.side, self._digest = photos, float(side), digest
-
-    def __call__(self, x: tf.Tensor, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        h, w = self._photos.shape[1:3]
-        if tuple(x.shape[1:3]) != (h, w):  # a bare patch: paste it centred on every photo
-            b = len(self._photos)
-            patches = tf.repeat(x, b, axis=0)  # row i * b + j: patch i on photo j; reorder draw-major
-            patches = tf.reshape(tf.transpose(tf.reshape(patches, [-1, b, *x.shape[1:]]), [1, 0, 2, 3, 4]),
-                                 [-1, *x.shape[1:]])
-            rows = tf.shape(patches)[0]
-            photos = tf.repeat(tf.constant(self._photos), rows // b, axis=0)
-            centre = tf.fill([rows, 2], (h - 1) / 2.0) * tf.constant([[1.0, (w - 1) / (h - 1)]])
-            x = paste(photos, patches, centre, tf.fill([rows], self.side), tf.zeros([rows]))
-        return super().__call__(x, data)
-
-    def key(self) -> Hashable:
-        return ("patch-cross-entropy", self._digest, self.side)
+def patch_step(model, x, x0, i, seed, data, *, photos: Photos, placements: int = 8,
+               sides: tuple[float, float] = PATCH_SIDES, degrees: float = PATCH_DEGREES):
+    """One step of the patch: pasted on ``placements`` photos at random, a signed step down the averaged cross-entropy."""
+    n, rows = tf.shape(x)[0], placements * tf.shape(x)[0]                  # row j * N + i: patch i, placement j
+    u = tf.random.stateless_uniform(tf.stack([rows, 4]), seed=ops.seed_pair(tf.stack([seed[0], i]), 51))
+    where = _draw(u, photos.array.shape[1], photos.array.shape[2], sides, degrees)  # new places every step
+    backgrounds = tf.gather(tf.constant(photos.array), (tf.range(rows) // n) % len(photos.array))
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        patched = paste(backgrounds, tf.tile(x, [placements, 1, 1, 1]), where[:, :2], where[:, 2], where[:, 3])
+        logits = tf.reshape(model(patched, training=False), [placements, n, -1])
+        loss = ops.cross_entropy(logits, data["labels"])                    # towards the target, averaged
+    grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    x_next = tf.clip_by_value(x - ops.per_example(data["step_size"], x) * tf.sign(grad), 0.0, 255.0)  # valid pixels
+    return x_next, loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), None
 
 
-def patch_loop(model: Any, photos: Any, placements: int = 8, *, sides: Any = PATCH_SIDES,
-               degrees: float = PATCH_DEGREES) -> GradientLoop:
-    """The model's cached patch loop for these photos: :class:`PatchOnPhotos` in front of a
-    :class:`PatchCrossEntropy` (targeted), ``"sign"`` steps, :class:`PixelRange`. The target is per call."""
-    on_photos = PatchOnPhotos(photos, placements, sides=sides, degrees=degrees)
-    pieces = (on_photos, PixelRange())
-    objective = PatchCrossEntropy(weak(model), on_photos._photos, sum(on_photos.sides) / 2, on_photos._digest)
-    return cached_loop(model, ("patch", objective.key(), tuple(p.key() for p in pieces)),
-                       lambda: GradientLoop(objective, step_rule="sign", regularizers=pieces))
+def _centred(model, x, x0, i, seed, data, *, photos: Photos, sides: tuple[float, float] = PATCH_SIDES, **_):
+    """What the history starts and ends with: the loss and softmax (averaged over the photos) with the
+    patch unturned in the middle of every photo, its side the middle of ``sides``."""
+    b, (h, w) = len(photos.array), photos.array.shape[1:3]
+    rows = b * tf.shape(x)[0]                                                # row j * N + i: patch i on photo j
+    backgrounds = tf.repeat(tf.constant(photos.array), tf.shape(x)[0], axis=0)
+    centre = tf.fill([rows, 2], (h - 1) / 2.0) * tf.constant([[1.0, (w - 1) / (h - 1)]])
+    patched = paste(backgrounds, tf.tile(x, [b, 1, 1, 1]), centre, tf.fill([rows], sum(sides) / 2), tf.zeros([rows]))
+    logits = tf.reshape(model(patched, training=False), [b, tf.shape(x)[0], -1])
+    return ops.cross_entropy(logits, data["labels"]), tf.reduce_mean(tf.nn.softmax(logits), axis=0)
 
 
 @dataclass
@@ -273,15 +244,19 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     steps = check_steps(steps)
     step_size = check_number("step_size", step_size, minimum=0.0, above=True)
     index, label = _target(model, target)
-    loop = patch_loop(model, x, placements, sides=sides, degrees=degrees)
+    placements = check_int("placements", placements, minimum=1, maximum=256)
+    sides = _check_sides(sides, x.shape[1:])
+    degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
     if start is None:
         rng = np.random.default_rng(effective_seed(seed))
         start = rng.uniform(0.0, 255.0, (size, size, 3)).astype(np.float32)
     start = check_patch(start, x.shape[1:])
     if start.shape[0] != size:
         raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
-    run = loop.run(start[None], {"labels": [index]}, steps=steps, step_size=step_size, seed=seed, progress=progress,
-                   description=f"patch -> {label}")
+    loop = compiled(patch_step, model, measure=_centred, photos=Photos(x), placements=placements, sides=sides,
+                    degrees=degrees)
+    data = {"labels": np.asarray([index], np.int32), "step_size": np.asarray([step_size], np.float32)}
+    run = loop.run(start[None], data, steps=steps, seed=seed, progress=progress, description=f"patch -> {label}")
     return PatchResult(run.x[0], index, label, run.tracked[:, 0, index], run.losses[:, 0], run.seconds)
 
 

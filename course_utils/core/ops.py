@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["Norm", "NORMS", "per_example", "seed_pair", "cross_entropy", "logit_margin", "direction", "project", "random_start"]
@@ -117,3 +118,89 @@ def random_start(x0: tf.Tensor, epsilon: Any, norm: str, seed: Any) -> tf.Tensor
 def _length(d: tf.Tensor) -> tf.Tensor:
     """Per-example L2 length of ``d``, ``(N, 1, ..., 1)``."""
     return tf.sqrt(tf.reduce_sum(tf.square(d), axis=list(range(1, d.shape.rank)), keepdims=True))
+
+
+# --------------------------------------------------------------------------- picture operations
+# What the defences, the print-and-photograph simulation, the patch and the squeezing detector share:
+# one per-example Gaussian blur, one affine resampler, one JPEG, one rounding to grey levels, one
+# straight-through gradient (BPDA).
+
+__all__ += ["gaussian_blur", "affine", "jpeg", "round_pixels", "straight_through"]
+
+
+def gaussian_blur(x: tf.Tensor, sigma: Any, radius: int) -> tf.Tensor:
+    """Gaussian blur of each picture of ``x`` ``(N, H, W, C)`` with its own width ``sigma`` ``(N,)``
+    in pixels (at least 0.001): separable, ``radius`` taps each side, edges mirrored (so ``H`` and
+    ``W`` must exceed ``radius``). The batch is folded into the channels, so one depthwise
+    convolution applies every picture's own kernel. Differentiable."""
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    s = tf.maximum(tf.cast(sigma, tf.float32), 1e-3)[:, None]
+    taps = tf.exp(-0.5 * tf.square(offsets / s))
+    taps = taps / tf.reduce_sum(taps, axis=1, keepdims=True)                    # (N, K)
+    n, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
+    taps = tf.transpose(tf.repeat(taps, c, axis=0))                             # (K, N * C): one per picture and channel
+    folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
+    padded = tf.pad(folded, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    k = 2 * radius + 1
+    out = tf.nn.depthwise_conv2d(padded, tf.reshape(taps, [k, 1, n * c, 1]), [1, 1, 1, 1], "VALID")
+    out = tf.nn.depthwise_conv2d(out, tf.reshape(taps, [1, k, n * c, 1]), [1, 1, 1, 1], "VALID")
+    return tf.ensure_shape(tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3]), x.shape)
+
+
+def affine(x: tf.Tensor, a: Any, b: Any, tx: Any, c: Any, d: Any, ty: Any, *, size: Any = None,
+           fill: str = "REFLECT") -> tf.Tensor:
+    """Each picture of ``x`` ``(N, H, W, C)`` resampled (bilinear): output pixel at column ``u``,
+    row ``v`` shows the input at column ``a u + b v + tx``, row ``c u + d v + ty`` (pixels, 0 = the
+    first pixel's centre). Each coefficient is one number or one per picture ``(N,)``. ``size``:
+    the output's ``(height, width)``, default the input's. ``fill``: what shows where the input
+    ends, ``"REFLECT"`` (edges mirrored) or ``"CONSTANT"`` (zeros). Differentiable in ``x``."""
+    n = tf.shape(x)[0]
+    a, b, tx, c, d, ty = (tf.broadcast_to(tf.cast(v, tf.float32), [n]) for v in (a, b, tx, c, d, ty))
+    zero = tf.zeros_like(a)
+    rows = tf.stack([a, b, tx, c, d, ty, zero, zero], axis=1)
+    size = tf.shape(x)[1:3] if size is None else tf.cast(tf.stack(size), tf.int32)
+    return tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=rows, output_shape=size,
+                                                 fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill)
+
+
+def round_pixels(x: tf.Tensor, bits: int = 8) -> tf.Tensor:
+    """``x`` clipped to 0..255 and rounded to ``2**bits`` grey levels evenly spread over 0..255:
+    ``bits=8`` whole grey levels (as saving to 8 bits does), fewer bits coarser
+    (``round(x / 255 * (2**bits - 1)) / (2**bits - 1) * 255``). No gradient (TensorFlow defines none)."""
+    x = tf.clip_by_value(x, 0.0, 255.0)
+    if bits == 8:
+        return tf.round(x)
+    levels = float(2 ** bits - 1)
+    return tf.round(x / 255.0 * levels) / levels * 255.0
+
+
+def jpeg(x: tf.Tensor, quality: Any, *, chroma_downsampling: bool = True) -> tf.Tensor:
+    """Each picture of ``x`` ``(N, H, W, C)`` (1 or 3 channels) saved as a JPEG and read back:
+    whole grey levels 0..255, the fine detail people do not notice dropped. No gradient (the
+    pixels become bytes).
+
+    ``quality``: a whole number 1..100 for all, or a tensor ``(N,)``, one per picture (rounded and
+    clipped to 1..100). ``chroma_downsampling``: store colour at half resolution, as phones and
+    TensorFlow's default do; ``False`` keeps it (only with one ``quality`` for all).
+    """
+    pixels = tf.cast(round_pixels(x), tf.uint8)
+    spec = tf.TensorSpec(x.shape[1:], tf.uint8)
+    if isinstance(quality, (int, np.integer)):
+        def one(image: tf.Tensor) -> tf.Tensor:
+            data = tf.io.encode_jpeg(image, quality=int(quality), chroma_downsampling=chroma_downsampling)
+            return tf.io.decode_jpeg(data, channels=image.shape[-1])
+
+        return tf.cast(tf.map_fn(one, pixels, fn_output_signature=spec), tf.float32)
+    if not chroma_downsampling:
+        raise ValueError("jpeg: one quality per picture always stores colour at half resolution; "
+                         "give one whole-number quality to keep it (chroma_downsampling=False)")
+    q = tf.cast(tf.clip_by_value(tf.round(tf.cast(quality, tf.float32)), 1.0, 100.0), tf.int32)
+    out = tf.map_fn(lambda a: tf.image.adjust_jpeg_quality(a[0], a[1]), (pixels, q), fn_output_signature=spec)
+    return tf.cast(out, tf.float32)
+
+
+def straight_through(x: tf.Tensor, forward: tf.Tensor) -> tf.Tensor:
+    """``forward`` (a transform of ``x``, same shape) on the way forwards, the identity on the way
+    back: BPDA, the straight-through gradient (Athalye, Carlini & Wagner, 2018). A good
+    approximation for any transform that keeps the picture roughly as it was (rounding, JPEG)."""
+    return x + tf.stop_gradient(forward - x)

@@ -10,11 +10,9 @@ passed straight through, BPDA, with ``jpeg=``), so the gradient loop can average
 expectation over transformation (EOT; Athalye, Engstrom, Ilyas and Kwok, ICML 2018).
 
 A drawing transform gives *several* pictures for each one it gets: ``draws`` copies of a batch of
-``N``, ``(draws * N, H, W, C)``, row ``j * N + i`` being draw ``j`` of picture ``i``.
-:class:`DrawnCrossEntropy` is the objective that goes with it: the cross-entropy averaged over the
-copies of each picture (the same loss as :class:`~course_utils.core.objectives.CrossEntropy` with
-``samples``, which averages over calls of a *random model*; here the randomness is in the
-transform, seeded by the loop's ``(seed, step)``).
+``N``, ``(draws * N, H, W, C)``, row ``j * N + i`` being draw ``j`` of picture ``i``; reshaped to
+``(draws, N, ...)``, :func:`course_utils.core.ops.cross_entropy` averages the loss over the draws
+(EOT), seeded by the step's ``(seed, step)``.
 
 :func:`paste` puts a (turned, scaled) patch into pictures at given places: the adversarial patch
 of :mod:`course_utils.attacks.patch`.
@@ -26,44 +24,15 @@ ranges below are a plausible phone photo of a print, not a measured one.
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Mapping
+from typing import Hashable
 
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
-from course_utils.core.objectives import Objective
+from course_utils.core import ops
 from course_utils.core.ops import seed_pair
-from course_utils.core.pieces import Transform, check_image_side
 
-__all__ = ["PrintPhoto", "jpeg_recompress", "blur_each", "paste", "DrawnCrossEntropy"]
-
-
-def blur_each(x: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
-    """Gaussian blur of each picture with its own width ``sigma`` ``(N,)`` in pixels (separable,
-    edges mirrored, ``radius`` taps each side). The batch is folded into the channels, so one
-    depthwise convolution applies every picture's own kernel. Differentiable."""
-    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
-    s = tf.maximum(tf.cast(sigma, tf.float32), 1e-3)[:, None]
-    taps = tf.exp(-0.5 * tf.square(offsets / s))
-    taps = taps / tf.reduce_sum(taps, axis=1, keepdims=True)  # (N, K)
-    n, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
-    taps = tf.transpose(tf.repeat(taps, c, axis=0))  # (K, N * C)
-    folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, n * c])
-    padded = tf.pad(folded, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-    k = 2 * radius + 1
-    out = tf.nn.depthwise_conv2d(padded, tf.reshape(taps, [k, 1, n * c, 1]), [1, 1, 1, 1], "VALID")
-    out = tf.nn.depthwise_conv2d(out, tf.reshape(taps, [1, k, n * c, 1]), [1, 1, 1, 1], "VALID")
-    return tf.ensure_shape(tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3]), x.shape)
-
-
-def jpeg_recompress(x: tf.Tensor, quality: tf.Tensor) -> tf.Tensor:
-    """Each picture saved as a JPEG of its own ``quality`` ``(N,)`` (whole numbers 1..100) and read
-    back: rounded to whole grey levels, fine detail dropped. No gradient (the pixels become bytes)."""
-    pixels = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
-    q = tf.cast(tf.clip_by_value(tf.round(tf.cast(quality, tf.float32)), 1.0, 100.0), tf.int32)
-    out = tf.map_fn(lambda a: tf.image.adjust_jpeg_quality(a[0], a[1]), (pixels, q),
-                    fn_output_signature=tf.TensorSpec(x.shape[1:], tf.uint8))
-    return tf.cast(out, tf.float32)
+__all__ = ["PrintPhoto", "paste"]
 
 
 def _affine_each(x: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
@@ -74,14 +43,10 @@ def _affine_each(x: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift: tf.Ten
     a, b = tf.cos(angle) / scale, tf.sin(angle) / scale
     c, d = -b, a
     ox, oy = cx - shift[:, 1], cy - shift[:, 0]  # the output's centre shows the input's centre - shift
-    zero = tf.zeros_like(a)
-    rows = tf.stack([a, b, cx - a * ox - b * oy, c, d, cy - c * ox - d * oy, zero, zero], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=rows, output_shape=tf.stack([h, w]),
-                                                 fill_value=tf.constant(0.0), interpolation="BILINEAR",
-                                                 fill_mode="REFLECT")
+    return ops.affine(x, a, b, cx - a * ox - b * oy, c, d, cy - c * ox - d * oy)
 
 
-class PrintPhoto(Transform):
+class PrintPhoto:
     """A simulated print-and-photograph: ``draws`` random versions of every picture.
 
     Each version draws, uniformly and independently, a turn of ``-degrees..degrees``, a zoom of
@@ -93,7 +58,8 @@ class PrintPhoto(Transform):
     straight-through gradient, BPDA). The draw depends only on ``(seed, step)`` and the row.
 
     ``(N, H, W, C) -> (draws * N, H, W, C)``, row ``j * N + i`` being draw ``j`` of picture ``i``;
-    use it with :class:`DrawnCrossEntropy`, which averages over the draws.
+    a step reshapes what the model says to ``(draws, N, ...)`` and averages over the draws
+    (:func:`course_utils.attacks.physical.eot_step`).
     """
 
     def __init__(self, draws: int = 1, *, degrees: float = 5.0, scale: float = 0.08, shift: float = 4.0,
@@ -116,8 +82,21 @@ class PrintPhoto(Transform):
             jpeg = (low, high)
         self.jpeg = jpeg
 
+    def __repr__(self) -> str:
+        return f"PrintPhoto({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+    def key(self) -> Hashable:
+        """The settings, as a key for compiled functions."""
+        return (type(self).__qualname__, tuple(sorted(vars(self).items())))
+
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, 2 * math.ceil(3 * self.blur) + 1, "it blurs and resamples the picture")
+        """Refuse, before any work, a batch ``(N, H, W, C)`` too small to blur and resample."""
+        smallest = 2 * math.ceil(3 * self.blur) + 1
+        if len(shape) != 4:
+            raise ValueError(f"{self!r} works on image batches (N, H, W, C), got shape {tuple(shape)}")
+        if min(shape[1], shape[2]) < smallest:
+            raise ValueError(f"{self!r} needs images at least {smallest}x{smallest} pixels (it blurs and resamples "
+                             f"the picture), got {shape[1]}x{shape[2]}; use a larger size or leave it out")
 
     def parameters(self, rows: tf.Tensor | int, step: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
         """The draw of each of ``rows`` pictures at ``step``: ``(rows,)`` float32 tensors ``angle``
@@ -141,7 +120,7 @@ class PrintPhoto(Transform):
         if self.degrees or self.scale or self.shift:
             x = _affine_each(x, p["angle"] * (math.pi / 180.0), p["scale"], p["shift"])
         if self.blur:
-            x = blur_each(x, p["blur"], math.ceil(3 * self.blur))
+            x = ops.gaussian_blur(x, p["blur"], math.ceil(3 * self.blur))
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         x = mean + p["contrast"][:, None, None, None] * (x - mean) + p["brightness"][:, None, None, None]
         if self.noise:
@@ -149,7 +128,7 @@ class PrintPhoto(Transform):
             x = x + p["noise"][:, None, None, None] * tf.random.stateless_normal(tf.shape(x), seed=pair)
         x = tf.clip_by_value(x, 0.0, 255.0)
         if self.jpeg is not None:
-            x = x + tf.stop_gradient(jpeg_recompress(x, p["quality"]) - x)
+            x = ops.straight_through(x, ops.jpeg(x, p["quality"]))  # BPDA
         return x
 
 
@@ -171,43 +150,6 @@ def paste(pictures: tf.Tensor, patch: tf.Tensor, centres: tf.Tensor, sides: tf.T
     b0, b1 = k * tf.sin(theta), k * tf.cos(theta)
     cy, cx = tf.cast(centres[:, 0], tf.float32), tf.cast(centres[:, 1], tf.float32)
     mid = (size - 1.0) / 2.0
-    zero = tf.zeros_like(a0)
-    rows = tf.stack([a0, a1, mid - a0 * cx - a1 * cy, b0, b1, mid - b0 * cx - b1 * cy, zero, zero], axis=1)
-
-    def place(images: tf.Tensor) -> tf.Tensor:
-        return tf.raw_ops.ImageProjectiveTransformV3(images=images, transforms=rows, output_shape=tf.stack([h, w]),
-                                                     fill_value=tf.constant(0.0), interpolation="BILINEAR",
-                                                     fill_mode="CONSTANT")
-
-    mask = place(tf.ones_like(patch[..., :1]))
-    return pictures * (1.0 - mask) + place(patch)
-
-
-class DrawnCrossEntropy(Objective):
-    """Cross-entropy of ``model``'s logits to the per-call ``labels`` ``(N,)``, averaged over the
-    copies a drawing transform made: the batch it sees holds ``copies * N`` pictures, row
-    ``j * N + i`` a version of example ``i`` (:class:`PrintPhoto`; a patch pasted on ``copies``
-    photos). With no transform in front (the loop's first and last evaluation) ``copies`` is 1.
-
-    ``targeted=True`` minimises it (towards the label), else maximises it. Tracks the softmax
-    averaged over the copies, ``(N, classes)``.
-    """
-
-    per_call = {"labels": tf.int32}
-
-    def __init__(self, model: Any, targeted: bool = True) -> None:
-        self.model = model
-        self.targeted = bool(targeted)
-
-    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        labels = data["labels"]
-        n = tf.shape(labels)[0]
-        logits = self.model(x, training=False)
-        classes = logits.shape[-1] if logits.shape[-1] is not None else -1
-        logits = tf.reshape(logits, [tf.shape(x)[0] // n, n, classes])  # (copies, N, classes)
-        onehot = tf.one_hot(labels, tf.shape(logits)[-1])
-        ce = -tf.reduce_mean(tf.reduce_sum(onehot[None] * tf.nn.log_softmax(logits), axis=-1), axis=0)
-        return (ce if self.targeted else -ce), tf.reduce_mean(tf.nn.softmax(logits), axis=0)
-
-    def key(self) -> Hashable:
-        return ("drawn-cross-entropy", self.targeted)
+    tx, ty = mid - a0 * cx - a1 * cy, mid - b0 * cx - b1 * cy
+    mask = ops.affine(tf.ones_like(patch[..., :1]), a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
+    return pictures * (1.0 - mask) + ops.affine(patch, a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
