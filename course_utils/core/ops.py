@@ -9,7 +9,10 @@ the loop the notebook writes by hand:
 - :func:`direction` which way a step goes: the gradient's sign (L-inf), its unit vector (L2), or the
   gradient divided by its root-mean-square (feature visualisation);
 - :func:`project` back into the budget around the photo (L-inf box or L2 ball);
-- :func:`random_start` a uniformly random point of the budget (PGD's start), seeded.
+- :func:`random_start` a uniformly random point of the budget (PGD's start), seeded;
+- the picture operations that defences, the print-and-photo simulation and the patch share, one home
+  each: :func:`gaussian_blur`, :func:`affine`, :func:`jpeg`, :func:`round_pixels` and
+  :func:`straight_through` (BPDA: a step's value forwards, the identity's gradient backwards).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Norm", "NORMS", "per_example", "seed_pair", "cross_entropy", "logit_margin", "direction", "project", "random_start"]
+__all__ = [
+    "Norm", "NORMS", "per_example", "seed_pair", "cross_entropy", "logit_margin", "direction", "project", "random_start",
+    "gaussian_blur", "affine", "jpeg", "round_pixels", "straight_through",
+]
 
 Norm = Literal["linf", "l2"]
 #: The attack budgets: ``"linf"`` (no pixel moves more than epsilon) and ``"l2"`` (the whole change
@@ -125,7 +131,6 @@ def _length(d: tf.Tensor) -> tf.Tensor:
 # one per-example Gaussian blur, one affine resampler, one JPEG, one rounding to grey levels, one
 # straight-through gradient (BPDA).
 
-__all__ += ["gaussian_blur", "affine", "jpeg", "round_pixels", "straight_through"]
 
 
 def gaussian_blur(x: tf.Tensor, sigma: Any, radius: int) -> tf.Tensor:
