@@ -109,25 +109,37 @@ def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):
 
 
 def test_the_loop_seed_moves_with_the_offset(monkeypatch):
-    """The compiled loop's seed (jitter, random starts) is moved too: a jittered run differs."""
-    import keras
+    """The driver's seed (jitter, random starts) is moved too, in a notebook run and a graph-level
+    run alike: the same seed gives the same batch, COURSE_SEED=1 another."""
+    import tensorflow as tf
 
-    from course_utils.core.objectives import ClassLogit, weak
-    from course_utils.core.cache import loop_for
-    from course_utils.core.transforms import Jitter
+    from course_utils.core.loop import compiled
+    from course_utils.core.ops import seed_pair
 
-    inp = keras.Input((16, 16, 3))
-    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))))
-    x0 = np.random.default_rng(0).uniform(0, 255, (1, 16, 16, 3)).astype("float32")
-    loop = loop_for(model, ClassLogit(weak(model)), step_rule="rms", regularizers=(Jitter(4),))
+    def noisy(model, x, x0, i, seed, data):  # a step that only draws: its randomness is its seed's
+        x_next = x + tf.random.stateless_normal(tf.shape(x), seed=seed_pair(seed, i))
+        loss = tf.reduce_sum(tf.square(x_next - x0), axis=[1, 2, 3])
+        return x_next, loss, loss[:, None], None
 
-    def run():
-        return loop.run(x0, {"labels": [0]}, steps=3, step_size=2.0, seed=0, progress=False).x
+    class Model:  # the step asks nothing of it; the cache keeps the loop while it lives
+        pass
+
+    loop = compiled(noisy, Model())
+    x0 = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype("float32")
+
+    def both(seed=0):
+        return loop.run(x0, {}, steps=3, seed=seed, progress=False).x, loop.perturb(x0, {}, steps=3, seed=seed).numpy()
 
     monkeypatch.delenv("COURSE_SEED", raising=False)
-    base = run()
+    base, again, next_seed = both(), both(), both(1)
+    np.testing.assert_array_equal(base[0], again[0])
+    np.testing.assert_array_equal(base[1], again[1])
+    np.testing.assert_array_equal(base[0], base[1])  # the two ways of running draw the same numbers
     monkeypatch.setenv("COURSE_SEED", "1")
-    assert not np.allclose(base, run())
+    moved = both()
+    assert not np.allclose(base[0], moved[0]) and not np.allclose(base[1], moved[1])
+    np.testing.assert_array_equal(moved[0], next_seed[0])  # the offset is added to the seed
+    np.testing.assert_array_equal(moved[1], next_seed[1])
 
 
 def _write_log(path: Path, records: list[dict]) -> None:

@@ -1,5 +1,5 @@
-"""The graph-level run (``GradientLoop.perturb``): tensors in, a tensor out, inside a ``tf.function``
-and inside a Keras ``train_step``; and PGD written on top of it in a few lines.
+"""The graph-level run (``Loop.perturb``): tensors in, a tensor out, eagerly, inside a ``tf.function``
+and inside a Keras ``train_step``; PGD (:func:`~course_utils.attacks.gradient.pgd_perturb`) on it.
 
 A tiny classifier is trained for a few steps first, so that it is right on most of its training
 images; the attack claims are relative (Foolbox style): adversarial accuracy below clean accuracy.
@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.core.objectives import CrossEntropy, weak
-from course_utils.core.gradient_loop import GradientLoop
-from course_utils.core.cache import loop_for
-from course_utils.core.steps import L2Ball, LinfBall, PixelRange
+from course_utils.attacks.defences import AdversarialTraining
+from course_utils.attacks.pgd import pgd_perturb, pgd_step
+from course_utils.core.loop import compiled
+
+PGD = dict(norm="linf", targeted=False, loss="ce", samples=1)  # the settings pgd_perturb compiles its step with
 
 
 def _net(inputs: keras.KerasTensor) -> keras.KerasTensor:
@@ -28,7 +29,7 @@ def _net(inputs: keras.KerasTensor) -> keras.KerasTensor:
 def _data(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two classes of 8x8 grey pictures: dark (0) and bright (1), with noise."""
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
+    y = rng.integers(0, 2, n).astype(np.int32)
     x = np.clip(rng.normal(90 + 70 * y[:, None, None, None], 25, (n, 8, 8, 1)), 0, 255).astype(np.float32)
     return x, y
 
@@ -44,42 +45,37 @@ def trained() -> tuple[keras.Model, np.ndarray, np.ndarray]:
     return model, x, y
 
 
-def _accuracy(model: keras.Model, x: tf.Tensor, y: np.ndarray) -> float:
+def _copy(model: keras.Model) -> keras.Model:
+    """The same weights in a new model: a model of its own, so its compiled loops start untraced."""
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _accuracy(model: keras.Model, x, y: np.ndarray) -> float:
     return float(np.mean(np.asarray(model(x, training=False)).argmax(-1) == y))
 
 
-def pgd(model, x, labels, epsilon, *, steps, step_size=None, norm="linf", random_start=True, seed=0, targeted=False):
-    """PGD (Madry et al. 2018) on top of the course's loop: the whole attack is its structure
-    (objective, step rule, projection) plus per-call values."""
-    ball = LinfBall() if norm == "linf" else L2Ball()
-    loop = loop_for(model, CrossEntropy(weak(model), targeted=targeted), step_rule="sign" if norm == "linf" else "l2",
-                    regularizers=(ball, PixelRange()))
-    x = tf.convert_to_tensor(x, tf.float32)
-    eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
-    start = tf.clip_by_value(ball.random_start(x, eps, seed), 0.0, 255.0) if random_start else None
-    rate = 2.5 * eps / tf.cast(steps, tf.float32) if step_size is None else step_size
-    return loop.perturb(x, {"labels": labels, "epsilon": eps}, steps=steps, step_size=rate, seed=seed, start=start)
-
-
-def test_pgd_on_top_of_perturb_lowers_accuracy_within_its_ball(trained):
+def test_pgd_on_perturb_lowers_accuracy_within_its_ball(trained):
     model, x, y = trained
     clean = _accuracy(model, x, y)
     assert clean >= 0.9
-    linf = pgd(model, x, y, 40.0, steps=10)
-    l2 = pgd(model, x, y, 300.0, steps=10, norm="l2")
+    linf = pgd_perturb(model, x, y, 40.0, steps=10)
+    l2 = pgd_perturb(model, x, y, 300.0, steps=10, norm="l2")
+    assert isinstance(linf, tf.Tensor) and linf.shape == x.shape and linf.dtype == tf.float32
     assert _accuracy(model, linf, y) < clean and _accuracy(model, l2, y) < clean
     assert np.abs(linf - x).max() <= 40.0 + 1e-3
     lengths = np.sqrt(np.sum(np.square(np.asarray(l2 - x, np.float64)), axis=(1, 2, 3)))
     assert lengths.max() <= 300.0 * (1 + 1e-5)
     assert np.asarray(linf).min() >= 0 and np.asarray(linf).max() <= 255
-    weaker = pgd(model, x, y, 4.0, steps=10)  # a smaller budget fools fewer images
+    weaker = pgd_perturb(model, x, y, 4.0, steps=10)  # a smaller budget fools fewer images
     assert _accuracy(model, weaker, y) >= _accuracy(model, linf, y)
 
 
 def test_pgd_with_one_epsilon_per_example(trained):
     model, x, y = trained
     eps = np.where(np.arange(len(x)) % 2 == 0, 0.0, 30.0).astype(np.float32)
-    out = np.asarray(pgd(model, x, y, eps, steps=5))
+    out = np.asarray(pgd_perturb(model, x, y, eps, steps=5))
     change = np.abs(out - x).reshape(len(x), -1).max(1)
     np.testing.assert_array_equal(change[::2], 0.0)  # a zero budget leaves the picture exactly as it was
     assert np.all(change[1::2] <= 30.0 + 1e-3) and change[1::2].max() > 20.0
@@ -87,103 +83,133 @@ def test_pgd_with_one_epsilon_per_example(trained):
 
 def test_random_start_is_seeded(trained):
     model, x, y = trained
-    a, b, c = (np.asarray(pgd(model, x[:8], y[:8], 20.0, steps=2, seed=s)) for s in (1, 1, 2))
+    a, b, c = (np.asarray(pgd_perturb(model, x[:8], y[:8], 20.0, steps=2, seed=s)) for s in (1, 1, 2))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_perturb_inside_a_tf_function_traces_once_for_any_values(trained):
     model, x, y = trained
-    loop = GradientLoop(CrossEntropy(model, targeted=False), step_rule="sign", regularizers=(LinfBall(), PixelRange()))
+    model = _copy(model)  # untraced: the counts below are this test's own
+    loop = compiled(pgd_step, model, **PGD)
 
     @tf.function
-    def robust_accuracy(images, labels, epsilon, steps):
-        adversarial = loop.perturb(images, {"labels": labels, "epsilon": epsilon}, steps=steps, step_size=epsilon / 4)
+    def robust_accuracy(images, labels, epsilon, steps, seed):
+        data = {"labels": labels, "epsilon": epsilon, "step_size": epsilon / 4}
+        adversarial = loop.perturb(images, data, steps=steps, seed=seed)
         hits = tf.equal(tf.argmax(model(adversarial, training=False), -1, output_type=tf.int32), labels)
         return tf.reduce_mean(tf.cast(hits, tf.float32))
 
     args = (tf.constant(x), tf.constant(y, tf.int32))
-    accuracies = [float(robust_accuracy(*args, tf.constant(e), tf.constant(8))) for e in (0.0, 10.0, 40.0)]
-    assert robust_accuracy.experimental_get_tracing_count() == 1 and loop.traces["perturb"] == 1
+    accuracies = [float(robust_accuracy(*args, tf.constant(e), tf.constant(n), tf.constant(s)))
+                  for e, n, s in [(0.0, 8, 0), (10.0, 8, 1), (40.0, 8, 2), (40.0, 3, 3)]]
+    assert robust_accuracy.experimental_get_tracing_count() == 1
+    assert loop.traces == {"chunk": 0, "final": 0, "perturb": 1}
     assert accuracies[0] == pytest.approx(_accuracy(model, x, y))
     assert accuracies[2] < accuracies[0]
     assert accuracies[2] <= accuracies[1] <= accuracies[0]
 
 
+def test_a_new_epsilon_target_step_size_or_seed_never_traces_perturb_again(trained):
+    model, x, y = trained
+    model = _copy(model)
+    for kwargs in [dict(), dict(epsilon=4.0), dict(labels=1 - y), dict(step_size=0.5), dict(seed=5), dict(steps=7),
+                   dict(epsilon=np.linspace(0, 20, len(x)).astype(np.float32))]:
+        call = {"labels": y, "epsilon": 20.0, "steps": 3, **kwargs}
+        pgd_perturb(model, x, call.pop("labels"), call.pop("epsilon"), **call)
+    assert compiled(pgd_step, model, **PGD).traces["perturb"] == 1
+    pgd_perturb(model, x, y, 20.0, steps=3, targeted=True)  # targeted is another graph: one more loop
+    assert compiled(pgd_step, model, **{**PGD, "targeted": True}).traces["perturb"] == 1
+
+
 def test_perturb_gives_no_gradient_to_the_weights(trained):
     model, x, y = trained
-    loop = GradientLoop(CrossEntropy(model, targeted=False), step_rule="sign", regularizers=(LinfBall(8.0),))
+    loop = compiled(pgd_step, model, **PGD)
     with tf.GradientTape() as tape:
-        adversarial = loop.perturb(x[:4], {"labels": y[:4]}, steps=2, step_size=2.0)
+        adversarial = loop.perturb(x[:4], {"labels": y[:4], "epsilon": 8.0, "step_size": 2.0}, steps=2)
+        loss = tf.reduce_sum(model(adversarial, training=False))
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)  # the weights are watched: the gradient through the model is there
+    with tf.GradientTape() as tape:
+        adversarial = loop.perturb(x[:4], {"labels": y[:4], "epsilon": 8.0, "step_size": 2.0}, steps=2)
         loss = tf.reduce_sum(adversarial)
-    assert all(g is None for g in tape.gradient(loss, model.trainable_variables))
+    assert all(g is None for g in tape.gradient(loss, model.trainable_variables))  # ... but none through the attack
 
 
-class AdversarialModel(keras.Model):
-    """Adversarial training (Madry et al.): every batch is replaced by its PGD version first."""
-
-    epsilon = 20.0
+class Recorded(AdversarialTraining):
+    """The course's adversarial training, with the attack's largest change in each batch's logs."""
 
     def train_step(self, data):
-        x, y = data
-        x_adv = self.attack.perturb(x, {"labels": y, "epsilon": self.epsilon}, steps=3, step_size=self.epsilon / 2,
-                                    seed=tf.cast(self.optimizer.iterations, tf.int32))
-        with tf.GradientTape() as tape:
-            logits = self(x_adv, training=True)
-            loss = self.compute_loss(x=x_adv, y=y, y_pred=logits)
-        self.optimizer.apply(tape.gradient(loss, self.trainable_variables), self.trainable_variables)
-        return {"loss": loss, "linf": tf.reduce_max(tf.abs(x_adv - x))}
+        logs = dict(super().train_step(data))
+        logs["linf"] = tf.reduce_max(tf.abs(self.perturb(data[0], data[1]) - data[0]))
+        return logs
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_perturb_inside_a_keras_train_step(jit_compile):
+def test_pgd_inside_a_keras_train_step():
     keras.utils.set_random_seed(1)
     inputs = keras.Input((8, 8, 1))
-    model = AdversarialModel(inputs, _net(inputs))
-    model.attack = GradientLoop(CrossEntropy(weak(model), targeted=False), step_rule="sign",
-                                regularizers=(LinfBall(), PixelRange()))
-    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile)
+    classifier = keras.Model(inputs, _net(inputs))
+    model = Recorded(classifier, epsilon=20.0, steps=3)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _data(32, seed=2)
     # Every batch's logs (Keras < 3.3 keeps only compiled metrics in fit's history, not train_step's keys).
     batches: list[dict] = []
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(dict(logs)))
+    before = [w.copy() for w in classifier.get_weights()]
     model.fit(x, y, epochs=2, batch_size=8, verbose=0, callbacks=[record])
     loss, linf = [float(b["loss"]) for b in batches], [float(b["linf"]) for b in batches]
     assert len(batches) == 8 and np.all(np.isfinite(loss))
-    assert max(linf) <= AdversarialModel.epsilon + 1e-3 and min(linf) > 0
-    assert model.attack.traces["perturb"] == 1  # traced with the train step, never per batch
+    assert max(linf) <= 20.0 + 1e-3 and min(linf) > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, classifier.get_weights()))  # it did train
+    loop = compiled(pgd_step, classifier, **PGD)
+    assert loop.traces["perturb"] == 1  # traced with the train step, never per batch (new seed, new weights)
+    model.set_epsilon(8.0)  # a new budget mid-training: read from a variable, no new graph
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[record])
+    assert max(float(b["linf"]) for b in batches[8:]) <= 8.0 + 1e-3
+    assert loop.traces["perturb"] == 1
 
 
-def test_the_whole_loop_under_xla_gives_the_same_batch(trained):
-    """jit_compile="loop" compiles perturb's whole while-loop with XLA: the same maths, the same
-    batch (to float rounding); anything but False, True or "loop" is refused before tracing."""
-    model, x, y = trained
-    data = {"labels": y, "epsilon": 20.0}
-    plain, whole = (GradientLoop(CrossEntropy(weak(model), targeted=False), step_rule="sign",
-                                 regularizers=(LinfBall(), PixelRange()), jit_compile=jit) for jit in (False, "loop"))
-    a = plain.perturb(x, data, steps=8, step_size=4.0).numpy()
-    b = whole.perturb(x, data, steps=8, step_size=4.0).numpy()
-    assert np.mean(np.abs(a - b) < 1e-3) > 0.99, "the same steps, compiled as one XLA program"
-    assert whole.traces["perturb"] == 1
-    with pytest.raises(ValueError, match="jit_compile must be False, True .* or 'loop'"):
-        GradientLoop(CrossEntropy(weak(model)), jit_compile="yes")
+STEPS_RUN = tf.Variable(0, dtype=tf.int64, trainable=False)  # how often _creep has run
+
+
+def _creep(model, x, x0, i, seed, data):
+    """A step with no model: every pixel one grey level up; it has succeeded once ``x`` is
+    ``data["goal"]`` levels above ``x0``. Counts its runs in :data:`STEPS_RUN`."""
+    climbed = x[:, 0, 0, 0] - x0[:, 0, 0, 0]
+    counted = STEPS_RUN.assign_add(1)
+    with tf.control_dependencies([counted]):
+        x_next = x + 1.0
+    return x_next, climbed, climbed[:, None], climbed >= data["goal"]
+
+
+def test_stop_at_success_stops_perturb_early():
+    x0 = np.zeros((3, 2, 2, 1), np.float32)
+    goal = np.array([2.0, 4.0, 1.0], np.float32)
+    until = compiled(_creep, None, stop_at_success=True)
+    STEPS_RUN.assign(0)
+    out = until.perturb(x0, {"goal": goal}, steps=1000).numpy()
+    np.testing.assert_array_equal(out[:, 0, 0, 0], goal)  # each frozen where it first succeeded
+    assert int(STEPS_RUN.numpy()) == 5  # steps 0..4: the last example succeeds before step 4, then the loop ends
+    STEPS_RUN.assign(0)
+    out = compiled(_creep, None).perturb(x0, {"goal": goal}, steps=20).numpy()
+    np.testing.assert_array_equal(out[:, 0, 0, 0], 20.0)  # without it: every step for every example
+    assert int(STEPS_RUN.numpy()) == 20
 
 
 def test_stop_at_success_freezes_each_example_in_run_and_perturb(trained):
-    """With stop_at_success the loop leaves an example where it is from the step its goal is met
+    """With stop_at_success the driver leaves an example where it is from the step its goal is met
     (judged before the step), in the notebook run and the graph-level run alike."""
     model, x, y = trained
-    loop = GradientLoop(CrossEntropy(weak(model), targeted=False), step_rule="sign",
-                        regularizers=(LinfBall(), PixelRange()), stop_at_success=True)
-    data = {"labels": y, "epsilon": 60.0}
-    result = loop.run(x, data, steps=12, step_size=6.0, progress=False)
+    loop = compiled(pgd_step, model, stop_at_success=True, **PGD)
+    data = {"labels": y, "epsilon": np.full(len(x), 60.0, np.float32), "step_size": np.full(len(x), 6.0, np.float32)}
+    result = loop.run(x, data, steps=12, progress=False)
     fooled = np.asarray(model(result.x, training=False)).argmax(-1) != y
     assert fooled.mean() > 0.5
     predicted = result.tracked.argmax(-1)  # (steps + 1, N): the answer before each step, then the final
     for i in np.flatnonzero(fooled):
         first = int(np.argmax(predicted[:, i] != y[i]))
         np.testing.assert_array_equal(predicted[first:, i], predicted[first, i])  # frozen from there on
-    np.testing.assert_allclose(loop.perturb(x, data, steps=12, step_size=6.0).numpy(), result.x, atol=1e-3)
-    with pytest.raises(TypeError, match="goal"):
-        GradientLoop(lambda z: (tf.reduce_sum(z, axis=[1, 2, 3]), z[:, :1, 0, 0]), stop_at_success=True)
+        np.testing.assert_allclose(result.losses[first:, i], result.losses[first, i], rtol=1e-6)
+    np.testing.assert_allclose(loop.perturb(x, data, steps=12).numpy(), result.x, atol=1e-3)
+    free = compiled(pgd_step, model, **PGD).run(x, data, steps=12, progress=False)
+    assert not np.allclose(free.x, result.x, atol=1e-3)  # without it, the fooled ones move on

@@ -191,11 +191,12 @@ class Loop:
         t0 = time.perf_counter()
         concrete = self._chunk.get_concrete_function(x, x0, tf.constant(0), tf.constant(1), seed_t, data_t, done)
         compile_seconds = time.perf_counter() - t0  # ~0 when this loop already ran on this shape
-        width = concrete.structured_outputs[2].shape[2:]
-        check_history(steps, batch, int(np.prod(width)))
+        shape = concrete.structured_outputs[2].shape  # (steps, N, K...): K is known unless the step hides it
+        if shape.rank is not None and None not in shape[2:]:
+            check_history(steps, batch, int(np.prod(shape[2:])))
         bar = progress_bar(steps, description) if (steps >= 50 if progress is None else progress) else None
         losses_out = np.empty((steps + 1, batch), np.float32)
-        tracked_out = np.empty((steps + 1, batch, *width), np.float32)
+        tracked_out = None
         chunks: list[int] = []
         steps_done, n = 0, 1
         try:
@@ -203,7 +204,11 @@ class Loop:
                 n = min(n, steps - steps_done)
                 tick = time.perf_counter()
                 x, losses, tracked, done = self._chunk(x, x0, tf.constant(steps_done), tf.constant(n), seed_t, data_t, done)
-                losses_out[steps_done:steps_done + n], tracked_out[steps_done:steps_done + n] = losses.numpy(), tracked.numpy()
+                losses, tracked = losses.numpy(), tracked.numpy()
+                if tracked_out is None:  # the width is known for certain now
+                    check_history(steps, batch, int(np.prod(tracked.shape[2:])))
+                    tracked_out = np.empty((steps + 1, *tracked.shape[1:]), np.float32)
+                losses_out[steps_done:steps_done + n], tracked_out[steps_done:steps_done + n] = losses, tracked
                 seconds = time.perf_counter() - tick  # the one host sync per chunk is above
                 steps_done += n
                 chunks.append(n)
