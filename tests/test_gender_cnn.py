@@ -39,7 +39,7 @@ def astronaut_face() -> np.ndarray:
 
 
 def test_shipped_weights_exist_in_repo_data_folder():
-    assert DEFAULT_WEIGHTS == REPO_ROOT / "course_utils" / "data" / "gender_cnn.weights.h5"
+    assert DEFAULT_WEIGHTS == REPO_ROOT / "data" / "gender_cnn.weights.h5"
     assert DEFAULT_WEIGHTS.is_file()
     assert 10_000 < DEFAULT_WEIGHTS.stat().st_size < 100_000
 

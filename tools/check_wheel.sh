@@ -20,10 +20,9 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" .
 wheel=$(ls "$work"/dist/course_utils-*.whl)
 listing=$(unzip -l "$wheel")   # once: `unzip | grep -q` can fail under pipefail when grep stops early
-for data in gender_cnn.weights.h5 gender_cnn_robust.weights.h5 gender_cnn_substitute.weights.h5 \
-            gender_cnn_distilled.weights.h5 gender_cnn_noisy.weights.h5 patch_toaster.png fooling_genomes.npz; do
-  grep -q "course_utils/data/$data" <<<"$listing" \
-    || { echo "the wheel $wheel has no course_utils/data/$data" >&2; exit 1; }
+for data in data/*; do   # every file of the top-level data/ ships in the package as course_utils/data/
+  grep -q " course_utils/$data\$" <<<"$listing" \
+    || { echo "the wheel $wheel has no course_utils/$data (from $data)" >&2; exit 1; }
 done
 "$venv/bin/python" -m pip install --quiet "$wheel" "pytest>=8.0" "nbval>=0.11"
 
@@ -32,9 +31,11 @@ cp "${notebooks[@]}" "$work/notebooks/"
 cd "$work/notebooks"
 "$OLDPWD/$venv/bin/python" - <<'PY'
 import course_utils, pathlib
+from course_utils.io.shipped import DATA_DIR
 from course_utils.models.faces import DEFAULT_WEIGHTS
 where = pathlib.Path(course_utils.__file__).resolve()
 assert "site-packages" in where.parts, f"course_utils was imported from {where}, not from the installed wheel"
+assert DATA_DIR == where.parent / "data", f"the installed course reads its data from {DATA_DIR}, not its own"
 assert DEFAULT_WEIGHTS.is_file(), f"the installed course has no face weights at {DEFAULT_WEIGHTS}"
 print(f"course_utils {course_utils.__version__} from {where.parent}")
 PY

@@ -1,6 +1,6 @@
 """Evolve lesson 5's fooling images for EfficientNet-Lite0 and ship their genomes.
 
-Only the course's developers need this: the genomes ship as ``course_utils/data/fooling_genomes.npz``
+Only the course's developers need this: the genomes ship as ``data/fooling_genomes.npz``
 (a few kilobytes; the lesson renders the pictures again from them and asks Lite0 live). Run from the
 repository root (about 20 minutes on 2 busy CPU cores)::
 
@@ -98,7 +98,7 @@ pictures that look like nothing it was trained on. No data set was used to make 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probabilities", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=REPO / "course_utils" / "data" / "fooling_genomes.npz")
+    parser.add_argument("--out", type=Path, default=REPO / "data" / "fooling_genomes.npz")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=int, default=8)
     parser.add_argument("--tiles", type=int, default=4)

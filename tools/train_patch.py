@@ -1,14 +1,14 @@
 """Train lesson 6's adversarial "toaster" patch for EfficientNet-Lite0, and measure it.
 
-Only the course's developers need this: the patch ships as ``course_utils/data/patch_toaster.png``
+Only the course's developers need this: the patch ships as ``data/patch_toaster.png``
 (an 80x80 PNG), read by :func:`course_utils.attacks.patch.load_patch`. Run from the repository root::
 
     nice python tools/train_patch.py [--steps 240] [--seed 0]
 
 It writes two files, both or neither:
 
-- ``course_utils/data/patch_toaster.png``  the patch, whole grey levels;
-- ``course_utils/data/patch_toaster.md``   its card: the recipe, the command, the time, and its
+- ``data/patch_toaster.png``  the patch, whole grey levels;
+- ``data/patch_toaster.md``   its card: the recipe, the command, the time, and its
   success on photos and placements the training never saw.
 
 The optimisation is the notebook's own (:func:`course_utils.attacks.patch.train_patch`, on the
@@ -42,7 +42,7 @@ from course_utils.attacks.transfer import photo_variants  # noqa: E402
 from course_utils.models.imagenet import load_imagenet_model  # noqa: E402
 from tools.facetrain.outputs import write_files_together  # noqa: E402
 
-DATA = REPO / "course_utils" / "data"
+DATA = REPO / "data"
 TRAIN_PHOTOS = ("chelsea", "coffee", "astronaut")
 HELD_OUT_PHOTOS = ("grace_hopper",)
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 from course_utils.checks import WrongTypeError, check_int, check_number, describe
+from course_utils.io.shipped import DATA_DIR
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
 from course_utils.seeds import effective_seed
@@ -45,7 +46,7 @@ __all__ = [
     "load_fooling_genomes",
 ]
 
-FOOLING_GENOMES: Path = Path(__file__).resolve().parent.parent / "data" / "fooling_genomes.npz"
+FOOLING_GENOMES: Path = DATA_DIR / "fooling_genomes.npz"
 """Genomes of fooling pictures for EfficientNet-Lite0, made by ``tools/evolve_fooling_images.py``
 (its card, ``fooling_genomes.md``, says how)."""
 

@@ -52,7 +52,7 @@ PATCH_DEGREES = 20.0
 """Placements turn the patch by up to this many degrees either way."""
 
 SHIPPED_PATCH = "patch_toaster.png"
-"""The patch :func:`load_patch` reads from ``course_utils/data`` (its card: ``patch_toaster.md``)."""
+"""The patch :func:`load_patch` reads from ``data/`` (its card: ``patch_toaster.md``)."""
 
 
 def check_patch(patch: Any, photo_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -307,8 +307,7 @@ def patch_success(model: Any, patch: Any, photos: Any, target: Target, placement
 def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
-    from pathlib import Path
-
     from course_utils.io.images import load_image
+    from course_utils.io.shipped import DATA_DIR
 
-    return load_image(str(Path(__file__).resolve().parents[1] / "data" / SHIPPED_PATCH))
+    return load_image(str(DATA_DIR / SHIPPED_PATCH))

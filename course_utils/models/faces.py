@@ -1,8 +1,9 @@
 """The face classifiers: lesson 1's small gender CNN, lesson 4's adversarially trained one, and
 lessons 5 and 6's variants (:func:`load_face_model`).
 
-All load their shipped weights from the package (``course_utils/data/``, installed with the
-course, so a non-editable install finds them); training lives in ``tools/``.
+All load their shipped weights from the repository's ``data/`` folder, which the package carries
+(:data:`course_utils.io.shipped.DATA_DIR`, so a non-editable install finds them); training lives
+in ``tools/``.
 
 The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
 face and says "man" or "woman". It is small enough to train on two CPU cores in well under a
@@ -18,9 +19,9 @@ Output
     :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
     ``keras.ops.softmax`` to get probabilities.
 
-The weights in ``course_utils/data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
+The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
 on adult faces of UTKFace (non-commercial research and education only); see
-``course_utils/data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
+``data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
 
 Lessons 5 and 6's face CNNs (:func:`load_face_model` by name) are each lesson 1's layout
 (:func:`build_gender_cnn`) with its own filter counts, trained by a seeded tool in ``tools/`` on
@@ -54,6 +55,7 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
+from course_utils.io.shipped import DATA_DIR
 
 __all__ = [
     "GENDER_CLASSES",
@@ -86,16 +88,13 @@ GENDER_CLASSES: tuple[str, str] = ("man", "woman")
 #: Height and width of the input faces, in pixels.
 IMAGE_SIZE: int = 48
 
-#: Where the shipped weights, model cards and robustness numbers live: package data.
-DATA_DIR: Path = Path(__file__).resolve().parent.parent / "data"
-
 #: The shipped weights of lesson 1's model.
 DEFAULT_WEIGHTS: Path = DATA_DIR / "gender_cnn.weights.h5"
 
 #: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
 RETRAIN_COMMAND: str = (
     "python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz "
-    "--out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md"
+    "--out data/gender_cnn.weights.h5 --card data/gender_cnn.md"
 )
 
 
@@ -139,8 +138,8 @@ def _load_weights(model: keras.Model, path: Path, what: str, retrain: str) -> ke
     """Load ``path`` into ``model``, refusing a missing, damaged or non-finite file with a message
     that says how to restore it (``what`` names the model, ``retrain`` is the command)."""
     restore = (
-        f"Reinstall the course (the file ships in course_utils/data/; in a checkout: `git checkout -- "
-        f"course_utils/data/{path.name}`), or retrain (needs ../shared/data/faces48.npz) from the "
+        f"Reinstall the course (the file ships with the package; in a checkout: `git checkout -- "
+        f"data/{path.name}`), or retrain (needs ../shared/data/faces48.npz) from the "
         f"repository root with:\n    {retrain}"
     )
     if not path.is_file():
@@ -294,7 +293,7 @@ def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class FaceVariant:
-    """One shipped face model: its filters, its files in ``course_utils/data/`` and its tool."""
+    """One shipped face model: its filters, its files in ``data/`` and its tool."""
 
     what: str
     filters: tuple[int, int, int]
