@@ -173,7 +173,7 @@ class Context:
     @cached_property
     def gender(self) -> tuple[Any, str]:
         """``(model, label)``: the trained gender CNN, or random weights (same architecture and
-        cost) with a note when ``course_utils/data/gender_cnn.weights.h5`` is missing."""
+        cost) with a note when ``data/gender_cnn.weights.h5`` is missing."""
         try:
             return load_gender_cnn(), "gender_cnn (trained weights)"
         except (FileNotFoundError, ValueError) as err:

@@ -1,12 +1,12 @@
 """Train one of the course's face models and write its weights, model card and facts (a developer tool).
 
-Only the course's developers need this: the trained weights ship in ``course_utils/data/`` and the
+Only the course's developers need this: the trained weights ship in ``data/`` and the
 course loads them without any data set. Training needs the shared face set
 ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale; non-commercial research and
 education only, never shipped). From the repository root::
 
     python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz \\
-        --out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md
+        --out data/gender_cnn.weights.h5 --card data/gender_cnn.md
     python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz
     python tools/train_face_model.py --variant substitute --data ../shared/data/faces48.npz
     python tools/train_face_model.py --variant distilled --data ../shared/data/faces48.npz

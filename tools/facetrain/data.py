@@ -131,7 +131,7 @@ def read_face_set(path: str | Path = DEFAULT_DATA) -> tuple[np.ndarray, np.ndarr
             f"face data set not found: {path}. It lives in the developers' shared folder as "
             f"{DEFAULT_DATA} (relative to the repository root; see ../shared/data/README.md) and "
             f"is not shipped with the course. Only retraining the gender CNN needs it: the "
-            f"trained weights ship as course_utils/data/gender_cnn.weights.h5."
+            f"trained weights ship as data/gender_cnn.weights.h5."
         )
     try:
         with np.load(path, allow_pickle=False) as npz:

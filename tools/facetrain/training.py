@@ -1,14 +1,14 @@
 """Training and measuring the face CNNs: lesson 1's model, the epoch loop every variant uses,
 accuracy overall and per group, and weights written without leaving half a file.
 
-Only the course's developers need this: the trained weights ship as ``course_utils/data/gender_cnn.weights.h5``
+Only the course's developers need this: the trained weights ship as ``data/gender_cnn.weights.h5``
 and :func:`course_utils.models.faces.load_gender_cnn` loads them without any dataset. Retraining
 needs the shared face set ``../shared/data/faces48.npz`` (UTKFace adults, 48x48 grayscale;
 non-commercial research and education only, never shipped). The command line is
 ``tools/train_face_model.py``, run from the repository root::
 
     python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz \\
-        --out course_utils/data/gender_cnn.weights.h5 --card course_utils/data/gender_cnn.md
+        --out data/gender_cnn.weights.h5 --card data/gender_cnn.md
 
 Everything is seeded (``keras.utils.set_random_seed`` plus TensorFlow's deterministic ops in the
 command-line run), so the same seed, data and library versions give the same weights. Training

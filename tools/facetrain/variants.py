@@ -292,7 +292,7 @@ def robust_facts(r: dict[str, Any]) -> str:
         "split_seed": r["split_seed"],
         "data": "UTKFace adults (non-commercial research and education only), held-out 20% of lesson 1's split",
         "models": {
-            "standard": {"weights": "course_utils/data/gender_cnn.weights.h5", "parameters": r["standard_parameters"],
+            "standard": {"weights": "data/gender_cnn.weights.h5", "parameters": r["standard_parameters"],
                          "accuracy": [round(a, 6) for a in r["accuracy"]["standard"]]},
             "robust": {"weights": display_path(r["weights"]), "parameters": r["parameters"],
                        "accuracy": [round(a, 6) for a in r["accuracy"]["robust"]]},
@@ -436,7 +436,7 @@ def substitute_facts(r: dict[str, Any]) -> str:
     data = {
         "description": "Lesson 5's substitute, grown from lesson 1's model's labels alone (Papernot et al., 2017). "
                        "Written by tools/train_face_model.py --variant substitute; the faces are not shipped.",
-        "target": "course_utils/data/gender_cnn.weights.h5 (lesson 1's model), top-1 label only",
+        "target": "data/gender_cnn.weights.h5 (lesson 1's model), top-1 label only",
         "filters": list(SUBSTITUTE.filters),
         "parameters": r["parameters"],
         "recipe": {k: r[k] for k in SUBSTITUTE_RECIPE},
