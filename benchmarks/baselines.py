@@ -162,7 +162,7 @@ class BlogFilterVisualizer:
 
     The objective and step are the course's (mean activation over all positions, step divided by
     the gradient's RMS, pixels clipped to 0..255), so the pictures match
-    :func:`course_utils.vis.filters.maximize_filters`.
+    :func:`course_utils.vis.visualize.maximize_filters`.
     """
 
     def __init__(self, model: keras.Model, layer: str) -> None:

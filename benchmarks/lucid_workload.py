@@ -1,6 +1,6 @@
 """Optional workload ``lucid_vs_tf_keras_vis``: a Lucid-style sea snake vs tf-keras-vis.
 
-Course side: :func:`course_utils.vis.filters.maximize_class` with ``style="lucid"`` ("sea snake",
+Course side: :func:`course_utils.vis.visualize.maximize_class` with ``style="lucid"`` ("sea snake",
 Fourier parameterisation, Lucid's transforms) for :data:`LUCID_STEPS` steps, enough for p >= 0.99
 on the untransformed picture on both numeric paths (10 steps are not: 0.984 with oneDNN off); the
 probability is checked and reported. Baseline: tf-keras-vis' ``ActivationMaximization`` with all its defaults (200 steps
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import Context, Plan, Side, WorkloadResult, log
-from course_utils.vis.filters import maximize_class
+from course_utils.vis.visualize import maximize_class
 from course_utils.models.labels import ClassNames
 
 NAME = "lucid_vs_tf_keras_vis"
@@ -98,7 +98,7 @@ def lucid_workload(ctx: Context, plan: Plan) -> WorkloadResult | None:
     index = ClassNames.of(model).index(TARGET)
     p_lucid = float(tf.nn.softmax(model(vis.pixels, training=False))[0, index])
     cold, warm = _tf_keras_vis_runs(model, index, baseline_steps)
-    course = Side(f"course_utils.vis.filters.maximize_class(style='lucid'), {steps} steps (first call incl. tracing)",
+    course = Side(f"course_utils.vis.visualize.maximize_class(style='lucid'), {steps} steps (first call incl. tracing)",
                   steps, [first_s])
     baseline = Side(f"tf-keras-vis ActivationMaximization defaults, first call until its best step "
                     f"({cold['best_step']} of {baseline_steps})", cold["best_step"], [cold["to_best_s"]])

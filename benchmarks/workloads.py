@@ -47,7 +47,8 @@ from course_utils.core.cache import loop_for
 from course_utils.core.penalties import L2Penalty
 from course_utils.core.steps import PixelRange
 from course_utils.models.layers import conv_layers
-from course_utils.vis.filters import gray_noise, maximize_class, maximize_filters
+from course_utils.core.param import gray_noise
+from course_utils.vis.visualize import maximize_class, maximize_filters
 
 __all__ = ["WORKLOADS", "OPTIONAL_WORKLOADS", "run_workloads"]
 
@@ -387,7 +388,7 @@ def class_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         name="class_maximization",
         title=f"class '{CLASS_TARGET}' from noise, {model.name}, step {CLASS_STEP:g} px",
         steps=steps, batch=1, reps=reps,
-        course=Side("course_utils.vis.filters.maximize_class (one compiled while_loop)", steps, seconds["course"],
+        course=Side("course_utils.vis.visualize.maximize_class (one compiled while_loop)", steps, seconds["course"],
                     c_first, steps_if(plan, 1), [v.compile_seconds for v in outputs["course"]],
                     [v.traces for v in outputs["course"]], traces_of(c_warm)),
         baseline=baseline_side,

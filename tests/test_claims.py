@@ -87,7 +87,7 @@ def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):
 
     from course_utils.attacks.pgd import pgd_perturb
     from course_utils.core.param import Fourier
-    from course_utils.vis.filters import gray_noise
+    from course_utils.core.param import gray_noise
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
 

@@ -126,7 +126,7 @@ def test_lesson3_jitter_uses_the_highest_probability(capsys):
 
 def test_lesson3_fewest_steps(imagenet_model, capsys):
     from course_utils.io.images import load_image, sample_image
-    from course_utils.vis.filters import maximize_class
+    from course_utils.vis.visualize import maximize_class
 
     coffee = load_image(sample_image("coffee"), size=224)
     run = maximize_class(imagenet_model, "goldfish", image=coffee, steps=12, step_size=1.0, progress=False)

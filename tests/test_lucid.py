@@ -1,6 +1,6 @@
-"""Lucid-style feature visualisation (``style="lucid"`` and ``param=`` of course_utils.vis.filters):
+"""Lucid-style feature visualisation (``style="lucid"`` and ``param=`` of course_utils.vis.visualize):
 the centre and diversity objectives, the one runner for every parameterisation, and class pictures
-judged by a second network (EfficientNet-Lite2, 260 px, course_utils.vis.judge) that never saw the
+judged by a second network (EfficientNet-Lite2, 260 px, course_utils.vis.visualize) that never saw the
 optimisation.
 
 Few steps and small pictures; margins hold on any CPU (oneDNN on or off): every asserted
@@ -14,12 +14,9 @@ import tensorflow as tf
 
 from course_utils.core.objectives import Diversity, FilterCenter, FilterMean, diversity
 from course_utils.core.param import Fourier
-from course_utils.core.penalties import TotalVariation
-from course_utils.core.steps import Blur, L2Decay
-from course_utils.core.transforms import Jitter, standard_transforms
+from course_utils.core.transforms import Blur, Jitter, L2Decay, RandomCrop, TotalVariation, standard_transforms
 from course_utils.models.layers import feature_model
-from course_utils.vis.filters import maximize_class, maximize_filters
-from course_utils.vis.judge import judge_classes
+from course_utils.vis.visualize import judge_classes, maximize_class, maximize_filters
 
 
 def _log_odds(p: float) -> float:
@@ -154,6 +151,12 @@ def test_after_step_operations_are_refused_with_a_param(imagenet_model, piece):
     with pytest.raises(ValueError, match=r"regularizers\[1\] = .* \(param='pixels'\) for after-step operations"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, style="lucid",
                          regularizers=(Jitter(2), piece))
+
+
+def test_transforms_with_a_param_are_checked_on_the_picture_not_the_parameters(imagenet_model):
+    with pytest.raises(ValueError, match=r"at least 41x41 pixels.*got 40x48"):
+        maximize_filters(imagenet_model, "block2_expand_bn", [0], steps=1, size=(40, 48), param="fourier",
+                         regularizers=(RandomCrop(40),))
 
 
 def test_a_pixel_penalty_prices_the_picture_the_parameters_make(imagenet_model):

@@ -10,6 +10,8 @@ from course_utils.models.faces import load_gender_cnn
 from course_utils.io.images import sample_face
 from course_utils.core.objectives import ClassLogit, CrossEntropy, FilterMean, Objective, Sum, as_objective
 from course_utils.core.gradient_loop import GradientLoop
+from course_utils.core.loop import Loop
+from course_utils.vis.visualize import ascent_step
 
 
 def run_gradient_loop(objective, x0, *, step_rule="plain", regularizers=(), jit_compile=False, **run):
@@ -69,14 +71,17 @@ def test_objectives_combine_like_numbers(model, x):
     # the same structure gives the same cache key; another weight another one
     assert (a + 0.5 * b).key() == (ClassLogit(model) + 0.5 * FilterMean(model, "conv3")).key()
     assert (a + 0.5 * b).key() != (a + 0.25 * b).key()
+    assert a + 0.5 * b == ClassLogit(model) + 0.5 * FilterMean(model, "conv3") != a + 0.25 * b  # one compiled step
+    assert hash(a + 0.5 * b) == hash(ClassLogit(model) + 0.5 * FilterMean(model, "conv3"))
     with pytest.raises(ValueError):
         a * float("nan")
 
 
 def test_a_combined_objective_runs_in_the_loop_with_per_call_data(model, x):
     objective = ClassLogit(model) + 0.01 * FilterMean(model, "conv1")
-    result = GradientLoop(objective, step_rule="rms").run(x, {"labels": [1, 1], "filters": [0, 2]}, steps=5,
-                                                          step_size=2.0, progress=False)
+    data = {"labels": np.array([1, 1], np.int32), "filters": np.array([0, 2], np.int32),
+            "step_size": np.array([2.0, 2.0], np.float32)}
+    result = Loop(ascent_step, model, objective=objective).run(x, data, steps=5, progress=False)  # lesson 3's step
     assert result.tracked.shape == (6, 2, 3)  # probability, logit, filter mean
     assert np.all(result.tracked[-1, :, 1] > result.tracked[0, :, 1])  # the logit went up
     with pytest.raises(ValueError, match="needs the per-call value 'filters'"):

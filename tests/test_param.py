@@ -8,14 +8,12 @@ import pytest
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError
-from course_utils.core.objectives import ClassLogit
-from course_utils.core.param import (
-    COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, OnPixels, PixelPenalty, Pixels, PixelTransform, image_param,
-    param_loop_parts, rfft2d_freqs,
+from course_utils.core.objectives import as_objective
+from course_utils.core.param import COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, Pixels, image_param, rfft2d_freqs
+from course_utils.core.transforms import (
+    Blur, Jitter, L2Decay, Pad, RandomCrop, RandomRotate, RandomScale, Resize, TotalVariation, standard_transforms,
 )
-from course_utils.core.penalties import TotalVariation
-from course_utils.core.steps import L2Decay
-from course_utils.core.transforms import Pad, RandomCrop, RandomRotate, RandomScale, Resize, standard_transforms
+from course_utils.vis.visualize import ascent_measure, ascent_step
 
 SIZES = [(32, 32), (31, 45), (24, 64)]
 
@@ -36,7 +34,10 @@ def test_pixels_by_default_are_the_pixels_themselves():
     x = p.init(2, seed=0)
     assert np.allclose(p.to_pixels(x).numpy().reshape(2, -1), x)
     assert abs(x.mean() - 127.5) < 1.0 and np.abs(x - 127.5).max() <= 2.0
-    assert p.after_step(tf.constant(x * 3.0), None, 0).numpy().max() == 255.0  # kept in 0..255
+    assert p.clipped and not Pixels((8, 8), sigmoid=True).clipped and not Fourier(8).clipped  # kept in 0..255
+    step = ascent_step(None, tf.constant(x), None, 0, [0, 0], {"step_size": tf.constant([1e3, 1e3])},
+                       objective=as_objective(lambda v: (tf.reduce_sum(-v, axis=[1, 2, 3]), v[:, 0, 0, :1])), param=p)
+    assert step[0].numpy().max() == 255.0  # a huge step up, kept at 255
 
 
 def test_fourier_starts_near_mid_grey():
@@ -117,32 +118,33 @@ def test_bad_params_are_refused_with_the_choices():
         Fourier(16, channels=1)
     with pytest.raises(ValueError, match="needs sigmoid=True"):
         Pixels(16, decorrelate=True)
-    with pytest.raises(ValueError, match="takes parameters of shape"):
-        Fourier(16).check_input((2, 10))
 
 
-def test_a_loop_on_the_parameters_prices_and_checks_the_pixels():
-    """param_loop_parts: the objective and penalties through the picture, transforms checked on
-    its shape (not the flat parameters'), after-step operations refused."""
+def test_the_step_on_the_parameters_prices_and_checks_the_pixels():
+    """ascent_step with a parameterisation: the objective sees the (transformed) picture, the
+    penalty prices the picture the parameters make; the measure sees it untransformed."""
     p = Fourier((20, 24))
-    objective, pieces = param_loop_parts(p, ClassLogit(None), (RandomCrop(8), TotalVariation(0.5)))
-    assert isinstance(objective, OnPixels) and objective.per_call == {"labels": tf.int32}
-    assert pieces[0] is p and isinstance(pieces[1], PixelTransform) and isinstance(pieces[2], PixelPenalty)
-    for piece in pieces:
-        piece.check_input(p.param_shape(2))  # the flat parameters' shape: every piece accepts it
-    _, (_, crop) = param_loop_parts(p, ClassLogit(None), (RandomCrop(20),))
-    with pytest.raises(ValueError, match=r"at least 21x21 pixels.*got 20x24"):
-        crop.check_input(p.param_shape(1))
-    x = p.init(2)
-    tv = TotalVariation(0.5).penalty(p.to_pixels(x), p.to_pixels(x))
-    np.testing.assert_allclose(pieces[2].penalty(tf.constant(x), tf.constant(x)), tv, rtol=1e-6)
-    with pytest.raises(ValueError, match=r"regularizers\[0\] = L2Decay.*changes the parameters"):
-        param_loop_parts(p, ClassLogit(None), (L2Decay(),))
+    x = tf.constant(p.init(2))
+    seen = []
+
+    def mean(v):  # records the shape it is given: pixels, not the flat parameters
+        seen.append(tuple(v.shape))
+        return -tf.reduce_mean(v, axis=[1, 2, 3]), tf.reduce_mean(v, axis=[1, 2, 3])[:, None]
+
+    settings = dict(objective=as_objective(mean), param=p, transforms=(RandomCrop(8),), penalties=(TotalVariation(0.5),))
+    x_next, loss, tracked, _ = ascent_step(None, x, x, tf.constant(0), tf.constant([0, 0]), {"step_size": tf.constant([0.05] * 2)}, **settings)
+    assert seen == [(2, 12, 16, 3)] and x_next.shape == x.shape and tracked.shape == (2, 1)
+    picture = p.to_pixels(x)
+    measured, _ = ascent_measure(None, x, x, 0, [0, 0], {}, **settings)
+    assert seen[-1] == (2, 20, 24, 3)
+    np.testing.assert_allclose(measured, -tf.reduce_mean(picture, axis=[1, 2, 3]) + TotalVariation(0.5).penalty(picture),
+                               rtol=1e-6)
 
 
-def test_a_compiled_loop_keys_a_param_by_its_map_to_pixels_not_its_start():
-    assert Fourier(16, sd=0.001).key() == Fourier(16).key() != Fourier(16, decorrelate=False).key()
-    assert Pixels(16, noise=5.0).key() == Pixels(16).key() != Fourier(16).key()
+def test_a_compiled_step_keys_a_param_by_its_map_to_pixels_not_its_start():
+    assert Fourier(16, sd=0.001) == Fourier(16) != Fourier(16, decorrelate=False)
+    assert hash(Fourier(16, sd=0.001)) == hash(Fourier(16))
+    assert Pixels(16, noise=5.0) == Pixels(16) != Fourier(16)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -186,3 +188,53 @@ def test_transforms_refuse_bad_settings():
         RandomScale(())
     with pytest.raises(ValueError):
         RandomRotate(degrees=())
+
+
+PICTURES = tf.constant(np.random.default_rng(0).uniform(50, 200, (4, 12, 10, 3)).astype(np.float32))
+
+
+@pytest.mark.parametrize("piece, kinds", [(Jitter(3), 3), (RandomScale(), 3), (RandomRotate(), 3), (RandomScale((0.8, 1.25)), 2)])
+def test_transforms_are_seeded_keep_the_shape_and_change_by_step(piece, kinds):
+    outs = [piece.transform(PICTURES, tf.constant(step), tf.constant(seed)).numpy() for step, seed in
+            [(0, 1), (0, 1), (1, 1), (2, 1), (3, 1), (0, 2)]]
+    assert all(o.shape == tuple(PICTURES.shape) and o.dtype == np.float32 for o in outs)
+    np.testing.assert_array_equal(outs[0], outs[1])  # same (seed, step), same picture
+    assert len({o.tobytes() for o in outs}) >= kinds  # other steps or seeds draw others
+    assert all(np.isfinite(o).all() and o.min() >= PICTURES.numpy().min() - 1e-3 and o.max() <= PICTURES.numpy().max() + 1e-3
+               for o in outs)  # resampled, mirrored at the edges: no new values outside the picture's
+
+
+def test_identity_transforms_leave_the_picture_alone():
+    for piece in (Jitter(0), RandomScale((1.0,)), RandomRotate((0.0,))):
+        np.testing.assert_array_equal(piece.transform(PICTURES, tf.constant(5), tf.constant(0)), PICTURES)
+
+
+def test_scale_and_rotation_move_a_dot_about_the_centre():
+    dot = np.zeros((1, 21, 21, 1), np.float32)
+    dot[0, 10, 15] = 255.0  # 5 pixels right of the centre (10, 10)
+    zoomed = RandomScale((2.0,)).transform(tf.constant(dot), tf.constant(0), tf.constant(0)).numpy()[0, ..., 0]
+    assert np.unravel_index(zoomed.argmax(), zoomed.shape) == (10, 20)  # twice as far from the centre
+    turned = RandomRotate((90.0,)).transform(tf.constant(dot), tf.constant(0), tf.constant(0)).numpy()[0, ..., 0]
+    row, col = np.unravel_index(turned.argmax(), turned.shape)
+    assert col == 10 and abs(row - 10) == 5  # a quarter turn: now straight above or below the centre
+    with pytest.raises(ValueError):
+        RandomScale((0.0,))
+    with pytest.raises(ValueError):
+        RandomRotate(())
+
+
+def test_transforms_are_differentiable():
+    x = tf.Variable(PICTURES)
+    for piece in (RandomScale(), RandomRotate()):
+        with tf.GradientTape() as tape:
+            y = tf.reduce_sum(piece.transform(x, tf.constant(1), tf.constant(0)))
+        grad = tape.gradient(y, x)
+        assert grad is not None and float(tf.reduce_sum(tf.abs(grad))) > 0
+
+
+def test_regularisers_are_settings_equal_by_value():
+    """They form the compiled step's key: equal settings share it, other settings do not."""
+    assert Jitter(3) == Jitter(3) and hash(Jitter(3)) == hash(Jitter(3)) and Jitter(3) != Jitter(4)
+    assert TotalVariation(0.5) != TotalVariation(1.0) and Blur(1.0) != Blur(2.0) != Blur(2.0, every=2)
+    assert standard_transforms((32, 32)) == standard_transforms((32, 32)) != standard_transforms((16, 16))
+    assert repr(L2Decay(0.02)) == "L2Decay(rate=0.02)"  # what lesson 3 prints for default_regularizers()

@@ -16,11 +16,9 @@ from course_utils.checks import WrongTypeError
 from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn
 from course_utils.io.images import sample_face
 from course_utils.models.labels import ClassNames, UnknownClassError, imagenet_label
-from course_utils.core.steps import Blur
-from course_utils.core.transforms import Jitter
-from course_utils.core.penalties import TotalVariation
+from course_utils.core.transforms import Blur, Jitter, TotalVariation
 from course_utils.models.layers import conv_layers
-from course_utils.vis.filters import maximize_class, maximize_filters
+from course_utils.vis.visualize import maximize_class, maximize_filters
 
 
 @pytest.fixture(scope="module")

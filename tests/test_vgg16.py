@@ -21,7 +21,7 @@ from course_utils.io.fetch import KNOWN_FILES
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k
 from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
-from course_utils.vis.filters import maximize_class, maximize_filters
+from course_utils.vis.visualize import maximize_class, maximize_filters
 
 VGG16_FILE = KNOWN_FILES["vgg16"].filename
 BLOG_LAYERS = [f"block{i}_conv1" for i in range(1, 6)]
@@ -161,7 +161,7 @@ def test_a_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch, no_network
 def test_lucid_pictures_run_on_vgg16(vgg16, imagenet_model):
     """Lesson 3's Lucid section on the VGG16 graph load_vgg16 builds: class and filter pictures,
     the parameterisation switch of maximize_class, and the judge (here Lite0 judging VGG16)."""
-    from course_utils.vis.judge import judge_classes
+    from course_utils.vis.visualize import judge_classes
 
     targets = ["sea snake", "goldfish"]
     lucid = maximize_class(vgg16, targets, steps=2, style="lucid", progress=False)

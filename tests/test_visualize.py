@@ -12,14 +12,13 @@ import tensorflow as tf
 
 from course_utils.io.images import load_image, sample_image
 from course_utils.classroom.plotting import plot_filter_grid
-from course_utils.core.penalties import TotalVariation
-from course_utils.core.pieces import GRAY
-from course_utils.core.steps import Blur, L2Decay
-from course_utils.core.transforms import Jitter
+from course_utils.core.loop import Loop
+from course_utils.core.objectives import as_objective
+from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation
 from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
-from course_utils.vis.filters import maximize_class, maximize_filters
+from course_utils.vis.visualize import ascent_measure, ascent_step, maximize_class, maximize_filters
 from course_utils.vis.report import compare_batched_serial, filter_report
-from course_utils.vis.run import deprocess
+from course_utils.vis.result import deprocess
 
 LITE0_LAYERS = ["stem_bn", "block2_expand_bn", "block4_expand_bn", "block6_expand_bn", "block12_expand_bn"]
 
@@ -163,34 +162,34 @@ def test_jitter_rolls_the_image_by_a_small_random_shift():
 def test_total_variation_is_zero_when_flat_and_positive_on_noise():
     tv = TotalVariation(0.5)
     flat = tf.fill((2, 16, 16, 3), 90.0)
-    assert np.all(tv.penalty(flat, flat).numpy() == 0)
+    assert np.all(tv.penalty(flat).numpy() == 0)
     noise = tf.constant(_noise((2, 16, 16, 3)))
-    assert np.all(tv.penalty(noise, noise).numpy() > 10)
+    assert np.all(tv.penalty(noise).numpy() > 10)
     stripes = np.zeros((1, 8, 8, 3), np.float32)
     stripes[:, :, ::2] = 255.0  # columns alternate 0/255: every horizontal neighbour differs by 255
-    assert tv.penalty(tf.constant(stripes), None).numpy()[0] == pytest.approx(0.5 * 255)
-    assert TotalVariation(1.0).penalty(noise, noise).numpy() == pytest.approx(2 * tv.penalty(noise, noise).numpy())
+    assert tv.penalty(tf.constant(stripes)).numpy()[0] == pytest.approx(0.5 * 255)
+    assert TotalVariation(1.0).penalty(noise).numpy() == pytest.approx(2 * tv.penalty(noise).numpy())
 
 
 def test_l2_decay_pulls_every_pixel_towards_grey():
     x = tf.constant(_noise((1, 8, 8, 3)))
-    out = L2Decay(0.1).after_step(x, x, tf.constant(0)).numpy()
+    out = L2Decay(0.1).after_step(x, tf.constant(0)).numpy()
     np.testing.assert_allclose(out - GRAY, 0.9 * (x.numpy() - GRAY), rtol=1e-5, atol=1e-4)
     grey = tf.fill((1, 4, 4, 3), GRAY)
-    np.testing.assert_array_equal(L2Decay(0.1).after_step(grey, grey, tf.constant(0)), grey)
+    np.testing.assert_array_equal(L2Decay(0.1).after_step(grey, tf.constant(0)), grey)
 
 
 def test_blur_smooths_noise_on_every_kth_step_only():
     x = tf.constant(_noise((1, 32, 32, 3)))
     blur = Blur(1.0, every=3)
     for step in (0, 1, 3):
-        np.testing.assert_array_equal(blur.after_step(x, x, tf.constant(step)), x)
+        np.testing.assert_array_equal(blur.after_step(x, tf.constant(step)), x)
     for step in (2, 5):
-        out = blur.after_step(x, x, tf.constant(step)).numpy()
+        out = blur.after_step(x, tf.constant(step)).numpy()
         assert out.var() < 0.5 * x.numpy().var()
         assert out.mean() == pytest.approx(x.numpy().mean(), abs=1.0)
     flat = tf.fill((1, 8, 8, 3), 50.0)
-    np.testing.assert_allclose(blur.after_step(flat, flat, tf.constant(2)), flat, rtol=1e-6)
+    np.testing.assert_allclose(blur.after_step(flat, tf.constant(2)), flat, rtol=1e-6)
 
 
 def test_both_loops_apply_the_regularisers(imagenet_model):
@@ -212,6 +211,62 @@ def test_both_loops_apply_the_regularisers(imagenet_model):
 def test_regularisers_reject_bad_settings(make):
     with pytest.raises(ValueError):
         make()
+
+
+class _Shift:
+    def transform(self, x, step, seed):  # what the objective sees: x + 1
+        return x + 1.0
+
+
+class _Five:
+    def penalty(self, x):  # a price of 5 per picture
+        return tf.fill([tf.shape(x)[0]], 5.0)
+
+
+class _Cap:
+    def after_step(self, x, step):  # after each step, nothing above 1
+        return tf.minimum(x, 1.0)
+
+
+def test_the_step_applies_transforms_penalties_and_priors_in_their_places():
+    """ascent_step: the objective on the transformed picture, the penalty on the picture, an RMS step
+    of step_size pixels, then the priors; the history's first and last rows on the picture itself."""
+    quadratic = as_objective(lambda x: (tf.reduce_sum(tf.square(x - 3.0), axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    loop = Loop(ascent_step, None, measure=ascent_measure, objective=quadratic, transforms=(_Shift(),),
+                penalties=(_Five(),), priors=(_Cap(),))
+    r = loop.run(np.zeros((2, 4, 4, 1), np.float32), {"step_size": np.full(2, 0.4, np.float32)}, steps=4, progress=False)
+    assert r.losses[0, 0] == pytest.approx(16 * 9 + 5)  # the start, untransformed: 16 * (0 - 3)^2 + 5
+    assert r.losses[1, 0] == pytest.approx(16 * (0.4 + 1 - 3) ** 2 + 5, rel=1e-5)  # seen as x + 1 after one step
+    np.testing.assert_allclose(r.x, 1.0)  # 0.4, 0.8, then capped at 1
+    assert r.losses[-1, 0] == pytest.approx(16 * 4 + 5)
+    big = as_objective(lambda x: (-1e6 * tf.reduce_sum(x, axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    far = Loop(ascent_step, None, objective=big).run(np.zeros((1, 4, 4, 1), np.float32),
+                                                    {"step_size": np.ones(1, np.float32)}, steps=2, progress=False)
+    np.testing.assert_allclose(far.x, 2.0, rtol=1e-5)  # RMS steps are in pixels whatever the scale
+
+
+def test_chunk_boundaries_do_not_change_the_pictures():
+    """Every kind of regulariser, the random ones drawn from (seed, step) and the blur due on global
+    steps: one step per chunk or doubling chunks give the same pictures and history."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    tiny = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(hidden)))
+    logit = as_objective(lambda x: (-tiny(x, training=False)[:, 0], tiny(x, training=False)))
+    loop = Loop(ascent_step, tiny, measure=ascent_measure, objective=logit, transforms=(Jitter(2),),
+                penalties=(TotalVariation(0.5),), priors=(L2Decay(0.05), Blur(0.5, every=3)))
+    x0 = np.full((2, 8, 8, 1), 127.5, np.float32) + np.arange(2, dtype=np.float32)[:, None, None, None]
+    data = {"step_size": np.full(2, 2.0, np.float32)}
+    loop.chunk_seconds = 0.0  # every chunk one step
+    one_by_one = loop.run(x0, data, steps=40, seed=7, progress=False)
+    loop.chunk_seconds = float("inf")  # chunks of 1, 2, 4, 8, 16 and the rest
+    doubling = loop.run(x0, data, steps=40, seed=7, progress=False)
+    assert set(one_by_one.chunks) == {1} and doubling.chunks == (1, 2, 4, 8, 16, 9) and doubling.traces == 0
+    np.testing.assert_array_equal(one_by_one.x, doubling.x)
+    np.testing.assert_array_equal(one_by_one.losses, doubling.losses)
+    np.testing.assert_array_equal(one_by_one.tracked, doubling.tracked)
 
 
 # --------------------------------------------------------------------------- deprocess

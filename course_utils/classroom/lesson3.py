@@ -71,7 +71,7 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
 def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> None:
     """Exercise 3.3: the fewest steps of 1 grey level (RMS) that push ``answer_class`` to p >= 0.99
     in ``image``. Runs ``maximize_class`` for ``answer_steps`` steps once."""
-    from course_utils.vis.filters import maximize_class
+    from course_utils.vis.visualize import maximize_class
 
     ex = "Exercise 3"
     if not_answered(ex, answer_class, answer_steps):

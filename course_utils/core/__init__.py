@@ -4,9 +4,9 @@
   :mod:`~course_utils.core.cache` the compiled loops kept per model; :mod:`~course_utils.core.history`
   what a run returns;
 - :mod:`~course_utils.core.objectives` what is minimised;
-- :mod:`~course_utils.core.pieces` what the pieces share; :mod:`~course_utils.core.transforms`
-  before the model, :mod:`~course_utils.core.penalties` added to the loss,
-  :mod:`~course_utils.core.steps` the step rule and after each step;
+- :mod:`~course_utils.core.pieces` what the pieces share; :mod:`~course_utils.core.penalties` added to
+  the loss, :mod:`~course_utils.core.steps` the step rule and after each step;
+  :mod:`~course_utils.core.transforms` lesson 3's regularisers (transforms, total variation, decay, blur);
 - :mod:`~course_utils.core.param` how the picture is represented (pixels, Fourier).
 
 Depends on :mod:`course_utils.models` (layers) only.

@@ -76,6 +76,13 @@ class Objective:
         """What this objective bakes into a compiled loop (never the per-call values nor the model)."""
         return (type(self).__qualname__, id(self))
 
+    def __eq__(self, other: Any) -> bool:
+        """Equal when of one kind (:meth:`key`): a compiled step made for one serves the other."""
+        return isinstance(other, Objective) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
     def build(self) -> None:
         """Build what the objective needs before it is traced (a feature extractor); once."""
 

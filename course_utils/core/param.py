@@ -15,28 +15,25 @@ of the picture favour other pictures. Three ideas, each a switch here:
 - **Sigmoid range** (``sigmoid=True``): pixels are ``255 * sigmoid(t)``, always valid 0..255,
   with no clipping that stops the gradient.
 
-A parameterisation is a :class:`course_utils.core.gradient_loop.Regularizer` whose :meth:`ImageParam.transform`
-turns the parameters into pixels; put it *first* in the loop's regularisers, and the loop
-optimises the parameters while the model (and every later transform) sees pixels, float32 0..255,
-``(N, H, W, C)``. :func:`image_param` makes one by name (``"pixels"`` or ``"fourier"``).
-
-:func:`param_loop_parts` puts the rest of a loop around it: the objective through
-:class:`OnPixels`, pixel penalties through :class:`PixelPenalty`, so both price the picture the
-parameters make, and transforms through :class:`PixelTransform`, checked on that picture's shape;
-after-step operations, which would act on the parameters, are refused.
+A parameterisation is Lucent's ``params, image_f`` pair as one small object: :meth:`ImageParam.init`
+(or :meth:`ImageParam.from_pixels`) gives the parameters, float32 ``(N, P)``, and
+:meth:`ImageParam.to_pixels` makes the picture from them, float32 0..255 ``(N, H, W, C)``,
+differentiably. The feature-visualisation step (:func:`course_utils.vis.visualize.ascent_step`)
+calls it inside its gradient tape, so the transforms, the objective and the penalties all see the
+picture while the step changes the parameters. :func:`image_param` makes one by name (``"pixels"``
+or ``"fourier"``). Two parameterisations are equal (and share a compiled step) when they make the
+same picture from the same parameters, whatever their start (``sd``, ``noise``).
 """
 
 from __future__ import annotations
 
-from typing import Hashable, Mapping, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
-from course_utils.core.pieces import check_regularizers
-from course_utils.core.objectives import Objective, as_objective
-from course_utils.core.pieces import GRAY, Regularizer, freeze, hook
+from course_utils.core.transforms import GRAY
 from course_utils.seeds import effective_seed
 
 __all__ = [
@@ -47,10 +44,8 @@ __all__ = [
     "Fourier",
     "image_param",
     "rfft2d_freqs",
-    "OnPixels",
-    "PixelPenalty",
-    "PixelTransform",
-    "param_loop_parts",
+    "gray_noise",
+    "start_noise",
 ]
 
 COLOR_CORRELATION_SVD_SQRT = np.asarray(
@@ -75,12 +70,11 @@ def rfft2d_freqs(height: int, width: int) -> np.ndarray:
     return np.sqrt(fx * fx + fy * fy)
 
 
-class ImageParam(Regularizer):
+class ImageParam:
     """A description of ``N`` pictures of ``size`` by parameters, and the map to pixels.
 
     Subclasses give :meth:`param_shape`, :meth:`init` and :meth:`spatial`; this class adds the
-    colour decorrelation and the range. Use it as the first regulariser of a
-    :class:`course_utils.core.gradient_loop.GradientLoop` (its :meth:`transform` is :meth:`to_pixels`).
+    colour decorrelation and the range.
 
     Args:
         size: ``(height, width)`` in pixels (an int for a square).
@@ -92,6 +86,8 @@ class ImageParam(Regularizer):
     """
 
     name = "param"
+    clipped = False
+    """Whether the parameters are the pixels themselves, kept in 0..255 after every step (:class:`Pixels`)."""
 
     def __init__(self, size: int | Sequence[int], channels: int = 3, *, decorrelate: bool = True,
                  sigmoid: bool = True, sd: float = 0.01) -> None:
@@ -174,19 +170,17 @@ class ImageParam(Regularizer):
             return 255.0 * tf.sigmoid(t)
         return tf.clip_by_value(t, 0.0, 255.0)
 
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return self.to_pixels(x)
-
-    def check_input(self, shape: tuple) -> None:
-        want = self.param_shape(int(shape[0]))
-        if tuple(shape) != want:
-            raise ValueError(f"{self!r} takes parameters of shape {want}, got {tuple(shape)}; start from its init()")
-
     def key(self) -> Hashable:
-        """What a compiled loop bakes in: the map to pixels, not the start (``sd``, ``noise``), so
-        parameterisations that differ only in their start share a loop."""
+        """What a compiled step bakes in: the map to pixels, not the start (``sd``, ``noise``), so
+        parameterisations that differ only in their start are equal and share a step."""
         settings = {k: v for k, v in vars(self).items() if k not in ("sd", "noise", "scale") and not k.startswith("_")}
-        return (type(self).__module__, type(self).__qualname__, freeze(settings))
+        return (type(self).__qualname__, tuple(sorted(settings.items())))
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, ImageParam) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(size={self.size}, decorrelate={self.decorrelate}, "
@@ -197,8 +191,8 @@ class Pixels(ImageParam):
     """The pixels themselves (lesson 3's loop), or pre-sigmoid values per pixel.
 
     With the defaults (``decorrelate=False, sigmoid=False``) the parameters *are* pixels, started
-    at mid-grey plus uniform noise of +-``noise`` pixels, and :meth:`after_step` keeps them in
-    0..255, exactly today's loop. Parameters (in :meth:`grid_shape`) ``(N, H, W, C)``.
+    at mid-grey plus uniform noise of +-``noise`` pixels, and the step keeps them in 0..255
+    (:attr:`clipped`), exactly lesson 3's loop. Parameters (in :meth:`grid_shape`) ``(N, H, W, C)``.
     """
 
     name = "pixels"
@@ -217,11 +211,7 @@ class Pixels(ImageParam):
         if self.sigmoid:
             return super().init(n, seed)
         keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
-        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.seeds)
-        return np.stack([
-            GRAY + np.random.default_rng([seed, k]).uniform(-self.noise, self.noise, size=self.param_shape(1)[1:])
-            for k in keys
-        ]).astype(np.float32)
+        return np.stack([gray_noise(self.param_shape(1)[1:], [seed, k], self.noise) for k in keys])
 
     def spatial(self, p: tf.Tensor) -> tf.Tensor:
         return p
@@ -229,8 +219,10 @@ class Pixels(ImageParam):
     def unspatial(self, t: np.ndarray) -> np.ndarray:
         return t
 
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        return x if self.sigmoid else tf.clip_by_value(x, 0.0, 255.0)
+    @property
+    def clipped(self) -> bool:
+        """Whether the parameters *are* the pixels, to be kept in 0..255 after every step."""
+        return not self.sigmoid and not self.decorrelate
 
 
 class Fourier(ImageParam):
@@ -280,6 +272,30 @@ class Fourier(ImageParam):
         return super().__repr__()[:-1] + f", decay_power={self.decay_power})"
 
 
+def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
+    """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
+
+    ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``; the first moved by the
+    course-wide ``COURSE_SEED``, see :mod:`course_utils.seeds`); the same seed, the same noise.
+    """
+    amplitude = check_number("noise amplitude (pixels)", amplitude, minimum=0.0, maximum=GRAY)
+    first, *rest = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
+    rng = np.random.default_rng([effective_seed(first), *rest])  # plus COURSE_SEED (course_utils.seeds)
+    return (GRAY + rng.uniform(-amplitude, amplitude, size=tuple(shape))).astype(np.float32)
+
+
+def start_noise(keys: Sequence[int], shape: Sequence[int], seed: int, amplitude: float) -> np.ndarray:
+    """One noise image per key, seeded by ``(seed, key)``: filter 7's start picture is the same
+    whether it is optimised alone or with others. A key's ``j``-th repeat (``j >= 1``) is seeded by
+    ``(seed, key, j)``, so several pictures of one filter start apart."""
+    seen: dict[int, int] = {}
+    seeds = []
+    for k in keys:
+        j = seen[int(k)] = seen.get(int(k), -1) + 1
+        seeds.append([int(seed), int(k)] + ([j] if j else []))
+    return np.stack([gray_noise(shape, seed=s, amplitude=amplitude) for s in seeds])
+
+
 def image_param(name: str | ImageParam, size: int | Sequence[int], channels: int = 3, **kwargs) -> ImageParam:
     """A parameterisation by name: ``"pixels"`` (:class:`Pixels`, today's loop) or ``"fourier"``
     (:class:`Fourier` with decorrelated colour and sigmoid range, Lucid's default). An
@@ -292,107 +308,3 @@ def image_param(name: str | ImageParam, size: int | Sequence[int], channels: int
     if name not in classes:
         raise ValueError(f"unknown param {name!r}; choose one of {', '.join(map(repr, PARAMS))}")
     return classes[name](size, channels, **kwargs)
-
-
-class OnPixels(Objective):
-    """``objective`` on the pixels ``param`` makes. The loop's transforms start with ``param``, so
-    while it steps the objective sees pixels; when it measures the start and the final without
-    transforms it passes the parameters themselves (flat, rank 2), which are made into pixels
-    first. Per-call values (``labels``, ``filters``) reach ``objective`` unchanged."""
-
-    def __init__(self, objective: Objective, param: ImageParam) -> None:
-        self.objective = as_objective(objective)
-        self.param = param
-        self.per_call = self.objective.per_call
-
-    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.objective(self.param.to_pixels(x) if x.shape.rank == 2 else x, data)
-
-    def build(self) -> None:
-        self.objective.build()
-
-    def key(self) -> Hashable:
-        return ("on-pixels", self.param.key(), self.objective.key())
-
-    def __repr__(self) -> str:
-        return f"OnPixels({self.objective!r})"
-
-
-class PixelPenalty(Regularizer):
-    """A pixel penalty (e.g. :class:`course_utils.core.penalties.TotalVariation`) through a
-    parameterisation: the loop changes the parameters, the penalty prices the picture they make
-    (``param.to_pixels``), as Lucid adds total variation to its objectives. Per-call values
-    (``beta``) reach the inner penalty unchanged."""
-
-    def __init__(self, inner: Regularizer, param: ImageParam) -> None:
-        self.inner = inner
-        self.param = param
-        self.per_call = inner.per_call
-        self._penalty = hook(inner, "penalty")
-
-    def defaults(self) -> dict:
-        return self.inner.defaults()
-
-    def penalty(self, x: tf.Tensor, x0: tf.Tensor, data=None) -> tf.Tensor:
-        return self._penalty(self.param.to_pixels(x), self.param.to_pixels(x0), data)
-
-    def check_input(self, shape: tuple) -> None:
-        self.inner.check_input((shape[0], *self.param.size, self.param.channels))
-
-    def key(self) -> Hashable:
-        return ("pixel-penalty", self.inner.key(), self.param.key())
-
-    def __repr__(self) -> str:
-        return f"PixelPenalty({self.inner!r})"
-
-
-class PixelTransform(Regularizer):
-    """A transform after a parameterisation: it changes the pixels the parameters make (the loop
-    applies ``param`` first), so it checks the shape of those pixels, ``(N, H, W, C)``, not of the
-    parameters."""
-
-    def __init__(self, inner: Regularizer, param: ImageParam) -> None:
-        self.inner = inner
-        self.param = param
-        self.per_call = inner.per_call
-
-    def defaults(self) -> dict:
-        return self.inner.defaults()
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return self.inner.transform(x, step, seed)
-
-    def check_input(self, shape: tuple) -> None:
-        self.inner.check_input((shape[0], *self.param.size, self.param.channels))
-
-    def key(self) -> Hashable:
-        return ("pixel-transform", self.inner.key(), self.param.key())
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
-
-
-def param_loop_parts(param: ImageParam, objective: Objective, regularizers: Sequence[Regularizer] = (),
-                     name: str = "regularizers") -> tuple[Objective, tuple[Regularizer, ...]]:
-    """The objective and the pieces of a loop that changes ``param``'s parameters: ``objective``
-    through :class:`OnPixels`; ``param`` first, then ``regularizers`` (named ``name`` in errors):
-    pixel penalties through :class:`PixelPenalty`, transforms through :class:`PixelTransform`.
-
-    Raises:
-        ValueError: an after-step operation (``L2Decay``, ``Blur``, ``PixelRange``) among
-            ``regularizers``: it would act on the parameters, not on the pixels.
-    """
-    pieces: list[Regularizer] = [param]
-    for i, r in enumerate(check_regularizers(regularizers, name)):
-        if hook(r, "after_step") is not None:
-            raise ValueError(
-                f"{name}[{i}] = {r!r} is an after-step operation on the pixels, but with param={param.name!r} the "
-                "loop changes the parameters, not the pixels; pass transforms (Jitter, RandomScale, RandomRotate, "
-                "course_utils.core.transforms.standard_transforms()) and penalties (TotalVariation), or optimise "
-                "the pixels themselves (param='pixels') for after-step operations"
-            )
-        if hook(r, "penalty") is not None:
-            pieces.append(PixelPenalty(r, param))
-        elif hook(r, "transform") is not None:
-            pieces.append(PixelTransform(r, param))
-    return OnPixels(objective, param), tuple(pieces)

@@ -1,12 +1,10 @@
 """Penalties: a price on the picture, added to the loss per example.
 
-Each is a :class:`~course_utils.core.pieces.Penalty`:
-
-- :class:`L2Penalty`: ``beta * sum((x - x0)**2) / 2``, the noise filter's price on change
-  (lesson 1); ``beta`` per call and per example, so a list of betas runs side by side in one
-  batch and a new beta traces nothing again;
-- :class:`TotalVariation`: the mean difference between neighbouring pixels, a prior for smooth
-  pictures (lesson 3).
+:class:`L2Penalty` (a :class:`~course_utils.core.pieces.Penalty` of the older loop,
+:mod:`course_utils.core.gradient_loop`): ``beta * sum((x - x0)**2) / 2``, the noise filter's price
+on change (lesson 1); ``beta`` per call and per example, so a list of betas runs side by side in
+one batch and a new beta traces nothing again. (Lesson 3's ``TotalVariation`` is in
+:mod:`course_utils.core.transforms`.)
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import check_number
-from course_utils.core.pieces import Penalty, check_image_side
+from course_utils.core.pieces import Penalty
 
-__all__ = ["L2Penalty", "TotalVariation"]
+__all__ = ["L2Penalty"]
 
 
 class L2Penalty(Penalty):
@@ -51,21 +49,3 @@ class L2Penalty(Penalty):
     def penalty(self, x: tf.Tensor, x0: tf.Tensor, data: Mapping[str, tf.Tensor] | None = None) -> tf.Tensor:
         beta = tf.constant(self.beta) if data is None else data["beta"]
         return beta * 0.5 * tf.reduce_sum(tf.square(x - x0), axis=tf.range(1, tf.rank(x)))
-
-
-class TotalVariation(Penalty):
-    """Penalise ``weight`` times the mean absolute difference between neighbouring pixels.
-
-    Zero for a flat image, large for pixel-level noise: the optimiser is asked for smooth areas.
-    """
-
-    def __init__(self, weight: float = 0.5) -> None:
-        self.weight = check_number("TotalVariation weight", weight, minimum=0.0)
-
-    def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, 2, "it compares neighbouring pixels")
-
-    def penalty(self, x: tf.Tensor, x0: tf.Tensor, data: Mapping[str, tf.Tensor] | None = None) -> tf.Tensor:
-        dy = tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
-        dx = tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
-        return self.weight * (dx + dy)

@@ -35,12 +35,9 @@ import tensorflow as tf
 from course_utils.checks import WrongTypeError, describe
 
 __all__ = [
-    "GRAY", "Regularizer", "Transform", "Penalty", "AfterStep", "check_image_side", "freeze",
+    "Regularizer", "Transform", "Penalty", "AfterStep", "freeze",
     "hook", "check_regularizers",
 ]
-
-GRAY = 127.5
-"""Mid-grey in pixels: where the start noise is centred and where :class:`~course_utils.core.steps.L2Decay` pulls to."""
 
 
 def freeze(value: Any) -> Hashable:
@@ -133,18 +130,6 @@ def hook(piece: Regularizer, name: str) -> Callable | None:
     if takes_data:
         return method
     return lambda *args: method(*args[:-1])
-
-
-def check_image_side(piece: Regularizer, shape: tuple, smallest: int, why: str) -> None:
-    """Refuse images less than ``smallest`` pixels high or wide for ``piece``."""
-    if len(shape) != 4:
-        raise ValueError(f"{piece!r} works on image batches (N, H, W, C), got shape {tuple(shape)}")
-    h, w = shape[1], shape[2]
-    if (h is not None and h < smallest) or (w is not None and w < smallest):
-        raise ValueError(
-            f"{piece!r} needs images at least {smallest}x{smallest} pixels ({why}), got {h}x{w}; "
-            "use a larger size or leave it out"
-        )
 
 
 def check_regularizers(regularizers: Any, name: str = "regularizers") -> tuple:

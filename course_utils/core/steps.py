@@ -8,8 +8,8 @@ given:
 
 - budgets of the attacks: :class:`LinfBall` (every pixel within epsilon of the photo) and
   :class:`L2Ball` (the whole change at most epsilon long), epsilon per call and per example;
-  :class:`PixelRange` (valid pixels);
-- image priors of feature visualisation: :class:`L2Decay` (fade towards grey), :class:`Blur`.
+  :class:`PixelRange` (valid pixels). (Feature visualisation's priors, ``L2Decay`` and ``Blur``,
+  are in :mod:`course_utils.core.transforms`.)
 
 A ball also draws a uniformly random point of itself (:meth:`LinfBall.random_start`,
 :meth:`L2Ball.random_start`) for attacks that start at random (PGD, Madry et al. 2018).
@@ -22,11 +22,11 @@ from typing import Any, Literal, Mapping
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number
+from course_utils.checks import check_number
 from course_utils.core.ops import per_example, seed_pair
-from course_utils.core.pieces import GRAY, AfterStep, check_image_side
+from course_utils.core.pieces import AfterStep
 
-__all__ = ["StepRule", "step_direction", "PixelRange", "LinfBall", "L2Ball", "L2Decay", "Blur"]
+__all__ = ["StepRule", "step_direction", "PixelRange", "LinfBall", "L2Ball"]
 
 StepRule = Literal["plain", "sign", "rms", "l2"]
 
@@ -130,53 +130,3 @@ class L2Ball(AfterStep):
         dims = tf.cast(tf.reduce_prod(tf.shape(x0)[1:]), tf.float32)
         u = tf.random.stateless_uniform(tf.shape(x0)[:1], seed=seed_pair(seed, 13))
         return x0 + direction * per_example(tf.pow(u, 1.0 / dims), x0) * per_example(epsilon, x0)
-
-
-class L2Decay(AfterStep):
-    """After each step pull every pixel a fraction ``rate`` of the way back to mid-grey (127.5).
-
-    Pixels that the objective does not keep pushing fade to grey, so only what matters stays.
-    (The same as weight decay on ``x - 127.5``, i.e. a small L2 penalty on the picture.)
-    """
-
-    def __init__(self, rate: float = 0.02) -> None:
-        self.rate = check_number("L2Decay rate", rate, minimum=0.0, maximum=1.0, below=True)
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor, data: Mapping | None = None) -> tf.Tensor:
-        return GRAY + (1.0 - self.rate) * (x - GRAY)
-
-
-class Blur(AfterStep):
-    """After every ``every``-th step (steps ``every-1``, ``2*every-1``, ... counting from 0), blur
-    the image with a Gaussian of ``sigma`` pixels. Smooths away pixel noise; edges stay.
-
-    The kernel reaches :attr:`radius` pixels each way and the edges are mirrored, so the image
-    must be more than ``radius`` pixels high and wide.
-    """
-
-    def __init__(self, sigma: float = 1.0, every: int = 4) -> None:
-        self.sigma = check_number("Blur sigma", sigma, minimum=0.0, above=True)
-        self.every = check_int("Blur every", every, minimum=1)
-
-    @property
-    def radius(self) -> int:
-        """How far the kernel reaches, in pixels: ``round(2 * sigma)``, at least 1."""
-        return max(1, int(round(2 * self.sigma)))
-
-    def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, self.radius + 1, f"its kernel reaches {self.radius} pixels each way")
-
-    def blur(self, x: tf.Tensor) -> tf.Tensor:
-        """``x`` blurred (edges reflected, so a flat image stays flat)."""
-        radius = self.radius
-        t = np.arange(-radius, radius + 1, dtype=np.float32)
-        g = np.exp(-0.5 * (t / self.sigma) ** 2)
-        g /= g.sum()
-        channels = x.shape[-1]
-        kernel = tf.constant(np.tile(np.outer(g, g)[:, :, None, None], (1, 1, channels, 1)))
-        padded = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
-        return tf.nn.depthwise_conv2d(padded, kernel, strides=[1, 1, 1, 1], padding="VALID")
-
-    def after_step(self, x: tf.Tensor, x0: tf.Tensor, step: tf.Tensor, data: Mapping | None = None) -> tf.Tensor:
-        due = tf.equal(tf.math.floormod(tf.cast(step, tf.int32) + 1, self.every), 0)
-        return tf.cond(due, lambda: self.blur(x), lambda: tf.identity(x))

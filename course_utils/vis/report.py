@@ -2,7 +2,7 @@
 by :func:`course_utils.classroom.plotting.plot_filter_grid`), and what batching the filters saves.
 
 :func:`visualize_layers` and :func:`compare_batched_serial` run
-:func:`course_utils.vis.filters.maximize_filters` (keyword arguments pass through: any style or
+:func:`course_utils.vis.visualize.maximize_filters` (keyword arguments pass through: any style or
 parameterisation); :func:`filter_report` reads its :class:`course_utils.vis.result.Visualization`.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils.checks import check_int, check_size
-from course_utils.vis.filters import maximize_filters
+from course_utils.vis.visualize import maximize_filters
 from course_utils.vis.result import Visualization
 
 __all__ = ["visualize_layers", "filter_report", "compare_batched_serial"]

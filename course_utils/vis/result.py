@@ -1,7 +1,7 @@
 """The result of feature visualisation: :class:`Visualization`, and how a filter's rise is judged.
 
-Made by :func:`course_utils.vis.filters.maximize_filters` / ``maximize_class`` (through
-:func:`course_utils.vis.run.visualize`): one object whatever the style or the parameterisation, so
+Made by :func:`course_utils.vis.visualize.maximize_filters` / ``maximize_class`` (through
+:func:`course_utils.vis.visualize.ascent_step`): one object whatever the style or the parameterisation, so
 tables, grids and checks work the same for all of them.
 """
 
@@ -11,19 +11,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from course_utils.core.history import history_frame
+from course_utils.io.images import to_uint8
 
-__all__ = ["NOISE_FLOOR", "Visualization"]
+__all__ = ["NOISE_FLOOR", "Visualization", "deprocess"]
 
 NOISE_FLOOR = 0.1
 """A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
 positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
 
 
+def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
+    """Make an optimised input viewable: centre each image, scale so its standard deviation is
+    ``contrast`` of the range, shift to mid-grey, clip, and convert to ``uint8``.
+
+    ``x``: ``(H, W, C)`` or ``(N, H, W, C)`` float pixels (any range). Returns ``uint8`` of the
+    same shape. A flat image becomes flat mid-grey.
+    """
+    a = np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+    if a.ndim not in (3, 4):
+        raise ValueError(f"deprocess takes an image (H, W, C) or a batch (N, H, W, C), got shape {a.shape}")
+    axes = tuple(range(a.ndim - 3, a.ndim))
+    centred = a - a.mean(axis=axes, keepdims=True)
+    scaled = centred / (centred.std(axis=axes, keepdims=True) + 1e-5) * contrast
+    return to_uint8((scaled + 0.5) * 255)
+
+
 @dataclass
 class Visualization:
-    """The outcome of :func:`course_utils.vis.filters.maximize_filters` or ``maximize_class``, in
+    """The outcome of :func:`course_utils.vis.visualize.maximize_filters` or ``maximize_class``, in
     any style or parameterisation.
 
     Attributes:
@@ -32,7 +50,7 @@ class Visualization:
         initial: ``(N, H, W, C)`` float32 pixels, where the loop started (noise or the photo).
         pixels: ``(N, H, W, C)`` float32 pixels 0..255, the optimised inputs.
         images: ``(N, H, W, C)`` ``uint8`` ready to show: contrast stretched by
-            :func:`course_utils.vis.run.deprocess` when the loop changed the pixels from noise (the
+            :func:`deprocess` when the loop changed the pixels from noise (the
             changes are faint), else the pixels themselves (a photo, a parameterisation).
         start, final: ``(N,)`` the objective at the start and at the end: activation of the
             filter (mean or centre), or probability of the class.
