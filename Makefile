@@ -1,5 +1,7 @@
 # Two commands for a fresh machine (see README.md):
-#   make lab    create .venv if needed, install the course, open JupyterLab on notebooks/
+#   make lab    create .venv if needed, install the course, open JupyterLab on the repository root,
+#               its file browser in notebooks/ (so the lessons' links to ../docs/, ../README.md
+#               and student/ open)
 #   make test   the same set-up, then unit tests + every notebook executed with nbval
 # CI (.ci/run) also runs `make test-perturbed` (everything again on another numeric path, thread
 # count and seed), the student copies under a third seed, `make test-wheel` (the notebooks from a
@@ -33,7 +35,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lab: venv
-	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --FileContentsManager.preferred_dir=notebooks $(LAB_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest

@@ -88,7 +88,7 @@ def student_copy(notebook: nbformat.NotebookNode, where: str) -> tuple[nbformat.
 
 def verify(paths: list[Path]) -> list[str]:
     """Problems in executed student copies: an error output anywhere, or an answer cell whose check
-    (the next code cell) did not say "not answered yet". An empty list means all is well."""
+    (the next code cell) did not say "not answered yet" exactly once. An empty list means all is well."""
     problems = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -100,9 +100,10 @@ def verify(paths: list[Path]) -> list[str]:
             if "answer" in cell.metadata.get("tags", []):
                 check = code[i + 1] if i + 1 < len(code) else None
                 text = "" if check is None else "".join(o.get("text", "") for o in check.get("outputs", []))
-                if "not answered yet" not in text:
+                said = text.count("not answered yet")
+                if said != 1:
                     problems.append(f"{path.name}: the check after answer cell {cell.source.splitlines()[0]!r} "
-                                    "did not say 'not answered yet'")
+                                    f"said 'not answered yet' {said} times (once is right)")
     return problems
 
 

@@ -63,8 +63,8 @@ def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
     really = float(p_man_with_dx) > 0.5
     if said != really:
         raise WrongAnswer(
-            f"{ex}: transfers = {said} is not what the table shows. The network says 'man' only "
-            "when p man is above 0.5: read the 'p man' column of the second row."
+            f"{ex}: transfers = {said} is not what the network says. It says 'man' only when p man is "
+            "above 0.5: print(table) and read the 'p man' column of the second row."
         )
     return correct(ex, f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
 
@@ -78,7 +78,7 @@ def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> No
     if said != (back_l2 < to_man_l2):
         raise WrongAnswer(
             f"{ex}: back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
-            "plain.l2[0] (both printed above)."
+            "plain.l2[0]."
         )
     return correct(ex, f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
 

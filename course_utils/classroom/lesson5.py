@@ -90,7 +90,7 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
                                   "ask only about the midpoint, once per halving.")
     except StubAnswer:
         return not_yet(ex)
-    return correct(ex, f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays "
+    return correct(ex, f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays\n"
                        "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
 
 
@@ -129,8 +129,8 @@ def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 15
     from course_utils.attacks.transfer import jacobian_augment
 
     ex = "Exercise 2"
-    if not_answered(ex, queries):
-        pass
+    if not_answered(ex, queries):   # predict first: one "not answered yet", the code waits for the prediction
+        return
     else:
         said = a_number(ex, "queries", queries)
         want = seed_faces * 2 ** (rounds - 1)   # every picture of the last set was asked about exactly once
@@ -233,5 +233,5 @@ def lesson5_keep_better(keep_better: Any, best_can_fall: Any) -> None:
                                   "you return.")
     except StubAnswer:
         return not_yet(ex)
-    return correct(ex, "The parent survives until a child is strictly better, so the best probability can only "
+    return correct(ex, "The parent survives until a child is strictly better, so the best probability can only\n"
                        "rise or stay: that is elitism, and the curve above is a staircase.")
