@@ -1,5 +1,5 @@
 """The installed package carries the top-level ``data/`` folder, and no module of it grows past
-400 lines (two named exceptions).
+400 lines (four named exceptions: merged modules that hold one topic each).
 
 (`make test-wheel` checks the data from a wheel installed in a fresh venv, running every notebook;
 tests/test_layout.py checks the layout by role.)
@@ -45,7 +45,10 @@ def test_pyproject_maps_data_onto_the_package_and_lists_every_subpackage():
 
 # One home per concept beats the cap: the photo loader with its sample photos, and the weights
 # reader with its restricted unpickler (kept whole: the hostile-file tests guard it line by line).
-LONGER = {"course_utils/io/images.py": 445, "course_utils/io/pth.py": 430}
+LONGER = {  # one topic each, merged by issue 27 (photos in; the safe weight reader; black boxes; transfer + substitute)
+    "course_utils/io/images.py": 445, "course_utils/io/pth.py": 430,
+    "course_utils/attacks/blackbox.py": 590, "course_utils/attacks/transfer.py": 430,
+}
 
 
 def test_no_module_over_400_lines():

@@ -1,15 +1,17 @@
-"""The one compiled gradient loop and its pieces, by role (as Lucent and Foolbox split them).
+"""The driver and what the steps are written with (as Lucent and Foolbox split them).
 
-- :mod:`~course_utils.core.gradient_loop` the loop (:class:`~course_utils.core.gradient_loop.GradientLoop`);
-  :mod:`~course_utils.core.cache` the compiled loops kept per model; :mod:`~course_utils.core.history`
+- :mod:`~course_utils.core.loop` the driver: compiles a step given to it, runs it in chunks (history,
+  progress, Kernel -> Interrupt) or graph-level (inside a ``train_step``); :mod:`~course_utils.core.history`
   what a run returns;
-- :mod:`~course_utils.core.objectives` what is minimised;
-- :mod:`~course_utils.core.pieces` what the pieces share; :mod:`~course_utils.core.penalties` added to
-  the loss, :mod:`~course_utils.core.steps` the step rule and after each step;
-  :mod:`~course_utils.core.transforms` lesson 3's regularisers (transforms, total variation, decay, blur);
-- :mod:`~course_utils.core.param` how the picture is represented (pixels, Fourier).
+- :mod:`~course_utils.core.ops` the tensor operations the steps are written with (losses, step
+  directions, projections, random starts, blur, affine, JPEG, rounding, straight-through);
+- :mod:`~course_utils.core.objectives` lesson 3's objectives; :mod:`~course_utils.core.transforms`
+  its regularisers (transforms, total variation, decay, blur); :mod:`~course_utils.core.param` how the
+  picture is represented (pixels, Fourier);
+- :mod:`~course_utils.core.photo_transforms` the simulated print-and-photograph and the patch's paste.
 
-Depends on :mod:`course_utils.models` (layers) only.
+The steps themselves live with their algorithms, in :mod:`course_utils.attacks` and
+:mod:`course_utils.vis`. Depends on :mod:`course_utils.models` only.
 
 The few names the lessons use directly are importable from here: ``from course_utils.core import Jitter``."""
 

@@ -1,6 +1,6 @@
 """What a notebook run of the gradient loop gives back: the final batch and a per-step history.
 
-- :class:`LoopResult` what :meth:`course_utils.core.gradient_loop.GradientLoop.run` returns;
+- :class:`LoopResult` what :meth:`course_utils.core.loop.Loop.run` returns;
 - :func:`history_frame` the one tidy per-step table every result shows (attacks and visualisation);
 - :func:`check_history` refuses, before anything is traced, a run whose history would not fit in
   memory (:data:`MAX_HISTORY_BYTES`);
@@ -26,7 +26,7 @@ computer's memory long before it finished; such a run is refused up front."""
 
 @dataclass(frozen=True)
 class LoopResult:
-    """What :meth:`GradientLoop.run` returns (NumPy arrays).
+    """What :meth:`course_utils.core.loop.Loop.run` returns (NumPy arrays).
 
     Attributes:
         x: the final batch, same shape as the start, pixel units.

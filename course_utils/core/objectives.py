@@ -1,4 +1,5 @@
-"""Objectives: what the gradient loop minimises, one small object per role (as Lucent's objectives).
+"""Objectives of feature visualisation: what lesson 3's step minimises, one small object per role
+(as Lucent's objectives; the attacks write their losses inline with :mod:`course_utils.core.ops`).
 
 An objective is called as ``objective(x_in, data) -> (loss, tracked)``: ``x_in`` the batch the
 model sees (pixels, after the transforms), ``data`` the per-call tensors (one per example: the
@@ -7,9 +8,6 @@ recorded every step for the history. What an objective needs per call it lists i
 :attr:`Objective.per_call`; the labels therefore enter the compiled loop as tensors, and a new
 target never traces the loop again.
 
-- :class:`CrossEntropy` to per-call ``labels``: targeted, minimise it (go to the label);
-  untargeted, maximise it (leave the label). Tracks the softmax.
-- :class:`LogitMargin` Carlini & Wagner's margin on the logits (targeted or not).
 - :class:`ClassLogit` maximise the logit of per-call ``labels``. Tracks probability and logit.
 - :class:`FilterMean` maximise a layer's channel (per-call ``filters``) averaged over positions;
   :class:`FilterCenter` the same channel at the centre position. Track that value.
@@ -22,9 +20,10 @@ same layer of the same model share one pass through the network.
 They combine like numbers: ``a + 0.5 * b`` minimises the weighted sum and tracks both, side by
 side (:class:`Sum`). Plain functions ``x -> (loss, tracked)`` work wherever an objective does.
 
-An objective holds its model. The compiled loops the course keeps for a model (see
-:func:`course_utils.core.gradient_loop.cached_loop`) hold it through :func:`weak`, so that they never keep
-a model alive that the notebook has let go.
+An objective holds its model. The compiled steps the course keeps for a model (see
+:func:`course_utils.core.loop.compiled`) hold it through :func:`weak`, so that they never keep a
+model alive that the notebook has let go; objectives of one kind are equal (:meth:`Objective.key`),
+so one compiled step serves them all.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import tensorflow as tf
 from course_utils.checks import check_number, describe
 
 __all__ = [
-    "Objective", "CrossEntropy", "LogitMargin", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
+    "Objective", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
     "Sum", "as_objective", "weak", "merge_specs",
 ]
 
@@ -85,12 +84,6 @@ class Objective:
 
     def build(self) -> None:
         """Build what the objective needs before it is traced (a feature extractor); once."""
-
-    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """``(loss, tracked, success)``: :meth:`__call__` plus ``(N,)`` bool, the examples that
-        reached the objective's goal (read by a loop with ``stop_at_success``). Only objectives
-        with a goal (:class:`CrossEntropy`) define it."""
-        raise TypeError(f"{type(self).__name__} has no goal to stop at; stop_at_success needs a CrossEntropy objective")
 
     def __add__(self, other: Any) -> "Objective":
         if isinstance(other, (int, float)) and other == 0:
@@ -190,89 +183,6 @@ def as_objective(objective: Any, per_call: Mapping[str, tf.DType] | None = None)
     if callable(objective):
         return _Function(objective, per_call)
     raise TypeError(f"objective must be an Objective or a function x -> (loss, tracked), got {describe(objective)}")
-
-
-class CrossEntropy(Objective):
-    """Cross-entropy of ``model``'s logits to the per-call ``labels`` (int, one per example).
-
-    ``targeted=True``: the loss is the cross-entropy, minimised, so the model moves *to* the
-    label (the noise filter, a targeted attack). ``targeted=False``: its negative, so the loop
-    maximises the cross-entropy and the model moves *away* from the label (an untargeted attack).
-    Tracks the softmax probabilities ``(N, classes)``.
-
-    ``samples`` > 1 is expectation over transformation (EOT, Athalye et al. 2018): the model is
-    called on ``samples`` copies of the batch (useful only when it is random, e.g. a random
-    defence) and the loss and the tracked probabilities are averaged over them.
-    :meth:`evaluate` also says which examples *succeed*: top-1 on the label (targeted) or off it
-    (untargeted) on every one of the ``samples`` calls, which a loop with ``stop_at_success``
-    uses to leave them where they are.
-    """
-
-    per_call = {"labels": tf.int32}
-
-    def __init__(self, model: Any, targeted: bool = True, samples: int = 1) -> None:
-        from course_utils.checks import check_int
-
-        self.model = model
-        self.targeted = bool(targeted)
-        self.samples = check_int("samples", samples, minimum=1)
-
-    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """``(loss (N,), tracked (N, classes), success (N,) bool)`` from one pass of the model."""
-        labels = data["labels"]
-        if self.samples == 1:
-            logits = self.model(x, training=False)[None]  # (1, N, classes)
-        else:
-            logits = self.model(tf.concat([x] * self.samples, axis=0), training=False)
-            logits = tf.reshape(logits, [self.samples, tf.shape(x)[0], -1])  # (samples, N, classes)
-        if self.samples == 1:
-            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits[0])
-        else:
-            onehot = tf.one_hot(labels, tf.shape(logits)[-1])  # float maths only: no integer tiling
-            ce = -tf.reduce_mean(tf.reduce_sum(onehot[None] * tf.nn.log_softmax(logits), axis=-1), axis=0)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        hit = tf.equal(predicted, labels[None]) if self.targeted else tf.not_equal(predicted, labels[None])
-        loss = ce if self.targeted else -ce
-        return loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), tf.reduce_all(hit, axis=0)
-
-    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, tracked, _ = self.evaluate(x, data)
-        return loss, tracked
-
-    def key(self) -> Hashable:
-        return ("cross-entropy", self.targeted, self.samples)
-
-
-class LogitMargin(Objective):
-    """Carlini & Wagner's (2017) margin on the *logits* Z of ``model`` (their f6), per-call ``labels``.
-
-    Untargeted (label y, the truth): ``max(Z_y - max_{j != y} Z_j, -kappa)``, minimised: push the
-    true logit below the best other one, by ``kappa`` (logit units, >= 0). Targeted (label t):
-    ``max(max_{j != t} Z_j - Z_t, -kappa)``. Unlike the cross-entropy it never goes through the
-    softmax, so a saturated softmax (defensive distillation) does not hide its gradient.
-    Tracks the softmax ``(N, classes)``; :meth:`evaluate` says which examples succeed.
-    """
-
-    per_call = {"labels": tf.int32}
-
-    def __init__(self, model: Any, targeted: bool = False, kappa: float = 0.0) -> None:
-        self.model, self.targeted = model, bool(targeted)
-        self.kappa = check_number("kappa", kappa, minimum=0.0)
-
-    def evaluate(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        logits = self.model(x, training=False)
-        hot = tf.equal(tf.range(tf.shape(logits)[-1])[None], data["labels"][:, None])
-        chosen = tf.reduce_sum(tf.where(hot, logits, 0.0), axis=-1)
-        best_other = tf.reduce_max(tf.where(hot, tf.float32.min, logits), axis=-1)
-        gap = best_other - chosen if self.targeted else chosen - best_other
-        return tf.maximum(gap, -self.kappa), tf.nn.softmax(logits), gap < 0  # a tie is no success
-
-    def __call__(self, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, tracked, _ = self.evaluate(x, data)
-        return loss, tracked
-
-    def key(self) -> Hashable:
-        return ("logit-margin", self.targeted, self.kappa)
 
 
 class ClassLogit(Objective):
