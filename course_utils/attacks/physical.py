@@ -33,6 +33,7 @@ from course_utils.core.history import check_history
 from course_utils.core.loop import compiled
 from course_utils.core.photo_transforms import PrintPhoto
 from course_utils.io.images import as_batch
+from course_utils.models.forward import cached
 from course_utils.models.labels import ClassNames, Target
 from course_utils.seeds import effective_seed
 
@@ -83,16 +84,13 @@ def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tu
 
 
 _ROWS_PER_CALL = 64
-_PHOTO_FUNCTIONS: dict = {}
 
 
 def _photo_function(transform: PrintPhoto):
-    """``transform`` then whole grey levels, as one compiled function (kept per settings)."""
-    key = transform.key()
-    if key not in _PHOTO_FUNCTIONS:
-        _PHOTO_FUNCTIONS[key] = tf.function(lambda x, step, seed: tf.round(transform.transform(x, step, seed)),
-                                            reduce_retracing=True)
-    return _PHOTO_FUNCTIONS[key]
+    """``transform`` then whole grey levels (``ops.round_pixels``), as one compiled function, kept per
+    settings in the course's one cache (under :class:`PrintPhoto`: it needs no model)."""
+    return cached(PrintPhoto, ("photo", transform.key()), lambda: tf.function(
+        lambda x, step, seed: ops.round_pixels(transform.transform(x, step, seed)), reduce_retracing=True))
 
 
 def survival_rate(model: Any, adversarial: Any, target: Target | Sequence[Target], draws: int = 100,

@@ -144,7 +144,9 @@ class AttackResult:
 
     def __repr__(self) -> str:
         rate = float(np.mean(self.success)) if len(self.success) else 0.0
-        eps = "" if self.epsilon is None else f", epsilon={np.unique(self.epsilon).tolist()}"
+        budgets = [] if self.epsilon is None else np.unique(np.asarray(self.epsilon, np.float64)).tolist()
+        eps = "" if not budgets else f", epsilon={budgets[0]:g}" if len(budgets) == 1 else f", epsilon={budgets}"
         steps = "" if self.steps is None else f", steps={self.steps}"
         return (f"AttackResult({self.method}, {len(self.success)} image(s){steps}{eps}, "
-                f"{'targeted' if self.targeted else 'untargeted'}, success={rate:.0%})")
+                f"{'targeted' if self.targeted else 'untargeted'}, success={rate:.0%}, "
+                f"max linf={self.linf.max():.3g}, max l2={self.l2.max():.4g})")

@@ -29,6 +29,9 @@ _CACHE: "weakref.WeakKeyDictionary[Any, OrderedDict[Hashable, Any]]" = weakref.W
 def cached(model: Any, key: Hashable, build: Callable[[], Any]) -> Any:
     """What ``build()`` made for ``(model, key)``, built the first time and kept while ``model`` lives.
 
+    ``model`` is whatever the compiled function belongs to: a model, or, for a function that needs
+    none (the print-and-photo simulation), the class that defines it.
+
     ``key`` names what is compiled and its static settings only (never per-call values, which are
     arguments of the compiled graph). ``build`` must hold the model weakly (a ``weakref.ref``), or
     the model would keep itself alive through its own cache. A model that cannot be weakly
