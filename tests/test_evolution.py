@@ -138,3 +138,15 @@ def test_the_shipped_genomes_fool_lite0():
     p = fooling_probabilities(model, genomes, enc)
     assert np.all(p.argmax(axis=1) == classes)
     assert p[np.arange(len(classes)), classes].min() >= 0.99
+
+
+@pytest.mark.parametrize("target", [None, "man"])
+def test_progress_ticks_once_per_generation_and_changes_nothing(face_cnn, target, capsys):
+    quiet = evolve_fooling_images(face_cnn, target=target, encoding=FACE, population=4, generations=3, seed=0)
+    assert capsys.readouterr().out == ""
+    shown = evolve_fooling_images(face_cnn, target=target, encoding=FACE, population=4, generations=3, seed=0,
+                                  progress=True)
+    assert "3/3" in capsys.readouterr().out
+    np.testing.assert_array_equal(quiet.genomes, shown.genomes)
+    with pytest.raises(Exception, match="progress"):
+        evolve_fooling_images(face_cnn, target=target, encoding=FACE, generations=1, progress="yes")

@@ -91,7 +91,12 @@ def test_lesson2_fewer_steps(capsys):
     _rejects(lesson2.lesson2_fewer_steps, "targeted", -1, -1, match="neither attack succeeded")  # no answer is right
     _rejects(lesson2.lesson2_fewer_steps, "untargeted", -1, -1, match="neither attack succeeded")
     _rejects(lesson2.lesson2_fewer_steps, "fast", 17, 1, match="'targeted' or 'untargeted'")
-    _unanswered(lesson2.lesson2_fewer_steps, None, 17, 1, capsys=capsys)
+    _unanswered(lesson2.lesson2_fewer_steps, None, 17, 1, ("king penguin", "tiger cat"), capsys=capsys)
+    lesson2.lesson2_fewer_steps(None, 17, 1, ("king penguin", "tiger cat"))
+    assert "tiger cat" not in capsys.readouterr().out   # the evidence only with the verdict
+    lesson2.lesson2_fewer_steps("untargeted", 17, 1, ("king penguin", "tiger cat"))
+    verdict, evidence = capsys.readouterr().out.splitlines()
+    assert "correct" in verdict and "'tiger cat'" in evidence
 
 
 def test_lesson2_survives_rounding(capsys):
@@ -114,6 +119,9 @@ def test_lesson3_receptive_field(capsys):
     _rejects(lesson3.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
     _unanswered(lesson3.lesson3_receptive_field, None, True, FIELDS, capsys=capsys)
     _unanswered(lesson3.lesson3_receptive_field, "stem_bn", None, FIELDS, capsys=capsys)
+    lesson3.lesson3_receptive_field("block12_expand_bn", True, FIELDS)
+    shown = capsys.readouterr().out
+    assert shown.startswith("Exercise 1: correct") and "block6_expand_bn 83" in shown   # every field, after
 
 
 def test_lesson3_jitter_uses_the_highest_probability(capsys):
@@ -122,6 +130,8 @@ def test_lesson3_jitter_uses_the_highest_probability(capsys):
     _rejects(lesson3.lesson3_jitter_prevents_099, True, curve, match="highest probability")
     _accepts(lesson3.lesson3_jitter_prevents_099, True, [0.1, 0.5, 0.9])
     _unanswered(lesson3.lesson3_jitter_prevents_099, None, curve, capsys=capsys)
+    lesson3.lesson3_jitter_prevents_099(False, curve)
+    assert "0.9950, first >= 0.99 at step 2" in capsys.readouterr().out
 
 
 def test_lesson3_fewest_steps(imagenet_model, capsys):
@@ -174,6 +184,35 @@ def test_student_copies_leave_every_answer_blank(tmp_path):
                                      for line in lines), text   # a coding answer keeps its def line
             else:
                 assert a["source"] == b["source"]
+
+
+def test_verify_wants_nothing_but_a_progress_bar_before_not_answered_yet(tmp_path):
+    import nbformat
+
+    make_student = _make_student()
+    bar = "run:   0%|          | 0/9 [00:00<?, ?it/s]\rrun: 100%|██████████| 9/9 [00:01<00:00, 9.0it/s]\n"
+
+    def copy(*outputs) -> Path:
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_code_cell("x = None  # your answer", metadata={"tags": ["answer"]}),
+            nbformat.v4.new_code_cell("check(x)", outputs=list(outputs)),
+        ])
+        path = tmp_path / f"copy{len(list(tmp_path.iterdir()))}.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    def stream(text: str):
+        return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+    said = f"Exercise 1: {make_student.NOT_ANSWERED}. Set your answer.\n"
+    assert make_student.verify([copy(stream(said))]) == []
+    assert make_student.verify([copy(stream(bar + said)), copy(stream(bar), stream(said))]) == []
+    early = make_student.verify([copy(stream("targeted: success from step 17\n" + said))])
+    assert len(early) == 1 and "success from step 17" in early[0], early
+    figure = nbformat.v4.new_output("display_data", data={"text/plain": "<Figure>"})
+    assert "display_data" in make_student.verify([copy(figure, stream(said))])[0]
+    assert "0 times" in make_student.verify([copy(stream("Exercise 1: correct.\n"))])[0]
+    assert "2 times" in make_student.verify([copy(stream(said + said))])[0]
 
 
 def test_a_solution_cell_without_marked_answers_is_refused():

@@ -7,7 +7,8 @@ in the student copy the cell becomes one placeholder per answer,
 and everything else in the cell (the solution's working) is dropped. A coding answer is a function
 whose ``def`` line carries the comment (``def name(...):  # your answer...``); it keeps its ``def``
 line and docstring, and its body becomes ``return None``. The check cells see ``None``
-and say "not answered yet" without failing, so a student copy runs from top to bottom.
+and say "not answered yet" without failing, so a student copy runs from top to bottom; a check
+shows nothing before it but a progress bar (no result that would answer the question).
 
 Usage:
     python tools/make_student.py [--out student] [notebooks/*.ipynb]   write the copies
@@ -26,6 +27,8 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
+NOT_ANSWERED = "not answered yet"
+PROGRESS_BAR = re.compile(r"\d+%\|.*\|")   # a text progress bar's line: "noise filter:  40%|████   | 400/1000"
 ANSWER = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*.+?(?P<comment>#\s*your answer.*)$")
 DEF_ANSWER = re.compile(r"^def\s+[A-Za-z_]\w*\s*\(.*\).*:\s*#\s*your answer.*$")
 
@@ -86,9 +89,29 @@ def student_copy(notebook: nbformat.NotebookNode, where: str) -> tuple[nbformat.
     return nb, replaced
 
 
+def shown_before_not_answered(outputs: list) -> str:
+    """What a check cell's ``outputs`` show before its first "not answered yet", progress bars
+    left out (a bar says only that a run is going): text, or the kind of a rich output."""
+    shown = []
+    for out in outputs:
+        if out.output_type != "stream":
+            shown.append(f"[{out.output_type}]")
+            continue
+        text, found, _ = out.text.partition(NOT_ANSWERED)
+        if found:
+            text = text[:text.rfind("\n") + 1]   # the line that says it starts with "Exercise N: "
+        lines = re.split(r"[\r\n]+", text)
+        shown += [line.strip() for line in lines if line.strip() and not PROGRESS_BAR.search(line)]
+        if found:
+            break
+    return "\n".join(shown)
+
+
 def verify(paths: list[Path]) -> list[str]:
     """Problems in executed student copies: an error output anywhere, or an answer cell whose check
-    (the next code cell) did not say "not answered yet" exactly once. An empty list means all is well."""
+    (the next code cell) did not say "not answered yet" exactly once, or showed anything but a
+    progress bar before it (that could answer the question before the student does). An empty list
+    means all is well."""
     problems = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
@@ -99,11 +122,15 @@ def verify(paths: list[Path]) -> list[str]:
                     problems.append(f"{path.name}: a cell raised {out.ename}: {out.evalue}")
             if "answer" in cell.metadata.get("tags", []):
                 check = code[i + 1] if i + 1 < len(code) else None
-                text = "" if check is None else "".join(o.get("text", "") for o in check.get("outputs", []))
-                said = text.count("not answered yet")
+                outputs = [] if check is None else check.get("outputs", [])
+                where = f"{path.name}: the check after answer cell {cell.source.splitlines()[0]!r}"
+                said = "".join(o.get("text", "") for o in outputs).count(NOT_ANSWERED)
+                early = shown_before_not_answered(outputs)
                 if said != 1:
-                    problems.append(f"{path.name}: the check after answer cell {cell.source.splitlines()[0]!r} "
-                                    f"said 'not answered yet' {said} times (once is right)")
+                    problems.append(f"{where} said '{NOT_ANSWERED}' {said} times (once is right)")
+                elif early:
+                    problems.append(f"{where} showed {early[:120]!r} before '{NOT_ANSWERED}' "
+                                    "(nothing but a progress bar may come first)")
     return problems
 
 

@@ -31,7 +31,8 @@ import pandas as pd
 import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
-from course_utils.checks import WrongTypeError, check_int, check_number, describe
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, describe
+from course_utils.core.history import progress_bar
 from course_utils.io.shipped import DATA_DIR
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
@@ -190,6 +191,7 @@ def evolve_fooling_images(
     keep: int = 12,
     start: Any = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> EvolutionResult:
     """Evolve pictures the model calls a class with high probability, from probabilities alone.
 
@@ -208,6 +210,7 @@ def evolve_fooling_images(
         start: optional genomes ``(M, grid, grid, C)`` in 0..1 to start from instead of
             ``population`` random ones (the first generation is then these ``M``).
         seed: the random seed (moved by ``COURSE_SEED``); the same call gives the same pictures.
+        progress: show a text progress bar (one tick per generation).
 
     Returns:
         an :class:`EvolutionResult`, best first.
@@ -221,6 +224,7 @@ def evolve_fooling_images(
     sigma = check_number("sigma", sigma, minimum=0.0, above=True)
     rate = check_number("rate", rate, minimum=0.0, maximum=1.0, above=True)
     keep = check_int("keep", keep, minimum=1)
+    progress = check_flag("progress", progress)
     size, _, channels = _input_shape(model)
     num_classes = int(model.output_shape[-1])
     encoding = encoding if encoding is not None else GridEncoding(8, 4 if size % 4 == 0 else 1, size, channels)
@@ -244,6 +248,7 @@ def evolve_fooling_images(
     def query(genomes: np.ndarray) -> np.ndarray:
         return fn(tf.constant(encoding.render(genomes))).numpy()
 
+    bar = progress_bar(generations, "evolution" if cls is None else f"evolution -> {classes.label(cls)}") if progress else None
     probs = query(first)
     queries = len(first)
     rows = []
@@ -259,6 +264,8 @@ def evolve_fooling_images(
             if p[i] > parent_p:
                 parent, parent_p = children[i], float(p[i])
             rows.append((gen, queries, parent_p, int(parent_p >= 0.99)))
+            if bar is not None:
+                bar.update(1)
         elites = {cls: (parent, parent_p)}
     else:  # MAP-Elites: one elite per class, the best picture of that class so far
         elites: dict[int, tuple[np.ndarray, float]] = {}
@@ -283,6 +290,10 @@ def evolve_fooling_images(
             update(children, query(children))
             queries += population
             record(gen)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     order = sorted(elites, key=lambda c: -elites[c][1])[: (1 if cls is not None else keep)]
     genomes = np.stack([elites[c][0] for c in order])
     history = pd.DataFrame(rows, columns=["generation", "queries", "best_probability", "classes_at_99"])

@@ -54,10 +54,13 @@ def lesson2_smallest_epsilon(
                         failing=f"{steps} steps do not make '{target}' the top class")
 
 
-def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int) -> None:
+def lesson2_fewer_steps(
+    answer: Any, targeted_steps: int, untargeted_steps: int, ends_as: Sequence[str] = ()
+) -> None:
     """Exercise 2.2: which attack succeeded in fewer steps, "targeted" or "untargeted"?
 
-    The two arguments are ``steps_to_success[0]`` of each attack (-1 = never).
+    The two step arguments are ``steps_to_success[0]`` of each attack (-1 = never); ``ends_as``,
+    if given, the classes the targeted and the untargeted attack end in, shown after the verdict.
     """
     ex = "Exercise 2"
     if not_answered(ex, answer):
@@ -76,7 +79,8 @@ def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int)
             f"{ex}: {answer!r} is not the faster one here. Compare steps_to_success of the two results "
             "(-1 means it never succeeded)."
         )
-    return correct(ex, f"steps to success: targeted {t}, untargeted {u} (-1 = never).")
+    ends = f"\nThe targeted attack ends as '{ends_as[0]}', the untargeted one as '{ends_as[1]}'." if ends_as else ""
+    return correct(ex, f"steps to success: targeted {t}, untargeted {u} (-1 = never).{ends}")
 
 
 def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target: str = "king penguin") -> None:
@@ -87,8 +91,8 @@ def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target
     said = true_or_false(ex, "survives_rounding", answer)
     if said != (top_label_after_rounding == target):
         raise WrongAnswer(
-            f"{ex}: survives_rounding = {said} does not match the table above: what is the top class of "
-            "the rounded photo?"
+            f"{ex}: survives_rounding = {said} does not match the network: print(top) and read the top "
+            "class of the rounded photo."
         )
     return correct(ex, f"After rounding, the top class is '{top_label_after_rounding}'.")
 

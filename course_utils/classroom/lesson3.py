@@ -6,6 +6,7 @@ exercises 4 and 5 are coding tasks (the receptive-field formula, total variation
 
 from __future__ import annotations
 
+import textwrap
 from numbers import Real
 from typing import Any, Mapping, Sequence
 
@@ -47,7 +48,8 @@ def lesson3_receptive_field(
             f"{ex}: the layer is right; now compare its receptive field ({fields[best]} pixels) with the "
             f"picture's side ({input_size} pixels)."
         )
-    return correct(ex, f"{best} sees {fields[best]} pixels along a side, the picture has {input_size}.")
+    listed = textwrap.fill("The receptive fields in pixels: " + ", ".join(f"{k} {v}" for k, v in fields.items()), 90)
+    return correct(ex, f"{best} sees {fields[best]} pixels along a side, the picture has {input_size}.\n{listed}.")
 
 
 def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> None:
@@ -59,13 +61,15 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
     if not_answered(ex, answer):
         return
     said = true_or_false(ex, "jitter_prevents_099", answer)
-    best = float(np.max(jittered_probabilities))
+    p = np.asarray(jittered_probabilities, dtype=float)
+    best = float(p.max())
     if said != (best < 0.99):
         raise WrongAnswer(
             f"{ex}: jitter_prevents_099 = {said} does not match the run. Look at the highest probability "
             "the jittered run reached, not only at its last step."
         )
-    return correct(ex, f"The jittered run's highest p(sea snake) is {best:.4f}.")
+    first = f"first >= 0.99 at step {int(np.argmax(p >= 0.99))}" if best >= 0.99 else "never >= 0.99"
+    return correct(ex, f"The jittered run's highest p(sea snake) is {best:.4f}, {first} (0 = the start).")
 
 
 def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> None:

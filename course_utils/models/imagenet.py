@@ -191,13 +191,9 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
         print(f"{err}\nUsing EfficientNet-Lite0 instead.")  # "auto" found a damaged file: still give a model
         model = _load(_DEFAULT)
     if verbose and not explicit:
-        how = (
-            f"for EfficientNet-Lite0 start Jupyter with {MODEL_ENV_VAR}=efficientnet_lite0"
-            if model.name == "vgg16"
-            else f"for VGG16 run `make fetch-vgg16` once and start Jupyter with {MODEL_ENV_VAR}=vgg16"
-        )
+        other = "EfficientNet-Lite0" if model.name == "vgg16" else "VGG16"
         size = input_size(model)
-        print(f"ImageNet model: {model.name}, {size}x{size} px ({how}; see the README).")
+        print(f"ImageNet model: {model.name}, {size}x{size} px (for {other} see {MODEL_ENV_VAR} in the README).")
     return model
 
 
