@@ -234,3 +234,81 @@ def test_the_pth_reader_counts_every_view(tmp_path):
     assert path.stat().st_size < 2_000_000
     with pytest.raises(CorruptWeightsError, match="more memory than the file holds"):
         load_pth_state_dict(path)
+
+
+# --------------------------------------------------------------------------- Stop: Kernel -> Interrupt
+
+
+def _interrupt_after(seconds: float, call) -> float:
+    """Run ``call`` and send SIGINT (what Kernel -> Interrupt does) ``seconds`` in; returns how long
+    after the signal the ``KeyboardInterrupt`` reached the caller."""
+    import os
+    import signal
+    import threading
+    import time
+
+    fired: list[float] = []
+
+    def stop(signum, frame):
+        fired.append(time.perf_counter())
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, stop)
+    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            call()
+        landed = time.perf_counter()
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert fired, "the call ended before the interrupt"
+    return landed - fired[0]
+
+
+LONG_RUNS = {
+    "pgd_attack": (lambda g, n, f: pgd_attack(g, f, None, 4.0, steps=10**9),
+                   lambda g, n, f: pgd_attack(g, f, None, 4.0, steps=5)),
+    "robust_accuracy": (lambda g, n, f: robust_accuracy(g, f, ["woman", "man"], [4.0], steps=10**6),
+                        lambda g, n, f: robust_accuracy(g, f, ["woman", "man"], [4.0], steps=5)),
+    "adaptive_attack": (lambda g, n, f: adaptive_attack(g, f, [1, 0], 4.0, 0.01, steps=10**7),
+                        lambda g, n, f: adaptive_attack(g, f, [1, 0], 4.0, 0.01, steps=5)),
+    "certify": (lambda g, n, f: certify(n, f[0], 12.0, n0=10, n=10**8),
+                lambda g, n, f: certify(n, f[0], 12.0, n0=10, n=100)),
+}
+
+
+@pytest.mark.parametrize("name", list(LONG_RUNS))
+def test_a_long_run_stops_within_2_s_and_runs_again(name, g, noisy, faces):
+    long, short = LONG_RUNS[name]
+    expected = short(g, noisy, faces)  # compiled: what follows only runs graphs
+    seconds = _interrupt_after(1.5, lambda: long(g, noisy, faces))
+    assert seconds < 2.0, f"{name} took {seconds:.1f} s to stop"
+    again = short(g, noisy, faces)
+    if isinstance(expected, np.ndarray):
+        np.testing.assert_array_equal(again, expected)
+    elif hasattr(expected, "adversarial"):
+        np.testing.assert_array_equal(again.adversarial, expected.adversarial)
+    elif hasattr(expected, "counts"):
+        np.testing.assert_array_equal(again.counts, expected.counts)
+    else:
+        assert again.equals(expected)
+
+
+def test_chunks_do_not_change_the_answers(g, noisy, faces, monkeypatch):
+    from course_utils.attacks import smoothing
+    from course_utils.attacks.pgd import pgd_perturb
+    from course_utils.core.loop import Loop
+
+    rate = np.full(2, 0.5, np.float32)
+    for stop in (False, True):  # one graph call, or chunks of one step each: the same pictures
+        whole = pgd_perturb(g, faces, [1, 0], 4.0, steps=30, step_size=rate, seed=(0, 0), stop_at_success=stop).numpy()
+        with monkeypatch.context() as m:
+            m.setattr(Loop, "chunk_seconds", 0.0)
+            chunked = pgd_attack(g, faces, [1, 0], 4.0, steps=30, step_size=0.5, stop_at_success=stop).adversarial
+        np.testing.assert_array_equal(chunked, whole)
+    once = smoothing.noise_counts(noisy, faces, 12.0, 3000, batch_size=100)
+    monkeypatch.setattr(smoothing, "_CHUNK_SAMPLES", 1)  # one step of 100 copies per compiled call
+    np.testing.assert_array_equal(smoothing.noise_counts(noisy, faces, 12.0, 3000, batch_size=100), once)

@@ -292,6 +292,8 @@ def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[flo
         float64 array, one accuracy in 0..1 per radius (non-increasing in the radius).
     """
     n = len(result.predicted)
+    if np.ndim(labels) and np.size(labels) != n:
+        raise ValueError(f"got {np.size(labels)} labels for {n} certified images")
     if result.classes is not None:
         labels = np.asarray(result.classes.indices(labels, n, name="labels"))
     else:

@@ -169,7 +169,7 @@ def fetch_file(
 
     from course_utils.checks import check_number
 
-    time_limit = check_number("time_limit", time_limit, minimum=0.0, above=True)
+    time_limit = check_number("time_limit", time_limit, minimum=0.0)
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + time_limit

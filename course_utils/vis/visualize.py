@@ -12,7 +12,6 @@ and ``final`` are measured on the picture itself (:func:`ascent_measure`). Pixel
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal, Sequence
 
 import keras
@@ -20,9 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import (
-    MAX_WORKING_BYTES, WrongTypeError, check_int, check_memory, check_number, check_seed, check_size, check_steps,
-)
+from course_utils.checks import WrongTypeError, check_int, check_number, check_seed, check_size, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.core.objectives import ClassLogit, Diversity, FilterCenter, FilterMean, LayerObjective, Objective, weak
@@ -30,7 +27,7 @@ from course_utils.core.param import ImageParam, image_param, start_noise
 from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation, split_regularizers, standard_transforms
 from course_utils.io.images import as_batch, load_image, to_uint8
 from course_utils.models.labels import ClassNames
-from course_utils.models.layers import check_feature_size, check_layer
+from course_utils.models.layers import check_feature_size, check_layer, check_picture_memory
 from course_utils.vis.result import Visualization, deprocess, history as _history
 
 __all__ = ["STYLES", "PARAM_STEP", "OBJECTIVES", "FILTER_START_SD", "JUDGED_CLASSES", "ascent_step", "ascent_measure",
@@ -170,23 +167,6 @@ def _filter_indices(filters: int | Sequence[int], layer: str, channels: int) -> 
     return indices
 
 
-def _check_picture_memory(model: Any, layer: Any, n: int, hw: tuple[int, int], c: int, size: Any) -> None:
-    """Refuse a picture size whose batch (the pictures, their gradient, the parameterisation and the
-    transforms' copies: about 8 float32 copies, and the layer's activations) would not fit in
-    :data:`~course_utils.checks.MAX_WORKING_BYTES`; the message names the largest square side that fits."""
-    ratio = 0.0
-    try:
-        out, own = tuple(layer.output.shape)[1:3], tuple(model.input_shape)[1:3]
-        if None not in out and None not in own:
-            ratio = (out[0] * out[1]) / (own[0] * own[1])
-    except (AttributeError, TypeError, ValueError):
-        pass
-    per_pixel = 4 * (8 * c + 2 * int(layer.output.shape[-1]) * ratio) * n
-    side = int(math.isqrt(int(MAX_WORKING_BYTES // per_pixel)))
-    check_memory("size", size, per_pixel * hw[0] * hw[1], f"({side}, {side})",
-                 f"{n} picture(s) of {hw[0]} x {hw[1]} x {c} optimised at once, with their gradients and copies")
-
-
 def maximize_filters(
     model: keras.Model,
     layer: str,
@@ -254,7 +234,7 @@ def maximize_filters(
     filters = _filter_indices(filters, layer, channels)
     seed = check_seed(seed)
     c = model.input_shape[-1]
-    _check_picture_memory(model, target_layer, len(filters), (h, w), c, size)
+    check_picture_memory(model, target_layer, len(filters), (h, w), size)
     if noise is None and _is_pixels(param):
         noise = 2.0
     if noise is not None:
