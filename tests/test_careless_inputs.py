@@ -312,3 +312,20 @@ def test_chunks_do_not_change_the_answers(g, noisy, faces, monkeypatch):
     once = smoothing.noise_counts(noisy, faces, 12.0, 3000, batch_size=100)
     monkeypatch.setattr(smoothing, "_CHUNK_SAMPLES", 1)  # one step of 100 copies per compiled call
     np.testing.assert_array_equal(smoothing.noise_counts(noisy, faces, 12.0, 3000, batch_size=100), once)
+
+
+def test_a_weights_file_with_a_nan_weight_is_refused(monkeypatch):
+    from course_utils.models import efficientnet_lite
+
+    real = efficientnet_lite.load_pth_state_dict
+
+    def one_nan(path):
+        state = real(path)
+        name = next(k for k, v in state.items() if v.dtype.kind == "f" and v.size > 1)
+        state[name] = state[name].copy()
+        state[name].flat[0] = np.nan
+        return state
+
+    monkeypatch.setattr(efficientnet_lite, "load_pth_state_dict", one_nan)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        efficientnet_lite.load_efficientnet_lite("efficientnet_lite0")
