@@ -36,7 +36,6 @@ __all__ = [
     "check_batch",
     "MAX_WORKING_BYTES",
     "check_memory",
-    "example_bytes",
 ]
 
 MAX_WORKING_BYTES = 1_000_000_000
@@ -224,27 +223,3 @@ def check_memory(name: Any, value: Any, need: float, most: Any, what: str) -> No
             f"at most {most}"
         )
 
-
-def example_bytes(model: Any, pixels: int | None = None) -> int:
-    """About how many bytes one example takes inside ``model`` (float32 activations of every
-    layer, forward and backward), estimated from the layers' output shapes without running it.
-
-    ``pixels``: the example's height x width when the model takes any size (its shapes are then
-    scaled from the model's own input size, or taken as per pixel). A model without layers (a
-    plain function) counts as its input alone.
-    """
-    shape = tuple(getattr(model, "input_shape", None) or ())
-    own = int(np.prod(shape[1:3])) if len(shape) == 4 and None not in shape[1:3] else None
-    scale = 1.0 if pixels is None or own is None else pixels / own
-    total = 0.0
-    for layer in getattr(model, "layers", ()):
-        try:
-            out = tuple(layer.output.shape)[1:]
-        except (AttributeError, ValueError, TypeError):
-            continue
-        per_pixel = own is None and len(out) == 3 and None in out[:2]
-        size = float(np.prod([d for d in out if d is not None])) if out else 1.0
-        total += size * (pixels or 1) if per_pixel else size * (scale if len(out) == 3 else 1.0)
-    if total == 0.0 and len(shape) == 4:
-        total = float(np.prod([d for d in shape[1:] if d is not None])) * (pixels or 1 if None in shape[1:3] else 1)
-    return int(2 * 4 * total)  # float32, kept for the backward pass
