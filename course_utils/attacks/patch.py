@@ -130,6 +130,14 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
     if where.shape != (len(x), 4):
         raise ValueError(f"give one placement (row, column, side, angle) per photo: {len(x)} photos, "
                          f"placements of shape {np.shape(placements)}")
+    if not np.all(np.isfinite(where)):
+        raise ValueError(f"placements must be finite numbers (row, column, side, angle), got {np.asarray(placements).tolist()}")
+    h, w = x.shape[1:3]
+    off = (where[:, 0] < 0) | (where[:, 0] > h - 1) | (where[:, 1] < 0) | (where[:, 1] > w - 1)
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        raise ValueError(f"placements put the patch's centre off the photo: row {where[k, 0]:g}, column {where[k, 1]:g} "
+                         f"(photo {k}); the centre must be inside the {h} x {w} photo (rows 0..{h - 1}, columns 0..{w - 1})")
     _check_sides((float(where[:, 2].min()), float(where[:, 2].max())), x.shape[1:])
     return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
 

@@ -21,13 +21,14 @@ attack against the changes we thought of, with ranges we chose.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from course_utils.attacks.result import AttackResult
-from course_utils.checks import check_flag, check_int, check_number, check_steps
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_seed, check_steps
 from course_utils.core import ops
 from course_utils.core.history import check_history
 from course_utils.core.loop import compiled
@@ -43,6 +44,16 @@ PHOTO_JPEG: tuple[int, int] = (50, 95)
 """The JPEG qualities a phone photo is saved with in :func:`print_and_photograph` (drawn uniformly)."""
 
 _EVAL_SALT = 7919  # the evaluation's draws: another stream than any loop step with the same seed
+
+
+def _check_settings(settings: dict) -> dict:
+    """The print-photo ``settings`` (``blur=2.0``...): each one of :class:`PrintPhoto`'s, or a clear error."""
+    known = [p for p in inspect.signature(PrintPhoto).parameters if p not in ("draws", "jpeg")]
+    unknown = [k for k in settings if k not in known]
+    if unknown:
+        raise WrongTypeError(f"unknown print-photo setting {unknown[0]!r}; the settings are {', '.join(known)} "
+                             "(e.g. blur=2.0) and jpeg=(low, high)")
+    return settings
 
 
 def _images(images: Any) -> np.ndarray:
@@ -70,6 +81,8 @@ def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tu
     Returns:
         float32 ``(draws, N, H, W, 3)``, whole grey levels 0..255.
     """
+    _check_settings(settings)
+    seed = check_seed(seed)
     x = _images(images)
     draws = check_int("draws", draws, minimum=1, maximum=4096)
     PrintPhoto(1, jpeg=jpeg, **settings).check_input(x.shape)  # bad settings refused before any work
@@ -191,7 +204,7 @@ def eot_attack(
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
     check_history(steps, len(x0), classes.count)
     settings = tuple(sorted(dict(settings or {}).items()))
-    PrintPhoto(draws, **dict(settings)).check_input(x0.shape)  # unknown or out-of-range settings: said here
+    PrintPhoto(draws, **_check_settings(dict(settings))).check_input(x0.shape)  # unknown or out-of-range settings: said here
     n = len(x0)
     data = {"labels": targets.astype(np.int32), "epsilon": np.full(n, epsilon, np.float32),
             "step_size": np.full(n, step_size, np.float32)}

@@ -20,6 +20,8 @@ This module only does what is not the algorithm:
   - :meth:`Loop.perturb`, graph-level: tensors in, the final batch out, no history, no host sync, no
     Python between steps. It works eagerly, inside any ``tf.function`` and inside a Keras
     ``train_step`` (adversarial training).
+  - :meth:`Loop.advance`, for notebooks: :meth:`Loop.perturb`'s final batch, computed in chunks of
+    steps (as below) so that Kernel -> Interrupt stops it; no history.
   - :meth:`Loop.run`, for notebooks: the steps run in *chunks*, one call of the compiled
     ``tf.while_loop`` each and one host sync per chunk, keeping every step's loss and tracked
     values. Python gets control between chunks: the progress bar moves and Kernel -> Interrupt
@@ -41,7 +43,7 @@ from typing import Any, Callable, Hashable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_flag, check_steps
+from course_utils.checks import check_flag, check_int, check_steps
 from course_utils.core.history import LoopResult, check_history, progress_bar
 from course_utils.models.forward import cached
 from course_utils.seeds import effective_seed, seed_offset
@@ -130,18 +132,19 @@ class Loop:
         _, loss, tracked, _ = self.step(self._model(), x, x0, i, seed, data, **self.settings)
         return loss, tracked
 
-    def _perturb_graph(self, x, x0, steps, seed, data):
+    def _perturb_graph(self, x, x0, first, steps, seed, data, done):
         self.traces["perturb"] += 1
+        last = first + steps
 
         def more(i, x, done):
-            return tf.logical_and(i < steps, tf.logical_not(tf.reduce_all(done))) if self.stop_at_success else i < steps
+            return tf.logical_and(i < last, tf.logical_not(tf.reduce_all(done))) if self.stop_at_success else i < last
 
         def body(i, x, done):
             x, _, _, done = self._one(i, x, x0, seed, data, done)
             return i + 1, x, done
 
-        done = tf.zeros(tf.shape(x)[:1], tf.bool)
-        return tf.while_loop(more, body, (tf.constant(0), x, done), parallel_iterations=1)[1]
+        _, x, done = tf.while_loop(more, body, (first, x, done), parallel_iterations=1)
+        return x, done
 
     # ------------------------------------------------------------------ running
 
@@ -153,12 +156,42 @@ class Loop:
         Keras ``train_step``. ``data``: the per-call values (one, or one per example); ``seed``: an
         int or int32 tensor (``COURSE_SEED`` moves it). No gradient flows back through the result.
         """
+        x0, x, data_t, seed_t = self._inputs(x0, data, seed, start)
+        done = tf.zeros(tf.shape(x0)[:1], tf.bool)
+        return tf.stop_gradient(self._perturb(x, x0, tf.constant(0), tf.cast(steps, tf.int32), seed_t, data_t, done)[0])
+
+    def _inputs(self, x0: Any, data: Mapping[str, Any], seed: Any, start: Any) -> tuple:
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         n = tf.shape(x0)[:1]
         data_t = {k: tf.broadcast_to(tf.convert_to_tensor(v), n) for k, v in data.items()}
         seed_t = tf.stack([tf.reshape(tf.cast(seed, tf.int32), []) + seed_offset(), 0])
-        return tf.stop_gradient(self._perturb(x, x0, tf.cast(steps, tf.int32), seed_t, data_t))
+        return x0, x, data_t, seed_t
+
+    def advance(self, x0: Any, data: Mapping[str, Any], *, steps: int, seed: Any = 0, start: Any = None) -> np.ndarray:
+        """:meth:`perturb` for notebooks: the same final batch (NumPy), computed in chunks of steps
+        like :meth:`run` (one step first, then as many as fit in :attr:`chunk_seconds`), so that
+        Kernel -> Interrupt stops it between two chunks (a ``KeyboardInterrupt``; nothing is kept,
+        the same call can run again). No history is kept: any number of steps fits in memory.
+        Chunks never change the result: the step number runs on, and an example that succeeded
+        (``stop_at_success``) stays done, across chunks."""
+        steps = check_int("steps", steps, minimum=0)
+        x0, x, data_t, seed_t = self._inputs(x0, data, seed, start)
+        done = tf.zeros(tf.shape(x0)[:1], tf.bool)
+        steps_done, n = 0, 1
+        try:
+            while steps_done < steps:
+                n = min(n, steps - steps_done)
+                tick = time.perf_counter()
+                x, done = self._perturb(x, x0, tf.constant(steps_done), tf.constant(n), seed_t, data_t, done)
+                if self.stop_at_success and bool(tf.reduce_all(done)):  # the one host sync per chunk
+                    break
+                x = tf.identity(x.numpy())
+                steps_done += n
+                n = next_chunk_length(n, time.perf_counter() - tick, self.chunk_seconds)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"stopped after {steps_done:,} of {steps:,} steps (run it again any time)") from None
+        return x.numpy()
 
     def run(self, x0: np.ndarray, data: Mapping[str, np.ndarray], *, steps: int, start: Any = None, seed: int = 0,
             progress: bool | None = None, description: str = "optimising") -> LoopResult:

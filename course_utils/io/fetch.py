@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import sys
@@ -166,6 +167,9 @@ def fetch_file(
     """
     import requests
 
+    from course_utils.checks import check_number
+
+    time_limit = check_number("time_limit", time_limit, minimum=0.0)
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + time_limit
@@ -204,6 +208,17 @@ def fetch_file(
     return dest
 
 
+def _seconds(text: str) -> float:
+    """``--time-limit``: a finite number of seconds > 0 (``nan``, ``inf`` and ``0`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds > 0 (e.g. 3600)")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m course_utils.io.fetch vgg16 [--force] [--dest PATH] [--url URL]``; returns the exit code.
 
@@ -218,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="download again even if a valid file is already there")
     parser.add_argument("--dest", type=Path, help="where to save it (default: the Keras cache, where the course looks)")
     parser.add_argument("--url", help="download from this address instead (e.g. a local mirror); the MD5 must still match")
-    parser.add_argument("--time-limit", type=float, default=3600.0, help="seconds the whole download may take (default 3600)")
+    parser.add_argument("--time-limit", type=_seconds, default=3600.0, help="seconds the whole download may take (default 3600)")
     args = parser.parse_args(argv)
     known = KNOWN_FILES[args.name]
     dest = args.dest or known.dest

@@ -325,6 +325,11 @@ FACE_VARIANTS: dict[str, FaceVariant] = {
 
 
 def _variant(name: Any) -> FaceVariant:
+    if not isinstance(name, str):
+        from course_utils.checks import WrongTypeError, describe
+
+        raise WrongTypeError(f"name must be the name of a face model (a str): one of "
+                             f"{', '.join(map(repr, FACE_VARIANTS))}, got {describe(name)}")
     if name not in FACE_VARIANTS:
         raise ValueError(f"no face model called {name!r}; choose one of {', '.join(map(repr, FACE_VARIANTS))}")
     return FACE_VARIANTS[name]

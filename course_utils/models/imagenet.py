@@ -228,13 +228,13 @@ def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5
         A DataFrame with columns ``image`` (position in the batch), ``rank`` (1 = most probable),
         ``class_index``, ``label`` and ``probability`` (softmax of the logits, 0..1).
     """
+    from course_utils.checks import check_int
     from course_utils.io.images import as_batch
 
+    num_classes = int(model.output_shape[-1])
+    k = check_int("k", k, minimum=1, maximum=num_classes)
     batch = as_batch(images, model)
     logits = model(batch, training=False)
-    num_classes = int(logits.shape[-1])
-    if not 1 <= k <= num_classes:
-        raise ValueError(f"k must be in 1..{num_classes}, got {k}")
     probs = tf.nn.softmax(logits).numpy()
     classes = ClassNames.of(model)
     rows = []
