@@ -209,6 +209,7 @@ def pgd_attack(
     stop_at_success: bool = False,
     batch_size: int = 64,
     loss: str = "ce",
+    progress: bool = False,
 ) -> AttackResult:
     """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
     and settings; :func:`pgd_perturb` on batches of ``batch_size``.
@@ -227,13 +228,14 @@ def pgd_attack(
         targeted: push towards ``labels`` instead of away from them.
         samples, stop_at_success, loss: see :func:`pgd_perturb`.
         batch_size: images per compiled call.
+        progress: show a text progress bar, one tick per batch.
     """
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_norm(norm), _check_loss(loss, samples)
     samples = check_int("samples", samples, minimum=1)
     random_start, targeted = check_flag("random_start", random_start), check_flag("targeted", targeted)
-    stop_at_success = check_flag("stop_at_success", stop_at_success)
+    stop_at_success, progress = check_flag("stop_at_success", stop_at_success), check_flag("progress", progress)
     seed = check_seed(seed)
     eps = _epsilons(epsilon)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
@@ -250,12 +252,20 @@ def pgd_attack(
     eps = np.broadcast_to(eps, (n,)).astype(np.float32)
     rate = default_step_size(eps, max(steps, 1)) if rate is None else np.full(n, np.float32(rate))
     adversarial = []
-    for b, i in enumerate(range(0, n, batch_size)):
-        sl = slice(i, i + batch_size)
-        adversarial.append(_pgd_numpy(
-            model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
-            random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
-            stop_at_success=stop_at_success, loss=loss))
+    batches = range(0, n, batch_size)
+    bar = progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
+    try:
+        for b, i in enumerate(batches):
+            sl = slice(i, i + batch_size)
+            adversarial.append(_pgd_numpy(
+                model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
+                random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
+                stop_at_success=stop_at_success, loss=loss))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     adversarial = np.concatenate(adversarial)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
