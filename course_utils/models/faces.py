@@ -2,7 +2,7 @@
 lessons 5 and 6's variants (:func:`load_face_model`).
 
 All load their shipped weights from the repository's ``data/`` folder, which the package carries
-(:data:`course_utils.io.shipped.DATA_DIR`, so a non-editable install finds them); training lives
+(:data:`course_utils.io.fetch.DATA_DIR`, so a non-editable install finds them); training lives
 in ``tools/``.
 
 The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
@@ -55,7 +55,7 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
-from course_utils.io.shipped import DATA_DIR
+from course_utils.io.fetch import DATA_DIR
 
 __all__ = [
     "GENDER_CLASSES",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.core.history import history_frame
+from course_utils.core.loop import history_frame
 from course_utils.io.images import to_uint8
 
 __all__ = ["NOISE_FLOOR", "Visualization", "deprocess"]
