@@ -32,17 +32,17 @@ import sys
 import tempfile
 from importlib import metadata
 
-__all__ = ["SEED_VARIABLE", "seed_offset", "effective_seed"]
+__all__ = ["seed_offset", "effective_seed"]
 
 # ---------------------------------------------------------------- versions
 
-DISTRIBUTION = "course-utils"
+_DISTRIBUTION = "course-utils"
 SKIP_VARIABLE = "COURSE_UTILS_SKIP_VERSION_CHECK"
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(?:;(.*))?$")
 
 
-def runtime_lower_bounds(distribution: str = DISTRIBUTION) -> dict[str, str]:
+def _runtime_lower_bounds(distribution: str = _DISTRIBUTION) -> dict[str, str]:
     """``{package: lowest version}`` of ``distribution``'s runtime dependencies with a ``>=`` bound.
 
     Requirements behind an ``extra == ...`` marker (the ``dev`` and ``bench`` extras) are left
@@ -65,7 +65,7 @@ def runtime_lower_bounds(distribution: str = DISTRIBUTION) -> dict[str, str]:
     return bounds
 
 
-def installed_version(package: str) -> str | None:
+def _installed_version(package: str) -> str | None:
     """The installed version of ``package``, or None where it is not installed."""
     try:
         return metadata.version(package)
@@ -91,7 +91,7 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def is_older(found: str, needed: str) -> bool:
+def _is_older(found: str, needed: str) -> bool:
     """Whether version ``found`` is below version ``needed`` (``packaging`` where installed)."""
     try:
         from packaging.version import InvalidVersion, Version
@@ -103,13 +103,13 @@ def is_older(found: str, needed: str) -> bool:
         return _release(found) < _release(needed)
 
 
-def too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """``(package, found, needed)`` for every installed runtime dependency below its lower bound."""
-    bounds = runtime_lower_bounds() if bounds is None else bounds
+    bounds = _runtime_lower_bounds() if bounds is None else bounds
     old = []
     for package, needed in bounds.items():
-        found = installed_version(package)
-        if found is not None and is_older(found, needed):
+        found = _installed_version(package)
+        if found is not None and _is_older(found, needed):
             old.append((package, found, needed))
     return old
 
@@ -122,7 +122,7 @@ def check_versions() -> None:
     """
     if os.environ.get(SKIP_VARIABLE, "") not in ("", "0"):
         return
-    old = too_old()
+    old = _too_old()
     if not old:
         return
     lines = [f"course_utils needs {package} >= {needed}, found {found}" for package, found, needed in old]
@@ -170,7 +170,7 @@ def import_tensorflow_quietly() -> None:
 
 # ---------------------------------------------------------------- the seed offset
 
-SEED_VARIABLE = "COURSE_SEED"
+_SEED_VARIABLE = "COURSE_SEED"
 """The environment variable that holds the course-wide seed offset (a whole number >= 0)."""
 
 
@@ -183,7 +183,7 @@ def seed_offset() -> int:
     """
     from course_utils.checks import MAX_SEED  # not at the top: the version check runs before numpy is imported
 
-    text = os.environ.get(SEED_VARIABLE, "").strip()
+    text = os.environ.get(_SEED_VARIABLE, "").strip()
     if not text:
         return 0
     try:
@@ -192,7 +192,7 @@ def seed_offset() -> int:
         value = -1
     if not 0 <= value <= MAX_SEED:
         raise ValueError(
-            f"{SEED_VARIABLE}={text!r} is not a seed offset: set it to a whole number such as 0, 1 or 2 "
+            f"{_SEED_VARIABLE}={text!r} is not a seed offset: set it to a whole number such as 0, 1 or 2 "
             f"(or unset it for the course's own seeds)"
         )
     return value
