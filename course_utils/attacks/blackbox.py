@@ -47,7 +47,7 @@ from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule", "hop_skip_jump",

@@ -33,7 +33,7 @@ from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",

@@ -32,12 +32,12 @@ import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe
-from course_utils.core.history import progress_bar
+from course_utils.core.loop import progress_bar
+from course_utils.io.fetch import DATA_DIR
 from course_utils.io.images import as_batch
-from course_utils.io.shipped import DATA_DIR
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "FOOLING_GENOMES",

@@ -35,10 +35,10 @@ import tensorflow as tf
 from course_utils.checks import check_int, check_number, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.core.photo_transforms import paste
+from course_utils.attacks.physical import paste
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",
@@ -316,6 +316,6 @@ def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
     from course_utils.io.images import load_image
-    from course_utils.io.shipped import DATA_DIR
+    from course_utils.io.fetch import DATA_DIR
 
     return load_image(str(DATA_DIR / SHIPPED_PATCH))

@@ -39,8 +39,8 @@ import tensorflow as tf
 from course_utils.checks import check_int, check_number
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
+from course_utils._env import effective_seed
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
 
 __all__ = [
     "SmoothingResult",
