@@ -40,7 +40,7 @@ __all__ = [
 
 MAX_WORKING_BYTES = 1_000_000_000
 """The most memory (bytes) the arrays of one call may take, as estimated before it starts: 1 GB,
-the same bound as a loop's history (:data:`course_utils.core.history.MAX_HISTORY_BYTES`). A
+the same bound as a loop's history (:data:`course_utils.core.loop.MAX_HISTORY_BYTES`). A
 careless size or count (a 30000 x 30000 picture, a population of 3000 ImageNet pictures) would
 otherwise fill the computer's memory and kill the kernel; it is refused up front instead."""
 
