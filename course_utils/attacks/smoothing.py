@@ -27,6 +27,7 @@ binomial test, the Clopper-Pearson bound (:func:`clopper_pearson_lower`) and the
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import scipy.stats
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
+from course_utils.core.loop import Loop, next_chunk_length
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
 from course_utils._env import effective_seed
@@ -151,24 +153,30 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
     count = _counter(model, per, group, tuple(x.shape[1:]))
     key = tf.constant([seed, stream], tf.int64)
     steps = (n + per - 1) // per
-    chunk = max(1, _CHUNK_SAMPLES // (per * group))  # steps per compiled call: Stop works between calls
+    most = max(1, _CHUNK_SAMPLES // (per * group))  # steps per compiled call at most: counts exact in float32
     out = []
+    length = 1  # steps per compiled call: one first, then as many as fit in Loop.chunk_seconds (Stop lands between)
     for i in range(0, len(x), group):
         images_i = x[i: i + group]
         index = np.arange(i, i + group, dtype=np.int64)
         if len(images_i) < group:  # pad to the compiled group size; the padding's counts are dropped
             images_i = np.concatenate([images_i, np.repeat(images_i[-1:], group - len(images_i), axis=0)])
-        total = 0
-        for first in range(0, steps, chunk):  # counts below 2**24 per call: exact in float32
+        total, first = 0, 0
+        while first < steps:  # the noise depends on the step, not the chunk: any chunks give the same counts
+            last = min(first + length, steps)
+            tick = time.perf_counter()
             total = total + count(tf.constant(images_i), tf.constant(index), tf.constant(sigma, tf.float32),
-                           tf.constant(n, tf.int32), key, tf.constant(first), tf.constant(min(first + chunk, steps))).numpy()
+                                  tf.constant(n, tf.int32), key, tf.constant(first), tf.constant(last)).numpy()
+            length = min(most, next_chunk_length(last - first, time.perf_counter() - tick, Loop.chunk_seconds))
+            first = last
         out.append(total[: min(group, len(x) - i)])
     return np.concatenate(out)
 
 
 _CHUNK_SAMPLES = 50_000
-"""About how many noisy copies one compiled call of :func:`noise_counts` draws: a fraction of a
-second on the face models, so Kernel -> Interrupt lands quickly, and counts exact in float32."""
+"""The most noisy copies one compiled call of :func:`noise_counts` draws (counts stay exact in
+float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel -> Interrupt lands
+within a fraction of a second."""
 
 
 # ------------------------------------------------------------------------------------------
