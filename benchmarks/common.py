@@ -35,7 +35,6 @@ class Plan:
     attack_batches: tuple[int, ...]  # batch sizes of the attack scaling series
     attack_scaling_steps: int  # steps for scaling batches no workload measured (per-step time is what counts)
     bare_calls: int  # bare forward+backward calls per round
-    xla: bool  # also time noise_filter(..., jit_compile=True)
     n_filters: int
     filter_steps: int
     filter_size: int
@@ -45,13 +44,13 @@ class Plan:
 FULL = Plan(
     mode="full", reps=3, heavy_reps=2, warmup=True, noise_steps=1000, noise_warmup_steps=10,
     noise_scaling=(100, 1000, 5000), noise_scaling_baseline_max=1000, attack_steps=20,
-    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, xla=True, n_filters=16, filter_steps=30,
+    attack_batches=(1, 8, 32), attack_scaling_steps=5, bare_calls=5, n_filters=16, filter_steps=30,
     filter_size=128, class_steps=30,
 )
 QUICK = Plan(
     mode="quick", reps=1, heavy_reps=1, warmup=False, noise_steps=10, noise_warmup_steps=1,
     noise_scaling=(5, 10, 20), noise_scaling_baseline_max=10, attack_steps=1, attack_batches=(1, 8),
-    attack_scaling_steps=1, bare_calls=1, xla=False, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
+    attack_scaling_steps=1, bare_calls=1, n_filters=2, filter_steps=1, filter_size=32, class_steps=1,
 )
 
 

@@ -27,13 +27,6 @@ def goals(results: Sequence[WorkloadResult], notebooks: dict[str, Any] | None, j
     if "noise_filter" in by_name:
         w = by_name["noise_filter"]
         add("workload 1: noise filter, course vs eager loop (speed-up)", ">= 25", w.ratio, w.ratio >= 25)
-        xla = w.extra.get("ratio_vs_course_xla")
-        if xla is not None:
-            add("workload 1: the same with the course's XLA option, jit_compile=True (speed-up)", ">= 25", xla, xla >= 25)
-        whole = w.extra.get("ratio_vs_perturb_xla_loop")
-        if whole is not None:
-            add("workload 1: the whole while-loop under XLA, GradientLoop.perturb with jit_compile='loop' (speed-up)",
-                ">= 25", whole, whole >= 25)
     for batch in (1, 8):
         w = by_name.get(f"iterative_attack_b{batch}")
         if w is not None:
@@ -157,19 +150,15 @@ def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
     for w in workloads:
         e, c = w["extra"], w["check"]
         if w["name"] == "noise_filter":
-            xla = "" if e["course_xla_s"] is None else (
-                f"the course's XLA option (`jit_compile=True`) {_s(e['course_xla_s'])} s per call "
-                f"(first call {_s(e['course_xla_first_call_s'])} s): eager / XLA = {_ratio(e['ratio_vs_course_xla'])}. ")
-            profile = "" if e.get("perturb_s") is None else (
-                f"Where the time goes (the same compiled loop, steady state, medians of their own interleaved "
-                f"rounds): `noise_filter` {_s(e['noise_filter_s'])} s; `GradientLoop.run` {_s(e['loop_run_s'])} s "
-                f"(history in a TensorArray, chunks, one host sync per chunk; no result built); "
-                f"`GradientLoop.perturb` (no history, one call) {_s(e['perturb_s'])} s; `perturb` with the XLA "
-                f"step {_s(e['perturb_xla_s'])} s (eager / that = {_ratio(e['ratio_vs_perturb_xla'])}); `perturb` with the "
-                f"whole loop under XLA {_s(e.get('perturb_xla_loop_s'))} s (eager / that = "
-                f"{_ratio(e.get('ratio_vs_perturb_xla_loop'))}). ")
+            profile = (
+                f"Where the time goes (the same compiled loop, `compiled(noise_filter_step, model, clip=True)`, "
+                f"steady state, medians of their own interleaved rounds): `noise_filter` {_s(e['noise_filter_s'])} s; "
+                f"`Loop.run` {_s(e['loop_run_s'])} s (history in a TensorArray, chunks, one host sync per chunk; no "
+                f"result built); `Loop.perturb` (no history, one call) {_s(e['perturb_s'])} s (eager / that = "
+                f"{_ratio(e['ratio_vs_perturb'])}; max pixel difference to `noise_filter`'s "
+                f"{c['max_abs_pixel_diff_perturb']:.3g}). ")
             lines.append(
-                f"- `{w['name']}`: {xla}{profile}"
+                f"- `{w['name']}`: {profile}"
                 f"p(target): course {c['course_p_target']:.3f}, tutorial-style "
                 f"{c['baseline_p_target']:.3f}; max pixel difference {c['max_abs_pixel_diff']:.3g}."
             )

@@ -38,14 +38,11 @@ from benchmarks.common import (
 )
 from benchmarks.lucid_workload import lucid_workload
 from benchmarks.measure import PeakMemory, interleave, median, timed
-from course_utils.attacks.gradient import noise_filter
+from course_utils.attacks.gradient import noise_filter, noise_filter_step
 from course_utils.attacks.pgd import iterative_attack
+from course_utils.core.loop import compiled
 from course_utils.models.faces import GENDER_CLASSES
 from course_utils.models.labels import ClassNames
-from course_utils.core.objectives import CrossEntropy, weak
-from course_utils.core.cache import loop_for
-from course_utils.core.penalties import L2Penalty
-from course_utils.core.steps import PixelRange
 from course_utils.models.layers import conv_layers
 from course_utils.core.param import gray_noise
 from course_utils.vis.visualize import maximize_class, maximize_filters
@@ -62,10 +59,10 @@ SEED, NOISE_AMPLITUDE = 0, 2.0  # the course's default start noise for visualisa
 # --------------------------------------------------------------------------- workload 1
 
 
-def _noise_course(ctx: Context, steps: int, jit_compile: bool = False) -> Callable[[], Any]:
+def _noise_course(ctx: Context, steps: int) -> Callable[[], Any]:
     model, _ = ctx.gender
     return lambda: noise_filter(model, ctx.face, NOISE_TARGET, beta=NOISE_BETA, steps=steps, learning_rate=NOISE_LR,
-                                progress=False, jit_compile=jit_compile)
+                                progress=False)
 
 
 def _noise_tutorial(ctx: Context, steps: int) -> Callable[[], np.ndarray]:
@@ -75,31 +72,26 @@ def _noise_tutorial(ctx: Context, steps: int) -> Callable[[], np.ndarray]:
 
 
 def _noise_parts(ctx: Context, steps: int) -> dict[str, Callable[[], Any]]:
-    """Where the noise filter's time goes: the same compiled loop (the one ``noise_filter``
-    uses, from the cache) run three ways: ``loop_run`` with its history, chunks and host syncs
-    but without building the result; ``perturb`` the graph-level run, no history and one call;
-    ``perturb_xla`` the same with the step compiled by XLA; ``perturb_xla_loop`` with the whole
-    while-loop compiled by XLA (``jit_compile="loop"``)."""
+    """Where the noise filter's time goes: the same compiled loop (the one ``noise_filter`` uses,
+    ``compiled(noise_filter_step, model, clip=True)``, from the cache, with the same per-call data)
+    run two ways: ``loop_run`` (:meth:`Loop.run`) with its history, chunks and host syncs but
+    without building the result; ``perturb`` (:meth:`Loop.perturb`) the graph-level run, no
+    history and one call."""
     model, _ = ctx.gender
-    data = {"labels": [ClassNames.of(GENDER_CLASSES).index(NOISE_TARGET)], "beta": NOISE_BETA}
-    pieces = (L2Penalty(), PixelRange())
-    loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces)
-    xla = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile=True)
-    xla_loop = loop_for(model, CrossEntropy(weak(model)), step_rule="plain", regularizers=pieces, jit_compile="loop")
-    x = tf.constant(ctx.face)
+    data = {"labels": np.array([ClassNames.of(GENDER_CLASSES).index(NOISE_TARGET)], np.int32),
+            "learning_rate": np.array([NOISE_LR], np.float32), "beta": np.array([NOISE_BETA], np.float32)}
+    loop = compiled(noise_filter_step, model, clip=True)
+    x = tf.constant(ctx.face, tf.float32)
     return {
-        "loop_run": lambda: loop.run(x, data, steps=steps, step_size=NOISE_LR, progress=False),
-        "perturb": lambda: loop.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
-        "perturb_xla": lambda: xla.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
-        "perturb_xla_loop": lambda: xla_loop.perturb(x, data, steps=steps, step_size=NOISE_LR).numpy(),
+        "loop_run": lambda: loop.run(ctx.face, data, steps=steps, progress=False),
+        "perturb": lambda: loop.perturb(x, data, steps=steps).numpy(),
     }
 
 
 def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
     """Workload 1: lesson 1's noise filter on the gender CNN, compiled loop vs eager loop.
 
-    The course's own XLA option (``noise_filter(..., jit_compile=True)``) is timed alongside
-    (``extra``), and so is a profile of the compiled loop (see :func:`_noise_parts`): the
+    A profile of the compiled loop is timed alongside (``extra``, see :func:`_noise_parts`): the
     history, the chunks and the result cost what ``course`` takes beyond ``perturb``.
     """
     steps, warm, reps = plan.noise_steps, plan.noise_warmup_steps, plan.heavy_reps
@@ -108,19 +100,13 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         c_first, c_warm = warm_up(plan, _noise_course(ctx, warm))
         b_first, _ = warm_up(plan, _noise_tutorial(ctx, warm))
         candidates = {"course": _noise_course(ctx, steps), "baseline": _noise_tutorial(ctx, steps)}
-        x_first = None
-        if plan.xla:
-            x_first, _ = warm_up(plan, _noise_course(ctx, warm, jit_compile=True))
-            candidates["course_xla"] = _noise_course(ctx, steps, jit_compile=True)
         seconds, outputs = interleave(candidates, reps)
-        profile = {}
-        if plan.xla:  # a few seconds a round: more rounds than the eager loop allows, among themselves
-            parts = {"noise_filter": candidates["course"], **_noise_parts(ctx, steps)}
-            for part in parts.values():
-                part()  # traced here, not in the timed rounds
-            part_s, _ = interleave(parts, plan.reps + 2)
-            profile = {f"{name}_s": median(part_s[name]) for name in parts}
-    xla_s = median(seconds["course_xla"]) if plan.xla else None
+        # a second a round: more rounds than the eager loop allows, among themselves
+        parts = {"noise_filter": candidates["course"], **_noise_parts(ctx, steps)}
+        for part in parts.values():
+            part()  # traced here (perturb's graph; the rest is noise_filter's, from the cache), not in the timed rounds
+        part_s, part_out = interleave(parts, plan.reps + 2)
+        profile = {f"{name}_s": median(part_s[name]) for name in parts}
     result = outputs["course"][-1]
     baseline_x = outputs["baseline"][-1]
     model, _ = ctx.gender
@@ -135,15 +121,10 @@ def noise_filter_workload(ctx: Context, plan: Plan) -> WorkloadResult:
         baseline=Side("eager GradientTape step + keras SGD.apply_gradients per Python iteration", steps,
                       seconds["baseline"], b_first, steps_if(plan, warm)),
         extra={"course_first_call_trace_s": first_trace(c_warm, outputs["course"]),
-               "course_xla_s": xla_s,
-               "course_xla_first_call_s": x_first,
-               "ratio_vs_course_xla": None if xla_s is None else median(seconds["baseline"]) / xla_s,
                **profile,
-               "ratio_vs_perturb_xla": (median(seconds["baseline"]) / profile["perturb_xla_s"]
-                                        if profile.get("perturb_xla_s") else None),
-               "ratio_vs_perturb_xla_loop": (median(seconds["baseline"]) / profile["perturb_xla_loop_s"]
-                                             if profile.get("perturb_xla_loop_s") else None)},
+               "ratio_vs_perturb": median(seconds["baseline"]) / profile["perturb_s"]},
         check={"max_abs_pixel_diff": max_diff(result.adversarial, baseline_x),
+               "max_abs_pixel_diff_perturb": max_diff(result.adversarial, part_out["perturb"][-1]),
                "course_p_target": float(result.final_probability()[0]),
                "baseline_p_target": p_baseline},
     ).remember(memory)

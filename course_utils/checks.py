@@ -34,7 +34,15 @@ __all__ = [
     "check_flag",
     "check_size",
     "check_batch",
+    "MAX_WORKING_BYTES",
+    "check_memory",
 ]
+
+MAX_WORKING_BYTES = 1_000_000_000
+"""The most memory (bytes) the arrays of one call may take, as estimated before it starts: 1 GB,
+the same bound as a loop's history (:data:`course_utils.core.loop.MAX_HISTORY_BYTES`). A
+careless size or count (a 30000 x 30000 picture, a population of 3000 ImageNet pictures) would
+otherwise fill the computer's memory and kill the kernel; it is refused up front instead."""
 
 MAX_SEED = 2**31 - 1
 """Seeds become 32-bit integers inside the compiled loop (stateless random numbers)."""
@@ -191,3 +199,27 @@ def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
     if len(x) == 0:
         raise ValueError(f"got an empty batch of {what} (shape {tuple(x.shape)}); give at least one image")
     return x
+
+
+def check_memory(name: Any, value: Any, need: float, most: Any, what: str) -> None:
+    """Refuse a call whose arrays would take more than :data:`MAX_WORKING_BYTES`.
+
+    Args:
+        name: the argument that scales the memory (``"population"``, ``"size"``...).
+        value: its value, quoted in the message.
+        need: the bytes the call would take with ``value`` (an estimate made before any work).
+        most: the largest value of the argument that fits, named in the message.
+        what: what takes the memory, for the message (``"3,000 pictures of 224 x 224 x 3 and
+            the model's activations"``).
+
+    Raises:
+        ValueError: ``need > MAX_WORKING_BYTES``; the message names the largest value that fits.
+    """
+    if need > MAX_WORKING_BYTES:
+        shown = f"{value:,}" if isinstance(value, numbers.Integral) and not _is_bool(value) else repr(value)
+        raise ValueError(
+            f"{name}={shown} would take about {need / 1e9:,.1f} GB of memory ({what}); the limit is "
+            f"{MAX_WORKING_BYTES / 1e9:g} GB so one call cannot fill the computer's memory. Use {name} "
+            f"at most {most}"
+        )
+

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from course_utils.attacks.pgd import iterative_attack
 from course_utils.core import ops
-from course_utils.core.history import MAX_HISTORY_BYTES
+from course_utils.core.loop import MAX_HISTORY_BYTES
 from course_utils.core.loop import compiled, next_chunk_length
 
 

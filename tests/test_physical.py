@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from course_utils.attacks.physical import eot_attack, print_and_photograph, survival_rate
 from course_utils.core import ops
-from course_utils.core.photo_transforms import PrintPhoto
+from course_utils.attacks.physical import PrintPhoto
 
 RNG = np.random.default_rng(0)
 

@@ -151,7 +151,7 @@ def test_agreement_rises_from_the_first_round_to_the_last(tiny_run):
     _, _, history = tiny_run
     first, last = history.agreement.iloc[0], history.agreement.iloc[-1]
     assert last >= first + 0.2  # seen: +0.30 to +0.48 over training seeds 0..4
-    assert last >= 0.65  # seen: 0.75 to 0.94
+    assert last >= 0.6  # seen: 0.75 to 0.94 (0.7525 at COURSE_SEED=2); 0.6 keeps a log-odds margin of 0.7
 
 
 def test_same_call_same_substitute():

@@ -1,4 +1,4 @@
-"""The import-time version check (course_utils._versions): bounds from the installed metadata."""
+"""The import-time version check (course_utils._env): bounds from the installed metadata."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import _versions
+from course_utils import _env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pyproject_runtime_bounds() -> dict[str, str]:
     dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    matches = [_versions._REQUIREMENT.match(d) for d in dependencies]
+    matches = [_env._REQUIREMENT.match(d) for d in dependencies]
     return {m.group(1): m.group(2).removeprefix(">=") for m in matches}
 
 
 def test_installed_metadata_carries_pyprojects_runtime_bounds():
-    bounds = _versions.runtime_lower_bounds()
+    bounds = _env._runtime_lower_bounds()
     if not bounds:
         pytest.skip("course-utils is not installed (imported from the source tree)")
     assert bounds == _pyproject_runtime_bounds(), "reinstall the course (pip install -e .): its metadata is older than pyproject.toml"
@@ -30,18 +30,18 @@ def test_installed_metadata_carries_pyprojects_runtime_bounds():
 
 def test_this_environment_passes():
     # Every runtime dependency is found under its requirement's name (Pillow as "pillow", ...).
-    assert [p for p in _versions.runtime_lower_bounds() if _versions.installed_version(p) is None] == []
-    assert _versions.too_old() == []
-    _versions.check_versions()
+    assert [p for p in _env._runtime_lower_bounds() if _env._installed_version(p) is None] == []
+    assert _env._too_old() == []
+    _env.check_versions()
 
 
 def test_an_old_version_stops_with_package_found_and_needed(monkeypatch):
-    real = _versions.installed_version
-    monkeypatch.setattr(_versions, "installed_version", lambda p: "3.0.0" if p == "keras" else real(p))
-    monkeypatch.setattr(_versions, "runtime_lower_bounds", lambda: {"keras": "3.4.0", "numpy": "1.26.0"})
-    monkeypatch.delenv(_versions.SKIP_VARIABLE, raising=False)
+    real = _env._installed_version
+    monkeypatch.setattr(_env, "_installed_version", lambda p: "3.0.0" if p == "keras" else real(p))
+    monkeypatch.setattr(_env, "_runtime_lower_bounds", lambda: {"keras": "3.4.0", "numpy": "1.26.0"})
+    monkeypatch.delenv(_env.SKIP_VARIABLE, raising=False)
     with pytest.raises(ImportError) as info:
-        _versions.check_versions()
+        _env.check_versions()
     message = str(info.value)
     assert "course_utils needs keras >= 3.4.0, found 3.0.0" in message
     assert "pip install -U 'keras>=3.4.0'" in message
@@ -49,19 +49,19 @@ def test_an_old_version_stops_with_package_found_and_needed(monkeypatch):
 
 
 def test_skip_variable_and_missing_packages(monkeypatch):
-    monkeypatch.setattr(_versions, "runtime_lower_bounds", lambda: {"keras": "99.0.0", "no-such-package-xyz": "1.0"})
-    monkeypatch.setenv(_versions.SKIP_VARIABLE, "1")
-    _versions.check_versions()  # skipped on request
-    monkeypatch.setenv(_versions.SKIP_VARIABLE, "0")
+    monkeypatch.setattr(_env, "_runtime_lower_bounds", lambda: {"keras": "99.0.0", "no-such-package-xyz": "1.0"})
+    monkeypatch.setenv(_env.SKIP_VARIABLE, "1")
+    _env.check_versions()  # skipped on request
+    monkeypatch.setenv(_env.SKIP_VARIABLE, "0")
     with pytest.raises(ImportError, match="keras >= 99.0.0"):
-        _versions.check_versions()
-    assert [p for p, _, _ in _versions.too_old()] == ["keras"]  # a missing package is not "too old"
+        _env.check_versions()
+    assert [p for p, _, _ in _env._too_old()] == ["keras"]  # a missing package is not "too old"
 
 
 def test_extras_and_markers_are_not_runtime(monkeypatch):
     requires = ['keras>=3.4.0', 'numpy >=1.26.0, <3', 'pytest>=8.0.0; extra == "dev"', "requests"]
-    monkeypatch.setattr(_versions.metadata, "requires", lambda name: requires)
-    assert _versions.runtime_lower_bounds() == {"keras": "3.4.0", "numpy": "1.26.0"}
+    monkeypatch.setattr(_env.metadata, "requires", lambda name: requires)
+    assert _env._runtime_lower_bounds() == {"keras": "3.4.0", "numpy": "1.26.0"}
 
 
 @pytest.mark.parametrize(
@@ -70,9 +70,9 @@ def test_extras_and_markers_are_not_runtime(monkeypatch):
      ("2.16.0rc0", "2.16.1", True), ("2.0.2", "1.26.0", False)],
 )
 def test_comparison_with_and_without_packaging(monkeypatch, found, needed, older):
-    assert _versions.is_older(found, needed) is older
+    assert _env._is_older(found, needed) is older
     monkeypatch.setitem(sys.modules, "packaging.version", None)  # as if packaging were not installed
-    assert _versions.is_older(found, needed) is older
+    assert _env._is_older(found, needed) is older
 
 
 def test_import_stops_before_tensorflow(tmp_path):
@@ -87,7 +87,7 @@ def test_import_stops_before_tensorflow(tmp_path):
         "    print('STOPPED', 'tensorflow' in sys.modules, e)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    if not _versions.runtime_lower_bounds():
+    if not _env._runtime_lower_bounds():
         pytest.skip("course-utils is not installed (imported from the source tree)")
     assert out.stdout.startswith("STOPPED False course_utils needs keras >= "), out.stdout + out.stderr
 

@@ -3,7 +3,8 @@ iterative attack, PGD and robust accuracy (:mod:`~course_utils.attacks.pgd`), de
 attacks that beat them (:mod:`~course_utils.attacks.defences`, :mod:`~course_utils.attacks.detection`),
 transfer between models and substitutes (:mod:`~course_utils.attacks.transfer`), black boxes
 (:mod:`~course_utils.attacks.blackbox`, :mod:`~course_utils.attacks.evolution`), the physical
-world (:mod:`~course_utils.attacks.physical`, :mod:`~course_utils.attacks.patch`) and
+world (:mod:`~course_utils.attacks.physical`: the simulated print-and-photograph and attacks that
+survive it; :mod:`~course_utils.attacks.patch`) and
 certificates (:mod:`~course_utils.attacks.smoothing`).
 
 The names the lessons use are importable from here: ``from course_utils.attacks import pgd_attack``."""
@@ -18,7 +19,7 @@ from course_utils.attacks.transfer import (
 )
 from course_utils.attacks.blackbox import BlackBox, hop_skip_jump, square_attack
 from course_utils.attacks.evolution import GridEncoding, evolve_fooling_images, fooling_probabilities, load_fooling_genomes
-from course_utils.attacks.physical import eot_attack, print_and_photograph, survival_rate
+from course_utils.attacks.physical import PrintPhoto, eot_attack, print_and_photograph, survival_rate
 from course_utils.attacks.patch import load_patch, patch_success, train_patch
 from course_utils.attacks.detection import BitDepth, MedianFilter, adaptive_attack, detection_rate, detector_scores
 from course_utils.attacks.smoothing import certify, clopper_pearson_lower, smoothed_predict
@@ -30,7 +31,7 @@ __all__ = [
     "ensemble", "photo_variants", "resized", "top1", "transfer_table",
     "BlackBox", "square_attack", "hop_skip_jump", "jacobian_augment", "oracle_labels",
     "GridEncoding", "evolve_fooling_images", "fooling_probabilities", "load_fooling_genomes",
-    "eot_attack", "print_and_photograph", "survival_rate", "load_patch", "patch_success", "train_patch",
+    "PrintPhoto", "eot_attack", "print_and_photograph", "survival_rate", "load_patch", "patch_success", "train_patch",
     "BitDepth", "MedianFilter", "adaptive_attack", "detection_rate", "detector_scores",
     "certify", "clopper_pearson_lower", "smoothed_predict",
 ]

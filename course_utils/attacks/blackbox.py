@@ -43,11 +43,11 @@ import pandas as pd
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
-from course_utils.checks import check_flag, check_int, check_number
+from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule", "hop_skip_jump",
@@ -60,9 +60,22 @@ class QueryBudgetExceeded(RuntimeError):
     """A black box was asked more questions about an example than its budget allows."""
 
 
-def check_budget(budget: Any, name: str = "queries") -> int:
-    """A query budget per example: a whole number >= 1, or a clear error quoting the value."""
-    return check_int(name, budget, minimum=1)
+MAX_QUERIES = 10**9
+"""The largest query budget per example: a billion pictures sent is days of work for one photo,
+and larger numbers overflow the counters (and the history an attack keeps per iteration)."""
+
+
+def check_budget(budget: Any, name: str = "queries", minimum: int = 1) -> int:
+    """A query budget per example: a whole number in ``minimum..MAX_QUERIES``, or a clear error quoting the value."""
+    return check_int(name, budget, minimum=minimum, maximum=MAX_QUERIES)
+
+
+def _check_history(budget: int, n: int, values: int, name: str = "queries") -> None:
+    """Refuse a budget whose per-iteration history (``values`` numbers of 8 bytes per example, at
+    most one iteration per query) could pass :data:`~course_utils.checks.MAX_WORKING_BYTES`."""
+    per = 8 * n * values
+    check_memory(name, budget, per * (budget + 1), f"{max(1, MAX_WORKING_BYTES // per - 1):,}",
+                 f"a history of {values} numbers per example and iteration, {n} example(s), up to one iteration per query")
 
 
 class BlackBox:
@@ -121,6 +134,8 @@ class BlackBox:
 
     def _ask(self, kind: str, x: Any, which: Any) -> np.ndarray:
         x = np.asarray(x, np.float32)
+        if x.ndim != 4 or len(x):  # NaN/inf, pixels 0..255, the model's input size: refused, not charged
+            x = as_batch(x, self._model)
         self._charge(which, len(x))
         if len(x) == 0:
             return np.zeros((0,), np.int64) if kind == "label" else np.zeros((0, 0), np.float64)
@@ -311,12 +326,14 @@ def square_attack(
         (of the true class, or of the target).
     """
     eps = check_number("epsilon", epsilon, minimum=0.0, above=True)
-    budget = check_int("queries", queries, minimum=2)
+    budget = check_budget(queries, minimum=2)
     targeted = check_flag("targeted", targeted)
     keep_clean = check_flag("keep_clean", keep_clean)
     p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, above=True)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     rng = np.random.default_rng(effective_seed(seed))
     x = as_batch(images, model)
+    _check_history(budget, len(x), 3)
     if targeted and labels is None:
         raise ValueError("a targeted attack needs its targets: pass labels")
     n, h, w, c = x.shape
@@ -501,9 +518,11 @@ def hop_skip_jump(
     init_tries = check_int("init_tries", init_tries, minimum=1)
     if iterations is not None:
         iterations = check_int("iterations", iterations, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     rng = np.random.default_rng(effective_seed(seed))
     x255 = as_batch(images, model)
     n = len(x255)
+    _check_history(budget if iterations is None else min(budget, iterations), n, 2)
     if targeted and labels is None:
         raise ValueError("a targeted attack needs its targets: pass labels")
     y = None if labels is None else np.asarray(ClassNames.of(model).indices(labels, n, name="labels"), dtype=np.int64)

@@ -28,12 +28,12 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.pgd import default_step_size
-from course_utils.checks import check_int, check_number
+from course_utils.checks import WrongTypeError, check_int, check_number, describe
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",
@@ -93,9 +93,13 @@ def default_squeezers() -> tuple[keras.layers.Layer, ...]:
 
 
 def _check_squeezers(squeezers: Any) -> tuple:
+    if squeezers is not None and (isinstance(squeezers, (str, bytes)) or not hasattr(squeezers, "__iter__")):
+        raise WrongTypeError(f"squeezers must be a list of Keras layers such as [BitDepth(5), MedianFilter(2)], "
+                             f"got {describe(squeezers)}")
     squeezers = default_squeezers() if squeezers is None else tuple(squeezers)
-    if not squeezers or not all(callable(s) for s in squeezers):
-        raise ValueError(f"squeezers must be one or more layers such as BitDepth(5), MedianFilter(2); got {squeezers!r}")
+    if not squeezers or not all(isinstance(s, keras.layers.Layer) for s in squeezers):
+        raise WrongTypeError(f"squeezers must be one or more Keras layers such as BitDepth(5), MedianFilter(2) (a "
+                             f"plain function: wrap it in keras.layers.Lambda); got {squeezers!r}")
     return squeezers
 
 
@@ -225,15 +229,16 @@ def adaptive_attack(
     rate = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     squeezers = tuple(_setting(s) for s in _check_squeezers(squeezers))
     weight, kappa = check_number("weight", weight, minimum=0.0), check_number("kappa", kappa, minimum=0.0)
-    loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=squeezers, weight=weight, kappa=kappa)
+    seed = effective_seed(seed)
     x = as_batch(images, model)
     y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int32)
+    loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=squeezers, weight=weight, kappa=kappa)
     out = []
     for b, i in enumerate(range(0, len(x), batch_size)):
         xb = tf.constant(x[i : i + batch_size])
         m = int(xb.shape[0])
         data = {"labels": y[i : i + batch_size], "epsilon": np.full(m, epsilon, np.float32),
                 "threshold": np.full(m, threshold, np.float32), "step_size": np.full(m, rate, np.float32)}
-        start = ops.random_start(xb, data["epsilon"], "linf", tf.constant([effective_seed(seed), b]))
-        out.append(loop.perturb(xb, data, steps=steps, seed=b, start=start).numpy())
+        start = ops.random_start(xb, data["epsilon"], "linf", tf.constant([seed, b]))
+        out.append(loop.advance(xb, data, steps=steps, seed=b, start=start))  # in chunks: Stop works
     return np.concatenate(out)

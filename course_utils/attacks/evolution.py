@@ -31,12 +31,13 @@ import pandas as pd
 import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, describe
-from course_utils.core.history import progress_bar
-from course_utils.io.shipped import DATA_DIR
+from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe
+from course_utils.core.loop import progress_bar
+from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.labels import ClassNames
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "FOOLING_GENOMES",
@@ -161,11 +162,47 @@ def fooling_probabilities(model: Any, pictures: Any, encoding: GridEncoding | No
     """The model's softmax ``(N, classes)`` for pictures ``(N, S, S, C)`` (pixels 0..255), or for
     genomes when an ``encoding`` is given (rendered first), in batches of ``batch``."""
     batch = check_int("batch", batch, minimum=1)
-    x = encoding.render(pictures) if encoding is not None else np.asarray(pictures, np.float32)
+    if encoding is not None:
+        x = encoding.render(_check_genomes(pictures, encoding, "genomes"))
+    else:
+        x = np.asarray(pictures, np.float32)
+        if x.ndim == 4 and x.shape[1:] == _input_shape(model):
+            x = as_batch(x, model)  # NaN/inf, pixels 0..255
     if x.ndim != 4 or x.shape[1:] != _input_shape(model):
         raise ValueError(f"the model takes pictures of shape (N, {', '.join(map(str, _input_shape(model)))}), got {x.shape}")
     fn = compiled_forward(model, "probabilities")
     return np.concatenate([fn(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+
+
+def _check_genomes(genomes: Any, encoding: GridEncoding, name: str) -> np.ndarray:
+    """Genomes ``(M, grid, grid, C)`` (or one) of finite numbers in 0..1, float32, or a clear error."""
+    g = np.asarray(genomes)
+    if g.dtype.kind not in "biuf" or g.dtype.kind == "b":
+        raise WrongTypeError(f"{name} must hold numbers in 0..1, got dtype {g.dtype}")
+    g = g.astype(np.float32)
+    if g.shape == encoding.shape:
+        g = g[None]
+    if g.ndim != 4 or g.shape[1:] != encoding.shape or len(g) < 1:
+        raise ValueError(f"{name} must be genomes of shape (M, {', '.join(map(str, encoding.shape))}), got {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError(f"{name} holds NaN or infinite values; genomes are numbers in 0..1")
+    if g.min() < 0.0 or g.max() > 1.0:
+        hint = "; they look like pixels 0..255: divide by 255" if g.max() > 1.0 and g.max() <= 255.0 else ""
+        raise ValueError(f"{name} must be genomes in 0..1 (0 = black, 1 = full intensity), got values "
+                         f"{g.min():.3g}..{g.max():.3g}{hint}")
+    return g
+
+
+def _peak_bytes(model: Any) -> int:
+    """About the most bytes one picture takes in a forward pass of ``model`` (inference keeps a few
+    activations alive at a time: three of its largest layer output)."""
+    largest = 0
+    for layer in getattr(model, "layers", ()):
+        try:
+            largest = max(largest, int(np.prod([d for d in tuple(layer.output.shape)[1:] if d is not None])))
+        except (AttributeError, ValueError, TypeError):
+            continue
+    return 3 * 4 * largest
 
 
 def _mutate(parents: np.ndarray, sigma: float, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -235,11 +272,16 @@ def evolve_fooling_images(
                          f"the model takes {size} px with {channels}: use GridEncoding(size={size}, channels={channels})")
     classes = ClassNames.of(model if getattr(model, "class_names", None) is not None else num_classes)
     cls = None if target is None else classes.index(target, name="target")
-    rng = np.random.default_rng(effective_seed(seed))
+    seed = effective_seed(seed)
     if start is not None:
-        start = np.asarray(start, np.float32)
-        if start.ndim != 4 or start.shape[1:] != encoding.shape or len(start) < 1:
-            raise ValueError(f"start must be genomes of shape (M, {', '.join(map(str, encoding.shape))}), got {start.shape}")
+        start = _check_genomes(start, encoding, "start")
+    per = 4 * encoding.size**2 * channels * 5 + _peak_bytes(model)  # rendered in float64 (twice), float32, the model
+    largest = max(population, 0 if start is None else len(start))
+    check_memory("population", largest, largest * per, f"{max(1, MAX_WORKING_BYTES // per):,}",
+                 f"{largest:,} pictures of {encoding.size} x {encoding.size} x {channels} rendered and sent to the "
+                 "model in one batch")
+    rng = np.random.default_rng(seed)
+    if start is not None:
         first = start.copy()
     else:
         first = encoding.random(population, rng)

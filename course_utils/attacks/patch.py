@@ -35,10 +35,10 @@ import tensorflow as tf
 from course_utils.checks import check_int, check_number, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.core.photo_transforms import paste
+from course_utils.attacks.physical import paste
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",
@@ -130,6 +130,14 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
     if where.shape != (len(x), 4):
         raise ValueError(f"give one placement (row, column, side, angle) per photo: {len(x)} photos, "
                          f"placements of shape {np.shape(placements)}")
+    if not np.all(np.isfinite(where)):
+        raise ValueError(f"placements must be finite numbers (row, column, side, angle), got {np.asarray(placements).tolist()}")
+    h, w = x.shape[1:3]
+    off = (where[:, 0] < 0) | (where[:, 0] > h - 1) | (where[:, 1] < 0) | (where[:, 1] > w - 1)
+    if off.any():
+        k = int(np.flatnonzero(off)[0])
+        raise ValueError(f"placements put the patch's centre off the photo: row {where[k, 0]:g}, column {where[k, 1]:g} "
+                         f"(photo {k}); the centre must be inside the {h} x {w} photo (rows 0..{h - 1}, columns 0..{w - 1})")
     _check_sides((float(where[:, 2].min()), float(where[:, 2].max())), x.shape[1:])
     return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
 
@@ -308,6 +316,6 @@ def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
     from course_utils.io.images import load_image
-    from course_utils.io.shipped import DATA_DIR
+    from course_utils.io.fetch import DATA_DIR
 
     return load_image(str(DATA_DIR / SHIPPED_PATCH))

@@ -11,7 +11,8 @@ target never traces it again), run it and return one :class:`~course_utils.attac
 - :func:`pgd_perturb` takes tensors and returns a tensor (no host sync): it runs inside a Keras
   ``train_step`` (adversarial training, :mod:`course_utils.attacks.defences`);
 - :func:`pgd_attack`, :func:`iterative_attack`, :func:`fgsm` and :func:`robust_accuracy` are the
-  NumPy-facing helpers for notebooks.
+  NumPy-facing helpers for notebooks; they run the steps in chunks (the same result), so that
+  Kernel -> Interrupt stops them within about a quarter of a second.
 
 Units: pixels 0..255 everywhere; ``epsilon=4.0`` lets every pixel move by four grey levels
 (``norm="linf"``), or the whole change be 4 grey levels long (``norm="l2"``).
@@ -26,14 +27,13 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.result import AttackResult
-from course_utils.checks import check_batch, check_flag, check_int, check_number, check_steps
+from course_utils.checks import check_batch, check_flag, check_int, check_number, check_seed, check_steps
 from course_utils.core import ops
-from course_utils.core.history import check_history, progress_bar
-from course_utils.core.loop import compiled
+from course_utils.core.loop import check_history, compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
 from course_utils.models.labels import ClassNames, Target
-from course_utils.seeds import seed_offset
+from course_utils._env import seed_offset
 
 __all__ = [
     "pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "check_norm",
@@ -159,6 +159,15 @@ def pgd_perturb(
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
         gradient flows back through it (it is an input, not a function of the weights).
     """
+    loop, x, data, pair, start = _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed,
+                                          targeted, samples, stop_at_success, loss)
+    return loop.perturb(x, data, steps=tf.cast(steps, tf.int32), seed=pair[0], start=start)
+
+
+def _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed, targeted, samples,
+              stop_at_success, loss):
+    """PGD's compiled loop and its inputs (the random start drawn): what :func:`pgd_perturb` runs in
+    one graph call and :func:`pgd_attack` and :func:`robust_accuracy` in chunks (Stop works)."""
     norm, loss = check_norm(norm), _check_loss(loss, samples)
     samples = check_int("samples", samples, minimum=1)
     loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
@@ -169,10 +178,18 @@ def pgd_perturb(
     if step_size is None:
         step_size = default_step_size(eps, tf.cast(tf.maximum(steps_t, 1), tf.float32))
     pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
-    # COURSE_SEED moves the start like every seed of the course (course_utils.seeds)
+    # COURSE_SEED moves the start like every seed of the course (course_utils._env)
     start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
     data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
-    return loop.perturb(x, data, steps=steps_t, seed=pair[0], start=start)
+    return loop, x, data, pair, start
+
+
+def _pgd_numpy(model, x, labels, epsilon, *, steps, step_size, norm, random_start, seed, targeted=False, samples=1,
+               stop_at_success=False, loss="ce") -> np.ndarray:
+    """:func:`pgd_perturb`'s batch (NumPy), run in chunks of steps so that Kernel -> Interrupt stops it."""
+    loop, x, data, pair, start = _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed,
+                                           targeted, samples, stop_at_success, loss)
+    return loop.advance(x, data, steps=steps, seed=pair[0], start=start)
 
 
 def pgd_attack(
@@ -191,6 +208,7 @@ def pgd_attack(
     stop_at_success: bool = False,
     batch_size: int = 64,
     loss: str = "ce",
+    progress: bool = False,
 ) -> AttackResult:
     """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
     and settings; :func:`pgd_perturb` on batches of ``batch_size``.
@@ -209,30 +227,44 @@ def pgd_attack(
         targeted: push towards ``labels`` instead of away from them.
         samples, stop_at_success, loss: see :func:`pgd_perturb`.
         batch_size: images per compiled call.
+        progress: show a text progress bar, one tick per batch.
     """
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     check_norm(norm), _check_loss(loss, samples)
+    samples = check_int("samples", samples, minimum=1)
+    random_start, targeted = check_flag("random_start", random_start), check_flag("targeted", targeted)
+    stop_at_success, progress = check_flag("stop_at_success", stop_at_success), check_flag("progress", progress)
+    seed = check_seed(seed)
+    eps = _epsilons(epsilon)
+    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     x = check_batch(as_batch(images, model))
     n = len(x)
+    if eps.size not in (1, n):
+        raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
     if labels is None:
         if targeted:
             raise ValueError("a targeted attack needs its targets: pass labels")
         y = _top1(model, x, batch_size)
     else:
         y = _labels(model, labels, x)
-    eps = _epsilons(epsilon)
-    if eps.size not in (1, n):
-        raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
     eps = np.broadcast_to(eps, (n,)).astype(np.float32)
-    rate = default_step_size(eps, max(steps, 1)) if step_size is None else np.full(n, _epsilons(step_size, "step_size")[0])
+    rate = default_step_size(eps, max(steps, 1)) if rate is None else np.full(n, np.float32(rate))
     adversarial = []
-    for b, i in enumerate(range(0, n, batch_size)):
-        sl = slice(i, i + batch_size)
-        adversarial.append(pgd_perturb(
-            model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
-            random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
-            stop_at_success=stop_at_success, loss=loss).numpy())
+    batches = range(0, n, batch_size)
+    bar = progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
+    try:
+        for b, i in enumerate(batches):
+            sl = slice(i, i + batch_size)
+            adversarial.append(_pgd_numpy(
+                model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
+                random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
+                stop_at_success=stop_at_success, loss=loss))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
     adversarial = np.concatenate(adversarial)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
@@ -357,6 +389,9 @@ def robust_accuracy(
     if eps_list.size == 0:
         raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
     check_norm(norm), _check_loss(loss, 1)
+    random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
+    seed = check_seed(seed)
+    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     x = check_batch(as_batch(images, model))
     n = len(x)
     y = _labels(model, labels, x)
@@ -365,15 +400,15 @@ def robust_accuracy(
     rows = []
     try:
         for e in eps_list:
-            rate = default_step_size(float(e), max(steps, 1)) if step_size is None else float(_epsilons(step_size, "step_size")[0])
+            e_rate = default_step_size(float(e), max(steps, 1)) if rate is None else float(np.float32(rate))
             correct = 0
             for b, i in enumerate(batches):
                 sl = slice(i, i + batch_size)
                 m = len(x[sl])
                 # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
-                adversarial = pgd_perturb(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
-                                          step_size=np.full(m, rate, np.float32), norm=norm, random_start=random_start,
-                                          seed=(seed, b), loss=loss)
+                adversarial = _pgd_numpy(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
+                                         step_size=np.full(m, e_rate, np.float32), norm=norm, random_start=random_start,
+                                         seed=(seed, b), loss=loss)
                 correct += int(np.sum(_top1(model, adversarial) == y[sl]))
                 if bar is not None:
                     bar.update(1)

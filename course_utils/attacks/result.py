@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from course_utils.core.history import LoopResult, history_frame
+from course_utils.core.loop import LoopResult, history_frame
 from course_utils.models.labels import ClassNames, Target
 
 __all__ = ["AttackResult"]

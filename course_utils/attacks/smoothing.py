@@ -27,6 +27,7 @@ binomial test, the Clopper-Pearson bound (:func:`clopper_pearson_lower`) and the
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,9 +38,11 @@ import scipy.stats
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
+from course_utils.core.loop import Loop, next_chunk_length
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
+from course_utils.models.labels import ClassNames
 
 __all__ = [
     "SmoothingResult",
@@ -86,11 +89,16 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
+MAX_SAMPLES = 2**31 - 1
+"""The most noisy copies per image (the compiled sampler counts them in 32-bit integers). Memory
+does not grow with ``n``: the copies are drawn ``batch_size`` at a time and only counted."""
+
+
 def _check(sigma: Any, n: Any, alpha: Any, batch_size: Any, seed: Any) -> tuple[float, int, float, int, int]:
     sigma = check_number("sigma", sigma, minimum=0, above=True)
-    n = check_int("n", n, minimum=1)
+    n = check_int("n", n, minimum=1, maximum=MAX_SAMPLES)
     alpha = check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_SAMPLES)
     return sigma, n, alpha, batch_size, effective_seed(seed)
 
 
@@ -102,8 +110,9 @@ def _counter(model: Any, per: int, group: int, shape: tuple[int, ...]) -> Any:
 
 def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], classes: int) -> Any:
     @tf.function(reduce_retracing=True)
-    def count(x: tf.Tensor, index: tf.Tensor, sigma: tf.Tensor, num: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        steps = (num + per - 1) // per
+    def count(x: tf.Tensor, index: tf.Tensor, sigma: tf.Tensor, num: tf.Tensor, seed: tf.Tensor, first: tf.Tensor,
+              last: tf.Tensor) -> tf.Tensor:
+        # steps first..last-1 of the (num + per - 1) // per steps of n = num copies (a chunk of them)
 
         def body(step: tf.Tensor, counts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             noise = [tf.random.stateless_normal((per, *shape), tf.random.experimental.stateless_fold_in(
@@ -113,7 +122,7 @@ def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], cla
             valid = tf.cast(step * per + tf.range(per) < num, tf.float32)
             return step + 1, counts + tf.reduce_sum(tf.one_hot(top, classes) * valid[None, :, None], axis=1)
 
-        _, counts = tf.while_loop(lambda s, c: s < steps, body, (tf.constant(0), tf.zeros((group, classes))))
+        _, counts = tf.while_loop(lambda s, c: s < last, body, (first, tf.zeros((group, classes))))
         return tf.cast(tf.round(counts), tf.int64)
 
     return count
@@ -137,20 +146,37 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
         int64 ``(N, K)`` counts, each row summing to ``n``.
     """
     sigma, n, _, batch_size, seed = _check(sigma, n, 0.5, batch_size, seed)
-    x = as_batch(images)
+    stream = check_int("stream", stream, minimum=0)
+    x = as_batch(images, model)  # the model's input size, before any work
     per = min(batch_size, n)
     group = max(1, min(len(x), batch_size // per, 16))  # images per compiled step (unrolled in the graph)
     count = _counter(model, per, group, tuple(x.shape[1:]))
-    key = tf.constant([seed, check_int("stream", stream, minimum=0)], tf.int64)
+    key = tf.constant([seed, stream], tf.int64)
+    steps = (n + per - 1) // per
+    most = max(1, _CHUNK_SAMPLES // (per * group))  # steps per compiled call at most: counts exact in float32
     out = []
+    length = 1  # steps per compiled call: one first, then as many as fit in Loop.chunk_seconds (Stop lands between)
     for i in range(0, len(x), group):
-        chunk = x[i: i + group]
+        images_i = x[i: i + group]
         index = np.arange(i, i + group, dtype=np.int64)
-        if len(chunk) < group:  # pad to the compiled group size; the padding's counts are dropped
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], group - len(chunk), axis=0)])
-        out.append(count(tf.constant(chunk), tf.constant(index), tf.constant(sigma, tf.float32),
-                         tf.constant(n, tf.int32), key).numpy()[: min(group, len(x) - i)])
+        if len(images_i) < group:  # pad to the compiled group size; the padding's counts are dropped
+            images_i = np.concatenate([images_i, np.repeat(images_i[-1:], group - len(images_i), axis=0)])
+        total, first = 0, 0
+        while first < steps:  # the noise depends on the step, not the chunk: any chunks give the same counts
+            last = min(first + length, steps)
+            tick = time.perf_counter()
+            total = total + count(tf.constant(images_i), tf.constant(index), tf.constant(sigma, tf.float32),
+                                  tf.constant(n, tf.int32), key, tf.constant(first), tf.constant(last)).numpy()
+            length = min(most, next_chunk_length(last - first, time.perf_counter() - tick, Loop.chunk_seconds))
+            first = last
+        out.append(total[: min(group, len(x) - i)])
     return np.concatenate(out)
+
+
+_CHUNK_SAMPLES = 50_000
+"""The most noisy copies one compiled call of :func:`noise_counts` draws (counts stay exact in
+float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel -> Interrupt lands
+within a fraction of a second."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -172,6 +198,8 @@ class SmoothingResult:
         counts: ``(N, K)`` class counts of the ``n`` estimation samples.
         selection: ``(N, K)`` class counts of the ``n0`` selection samples (certify; else zeros).
         sigma, n0, n, alpha: the settings.
+        classes: the model's class names (:class:`~course_utils.models.labels.ClassNames`), so that
+            :func:`certified_accuracy` takes labels by name too; ``None``: indices only.
     """
 
     predicted: np.ndarray
@@ -184,6 +212,7 @@ class SmoothingResult:
     n0: int
     n: int
     alpha: float
+    classes: ClassNames | None = None
 
     def __repr__(self) -> str:
         r = self.radius[~self.abstained]
@@ -218,7 +247,7 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
             p_value[i] = scipy.stats.binomtest(int(a), int(a + b), 0.5).pvalue
     abstained = p_value > alpha
     return SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
-                           np.zeros_like(counts), sigma, 0, n, alpha)
+                           np.zeros_like(counts), sigma, 0, n, alpha, ClassNames.of(model))
 
 
 def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000, alpha: float = 0.001, *,
@@ -244,7 +273,8 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
         A :class:`SmoothingResult`.
     """
     sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
-    n0 = check_int("n0", n0, minimum=1)
+    n0 = check_int("n0", n0, minimum=1, maximum=MAX_SAMPLES)
+    as_batch(images, model)  # pixels, units and the model's input size, before any work
     selection = noise_counts(model, images, sigma, n0, seed=seed, batch_size=batch_size, stream=0)
     counts = noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=1)
     top = np.argmax(selection, axis=1)
@@ -253,7 +283,7 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     abstained = p_lower < 0.5
     radius = np.where(abstained, 0.0, sigma * scipy.stats.norm.ppf(np.where(abstained, 0.5, p_lower)))
     return SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
-                           sigma, n0, n, alpha)
+                           sigma, n0, n, alpha, ClassNames.of(model))
 
 
 def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
@@ -262,15 +292,23 @@ def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[flo
 
     Args:
         result: from :func:`certify`.
-        labels: ``(N,)`` true classes.
+        labels: ``(N,)`` true classes: indices, or the model's class names (as everywhere in the
+            course; a result made without a model takes indices only).
         radii: L2 radii in grey levels (>= 0), one or several.
 
     Returns:
         float64 array, one accuracy in 0..1 per radius (non-increasing in the radius).
     """
-    labels = np.asarray(labels).reshape(-1)
-    if labels.shape != result.predicted.shape:
-        raise ValueError(f"got {labels.size} labels for {result.predicted.size} certified images")
+    n = len(result.predicted)
+    if np.ndim(labels) and np.size(labels) != n:
+        raise ValueError(f"got {np.size(labels)} labels for {n} certified images")
+    if result.classes is not None:
+        labels = np.asarray(result.classes.indices(labels, n, name="labels"))
+    else:
+        labels = np.asarray(labels, dtype=object).reshape(-1)
+        if labels.shape != result.predicted.shape:
+            raise ValueError(f"got {labels.size} labels for {n} certified images")
+        labels = np.asarray([check_int("labels", v, minimum=0) for v in labels], dtype=np.int64)
     values = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     for r in values:
         check_number("radius", r, minimum=0)

@@ -45,10 +45,10 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras im
 import keras
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_int, check_number
+from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached, compiled_forward
-from course_utils.seeds import effective_seed
+from course_utils._env import effective_seed
 
 __all__ = [
     "resized", "ensemble", "photo_variants", "top1", "transfer_table",
@@ -109,12 +109,12 @@ def photo_variants(
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
     from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
-    from course_utils.seeds import effective_seed
+    from course_utils._env import effective_seed
 
     names = list(SAMPLE_IMAGES if names is None else names)
     if not 0 < smallest <= 1:
         raise ValueError(f"smallest must be in (0, 1], got {smallest!r}")
-    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils.seeds)
+    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils._env)
     images, descriptions = [], []
     for name in names:
         photo = load_image(sample_image(name))
@@ -134,10 +134,11 @@ def photo_variants(
 
 
 def top1(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The model's most probable class for each image, ``(N,)`` int64."""
-    x = np.asarray(images, np.float32)
-    if len(x) == 0:
+    """The model's most probable class for each image ``(N, H, W, C)`` pixels 0..255, ``(N,)`` int64."""
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if np.ndim(images) == 4 and len(images) == 0:
         return np.zeros(0, np.int64)
+    x = as_batch(images, model)  # NaN/inf, pixels 0..255, the model's input size
     forward = compiled_forward(model, "label")
     return np.concatenate([forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]).astype(np.int64)
 
@@ -321,6 +322,18 @@ def _agreement(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int
     return float(np.mean(oracle_labels(model, x, batch_size=batch_size) == y))
 
 
+def _check_rounds(rounds: int, shape: tuple) -> None:
+    """Refuse ``rounds`` whose last set (``N * 2**(rounds - 1)`` pictures, float32, and its copy
+    while it doubles) would not fit in :data:`~course_utils.checks.MAX_WORKING_BYTES`."""
+    if len(shape) not in (3, 4):
+        return  # the pictures' own check says what is wrong
+    per = 3 * 4 * int(np.prod(shape[-3:])) * (shape[0] if len(shape) == 4 else 1)  # the set, its copy, the new half
+    most = max(1, int(np.log2(max(MAX_WORKING_BYTES / max(per, 1), 1))) + 1)
+    check_memory("rounds", rounds, per * 2.0 ** (rounds - 1), most,
+                 f"the last round's set holds {shape[0] if len(shape) == 4 else 1} x 2**{rounds - 1} pictures "
+                 f"of {' x '.join(map(str, shape[-3:]))} float32, the set doubling every round")
+
+
 def train_substitute(
     oracle: Callable[[Any], Any],
     build: Callable[[], keras.Model],
@@ -361,7 +374,7 @@ def train_substitute(
             share on which substitute and oracle agree. Their oracle labels are asked once and not
             counted as the attacker's queries (it is the teacher's measurement, not the attack's).
         seed: seeds the weights and the shuffling (through ``COURSE_SEED``,
-            :func:`course_utils.seeds.effective_seed`).
+            :func:`course_utils._env.effective_seed`).
         verbose: print one line per round.
 
     Returns:
@@ -381,13 +394,18 @@ def train_substitute(
         flip_every = check_int("flip_every", flip_every, minimum=1)
     learning_rate = check_number("learning_rate", learning_rate, minimum=0.0, above=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
+    verbose = check_flag("verbose", verbose)
     seed = effective_seed(seed)
     if isinstance(build, keras.Model) or not callable(build):
         raise WrongTypeError(f"build must be a function returning a fresh, untrained Keras model (e.g. "
                              f"lambda: build_gender_cnn((6, 12, 24))), got {type(build).__name__}")
+    _check_rounds(rounds, np.shape(seed_images))
     model = build()
     if not isinstance(model, keras.Model):
         raise WrongTypeError(f"build() must return a Keras model, got {type(model).__name__}")
+    if model is oracle or any(model is getattr(oracle, a, None) for a in ("model", "_model")):
+        raise ValueError("build() returned the oracle itself: train_substitute would re-draw and train the target's "
+                         "own weights. build must make a fresh model each call, e.g. lambda: build_gender_cnn((6, 12, 24))")
     x = _images(seed_images, "seed_images", model)
     x_eval = y_eval = None
     if eval_images is not None:

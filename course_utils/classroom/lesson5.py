@@ -18,10 +18,10 @@ from course_utils.classroom.grading import (
     not_yet, run_answer, true_or_false,
 )
 
-__all__ = ["bisection_queries", "lesson5_binary_search", "lesson5_jacobian_step", "lesson5_keep_better"]
+__all__ = ["lesson5_binary_search", "lesson5_jacobian_step", "lesson5_keep_better"]
 
 
-def bisection_queries(distance: float, tolerance: float) -> int:
+def _bisection_queries(distance: float, tolerance: float) -> int:
     """Queries a binary search needs to shrink a segment of ``distance`` grey levels (L2) until
     its two ends are at most ``tolerance`` apart: each query halves it, so ``ceil(log2(distance / tolerance))``."""
     return max(0, math.ceil(math.log2(distance / tolerance)))
@@ -55,7 +55,7 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
     if not_answered(ex, predicted_queries):
         return
     guess = a_number(ex, "predicted_queries", predicted_queries)
-    want = bisection_queries(1000.0, 1.0)
+    want = _bisection_queries(1000.0, 1.0)
     if guess != want:
         raise WrongAnswer(f"{ex}: not {guess:g}. Each query halves the gap between the two ends: after k "
                           f"queries it is 1000 / 2**k grey levels. How large must k be to reach 1?")
@@ -84,7 +84,7 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
                 raise WrongAnswer(f"{ex}: your picture is {past:.3g} grey levels past the boundary, more than the "
                                   f"tolerance {tol:g}: keep halving while the two ends are more than the "
                                   "tolerance apart (distance measured in grey levels, L2).")
-            most = bisection_queries(float(np.linalg.norm(seg)), tol) + 1
+            most = _bisection_queries(float(np.linalg.norm(seg)), tol) + 1
             if asked > most:
                 raise WrongAnswer(f"{ex}: you asked {asked} questions where a binary search needs at most {most}: "
                                   "ask only about the midpoint, once per halving.")

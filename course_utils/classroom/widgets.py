@@ -17,10 +17,10 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["figure_slider", "widgets_available"]
+__all__ = ["figure_slider"]
 
 
-def widgets_available() -> bool:
+def _widgets_available() -> bool:
     """Whether a live Jupyter front end can show widgets here (a kernel with ``ipywidgets``)."""
     try:
         import ipywidgets  # noqa: F401
@@ -56,7 +56,7 @@ def figure_slider(
         overview: draws one static figure of the whole sweep, shown first (and all that a static
             copy of the notebook keeps).
         start: the setting the slider shows first.
-        interactive: force the slider on or off; ``None`` decides with :func:`widgets_available`.
+        interactive: force the slider on or off; ``None`` decides with :func:`_widgets_available`.
     """
     from IPython.display import display
 
@@ -70,7 +70,7 @@ def figure_slider(
     fig = overview()
     display(fig)
     plt.close(fig)
-    if not (widgets_available() if interactive is None else interactive):
+    if not (_widgets_available() if interactive is None else interactive):
         return
     import ipywidgets as widgets
 

@@ -20,6 +20,8 @@ This module only does what is not the algorithm:
   - :meth:`Loop.perturb`, graph-level: tensors in, the final batch out, no history, no host sync, no
     Python between steps. It works eagerly, inside any ``tf.function`` and inside a Keras
     ``train_step`` (adversarial training).
+  - :meth:`Loop.advance`, for notebooks: :meth:`Loop.perturb`'s final batch, computed in chunks of
+    steps (as below) so that Kernel -> Interrupt stops it; no history.
   - :meth:`Loop.run`, for notebooks: the steps run in *chunks*, one call of the compiled
     ``tf.while_loop`` each and one host sync per chunk, keeping every step's loss and tracked
     values. Python gets control between chunks: the progress bar moves and Kernel -> Interrupt
@@ -30,23 +32,31 @@ This module only does what is not the algorithm:
 - **stop at success** (``stop_at_success=True``): an example whose step says it has succeeded
   (judged on the picture before that step) stays where it is, as a careful attacker sends the
   smallest change that works; :meth:`Loop.perturb` ends when every example has.
+- **give back** (below :class:`Loop`): :class:`LoopResult`, what :meth:`Loop.run` returns (the final
+  batch and a per-step history); :func:`history_frame`, the one tidy per-step table every result
+  shows (attacks and visualisation); :func:`check_history`, which refuses, before anything is
+  traced, a run whose history would not fit in memory (:data:`MAX_HISTORY_BYTES`); and
+  :func:`progress_bar`, the text progress bar of long runs.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import check_flag, check_steps
-from course_utils.core.history import LoopResult, check_history, progress_bar
+from course_utils.checks import check_flag, check_int, check_steps
 from course_utils.models.forward import cached
-from course_utils.seeds import effective_seed, seed_offset
+from course_utils._env import effective_seed, seed_offset
 
-__all__ = ["Loop", "compiled", "next_chunk_length"]
+__all__ = ["Loop", "compiled", "next_chunk_length", "LoopResult", "history_frame", "check_history", "progress_bar",
+           "MAX_HISTORY_BYTES"]
 
 Step = Callable[..., tuple]
 
@@ -130,18 +140,19 @@ class Loop:
         _, loss, tracked, _ = self.step(self._model(), x, x0, i, seed, data, **self.settings)
         return loss, tracked
 
-    def _perturb_graph(self, x, x0, steps, seed, data):
+    def _perturb_graph(self, x, x0, first, steps, seed, data, done):
         self.traces["perturb"] += 1
+        last = first + steps
 
         def more(i, x, done):
-            return tf.logical_and(i < steps, tf.logical_not(tf.reduce_all(done))) if self.stop_at_success else i < steps
+            return tf.logical_and(i < last, tf.logical_not(tf.reduce_all(done))) if self.stop_at_success else i < last
 
         def body(i, x, done):
             x, _, _, done = self._one(i, x, x0, seed, data, done)
             return i + 1, x, done
 
-        done = tf.zeros(tf.shape(x)[:1], tf.bool)
-        return tf.while_loop(more, body, (tf.constant(0), x, done), parallel_iterations=1)[1]
+        _, x, done = tf.while_loop(more, body, (first, x, done), parallel_iterations=1)
+        return x, done
 
     # ------------------------------------------------------------------ running
 
@@ -153,12 +164,42 @@ class Loop:
         Keras ``train_step``. ``data``: the per-call values (one, or one per example); ``seed``: an
         int or int32 tensor (``COURSE_SEED`` moves it). No gradient flows back through the result.
         """
+        x0, x, data_t, seed_t = self._inputs(x0, data, seed, start)
+        done = tf.zeros(tf.shape(x0)[:1], tf.bool)
+        return tf.stop_gradient(self._perturb(x, x0, tf.constant(0), tf.cast(steps, tf.int32), seed_t, data_t, done)[0])
+
+    def _inputs(self, x0: Any, data: Mapping[str, Any], seed: Any, start: Any) -> tuple:
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         n = tf.shape(x0)[:1]
         data_t = {k: tf.broadcast_to(tf.convert_to_tensor(v), n) for k, v in data.items()}
         seed_t = tf.stack([tf.reshape(tf.cast(seed, tf.int32), []) + seed_offset(), 0])
-        return tf.stop_gradient(self._perturb(x, x0, tf.cast(steps, tf.int32), seed_t, data_t))
+        return x0, x, data_t, seed_t
+
+    def advance(self, x0: Any, data: Mapping[str, Any], *, steps: int, seed: Any = 0, start: Any = None) -> np.ndarray:
+        """:meth:`perturb` for notebooks: the same final batch (NumPy), computed in chunks of steps
+        like :meth:`run` (one step first, then as many as fit in :attr:`chunk_seconds`), so that
+        Kernel -> Interrupt stops it between two chunks (a ``KeyboardInterrupt``; nothing is kept,
+        the same call can run again). No history is kept: any number of steps fits in memory.
+        Chunks never change the result: the step number runs on, and an example that succeeded
+        (``stop_at_success``) stays done, across chunks."""
+        steps = check_int("steps", steps, minimum=0)
+        x0, x, data_t, seed_t = self._inputs(x0, data, seed, start)
+        done = tf.zeros(tf.shape(x0)[:1], tf.bool)
+        steps_done, n = 0, 1
+        try:
+            while steps_done < steps:
+                n = min(n, steps - steps_done)
+                tick = time.perf_counter()
+                x, done = self._perturb(x, x0, tf.constant(steps_done), tf.constant(n), seed_t, data_t, done)
+                if self.stop_at_success and bool(tf.reduce_all(done)):  # the one host sync per chunk
+                    break
+                x = tf.identity(x.numpy())
+                steps_done += n
+                n = next_chunk_length(n, time.perf_counter() - tick, self.chunk_seconds)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"stopped after {steps_done:,} of {steps:,} steps (run it again any time)") from None
+        return x.numpy()
 
     def run(self, x0: np.ndarray, data: Mapping[str, np.ndarray], *, steps: int, start: Any = None, seed: int = 0,
             progress: bool | None = None, description: str = "optimising") -> LoopResult:
@@ -175,7 +216,7 @@ class Loop:
             description: the bar's label.
 
         Returns:
-            :class:`~course_utils.core.history.LoopResult`: row ``t`` of the history is measured at
+            :class:`LoopResult`: row ``t`` of the history is measured at
             the start of step ``t``; the last row on the final batch.
         """
         steps = check_steps(steps)
@@ -228,3 +269,90 @@ class Loop:
         return LoopResult(x=x.numpy(), losses=losses_out, tracked=tracked_out, compile_seconds=compile_seconds,
                           seconds=time.perf_counter() - t0, chunks=tuple(chunks),
                           traces=sum(self.traces.values()) - traced)
+
+
+# ------------------------------------------------------------------ what a run gives back
+
+MAX_HISTORY_BYTES = 1_000_000_000
+"""The most memory (bytes) a run's history may take: 1 GB. Every step keeps a loss per image and
+the tracked values per image (4 bytes each), so a careless ``steps=10**9`` would fill the
+computer's memory long before it finished; such a run is refused up front."""
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What :meth:`course_utils.core.loop.Loop.run` returns (NumPy arrays).
+
+    Attributes:
+        x: the final batch, same shape as the start, pixel units.
+        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t`` and the last
+            row the loss of the final ``x`` (penalties included). The first and the last row are
+            measured on ``x`` itself; the rows in between on what the model saw at that step,
+            after the loop's transforms (jitter, scale, ...), if it has any.
+        tracked: ``(steps + 1, N, K)``; the objective's tracked values, rows as for ``losses``.
+        compile_seconds: time spent tracing the loop and the final evaluation into graphs
+            (Python -> TensorFlow graph), before any step runs; ~0 when nothing was traced.
+        seconds: total wall time of the loop.
+        chunks: the number of steps of each call of the compiled loop, in order (they add up to
+            ``steps``); Python, and so Kernel -> Interrupt, gets control between them.
+        traces: how many graphs this run traced (0 when it reused the compiled loop).
+    """
+
+    x: np.ndarray
+    losses: np.ndarray
+    tracked: np.ndarray
+    compile_seconds: float
+    seconds: float
+    chunks: tuple[int, ...] = ()
+    traces: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.losses.shape[0] - 1
+
+
+def history_frame(steps: int, **columns: Any) -> pd.DataFrame:
+    """The tidy per-step history every result shows: one row per step and item, step by step.
+
+    Columns: ``step``, then ``columns`` in the order given. Each is either per item (length
+    ``M``, the same at every step: the image, the class, a label) or per step and item (shape
+    ``(steps, M)``: a loss, a probability).
+    """
+    arrays = {name: np.asarray(values) for name, values in columns.items()}
+    widths = {a.shape[-1] for a in arrays.values()}
+    if len(widths) != 1 or any(a.ndim == 2 and a.shape[0] != steps for a in arrays.values()):
+        raise ValueError(f"history columns must be (M,) or ({steps}, M) for one M, got "
+                         + ", ".join(f"{k} {a.shape}" for k, a in arrays.items()))
+    (m,) = widths
+    data = {"step": np.repeat(np.arange(steps), m)}
+    data.update({k: np.tile(a, steps) if a.ndim == 1 else a.reshape(-1) for k, a in arrays.items()})
+    return pd.DataFrame(data)
+
+
+def check_history(steps: int, batch: int, width: int, *, at_least: bool = False) -> None:
+    """Refuse a run whose history would take more than :data:`MAX_HISTORY_BYTES`.
+
+    The history is ``(steps + 1)`` rows of ``batch`` losses and ``batch x width`` tracked values
+    (float32). The message gives the size and the most steps that fit. ``at_least``: ``width``
+    is only a lower bound (before tracing, the objective's width is not known yet).
+    """
+    per_step = 4 * batch * (1 + width)
+    need = (steps + 1) * per_step
+    if need > MAX_HISTORY_BYTES:
+        most = MAX_HISTORY_BYTES // per_step - 1
+        raise ValueError(
+            f"steps={steps:,} would keep {'at least ' if at_least else ''}{need / 1e9:,.1f} GB of history "
+            f"({batch} image(s) x {1 + width}{'+' if at_least else ''} "
+            f"values x 4 bytes per step, kept in memory to plot and report); the limit is "
+            f"{MAX_HISTORY_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
+            f"steps (at most {most:,} here) or fewer images"
+        )
+
+
+def progress_bar(total: int, description: str) -> Any:
+    """A text progress bar of ``total`` ticks (tqdm): it updates in place in JupyterLab and a
+    terminal, and reads well in a notebook's saved output (a widget bar shows as a blank box on
+    code hosts)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)

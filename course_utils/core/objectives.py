@@ -38,7 +38,7 @@ from course_utils.checks import check_number, describe
 
 __all__ = [
     "Objective", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
-    "Sum", "as_objective", "weak", "merge_specs",
+    "Sum", "as_objective", "weak",
 ]
 
 
@@ -53,7 +53,7 @@ def weak(model: Any) -> Any:
         return model
 
 
-def merge_specs(*specs: Mapping[str, tf.DType]) -> dict[str, tf.DType]:
+def _merge_specs(*specs: Mapping[str, tf.DType]) -> dict[str, tf.DType]:
     """The per-call values several pieces read, name -> dtype; one name must mean one dtype."""
     merged: dict[str, tf.DType] = {}
     for spec in specs:
@@ -124,7 +124,7 @@ class Sum(Objective):
             else:
                 flat.append((float(weight), as_objective(objective)))
         self.terms = tuple(flat)
-        self.per_call = merge_specs(*(o.per_call for _, o in self.terms))
+        self.per_call = _merge_specs(*(o.per_call for _, o in self.terms))
         # for each term, the first term reading the same layer of the same model (itself if none)
         self._reads = [next(j for j, (_, b) in enumerate(self.terms[: i + 1]) if _same_layer(a, b))
                        for i, (_, a) in enumerate(self.terms)]

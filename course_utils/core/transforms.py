@@ -34,16 +34,16 @@ from course_utils.core.ops import seed_pair
 
 __all__ = [
     "GRAY", "Jitter", "RandomScale", "RandomRotate", "Pad", "RandomCrop", "Resize", "standard_transforms",
-    "LUCID_SCALES", "LUCID_ANGLES", "TotalVariation", "L2Decay", "Blur", "check_image_side", "split_regularizers",
+    "TotalVariation", "L2Decay", "Blur", "split_regularizers",
 ]
 
 GRAY = 127.5
 """Mid-grey in pixels: where the start noise is centred and where :class:`L2Decay` pulls to."""
 
-LUCID_SCALES: tuple[float, ...] = tuple(1 + (i - 5) / 50 for i in range(11))
+_LUCID_SCALES: tuple[float, ...] = tuple(1 + (i - 5) / 50 for i in range(11))
 """Lucid's standard scales, 0.9 .. 1.1 in steps of 0.02."""
 
-LUCID_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
+_LUCID_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
 """Lucid's standard angles in degrees: -10 .. 10, with 0 drawn more often."""
 
 frozen = dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _set(obj: Any, **values: Any) -> None:
         object.__setattr__(obj, name, value)  # a frozen dataclass checks its fields once, when made
 
 
-def check_image_side(piece: Any, shape: tuple, smallest: int, why: str) -> None:
+def _check_image_side(piece: Any, shape: tuple, smallest: int, why: str) -> None:
     """Refuse images less than ``smallest`` pixels high or wide for ``piece``."""
     if len(shape) != 4:
         raise ValueError(f"{piece!r} works on image batches (N, H, W, C), got shape {tuple(shape)}")
@@ -119,16 +119,16 @@ def _about_centre(x: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, d: tf.
 @frozen
 class RandomScale:
     """Zoom the image about its centre by a factor drawn each step from ``scales`` (Lucid:
-    :data:`LUCID_SCALES`, 0.9 .. 1.1). The picture keeps its size: a zoom in crops, a zoom out
+    :data:`_LUCID_SCALES`, 0.9 .. 1.1). The picture keeps its size: a zoom in crops, a zoom out
     mirrors the edges."""
 
-    scales: tuple[float, ...] = LUCID_SCALES
+    scales: tuple[float, ...] = _LUCID_SCALES
 
     def __post_init__(self) -> None:
         _set(self, scales=_choices("RandomScale scales", self.scales, minimum=0.0, above=True))
 
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, 2, "it resamples the picture")
+        _check_image_side(self, shape, 2, "it resamples the picture")
 
     def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if self.scales == (1.0,):
@@ -140,15 +140,15 @@ class RandomScale:
 @frozen
 class RandomRotate:
     """Turn the image about its centre by an angle (degrees) drawn each step from ``degrees``
-    (Lucid: :data:`LUCID_ANGLES`, -10 .. 10). The picture keeps its size; corners are mirrored in."""
+    (Lucid: :data:`_LUCID_ANGLES`, -10 .. 10). The picture keeps its size; corners are mirrored in."""
 
-    degrees: tuple[float, ...] = LUCID_ANGLES
+    degrees: tuple[float, ...] = _LUCID_ANGLES
 
     def __post_init__(self) -> None:
         _set(self, degrees=_choices("RandomRotate degrees", self.degrees, minimum=-360.0, maximum=360.0))
 
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, 2, "it resamples the picture")
+        _check_image_side(self, shape, 2, "it resamples the picture")
 
     def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if set(self.degrees) == {0.0}:
@@ -192,7 +192,7 @@ class RandomCrop:
              salt=check_int("RandomCrop salt", self.salt, minimum=0, maximum=63))
 
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, self.pixels + 1, f"it cuts {self.pixels} pixels off")
+        _check_image_side(self, shape, self.pixels + 1, f"it cuts {self.pixels} pixels off")
 
     def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         if self.pixels == 0:
@@ -243,7 +243,7 @@ class TotalVariation:
         _set(self, weight=check_number("TotalVariation weight", self.weight, minimum=0.0))
 
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, 2, "it compares neighbouring pixels")
+        _check_image_side(self, shape, 2, "it compares neighbouring pixels")
 
     def penalty(self, x: tf.Tensor) -> tf.Tensor:
         """``(N,)`` the price of pictures ``x`` ``(N, H, W, C)``."""
@@ -294,7 +294,7 @@ class Blur:
         return max(1, int(round(2 * self.sigma)))
 
     def check_input(self, shape: tuple) -> None:
-        check_image_side(self, shape, self.radius + 1, f"its kernel reaches {self.radius} pixels each way")
+        _check_image_side(self, shape, self.radius + 1, f"its kernel reaches {self.radius} pixels each way")
 
     def blur(self, x: tf.Tensor) -> tf.Tensor:
         """``x`` blurred (:func:`course_utils.core.ops.gaussian_blur`: edges mirrored, so a flat image stays flat)."""

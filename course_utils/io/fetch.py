@@ -13,12 +13,22 @@ uses it too; photos are smaller and go to memory, with their own bounds, in
   failed, interrupted or killed download never leaves a file at the destination that could pass
   for the real one. A ``.part`` file left by a killed run is simply overwritten next time;
 - is bounded: a connect/read timeout, a total time limit and a size cap.
+
+The small files the course *ships* need no download: the face models' weights, model cards and
+JSON facts, lesson 6's patch and the fooling genomes, all made by the tools in ``tools/``. In the
+repository they are the top-level ``data/`` folder. ``pyproject.toml`` maps that folder onto the
+package as ``course_utils/data/``, so a wheel (``pip install git+...``, a hosted notebook service)
+installs the same files inside the package and never needs the checkout. An editable install
+(``pip install -e .``, what ``make venv`` does) and a checkout on ``sys.path`` import the package
+from the checkout, where the files are its neighbour ``data/``. Every module that reads a shipped
+file finds it through :data:`DATA_DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import sys
@@ -27,7 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["FetchError", "WeightsUnavailableError", "KnownFile", "KNOWN_FILES", "keras_cache_dir", "file_md5", "fetch_file", "main"]
+__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KnownFile", "KNOWN_FILES", "keras_cache_dir", "file_md5",
+           "fetch_file", "main"]
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+DATA_DIR: Path = _PACKAGE / "data" if (_PACKAGE / "data").is_dir() else _PACKAGE.parent / "data"
+"""The folder of the shipped files: ``course_utils/data/`` in an installed wheel, else the
+checkout's top-level ``data/`` (the package's own folder wins when both exist)."""
 
 CHUNK_BYTES = 1 << 20
 """Bytes read from the network (and hashed) at a time."""
@@ -166,6 +183,9 @@ def fetch_file(
     """
     import requests
 
+    from course_utils.checks import check_number
+
+    time_limit = check_number("time_limit", time_limit, minimum=0.0)
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".part")
     deadline = time.monotonic() + time_limit
@@ -204,6 +224,17 @@ def fetch_file(
     return dest
 
 
+def _seconds(text: str) -> float:
+    """``--time-limit``: a finite number of seconds > 0 (``nan``, ``inf`` and ``0`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds > 0 (e.g. 3600)")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m course_utils.io.fetch vgg16 [--force] [--dest PATH] [--url URL]``; returns the exit code.
 
@@ -218,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="download again even if a valid file is already there")
     parser.add_argument("--dest", type=Path, help="where to save it (default: the Keras cache, where the course looks)")
     parser.add_argument("--url", help="download from this address instead (e.g. a local mirror); the MD5 must still match")
-    parser.add_argument("--time-limit", type=float, default=3600.0, help="seconds the whole download may take (default 3600)")
+    parser.add_argument("--time-limit", type=_seconds, default=3600.0, help="seconds the whole download may take (default 3600)")
     args = parser.parse_args(argv)
     known = KNOWN_FILES[args.name]
     dest = args.dest or known.dest

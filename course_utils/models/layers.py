@@ -12,15 +12,17 @@ VGG16 and with the offline EfficientNet-Lite0 (and with the face model of lesson
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 
-from course_utils.checks import check_int
+from course_utils.checks import MAX_WORKING_BYTES, check_int, check_memory
 
-__all__ = ["feature_layers", "conv_layers", "receptive_field", "layer_summary", "check_layer", "feature_model", "check_feature_size"]
+__all__ = ["feature_layers", "conv_layers", "receptive_field", "layer_summary", "check_layer", "feature_model", "check_feature_size",
+           "check_picture_memory"]
 
 
 
@@ -221,3 +223,23 @@ def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]
         f"size {size[0]}x{size[1]} is too small for layer {layer!r}: the layers before it (pooling, "
         f"strides) would shrink the picture to nothing; {fix}"
     )
+
+
+def check_picture_memory(model: Any, layer: Any, n: int, hw: tuple[int, int], size: Any) -> None:
+    """Refuse a picture size (``size`` as given, ``hw`` its ``(height, width)``) for ``n`` pictures
+    maximising ``layer`` at once, when the batch (the pictures, their gradient, the
+    parameterisation and the transforms' copies: about 8 float32 copies, and the layer's
+    activations) would not fit in :data:`~course_utils.checks.MAX_WORKING_BYTES`; the message
+    names the largest square size that fits."""
+    c = int(model.input_shape[-1])
+    ratio = 0.0
+    try:
+        out, own = tuple(layer.output.shape)[1:3], tuple(model.input_shape)[1:3]
+        if None not in out and None not in own:
+            ratio = (out[0] * out[1]) / (own[0] * own[1])
+    except (AttributeError, TypeError, ValueError):
+        pass
+    per_pixel = 4 * (8 * c + 2 * int(layer.output.shape[-1]) * ratio) * n
+    side = int(math.isqrt(int(MAX_WORKING_BYTES // per_pixel)))
+    check_memory("size", size, per_pixel * hw[0] * hw[1], f"({side}, {side})",
+                 f"{n} picture(s) of {hw[0]} x {hw[1]} x {c} optimised at once, with their gradients and copies")

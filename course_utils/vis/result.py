@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.core.history import history_frame
+from course_utils.core.loop import history_frame
 from course_utils.io.images import to_uint8
 
-__all__ = ["NOISE_FLOOR", "Visualization", "deprocess"]
+__all__ = ["Visualization", "deprocess"]
 
-NOISE_FLOOR = 0.1
+_NOISE_FLOOR = 0.1
 """A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
-positive"; "clearly positive" means at least ``10 * NOISE_FLOOR``."""
+positive"; "clearly positive" means at least ``10 * _NOISE_FLOOR``."""
 
 
 def deprocess(x: np.ndarray | tf.Tensor, contrast: float = 0.15) -> np.ndarray:
@@ -64,8 +64,8 @@ class Visualization:
     How much did a filter rise? Batch norm gives many filters a large offset (a flat grey picture
     already gives 1..3), so a ratio of raw activations says little. Instead the *lift above rest*
     (``value - rest``) is compared: a filter **rose** when its final lift is at least 10x its
-    start lift, counting a start lift below :data:`NOISE_FLOOR` as that floor (so "from <= 0"
-    has to reach at least ``10 * NOISE_FLOOR``); it is **dead** when the final lift is still at
+    start lift, counting a start lift below :data:`_NOISE_FLOOR` as that floor (so "from <= 0"
+    has to reach at least ``10 * _NOISE_FLOOR``); it is **dead** when the final lift is still at
     or below the floor; anything in between is **weak**.
     """
 
@@ -106,8 +106,8 @@ class Visualization:
 
     @property
     def lift_ratio(self) -> np.ndarray:
-        """``(N,)`` final lift / start lift, the start lift counted as at least :data:`NOISE_FLOOR`."""
-        return self.lift_final / np.maximum(self.lift_start, NOISE_FLOOR)
+        """``(N,)`` final lift / start lift, the start lift counted as at least :data:`_NOISE_FLOOR`."""
+        return self.lift_final / np.maximum(self.lift_start, _NOISE_FLOOR)
 
     @property
     def rose(self) -> np.ndarray:
@@ -117,7 +117,7 @@ class Visualization:
     @property
     def dead(self) -> np.ndarray:
         """``(N,)`` bool: the optimisation could not lift the filter clearly above rest."""
-        return self.lift_final <= NOISE_FLOOR
+        return self.lift_final <= _NOISE_FLOOR
 
     @property
     def status(self) -> np.ndarray:

@@ -27,7 +27,7 @@ from course_utils.core.param import ImageParam, image_param, start_noise
 from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation, split_regularizers, standard_transforms
 from course_utils.io.images import as_batch, load_image, to_uint8
 from course_utils.models.labels import ClassNames
-from course_utils.models.layers import check_feature_size, check_layer
+from course_utils.models.layers import check_feature_size, check_layer, check_picture_memory
 from course_utils.vis.result import Visualization, deprocess, history as _history
 
 __all__ = ["STYLES", "PARAM_STEP", "OBJECTIVES", "FILTER_START_SD", "JUDGED_CLASSES", "ascent_step", "ascent_measure",
@@ -230,10 +230,11 @@ def maximize_filters(
     if objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(map(repr, OBJECTIVES))}")
     weight = check_number("diversity_weight", diversity_weight, minimum=0.0)
-    _, channels = check_layer(model, layer)
+    target_layer, channels = check_layer(model, layer)
     filters = _filter_indices(filters, layer, channels)
     seed = check_seed(seed)
     c = model.input_shape[-1]
+    check_picture_memory(model, target_layer, len(filters), (h, w), size)
     if noise is None and _is_pixels(param):
         noise = 2.0
     if noise is not None:
