@@ -52,7 +52,7 @@ test-onednn-off: venv
 	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest notebooks
 
 # Everything again as a different CPU would run it: oneDNN off, one intra-op thread (another
-# reduction order) and every seed moved by COURSE_SEED (course_utils._env). CI runs this too.
+# reduction order) and every seed moved by COURSE_SEED (course_utils.checks). CI runs this too.
 # The browser test is left out here: what it checks (links, Run All, no stray output) does not
 # depend on the CPU's numbers, and `make test` has run it.
 PERTURBED_TARGETS ?= tests notebooks --ignore=tests/test_browser.py

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from benchmarks.common import Context, Plan, Side, WorkloadResult, log
 from course_utils.vis.visualize import maximize_class
-from course_utils.models.labels import ClassNames
+from course_utils.models.imagenet import ClassNames
 
 NAME = "lucid_vs_tf_keras_vis"
 TARGET = "sea snake"

@@ -42,8 +42,8 @@ from course_utils.attacks.gradient import noise_filter, noise_filter_step
 from course_utils.attacks.pgd import iterative_attack
 from course_utils.core.loop import compiled
 from course_utils.models.faces import GENDER_CLASSES
-from course_utils.models.labels import ClassNames
-from course_utils.models.layers import conv_layers
+from course_utils.models.imagenet import ClassNames
+from course_utils.models.forward import conv_layers
 from course_utils.core.param import gray_noise
 from course_utils.vis.visualize import maximize_class, maximize_filters
 

@@ -9,19 +9,28 @@
 - :mod:`course_utils.vis`       feature visualisation and its judge
 - :mod:`course_utils.classroom` plots, sliders, claims and exercise checks for the notebooks
 
-with :mod:`course_utils.checks` (argument checks) and :mod:`course_utils._env` (the version check,
-quiet TensorFlow, ``COURSE_SEED``) shared by all. Dependencies run one way, in that order; each
-name is defined by one module, and each subpackage's ``__init__`` (its *face*) re-exports the names
-the lessons use, so a lesson imports from six places or fewer: ``from course_utils.attacks import pgd_attack``.
+with :mod:`course_utils.checks` (argument checks and the one seed knob, ``COURSE_SEED``) shared by
+all. Dependencies run one way, in that order; each name is defined by one module, and each
+subpackage's ``__init__`` (its *face*) re-exports the names the lessons use, so a lesson imports
+from six places or fewer: ``from course_utils.attacks import pgd_attack``.
 
 Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
 uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of
 ``epsilon=4.0`` means four grey levels everywhere in the course.
+
+Importing the package first checks the installed dependencies against pyproject.toml's lower
+bounds, read from the installed ``course-utils`` metadata (runtime dependencies only, those that
+are installed; ``COURSE_UTILS_SKIP_VERSION_CHECK=1`` skips it), then imports TensorFlow without its
+C++ start-up chatter on the notebook's stderr.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import tempfile
+from importlib import metadata
 
 # TensorFlow prints start-up chatter to stderr (CUDA probing, oneDNN notes). Quieten it before
 # the first import of TensorFlow so notebooks stay readable; a user's own setting wins.
@@ -29,10 +38,138 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from course_utils._env import check_versions as _check_versions, effective_seed
-from course_utils._env import import_tensorflow_quietly as _import_tensorflow_quietly
+_DISTRIBUTION = "course-utils"
+_SKIP_VARIABLE = "COURSE_UTILS_SKIP_VERSION_CHECK"
+
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?:\[[^\]]*\])?\s*([^;]*?)\s*(?:;(.*))?$")
+
+
+def _runtime_lower_bounds(distribution: str = _DISTRIBUTION) -> dict[str, str]:
+    """``{package: lowest version}`` of ``distribution``'s runtime dependencies with a ``>=`` bound.
+
+    Requirements behind an ``extra == ...`` marker (the ``dev`` and ``bench`` extras) are left
+    out. An empty dict where ``distribution`` is not installed (course_utils imported from a
+    source tree on ``sys.path``): there are no installed bounds to check against.
+    """
+    try:
+        requirements = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return {}
+    bounds: dict[str, str] = {}
+    for requirement in requirements:
+        m = _REQUIREMENT.match(requirement)
+        if not m or (m.group(3) and "extra" in m.group(3)):
+            continue
+        for specifier in m.group(2).split(","):
+            specifier = specifier.strip()
+            if specifier.startswith(">="):
+                bounds[m.group(1)] = specifier[2:].strip()
+    return bounds
+
+
+def _installed_version(package: str) -> str | None:
+    """The installed version of ``package``, or None where it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of ``version`` without trailing zeros: ``"3.4.0rc1"`` -> ``(3, 4)``.
+
+    The fallback comparison where ``packaging`` is not installed; a pre-release counts as its release.
+    """
+    parts = []
+    for piece in re.split(r"[.+!-]", version.strip().lstrip("vV")):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+        if digits.group() != piece:  # "0rc1": the release ends here
+            break
+    while parts and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _is_older(found: str, needed: str) -> bool:
+    """Whether version ``found`` is below version ``needed`` (``packaging`` where installed)."""
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:
+        return _release(found) < _release(needed)
+    try:
+        return Version(found) < Version(needed)
+    except InvalidVersion:
+        return _release(found) < _release(needed)
+
+
+def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """``(package, found, needed)`` for every installed runtime dependency below its lower bound."""
+    bounds = _runtime_lower_bounds() if bounds is None else bounds
+    old = []
+    for package, needed in bounds.items():
+        found = _installed_version(package)
+        if found is not None and _is_older(found, needed):
+            old.append((package, found, needed))
+    return old
+
+
+def _check_versions() -> None:
+    """Raise ImportError naming each package that is too old, the version found and the one needed.
+
+    Does nothing when ``COURSE_UTILS_SKIP_VERSION_CHECK`` is set to a non-empty value other than ``0``.
+    """
+    if os.environ.get(_SKIP_VARIABLE, "") not in ("", "0"):
+        return
+    old = _too_old()
+    if not old:
+        return
+    lines = [f"course_utils needs {package} >= {needed}, found {found}" for package, found, needed in old]
+    upgrade = " ".join(f"'{package}>={needed}'" for package, _, needed in old)
+    raise ImportError(
+        "\n".join(lines) + f": upgrade with `pip install -U {upgrade}` (then restart the kernel)"
+    )
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import ``tensorflow`` and list its devices once, with stderr (file descriptor 2) muted.
+
+    TensorFlow 2.2x writes lines such as "Could not find cuda drivers" straight to file
+    descriptor 2 before any logging setting applies, and Jupyter shows them in the first cell.
+    What TensorFlow prints is kept in a temporary file and replayed if the import fails, so a
+    broken installation still explains itself.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (some embedded interpreters)
+        import tensorflow  # noqa: F401
+
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            # The first device query probes CUDA and logs its failure on a CPU-only machine.
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
 
 _check_versions()  # a dependency below pyproject.toml's lower bounds stops here, before TensorFlow
 _import_tensorflow_quietly()
+
+from course_utils.checks import effective_seed  # noqa: E402  (after the version check)
 
 __all__ = ["effective_seed"]

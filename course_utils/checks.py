@@ -19,6 +19,7 @@ Python number is.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ __all__ = [
     "check_batch",
     "MAX_WORKING_BYTES",
     "check_memory",
+    "seed_offset",
+    "effective_seed",
 ]
 
 MAX_WORKING_BYTES = 1_000_000_000
@@ -223,3 +226,42 @@ def check_memory(name: Any, value: Any, need: float, most: Any, what: str) -> No
             f"at most {most}"
         )
 
+
+# ---------------------------------------------------------------- the seed knob
+
+_SEED_VARIABLE = "COURSE_SEED"
+"""The environment variable that holds the course-wide seed offset (a whole number >= 0)."""
+
+
+def seed_offset() -> int:
+    """The course-wide seed offset: ``int($COURSE_SEED)``, or 0 when it is unset or empty.
+
+    Raises:
+        ValueError: the variable is set to something other than a whole number in ``0..2**31 - 1``
+            (the message quotes it and says how to fix it).
+    """
+    text = os.environ.get(_SEED_VARIABLE, "").strip()
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(
+            f"{_SEED_VARIABLE}={text!r} is not a seed offset: set it to a whole number such as 0, 1 or 2 "
+            f"(or unset it for the course's own seeds)"
+        )
+    return value
+
+
+def effective_seed(seed: object, name: str = "seed") -> int:
+    """The seed a call really uses: ``seed`` (checked, ``0..2**31 - 1``) plus :func:`seed_offset`,
+    wrapped into the same range. With ``COURSE_SEED`` unset it is ``seed`` itself.
+
+    Every seeded call in the course (the loops, the start pictures, PGD's random starts, lesson 3's
+    noise, lesson 4's photo variants) draws from ``effective_seed(seed)``, so ``COURSE_SEED=1 make
+    test`` runs everything as if each seed were one more: the stability harness
+    (``tools/stability.py``) uses it to check that a claim holds for the lesson's reason, not for one
+    lucky picture. The offset is read from the environment, never set by the course."""
+    return (check_seed(seed, name) + seed_offset()) % (MAX_SEED + 1)

@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def imagenet_model():
     """EfficientNet-Lite0, loaded once for the whole session (offline)."""
-    from course_utils.models.efficientnet_lite import load_efficientnet_lite
+    from course_utils.models.imagenet import load_imagenet_model
 
-    return load_efficientnet_lite("efficientnet_lite0")
+    return load_imagenet_model("efficientnet_lite0")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from course_utils.attacks.gradient import input_gradient
 from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.io.images import ImageLoadError
-from course_utils.models.labels import UnknownClassError
+from course_utils.models.imagenet import UnknownClassError
 
 PENGUIN, MOUSE = 145, 673
 

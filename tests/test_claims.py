@@ -1,4 +1,4 @@
-"""Claims with margins (course_utils.classroom.claims), the seed offset (course_utils._env) and the
+"""Claims with margins (course_utils.classroom.claims), the seed offset (course_utils.checks) and the
 stability harness's report (tools/stability.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from course_utils.classroom.claims import ClaimFailed, claim, margin
-from course_utils._env import effective_seed, seed_offset
+from course_utils.checks import effective_seed, seed_offset
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from course_utils.models.faces import (
     build_gender_cnn,
     load_gender_cnn,
 )
-from course_utils.models.labels import ClassNames
+from course_utils.models.imagenet import ClassNames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces48.npz"

@@ -15,7 +15,7 @@ import tensorflow as tf
 from course_utils.core.objectives import Diversity, FilterCenter, FilterMean, diversity
 from course_utils.core.param import Fourier
 from course_utils.core.transforms import Blur, Jitter, L2Decay, RandomCrop, TotalVariation, standard_transforms
-from course_utils.models.layers import feature_model
+from course_utils.models.forward import feature_model
 from course_utils.vis.visualize import judge_classes, maximize_class, maximize_filters
 
 

@@ -14,12 +14,8 @@ import pytest
 
 from course_utils.io.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
 from course_utils.io.fetch import WeightsUnavailableError
-from course_utils.models.efficientnet_lite import (
-    LITE_VARIANTS,
-    default_lite_weights_path,
-    load_efficientnet_lite,
-    lite_variant,
-)
+from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
+from course_utils.models.efficientnet_lite import _lite_variant as lite_variant, _weights_path as default_lite_weights_path
 from course_utils.models.imagenet import (
     input_size,
     load_imagenet_model,
@@ -43,7 +39,7 @@ def lite(request) -> keras.Model:
     """Each EfficientNet-Lite variant with its ImageNet weights, loaded once for this module."""
     if request.param == "efficientnet_lite0":
         return request.getfixturevalue("imagenet_model")  # the session's Lite0
-    return load_efficientnet_lite(request.param)
+    return load_imagenet_model(request.param)
 
 
 def test_port_matches_the_pytorch_reference(lite):

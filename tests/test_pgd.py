@@ -13,7 +13,7 @@ import keras
 from course_utils.attacks.pgd import check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
 from course_utils.core.loop import compiled
 from course_utils.core.ops import direction, project
-from course_utils.models.labels import ClassNames
+from course_utils.models.imagenet import ClassNames
 
 RNG = np.random.default_rng(0)
 
@@ -174,7 +174,7 @@ def resolve_labels(model, labels, n):
 
 
 def test_labels_are_resolved_per_model():
-    from course_utils.models.labels import imagenet_labels
+    from course_utils.models.imagenet import _imagenet_labels as imagenet_labels
 
     face = keras.Model(k := keras.Input((4,)), keras.layers.Dense(2)(k))
     face.class_names = ("man", "woman")  # as the course's loaders name their models' classes

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.models.efficientnet_lite import default_lite_weights_path
+from course_utils.models.efficientnet_lite import _weights_path as default_lite_weights_path
 from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
 
 PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"

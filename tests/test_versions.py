@@ -1,4 +1,4 @@
-"""The import-time version check (course_utils._env): bounds from the installed metadata."""
+"""The import-time version check (course_utils.checks): bounds from the installed metadata."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import _env
+import course_utils as _env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +32,16 @@ def test_this_environment_passes():
     # Every runtime dependency is found under its requirement's name (Pillow as "pillow", ...).
     assert [p for p in _env._runtime_lower_bounds() if _env._installed_version(p) is None] == []
     assert _env._too_old() == []
-    _env.check_versions()
+    _env._check_versions()
 
 
 def test_an_old_version_stops_with_package_found_and_needed(monkeypatch):
     real = _env._installed_version
     monkeypatch.setattr(_env, "_installed_version", lambda p: "3.0.0" if p == "keras" else real(p))
     monkeypatch.setattr(_env, "_runtime_lower_bounds", lambda: {"keras": "3.4.0", "numpy": "1.26.0"})
-    monkeypatch.delenv(_env.SKIP_VARIABLE, raising=False)
+    monkeypatch.delenv(_env._SKIP_VARIABLE, raising=False)
     with pytest.raises(ImportError) as info:
-        _env.check_versions()
+        _env._check_versions()
     message = str(info.value)
     assert "course_utils needs keras >= 3.4.0, found 3.0.0" in message
     assert "pip install -U 'keras>=3.4.0'" in message
@@ -50,11 +50,11 @@ def test_an_old_version_stops_with_package_found_and_needed(monkeypatch):
 
 def test_skip_variable_and_missing_packages(monkeypatch):
     monkeypatch.setattr(_env, "_runtime_lower_bounds", lambda: {"keras": "99.0.0", "no-such-package-xyz": "1.0"})
-    monkeypatch.setenv(_env.SKIP_VARIABLE, "1")
-    _env.check_versions()  # skipped on request
-    monkeypatch.setenv(_env.SKIP_VARIABLE, "0")
+    monkeypatch.setenv(_env._SKIP_VARIABLE, "1")
+    _env._check_versions()  # skipped on request
+    monkeypatch.setenv(_env._SKIP_VARIABLE, "0")
     with pytest.raises(ImportError, match="keras >= 99.0.0"):
-        _env.check_versions()
+        _env._check_versions()
     assert [p for p, _, _ in _env._too_old()] == ["keras"]  # a missing package is not "too old"
 
 

@@ -20,7 +20,7 @@ from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.io.fetch import KNOWN_FILES
 from course_utils.io.fetch import WeightsUnavailableError
 from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k
-from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
+from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
 from course_utils.vis.visualize import maximize_class, maximize_filters
 
 VGG16_FILE = KNOWN_FILES["vgg16"].filename

@@ -15,7 +15,7 @@ from course_utils.classroom.plotting import plot_filter_grid
 from course_utils.core.loop import Loop
 from course_utils.core.objectives import as_objective
 from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation
-from course_utils.models.layers import conv_layers, feature_layers, layer_summary, receptive_field
+from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
 from course_utils.vis.visualize import ascent_measure, ascent_step, maximize_class, maximize_filters
 from course_utils.vis.report import compare_batched_serial, filter_report
 from course_utils.vis.result import deprocess

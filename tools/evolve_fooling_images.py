@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from course_utils.attacks.evolution import GridEncoding, evolve_fooling_images
     from course_utils.models.imagenet import load_imagenet_model
-    from course_utils.models.labels import imagenet_label
+    from course_utils.models.imagenet import imagenet_label
     from tools.facetrain.outputs import write_files_together
 
     t0 = time.time()

@@ -8,7 +8,7 @@ pytest (unit tests and notebooks, or what ``--targets`` names) once per perturba
     default      nothing changed
     onednn-off   TF_ENABLE_ONEDNN_OPTS=0 (TensorFlow's other CPU code path)
     threads-1    TF_NUM_INTRAOP_THREADS=1 (another reduction order)
-    seed-1       COURSE_SEED=1 (every random start, jitter and noise moved; course_utils._env)
+    seed-1       COURSE_SEED=1 (every random start, jitter and noise moved; course_utils.checks)
     seed-2       COURSE_SEED=2
     ci-perturbed all three at once, as `make test-perturbed` in CI (not run unless named)
 

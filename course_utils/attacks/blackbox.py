@@ -46,8 +46,8 @@ import tensorflow as tf
 from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
-from course_utils.models.labels import ClassNames
-from course_utils._env import effective_seed
+from course_utils.models.imagenet import ClassNames
+from course_utils.checks import effective_seed
 
 __all__ = [
     "QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule", "hop_skip_jump",

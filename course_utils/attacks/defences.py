@@ -36,7 +36,7 @@ from course_utils.attacks.pgd import check_norm, pgd_perturb
 from course_utils.core import ops
 from course_utils.core.ops import Norm
 from course_utils.checks import check_int
-from course_utils._env import effective_seed
+from course_utils.checks import effective_seed
 
 __all__ = [
     "RoundPixels",

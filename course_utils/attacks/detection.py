@@ -32,8 +32,8 @@ from course_utils.checks import WrongTypeError, check_int, check_number, describ
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
-from course_utils.models.labels import ClassNames
-from course_utils._env import effective_seed
+from course_utils.models.imagenet import ClassNames
+from course_utils.checks import effective_seed
 
 __all__ = [
     "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",

@@ -36,8 +36,8 @@ from course_utils.core.loop import progress_bar
 from course_utils.io.fetch import DATA_DIR
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
-from course_utils.models.labels import ClassNames
-from course_utils._env import effective_seed
+from course_utils.models.imagenet import ClassNames
+from course_utils.checks import effective_seed
 
 __all__ = [
     "FOOLING_GENOMES",

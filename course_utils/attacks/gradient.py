@@ -22,7 +22,7 @@ from course_utils.checks import WrongTypeError, check_batch, check_flag, check_n
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import ImageLoadError, as_batch
-from course_utils.models.labels import ClassNames, Target
+from course_utils.models.imagenet import ClassNames, Target
 
 __all__ = ["noise_filter_step", "noise_filter", "input_gradient"]
 

@@ -37,8 +37,8 @@ from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.attacks.physical import paste
 from course_utils.io.images import as_batch
-from course_utils.models.labels import ClassNames, Target
-from course_utils._env import effective_seed
+from course_utils.models.imagenet import ClassNames, Target
+from course_utils.checks import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",

@@ -32,8 +32,8 @@ from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
-from course_utils.models.labels import ClassNames, Target
-from course_utils._env import seed_offset
+from course_utils.models.imagenet import ClassNames, Target
+from course_utils.checks import seed_offset
 
 __all__ = [
     "pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "check_norm",
@@ -178,7 +178,7 @@ def _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, s
     if step_size is None:
         step_size = default_step_size(eps, tf.cast(tf.maximum(steps_t, 1), tf.float32))
     pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
-    # COURSE_SEED moves the start like every seed of the course (course_utils._env)
+    # COURSE_SEED moves the start like every seed of the course (course_utils.checks)
     start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
     data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
     return loop, x, data, pair, start

@@ -47,8 +47,8 @@ from course_utils.core.loop import check_history, compiled
 from course_utils.core.ops import seed_pair
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached
-from course_utils.models.labels import ClassNames, Target
-from course_utils._env import effective_seed
+from course_utils.models.imagenet import ClassNames, Target
+from course_utils.checks import effective_seed
 
 __all__ = ["PrintPhoto", "paste", "PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_step", "eot_attack"]
 

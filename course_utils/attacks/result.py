@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from course_utils.core.loop import LoopResult, history_frame
-from course_utils.models.labels import ClassNames, Target
+from course_utils.models.imagenet import ClassNames, Target
 
 __all__ = ["AttackResult"]
 
@@ -41,7 +41,7 @@ class AttackResult:
             and any class asked for); ``None`` without a history.
         seconds, compile_seconds: wall time of the loop, and of tracing it.
         traces: how many graphs the call traced (0 when it reused a compiled loop).
-        classes: the model's classes (:class:`~course_utils.models.labels.ClassNames`).
+        classes: the model's classes (:class:`~course_utils.models.imagenet.ClassNames`).
     """
 
     method: str

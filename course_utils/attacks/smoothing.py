@@ -41,8 +41,8 @@ from course_utils.checks import check_int, check_number
 from course_utils.core.loop import Loop, next_chunk_length
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
-from course_utils._env import effective_seed
-from course_utils.models.labels import ClassNames
+from course_utils.checks import effective_seed
+from course_utils.models.imagenet import ClassNames
 
 __all__ = [
     "SmoothingResult",
@@ -198,7 +198,7 @@ class SmoothingResult:
         counts: ``(N, K)`` class counts of the ``n`` estimation samples.
         selection: ``(N, K)`` class counts of the ``n0`` selection samples (certify; else zeros).
         sigma, n0, n, alpha: the settings.
-        classes: the model's class names (:class:`~course_utils.models.labels.ClassNames`), so that
+        classes: the model's class names (:class:`~course_utils.models.imagenet.ClassNames`), so that
             :func:`certified_accuracy` takes labels by name too; ``None``: indices only.
     """
 

@@ -48,7 +48,7 @@ import tensorflow as tf
 from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached, compiled_forward
-from course_utils._env import effective_seed
+from course_utils.checks import effective_seed
 
 __all__ = [
     "resized", "ensemble", "photo_variants", "top1", "transfer_table",
@@ -109,12 +109,12 @@ def photo_variants(
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
     from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
-    from course_utils._env import effective_seed
+    from course_utils.checks import effective_seed
 
     names = list(SAMPLE_IMAGES if names is None else names)
     if not 0 < smallest <= 1:
         raise ValueError(f"smallest must be in (0, 1], got {smallest!r}")
-    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils._env)
+    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils.checks)
     images, descriptions = [], []
     for name in names:
         photo = load_image(sample_image(name))
@@ -374,7 +374,7 @@ def train_substitute(
             share on which substitute and oracle agree. Their oracle labels are asked once and not
             counted as the attacker's queries (it is the teacher's measurement, not the attack's).
         seed: seeds the weights and the shuffling (through ``COURSE_SEED``,
-            :func:`course_utils._env.effective_seed`).
+            :func:`course_utils.checks.effective_seed`).
         verbose: print one line per round.
 
     Returns:

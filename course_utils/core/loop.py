@@ -53,7 +53,7 @@ import tensorflow as tf
 
 from course_utils.checks import check_flag, check_int, check_steps
 from course_utils.models.forward import cached
-from course_utils._env import effective_seed, seed_offset
+from course_utils.checks import effective_seed, seed_offset
 
 __all__ = ["Loop", "compiled", "next_chunk_length", "LoopResult", "history_frame", "check_history", "progress_bar",
            "MAX_HISTORY_BYTES"]

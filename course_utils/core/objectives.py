@@ -228,7 +228,7 @@ class LayerObjective(Objective):
     def extractor(self) -> Any:
         """The network up to ``layer``, taking pixels of any height and width (weights shared)."""
         if self._extractor is None:
-            from course_utils.models.layers import check_layer, feature_model
+            from course_utils.models.forward import check_layer, feature_model
 
             target, _ = check_layer(self.model, self.layer)
             self._extractor = feature_model(self.model, target)

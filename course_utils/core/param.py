@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
 from course_utils.core.transforms import GRAY
-from course_utils._env import effective_seed
+from course_utils.checks import effective_seed
 
 __all__ = [
     "COLOR_CORRELATION_SVD_SQRT",
@@ -123,7 +123,7 @@ class ImageParam:
         keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
         if not keys:
             raise ValueError("init needs at least one picture")
-        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils._env)
+        seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.checks)
         one = self.param_shape(1)[1:]
         return np.stack([
             np.random.default_rng([seed, k]).normal(0.0, self.sd, size=one) for k in keys
@@ -276,11 +276,11 @@ def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: f
     """Mid-grey plus uniform noise of +-``amplitude`` pixels: float32, the given shape.
 
     ``seed`` is an int or a sequence of ints (NumPy's ``default_rng``; the first moved by the
-    course-wide ``COURSE_SEED``, see :mod:`course_utils._env`); the same seed, the same noise.
+    course-wide ``COURSE_SEED``, see :mod:`course_utils.checks`); the same seed, the same noise.
     """
     amplitude = check_number("noise amplitude (pixels)", amplitude, minimum=0.0, maximum=GRAY)
     first, *rest = [seed] if isinstance(seed, (int, np.integer)) else list(seed)
-    rng = np.random.default_rng([effective_seed(first), *rest])  # plus COURSE_SEED (course_utils._env)
+    rng = np.random.default_rng([effective_seed(first), *rest])  # plus COURSE_SEED (course_utils.checks)
     return (GRAY + rng.uniform(-amplitude, amplitude, size=tuple(shape))).astype(np.float32)
 
 

