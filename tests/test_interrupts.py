@@ -21,7 +21,7 @@ import tensorflow as tf
 from course_utils.attacks.pgd import iterative_attack
 from course_utils.core import ops
 from course_utils.core.loop import MAX_HISTORY_BYTES
-from course_utils.core.loop import compiled, next_chunk_length
+from course_utils.core.loop import Loop, compiled
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +67,10 @@ def _rate(value: float) -> dict:
 
 
 def test_chunk_length_rule():
-    assert next_chunk_length(1, 0.001, 0.25) == 2  # fast: grow, but at most double
-    assert next_chunk_length(512, 1.0, 0.25) == 128  # too slow: shrink to fit 0.25 s
-    assert next_chunk_length(1, 5.0, 0.25) == 1  # never below one step
-    assert next_chunk_length(4, 0.0, 0.25) == 8
+    assert Loop.next_chunk_length(1, 0.001, 0.25) == 2  # fast: grow, but at most double
+    assert Loop.next_chunk_length(512, 1.0, 0.25) == 128  # too slow: shrink to fit 0.25 s
+    assert Loop.next_chunk_length(1, 5.0, 0.25) == 1  # never below one step
+    assert Loop.next_chunk_length(4, 0.0, 0.25) == 8
 
 
 def test_chunks_start_at_one_step_and_never_more_than_double(tiny_model):

@@ -38,7 +38,7 @@ import scipy.stats
 import tensorflow as tf
 
 from course_utils.checks import check_int, check_number
-from course_utils.core.loop import Loop, next_chunk_length
+from course_utils.core.loop import Loop
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
 from course_utils.checks import effective_seed
@@ -167,7 +167,7 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
             tick = time.perf_counter()
             total = total + count(tf.constant(images_i), tf.constant(index), tf.constant(sigma, tf.float32),
                                   tf.constant(n, tf.int32), key, tf.constant(first), tf.constant(last)).numpy()
-            length = min(most, next_chunk_length(last - first, time.perf_counter() - tick, Loop.chunk_seconds))
+            length = min(most, Loop.next_chunk_length(last - first, time.perf_counter() - tick, Loop.chunk_seconds))
             first = last
         out.append(total[: min(group, len(x) - i)])
     return np.concatenate(out)

@@ -51,21 +51,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import check_flag, check_int, check_steps
+from course_utils.checks import check_flag, check_int, check_steps, effective_seed, seed_offset
 from course_utils.models.forward import cached
-from course_utils.checks import effective_seed, seed_offset
 
-__all__ = ["Loop", "compiled", "next_chunk_length", "LoopResult", "history_frame", "check_history", "progress_bar",
+__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar",
            "MAX_HISTORY_BYTES"]
 
 Step = Callable[..., tuple]
-
-
-def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
-    """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
-    chunk (``last_steps`` in ``last_seconds``), at most twice the last, at least one."""
-    fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
-    return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
 
 
 def compiled(step: Step, model: Any, *, stop_at_success: bool = False, measure: Step | None = None,
@@ -109,6 +101,13 @@ class Loop:
 
     def __repr__(self) -> str:
         return f"Loop({getattr(self.step, '__name__', self.step)}, {self.settings})"
+
+    @staticmethod
+    def next_chunk_length(last_steps: int, last_seconds: float, target_seconds: float) -> int:
+        """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
+        chunk (``last_steps`` in ``last_seconds``), at most twice the last, at least one."""
+        fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
+        return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
 
     # ------------------------------------------------------------------ the graph
 
@@ -196,7 +195,7 @@ class Loop:
                     break
                 x = tf.identity(x.numpy())
                 steps_done += n
-                n = next_chunk_length(n, time.perf_counter() - tick, self.chunk_seconds)
+                n = self.next_chunk_length(n, time.perf_counter() - tick, self.chunk_seconds)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"stopped after {steps_done:,} of {steps:,} steps (run it again any time)") from None
         return x.numpy()
@@ -255,7 +254,7 @@ class Loop:
                 chunks.append(n)
                 if bar is not None:
                     bar.update(n)
-                n = next_chunk_length(n, seconds, self.chunk_seconds)
+                n = self.next_chunk_length(n, seconds, self.chunk_seconds)
             final_loss, final_tracked = self._final(tf.constant(steps), x, x0, seed_t, data_t)
             losses_out[steps], tracked_out[steps] = final_loss.numpy(), final_tracked.numpy()
             if self.measure is not None:  # the start too, on the picture itself

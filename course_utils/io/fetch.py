@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KnownFile", "KNOWN_FILES", "keras_cache_dir", "file_md5",
+__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KNOWN_FILES",
            "fetch_file", "main"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ DATA_DIR: Path = _PACKAGE / "data" if (_PACKAGE / "data").is_dir() else _PACKAGE
 """The folder of the shipped files: ``course_utils/data/`` in an installed wheel, else the
 checkout's top-level ``data/`` (the package's own folder wins when both exist)."""
 
-CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 20
 """Bytes read from the network (and hashed) at a time."""
 
 
@@ -65,7 +65,7 @@ class WeightsUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class KnownFile:
+class _KnownFile:
     """A file the course can fetch: where from, its name in the Keras cache, its MD5 and size."""
 
     url: str
@@ -76,18 +76,18 @@ class KnownFile:
     @property
     def dest(self) -> Path:
         """Where Keras (and :func:`course_utils.models.imagenet.load_vgg16`) looks for it."""
-        return keras_cache_dir() / self.filename
+        return _keras_cache_dir() / self.filename
 
 
-def keras_cache_dir() -> Path:
+def _keras_cache_dir() -> Path:
     """Keras' cache of model weights: ``$KERAS_HOME/models``, else ``~/.keras/models``. Read at
     call time, so a changed ``KERAS_HOME`` counts."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
 _VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-KNOWN_FILES: dict[str, KnownFile] = {
-    "vgg16": KnownFile(
+KNOWN_FILES: dict[str, _KnownFile] = {
+    "vgg16": _KnownFile(
         url="https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + _VGG16_FILE,
         filename=_VGG16_FILE,
         md5="64373286793e3c8b2b4e3219cbf3544b",  # Keras' published hash (keras.applications.vgg16)
@@ -97,11 +97,11 @@ KNOWN_FILES: dict[str, KnownFile] = {
 """What ``python -m course_utils.io.fetch NAME`` knows: ``vgg16``, Keras' VGG16 ImageNet weights (528 MiB)."""
 
 
-def file_md5(path: str | Path) -> str:
+def _file_md5(path: str | Path) -> str:
     """The MD5 of a file as 32 lowercase hex digits, read in chunks (a 528 MiB file takes ~1 s)."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
+        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -130,7 +130,7 @@ def _stream(response, tmp: Path, url: str, max_bytes: int, deadline: float, prog
                disable=not progress, file=sys.stderr)
     try:
         with open(tmp, "wb") as out:
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in response.iter_content(_CHUNK_BYTES):
                 written += len(chunk)
                 if written > max_bytes:
                     raise FetchError(f"{url} sent more than the {_mib(max_bytes)} allowed; the download was stopped and nothing was saved.")
@@ -162,7 +162,7 @@ def fetch_file(
 ) -> Path:
     """Download ``url`` to ``dest`` if and only if its MD5 is ``md5``; returns ``dest``.
 
-    Always downloads (see :func:`file_md5` to check a file already there). The bytes go to
+    Always downloads (see :func:`_file_md5` to check a file already there). The bytes go to
     ``dest`` + ``".part"`` first (same folder, overwritten if a killed run left one), are hashed
     while they stream, and replace ``dest`` atomically only after the hash and length check.
 
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = KNOWN_FILES[args.name]
     dest = args.dest or known.dest
     if dest.is_file() and not args.force:
-        if file_md5(dest) == known.md5:
+        if _file_md5(dest) == known.md5:
             print(f"{args.name}: already present and verified (MD5 {known.md5}) at {dest}; nothing to do. "
                   "Use --force to download it again.")
             return 0

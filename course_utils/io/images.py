@@ -10,7 +10,7 @@ faces (:func:`sample_face`).
 
 Everything is bounded, so a hostile or careless source fails fast with :class:`ImageLoadError`
 instead of filling the memory or hanging: downloads have a total time limit and a size cap,
-pictures a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`, :data:`MAX_DOWNLOAD_BYTES`).
+pictures a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`; 50 MiB per download).
 """
 
 from __future__ import annotations
@@ -28,10 +28,8 @@ import numpy as np
 __all__ = [
     "ImageLoadError",
     "MAX_PIXELS",
-    "MAX_DOWNLOAD_BYTES",
     "load_image",
     "center_crop_resize",
-    "to_gray",
     "as_batch",
     "to_uint8",
     "SAMPLE_IMAGES",
@@ -47,7 +45,7 @@ Mode = Literal["rgb", "gray"]
 MAX_PIXELS: int = 25_000_000
 
 #: The largest download, in bytes (50 MiB).
-MAX_DOWNLOAD_BYTES: int = 50 * 1024**2
+_MAX_DOWNLOAD_BYTES: int = 50 * 1024**2
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -184,7 +182,7 @@ def _too_slow(url: str, timeout: float) -> str:
     )
 
 
-def _fetch(url: str, timeout: float, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
+def _fetch(url: str, timeout: float, max_bytes: int = _MAX_DOWNLOAD_BYTES) -> bytes:
     """Download ``url`` in at most ``timeout`` seconds in all (connecting, waiting, reading)."""
     box: dict[str, Any] = {}
 
@@ -252,7 +250,7 @@ def _from_array(array: np.ndarray, max_pixels: int = MAX_PIXELS, warn_units: boo
     return pixels
 
 
-def to_gray(image: np.ndarray) -> np.ndarray:
+def _to_gray(image: np.ndarray) -> np.ndarray:
     """RGB ``(H, W, 3)`` -> luma ``(H, W, 1)`` with ITU-R 601 weights (as PIL's ``"L"`` mode), same units."""
     if image.shape[-1] == 1:
         return image
@@ -288,7 +286,7 @@ def load_image(
     mode: Mode = "rgb",
     *,
     timeout: float = 30.0,
-    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    max_bytes: int = _MAX_DOWNLOAD_BYTES,
     max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Load a picture as float32 pixels 0..255.
@@ -342,7 +340,7 @@ def load_image(
     if mode == "rgb" and image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
     elif mode == "gray":
-        image = to_gray(image)
+        image = _to_gray(image)
     if size is not None:
         image = center_crop_resize(image, size, max_pixels=max_pixels)
     return np.ascontiguousarray(image, dtype=np.float32)

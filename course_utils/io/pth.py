@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["MAX_TOTAL_BYTES", "UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
+__all__ = ["UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
 
 
 # --------------------------------------------------------------------------- the restricted unpickler
@@ -276,7 +276,7 @@ _LEGACY_PROTOCOL = 1001
 
 #: The most bytes of tensor data one file may hold, and the most it may expand to (2 GiB: the
 #: course's EfficientNet-Lite0 file holds 19 MB). Pass ``max_bytes`` to read a bigger file.
-MAX_TOTAL_BYTES: int = 2 * 1024**3
+_MAX_TOTAL_BYTES: int = 2 * 1024**3
 
 _MAX_NDIM = 32  # NumPy's own limit on dimensions is 64; no weight tensor has more than a few.
 
@@ -367,13 +367,13 @@ def _materialize(name: str, record: Any, max_bytes: int, used: list[int]) -> np.
     return view.copy(order="C")  # a copy: never hand out views of the file's buffer
 
 
-def load_pth_state_dict(path: str | Path, *, max_bytes: int = MAX_TOTAL_BYTES) -> dict[str, np.ndarray]:
+def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) -> dict[str, np.ndarray]:
     """Load a legacy (non-zip) PyTorch state dict as ``{name: numpy array}``.
 
     Args:
         path: the ``.pth`` file.
         max_bytes: the most bytes the file may be, and the most its tensors may take in memory
-            (default :data:`MAX_TOTAL_BYTES`, 2 GiB).
+            (default 2 GiB).
 
     Returns:
         An ordered dict of parameter name -> array, with PyTorch's shapes (a conv kernel is

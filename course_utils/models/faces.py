@@ -73,7 +73,6 @@ __all__ = [
     "build_robust_gender_cnn",
     "load_robust_gender_cnn",
     "load_robustness",
-    "FaceVariant",
     "FACE_VARIANTS",
     "load_face_model",
     "face_facts",
@@ -290,7 +289,7 @@ def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
 # --------------------------------------------------------------------------- lessons 5 and 6's variants
 
 @dataclass(frozen=True)
-class FaceVariant:
+class _FaceVariant:
     """One shipped face model: its filters, its files in ``data/`` and its tool."""
 
     what: str
@@ -312,17 +311,17 @@ class FaceVariant:
 
 
 #: The shipped variants, by name.
-FACE_VARIANTS: dict[str, FaceVariant] = {
-    "substitute": FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
+FACE_VARIANTS: dict[str, _FaceVariant] = {
+    "substitute": _FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
                               "python tools/train_face_model.py --variant substitute --data ../shared/data/faces48.npz"),
-    "distilled": FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
+    "distilled": _FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
                              "python tools/train_face_model.py --variant distilled --data ../shared/data/faces48.npz"),
-    "noisy": FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
+    "noisy": _FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
                          "python tools/train_face_model.py --variant noisy --data ../shared/data/faces48.npz"),
 }
 
 
-def _variant(name: Any) -> FaceVariant:
+def _variant(name: Any) -> _FaceVariant:
     if not isinstance(name, str):
         from course_utils.checks import WrongTypeError, describe
 
