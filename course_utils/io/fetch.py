@@ -1,27 +1,17 @@
 """Download a large weights file once, safely: ``python -m course_utils.io.fetch vgg16``.
 
-A teacher runs this (or ``make fetch-vgg16``) on a machine with internet before a class, so the
-lessons find VGG16's ImageNet weights in the Keras cache and never download inside a cell.
+A teacher runs this (or ``make fetch-vgg16``) before a class, so the lessons find VGG16's weights
+in the Keras cache and never download inside a cell. :func:`fetch_file` (also used by
+:func:`course_utils.models.imagenet.load_vgg16`; photos go to memory, with their own bounds, in
+:func:`course_utils.io.images.load_image`) streams into ``<destination>.part`` with a progress bar,
+checks the MD5 and the length while streaming, and only then moves the file into place with
+:func:`os.replace`, so a failed or killed download never leaves a file that could pass for the real
+one. It is bounded: connect/read timeouts, a total time limit and a size cap.
 
-:func:`fetch_file` downloads every weights file of the course (:func:`course_utils.models.imagenet.load_vgg16`
-uses it too; photos are smaller and go to memory, with their own bounds, in
-:func:`course_utils.io.images.load_image`). It
-
-- streams the file into ``<destination>.part`` in the destination's folder, with a progress bar;
-- computes the MD5 while streaming and checks it, and the length against ``Content-Length``;
-- only then moves the file into place with :func:`os.replace` (atomic on one file system), so a
-  failed, interrupted or killed download never leaves a file at the destination that could pass
-  for the real one. A ``.part`` file left by a killed run is simply overwritten next time;
-- is bounded: a connect/read timeout, a total time limit and a size cap.
-
-The small files the course *ships* need no download: the face models' weights, model cards and
-JSON facts, lesson 6's patch and the fooling genomes, all made by the tools in ``tools/``. In the
-repository they are the top-level ``data/`` folder. ``pyproject.toml`` maps that folder onto the
-package as ``course_utils/data/``, so a wheel (``pip install git+...``, a hosted notebook service)
-installs the same files inside the package and never needs the checkout. An editable install
-(``pip install -e .``, what ``make venv`` does) and a checkout on ``sys.path`` import the package
-from the checkout, where the files are its neighbour ``data/``. Every module that reads a shipped
-file finds it through :data:`DATA_DIR`.
+The small files the course *ships* (the face models' weights, cards and facts, lesson 6's patch,
+the fooling genomes, made by ``tools/``) need no download: they are the repository's top-level
+``data/``, which ``pyproject.toml`` maps into a wheel as ``course_utils/data/``. Every module that
+reads one finds it through :data:`DATA_DIR`.
 """
 
 from __future__ import annotations
@@ -51,11 +41,8 @@ _CHUNK_BYTES = 1 << 20
 
 
 class FetchError(RuntimeError):
-    """A download failed: offline, refused, too slow, too large, cut short or the wrong file.
-
-    The message is one paragraph for a reader: what went wrong and what to do. No file is left
-    at the destination.
-    """
+    """A download failed (offline, refused, too slow, too large, cut short, the wrong file); the
+    message says what to do, and no file is left at the destination."""
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -160,11 +147,7 @@ def fetch_file(
     progress: bool = True,
     description: str | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` if and only if its MD5 is ``md5``; returns ``dest``.
-
-    Always downloads (see :func:`_file_md5` to check a file already there). The bytes go to
-    ``dest`` + ``".part"`` first (same folder, overwritten if a killed run left one), are hashed
-    while they stream, and replace ``dest`` atomically only after the hash and length check.
+    """Download ``url`` to ``dest`` (via ``dest.part``) if and only if its MD5 is ``md5``; returns ``dest``.
 
     Args:
         url: http(s) address of the file.
@@ -177,9 +160,8 @@ def fetch_file(
         description: the bar's label (default: the file name).
 
     Raises:
-        FetchError: offline or refused, an HTTP error, too slow, too large, cut short, the wrong
-            MD5, or the destination cannot be written. Nothing is left at ``dest`` (an older file
-            there is kept) and the ``.part`` file is removed.
+        FetchError: offline, an HTTP error, too slow, too large, cut short, the wrong MD5, or the
+            destination cannot be written; an older file at ``dest`` is kept, the ``.part`` removed.
     """
     import requests
 
