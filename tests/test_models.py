@@ -19,7 +19,7 @@ from course_utils.models.efficientnet_lite import _lite_variant as lite_variant,
 from course_utils.models.imagenet import (
     input_size,
     load_imagenet_model,
-    load_vgg16,
+    _load_vgg16 as load_vgg16,
     predict_top_k,
 )
 from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
@@ -159,7 +159,7 @@ def test_vgg16_offline_is_a_clear_error_and_leaves_no_file(monkeypatch, tmp_path
 
 def test_the_environment_variable_chooses(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("course_utils.models.imagenet.load_vgg16", lambda: keras.Sequential(name="vgg16"))
+    monkeypatch.setattr("course_utils.models.imagenet._load_vgg16", lambda: keras.Sequential(name="vgg16"))
     monkeypatch.setenv("COURSE_IMAGENET_MODEL", "vgg16")
     assert load_imagenet_model(verbose=False).name == "vgg16"
     assert load_imagenet_model("auto", verbose=False).name == "vgg16"  # the reader's choice wins over the cache

@@ -1,4 +1,4 @@
-"""VGG16 as a student gets it: loaded through the real :func:`load_vgg16` from the Keras cache.
+"""VGG16 as a student gets it: loaded through the real loader (``load_imagenet_model("vgg16")``) from the Keras cache.
 
 The cache file is written once per session in Keras' legacy HDF5 layout (the layout of the real
 ``vgg16_weights_tf_dim_ordering_tf_kernels.h5``) with random weights, so nothing is downloaded.
@@ -19,7 +19,7 @@ from course_utils.attacks.gradient import input_gradient
 from course_utils.attacks.pgd import fgsm, iterative_attack
 from course_utils.io.fetch import KNOWN_FILES
 from course_utils.io.fetch import WeightsUnavailableError
-from course_utils.models.imagenet import load_imagenet_model, load_vgg16, predict_top_k
+from course_utils.models.imagenet import _load_vgg16 as load_vgg16, load_imagenet_model, predict_top_k
 from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
 from course_utils.vis.visualize import maximize_class, maximize_filters
 

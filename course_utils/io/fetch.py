@@ -2,7 +2,7 @@
 
 A teacher runs this (or ``make fetch-vgg16``) before a class, so the lessons find VGG16's weights
 in the Keras cache and never download inside a cell. :func:`fetch_file` (also used by
-:func:`course_utils.models.imagenet.load_vgg16`; photos go to memory, with their own bounds, in
+``load_imagenet_model("vgg16")``; photos go to memory, with their own bounds, in
 :func:`course_utils.io.images.load_image`) streams into ``<destination>.part`` with a progress bar,
 checks the MD5 and the length while streaming, and only then moves the file into place with
 :func:`os.replace`, so a failed or killed download never leaves a file that could pass for the real
@@ -62,7 +62,7 @@ class _KnownFile:
 
     @property
     def dest(self) -> Path:
-        """Where Keras (and :func:`course_utils.models.imagenet.load_vgg16`) looks for it."""
+        """Where Keras (and ``load_imagenet_model("vgg16")``) looks for it."""
         return _keras_cache_dir() / self.filename
 
 

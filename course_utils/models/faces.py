@@ -5,19 +5,11 @@ All load their shipped weights from the repository's ``data/`` folder, which the
 (:data:`course_utils.io.fetch.DATA_DIR`, so a non-editable install finds them); training lives
 in ``tools/``.
 
-The network is the tutorial's tiny classifier (3,212 parameters) that looks at a 48x48 grayscale
-face and says "man" or "woman". It is small enough to train on two CPU cores in well under a
-minute, and small enough that every filter and every activation map can be drawn and read.
-
-Input
-    float32 tensor of shape ``(N, 48, 48, 1)``: grayscale **pixels in 0..255** (not 0..1). The
-    model rescales to 0..1 itself (a ``Rescaling(1/255)`` layer), so attacks and visualisations
-    work in grey levels like everywhere else in the course. Faces must be framed like the
-    training data: a tight forehead-to-chin crop, eyes near row 13 and mouth near row 33.
-Output
-    float32 tensor of shape ``(N, 2)``: **logits** (no softmax) for the classes in
-    :data:`GENDER_CLASSES`, i.e. column 0 = "man", column 1 = "woman". Apply
-    ``keras.ops.softmax`` to get probabilities.
+The network is the tutorial's tiny classifier (3,212 parameters, :func:`build_gender_cnn`): float32
+``(N, 48, 48, 1)`` grayscale **pixels 0..255** in (it rescales itself), ``(N, 2)`` **logits** for
+:data:`GENDER_CLASSES` ("man", "woman") out. Small enough to train on two CPU cores in under a
+minute, and to draw every filter and activation map. Faces must be framed like the training data:
+a tight forehead-to-chin crop, eyes near row 13 and mouth near row 33.
 
 The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
 on adult faces of UTKFace (non-commercial research and education only); see

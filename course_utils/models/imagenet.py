@@ -41,7 +41,7 @@ from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientn
 
 __all__ = [
     "UnknownClassError", "imagenet_label", "imagenet_class_index", "ClassNames",
-    "load_vgg16", "load_imagenet_model", "input_size", "predict_top_k", "score_table",
+    "load_imagenet_model", "input_size", "predict_top_k", "score_table",
 ]
 
 Target = int | str | np.integer
@@ -234,7 +234,7 @@ _FETCH_HINT = (
 )
 
 
-def load_vgg16(download: bool = True) -> keras.Model:
+def _load_vgg16(download: bool = True) -> keras.Model:
     """VGG16 with ImageNet weights: ``(N, 224, 224, 3)`` float32 RGB pixels 0..255 -> ``(N, 1000)`` logits.
 
     The Caffe preprocessing (RGB -> BGR, mean removed) is the first layer, ``preprocess``. One flat
@@ -296,7 +296,7 @@ def _chosen_imagenet_model() -> str:
 
 def _load(name: str) -> keras.Model:
     if name == "vgg16":
-        return load_vgg16()
+        return _load_vgg16()
     model = load_efficientnet_lite(name)
     model.class_names = _imagenet_labels()  # what every attack, table and plot calls its classes
     return model
