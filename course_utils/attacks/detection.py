@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.pgd import default_step_size
-from course_utils.checks import WrongTypeError, check_int, check_number, describe
+from course_utils.checks import WrongTypeError, check_gradient_memory, check_int, check_number, describe
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
@@ -230,6 +230,7 @@ def adaptive_attack(
     squeezers = tuple(_setting(s) for s in _check_squeezers(squeezers))
     weight, kappa = check_number("weight", weight, minimum=0.0), check_number("kappa", kappa, minimum=0.0)
     seed = effective_seed(seed)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=1 + len(squeezers))
     x = as_batch(images, model)
     y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int32)
     loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=squeezers, weight=weight, kappa=kappa)

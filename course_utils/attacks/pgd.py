@@ -27,7 +27,9 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.result import AttackResult
-from course_utils.checks import check_batch, check_flag, check_int, check_number, check_seed, check_steps
+from course_utils.checks import (
+    check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps,
+)
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
@@ -238,6 +240,7 @@ def pgd_attack(
     seed = check_seed(seed)
     eps = _epsilons(epsilon)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
     x = check_batch(as_batch(images, model))
     n = len(x)
     if eps.size not in (1, n):
@@ -313,6 +316,7 @@ def iterative_attack(
             "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
             "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
         )
+    check_gradient_memory(model, images)
     x0 = check_batch(as_batch(images, model))
     classes = ClassNames.of(model)
     extra = [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
@@ -392,6 +396,7 @@ def robust_accuracy(
     random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
     seed = check_seed(seed)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size)
     x = check_batch(as_batch(images, model))
     n = len(x)
     y = _labels(model, labels, x)

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.attacks.result import AttackResult
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_seed, check_steps
+from course_utils.checks import WrongTypeError, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled
 from course_utils.core.ops import seed_pair
@@ -336,6 +336,7 @@ def eot_attack(
                                                                               above=True)
     draws = check_int("draws", draws, minimum=1, maximum=256)
     targeted = check_flag("targeted", targeted)
+    check_gradient_memory(model, images, copies=draws)
     x0 = as_batch(images, model)
     classes = ClassNames.of(model)
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
