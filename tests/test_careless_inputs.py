@@ -411,10 +411,10 @@ def test_chunks_do_not_change_the_answers(g, noisy, faces, monkeypatch):
             m.setattr(Loop, "chunk_seconds", 0.0)
             chunked = pgd_attack(g, faces, [1, 0], 4.0, steps=30, step_size=0.5, stop_at_success=stop).adversarial
         np.testing.assert_array_equal(chunked, whole)
-    once = smoothing.noise_counts(noisy, faces, 100.0, 3000, batch_size=100)  # noise loud enough to split the votes
+    once = smoothing._noise_counts(noisy, faces, 100.0, 3000, batch_size=100)  # noise loud enough to split the votes
     assert (once.min(axis=1) > 0).all()
     monkeypatch.setattr(smoothing, "_CHUNK_SAMPLES", 1)  # one step of 100 copies per compiled call
-    np.testing.assert_array_equal(smoothing.noise_counts(noisy, faces, 100.0, 3000, batch_size=100), once)
+    np.testing.assert_array_equal(smoothing._noise_counts(noisy, faces, 100.0, 3000, batch_size=100), once)
 
 
 def test_a_weights_file_with_a_nan_weight_is_refused(monkeypatch):

@@ -1,5 +1,6 @@
-"""What a gradient attack returns: :class:`AttackResult` (in the spirit of Foolbox: success per
-example, the change and its size, and, when the attack kept it, the probabilities step by step).
+"""What an attack returns: :class:`AttackResult` (in the spirit of Foolbox: success per example,
+the change and its size, and, when the attack kept them, the probabilities step by step or, for a
+query attack, the queries it used).
 
 Units: images are float32 pixels 0..255; ``delta``, ``linf``, ``l2`` and ``epsilon`` in pixels.
 """
@@ -12,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from course_utils.checks import check_int
 from course_utils.core.loop import LoopResult, history_frame
 from course_utils.models.labels import ClassNames, Target
 
@@ -36,12 +38,20 @@ class AttackResult:
             likewise, the loss the attack minimised.
         steps_to_success: ``(N,)`` the first step at which the criterion held (0 = before any
             step), -1 if it never did; ``None`` without a history.
-        history: a tidy DataFrame, one row per (step, image, tracked class): ``step``, ``image``,
-            ``loss``, ``class_index``, ``label``, ``probability`` (the target, the original top-1
-            and any class asked for); ``None`` without a history.
+        history: a gradient attack's: a tidy DataFrame, one row per (step, image, tracked class):
+            ``step``, ``image``, ``loss``, ``class_index``, ``label``, ``probability`` (the target,
+            the original top-1 and any class asked for). A query attack's: ``{name: (T + 1, N)}``
+            per iteration (row 0: after the start): ``"queries"`` always, then ``"loss"`` and
+            ``"probability"`` (Square Attack: margin loss, probability of the label) or ``"l2"``
+            (HopSkipJump: distance in pixels); an example that stopped keeps its last value.
+            ``None`` without a history.
         seconds, compile_seconds: wall time of the loop, and of tracing it.
         traces: how many graphs the call traced (0 when it reused a compiled loop).
         classes: the model's classes (:class:`~course_utils.models.labels.ClassNames`).
+        queries, budget: a query attack's: ``(N,)`` queries each example used (the clean query
+            included, never above ``budget``), and the budget per example; ``None`` otherwise.
+        fooled: ``(N,)`` the attack's own verdict, when it judged success itself (a query attack:
+            fooled as the last query answered, and within the budget); ``None``: from ``predicted``.
     """
 
     method: str
@@ -56,11 +66,14 @@ class AttackResult:
     probabilities: np.ndarray | None = field(default=None, repr=False)
     losses: np.ndarray | None = field(default=None, repr=False)
     steps_to_success: np.ndarray | None = None
-    history: pd.DataFrame | None = field(default=None, repr=False)
+    history: pd.DataFrame | dict[str, np.ndarray] | None = field(default=None, repr=False)
     seconds: float = 0.0
     compile_seconds: float = 0.0
     traces: int = 0
     classes: ClassNames | None = field(default=None, repr=False)
+    queries: np.ndarray | None = None
+    budget: int | None = None
+    fooled: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_run(cls, method: str, x0: np.ndarray, run: LoopResult, labels: np.ndarray, targeted: bool,
@@ -94,6 +107,8 @@ class AttackResult:
     @property
     def success(self) -> np.ndarray:
         """``(N,)`` bool: top-1 is the label (targeted) or is no longer the label (untargeted)."""
+        if self.fooled is not None:
+            return self.fooled
         return self.predicted == self.labels if self.targeted else self.predicted != self.labels
 
     @property
@@ -109,6 +124,7 @@ class AttackResult:
 
     @property
     def steps(self) -> int | None:
+        """Steps of a gradient attack that kept its probabilities, else ``None``."""
         return None if self.probabilities is None else self.probabilities.shape[0] - 1
 
     def final_probability(self, cls: Target | None = None) -> np.ndarray:
@@ -128,9 +144,25 @@ class AttackResult:
         data = {self.classes.label(i): self.probabilities[:, image, i] for i in idx}
         return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
 
+    def success_rate(self, queries: int | None = None) -> float:
+        """A query attack's: fraction of examples fooled within ``queries`` queries each (default: the budget)."""
+        if self.queries is None:
+            raise ValueError(f"{self.method} is not a query attack: it counted no queries")
+        q = self.budget if queries is None else check_int("queries", queries, minimum=0)
+        return float(np.mean(self.success & (self.queries <= q)))
+
+    def success_curve(self, points: int = 50) -> pd.DataFrame:
+        """A query attack's success rate against queries: ``points`` rows ``queries``, ``success_rate`` (0..1)."""
+        q = np.unique(np.linspace(1, self.budget or 1, check_int("points", points, minimum=2)).round().astype(int))
+        return pd.DataFrame({"queries": q, "success_rate": [self.success_rate(int(v)) for v in q]})
+
     def summary(self) -> pd.DataFrame:
         """One row per image: classes before/after, success and norms (pixels), and the label's
-        final probability and the first step of success when the attack kept them."""
+        final probability and the first step of success when the attack kept them. A query
+        attack's: class indices, success, queries used and the norms."""
+        if self.queries is not None:
+            return pd.DataFrame({"label": self.labels, "predicted": self.predicted, "success": self.success,
+                                 "queries": self.queries, "linf": self.linf, "l2": self.l2})
         label = self.classes.label
         table = {"label": [label(int(c)) for c in self.labels], "adversarial": [label(int(c)) for c in self.predicted]}
         if self.original_class is not None:
@@ -147,6 +179,9 @@ class AttackResult:
         budgets = [] if self.epsilon is None else np.unique(np.asarray(self.epsilon, np.float64)).tolist()
         eps = "" if not budgets else f", epsilon={budgets[0]:g}" if len(budgets) == 1 else f", epsilon={budgets}"
         steps = "" if self.steps is None else f", steps={self.steps}"
+        if self.queries is not None:
+            med = float(np.median(self.queries[self.success])) if self.success.any() else float("nan")
+            steps = f", median queries of successes={med:g}, budget={self.budget}"
         return (f"AttackResult({self.method}, {len(self.success)} image(s){steps}{eps}, "
                 f"{'targeted' if self.targeted else 'untargeted'}, success={rate:.0%}, "
                 f"max linf={self.linf.max():.3g}, max l2={self.l2.max():.4g})")

@@ -26,7 +26,7 @@ import math
 import os
 from typing import Any
 
-__all__ = ["CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "ClaimFailed", "claim", "margin"]
+__all__ = ["CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "ClaimFailed", "claim"]
 
 CLAIMS_LOG_VARIABLE = "COURSE_CLAIMS_LOG"
 """The environment variable naming the file that :func:`claim` appends its records to."""
@@ -52,7 +52,7 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def margin(value: float, op: str, threshold: float, scale: str = "relative") -> float | None:
+def _margin(value: float, op: str, threshold: float, scale: str = "relative") -> float | None:
     """How far ``value`` is from breaking ``value op threshold``: positive when it holds,
     negative when it does not, ``None`` for a relative margin against a threshold of 0.
 
@@ -103,7 +103,7 @@ def claim(what: str, value: Any, op: str, threshold: Any, *, scale: str = "relat
             is not one of the choices.
     """
     v, t = _number("value", value), _number("threshold", threshold)
-    m = margin(v, op, t, scale)
+    m = _margin(v, op, t, scale)
     held = bool(_OPS[op](v, t))
     path = os.environ.get(CLAIMS_LOG_VARIABLE, "").strip()
     if path:
