@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,7 +42,7 @@ from course_utils._env import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch",
-    "patch_step", "PatchResult", "train_patch", "PatchScore", "patch_success", "load_patch",
+    "patch_step", "PatchResult", "train_patch", "patch_success", "load_patch",
 ]
 
 PATCH_SIDES: tuple[float, float] = (72.0, 104.0)
@@ -193,28 +193,48 @@ def _centred(model, x, x0, i, seed, data, *, photos: _Photos, sides: tuple[float
 
 @dataclass
 class PatchResult:
-    """What :func:`train_patch` returns.
+    """A patch and what is known of it: its training (:func:`train_patch`) or its score pasted on
+    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.result.AttackResult`: one
+    patch serves every photo and placement, it is not a batch of changed photos.
 
     Attributes:
         patch: ``(P, P, 3)`` float32 pixels 0..255.
         target, label: the class (index, name).
-        probability: ``(steps + 1,)`` the target's probability averaged over each step's random
-            placements; the first and the last with the patch in the middle of every training photo.
-        losses: ``(steps + 1,)`` the averaged cross-entropy.
-        seconds: wall time of the optimisation.
+        probability: training's ``(steps + 1,)`` the target's probability averaged over each step's
+            random placements; the first and the last with the patch in the middle of every
+            training photo. ``losses``: ``(steps + 1,)`` the averaged cross-entropy; ``seconds``:
+            wall time of the optimisation.
+        images: the score's ``(N, K, H, W, 3)`` ``N`` photos, each with the patch at ``K`` placements;
+            ``placements`` ``(N, K, 4)`` centre row, centre column, side, angle; ``predicted``
+            ``(N, K)`` the model's top-1; ``success`` ``(N, K)`` it is the target; ``clean`` ``(N,)``
+            the model's top-1 on the photos without the patch.
     """
 
     patch: np.ndarray
     target: int
     label: str
-    probability: np.ndarray
-    losses: np.ndarray
-    seconds: float
+    probability: np.ndarray | None = None
+    losses: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
+    images: np.ndarray | None = field(default=None, repr=False)
+    placements: np.ndarray | None = field(default=None, repr=False)
+    predicted: np.ndarray | None = field(default=None, repr=False)
+    success: np.ndarray | None = field(default=None, repr=False)
+    clean: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """The score's share of patched photos that answer the target (0..1)."""
+        if self.success is None:
+            raise ValueError("this patch was not scored: measure it with patch_success")
+        return float(self.success.mean())
 
     def __repr__(self) -> str:
-        return (f"PatchResult({self.patch.shape[0]}x{self.patch.shape[1]} patch towards {self.label!r}, "
-                f"p(target) {self.probability[1]:.3f} -> {self.probability[-2]:.3f} over training placements, "
-                f"{len(self.probability) - 1} steps, {self.seconds:.1f} s)")
+        size = f"PatchResult({self.patch.shape[0]}x{self.patch.shape[1]} patch towards {self.label!r}, "
+        if self.success is not None:
+            return size + f"{self.success.shape[0]} photos x {self.success.shape[1]} placements, success {self.rate:.0%})"
+        return size + (f"p(target) {self.probability[1]:.3f} -> {self.probability[-2]:.3f} over training placements, "
+                       f"{len(self.probability) - 1} steps, {self.seconds:.1f} s)")
 
 
 def _target(model: Any, target: Target) -> tuple[int, str]:
@@ -268,48 +288,21 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     return PatchResult(run.x[0], index, label, run.tracked[:, 0, index], run.losses[:, 0], run.seconds)
 
 
-@dataclass
-class PatchScore:
-    """What :func:`patch_success` returns.
-
-    Attributes:
-        images: ``(N, K, H, W, 3)`` the ``N`` photos, each with the patch at its ``K`` placements.
-        placements: ``(N, K, 4)`` centre row, centre column, side, angle.
-        predicted: ``(N, K)`` the model's top-1; ``success``: ``(N, K)`` it is the target.
-        clean: ``(N,)`` the model's top-1 on the photos without the patch.
-    """
-
-    images: np.ndarray
-    placements: np.ndarray
-    predicted: np.ndarray
-    success: np.ndarray
-    clean: np.ndarray
-    target: int
-
-    @property
-    def rate(self) -> float:
-        """The share of patched photos that answer the target (0..1)."""
-        return float(self.success.mean())
-
-    def __repr__(self) -> str:
-        n, k = self.success.shape
-        return f"PatchScore({n} photos x {k} placements, success {self.rate:.0%})"
-
-
 def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *, seed: int = 1,
-                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchScore:
+                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchResult:
     """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
     the training did not use) and measure how often the model answers ``target``."""
     from course_utils.attacks.transfer import top1
 
     x = as_batch(photos)
     p = _check_patch(patch, x.shape[1:])
-    index, _ = _target(model, target)
+    index, label = _target(model, target)
     k = check_int("placements", placements, minimum=1)
     where = _random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
     images = np.stack([apply_patch(np.repeat(x[i : i + 1], k, axis=0), p, where[i]) for i in range(len(x))])
     predicted = top1(model, images.reshape(-1, *x.shape[1:])).reshape(len(x), k)
-    return PatchScore(images, where, predicted, predicted == index, top1(model, x), index)
+    return PatchResult(p, index, label, images=images, placements=where, predicted=predicted,
+                       success=predicted == index, clean=top1(model, x))
 
 
 def load_patch() -> np.ndarray:
