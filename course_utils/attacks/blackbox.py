@@ -25,7 +25,7 @@ counts (and bills) them.
 
   The distance to the photo (L2, grey levels) falls iteration after iteration. Inside, pixels
   are scaled to 0..1 so that the paper's constants (``theta``, ``delta``) apply as written.
-- :class:`~course_utils.attacks.result.AttackResult` -- what both attacks return (success, queries used, history).
+- :class:`~course_utils.attacks.gradient.AttackResult` -- what both attacks return (success, queries used, history).
 
 Units: pixels 0..255; ``epsilon`` and distances in grey levels; queries are pictures sent, per
 example, the first (clean) one included.
@@ -41,7 +41,7 @@ import numpy as np
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
-from course_utils.attacks.result import AttackResult
+from course_utils.attacks.gradient import AttackResult
 from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
@@ -162,15 +162,6 @@ class BlackBox:
         return f"BlackBox({self.output}, {self.n} example(s), {used}{cap})"
 
 
-# --------------------------------------------------------------------------- images and labels
-
-
-# --------------------------------------------------------------------------- result
-
-
-# --------------------------------------------------------------------------- Square Attack
-
-
 def _p_schedule(p_init: float, iteration: int, iterations: int) -> float:
     """The paper's schedule for ``p``, the fraction of pixels one square covers: ``p_init`` halved
     at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10000 iterations (rescaled to
@@ -244,7 +235,7 @@ def square_attack(
         batch_size: pictures per compiled forward pass.
 
     Returns:
-        :class:`~course_utils.attacks.result.AttackResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
+        :class:`~course_utils.attacks.gradient.AttackResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
         (of the true class, or of the target).
     """
     eps = check_number("epsilon", epsilon, minimum=0.0, above=True)
@@ -311,9 +302,6 @@ def square_attack(
         "square", x, best, y, targeted, p.argmax(-1), np.full(len(y), eps, np.float32), "linf", fooled=margin < 0,
         queries=box.queries, budget=budget, history={k: np.stack(v) for k, v in hist.items()},
         seconds=time.perf_counter() - start)
-
-
-# --------------------------------------------------------------------------- HopSkipJump
 
 
 _PUSH = 1.002
@@ -428,7 +416,7 @@ def hop_skip_jump(
         batch_size: pictures per compiled forward pass.
 
     Returns:
-        :class:`~course_utils.attacks.result.AttackResult` (``epsilon`` ``None``); ``success`` says the
+        :class:`~course_utils.attacks.gradient.AttackResult` (``epsilon`` ``None``); ``success`` says the
         result fools the model (False only where no start was found), ``history`` has
         ``"queries"`` and ``"l2"`` (grey levels) after the start and after each iteration.
     """

@@ -48,9 +48,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- transforms
-
-
 class RoundPixels(keras.layers.Layer):
     """Round to whole grey levels in 0..255, as saving the picture as 8-bit (uint8) would.
 
@@ -150,9 +147,6 @@ def defend(model: keras.Model, transform: keras.layers.Layer, *, name: str | Non
     """
     pixels = keras.Input(model.input_shape[1:], name="pixels")
     return keras.Model(pixels, model(transform(pixels)), name=name or f"{model.name}_{transform.name}")
-
-
-# --------------------------------------------------------------------------- adversarial training
 
 
 class AdversarialTraining(keras.Model):

@@ -118,7 +118,7 @@ class GridEncoding:
 @dataclass
 class EvolutionResult:
     """What :func:`evolve_fooling_images` found, best first. Not an
-    :class:`~course_utils.attacks.result.AttackResult`: the pictures are grown from nothing, there
+    :class:`~course_utils.attacks.gradient.AttackResult`: the pictures are grown from nothing, there
     is no photo they change (no original, no change to measure).
 
     Attributes:

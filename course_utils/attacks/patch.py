@@ -194,7 +194,7 @@ def _centred(model, x, x0, i, seed, data, *, photos: _Photos, sides: tuple[float
 @dataclass
 class PatchResult:
     """A patch and what is known of it: its training (:func:`train_patch`) or its score pasted on
-    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.result.AttackResult`: one
+    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.gradient.AttackResult`: one
     patch serves every photo and placement, it is not a batch of changed photos.
 
     Attributes:
