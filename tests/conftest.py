@@ -69,7 +69,7 @@ class _AssertionRecorder:
         self.path = path
 
     def pytest_assertion_pass(self, item, lineno, orig, expl):
-        from course_utils.classroom.claims import _margin
+        from course_utils.classroom.grading import _margin
 
         first = expl.splitlines()[0].strip() if expl else ""
         found = self._COMPARISON.match(first)
@@ -96,7 +96,7 @@ class _AssertionRecorder:
 
 
 def pytest_configure(config):
-    from course_utils.classroom.claims import CLAIMS_LOG_VARIABLE
+    from course_utils.classroom.grading import CLAIMS_LOG_VARIABLE
 
     path = os.environ.get(CLAIMS_LOG_VARIABLE, "").strip()
     if path:

@@ -1,4 +1,4 @@
-"""Claims with margins (course_utils.classroom.claims), the seed offset (course_utils._env) and the
+"""Claims with margins (course_utils.classroom.grading), the seed offset (course_utils._env) and the
 stability harness's report (tools/stability.py)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.classroom.claims import ClaimFailed, claim, _margin
+from course_utils.classroom.grading import ClaimFailed, claim, _margin
 from course_utils._env import effective_seed, seed_offset
 
 ROOT = Path(__file__).resolve().parent.parent
