@@ -169,8 +169,9 @@ class AttackResult:
         final probability and the first step of success when the attack kept them. A query
         attack's: class indices, success, queries used and the norms."""
         if self.queries is not None:
+            l2 = np.sqrt(np.square(self.delta, dtype=np.float64).reshape(len(self.delta), -1).sum(1))
             return pd.DataFrame({"label": self.labels, "predicted": self.predicted, "success": self.success,
-                                 "queries": self.queries, "linf": self.linf, "l2": self.l2})
+                                 "queries": self.queries, "linf": self.linf, "l2": l2})
         label = self.classes.label
         table = {"label": [label(int(c)) for c in self.labels], "adversarial": [label(int(c)) for c in self.predicted]}
         if self.original_class is not None:
