@@ -39,6 +39,8 @@ __all__ = [
     "check_memory",
     "seed_offset",
     "effective_seed",
+    "MAX_GRADIENT_BYTES",
+    "check_gradient_memory",
 ]
 
 MAX_WORKING_BYTES = 1_000_000_000
@@ -204,8 +206,8 @@ def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
     return x
 
 
-def check_memory(name: Any, value: Any, need: float, most: Any, what: str) -> None:
-    """Refuse a call whose arrays would take more than :data:`MAX_WORKING_BYTES`.
+def check_memory(name: Any, value: Any, need: float, most: Any, what: str, limit: float = MAX_WORKING_BYTES) -> None:
+    """Refuse a call whose arrays would take more than ``limit`` bytes (:data:`MAX_WORKING_BYTES`).
 
     Args:
         name: the argument that scales the memory (``"population"``, ``"size"``...).
@@ -216,13 +218,13 @@ def check_memory(name: Any, value: Any, need: float, most: Any, what: str) -> No
             the model's activations"``).
 
     Raises:
-        ValueError: ``need > MAX_WORKING_BYTES``; the message names the largest value that fits.
+        ValueError: ``need > limit``; the message names the largest value that fits.
     """
-    if need > MAX_WORKING_BYTES:
+    if need > limit:
         shown = f"{value:,}" if isinstance(value, numbers.Integral) and not _is_bool(value) else repr(value)
         raise ValueError(
             f"{name}={shown} would take about {need / 1e9:,.1f} GB of memory ({what}); the limit is "
-            f"{MAX_WORKING_BYTES / 1e9:g} GB so one call cannot fill the computer's memory. Use {name} "
+            f"{limit / 1e9:g} GB so one call cannot fill the computer's memory. Use {name} "
             f"at most {most}"
         )
 
@@ -265,3 +267,63 @@ def effective_seed(seed: object, name: str = "seed") -> int:
     (``tools/stability.py``) uses it to check that a claim holds for the lesson's reason, not for one
     lucky picture. The offset is read from the environment, never set by the course."""
     return (check_seed(seed, name) + seed_offset()) % (MAX_SEED + 1)
+
+MAX_GRADIENT_BYTES = 5_000_000_000
+"""The most memory (bytes) one gradient batch of an attack may take, as estimated by
+:func:`check_gradient_memory`: 5 GB. Higher than :data:`MAX_WORKING_BYTES` because the lessons'
+own batches need it (16 pictures through EfficientNet-Lite0 and Lite1 together: about 4 GB); a
+careless batch (64 pictures through both, or a million faces) would take 6 GB or far more and
+kill a laptop's kernel."""
+
+
+def _activation_floats(model: Any) -> int:
+    """The output sizes of all the model's layers (nested models included), per example, read from
+    the layers' shapes without running the model; an unknown dimension counts as 1."""
+    floats = 0
+    for layer in getattr(model, "layers", ()):
+        if hasattr(layer, "layers"):  # a nested model (an ensemble, a defended model)
+            floats += _activation_floats(layer)
+            continue
+        try:
+            outputs = layer.output
+        except (AttributeError, ValueError):  # a layer never called in a graph: no known size
+            continue
+        for out in outputs if isinstance(outputs, (list, tuple)) else [outputs]:
+            floats += int(np.prod([d or 1 for d in tuple(out.shape)[1:]]))
+    return floats
+
+
+def check_gradient_memory(model: Any, images: Any, *, batch_size: int | None = None, copies: int = 1) -> None:
+    """Refuse a gradient attack whose batch would not fit in :data:`MAX_GRADIENT_BYTES`, before any work.
+
+    The estimate per image: the output sizes of all the model's layers x 4 bytes (float32) x 1.25
+    (the forward pass's outputs, kept for the backward pass, and the gradients it holds while it
+    runs), times ``copies``; a model without ``layers`` (a plain function) counts as its input.
+    Plus three float32 copies of every image (the batch, the adversarial batch, a working copy).
+
+    Args:
+        model: the attacked model (its layers' output sizes give the memory per example).
+        images: the images as passed, ``(H, W, C)`` or ``(N, H, W, C)`` (only their shape is read).
+        batch_size: images per compiled call (``None``: all at once).
+        copies: model calls per image and step (EOT draws, samples, a detector's squeezers).
+
+    Raises:
+        ValueError: the message names the largest ``batch_size`` (or number of images) that fits.
+    """
+    try:
+        shape = tuple(getattr(images, "shape", None) or np.shape(images))
+    except (ValueError, TypeError):
+        return  # not one array: the image check says so
+    if len(shape) not in (3, 4) or not all(isinstance(d, numbers.Integral) for d in shape):
+        return  # not an image batch: the image check says so
+    n, pixels = (1 if len(shape) == 3 else int(shape[0])), int(np.prod(shape[-3:])) * 4
+    per = max(_activation_floats(model) * 5, pixels) * copies
+    arrays = 3 * pixels
+    chunk = n if batch_size is None else min(batch_size, n)
+    need = n * arrays + chunk * per
+    what = f"{chunk:,} image(s) through {getattr(model, 'name', 'the model')}'s layers, {per / 1e6:,.0f} MB each"
+    fits = int((MAX_GRADIENT_BYTES - n * arrays) // per)
+    if batch_size is not None and fits >= 1:
+        check_memory("batch_size", batch_size, need, f"{fits:,}", what, MAX_GRADIENT_BYTES)
+    most = f"{max(1, int(MAX_GRADIENT_BYTES // (arrays + per))):,}"
+    check_memory("len(images)", n, need, most, what, MAX_GRADIENT_BYTES)

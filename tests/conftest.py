@@ -69,7 +69,7 @@ class _AssertionRecorder:
         self.path = path
 
     def pytest_assertion_pass(self, item, lineno, orig, expl):
-        from course_utils.classroom.claims import margin
+        from course_utils.classroom.grading import _margin
 
         first = expl.splitlines()[0].strip() if expl else ""
         found = self._COMPARISON.match(first)
@@ -86,7 +86,7 @@ class _AssertionRecorder:
             value, threshold = left, right
         # `p >= 0.95` between probabilities: log-odds, as in the notebooks; everything else relative
         scale = "log-odds" if op.startswith(">") and 0 < threshold < 1 and 0 <= value <= 1 else "relative"
-        m = margin(value, op, threshold, scale)
+        m = _margin(value, op, threshold, scale)
         record = {"claim": f"{item.nodeid}:{lineno} {orig.split('#')[0].strip()}"[:200], "value": value, "op": op,
                   "threshold": threshold, "scale": scale, "margin": m if m is None or abs(m) != float("inf") else None, "held": True}
         import json
@@ -96,7 +96,7 @@ class _AssertionRecorder:
 
 
 def pytest_configure(config):
-    from course_utils.classroom.claims import CLAIMS_LOG_VARIABLE
+    from course_utils.classroom.grading import CLAIMS_LOG_VARIABLE
 
     path = os.environ.get(CLAIMS_LOG_VARIABLE, "").strip()
     if path:

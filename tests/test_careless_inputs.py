@@ -31,10 +31,11 @@ from tensorflow.python.eager.polymorphic_function import polymorphic_function
 
 from course_utils.attacks import (
     AdversarialTraining, BlackBox, adaptive_attack, certify, eot_attack, evolve_fooling_images, fooling_probabilities, hop_skip_jump,
-    iterative_attack, jacobian_augment, noise_filter, pgd_attack, print_and_photograph, robust_accuracy,
+    fgsm, iterative_attack, jacobian_augment, noise_filter, pgd_attack, print_and_photograph, robust_accuracy,
     smoothed_predict, square_attack, survival_rate, top1, train_patch,
 )
 from course_utils.attacks.evolution import GridEncoding
+from course_utils.checks import check_gradient_memory
 from course_utils.attacks.patch import apply_patch
 from course_utils.attacks.smoothing import SmoothingResult, certified_accuracy
 from course_utils.attacks.transfer import oracle_labels, train_substitute
@@ -92,6 +93,11 @@ def _photo() -> np.ndarray:
 
 def _patch() -> np.ndarray:
     return np.full((16, 16, 3), 200.0, np.float32)
+
+
+def _many(shape, n: int) -> np.ndarray:
+    """``n`` grey pictures of ``shape`` as one read-only view: a huge batch that takes no memory."""
+    return np.broadcast_to(np.full(shape, 100.0, np.float32), (n, *shape))
 
 
 def _genome(g, start, **kwargs):
@@ -166,6 +172,13 @@ CASES = [
     ("certify n 2**31", lambda g, n, l, f: certify(n, f[0], 12.0, n=2**31), ["n", "2147483648", "2147483647"]),
     ("evolution population 3000", lambda g, n, l, f: evolve_fooling_images(l, target="toaster", population=3000, generations=1), ["population", "3,000", "at most"]),
     ("substitute rounds 40", lambda g, n, l, f: train_substitute(g, _build, f, rounds=40, epochs=1), ["rounds", "40", "at most"]),
+    ("pgd a million faces", lambda g, n, l, f: pgd_attack(g, _many((48, 48, 1), 10**6), None, 4.0), ["len(images)", "1,000,000", "at most"]),
+    ("pgd Lite0 batch_size 64", lambda g, n, l, f: pgd_attack(l, _many((224, 224, 3), 64), None, 1.0), ["batch_size", "64", "at most"]),
+    ("robust Lite0 batch_size 256", lambda g, n, l, f: robust_accuracy(l, _many((224, 224, 3), 300), 1, [1.0]), ["batch_size", "256", "at most"]),
+    ("iterative a million faces", lambda g, n, l, f: iterative_attack(g, _many((48, 48, 1), 10**6), "woman", 4.0), ["len(images)", "1,000,000", "at most"]),
+    ("fgsm 100 Lite0 pictures", lambda g, n, l, f: fgsm(l, _many((224, 224, 3), 100), "toaster", 4.0), ["len(images)", "100", "at most"]),
+    ("adaptive Lite0 batch_size 256", lambda g, n, l, f: adaptive_attack(l, _many((224, 224, 3), 40), 1, 4.0, 0.01), ["batch_size", "256", "at most"]),
+    ("eot 16 Lite0 pictures x 8 draws", lambda g, n, l, f: eot_attack(l, _many((224, 224, 3), 16), "toaster", 4.0, draws=8), ["len(images)", "16", "at most"]),
 ]
 
 
@@ -182,6 +195,14 @@ def test_careless_input_gets_a_clear_error_before_tensorflow(case, g, noisy, ima
     assert "in user code" not in message and "Traceback" not in message, message
     for word in words:
         assert word in message, f"{word!r} not in: {message}"
+
+
+def test_the_lessons_gradient_batches_fit(g, imagenet_model, faces):
+    """The memory check passes the batches the lessons run: faces at once, 16 Lite0 pictures per call."""
+    check_gradient_memory(g, faces)
+    check_gradient_memory(g, _many((48, 48, 1), 1000), batch_size=256)
+    check_gradient_memory(imagenet_model, _many((224, 224, 3), 48), batch_size=16, copies=2)
+    check_gradient_memory(imagenet_model, _many((224, 224, 3), 8), batch_size=256)
 
 
 def test_the_download_tool_refuses_a_nan_time_limit(capsys, no_network):
@@ -390,10 +411,10 @@ def test_chunks_do_not_change_the_answers(g, noisy, faces, monkeypatch):
             m.setattr(Loop, "chunk_seconds", 0.0)
             chunked = pgd_attack(g, faces, [1, 0], 4.0, steps=30, step_size=0.5, stop_at_success=stop).adversarial
         np.testing.assert_array_equal(chunked, whole)
-    once = smoothing.noise_counts(noisy, faces, 100.0, 3000, batch_size=100)  # noise loud enough to split the votes
+    once = smoothing._noise_counts(noisy, faces, 100.0, 3000, batch_size=100)  # noise loud enough to split the votes
     assert (once.min(axis=1) > 0).all()
     monkeypatch.setattr(smoothing, "_CHUNK_SAMPLES", 1)  # one step of 100 copies per compiled call
-    np.testing.assert_array_equal(smoothing.noise_counts(noisy, faces, 100.0, 3000, batch_size=100), once)
+    np.testing.assert_array_equal(smoothing._noise_counts(noisy, faces, 100.0, 3000, batch_size=100), once)
 
 
 def test_a_weights_file_with_a_nan_weight_is_refused(monkeypatch):

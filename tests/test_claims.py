@@ -1,4 +1,4 @@
-"""Claims with margins (course_utils.classroom.claims), the seed offset (course_utils.checks) and the
+"""Claims with margins (course_utils.classroom.grading), the seed offset (course_utils.checks) and the
 stability harness's report (tools/stability.py)."""
 
 from __future__ import annotations
@@ -14,30 +14,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.classroom.claims import ClaimFailed, claim, margin
+from course_utils.classroom.grading import ClaimFailed, claim, _margin
 from course_utils.checks import effective_seed, seed_offset
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_margin_relative_and_log_odds():
-    assert margin(12.0, ">", 5.0) == pytest.approx(1.4)
-    assert margin(0.5, "<", 1.0) == pytest.approx(0.5)
-    assert margin(4.0, ">", 5.0) == pytest.approx(-0.2)          # negative: it does not hold
-    assert margin(3.0, ">", 0.0) is None                           # no scale against 0
-    far, near = margin(0.999, ">=", 0.99, "log-odds"), margin(0.993, ">=", 0.99, "log-odds")
+    assert _margin(12.0, ">", 5.0) == pytest.approx(1.4)
+    assert _margin(0.5, "<", 1.0) == pytest.approx(0.5)
+    assert _margin(4.0, ">", 5.0) == pytest.approx(-0.2)          # negative: it does not hold
+    assert _margin(3.0, ">", 0.0) is None                           # no scale against 0
+    far, near = _margin(0.999, ">=", 0.99, "log-odds"), _margin(0.993, ">=", 0.99, "log-odds")
     assert far > 2.0 and 0 < near < 0.5                              # 0.993 is near 0.99, 0.999 is not
-    assert margin(0.1, "<=", 0.25, "log-odds") == pytest.approx(math.log(3))   # odds 1/9 against 1/3
-    assert margin(float("nan"), ">", 1.0) == -math.inf
+    assert _margin(0.1, "<=", 0.25, "log-odds") == pytest.approx(math.log(3))   # odds 1/9 against 1/3
+    assert _margin(float("nan"), ">", 1.0) == -math.inf
 
 
 def test_margin_refuses_bad_arguments():
     with pytest.raises(ValueError, match="op must be one of"):
-        margin(1.0, "==", 1.0)
+        _margin(1.0, "==", 1.0)
     with pytest.raises(ValueError, match="scale must be one of"):
-        margin(1.0, ">", 1.0, "percent")
+        _margin(1.0, ">", 1.0, "percent")
     with pytest.raises(ValueError, match="in 0..1"):
-        margin(2.0, ">", 0.5, "log-odds")
+        _margin(2.0, ">", 0.5, "log-odds")
 
 
 def test_claim_returns_the_value_and_records_it(tmp_path, monkeypatch):
@@ -155,14 +155,14 @@ def test_stability_report_flags_thin_and_failed_claims(tmp_path):
 
     def rec(name, value, threshold, held=True, scale="relative"):
         return {"claim": name, "value": value, "op": ">", "threshold": threshold, "scale": scale,
-                "margin": margin(value, ">", threshold, scale), "held": held}
+                "margin": _margin(value, ">", threshold, scale), "held": held}
 
     _write_log(tmp_path / "default.jsonl", [rec("wide", 20, 5), rec("thin", 5.2, 5), rec("breaks", 6, 5)])
     _write_log(tmp_path / "seed-1.jsonl", [rec("wide", 15, 5), rec("thin", 5.3, 5), rec("breaks", 4, 5, held=False)])
     text, stable = stability.report(["default", "seed-1"], tmp_path)
     assert not stable
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert rows["wide"].endswith("| 2 | ok |")                    # worst margin (15 - 5) / 5
+    assert rows["wide"].endswith("| 2 | ok |")                    # worst _margin (15 - 5) / 5
     assert rows["thin"].endswith("| 0.04 | thin |")
     assert rows["breaks"].endswith("| FAILED |")
     assert "(no JUnit file" in text                               # the runs' JUnit files are missing here

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from course_utils.attacks.detection import (
     BitDepth, MedianFilter, adaptive_attack, adaptive_step, default_squeezers, detection_rate, detector_scores,
-    squeeze_score, threshold_for_fpr,
+    _squeeze_score, threshold_for_fpr,
 )
 from course_utils.attacks.pgd import pgd_attack
 from course_utils.core.loop import compiled
@@ -76,7 +76,7 @@ def test_threshold_gives_the_requested_false_positive_rate():
 
 def test_score_is_zero_for_a_model_squeezing_cannot_move():
     flat = lambda x, training=False: tf.zeros([tf.shape(x)[0], 2])  # noqa: E731
-    assert np.allclose(squeeze_score(flat, tf.constant(_faces()[:3]), default_squeezers()).numpy(), 0.0, atol=1e-6)
+    assert np.allclose(_squeeze_score(flat, tf.constant(_faces()[:3]), default_squeezers()).numpy(), 0.0, atol=1e-6)
 
 
 def test_adaptive_attack_lowers_the_detector_score():
@@ -106,7 +106,7 @@ def test_the_adaptive_step_prices_the_margin_and_the_score_and_stays_in_the_budg
                                                    squeezers=((BitDepth, 5), (MedianFilter, 2)), weight=20.0, kappa=2.0)
     logits = model(x0).numpy()
     gap = logits[np.arange(4), labels] - logits[np.arange(4), 1 - labels]  # two classes: the other one
-    score = squeeze_score(model, x0, default_squeezers()).numpy()
+    score = _squeeze_score(model, x0, default_squeezers()).numpy()
     np.testing.assert_allclose(tracked.numpy(), np.stack([score, gap], 1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(loss.numpy(), np.maximum(gap, -2.0) + 20.0 * np.maximum(score - 0.05, 0.0), rtol=1e-5,
                                atol=1e-5)

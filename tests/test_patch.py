@@ -7,13 +7,13 @@ import pytest
 import tensorflow as tf
 
 from course_utils.attacks.patch import (
-    Photos,
+    _Photos,
     apply_patch,
-    check_patch,
+    _check_patch,
     load_patch,
     patch_step,
     patch_success,
-    random_placements,
+    _random_placements,
     train_patch,
 )
 
@@ -54,10 +54,10 @@ def test_a_patch_twice_its_size_covers_twice_the_side_and_a_half_turn_flips_it()
 
 
 def test_random_placements_are_seeded_in_range_and_keep_the_patch_on_the_photo():
-    a = random_placements(200, 224, sides=(40, 80), degrees=30, seed=3)
+    a = _random_placements(200, 224, sides=(40, 80), degrees=30, seed=3)
     assert a.shape == (200, 4)
-    assert np.array_equal(a, random_placements(200, 224, sides=(40, 80), degrees=30, seed=3))
-    assert not np.array_equal(a, random_placements(200, 224, sides=(40, 80), degrees=30, seed=4))
+    assert np.array_equal(a, _random_placements(200, 224, sides=(40, 80), degrees=30, seed=3))
+    assert not np.array_equal(a, _random_placements(200, 224, sides=(40, 80), degrees=30, seed=4))
     assert a[:, 2].min() >= 40 and a[:, 2].max() <= 80 and np.abs(a[:, 3]).max() <= 30
     reach = a[:, 2] * (np.abs(np.cos(np.radians(a[:, 3]))) + np.abs(np.sin(np.radians(a[:, 3])))) / 2
     assert np.all(a[:, 0] - reach >= -0.5 - 1e-3) and np.all(a[:, 0] + reach <= 223.5 + 1e-3)
@@ -75,7 +75,7 @@ def test_the_patch_step_cycles_photos_draws_per_step_and_moves_the_patch():
 
     x = tf.constant(_patch(8)[None])
     data = {"labels": tf.constant([0]), "step_size": tf.constant([2.0])}
-    settings = dict(photos=Photos(photos), placements=6, sides=(10.0, 16.0), degrees=10.0)
+    settings = dict(photos=_Photos(photos), placements=6, sides=(10.0, 16.0), degrees=10.0)
     x_next, loss, tracked, success = patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
     out = seen[0]
     assert out.shape == (6, 48, 48, 3) and loss.shape == (1,) and tracked.shape == (1, 2) and success is None
@@ -93,10 +93,10 @@ def test_the_patch_step_cycles_photos_draws_per_step_and_moves_the_patch():
 
 def test_equal_photos_are_one_setting_of_the_compiled_step():
     photos = _photos(2)
-    assert Photos(photos) == Photos(photos.copy()) and hash(Photos(photos)) == hash(Photos(photos.copy()))
-    assert Photos(photos) != Photos(photos[:1])
+    assert _Photos(photos) == _Photos(photos.copy()) and hash(_Photos(photos)) == hash(_Photos(photos.copy()))
+    assert _Photos(photos) != _Photos(photos[:1])
     with pytest.raises(ValueError, match="colour"):
-        Photos(np.zeros((1, 8, 8, 1), np.float32))
+        _Photos(np.zeros((1, 8, 8, 1), np.float32))
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -115,13 +115,13 @@ def test_bad_patches_and_sizes_are_refused_before_any_work(imagenet_model):
     with pytest.raises(ValueError, match="toster|class"):
         train_patch(imagenet_model, photos, "toster", size=16)
     with pytest.raises(ValueError, match="square"):
-        check_patch(np.zeros((8, 9, 3)))
+        _check_patch(np.zeros((8, 9, 3)))
     with pytest.raises(ValueError, match="0..255"):
-        check_patch(np.full((8, 8, 3), 300.0))
+        _check_patch(np.full((8, 8, 3), 300.0))
     with pytest.raises(ValueError, match="larger than the photos"):
-        random_placements(4, 224, sides=(40, 260))
+        _random_placements(4, 224, sides=(40, 260))
     with pytest.raises(ValueError, match="count"):
-        random_placements(0, 224)
+        _random_placements(0, 224)
 
 
 # --------------------------------------------------------------------------- the optimisation

@@ -12,7 +12,7 @@ import pytest
 import course_utils  # noqa: F401
 import keras
 
-from course_utils.attacks.blackbox import BlackBox, QueryBudgetExceeded, hop_skip_jump, p_schedule, square_attack
+from course_utils.attacks.blackbox import BlackBox, QueryBudgetExceeded, hop_skip_jump, _p_schedule, square_attack
 from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 
@@ -100,11 +100,11 @@ def test_label_only_box_gives_no_scores(cnn, faces):
 
 
 def test_p_schedule_halves_as_the_paper_does():
-    assert p_schedule(0.05, 0, 10000) == 0.05
-    assert p_schedule(0.05, 11, 10000) == 0.025
-    assert p_schedule(0.05, 600, 10000) == 0.05 / 16
-    assert p_schedule(0.05, 9999, 10000) == 0.05 / 512
-    assert p_schedule(0.05, 3, 1000) == 0.05 / 2 and p_schedule(0.05, 6, 1000) == 0.05 / 4  # rescaled to the budget
+    assert _p_schedule(0.05, 0, 10000) == 0.05
+    assert _p_schedule(0.05, 11, 10000) == 0.025
+    assert _p_schedule(0.05, 600, 10000) == 0.05 / 16
+    assert _p_schedule(0.05, 9999, 10000) == 0.05 / 512
+    assert _p_schedule(0.05, 3, 1000) == 0.05 / 2 and _p_schedule(0.05, 6, 1000) == 0.05 / 4  # rescaled to the budget
 
 
 # --------------------------------------------------------------------------- Square Attack

@@ -13,7 +13,7 @@ pytest (unit tests and notebooks, or what ``--targets`` names) once per perturba
     ci-perturbed all three at once, as `make test-perturbed` in CI (not run unless named)
 
 Every ``claim(...)`` in a notebook and every passing numeric ``assert a < b`` in a test is recorded
-(``course_utils.classroom.claims``; ``tests/conftest.py``); the report gives each claim's value under each
+(``course_utils.classroom.grading``; ``tests/conftest.py``); the report gives each claim's value under each
 perturbation and its worst margin, and flags a claim that failed anywhere or whose worst margin is
 under 10% (0.5 in log-odds for probabilities).
 
@@ -128,7 +128,7 @@ def fmt(x: float | None) -> str:
 
 def report(names: list[str], out: Path, runs: dict[str, dict] | None = None) -> tuple[str, bool]:
     """The Markdown report of the logs in ``out`` and whether everything is stable."""
-    from course_utils.classroom.claims import MIN_MARGIN
+    from course_utils.classroom.grading import MIN_MARGIN
 
     per_run = {n: read_claims(out / f"{n}.jsonl") for n in names}
     failures = {n: read_failures(out / f"{n}.xml") for n in names}

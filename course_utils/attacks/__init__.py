@@ -9,7 +9,7 @@ certificates (:mod:`~course_utils.attacks.smoothing`).
 
 The names the lessons use are importable from here: ``from course_utils.attacks import pgd_attack``."""
 
-from course_utils.attacks.gradient import input_gradient, noise_filter
+from course_utils.attacks.gradient import AttackResult, input_gradient, noise_filter
 from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_perturb, robust_accuracy
 from course_utils.attacks.defences import (
     AdversarialTraining, JpegRecompress, RandomBlur, RoundPixels, StraightThrough, defend,
@@ -25,7 +25,7 @@ from course_utils.attacks.detection import BitDepth, MedianFilter, adaptive_atta
 from course_utils.attacks.smoothing import certify, clopper_pearson_lower, smoothed_predict
 
 __all__ = [
-    "fgsm", "input_gradient", "iterative_attack", "noise_filter",
+    "AttackResult", "fgsm", "input_gradient", "iterative_attack", "noise_filter",
     "pgd_attack", "pgd_perturb", "robust_accuracy",
     "AdversarialTraining", "JpegRecompress", "RandomBlur", "RoundPixels", "StraightThrough", "defend",
     "ensemble", "photo_variants", "resized", "top1", "transfer_table",

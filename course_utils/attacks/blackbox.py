@@ -25,7 +25,7 @@ counts (and bills) them.
 
   The distance to the photo (L2, grey levels) falls iteration after iteration. Inside, pixels
   are scaled to 0..1 so that the paper's constants (``theta``, ``delta``) apply as written.
-- :class:`QueryResult` -- what both attacks return (success, queries used, history).
+- :class:`~course_utils.attacks.gradient.AttackResult` -- what both attacks return (success, queries used, history).
 
 Units: pixels 0..255; ``epsilon`` and distances in grey levels; queries are pictures sent, per
 example, the first (clean) one included.
@@ -34,15 +34,14 @@ example, the first (clean) one included.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
+from course_utils.attacks.gradient import AttackResult
 from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
@@ -50,7 +49,7 @@ from course_utils.models.imagenet import ClassNames
 from course_utils.checks import effective_seed
 
 __all__ = [
-    "QueryBudgetExceeded", "BlackBox", "check_budget", "QueryResult", "square_attack", "p_schedule", "hop_skip_jump",
+    "QueryBudgetExceeded", "BlackBox", "square_attack", "hop_skip_jump",
 ]
 
 Output = Literal["scores", "label"]
@@ -65,7 +64,7 @@ MAX_QUERIES = 10**9
 and larger numbers overflow the counters (and the history an attack keeps per iteration)."""
 
 
-def check_budget(budget: Any, name: str = "queries", minimum: int = 1) -> int:
+def _check_budget(budget: Any, name: str = "queries", minimum: int = 1) -> int:
     """A query budget per example: a whole number in ``minimum..MAX_QUERIES``, or a clear error quoting the value."""
     return check_int(name, budget, minimum=minimum, maximum=MAX_QUERIES)
 
@@ -99,7 +98,7 @@ class BlackBox:
         if output not in ("scores", "label"):
             raise ValueError(f"output must be 'scores' (probabilities) or 'label' (top-1 only), got {output!r}")
         self.n = check_int("n", n, minimum=1)
-        self.budget = None if budget is None else check_budget(budget, "budget")
+        self.budget = None if budget is None else _check_budget(budget, "budget")
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.output = output
         self._model = model
@@ -163,93 +162,7 @@ class BlackBox:
         return f"BlackBox({self.output}, {self.n} example(s), {used}{cap})"
 
 
-# --------------------------------------------------------------------------- images and labels
-
-
-# --------------------------------------------------------------------------- result
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """What a query attack returns (NumPy, pixels 0..255).
-
-    Attributes:
-        method: ``"square"`` or ``"hopskipjump"``.
-        original, adversarial: ``(N, H, W, C)`` float32.
-        labels: ``(N,)`` the true classes (untargeted) or the targets (``targeted``).
-        predicted: ``(N,)`` the model's top-1 on ``adversarial`` (as the last query answered it).
-        targeted: the threat model.
-        success: ``(N,)`` bool: ``adversarial`` fools the model (and is within ``epsilon``).
-        queries: ``(N,)`` queries each example used (the clean query included), never above ``budget``.
-        budget: the query budget per example.
-        epsilon: the L-inf budget in grey levels (Square Attack), ``None`` for HopSkipJump.
-        history: ``{name: (T + 1, N)}`` per iteration (row 0: after the start): ``"queries"``
-            always, then ``"loss"`` and ``"probability"`` (Square Attack: margin loss, probability
-            of the true class or the target) or ``"l2"`` (HopSkipJump: distance in grey levels).
-            An example that stopped keeps its last value.
-    """
-
-    method: str
-    original: np.ndarray
-    adversarial: np.ndarray
-    labels: np.ndarray
-    predicted: np.ndarray
-    targeted: bool
-    success: np.ndarray
-    queries: np.ndarray
-    budget: int
-    epsilon: float | None
-    history: dict[str, np.ndarray] = field(repr=False)
-    seconds: float = 0.0
-
-    @property
-    def delta(self) -> np.ndarray:
-        return self.adversarial - self.original
-
-    @property
-    def linf(self) -> np.ndarray:
-        """``(N,)`` largest change of any pixel, grey levels."""
-        return np.abs(self.delta).reshape(len(self.delta), -1).max(1)
-
-    @property
-    def l2(self) -> np.ndarray:
-        """``(N,)`` Euclidean length of the change, grey levels."""
-        return np.sqrt(np.square(self.delta, dtype=np.float64).reshape(len(self.delta), -1).sum(1))
-
-    def success_rate(self, queries: int | None = None) -> float:
-        """Fraction of examples fooled within ``queries`` queries each (default: the whole budget)."""
-        q = self.budget if queries is None else check_int("queries", queries, minimum=0)
-        return float(np.mean(self.success & (self.queries <= q)))
-
-    def success_curve(self, points: int = 50) -> pd.DataFrame:
-        """Success rate against queries: ``points`` rows ``queries``, ``success_rate`` (0..1)."""
-        q = np.unique(np.linspace(1, self.budget, check_int("points", points, minimum=2)).round().astype(int))
-        return pd.DataFrame({"queries": q, "success_rate": [self.success_rate(int(v)) for v in q]})
-
-    def history_frame(self) -> pd.DataFrame:
-        """The history as a tidy table: one row per (iteration, image), a column per quantity."""
-        t, n = self.history["queries"].shape
-        data = {"iteration": np.repeat(np.arange(t), n), "image": np.tile(np.arange(n), t)}
-        data.update({k: v.reshape(-1) for k, v in self.history.items()})
-        return pd.DataFrame(data)
-
-    def summary(self) -> pd.DataFrame:
-        """One row per image: classes, success, queries used and the size of the change (grey levels)."""
-        return pd.DataFrame({"label": self.labels, "predicted": self.predicted, "success": self.success,
-                             "queries": self.queries, "linf": self.linf, "l2": self.l2})
-
-    def __repr__(self) -> str:
-        eps = "" if self.epsilon is None else f", epsilon={self.epsilon:g}"
-        med = float(np.median(self.queries[self.success])) if self.success.any() else float("nan")
-        return (f"QueryResult({self.method}, {len(self.labels)} image(s){eps}, "
-                f"{'targeted' if self.targeted else 'untargeted'}, success={np.mean(self.success):.0%}, "
-                f"median queries of successes={med:g}, budget={self.budget}, median l2={np.median(self.l2):.4g})")
-
-
-# --------------------------------------------------------------------------- Square Attack
-
-
-def p_schedule(p_init: float, iteration: int, iterations: int) -> float:
+def _p_schedule(p_init: float, iteration: int, iterations: int) -> float:
     """The paper's schedule for ``p``, the fraction of pixels one square covers: ``p_init`` halved
     at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10000 iterations (rescaled to
     ``iterations``), as in the authors' code."""
@@ -292,14 +205,14 @@ def square_attack(
     seed: int = 0,
     keep_clean: bool = True,
     batch_size: int = 64,
-) -> QueryResult:
+) -> AttackResult:
     """The L-inf Square Attack with probabilities only, every query counted per example.
 
     1. Ask about the clean photo (query 1; its top-1 is the label when ``labels`` is ``None``).
     2. Start from vertical stripes: every column of every channel moved by +epsilon or -epsilon
        (kept only if they lower the margin, unless ``keep_clean=False``).
     3. Repeat: in one random square (side ``sqrt(p * H * W)`` pixels, ``p`` from
-       :func:`p_schedule`) set the change to +epsilon or -epsilon per channel, ask, and keep the
+       :func:`_p_schedule`) set the change to +epsilon or -epsilon per channel, ask, and keep the
        new picture if its margin loss is lower. An example stops as soon as it fools the model.
 
     The margin loss is on log-probabilities: untargeted ``log p_y - max_{k != y} log p_k``
@@ -322,11 +235,11 @@ def square_attack(
         batch_size: pictures per compiled forward pass.
 
     Returns:
-        :class:`QueryResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
+        :class:`~course_utils.attacks.gradient.AttackResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
         (of the true class, or of the target).
     """
     eps = check_number("epsilon", epsilon, minimum=0.0, above=True)
-    budget = check_budget(queries, minimum=2)
+    budget = _check_budget(queries, minimum=2)
     targeted = check_flag("targeted", targeted)
     keep_clean = check_flag("keep_clean", keep_clean)
     p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, above=True)
@@ -364,7 +277,7 @@ def square_attack(
         if not len(active):
             break
         iteration += 1
-        s = int(round(np.sqrt(p_schedule(p_init, iteration, budget) * h * w)))
+        s = int(round(np.sqrt(_p_schedule(p_init, iteration, budget) * h * w)))
         s = min(max(s, 1), h - 1, w - 1)
         m = len(active)
         delta = best[active] - x[active]
@@ -385,13 +298,10 @@ def square_attack(
         hist["queries"].append(box.queries)
         hist["loss"].append(margin.copy())
         hist["probability"].append(prob.copy())
-    return QueryResult(
-        method="square", original=x, adversarial=best, labels=y, predicted=p.argmax(-1), targeted=targeted,
-        success=margin < 0, queries=box.queries, budget=budget, epsilon=eps,
-        history={k: np.stack(v) for k, v in hist.items()}, seconds=time.perf_counter() - start)
-
-
-# --------------------------------------------------------------------------- HopSkipJump
+    return AttackResult(
+        "square", x, best, y, targeted, p.argmax(-1), np.full(len(y), eps, np.float32), "linf", fooled=margin < 0,
+        queries=box.queries, budget=budget, history={k: np.stack(v) for k, v in hist.items()},
+        seconds=time.perf_counter() - start)
 
 
 _PUSH = 1.002
@@ -482,7 +392,7 @@ def hop_skip_jump(
     init_tries: int = 100,
     seed: int = 0,
     batch_size: int = 256,
-) -> QueryResult:
+) -> AttackResult:
     """HopSkipJump, L2, with the top label only; every query counted per example.
 
     Args:
@@ -506,11 +416,11 @@ def hop_skip_jump(
         batch_size: pictures per compiled forward pass.
 
     Returns:
-        :class:`QueryResult` (``epsilon`` ``None``); ``success`` says the
+        :class:`~course_utils.attacks.gradient.AttackResult` (``epsilon`` ``None``); ``success`` says the
         result fools the model (False only where no start was found), ``history`` has
         ``"queries"`` and ``"l2"`` (grey levels) after the start and after each iteration.
     """
-    budget = check_budget(queries)
+    budget = _check_budget(queries)
     targeted = check_flag("targeted", targeted)
     init_evals = check_int("init_evals", init_evals, minimum=1)
     max_evals = check_int("max_evals", max_evals, minimum=init_evals)
@@ -599,8 +509,6 @@ def hop_skip_jump(
         hist["queries"][-1], hist["l2"][-1] = box.queries, dist * 255.0
     out = np.clip(adv * 255.0, 0.0, 255.0).astype(np.float32)
     out[~found] = x255[~found]
-    return QueryResult(
-        method="hopskipjump", original=x255, adversarial=out, labels=y,
-        predicted=oracle.last, targeted=targeted, success=found,
-        queries=box.queries, budget=budget, epsilon=None,
-        history={k: np.stack(v) for k, v in hist.items()}, seconds=time.perf_counter() - t0)
+    return AttackResult(
+        "hopskipjump", x255, out, y, targeted, oracle.last, None, "l2", fooled=found, queries=box.queries,
+        budget=budget, history={k: np.stack(v) for k, v in hist.items()}, seconds=time.perf_counter() - t0)

@@ -4,7 +4,7 @@ Two kinds of defence, as lesson 4 teaches them:
 
 **Input transformations** change the picture before the model sees it, hoping to wash the
 attacker's change out: :class:`RoundPixels` (save as whole grey levels), :class:`JpegRecompress`
-(save as a JPEG), :class:`GaussianBlur` and :class:`RandomBlur` (a blur of random width).
+(save as a JPEG), a Gaussian blur and :class:`RandomBlur` (a blur of random width).
 :func:`defend` puts one in front of a model. Attacked through such a model, two of them hide the
 gradient (rounding and JPEG have none: gradient *masking*) and one makes it random. Athalye,
 Carlini & Wagner (2018) showed that this is no protection against an attacker who knows the
@@ -41,15 +41,11 @@ from course_utils.checks import effective_seed
 __all__ = [
     "RoundPixels",
     "JpegRecompress",
-    "GaussianBlur",
     "RandomBlur",
     "StraightThrough",
     "defend",
     "AdversarialTraining",
 ]
-
-
-# --------------------------------------------------------------------------- transforms
 
 
 class RoundPixels(keras.layers.Layer):
@@ -83,7 +79,7 @@ class JpegRecompress(keras.layers.Layer):
         return {**super().get_config(), "quality": self.quality}
 
 
-class GaussianBlur(keras.layers.Layer):
+class _GaussianBlur(keras.layers.Layer):
     """Blur with a Gaussian of width ``sigma`` pixels (edges mirrored). Differentiable."""
 
     def __init__(self, sigma: float = 1.0, **kwargs: Any) -> None:
@@ -151,9 +147,6 @@ def defend(model: keras.Model, transform: keras.layers.Layer, *, name: str | Non
     """
     pixels = keras.Input(model.input_shape[1:], name="pixels")
     return keras.Model(pixels, model(transform(pixels)), name=name or f"{model.name}_{transform.name}")
-
-
-# --------------------------------------------------------------------------- adversarial training
 
 
 class AdversarialTraining(keras.Model):

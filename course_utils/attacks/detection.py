@@ -8,7 +8,7 @@ picture and on each squeezed copy (0..2); a picture scoring above a threshold, c
 pictures for a false-positive rate, is flagged.
 
 - :class:`BitDepth` and :class:`MedianFilter`: the squeezers (Keras layers on pixels 0..255).
-- :func:`squeeze_score` (tensors, in a graph) and :func:`detector_scores` (NumPy, batched).
+- :func:`_squeeze_score` (tensors, in a graph) and :func:`detector_scores` (NumPy, batched).
 - :func:`threshold_for_fpr` and :func:`detection_rate`.
 - :func:`adaptive_step`, :func:`adaptive_attack`: an attacker who knows the detector (Carlini &
   Wagner, AISec 2017; He et al., 2017 for feature squeezing) fools the classifier *and* keeps the
@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.pgd import default_step_size
-from course_utils.checks import WrongTypeError, check_int, check_number, describe
+from course_utils.checks import WrongTypeError, check_gradient_memory, check_int, check_number, describe
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
@@ -36,7 +36,7 @@ from course_utils.models.imagenet import ClassNames
 from course_utils.checks import effective_seed
 
 __all__ = [
-    "BitDepth", "MedianFilter", "default_squeezers", "squeeze_score", "detector_scores", "threshold_for_fpr",
+    "BitDepth", "MedianFilter", "default_squeezers", "detector_scores", "threshold_for_fpr",
     "detection_rate", "adaptive_step", "adaptive_attack",
 ]
 
@@ -103,7 +103,7 @@ def _check_squeezers(squeezers: Any) -> tuple:
     return squeezers
 
 
-def squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tensor:
+def _squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tensor:
     """``(N,)`` the detector's score, 0..2: ``max_s || softmax(model(x)) - softmax(model(s(x))) ||_1``.
 
     Tensors in and out (usable in a graph). ``x``: float32 pixels 0..255 ``(N, H, W, C)``. With
@@ -117,7 +117,7 @@ def squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tens
 
 
 def detector_scores(model: Any, images: Any, squeezers: Sequence[Any] | None = None, *, batch_size: int = 256) -> np.ndarray:
-    """The detector's score of each image, ``(N,)`` float32 in 0..2 (see :func:`squeeze_score`).
+    """The detector's score of each image, ``(N,)`` float32 in 0..2 (see :func:`_squeeze_score`).
 
     ``images``: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255; ``squeezers``: default
     :func:`default_squeezers`.
@@ -125,7 +125,7 @@ def detector_scores(model: Any, images: Any, squeezers: Sequence[Any] | None = N
     squeezers = _check_squeezers(squeezers)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     x = as_batch(images, model)
-    return np.concatenate([squeeze_score(model, tf.constant(x[i : i + batch_size]), squeezers).numpy()
+    return np.concatenate([_squeeze_score(model, tf.constant(x[i : i + batch_size]), squeezers).numpy()
                            for i in range(0, len(x), batch_size)] or [np.zeros(0, np.float32)])
 
 
@@ -162,7 +162,7 @@ def adaptive_step(model, x, x0, i, seed, data, *, squeezers: tuple = ((BitDepth,
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
         gap = ops.logit_margin(model(x, training=False), labels)             # > 0 while the true class leads
-        score = squeeze_score(model, x, bpda)                               # what the detector measures
+        score = _squeeze_score(model, x, bpda)                               # what the detector measures
         loss = tf.maximum(gap, -kappa) + weight * tf.nn.relu(score - threshold)
     grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     x_next = x - ops.per_example(data["step_size"], x) * tf.sign(grad)
@@ -204,7 +204,7 @@ def adaptive_attack(
 
     :func:`adaptive_step` minimises ``max(Z_y - max_{j != y} Z_j, -kappa) + weight * max(score - threshold, 0)``
     (Carlini & Wagner's logit margin of the true class ``y``, and the squeezing score of
-    :func:`squeeze_score` through BPDA squeezers) by sign steps from a seeded random start,
+    :func:`_squeeze_score` through BPDA squeezers) by sign steps from a seeded random start,
     projected into the budget and 0..255; each image stays where it first succeeds (fooled and
     under the threshold), as a careful attacker would send it.
 
@@ -230,6 +230,7 @@ def adaptive_attack(
     squeezers = tuple(_setting(s) for s in _check_squeezers(squeezers))
     weight, kappa = check_number("weight", weight, minimum=0.0), check_number("kappa", kappa, minimum=0.0)
     seed = effective_seed(seed)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=1 + len(squeezers))
     x = as_batch(images, model)
     y = np.asarray(ClassNames.of(model).indices(labels, len(x), name="labels"), dtype=np.int32)
     loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=squeezers, weight=weight, kappa=kappa)

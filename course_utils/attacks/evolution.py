@@ -117,7 +117,9 @@ class GridEncoding:
 
 @dataclass
 class EvolutionResult:
-    """What :func:`evolve_fooling_images` found, best first.
+    """What :func:`evolve_fooling_images` found, best first. Not an
+    :class:`~course_utils.attacks.gradient.AttackResult`: the pictures are grown from nothing, there
+    is no photo they change (no original, no change to measure).
 
     Attributes:
         genomes: float32 ``(K, grid, grid, channels)`` in 0..1, one per class kept.

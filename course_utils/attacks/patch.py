@@ -13,7 +13,7 @@ the step), averages the cross-entropy to the target over them, and moves every p
 signed step, kept within valid pixels. Nothing else: no budget. :mod:`course_utils.core.loop`
 compiles and runs the step.
 
-- :func:`random_placements`, :func:`apply_patch` -- where a patch goes, and putting it there;
+- :func:`_random_placements`, :func:`apply_patch` -- where a patch goes, and putting it there;
 - :func:`patch_step`, :func:`train_patch` -- the optimisation;
 - :func:`patch_success` -- how often the patched photos answer the target, on placements (and
   photos) the training never saw;
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,8 +41,8 @@ from course_utils.models.imagenet import ClassNames, Target
 from course_utils.checks import effective_seed
 
 __all__ = [
-    "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "check_patch", "random_placements", "apply_patch",
-    "patch_step", "Photos", "PatchResult", "train_patch", "PatchScore", "patch_success", "load_patch",
+    "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch",
+    "patch_step", "PatchResult", "train_patch", "patch_success", "load_patch",
 ]
 
 PATCH_SIDES: tuple[float, float] = (72.0, 104.0)
@@ -55,7 +55,7 @@ SHIPPED_PATCH = "patch_toaster.png"
 """The patch :func:`load_patch` reads from ``data/`` (its card: ``patch_toaster.md``)."""
 
 
-def check_patch(patch: Any, photo_shape: Sequence[int] | None = None) -> np.ndarray:
+def _check_patch(patch: Any, photo_shape: Sequence[int] | None = None) -> np.ndarray:
     """``patch`` as float32 ``(P, P, 3)`` pixels 0..255, or a clear error: a square colour picture
     of side >= 1, no larger than the photos (``photo_shape`` ``(H, W, ...)``)."""
     a = np.asarray(patch, dtype=np.float32)
@@ -102,7 +102,7 @@ def _draw(u: tf.Tensor, height: tf.Tensor, width: tf.Tensor, sides: tuple[float,
     return tf.stack([tf.clip_by_value(row, 0.0, h - 1.0), tf.clip_by_value(col, 0.0, w - 1.0), side, angle], axis=1)
 
 
-def random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
+def _random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
                       sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, seed: int = 0) -> np.ndarray:
     """``count`` random placements of a patch on a photo of ``image_size``, seeded.
 
@@ -124,7 +124,7 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
     ``placements`` ``(N, 4)`` (one per photo; or ``(4,)`` for all): centre row, centre column, side
     (pixels), angle (degrees). Returns float32 ``(N, H, W, 3)`` pixels 0..255."""
     x = as_batch(photos)
-    p = check_patch(patch, x.shape[1:])
+    p = _check_patch(patch, x.shape[1:])
     where = np.asarray(placements, dtype=np.float32)
     where = np.broadcast_to(where, (len(x), 4)) if where.ndim == 1 else where
     if where.shape != (len(x), 4):
@@ -142,7 +142,7 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
     return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
 
 
-class Photos:
+class _Photos:
     """Training photos ``(B, H, W, 3)`` as a setting of :func:`patch_step`: equal, and so sharing one
     compiled graph, when their pixels are."""
 
@@ -153,16 +153,16 @@ class Photos:
         self._key = (self.array.shape, hashlib.sha1(self.array.tobytes()).hexdigest())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Photos) and other._key == self._key
+        return isinstance(other, _Photos) and other._key == self._key
 
     def __hash__(self) -> int:
         return hash(self._key)
 
     def __repr__(self) -> str:
-        return f"Photos({self.array.shape[0]} of {self.array.shape[1]}x{self.array.shape[2]})"
+        return f"_Photos({self.array.shape[0]} of {self.array.shape[1]}x{self.array.shape[2]})"
 
 
-def patch_step(model, x, x0, i, seed, data, *, photos: Photos, placements: int = 8,
+def patch_step(model, x, x0, i, seed, data, *, photos: _Photos, placements: int = 8,
                sides: tuple[float, float] = PATCH_SIDES, degrees: float = PATCH_DEGREES):
     """One step of the patch: pasted on ``placements`` photos at random, a signed step down the averaged cross-entropy."""
     n, rows = tf.shape(x)[0], placements * tf.shape(x)[0]                  # row j * N + i: patch i, placement j
@@ -179,7 +179,7 @@ def patch_step(model, x, x0, i, seed, data, *, photos: Photos, placements: int =
     return x_next, loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), None
 
 
-def _centred(model, x, x0, i, seed, data, *, photos: Photos, sides: tuple[float, float] = PATCH_SIDES, **_):
+def _centred(model, x, x0, i, seed, data, *, photos: _Photos, sides: tuple[float, float] = PATCH_SIDES, **_):
     """What the history starts and ends with: the loss and softmax (averaged over the photos) with the
     patch unturned in the middle of every photo, its side the middle of ``sides``."""
     b, (h, w) = len(photos.array), photos.array.shape[1:3]
@@ -193,28 +193,48 @@ def _centred(model, x, x0, i, seed, data, *, photos: Photos, sides: tuple[float,
 
 @dataclass
 class PatchResult:
-    """What :func:`train_patch` returns.
+    """A patch and what is known of it: its training (:func:`train_patch`) or its score pasted on
+    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.gradient.AttackResult`: one
+    patch serves every photo and placement, it is not a batch of changed photos.
 
     Attributes:
         patch: ``(P, P, 3)`` float32 pixels 0..255.
         target, label: the class (index, name).
-        probability: ``(steps + 1,)`` the target's probability averaged over each step's random
-            placements; the first and the last with the patch in the middle of every training photo.
-        losses: ``(steps + 1,)`` the averaged cross-entropy.
-        seconds: wall time of the optimisation.
+        probability: training's ``(steps + 1,)`` the target's probability averaged over each step's
+            random placements; the first and the last with the patch in the middle of every
+            training photo. ``losses``: ``(steps + 1,)`` the averaged cross-entropy; ``seconds``:
+            wall time of the optimisation.
+        images: the score's ``(N, K, H, W, 3)`` ``N`` photos, each with the patch at ``K`` placements;
+            ``placements`` ``(N, K, 4)`` centre row, centre column, side, angle; ``predicted``
+            ``(N, K)`` the model's top-1; ``success`` ``(N, K)`` it is the target; ``clean`` ``(N,)``
+            the model's top-1 on the photos without the patch.
     """
 
     patch: np.ndarray
     target: int
     label: str
-    probability: np.ndarray
-    losses: np.ndarray
-    seconds: float
+    probability: np.ndarray | None = None
+    losses: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
+    images: np.ndarray | None = field(default=None, repr=False)
+    placements: np.ndarray | None = field(default=None, repr=False)
+    predicted: np.ndarray | None = field(default=None, repr=False)
+    success: np.ndarray | None = field(default=None, repr=False)
+    clean: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """The score's share of patched photos that answer the target (0..1)."""
+        if self.success is None:
+            raise ValueError("this patch was not scored: measure it with patch_success")
+        return float(self.success.mean())
 
     def __repr__(self) -> str:
-        return (f"PatchResult({self.patch.shape[0]}x{self.patch.shape[1]} patch towards {self.label!r}, "
-                f"p(target) {self.probability[1]:.3f} -> {self.probability[-2]:.3f} over training placements, "
-                f"{len(self.probability) - 1} steps, {self.seconds:.1f} s)")
+        size = f"PatchResult({self.patch.shape[0]}x{self.patch.shape[1]} patch towards {self.label!r}, "
+        if self.success is not None:
+            return size + f"{self.success.shape[0]} photos x {self.success.shape[1]} placements, success {self.rate:.0%})"
+        return size + (f"p(target) {self.probability[1]:.3f} -> {self.probability[-2]:.3f} over training placements, "
+                       f"{len(self.probability) - 1} steps, {self.seconds:.1f} s)")
 
 
 def _target(model: Any, target: Target) -> tuple[int, str]:
@@ -258,58 +278,31 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     if start is None:
         rng = np.random.default_rng(effective_seed(seed))
         start = rng.uniform(0.0, 255.0, (size, size, 3)).astype(np.float32)
-    start = check_patch(start, x.shape[1:])
+    start = _check_patch(start, x.shape[1:])
     if start.shape[0] != size:
         raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
-    loop = compiled(patch_step, model, measure=_centred, photos=Photos(x), placements=placements, sides=sides,
+    loop = compiled(patch_step, model, measure=_centred, photos=_Photos(x), placements=placements, sides=sides,
                     degrees=degrees)
     data = {"labels": np.asarray([index], np.int32), "step_size": np.asarray([step_size], np.float32)}
     run = loop.run(start[None], data, steps=steps, seed=seed, progress=progress, description=f"patch -> {label}")
     return PatchResult(run.x[0], index, label, run.tracked[:, 0, index], run.losses[:, 0], run.seconds)
 
 
-@dataclass
-class PatchScore:
-    """What :func:`patch_success` returns.
-
-    Attributes:
-        images: ``(N, K, H, W, 3)`` the ``N`` photos, each with the patch at its ``K`` placements.
-        placements: ``(N, K, 4)`` centre row, centre column, side, angle.
-        predicted: ``(N, K)`` the model's top-1; ``success``: ``(N, K)`` it is the target.
-        clean: ``(N,)`` the model's top-1 on the photos without the patch.
-    """
-
-    images: np.ndarray
-    placements: np.ndarray
-    predicted: np.ndarray
-    success: np.ndarray
-    clean: np.ndarray
-    target: int
-
-    @property
-    def rate(self) -> float:
-        """The share of patched photos that answer the target (0..1)."""
-        return float(self.success.mean())
-
-    def __repr__(self) -> str:
-        n, k = self.success.shape
-        return f"PatchScore({n} photos x {k} placements, success {self.rate:.0%})"
-
-
 def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *, seed: int = 1,
-                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchScore:
+                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchResult:
     """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
     the training did not use) and measure how often the model answers ``target``."""
     from course_utils.attacks.transfer import top1
 
     x = as_batch(photos)
-    p = check_patch(patch, x.shape[1:])
-    index, _ = _target(model, target)
+    p = _check_patch(patch, x.shape[1:])
+    index, label = _target(model, target)
     k = check_int("placements", placements, minimum=1)
-    where = random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
+    where = _random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
     images = np.stack([apply_patch(np.repeat(x[i : i + 1], k, axis=0), p, where[i]) for i in range(len(x))])
     predicted = top1(model, images.reshape(-1, *x.shape[1:])).reshape(len(x), k)
-    return PatchScore(images, where, predicted, predicted == index, top1(model, x), index)
+    return PatchResult(p, index, label, images=images, placements=where, predicted=predicted,
+                       success=predicted == index, clean=top1(model, x))
 
 
 def load_patch() -> np.ndarray:

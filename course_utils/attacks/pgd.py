@@ -6,7 +6,7 @@ or its unit vector (L2), back into the budget, back into valid pixels. Lesson 2'
 is PGD without the random start (Madry et al., 2018 added it); FGSM is one such step of the whole
 budget. The functions a notebook calls check their arguments, compile the step for the model (once
 per model and settings: labels, budget and step size are per-call tensors, so a new epsilon or
-target never traces it again), run it and return one :class:`~course_utils.attacks.result.AttackResult`.
+target never traces it again), run it and return one :class:`~course_utils.attacks.gradient.AttackResult`.
 
 - :func:`pgd_perturb` takes tensors and returns a tensor (no host sync): it runs inside a Keras
   ``train_step`` (adversarial training, :mod:`course_utils.attacks.defences`);
@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.attacks.result import AttackResult
-from course_utils.checks import check_batch, check_flag, check_int, check_number, check_seed, check_steps
+from course_utils.attacks.gradient import AttackResult
+from course_utils.checks import check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed
+from course_utils.checks import check_steps
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
@@ -67,9 +68,6 @@ def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool 
     return x_next, objective, tf.reduce_mean(tf.nn.softmax(logits), axis=0), success
 
 
-# --------------------------------------------------------------------------- argument doors
-
-
 def check_norm(norm: Any) -> str:
     """``norm`` if it is ``"linf"`` or ``"l2"``, else a ``ValueError`` that names the choices."""
     if norm not in NORMS:
@@ -105,9 +103,6 @@ def _labels(model: Any, labels: Any, x: np.ndarray, name: str = "labels") -> np.
 def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i + batch_size], training=False)).argmax(-1)
                            for i in range(0, len(x), batch_size)]).astype(np.int32)
-
-
-# --------------------------------------------------------------------------- the attacks
 
 
 def pgd_perturb(
@@ -238,6 +233,7 @@ def pgd_attack(
     seed = check_seed(seed)
     eps = _epsilons(epsilon)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
     x = check_batch(as_batch(images, model))
     n = len(x)
     if eps.size not in (1, n):
@@ -313,6 +309,7 @@ def iterative_attack(
             "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
             "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
         )
+    check_gradient_memory(model, images)
     x0 = check_batch(as_batch(images, model))
     classes = ClassNames.of(model)
     extra = [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
@@ -392,6 +389,7 @@ def robust_accuracy(
     random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
     seed = check_seed(seed)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size)
     x = check_batch(as_batch(images, model))
     n = len(x)
     y = _labels(model, labels, x)

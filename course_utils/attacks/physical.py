@@ -40,8 +40,8 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.attacks.result import AttackResult
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_seed, check_steps
+from course_utils.attacks.gradient import AttackResult
+from course_utils.checks import WrongTypeError, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled
 from course_utils.core.ops import seed_pair
@@ -52,8 +52,6 @@ from course_utils.checks import effective_seed
 
 __all__ = ["PrintPhoto", "paste", "PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_step", "eot_attack"]
 
-
-# ------------------------------------------------------------------ the simulation, as a transform
 
 def _affine_each(x: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
     """Turn each picture by ``angle`` (radians), zoom it by ``scale`` and move it by ``shift``
@@ -174,8 +172,6 @@ def paste(pictures: tf.Tensor, patch: tf.Tensor, centres: tf.Tensor, sides: tf.T
     mask = ops.affine(tf.ones_like(patch[..., :1]), a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
     return pictures * (1.0 - mask) + ops.affine(patch, a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
 
-
-# ------------------------------------------------------------------ the evaluation and EOT
 
 PHOTO_JPEG: tuple[int, int] = (50, 95)
 """The JPEG qualities a phone photo is saved with in :func:`print_and_photograph` (drawn uniformly)."""
@@ -336,6 +332,7 @@ def eot_attack(
                                                                               above=True)
     draws = check_int("draws", draws, minimum=1, maximum=256)
     targeted = check_flag("targeted", targeted)
+    check_gradient_memory(model, images, copies=draws)
     x0 = as_batch(images, model)
     classes = ClassNames.of(model)
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)

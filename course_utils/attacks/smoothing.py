@@ -49,7 +49,6 @@ __all__ = [
     "certified_accuracy",
     "certify",
     "clopper_pearson_lower",
-    "noise_counts",
     "smoothed_predict",
 ]
 
@@ -128,7 +127,7 @@ def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], cla
     return count
 
 
-def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0, batch_size: int = 1000,
+def _noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0, batch_size: int = 1000,
                  stream: int = 0) -> np.ndarray:
     """How often ``model`` answers each class on ``n`` noisy copies of each image.
 
@@ -174,7 +173,7 @@ def noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0
 
 
 _CHUNK_SAMPLES = 50_000
-"""The most noisy copies one compiled call of :func:`noise_counts` draws (counts stay exact in
+"""The most noisy copies one compiled call of :func:`_noise_counts` draws (counts stay exact in
 float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel -> Interrupt lands
 within a fraction of a second."""
 
@@ -236,7 +235,7 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
         alpha: test level in (0, 1). seed: same seed, same answers. batch_size: forward passes per step.
     """
     sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
-    counts = noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=2)
+    counts = _noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=2)
     order = np.argsort(-counts, axis=1, kind="stable")
     top = order[:, 0]
     n_a = np.take_along_axis(counts, order[:, :1], 1)[:, 0]
@@ -275,8 +274,8 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
     n0 = check_int("n0", n0, minimum=1, maximum=MAX_SAMPLES)
     as_batch(images, model)  # pixels, units and the model's input size, before any work
-    selection = noise_counts(model, images, sigma, n0, seed=seed, batch_size=batch_size, stream=0)
-    counts = noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=1)
+    selection = _noise_counts(model, images, sigma, n0, seed=seed, batch_size=batch_size, stream=0)
+    counts = _noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=1)
     top = np.argmax(selection, axis=1)
     n_a = counts[np.arange(len(top)), top]
     p_lower = clopper_pearson_lower(n_a, n, alpha)

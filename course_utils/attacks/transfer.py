@@ -179,8 +179,6 @@ def transfer_table(
     return table
 
 
-# --------------------------------------------------------------------------- a substitute from the oracle's labels
-
 def _images(images: Any, what: str, model: Any = None) -> np.ndarray:
     """``(N, H, W, C)`` float32 pixels 0..255, at least one, or a clear error."""
     shape = np.shape(images)

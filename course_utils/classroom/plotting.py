@@ -2,11 +2,17 @@
 
 Images are pixels 0..255 (float or ``uint8``), ``(H, W, 3)`` colour or ``(H, W)`` / ``(H, W, 1)``
 grey. In a notebook, end the call with ``;`` to show the figure once.
+
+:func:`figure_slider` slides over precomputed figures: the lessons compute a sweep once (several
+betas, several budgets); every figure is drawn once and turned into a PNG, so dragging only swaps
+pictures. It always shows one static overview of the sweep first, so the page tells the story where
+widgets cannot run (a static viewer, the test suite, no ``ipywidgets``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import io
+from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,16 +22,8 @@ from matplotlib.figure import Figure
 from course_utils.io.images import to_uint8
 
 __all__ = [
-    "show_images",
-    "image_grid",
-    "plot_filter_grid",
-    "delta_image",
-    "show_gradients",
-    "show_kernels",
-    "attack_panel",
-    "plot_curves",
-    "plot_probabilities",
-    "plot_tradeoff",
+    "show_images", "image_grid", "plot_filter_grid", "delta_image", "show_gradients", "show_kernels",
+    "attack_panel", "plot_curves", "plot_probabilities", "plot_tradeoff", "figure_slider",
 ]
 
 
@@ -42,14 +40,8 @@ def _prepare(image: Any) -> tuple[np.ndarray, dict]:
     return a, style
 
 
-def show_images(
-    images: Sequence[Any],
-    titles: Sequence[str] | None = None,
-    *,
-    ncols: int | None = None,
-    size: float = 3.0,
-    suptitle: str | None = None,
-) -> Figure:
+def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, *, ncols: int | None = None,
+                size: float = 3.0, suptitle: str | None = None) -> Figure:
     """Show images side by side (wrapping after ``ncols``), each with an optional title."""
     images = list(images)
     if titles is not None and len(titles) != len(images):
@@ -70,14 +62,8 @@ def show_images(
     return fig
 
 
-def image_grid(
-    rows: Sequence[Sequence[Any]],
-    row_labels: Sequence[str] | None = None,
-    col_labels: Sequence[str] | None = None,
-    *,
-    size: float = 1.6,
-    suptitle: str | None = None,
-) -> Figure:
+def image_grid(rows: Sequence[Sequence[Any]], row_labels: Sequence[str] | None = None,
+               col_labels: Sequence[str] | None = None, *, size: float = 1.6, suptitle: str | None = None) -> Figure:
     """A grid of images, one list per row (e.g. one row per layer, one column per filter)."""
     rows = [list(r) for r in rows]
     ncols = max(len(r) for r in rows)
@@ -115,13 +101,8 @@ def delta_image(delta: Any, amplify: float | None = None) -> np.ndarray:
     return to_uint8(127.5 + amplify * d)
 
 
-def show_gradients(
-    gradients: Sequence[Any],
-    titles: Sequence[str] | None = None,
-    *,
-    percentile: float = 99.0,
-    size: float = 3.0,
-) -> Figure:
+def show_gradients(gradients: Sequence[Any], titles: Sequence[str] | None = None, *, percentile: float = 99.0,
+                   size: float = 3.0) -> Figure:
     """Show input gradients as maps with a colour bar, so their structure is visible.
 
     Each gradient is ``(H, W, C)`` or ``(1, H, W, C)`` (per grey level of each pixel and colour,
@@ -156,13 +137,7 @@ def show_gradients(
     return fig
 
 
-def show_kernels(
-    kernel: Any,
-    filters: Sequence[int],
-    *,
-    size: float = 1.3,
-    title: str | None = None,
-) -> Figure:
+def show_kernels(kernel: Any, filters: Sequence[int], *, size: float = 1.3, title: str | None = None) -> Figure:
     """Show the weights of a first convolution layer as tiny colour pictures, one per filter.
 
     ``kernel`` is the layer's weight array, ``(kh, kw, 3, filters)`` (Keras' layout, e.g.
@@ -340,3 +315,70 @@ def plot_filter_grid(results: Mapping[str, Any], *, size: float = 1.5, title: st
                 fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
     fig.tight_layout()
     return fig
+
+
+def _widgets_available() -> bool:
+    """Whether a live Jupyter front end can show widgets here (a kernel with ``ipywidgets``)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def figure_slider(
+    draw: Callable[[int], Figure],
+    labels: Sequence[str],
+    *,
+    description: str,
+    overview: Callable[[], Figure],
+    start: int = 0,
+    interactive: bool | None = None,
+) -> None:
+    """Show a static overview of a sweep, then a slider over its precomputed figures.
+
+    Args:
+        draw: ``draw(i) -> Figure`` draws the ``i``-th setting (called once per setting, up front).
+        labels: one label per setting, shown on the slider (e.g. ``"β = 3e-4"``).
+        description: the slider's name (e.g. ``"β"``).
+        overview: draws one static figure of the whole sweep, shown first (and all that a static
+            copy of the notebook keeps).
+        start: the setting the slider shows first.
+        interactive: force the slider on or off; ``None`` decides with :func:`_widgets_available`.
+    """
+    from IPython.display import display
+
+    labels = [str(label) for label in labels]
+    if not labels:
+        raise ValueError("figure_slider needs at least one setting (labels is empty)")
+    if not 0 <= start < len(labels):
+        raise ValueError(f"start must be in 0..{len(labels) - 1}, got {start!r}")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must differ from each other, got {labels}")
+    fig = overview()
+    display(fig)
+    plt.close(fig)
+    if not (_widgets_available() if interactive is None else interactive):
+        return
+    import ipywidgets as widgets
+
+    pictures = [_png(draw(i)) for i in range(len(labels))]
+    image = widgets.Image(value=pictures[start], format="png")
+    slider = widgets.SelectionSlider(
+        options=labels, value=labels[start], description=description, continuous_update=True,
+        layout=widgets.Layout(width="60%"),
+    )
+    slider.observe(lambda change: setattr(image, "value", pictures[labels.index(change["new"])]), names="value")
+    box = widgets.VBox([slider, image])
+    bundle = box._repr_mimebundle_() or {}
+    bundle["text/plain"] = f"(a slider over {description}: run this notebook in JupyterLab to use it)"
+    display(bundle, raw=True)
