@@ -14,7 +14,7 @@ import numpy as np
 
 from course_utils.classroom.grading import (
     StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, true_or_false, whole_number,
+    not_yet, run_answer, true_or_false,
 )
 
 __all__ = [
