@@ -48,14 +48,16 @@ def _noise_filter_result(first_man_step: int, steps: int = 10) -> SimpleNamespac
     return SimpleNamespace(probabilities=probabilities, steps_to_success=np.array([first_man_step]))
 
 
-def test_lesson1_first_step(capsys):
-    plain = _noise_filter_result(4)
-    _accepts(lesson1.lesson1_first_step_as_man, 4, plain)
-    _unanswered(lesson1.lesson1_first_step_as_man, None, plain, capsys=capsys)
-    assert "still says 'woman'" in _rejects(lesson1.lesson1_first_step_as_man, 3, plain)
-    assert "one step earlier" in _rejects(lesson1.lesson1_first_step_as_man, 5, plain)
-    _rejects(lesson1.lesson1_first_step_as_man, 4.0, plain, match="whole number")
-    _rejects(lesson1.lesson1_first_step_as_man, 99, plain, match="outside the run")
+def test_lesson1_first_step_range(capsys):
+    plain = _noise_filter_result(30, steps=1000)
+    _accepts(lesson1.lesson1_first_step_range, "11-100", plain)
+    _unanswered(lesson1.lesson1_first_step_range, None, plain, capsys=capsys)
+    assert "takes longer" in _rejects(lesson1.lesson1_first_step_range, "1-10", plain)
+    assert "quicker" in _rejects(lesson1.lesson1_first_step_range, "101-1000", plain)
+    _rejects(lesson1.lesson1_first_step_range, "never", plain, match="crosses 0.5")
+    _rejects(lesson1.lesson1_first_step_range, 30, plain, match="choose first_step_range")
+    _accepts(lesson1.lesson1_first_step_range, "1-10", _noise_filter_result(4))
+    _accepts(lesson1.lesson1_first_step_range, "never", _noise_filter_result(99))
 
 
 def test_lesson1_transfers_and_way_back(capsys):

@@ -48,18 +48,22 @@ _PREDICTIONS = (lesson1.lesson1_price_step, lesson2.lesson2_fgsm_l2)
 # --------------------------------------------------------------------------- lesson 1
 
 
-def l2_price(delta, beta):
-    return beta * 0.5 * np.sum(np.square(delta), axis=(1, 2, 3))
+def away_step(model, x, true_class, learning_rate):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(
+            tf.fill([x.shape[0]], true_class), model(x), from_logits=True)
+    return tf.clip_by_value(x + learning_rate * tape.gradient(loss, x), 0.0, 255.0)
 
 
-def test_lesson1_l2_price(capsys):
-    _accepts(lesson1.lesson1_l2_price, l2_price, capsys=capsys)
-    _accepts(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * tf.reduce_sum(d ** 2, axis=[1, 2, 3]), capsys=capsys)
-    _blank(lesson1.lesson1_l2_price, capsys=capsys)
-    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * np.sum(d ** 2, axis=(1, 2, 3)), match="constant factor")
-    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(np.abs(d), axis=(1, 2, 3)), match="quadratic")
-    _rejects(lesson1.lesson1_l2_price, lambda d, b: b * 0.5 * np.sum(d ** 2), match="one number per image")
-    _rejects(lesson1.lesson1_l2_price, 3.0, match="function")
+def test_lesson1_away_step(capsys):
+    _accepts(lesson1.lesson1_away_step, away_step, capsys=capsys)
+    _blank(lesson1.lesson1_away_step, capsys=capsys)
+    _rejects(lesson1.lesson1_away_step, lambda m, x, c, lr: away_step(m, x, c, -lr), match="*down*")
+    _rejects(lesson1.lesson1_away_step, lambda m, x, c, lr: away_step(m, x, c, lr) + 300.0 * (x > 250), match="0..255")
+    _rejects(lesson1.lesson1_away_step, lambda m, x, c, lr: away_step(m, x, (c + 1) % 3, lr), match="differs")
+    _rejects(lesson1.lesson1_away_step, 3.0, match="function")
 
 
 def test_lesson1_price_step(capsys):
@@ -75,20 +79,23 @@ def test_lesson1_price_step(capsys):
 # --------------------------------------------------------------------------- lesson 2
 
 
-def bim_step(x, x0, grad, step_size, epsilon):
-    x = x - step_size * np.sign(grad)
-    return np.clip(np.clip(x, x0 - epsilon, x0 + epsilon), 0, 255)
+def l2_step(x, x0, grad, step_size, epsilon):
+    norm = np.sqrt(np.sum(grad ** 2, axis=(1, 2, 3), keepdims=True))
+    delta = x - step_size * grad / norm - x0
+    length = np.sqrt(np.sum(delta ** 2, axis=(1, 2, 3), keepdims=True))
+    return np.clip(x0 + delta * np.minimum(1.0, epsilon / length), 0, 255)
 
 
-def test_lesson2_bim_step(capsys):
-    _accepts(lesson2.lesson2_bim_step, bim_step, capsys=capsys)
-    _blank(lesson2.lesson2_bim_step, capsys=capsys)
-    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), 0, 255), match="budget")
-    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(x - s * np.sign(g), x0 - e, x0 + e), match="0..255")
-    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: bim_step(x, x0, -g, s, e), match="up")
-    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: np.clip(np.clip(x - s * g / np.abs(g).max(), x0 - e, x0 + e), 0, 255),
-             match="exactly step_size")
-    _rejects(lesson2.lesson2_bim_step, lambda x, x0, g, s, e: 1 / 0, match="ZeroDivisionError")
+def test_lesson2_l2_step(capsys):
+    _accepts(lesson2.lesson2_l2_step, l2_step, capsys=capsys)
+    _blank(lesson2.lesson2_l2_step, capsys=capsys)
+    _rejects(lesson2.lesson2_l2_step, lambda x, x0, g, s, e: np.clip(np.clip(x - s * np.sign(g), x0 - e, x0 + e), 0, 255),
+             match="L-inf step")
+    _rejects(lesson2.lesson2_l2_step, lambda x, x0, g, s, e: l2_step(x, x0, -g, s, e), match="up")
+    _rejects(lesson2.lesson2_l2_step, lambda x, x0, g, s, e: np.clip(x - s * g / np.sqrt(np.sum(g ** 2, axis=(1, 2, 3), keepdims=True)), 0, 255),
+             match="leaves the budget")
+    _rejects(lesson2.lesson2_l2_step, lambda x, x0, g, s, e: l2_step(x, x0, g, s, e) + 300.0 * (x0 > 250), match="0..255")
+    _rejects(lesson2.lesson2_l2_step, lambda x, x0, g, s, e: 1 / 0, match="ZeroDivisionError")
 
 
 def test_lesson2_fgsm_l2(imagenet_model, capsys):

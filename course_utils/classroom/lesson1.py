@@ -1,7 +1,9 @@
 """Lesson 1's exercise checks (``01_noise_filter``), graded as :mod:`course_utils.classroom.grading` says.
 
-Exercises 1-3 are answers read off the lesson's runs; exercise 4 is a coding task (the L2
-price), exercise 5 a prediction (how far one step of the price moves a pixel).
+Exercise 1 is a prediction made in section 3, before the run answers it; exercises 2-3 are
+predictions about runs the page has not shown; exercise 4 is a coding task (one step of an
+*untargeted* noise filter, checked on hidden models), exercise 5 a prediction (how far one step of
+the price moves a pixel).
 """
 
 from __future__ import annotations
@@ -12,20 +14,25 @@ import numpy as np
 
 from course_utils.classroom.grading import (
     StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, true_or_false, whole_number,
+    not_yet, run_answer, true_or_false,
 )
 
 __all__ = [
-    "lesson1_first_step_as_man", "lesson1_transfers", "lesson1_back_is_smaller", "lesson1_l2_price",
-    "lesson1_price_step",
+    "LESSON1_STEP_RANGES", "lesson1_first_step_range", "lesson1_transfers", "lesson1_back_is_smaller",
+    "lesson1_away_step", "lesson1_price_step",
 ]
 
 
 # --------------------------------------------------------------------------- exercises 1-3: read off the lesson
 
 
-def lesson1_first_step_as_man(answer: Any, plain: Any) -> None:
-    """Exercise 1.1: the first step at which the unpenalised noise filter makes "man" the answer.
+LESSON1_STEP_RANGES = ("1-10", "11-100", "101-1000", "never")
+"""The answers exercise 1.1 chooses from: the range of steps in which "man" first becomes the answer."""
+
+
+def lesson1_first_step_range(answer: Any, plain: Any) -> None:
+    """Exercise 1.1 (predict, then check): in which range of steps (one of :data:`LESSON1_STEP_RANGES`)
+    does the unpenalised noise filter first make "man" the answer?
 
     ``plain`` is the :class:`~course_utils.attacks.AttackResult` of ``noise_filter`` (one image);
     its ``probabilities[t, 0]`` are the network's probabilities at the start of step ``t``.
@@ -33,22 +40,27 @@ def lesson1_first_step_as_man(answer: Any, plain: Any) -> None:
     ex = "Exercise 1"
     if not_answered(ex, answer):
         return
-    step = whole_number(ex, "first_step_as_man", answer)
+    if not isinstance(answer, str) or answer.strip() not in LESSON1_STEP_RANGES:
+        raise WrongAnswer(f"{ex}: choose first_step_range from {', '.join(repr(r) for r in LESSON1_STEP_RANGES)} "
+                          f"(a string), not {answer!r}.")
     probs = plain.probabilities[:, 0]
-    says_man = probs.argmax(-1) == 0
-    if not 0 <= step < len(probs):
-        raise WrongAnswer(f"{ex}: step {step} is outside the run (steps 0..{len(probs) - 1}).")
-    if not says_man[step]:
-        raise WrongAnswer(
-            f"{ex}: at step {step} the network still says 'woman' (p(man) = {probs[step, 0]:.3f}). "
-            "Look later: plot plain.probabilities[:, 0, 0] and find where it crosses 0.5."
-        )
-    if step > 0 and says_man[step - 1]:
-        raise WrongAnswer(
-            f"{ex}: at step {step} the network says 'man', but it already did one step earlier. "
-            "Look for the *first* step (plain.steps_to_success holds it)."
-        )
-    return correct(ex, f"From step {step} on, p(man) is above 0.5 ({probs[step, 0]:.3f} there).")
+    says_man = np.flatnonzero(probs.argmax(-1) == 0)
+    step = int(says_man[0]) if says_man.size else -1
+    if step < 0:
+        right = "never"
+    else:
+        right = next(r for r in LESSON1_STEP_RANGES[:-1] if step <= int(r.split("-")[1]))
+    if answer.strip() != right:
+        if right == "never" or answer.strip() == "never":
+            hint = "plot plain.probabilities[:, 0, 0] and see whether it ever crosses 0.5."
+        elif LESSON1_STEP_RANGES.index(answer.strip()) < LESSON1_STEP_RANGES.index(right):
+            hint = ("it takes longer: after the ten hand-written steps the loss was still about 1, that is "
+                    "p(man) = exp(-1), about 0.37.")
+        else:
+            hint = "it is quicker than that: look at where the curve of p(man) crosses 0.5."
+        raise WrongAnswer(f"{ex}: {answer!r} is not the range the run shows; {hint}")
+    return correct(ex, f"'man' first became the answer at step {step} (p(man) = {probs[step, 0]:.3f} there), "
+                       f"in the range {right}.")
 
 
 def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
@@ -86,42 +98,65 @@ def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> No
 # --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
 
 
-def _price(delta: np.ndarray, beta: float) -> np.ndarray:
-    return beta * 0.5 * np.sum(np.square(delta.astype(np.float64)), axis=tuple(range(1, delta.ndim)))
+def _ce_gradient(model: Any, x: np.ndarray, true_class: int) -> np.ndarray:
+    """The gradient of the cross-entropy to ``true_class`` with respect to the batch ``x``."""
+    import tensorflow as tf
+
+    xt = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(
+            tf.fill([x.shape[0]], true_class), model(xt), from_logits=True)
+    return tape.gradient(loss, xt).numpy()
 
 
-def lesson1_l2_price(l2_price: Any) -> None:
-    """Exercise 1.4: ``l2_price(delta, beta)`` returns section 5's price, one number per image of
-    the batch ``delta`` (shape ``(N, H, W, C)``, grey levels)."""
+def _hidden_model(rng: np.random.Generator, shape: tuple, classes: int) -> Any:
+    """A small linear classifier with hidden weights (it returns logits), for exercise 1.4's cases."""
+    import keras
+
+    inputs = keras.Input(shape)
+    dense = keras.layers.Dense(classes)
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([rng.normal(0, 0.05, (int(np.prod(shape)), classes)).astype(np.float32),
+                       rng.normal(0, 1, classes).astype(np.float32)])
+    return model
+
+
+def lesson1_away_step(away_step: Any) -> None:
+    """Exercise 1.4: ``away_step(model, x, true_class, learning_rate)`` is one step of an *untargeted*
+    noise filter: gradient ascent on the cross-entropy to ``true_class`` (the network's own answer),
+    then into valid pixels. ``x`` is a batch (N, H, W, C) of grey levels 0..255, ``model`` returns
+    logits, ``learning_rate`` is in grey levels per unit of gradient; the step returns the next
+    batch, same shape.
+
+    Checked on hidden small linear models (three classes), with pixels near 0 and 255.
+    """
     ex = "Exercise 4"
-    if not check_function(ex, l2_price):
+    if not check_function(ex, away_step):
         return
     rng = hidden_rng(14)
-    cases = [(rng.normal(0, 3, (2, 48, 48, 1)), 3e-4), (rng.normal(0, 1, (3, 5, 7, 2)), 0.1),
-             (rng.uniform(-4, 4, (1, 4, 4, 3)), 2.0)]
+    cases = []
+    for shape, n, lr in [((6, 6, 1), 2, 300.0), ((4, 5, 3), 3, 2000.0), ((8, 8, 1), 1, 5000.0)]:
+        model = _hidden_model(rng, shape, 3)
+        x = rng.choice([0.5, 3.0, 128.0, 252.0, 254.9], size=(n, *shape)).astype(np.float32)
+        cases.append((model, x, int(rng.integers(0, 3)), lr))
     try:
-        for delta, beta in cases:
-            want = _price(delta, beta)
-            out = run_answer(ex, l2_price, delta.astype(np.float32), beta)
-            if np.ndim(out) == 0:
-                raise WrongAnswer(f"{ex}: your function returned one number for a batch of {len(delta)} images: "
-                                  "the price is one number per image (sum over each image's own pixels).")
-            got = answer_array(ex, out, want.shape, "one price per image")
-            if np.allclose(got, want, rtol=1e-3, atol=1e-9):
+        for model, x, true_class, lr in cases:
+            out = run_answer(ex, away_step, model, x.copy(), true_class, lr)
+            got = answer_array(ex, out, x.shape, "a batch of x's shape")
+            step = lr * _ce_gradient(model, x, true_class)
+            if np.allclose(got, np.clip(x + step, 0.0, 255.0), atol=1e-2):
                 continue
-            doubled = answer_array(ex, run_answer(ex, l2_price, 2 * delta.astype(np.float32), beta), want.shape,
-                                   "one price per image")
-            if not np.allclose(doubled, 4 * got, rtol=1e-3, atol=1e-9):
-                raise WrongAnswer(f"{ex}: doubling DX should multiply the price by 4 (it is quadratic in DX); yours "
-                                  f"multiplies it by {float(np.mean(doubled / got)):.2f}.")
-            if np.allclose(got / want, np.mean(got / want), rtol=1e-3):
-                raise WrongAnswer(f"{ex}: your price is quadratic, but off by a constant factor "
-                                  f"({float(np.mean(got / want)):.3g} times the right one): check every factor "
-                                  "of the formula in section 5.")
-            raise WrongAnswer(f"{ex}: your price differs from the formula of section 5 on a hidden batch.")
+            if got.min() < -1e-3 or got.max() > 255 + 1e-3:
+                raise WrongAnswer(f"{ex}: your step gives pixels outside 0..255: not a valid picture.")
+            if np.allclose(got, np.clip(x - step, 0.0, 255.0), atol=1e-2):
+                raise WrongAnswer(f"{ex}: your step goes *down* the cross-entropy to the network's own answer: "
+                                  "that makes the network surer of it. To leave that answer, climb its loss.")
+            raise WrongAnswer(f"{ex}: your step differs from one step up the cross-entropy to true_class on a "
+                              "hidden model (check the loss, the learning rate, and the clip to 0..255).")
     except StubAnswer:
         return not_yet(ex)
-    return correct(ex, f"Your price agrees with β·½·ΣDX² on {len(cases)} hidden batches.")
+    return correct(ex, f"Your step agrees with one step up the cross-entropy on {len(cases)} hidden models.")
 
 
 def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learning_rate: float = 30.0) -> None:

@@ -1,8 +1,9 @@
 """Lesson 2's exercise checks (``02_iterative_attack``), graded as :mod:`course_utils.classroom.grading` says.
 
-Exercises 1-3 are answers read off the lesson's runs (exercise 1 runs the attack itself);
-exercise 4 is a coding task (one step of the iterative attack), exercise 5 a prediction (the L2
-length of an FGSM step).
+Exercises 1-3 are experiments and predictions about runs the page has not shown (exercise 1 runs
+the attack itself, towards a target the page never attacks with that schedule); exercise 4 is a
+coding task (one step of the iterative attack with an **L2** budget, which the page has not shown,
+checked on hidden batches), exercise 5 a prediction (the L2 length of an FGSM step).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from course_utils.classroom.grading import (
 
 __all__ = [
     "LESSON2_EPSILONS", "lesson2_smallest_epsilon", "lesson2_fewer_steps", "lesson2_survives_rounding",
-    "lesson2_bim_step", "lesson2_fgsm_l2",
+    "lesson2_l2_step", "lesson2_fgsm_l2",
 ]
 
 
@@ -36,13 +37,13 @@ def lesson2_smallest_epsilon(
     *,
     steps: int = 40,
     candidates: Sequence[float] = LESSON2_EPSILONS,
-    progress: bool = True,
+    progress: bool = False,
 ) -> None:
     """Exercise 2.1: the smallest budget in ``candidates`` at which ``steps`` steps of the
     iterative attack (step size ``epsilon / 4``) make ``target`` the top class of ``image``.
 
     Runs the attack at the answer and at the next smaller candidate (two short runs, each with a
-    progress bar unless ``progress`` is false).
+    progress bar only if ``progress`` is true: the verdict comes first on the page).
     """
     from course_utils.attacks.pgd import iterative_attack
 
@@ -100,49 +101,66 @@ def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target
 # --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
 
 
-def _bim(x: np.ndarray, x0: np.ndarray, grad: np.ndarray, step: float, eps: float) -> np.ndarray:
-    return np.clip(np.clip(x - step * np.sign(grad), x0 - eps, x0 + eps), 0.0, 255.0)
+def _l2_step(x: np.ndarray, x0: np.ndarray, grad: np.ndarray, step: float, eps: float) -> np.ndarray:
+    axes = tuple(range(1, x.ndim))
+    norm = np.sqrt(np.sum(np.square(grad.astype(np.float64)), axis=axes, keepdims=True))
+    x = x - step * grad / norm
+    delta = x - x0
+    length = np.sqrt(np.sum(np.square(delta), axis=axes, keepdims=True))
+    delta = delta * np.minimum(1.0, eps / np.maximum(length, 1e-12))
+    return np.clip(x0 + delta, 0.0, 255.0)
 
 
-def lesson2_bim_step(bim_step: Any) -> None:
-    """Exercise 2.4: ``bim_step(x, x0, grad, step_size, epsilon)`` is one step of section 4's loop:
-    down the sign of ``grad`` (the loss's gradient), back into the ±epsilon box around ``x0``, into
-    0..255."""
+def lesson2_l2_step(l2_step: Any) -> None:
+    """Exercise 2.4: ``l2_step(x, x0, grad, step_size, epsilon)`` is one step of the iterative attack
+    with an **L2** budget: down the loss's gradient ``grad`` scaled to an L2 length of ``step_size``
+    per image, back into the ball of L2 radius ``epsilon`` around ``x0`` (shrink the change towards
+    ``x0`` if it is longer), then into 0..255. All arrays are batches (N, H, W, C) of grey levels;
+    each image's gradient is nonzero.
+
+    Checked on hidden batches, with pixels near 0 and 255 and changes inside and outside the ball.
+    """
     ex = "Exercise 4"
-    if not check_function(ex, bim_step):
+    if not check_function(ex, l2_step):
         return
     rng = hidden_rng(24)
     cases = []
-    for shape, step, eps in [((1, 6, 6, 3), 0.5, 4.0), ((2, 5, 4, 3), 1.0, 1.5), ((1, 8, 8, 1), 3.0, 2.0)]:
-        x0 = rng.choice([0.0, 1.0, 128.0, 254.5, 255.0], size=shape) + rng.uniform(0, 0.4, shape)
-        x0 = np.clip(x0, 0, 255)
-        x = np.clip(x0 + rng.uniform(-eps, eps, shape), 0, 255)
+    for shape, step, eps in [((2, 6, 6, 3), 5.0, 20.0), ((3, 5, 4, 3), 40.0, 10.0), ((1, 8, 8, 1), 3.0, 50.0)]:
+        x0 = np.clip(rng.choice([0.0, 1.0, 128.0, 254.5, 255.0], size=shape) + rng.uniform(0, 0.4, shape), 0, 255)
+        x = np.clip(x0 + rng.normal(0, 0.5 * eps / np.sqrt(np.prod(shape[1:])), shape), 0, 255)
         grad = rng.normal(0, 1e-3, shape) * rng.choice([0.0, 1.0, 50.0], size=shape)
+        grad[..., 0, 0, 0] += 1e-3                                    # never all zero
         cases.append((x.astype(np.float32), x0.astype(np.float32), grad.astype(np.float32), step, eps))
+    axes = (1, 2, 3)
     try:
         for x, x0, grad, step, eps in cases:
-            out = run_answer(ex, bim_step, x, x0, grad, step, eps)
+            out = run_answer(ex, l2_step, x, x0, grad, step, eps)
             got = answer_array(ex, out, x.shape, "an image batch of x's shape")
-            if np.allclose(got, _bim(x, x0, grad, step, eps), atol=1e-3):
+            want = _l2_step(x, x0, grad, step, eps)
+            if np.allclose(got, want, atol=1e-3):
                 continue
             if got.min() < -1e-3 or got.max() > 255 + 1e-3:
                 raise WrongAnswer(f"{ex}: your step gives pixels outside 0..255: not a valid picture.")
-            if np.abs(got - x0).max() > eps + 1e-3:
-                raise WrongAnswer(f"{ex}: your step leaves the budget: a pixel ends {np.abs(got - x0).max():.2f} "
-                                  f"grey levels from the photo, with epsilon = {eps:g}.")
-            if np.allclose(got, np.clip(np.clip(x + step * np.sign(grad), x0 - eps, x0 + eps), 0, 255), atol=1e-3):
+            if np.allclose(got, np.clip(np.clip(x - step * np.sign(grad), x0 - eps, x0 + eps), 0, 255), atol=1e-3):
+                raise WrongAnswer(f"{ex}: that is section 4's L-inf step (the sign, the ±epsilon box). With an L2 "
+                                  "budget the step follows the gradient itself, scaled to length step_size.")
+            lengths = np.sqrt(np.sum(np.square(got - x0), axis=axes))
+            if lengths.max() > eps * (1 + 1e-3) + 1e-3:
+                raise WrongAnswer(f"{ex}: your step leaves the budget: an image ends at L2 length {lengths.max():.2f} "
+                                  f"from the photo, with epsilon = {eps:g}. Shrink the whole change, not each pixel.")
+            if np.allclose(got, _l2_step(x, x0, -grad, step, eps), atol=1e-3):
                 raise WrongAnswer(f"{ex}: your step goes *up* the gradient. grad is the gradient of the loss, "
                                   "which the attack minimises.")
-            inside = (np.abs(_bim(x, x0, grad, step, eps) - x0) < eps - 1e-3) & (x > step) & (x < 255 - step)
-            moved = np.abs(got - x)[inside & (grad != 0)]
-            if moved.size and not np.allclose(moved, step, atol=1e-3):
-                raise WrongAnswer(f"{ex}: where no clipping applies, every pixel should move by exactly step_size "
-                                  f"({step:g}); yours move by {moved.min():.3g} to {moved.max():.3g}.")
-            raise WrongAnswer(f"{ex}: your step differs from section 4's loop on a hidden case (look at where "
-                              "the gradient is exactly 0, and at the order of the two clips).")
+            whole = np.sqrt(np.sum(np.square(grad.astype(np.float64))))
+            if np.allclose(got, np.clip(x0 + np.clip(x - step * grad / whole - x0, -eps, eps), 0, 255), atol=1e-3) or \
+                    len(x) > 1 and np.allclose(got, np.clip(x - step * grad / whole, 0, 255), atol=1e-3):
+                raise WrongAnswer(f"{ex}: your step scales the gradient by the length of the whole batch; each "
+                                  "image's step should have L2 length step_size on its own.")
+            raise WrongAnswer(f"{ex}: your step differs from the L2 step on a hidden batch (check each image's "
+                              "gradient length, the projection onto the ball, and the order: ball, then 0..255).")
     except StubAnswer:
         return not_yet(ex)
-    return correct(ex, f"Your step agrees with the loop of section 4 on {len(cases)} hidden cases.")
+    return correct(ex, f"Your L2 step agrees with the reference on {len(cases)} hidden batches.")
 
 
 def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, epsilon: float = 2.0) -> None:
