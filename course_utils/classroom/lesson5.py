@@ -188,7 +188,7 @@ def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -
                 raise WrongAnswer(f"{ex}: your direction has L2 length {np.linalg.norm(got):.3g}: return a unit "
                                   "vector (divide by its length), so that only its direction counts.")
             cosine = float(np.sum(got * plane.normal))
-            if cosine < 0:
+            if cosine < -0.5:
                 raise WrongAnswer(f"{ex}: your direction points into the true class (cosine {cosine:.2f} with the "
                                   "way out): weigh the changes that stay fooled +1 and the others -1.")
             if cosine < 0.5:
