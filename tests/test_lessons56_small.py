@@ -1,10 +1,10 @@
 """Small checks for lessons 5 and 6 not covered elsewhere: the face-variant loader's contract
-(course_utils.models.faces), the practice checks no other test drives (lesson 5's
-selection step, lesson 6's certified radius, the notebook's margin loss, blank answers), and the
+(course_utils.models.faces), the practice checks no other test drives (lesson 6's certified
+radius, the notebook's margin loss, blank answers), and the
 compiled loop's promise that many models never set off TensorFlow's retracing warning.
 
 Already tested elsewhere, not repeated here: the binary-search check (test_query_attacks.py), the
-Jacobian-step check (test_substitute.py), the paste check (test_physical.py) and the margin check's
+direction-estimate check (test_exercises_lesson5.py), the paste check (test_physical.py) and the margin check's
 sign and gradient hints (test_distillation.py)."""
 
 from __future__ import annotations
@@ -95,40 +95,6 @@ def _blank(check, *args, capsys) -> None:
     assert NOT_ANSWERED in capsys.readouterr().out
 
 
-# --------------------------------------------------------------------------- lesson 5, exercise 3
-
-
-def keep_better(parent, parent_p, children, children_p):   # notebooks/05_black_box.ipynb, the solution
-    i = int(np.argmax(children_p))
-    if children_p[i] > parent_p:
-        return children[i], float(children_p[i])
-    return parent, float(parent_p)
-
-
-def test_keep_better_check(capsys):
-    _accepts(lesson5.lesson5_keep_better, keep_better, False, capsys=capsys)
-    _blank(lesson5.lesson5_keep_better, None, None, capsys=capsys)
-    _blank(lesson5.lesson5_keep_better, keep_better, None, capsys=capsys)
-    _blank(lesson5.lesson5_keep_better, lambda *a: None, False, capsys=capsys)   # the student copy's stub
-
-    def keeps_ties(parent, parent_p, children, children_p):
-        i = int(np.argmax(children_p))
-        return (children[i], float(children_p[i])) if children_p[i] >= parent_p else (parent, float(parent_p))
-
-    def best_child(parent, parent_p, children, children_p):
-        i = int(np.argmax(children_p))
-        return children[i], float(children_p[i])
-
-    with pytest.raises(WrongAnswer, match="prediction"):
-        lesson5.lesson5_keep_better(keep_better, True)
-    with pytest.raises(WrongAnswer, match="tie"):
-        lesson5.lesson5_keep_better(keeps_ties, False)
-    with pytest.raises(WrongAnswer, match="below the parent"):
-        lesson5.lesson5_keep_better(best_child, False)
-    with pytest.raises(WrongAnswer, match="two things"):
-        lesson5.lesson5_keep_better(lambda parent, parent_p, children, children_p: parent, False)
-
-
 # --------------------------------------------------------------------------- lesson 6, exercises 2 and 3
 
 
@@ -183,9 +149,9 @@ def test_certified_radius_check(capsys):
 
 @pytest.mark.parametrize("check, prediction", [
     (lesson5.lesson5_binary_search, 10),
-    (lesson5.lesson5_jacobian_step, 4800),
+    (lesson5.lesson5_direction_estimate, 0.15),
     (lesson6.lesson6_paste_corner, (17, 27)),
-], ids=["binary_search", "jacobian_step", "paste_corner"])
+], ids=["binary_search", "direction_estimate", "paste_corner"])
 def test_a_right_prediction_with_no_code_yet_is_not_answered(check, prediction, capsys):
     _blank(check, prediction, None, capsys=capsys)
     with pytest.raises(WrongAnswer):   # and a wrong prediction is still caught before the code

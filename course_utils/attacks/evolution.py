@@ -7,7 +7,10 @@ The search never asks for a gradient: it mutates a picture, shows the copies to 
 - :class:`GridEncoding` -- a picture as a small grid of colours (a *genome*, e.g. 8 x 8 x 3 numbers
   in 0..1), smoothly upsampled into a tile that is repeated across the picture. A few hundred
   numbers instead of 150,528 pixels make the search cheap, and the repeated smooth patterns are
-  in the spirit of Nguyen et al.'s CPPN encoding.
+  in the spirit of Nguyen et al.'s CPPN encoding. The encoding does much of the work for some
+  classes: random genomes already get "Windsor tie" from EfficientNet-Lite0 at a few tenths, and
+  it can only make periodic textures, so a long search reaches p >= 0.99 for a few texture
+  classes, not for most (``fooling_genomes.md``).
 - :func:`evolve_fooling_images` -- with ``target=None``, MAP-Elites as in the paper: the best
   picture found so far *for every class* (its elite) is kept, and each generation mutates elites
   drawn at random. With a ``target`` class, a (1 + lambda) evolution strategy: ``population``

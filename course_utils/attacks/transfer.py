@@ -16,11 +16,15 @@ right kind. It trains its own network, the *substitute*, in rounds:
 2. train the substitute on the set with those labels;
 3. **Jacobian-based dataset augmentation**: add, for every picture ``x`` of the set with oracle
    label ``y``, the new picture ``x + lam * sign(d logit_y / dx)`` computed on the *substitute*:
-   a step in the direction in which the substitute's answer changes fastest, i.e. towards the
-   places where the target's decision boundary is likely to be. The set doubles.
+   a step along the direction in which the substitute's score for ``y`` changes fastest. With
+   ``lam > 0`` it *raises* that score, so the new picture lies further inside class ``y`` as the
+   substitute sees it (the substitute is surer of it, not less sure). The target's answer on it
+   shows the substitute how the target's output changes along that direction (Papernot et al.:
+   sampling the directions in which the model's output varies). The set doubles.
 
 Papernot et al. also flip the sign of ``lam`` periodically (a step *away* from the label every
-few rounds), so the new points do not all drift away from the seed pictures in one direction.
+few rounds, towards and across the boundary), so the new points do not all drift away from the
+seed pictures in one direction.
 Then the substitute is attacked white-box (PGD, FGSM; :mod:`course_utils.attacks.pgd`) and the
 result is sent to the target: adversarial examples *transfer* between models trained for the same
 task (Szegedy et al., 2014).

@@ -2,8 +2,7 @@
 
 Each exercise is a prediction, then a small piece of code run on hidden cases against a
 reference kept here: exercise 1 the binary search to the boundary (HopSkipJump's first move),
-exercise 2 Jacobian-based augmentation (the substitute), exercise 3 the evolution loop's
-selection step.
+exercise 2 HopSkipJump's Monte-Carlo direction estimate, checked on hidden flat boundaries.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ import numpy as np
 
 from course_utils.classroom.grading import (
     StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, true_or_false,
+    not_yet, one_of, run_answer,
 )
 
-__all__ = ["lesson5_binary_search", "lesson5_jacobian_step", "lesson5_keep_better"]
+__all__ = ["lesson5_binary_search", "lesson5_direction_estimate", "COSINE_CHOICES"]
 
 
 def _bisection_queries(distance: float, tolerance: float) -> int:
@@ -94,144 +93,112 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
                        "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
 
 
-def _tiny_model(seed: int):
-    """A small random CNN, ``(N, 6, 6, 1)`` pixels 0..255 -> 3 logits: hidden from the student."""
-    import keras
-
-    rng = hidden_rng(seed)
-    inputs = keras.Input((6, 6, 1))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="tanh")(x)
-    logits = keras.layers.Dense(3)(keras.layers.Flatten()(x))
-    model = keras.Model(inputs, logits)
-    model.set_weights([rng.normal(0, 1.0, w.shape).astype(np.float32) for w in model.get_weights()])
-    return model
+def _unit_rows(u: np.ndarray) -> np.ndarray:
+    """Each row of ``u`` (``(n, ...)``) divided by its L2 length."""
+    return u / np.sqrt((u.reshape(len(u), -1) ** 2).sum(1)).reshape(len(u), *[1] * (u.ndim - 1))
 
 
-def _log_prob_step(model: Any, x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
-    import tensorflow as tf
+def _reference_direction(is_adversarial: Any, point: np.ndarray, n: int, delta: float,
+                         rng: np.random.Generator) -> np.ndarray:
+    """HopSkipJump's estimate (Chen et al., 2020): ``n`` random unit changes of length ``delta``,
+    phi = +1 where the model is still fooled, -1 where not, the changes averaged with weights
+    ``phi - mean(phi)`` (the plain mean of ``phi * u`` when every answer is the same); unit length."""
+    u = _unit_rows(rng.normal(size=(n, *point.shape)))
+    phi = np.where(is_adversarial(point + delta * u), 1.0, -1.0)
+    weights = phi - phi.mean() if abs(phi.mean()) < 1 else phi
+    v = np.tensordot(weights, u, axes=1) / n
+    return v / np.linalg.norm(v)
 
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        chosen = tf.gather(tf.nn.log_softmax(model(xt)), y, batch_dims=1)
-    return np.clip(x + lam * np.sign(tape.gradient(chosen, xt).numpy()), 0, 255)
+
+class _Plane:
+    """A hidden flat decision boundary through ``on`` with unit normal ``normal`` (the fooled side
+    is where ``normal . (picture - on) > 0``); answers a batch of pictures, one query each."""
+
+    def __init__(self, on: np.ndarray, normal: np.ndarray) -> None:
+        self.on, self.normal, self.queries = on, normal, 0
+
+    def __call__(self, pictures: Any) -> np.ndarray:
+        v = np.asarray(pictures, dtype=np.float64)
+        if v.shape == self.on.shape:
+            v = v[None]
+        if v.shape[1:] != self.on.shape:
+            raise ValueError(f"is_adversarial takes pictures of shape (m, *{self.on.shape}) (or one picture of "
+                             f"shape {self.on.shape}), got {v.shape}")
+        self.queries += len(v)
+        return (v - self.on).reshape(len(v), -1) @ self.normal.ravel() > 0
 
 
-def lesson5_jacobian_step(queries: Any, jacobian_step: Any, seed_faces: int = 150, rounds: int = 6) -> None:
-    """Exercise 2 of lesson 5 (predict, then code).
+def _hidden_plane(rng: np.random.Generator, shape: tuple, past: float) -> tuple[_Plane, np.ndarray]:
+    """A random boundary and a point ``past`` grey levels on its fooled side (as a binary search leaves it)."""
+    normal = rng.normal(size=shape)
+    normal /= np.linalg.norm(normal)
+    on = rng.uniform(60, 195, shape)
+    return _Plane(on, normal), on + past * normal
 
-    ``queries``: the prediction, how many oracle queries ``rounds`` rounds cost from ``seed_faces``
-    faces when the set doubles after every round but the last and only new pictures are asked.
-    ``jacobian_step(model, x, labels, lam)``: one Jacobian-based augmentation step, the new pictures
-    ``clip(x + lam * sign(d model(x)[label] / dx), 0, 255)`` (the label's *logit*).
+
+def _face_cosine(trials: int = 12, n: int = 100, shape: tuple = (48, 48, 1)) -> float:
+    """Mean cosine between the reference estimate from ``n`` answers and the true normal, on
+    hidden flat boundaries in a face's 48 x 48 = 2304 dimensions."""
+    rng = hidden_rng(57)
+    cosines = []
+    for _ in range(trials):
+        plane, point = _hidden_plane(rng, shape, 0.0)
+        cosines.append(float(np.sum(_reference_direction(plane, point, n, 1.0, rng) * plane.normal)))
+    return float(np.mean(cosines))
+
+
+COSINE_CHOICES = (0.02, 0.15, 0.5, 0.95)
+"""The choices of exercise 2's prediction."""
+
+
+def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -> None:
+    """Exercise 2 of lesson 5 (predict, then code): HopSkipJump's direction estimate.
+
+    ``predicted_cosine``: one of :data:`COSINE_CHOICES`, the cosine between the estimate made
+    from 100 yes/no answers and the true direction, on a flat boundary in a 48 x 48 face's 2304
+    dimensions. ``estimate_direction(is_adversarial, point, n, delta, rng)``: the estimate at
+    ``point`` (just on the fooled side of the boundary), a unit vector of ``point``'s shape
+    pointing to the fooled side, from ``n`` random changes of L2 length ``delta`` (grey levels);
+    ``is_adversarial(pictures)`` takes ``(m, *point.shape)`` pictures (m queries) and returns
+    ``(m,)`` bools; ``rng`` is a NumPy random generator. It runs on hidden flat boundaries.
     """
-    from course_utils.attacks.transfer import jacobian_augment
-
     ex = "Exercise 2"
-    if not_answered(ex, queries):   # predict first: one "not answered yet", the code waits for the prediction
+    if not_answered(ex, predicted_cosine):
         return
-    else:
-        said = a_number(ex, "queries", queries)
-        want = seed_faces * 2 ** (rounds - 1)   # every picture of the last set was asked about exactly once
-        if said == want:
-            print(f"{ex}, the prediction: correct. The last set holds {seed_faces} x 2^{rounds - 1} pictures, "
-                  "each labelled by exactly one query.")
-        elif said == seed_faces * (2 ** rounds - 1):
-            raise WrongAnswer(f"{ex}: {said:g} counts every picture again in every round; the oracle is asked "
-                              "only about the pictures it has not labelled yet.")
-        elif said == seed_faces * 2 ** rounds:
-            raise WrongAnswer(f"{ex}: {said:g} doubles the set once too often: there is no augmentation after "
-                              "the last round.")
-        else:
-            raise WrongAnswer(f"{ex}: {said:g} queries is not it. Each round, how many pictures are new, and "
-                              "how many rounds add pictures?")
-    if not check_function(ex, jacobian_step):
+    said = one_of(ex, "predicted_cosine", predicted_cosine, COSINE_CHOICES)
+    measured = _face_cosine()
+    want = min(COSINE_CHOICES, key=lambda c: abs(c - measured))
+    if said != want:
+        raise WrongAnswer(f"{ex}: not {said:g}. In d dimensions a random unit change has a component along the "
+                          "normal of about 1/sqrt(d) of its length, and 100 answers average away only part of the "
+                          "other d - 1 directions. Work out roughly what that leaves for d = 2304.")
+    if not check_function(ex, estimate_direction):
         return
-    import tensorflow as tf
-
-    rng = hidden_rng(55)
+    rng = hidden_rng(56)
+    cases = [((8, 8, 1), 400, 2.0, 0.1), ((6, 6, 3), 400, 1.0, 0.05), ((12, 12, 1), 600, 3.0, 0.25)]
     try:
-        for k, (n, lam) in enumerate([(4, 25.0), (3, 8.0)]):
-            model = _tiny_model(50 + k)
-            x = np.clip(rng.choice([0.0, 3.0, 128.0, 250.0, 255.0], (n, 6, 6, 1)) + rng.uniform(0, 2, (n, 6, 6, 1)),
-                        0, 255).astype(np.float32)
-            y = rng.integers(0, 3, n).astype(np.int64)
-            want = jacobian_augment(model, x, y, lam)
-            out = run_answer(ex, jacobian_step, model, tf.constant(x), tf.constant(y), lam)
-            got = answer_array(ex, out, x.shape, "the new pictures, x's shape")
-            if np.allclose(got, want, atol=1e-3):
-                continue
-            if np.allclose(got, want - x, atol=1e-3):
-                raise WrongAnswer(f"{ex}: you returned the step; return the new pictures, x plus the step.")
-            if got.min() < -1e-3 or got.max() > 255 + 1e-3:
-                raise WrongAnswer(f"{ex}: your new pictures have pixels outside 0..255: clip them.")
-            if np.allclose(got, jacobian_augment(model, x, y, lam, sign=-1), atol=1e-3):
-                raise WrongAnswer(f"{ex}: your step lowers the label's logit; the augmentation climbs it (+lam).")
-            if np.allclose(got, _log_prob_step(model, x, y, lam), atol=1e-3):
-                raise WrongAnswer(f"{ex}: your step follows the log-probability of the label; Papernot's step "
-                                  "follows the label's *logit*, one row of the substitute's Jacobian.")
-            inside = (x > lam) & (x < 255 - lam)
-            moved = np.abs(got - x)[inside & (want != x)]
-            if moved.size and not np.allclose(moved, lam, atol=1e-3):
-                raise WrongAnswer(f"{ex}: away from 0 and 255 every pixel should move by exactly lam ({lam:g}); "
-                                  f"yours move by {moved.min():.3g} to {moved.max():.3g}: take the sign.")
-            raise WrongAnswer(f"{ex}: your new pictures differ from the augmentation step on a hidden model: take "
-                              "the gradient of each picture's *own* label's logit with respect to x.")
+        for shape, n, delta, past in cases:
+            plane, point = _hidden_plane(rng, shape, past)
+            out = run_answer(ex, estimate_direction, plane, point.copy(), n, delta, np.random.default_rng(int(rng.integers(2**31))))
+            got = answer_array(ex, out, shape, "one direction, of the point's shape")
+            if plane.queries > n:
+                raise WrongAnswer(f"{ex}: you asked {plane.queries} questions where the budget is n = {n}: "
+                                  "send n changed pictures, each once.")
+            if not np.all(np.isfinite(got)) or not np.isclose(np.linalg.norm(got), 1.0, atol=1e-3):
+                raise WrongAnswer(f"{ex}: your direction has L2 length {np.linalg.norm(got):.3g}: return a unit "
+                                  "vector (divide by its length), so that only its direction counts.")
+            cosine = float(np.sum(got * plane.normal))
+            if cosine < -0.5:
+                raise WrongAnswer(f"{ex}: your direction points into the true class (cosine {cosine:.2f} with the "
+                                  "way out): weigh the changes that stay fooled +1 and the others -1.")
+            if cosine < 0.5:
+                raise WrongAnswer(f"{ex}: on a hidden flat boundary your direction is only at cosine {cosine:.2f} "
+                                  f"with the way out, from {n} answers in {point.size} dimensions (a good estimate "
+                                  "gets more than 0.5 there): are the random changes all in different directions, "
+                                  "of length delta, and are those that do not stay fooled counted against?")
     except StubAnswer:
         return not_yet(ex)
-    return correct(ex, "Your step agrees with jacobian_augment on two hidden models.")
-
-
-def _keep_better_reference(parent: np.ndarray, parent_p: float, children: np.ndarray, children_p: np.ndarray) -> tuple[np.ndarray, float]:
-    i = int(np.argmax(children_p))
-    return (children[i], float(children_p[i])) if children_p[i] > parent_p else (parent, float(parent_p))
-
-
-def lesson5_keep_better(keep_better: Any, best_can_fall: Any) -> None:
-    """Exercise 3 of lesson 5: ``best_can_fall`` is the prediction (can the best probability of a
-    (1 + lambda) search fall from one generation to the next? True or False) and
-    ``keep_better(parent, parent_p, children, children_p) -> (genome, p)`` is the selection step:
-    the best child if it is strictly better than the parent, else the parent."""
-    ex = "Exercise 3"
-    if not_answered(ex, best_can_fall) or not check_function(ex, keep_better):
-        return
-    if true_or_false(ex, "best_can_fall", best_can_fall):
-        raise WrongAnswer(f"{ex}: look at your prediction again: the parent is only ever replaced by a child "
-                          "that is better, so what can the best probability do from one generation to the next?")
-    rng = hidden_rng(55)
-    parent = rng.uniform(0, 1, (4, 4, 3))
-    children = rng.uniform(0, 1, (6, 4, 4, 3))
-    cases = {
-        "one child better than the parent": (0.5, np.array([0.1, 0.7, 0.2, 0.9, 0.3, 0.4])),
-        "all children worse than the parent": (0.95, np.array([0.1, 0.7, 0.2, 0.9, 0.3, 0.4])),
-        "the best child only as good as the parent": (0.9, np.array([0.1, 0.7, 0.2, 0.9, 0.3, 0.4])),
-        "the best child last": (0.2, np.array([0.1, 0.15, 0.05, 0.12, 0.11, 0.6])),
-    }
-    try:
-        for what, (parent_p, children_p) in cases.items():
-            want_genome, want_p = _keep_better_reference(parent, parent_p, children, children_p)
-            out = run_answer(ex, keep_better, parent.copy(), parent_p, children.copy(), children_p.copy())
-            if not isinstance(out, tuple) or len(out) != 2:
-                raise WrongAnswer(f"{ex}: return two things, (genome, probability), got {type(out).__name__}.")
-            genome = answer_array(ex, out[0], parent.shape, "one genome, of the parent's shape")
-            try:
-                p = float(out[1])
-            except (TypeError, ValueError):
-                raise WrongAnswer(f"{ex}: the second thing returned is the kept genome's probability, a number.") from None
-            if not np.isclose(p, want_p):
-                if p < parent_p:
-                    raise WrongAnswer(f"{ex}: with {what}, you kept a probability ({p:.2f}) below the parent's "
-                                      f"({parent_p:.2f}): the parent must survive unless a child beats it.")
-                raise WrongAnswer(f"{ex}: with {what}, you kept probability {p:.2f}; the best of the "
-                                  "children and the parent has a different one.")
-            if not np.allclose(genome, want_genome):
-                if np.isclose(p, parent_p) and any(np.allclose(genome, c) for c in children):
-                    raise WrongAnswer(f"{ex}: with {what}, you replaced the parent by a child that is only as good: "
-                                      "keep the parent on a tie (a child must be strictly better).")
-                raise WrongAnswer(f"{ex}: with {what}, the genome you return is not the one whose probability "
-                                  "you return.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, "The parent survives until a child is strictly better, so the best probability can only\n"
-                       "rise or stay: that is elitism, and the curve above is a staircase.")
+    return correct(ex, f"On a face's 2304 dimensions, 100 answers give a cosine of about {measured:.2f} (mean of 12\n"
+                       "hidden flat boundaries), and your estimate finds the way out on three hidden boundaries.\n"
+                       "So rough a direction still helps: the step search keeps only steps that stay fooled, and\n"
+                       "every iteration asks again, with more answers (100 sqrt(t) at iteration t).")
