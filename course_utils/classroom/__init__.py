@@ -1,7 +1,7 @@
 """What the notebooks show and check: plots (:mod:`~course_utils.classroom.plotting`), sliders
 (:mod:`~course_utils.classroom.widgets`), claims with margins (:mod:`~course_utils.classroom.claims`)
 and each lesson's exercise checks, one module per lesson (:mod:`~course_utils.classroom.lesson1` ...
-:mod:`~course_utils.classroom.lesson6`), all graded by :mod:`~course_utils.classroom.grading`.
+:mod:`~course_utils.classroom.lesson7`), all graded by :mod:`~course_utils.classroom.grading`.
 
 The names the lessons use are importable from here: ``from course_utils.classroom import claim, show_images``.
 A lesson imports its own checks as a module: ``from course_utils.classroom import lesson1 as exercises``,
