@@ -67,7 +67,7 @@ test-perturbed: venv
 # the shipped face models, patch, genomes, cards and facts); WHEEL_NOTEBOOKS="notebooks/*.ipynb" runs all.
 WHEEL_VENV := .venv-wheel
 WHEEL_NOTEBOOKS ?= notebooks/00_setup_check.ipynb notebooks/01_noise_filter.ipynb notebooks/04_defences.ipynb \
-	notebooks/05_black_box.ipynb notebooks/06_real_world.ipynb
+	notebooks/05_black_box.ipynb notebooks/06_physical_world.ipynb notebooks/07_hidden_gradients.ipynb
 test-wheel: venv
 	bash tools/check_wheel.sh $(PYTHON) $(WHEEL_VENV) $(WHEEL_NOTEBOOKS)
 

@@ -13,7 +13,8 @@ from typing import Any
 __all__ = ["EXPECTED_LESSONS", "time_notebooks"]
 
 #: The course's lessons; a missing one makes the total incomplete (and the goal unmet).
-EXPECTED_LESSONS = ("00_setup_check", "01_noise_filter", "02_iterative_attack", "03_feature_visualization", "04_defences")
+EXPECTED_LESSONS = ("00_setup_check", "01_noise_filter", "02_iterative_attack", "03_feature_visualization", "04_defences",
+                    "05_black_box", "06_physical_world", "07_hidden_gradients")
 
 
 def _run_one(path: Path, timeout: int) -> dict[str, Any]:

@@ -130,22 +130,28 @@ def test_margin_pgd_beats_cross_entropy_pgd_on_the_distilled_model():
     assert np.abs(margin.delta).max() <= 8.0 + 1e-3
 
 
-def test_the_margin_exercise_check(capsys):
+def test_the_targeted_margin_exercise_check(capsys):
     from course_utils.classroom.grading import WrongAnswer
-    from course_utils.classroom.lesson6 import lesson6_margin_loss
+    from course_utils.classroom.lesson7 import lesson7_targeted_margin
 
-    def right(logits, labels, kappa):
-        return _margin_loss(logits, labels, kappa=kappa)[0]
+    def right(logits, targets, kappa):   # notebooks/07_hidden_gradients.ipynb, the solution
+        target = tf.gather(logits, targets, batch_dims=1)
+        others = tf.where(tf.one_hot(targets, tf.shape(logits)[-1]) > 0, tf.float32.min, logits)
+        return tf.maximum(tf.reduce_max(others, axis=1) - target, -kappa)
 
+    def wrong_sign(logits, targets, kappa):   # the page's untargeted margin, not turned round
+        return _margin_loss(logits, targets, kappa=kappa)[0]
 
-    def wrong_sign(logits, labels, kappa):
-        return -right(logits, labels, kappa)
-
-    lesson6_margin_loss(right, 0.0)
-    assert "correct" in capsys.readouterr().out
-    lesson6_margin_loss(lambda logits, labels, kappa: None, 0.0)
+    lesson7_targeted_margin(right, 0.0)
+    out = capsys.readouterr().out
+    assert out.startswith("Exercise 1: correct")
+    lesson7_targeted_margin(lambda logits, targets, kappa: None, 0.0)
     assert "not answered yet" in capsys.readouterr().out
-    with pytest.raises(WrongAnswer, match="wrong sign"):
-        lesson6_margin_loss(wrong_sign, 0.0)
+    with pytest.raises(WrongAnswer, match="prediction"):
+        lesson7_targeted_margin(right, 1.0)
+    with pytest.raises(WrongAnswer):
+        lesson7_targeted_margin(wrong_sign, 0.0)
     with pytest.raises(WrongAnswer, match="no gradient"):
-        lesson6_margin_loss(lambda z, y, k: tf.stop_gradient(right(z, y, k)), 0.0)
+        lesson7_targeted_margin(lambda z, y, k: tf.stop_gradient(right(z, y, k)), 0.0)
+    with pytest.raises(WrongAnswer, match="not floored"):
+        lesson7_targeted_margin(lambda z, y, k: right(z, y, np.inf), 0.0)

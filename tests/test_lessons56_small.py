@@ -1,11 +1,11 @@
-"""Small checks for lessons 5 and 6 not covered elsewhere: the face-variant loader's contract
-(course_utils.models.faces), the practice checks no other test drives (lesson 6's certified
-radius, the notebook's margin loss, blank answers), and the
-compiled loop's promise that many models never set off TensorFlow's retracing warning.
+"""Small checks for lessons 5 to 7 not covered elsewhere: the face-variant loader's contract
+(course_utils.models.faces), the practice checks no other test drives (lesson 6's shifted EOT loss,
+lesson 7's samples for a radius, blank answers), and the compiled loop's promise that many models
+never set off TensorFlow's retracing warning.
 
 Already tested elsewhere, not repeated here: the binary-search check (test_query_attacks.py), the
-direction-estimate check (test_exercises_lesson5.py), the paste check (test_physical.py) and the margin check's
-sign and gradient hints (test_distillation.py)."""
+direction-estimate check (test_exercises_lesson5.py), the paste check (test_physical.py) and the
+targeted margin check (test_distillation.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.classroom import lesson5, lesson6
+from course_utils.classroom import lesson5, lesson6, lesson7
 from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
 from course_utils.io.images import sample_face
 from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, face_card, face_facts, load_face_model
@@ -95,53 +95,67 @@ def _blank(check, *args, capsys) -> None:
     assert NOT_ANSWERED in capsys.readouterr().out
 
 
-# --------------------------------------------------------------------------- lesson 6, exercises 2 and 3
+# --------------------------------------------------------------------------- lesson 6, exercise 2
 
 
-def my_margin_loss(logits, labels, kappa):   # notebooks/06_real_world.ipynb, the solution
-    true = tf.gather(logits, labels, batch_dims=1)
-    others = tf.where(tf.one_hot(labels, tf.shape(logits)[-1]) > 0, tf.float32.min, logits)
-    return tf.maximum(true - tf.reduce_max(others, axis=1), -kappa)
+def shift_eot_loss(model, x, labels):   # notebooks/06_physical_world.ipynb, the solution
+    shifted = [tf.roll(x, shift, axis) for axis in (1, 2) for shift in (-1, 1)]
+    losses = [tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=model(s)) for s in shifted]
+    return tf.reduce_mean(tf.stack(losses), axis=0)
 
 
-def test_margin_loss_check_on_the_notebooks_solution(capsys):
-    _accepts(lesson6.lesson6_margin_loss, my_margin_loss, 0.0, capsys=capsys)
-    _blank(lesson6.lesson6_margin_loss, None, 0.0, capsys=capsys)
-    _blank(lesson6.lesson6_margin_loss, my_margin_loss, None, capsys=capsys)
+def test_shift_eot_check(capsys):
+    _accepts(lesson6.lesson6_shift_eot, shift_eot_loss, "smaller", capsys=capsys)
+    _blank(lesson6.lesson6_shift_eot, None, "smaller", capsys=capsys)
+    _blank(lesson6.lesson6_shift_eot, lambda m, x, y: None, "smaller", capsys=capsys)
+    _blank(lesson6.lesson6_shift_eot, shift_eot_loss, None, capsys=capsys)
     with pytest.raises(WrongAnswer, match="prediction"):
-        lesson6.lesson6_margin_loss(my_margin_loss, -1.0)   # what float64 on moderate logits would suggest
+        lesson6.lesson6_shift_eot(shift_eot_loss, "larger")
 
-    def no_floor(logits, labels, kappa):
-        true = tf.gather(logits, labels, batch_dims=1)
-        others = tf.where(tf.one_hot(labels, tf.shape(logits)[-1]) > 0, tf.float32.min, logits)
-        return true - tf.reduce_max(others, axis=1)
+    def plain(model, x, labels):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(x))
 
-    with pytest.raises(WrongAnswer, match="not floored at -kappa"):
-        lesson6.lesson6_margin_loss(no_floor, 0.0)
+    def summed(model, x, labels):
+        return 4 * shift_eot_loss(model, x, labels)
+
+    def batch_axis(model, x, labels):   # rolls the batch instead of the picture
+        shifted = [tf.roll(x, s, 0) for s in (-1, 1, -2, 2)]
+        return tf.reduce_mean(tf.stack([plain(model, v, labels) for v in shifted]), axis=0)
+
+    for wrong, match in [(plain, "plain loss"), (summed, "four times"), (batch_axis, "differs"),
+                         (lambda m, x, y: shift_eot_loss(m, x, y).numpy(), "tensor"), ("loss", "function")]:
+        with pytest.raises(WrongAnswer, match=match):
+            lesson6.lesson6_shift_eot(wrong, "smaller")
 
 
-def certified_radius(p_lower, sigma):   # notebooks/06_real_world.ipynb, the solution
-    if p_lower < 0.5:
-        return 0.0
-    return sigma * statistics.NormalDist().inv_cdf(p_lower)
+# --------------------------------------------------------------------------- lesson 7, exercise 2
 
 
-def test_certified_radius_check(capsys):
-    _accepts(lesson6.lesson6_certified_radius, certified_radius, 2.33, capsys=capsys)
-    _blank(lesson6.lesson6_certified_radius, None, 2.33, capsys=capsys)
-    _blank(lesson6.lesson6_certified_radius, lambda p, s: None, 2.33, capsys=capsys)
-    _blank(lesson6.lesson6_certified_radius, certified_radius, None, capsys=capsys)
+def samples_needed(radius, sigma, alpha):   # notebooks/07_hidden_gradients.ipynb, the solution
+    import math
+    p_needed = statistics.NormalDist().cdf(radius / sigma)
+    return math.ceil(math.log(alpha) / math.log(p_needed))
+
+
+def test_samples_needed_check(capsys):
+    _accepts(lesson7.lesson7_samples_needed, samples_needed, False, capsys=capsys)
+    _blank(lesson7.lesson7_samples_needed, None, False, capsys=capsys)
+    _blank(lesson7.lesson7_samples_needed, lambda r, s, a: None, False, capsys=capsys)
+    _blank(lesson7.lesson7_samples_needed, samples_needed, None, capsys=capsys)
     with pytest.raises(WrongAnswer, match="prediction"):
-        lesson6.lesson6_certified_radius(certified_radius, 0.99)   # the probability, not the quantile
+        lesson7.lesson7_samples_needed(samples_needed, True)
+    with pytest.raises(WrongAnswer, match="True or False"):
+        lesson7.lesson7_samples_needed(samples_needed, "no")
+    import math
     for wrong, match in [
-        (lambda p, s: s * statistics.NormalDist().inv_cdf(p), "abstains"),   # no abstention below one half
-        (lambda p, s: s * p if p >= 0.5 else 0.0, "quantile"),
-        (lambda p, s: statistics.NormalDist().inv_cdf(p) if p >= 0.5 else 0.0, "grow with sigma"),
-        (lambda p, s: "far", "one number"),
-        (24.0, "function"),
+        (lambda r, s, a: samples_needed(r, s, a) - 1, "round up"),
+        (lambda r, s, a: math.log(a) / math.log(statistics.NormalDist().cdf(r / s)), "whole number"),
+        (lambda r, s, a: math.ceil(math.log(a) / math.log(r / s / 10)) if r < 10 * s else 1, "smallest n"),
+        (lambda r, s, a: "many", "one whole number"),
+        (1000, "function"),
     ]:
         with pytest.raises(WrongAnswer, match=match):
-            lesson6.lesson6_certified_radius(wrong, 2.33)
+            lesson7.lesson7_samples_needed(wrong, False)
 
 
 # --------------------------------------------------------------------------- blank code after a right prediction

@@ -1,5 +1,5 @@
 """Randomized smoothing (course_utils.attacks.smoothing): the statistics on values known by hand, CERTIFY and
-PREDICT on classifiers whose answer is known exactly, and an empirical check on lesson 6's noisy face CNN."""
+PREDICT on classifiers whose answer is known exactly, and an empirical check on lesson 7's noisy face CNN."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def test_certified_accuracy_falls_with_the_radius(half_plane):
     assert accuracy[0] <= 14 / 15
 
 
-# ---------------------------------------------------------------- an attack within the radius (lesson 6's model)
+# ---------------------------------------------------------------- an attack within the radius (lesson 7's model)
 
 
 def test_l2_pgd_within_the_radius_does_not_move_the_smoothed_answer():

@@ -13,7 +13,7 @@ education only, never shipped). From the repository root::
     python tools/train_face_model.py --variant noisy --data ../shared/data/faces48.npz
 
 ``gender`` is lesson 1's model, ``robust`` lesson 4's adversarially trained one, ``substitute``
-lesson 5's copy grown from lesson 1's model's answers, ``distilled`` and ``noisy`` lesson 6's
+lesson 5's copy grown from lesson 1's model's answers, ``distilled`` and ``noisy`` lesson 7's
 defensive distillation and base model of randomized smoothing (:mod:`tools.facetrain.variants`
 says what each trains and measures). Each writes its weights (``--out``), its model card
 (``--card``, from the template ``tools/cards/<variant>.md``) and, all but ``gender``, the JSON of

@@ -55,7 +55,7 @@ class AttackResult:
             ``None`` without a history.
         seconds, compile_seconds: wall time of the loop, and of tracing it.
         traces: how many graphs the call traced (0 when it reused a compiled loop).
-        classes: the model's classes (:class:`~course_utils.models.labels.ClassNames`).
+        classes: the model's classes (:class:`~course_utils.models.imagenet.ClassNames`).
         queries, budget: a query attack's: ``(N,)`` queries each example used (the clean query
             included, never above ``budget``), and the budget per example; ``None`` otherwise.
         fooled: ``(N,)`` the attack's own verdict, when it judged success itself (a query attack:
