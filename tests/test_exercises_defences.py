@@ -27,32 +27,41 @@ def _unanswered(check, *args, capsys) -> None:
     assert NOT_ANSWERED in capsys.readouterr().out
 
 
-TABLE = pd.DataFrame({"standard": [0.905, 0.77, 0.57, 0.27, 0.02], "robust": [0.90, 0.86, 0.80, 0.70, 0.42]},
-                     index=pd.Index([0.0, 1.0, 2.0, 4.0, 8.0], name="epsilon"))
+def _worst_case(table):
+    return float(np.asarray(table, bool).all(axis=0).mean())
 
 
-def test_budget_below_half(capsys):
-    lesson4.lesson4_budget_below_half(8.0, TABLE)
-    lesson4.lesson4_budget_below_half(4.0, TABLE, "standard")
-    _rejects(lesson4.lesson4_budget_below_half, 4.0, TABLE, match="still gets 0.70")  # one budget too small
-    _rejects(lesson4.lesson4_budget_below_half, 8.0, TABLE, "standard", match="already is at a smaller budget")
-    _rejects(lesson4.lesson4_budget_below_half, 3.0, TABLE, match="choose budget_below_half from")
-    _rejects(lesson4.lesson4_budget_below_half, "8", TABLE, match="choose budget_below_half from")
-    _unanswered(lesson4.lesson4_budget_below_half, None, TABLE, capsys=capsys)
+def test_worst_case_accuracy(capsys):
+    lesson4.lesson4_worst_case_accuracy(_worst_case)
+    lesson4.lesson4_worst_case_accuracy(lambda t: float(np.min(t, axis=0).mean()))   # another correct way
+    _rejects(lesson4.lesson4_worst_case_accuracy, lambda t: float(np.mean(t)), match="not an average")
+    _rejects(lesson4.lesson4_worst_case_accuracy, lambda t: float(np.mean(t, axis=1).min()), match="decide per picture")
+    _rejects(lesson4.lesson4_worst_case_accuracy, lambda t: float(np.any(t, axis=0).mean()), match="survive all")
+    _rejects(lesson4.lesson4_worst_case_accuracy, lambda t: np.all(t, axis=0), match="one number")
+    _rejects(lesson4.lesson4_worst_case_accuracy, 0.5, match="a function")
+    _unanswered(lesson4.lesson4_worst_case_accuracy, None, capsys=capsys)
+    _unanswered(lesson4.lesson4_worst_case_accuracy, lambda t: None, capsys=capsys)   # the student copy's stub
 
 
-RATES = pd.DataFrame({"epsilon": [1.0, 2.0, 4.0, 8.0], "Lite1": [0.12, 0.38, 0.75, 0.62], "Lite2": [0.25, 0.38, 0.38, 0.62]})
+def _project(delta, epsilon):
+    norms = np.sqrt((np.reshape(delta, (len(delta), -1)) ** 2).sum(axis=1))
+    return delta * np.minimum(1.0, epsilon / norms)[:, None, None, None]
 
 
-def test_transfer_half(capsys):
-    lesson4.lesson4_transfer_half(8.0, RATES)
-    lesson4.lesson4_transfer_half(4.0, RATES, "Lite1")
-    _rejects(lesson4.lesson4_transfer_half, 4.0, RATES, match="only 38%")  # a budget too small
-    _rejects(lesson4.lesson4_transfer_half, 8.0, RATES, "Lite1", match="already happens at a smaller budget")
-    _rejects(lesson4.lesson4_transfer_half, 3.0, RATES, match="choose transfer_half from")
-    never = RATES.assign(Lite2=[0.1, 0.2, 0.3, 0.4])
-    _rejects(lesson4.lesson4_transfer_half, 8.0, never, match="no budget in the table")
-    _unanswered(lesson4.lesson4_transfer_half, None, RATES, capsys=capsys)
+def test_project_l2(capsys):
+    import tensorflow as tf
+
+    lesson4.lesson4_project_l2(_project)
+    lesson4.lesson4_project_l2(lambda d, e: tf.clip_by_norm(tf.constant(d), e, axes=[1, 2, 3]))   # TensorFlow's way
+    _rejects(lesson4.lesson4_project_l2, lambda d, e: d * min(1.0, e / np.sqrt((d ** 2).sum())), match="whole batch")
+    _rejects(lesson4.lesson4_project_l2, lambda d, e: np.clip(d, -e, e), match="L-inf box")
+    _rejects(lesson4.lesson4_project_l2,
+             lambda d, e: d * (e / np.sqrt((d.reshape(len(d), -1) ** 2).sum(axis=1)))[:, None, None, None],
+             match="leave those unchanged")
+    _rejects(lesson4.lesson4_project_l2, lambda d, e: d, match="still has L2 norm")
+    _rejects(lesson4.lesson4_project_l2, lambda d, e: 0.5 * _project(d, e), match="direction")
+    _unanswered(lesson4.lesson4_project_l2, None, capsys=capsys)
+    _unanswered(lesson4.lesson4_project_l2, lambda d, e: None, capsys=capsys)
 
 
 class _Threshold:

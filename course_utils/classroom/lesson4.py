@@ -1,8 +1,8 @@
 """Lesson 4's exercise checks (``04_defences``), graded as :mod:`course_utils.classroom.grading` says.
 
-Exercises 1-3 are answers read off the lesson's tables and runs (exercise 3 runs the attack
-itself); exercises 4-6 are coding tasks (PGD's random start, BPDA's straight-through line, EOT's
-averaged gradient).
+Exercises 1, 2 and 4-6 are coding tasks checked on hidden cases (robust accuracy against several
+attacks, the projection onto an L2 ball, PGD's random start, BPDA's straight-through line, EOT's
+averaged gradient); exercise 3 is a budget search whose check runs the attack itself.
 """
 
 from __future__ import annotations
@@ -10,82 +10,117 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_answered, not_yet, one_of,
+    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_yet,
     run_answer, smallest_that_works,
 )
 
 __all__ = [
-    "LESSON4_EPSILONS", "lesson4_budget_below_half", "lesson4_transfer_half",
+    "LESSON4_EPSILONS", "lesson4_worst_case_accuracy", "lesson4_project_l2",
     "lesson4_smallest_epsilon_robust", "lesson4_random_start", "lesson4_straight_through",
     "lesson4_eot_gradient",
 ]
 
 
-# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
+# --------------------------------------------------------------------------- exercises 1-3
 
 #: The budgets (grey levels) exercise 4.3 chooses from: each one doubles the one before.
 LESSON4_EPSILONS: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
 
 
-def lesson4_budget_below_half(answer: Any, robustness: pd.DataFrame, model: str = "robust") -> None:
-    """Exercise 4.1: the smallest budget in the robustness table at which ``model``'s accuracy
-    on the held-out faces falls below 0.5.
+def _worst_case_cases() -> list[np.ndarray]:
+    """Exercise 4.1's hidden cases: (attacks, pictures) tables of "still right" on which the
+    per-picture worst case, the mean, the weakest attack's accuracy and "right under any attack"
+    all differ."""
+    rng = hidden_rng(41)
+    cases = [np.array([[1, 1, 0, 1, 0, 1], [1, 0, 1, 1, 0, 1], [0, 1, 1, 1, 1, 1]], bool)]
+    for attacks, pictures in [(2, 9), (4, 13), (5, 40)]:
+        while True:
+            table = rng.random((attacks, pictures)) < 0.7
+            worst, mean = table.all(axis=0).mean(), table.mean()
+            weakest, best = table.mean(axis=1).min(), table.any(axis=0).mean()
+            if len({round(v, 9) for v in (worst, mean, weakest, best)}) == 4:
+                cases.append(table)
+                break
+    return cases
 
-    ``robustness`` is :func:`course_utils.models.faces.load_robustness`'s table (index
-    ``epsilon``, one accuracy column per model).
+
+def lesson4_worst_case_accuracy(worst_case_accuracy: Any) -> None:
+    """Exercise 4.1: ``worst_case_accuracy(still_right)`` is the robust accuracy against several
+    attacks at once. ``still_right`` is a boolean array of shape (attacks, pictures), True where
+    the picture's answer is still right after that attack; the answer is the share (0..1) of
+    pictures still right after *every* attack (a picture counts as fooled if any attack fools it).
     """
     ex = "Exercise 1"
-    if not_answered(ex, answer):
+    if not check_function(ex, worst_case_accuracy):
         return
-    budgets = [float(e) for e in robustness.index]
-    eps = one_of(ex, "budget_below_half", answer, budgets)
-    accuracy = robustness[model]
-    if accuracy.loc[eps] >= 0.5:
-        raise WrongAnswer(
-            f"{ex}: at epsilon = {eps:g} the {model} model still gets {accuracy.loc[eps]:.2f} of the faces right. "
-            "Look at larger budgets in the table."
-        )
-    smaller = [e for e in budgets if e < eps and accuracy.loc[e] < 0.5]
-    if smaller:
-        raise WrongAnswer(
-            f"{ex}: at epsilon = {eps:g} the {model} model is below 0.5, but it already is at a smaller "
-            "budget. Look for the first row where it drops below 0.5."
-        )
-    return correct(ex, f"at epsilon = {eps:g} the {model} model gets {accuracy.loc[eps]:.2f} right; one budget "
-                       "smaller it was still above 0.5.")
+    try:
+        for table in _worst_case_cases():
+            got = float(answer_array(ex, run_answer(ex, worst_case_accuracy, table.copy()), (), "one number"))
+            want = float(table.all(axis=0).mean())
+            if np.isclose(got, want, atol=1e-9):
+                continue
+            where = f"on a hidden table of {table.shape[0]} attacks x {table.shape[1]} pictures"
+            if np.isclose(got, table.mean()):
+                raise WrongAnswer(f"{ex}: {where} you return the average over attacks and pictures ({got:.3f}). "
+                                  "Robust accuracy is not an average: a picture that any one attack fools is lost.")
+            if np.isclose(got, table.mean(axis=1).min()):
+                raise WrongAnswer(f"{ex}: {where} you return the strongest single attack's accuracy ({got:.3f}). "
+                                  "Different attacks fool different pictures: decide per picture first.")
+            if np.isclose(got, table.any(axis=0).mean()):
+                raise WrongAnswer(f"{ex}: {where} you count a picture as right if it survives *some* attack "
+                                  f"({got:.3f}); the attacker picks the attack that works, so it must survive all.")
+            raise WrongAnswer(f"{ex}: {where} you return {got:.3f}. Per picture: is it still right after every "
+                              "attack? Then the share of such pictures.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, f"Per picture, the worst attack, then the share: right on {len(_worst_case_cases())} hidden "
+                       "tables (on them, the average and the best single attack would have been too high).")
 
 
-def lesson4_transfer_half(answer: Any, rates: pd.DataFrame, model: str = "Lite2") -> None:
-    """Exercise 4.2: the smallest budget at which changes crafted on the substitute change
-    ``model``'s answer on at least half of the pictures.
-
-    ``rates`` is section 2's transfer table: a column ``epsilon`` and one column per model with
-    the share (0..1) of pictures whose answer changed.
-    """
+def lesson4_project_l2(project_l2: Any) -> None:
+    """Exercise 4.2: ``project_l2(delta, epsilon)`` projects a batch of changes ``delta`` (shape
+    (n, height, width, channels), grey levels) onto the L2 ball of radius ``epsilon``: each
+    picture's change whose L2 norm exceeds epsilon is scaled down to norm epsilon (its direction
+    kept); a change already inside the ball is returned unchanged."""
     ex = "Exercise 2"
-    if not_answered(ex, answer):
+    if not check_function(ex, project_l2):
         return
-    table = rates.set_index("epsilon")[model]
-    budgets = [float(e) for e in table.index]
-    eps = one_of(ex, "transfer_half", answer, budgets)
-    if not (table >= 0.5).any():
-        raise WrongAnswer(f"{ex}: on this run no budget in the table fools {model} on half of the pictures; "
-                          "there is no right answer here. Look at the table: which budget comes closest?")
-    if table.loc[eps] < 0.5:
-        raise WrongAnswer(
-            f"{ex}: at epsilon = {eps:g} only {table.loc[eps]:.0%} of {model}'s answers change. Look at larger budgets."
-        )
-    smaller = [e for e in budgets if e < eps and table.loc[e] >= 0.5]
-    if smaller:
-        raise WrongAnswer(
-            f"{ex}: at epsilon = {eps:g} half of {model}'s answers change, but that already happens at a smaller "
-            "budget. Find the first row that reaches one half."
-        )
-    return correct(ex, f"at epsilon = {eps:g}, {table.loc[eps]:.0%} of {model}'s answers change, without {model} ever "
-                       "being attacked.")
+    rng = hidden_rng(42)
+    cases = []
+    for shape, epsilon in [((3, 8, 8, 1), 20.0), ((4, 5, 7, 3), 6.5)]:
+        delta = rng.normal(0.0, 4.0, shape)
+        delta[0] *= 0.1          # one change well inside the ball
+        delta[-1] *= 3.0         # one far outside
+        cases.append((delta, epsilon))
+    try:
+        for delta, epsilon in cases:
+            got = answer_array(ex, run_answer(ex, project_l2, delta.copy(), epsilon), delta.shape, "a batch of delta's shape")
+            norms = np.sqrt((delta.reshape(len(delta), -1) ** 2).sum(axis=1))
+            want = delta * np.minimum(1.0, epsilon / norms)[:, None, None, None]
+            if np.allclose(got, want, rtol=1e-4, atol=1e-4):
+                continue
+            got_norms = np.sqrt((got.reshape(len(got), -1) ** 2).sum(axis=1))
+            batch_norm = float(np.sqrt((delta ** 2).sum()))
+            if np.allclose(got, delta * min(1.0, epsilon / batch_norm), rtol=1e-4, atol=1e-4):
+                raise WrongAnswer(f"{ex}: you took one norm over the whole batch; each picture has its own ball "
+                                  "(the norm over its height, width and channels).")
+            if np.allclose(got, np.clip(delta, -epsilon, epsilon), atol=1e-4):
+                raise WrongAnswer(f"{ex}: clipping each value to ±epsilon is the L-inf box of section 1, not the "
+                                  "L2 ball: scale the whole change down instead.")
+            if np.allclose(got_norms, epsilon, rtol=1e-3) and norms.min() < epsilon:
+                raise WrongAnswer(f"{ex}: every change now has norm exactly epsilon, even one that was inside the "
+                                  f"ball (norm {norms.min():.2f} < {epsilon:g}): leave those unchanged.")
+            if np.any(got_norms > epsilon * (1 + 1e-3)):
+                raise WrongAnswer(f"{ex}: a change still has L2 norm {got_norms.max():.2f} > epsilon = {epsilon:g} "
+                                  "after your projection.")
+            raise WrongAnswer(f"{ex}: your changes are inside the ball but not the projection: keep each change's "
+                              "direction and scale it by epsilon / its norm when that is below 1.")
+    except StubAnswer:
+        return not_yet(ex)
+    return correct(ex, "Each picture's change is scaled into its own ball, and changes inside it are left alone "
+                       f"({sum(len(d) for d, _ in cases)} hidden changes, two radii).")
 
 
 def lesson4_smallest_epsilon_robust(
