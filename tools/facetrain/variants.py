@@ -9,9 +9,9 @@ variant         what ``--variant`` trains and measures
                 both face models' accuracy under PGD-20 per budget
 ``substitute``  lesson 5's substitute, grown from lesson 1's model's answers alone (Papernot et al.,
                 2017); agreement per round and transfer attacks per budget
-``distilled``   lesson 6's defensive distillation at temperature T (Papernot et al., 2016); CE and
+``distilled``   lesson 7's defensive distillation at temperature T (Papernot et al., 2016); CE and
                 margin PGD, and the feature-squeezing detector on lesson 1's model
-``noisy``       lesson 6's base classifier of randomized smoothing, trained on faces plus Gaussian
+``noisy``       lesson 7's base classifier of randomized smoothing, trained on faces plus Gaussian
                 noise (Cohen et al., 2019); certified accuracy of the smoothed classifier
 ==============  ====================================================================================
 
@@ -479,7 +479,7 @@ def substitute_card(r: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# distilled: lesson 6's defensive distillation, and the feature-squeezing detector
+# distilled: lesson 7's defensive distillation, and the feature-squeezing detector
 # --------------------------------------------------------------------------------------------
 # Papernot, McDaniel, Wu, Jha & Swami (IEEE S&P 2016): train a *teacher* with its softmax at
 # temperature T (``softmax(z / T)``), label the training faces with the teacher's probabilities
@@ -626,7 +626,7 @@ def run_distilled(s: argparse.Namespace, faces: Faces) -> Trained:
 
 
 def distilled_facts(r: dict[str, Any]) -> str:
-    """The JSON lesson 6 reads (``face_facts("distilled")``)."""
+    """The JSON lesson 7 reads (``face_facts("distilled")``)."""
     return json.dumps({
         "description": "Lesson 6's distilled face CNN: facts measured on the held-out faces (not shipped) by "
                        "tools/train_face_model.py --variant distilled.",
@@ -662,7 +662,7 @@ def distilled_card(r: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# noisy: lesson 6's base classifier of randomized smoothing, and its certified accuracy
+# noisy: lesson 7's base classifier of randomized smoothing, and its certified accuracy
 # --------------------------------------------------------------------------------------------
 # Cohen, Rosenfeld & Kolter (2019) train the base classifier on inputs with the same Gaussian noise
 # (standard deviation sigma) that the smoothed classifier adds, so that it still answers well on
@@ -778,7 +778,7 @@ def run_noisy(s: argparse.Namespace, faces: Faces) -> Trained:
 
 
 def noisy_facts(r: dict[str, Any]) -> str:
-    """The JSON lesson 6 reads (``course_utils.models.faces.face_facts("noisy")``)."""
+    """The JSON lesson 7 reads (``course_utils.models.faces.face_facts("noisy")``)."""
     data = {
         "description": "Lesson 6's noise-trained face CNN (the base classifier f of randomized smoothing) and the "
                        "certified accuracy of its smoothed classifier g on the held-out faces. Pixels 0..255; "
