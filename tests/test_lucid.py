@@ -52,7 +52,6 @@ def test_terms_on_one_layer_share_one_pass(imagenet_model):
     """FilterMean + w * Diversity reads block4_expand_bn once: the sum builds and calls one network."""
     layer = "block4_expand_bn"
     goal = FilterMean(imagenet_model, layer) + 2.0 * Diversity(imagenet_model, layer)
-    goal.build()
     second = goal.terms[1][1]
     assert second._extractor is None  # never built: the first term's pass serves it
     x = tf.random.stateless_uniform((2, 48, 48, 3), seed=[1, 2], maxval=255.0)
@@ -182,7 +181,7 @@ def test_filters_rise_tenfold_from_an_almost_blank_start(imagenet_model):
     1.2x), with the Fourier parameterisation alone it rises (14.4x; before 14.9x / 15.1x)."""
     layer = "block6_expand_bn"
     vis = maximize_filters(imagenet_model, layer, [0, 1, 2, 3], steps=80, size=96, style="lucid", progress=False)
-    assert np.abs(vis.initial - 127.5).max() < 1.0  # FILTER_START_SD: an almost blank start
+    assert np.abs(vis.initial - 127.5).max() < 1.0  # _FILTER_START_SD: an almost blank start
     assert (vis.lift_ratio[1:] >= 10.0).all() and vis.lift_ratio[1:].min() > 20.0, vis.table()
     assert not vis.rose[0], vis.table()
     bare = maximize_filters(imagenet_model, layer, [0], steps=80, size=96, param="fourier", progress=False)
