@@ -30,7 +30,7 @@ from course_utils.vis.result import Visualization, history as _history
 from course_utils.vis.visualize import class_probabilities, maximize_filters
 
 __all__ = ["visualize_layers", "filter_report", "compare_batched_serial", "PHOTOS", "natural_magnitude",
-           "maximize_class_maco", "spectrum_slope", "picture_stats"]
+           "maximize_class_maco", "spectrum_slope", "picture_stats", "shipped_class_pictures"]
 
 
 def visualize_layers(
@@ -198,10 +198,36 @@ def spectrum_slope(pixels: np.ndarray) -> np.ndarray:
     return np.asarray([np.polyfit(centres, row, 1)[0] for row in levels])
 
 
-def picture_stats(pixels: np.ndarray) -> pd.DataFrame:
-    """One row per picture: ``clipped`` (share of colour values at 0 or 255 once shown as
-    ``uint8``, 0..1) and ``slope`` (:func:`spectrum_slope`). ``pixels``: ``(N, H, W, C)`` 0..255."""
+def picture_stats(pixels: np.ndarray, model: keras.Model | None = None, judge: keras.Model | None = None,
+                  targets: Sequence[int | str] | None = None) -> pd.DataFrame:
+    """One row per picture: ``clipped`` (share of colour values at 0 or 255 once shown as ``uint8``,
+    0..1) and ``slope`` (:func:`spectrum_slope`); with ``targets`` (one class per picture) and
+    ``model`` also ``p_model`` (the class's probability, 0..1), with ``judge`` also ``judge_rank``
+    (1 = the judge's top class); then indexed by class. ``pixels``: ``(N, H, W, C)`` 0..255, each
+    resized for a model."""
     shown = to_uint8(np.asarray(pixels, np.float32))
     shown = shown[None] if shown.ndim == 3 else shown
-    clipped = ((shown == 0) | (shown == 255)).mean(axis=(1, 2, 3))
-    return pd.DataFrame({"clipped": clipped, "slope": spectrum_slope(shown)})
+    table = pd.DataFrame({"clipped": ((shown == 0) | (shown == 255)).mean(axis=(1, 2, 3)), "slope": spectrum_slope(shown)})
+    if targets is not None:
+        names = ClassNames.of(model if model is not None else judge)
+        idx = names.indices(list(targets))
+        if len(idx) != len(shown):
+            raise ValueError(f"picture_stats got {len(shown)} pictures for {len(idx)} targets")
+        table.index = pd.Index([names.label(k) for k in idx], name="class")
+        if model is not None:
+            table["p_model"] = class_probabilities(model, shown.astype(np.float32), idx)[0]
+        if judge is not None:
+            table["judge_rank"] = class_probabilities(judge, shown.astype(np.float32), idx)[1]
+    return table
+
+
+def shipped_class_pictures() -> dict[str, np.ndarray]:
+    """Lesson 3's five classes (:data:`~course_utils.vis.visualize.JUDGED_CLASSES`) three ways on
+    EfficientNet-Lite0, too slow to make live: ``uint8`` pictures ``plain`` and ``lucid``
+    ``(5, 224, 224, 3)``, ``maco`` ``(5, S, S, 3)``, ``maco_alpha`` ``(5, S, S)`` (0..255),
+    ``classes`` and ``seconds`` (per picture: plain, lucid, maco). Made by
+    ``tools/make_class_pictures.py``; the recipe and measures are in ``data/class_pictures.md``."""
+    from course_utils.io.fetch import DATA_DIR
+
+    with np.load(DATA_DIR / "class_pictures.npz") as shipped:
+        return {key: shipped[key] for key in shipped.files}
