@@ -321,3 +321,50 @@ def test_steps_below_one_are_refused(imagenet_model, steps):
         maximize_filters(imagenet_model, "stem_bn", [0], steps=steps)
     with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
         maximize_class(imagenet_model, "sea snake", steps=steps)
+
+
+# --------------------------------------------------------------------------- MaCo and the measures of "natural"
+
+
+def _noise_with_slope(slope: float, side: int = 128, seed: int = 0) -> np.ndarray:
+    f = np.sqrt(np.fft.fftfreq(side)[:, None] ** 2 + np.fft.rfftfreq(side)[None, :] ** 2)
+    amp = np.where(f > 0, np.maximum(f, 1e-9) ** slope, 0.0)
+    phase = np.random.default_rng(seed).uniform(-np.pi, np.pi, amp.shape)
+    grey = np.fft.irfft2(amp * np.exp(1j * phase), s=(side, side))
+    grey = 128 + 40 * grey / grey.std()
+    return np.repeat(grey[None, ..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("slope", [0.0, -1.0, -2.0])
+def test_spectrum_slope_finds_a_known_slope(slope):
+    from course_utils.vis import spectrum_slope
+
+    assert spectrum_slope(_noise_with_slope(slope))[0] == pytest.approx(slope, abs=0.15)
+
+
+def test_picture_stats_counts_clipped_values_and_the_photos_fall_as_1_over_f():
+    from course_utils.vis import picture_stats
+
+    half = np.full((1, 32, 32, 3), 128.0)
+    half[:, :16] = 255.0
+    assert picture_stats(half).clipped[0] == pytest.approx(0.5)
+    photos = np.stack([load_image(sample_image(n), size=224) for n in ("astronaut", "chelsea", "coffee", "grace_hopper")])
+    slopes = picture_stats(photos).slope
+    assert slopes.between(-1.8, -1.0).all(), slopes.tolist()
+    with pytest.raises(ValueError, match="at least 16x16"):
+        picture_stats(np.zeros((1, 8, 8, 3)))
+
+
+def test_maco_keeps_the_magnitude_and_optimises_the_phase(imagenet_model):
+    """A short MaCo run: valid pixels that never clip, a photo-like spectrum, a rising class and a
+    transparency map in 0..1 of the picture's size; seeded."""
+    from course_utils.vis import maximize_class_maco, picture_stats
+
+    a = maximize_class_maco(imagenet_model, ["goldfish", "teapot"], steps=6, size=96, crops=2)
+    b = maximize_class_maco(imagenet_model, ["goldfish", "teapot"], steps=6, size=96, crops=2)
+    assert a.pixels.shape == (2, 96, 96, 3) and a.alpha.shape == (2, 96, 96)
+    assert 0.0 <= a.alpha.min() and a.alpha.max() == pytest.approx(1.0)
+    stats = picture_stats(a.images)
+    assert (stats.clipped < 0.01).all() and stats.slope.between(-2.0, -0.8).all(), stats
+    assert (a.final > a.start).all()
+    np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)
