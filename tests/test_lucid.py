@@ -76,7 +76,7 @@ def test_diversity_makes_pictures_of_one_filter_differ(imagenet_model):
 def test_bad_style_param_or_objective_is_refused(imagenet_model):
     with pytest.raises(ValueError, match="unknown objective 'max'.*'mean', 'center'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, objective="max")
-    with pytest.raises(ValueError, match="unknown param 'fft'.*'pixels', 'fourier'"):
+    with pytest.raises(ValueError, match="unknown param 'fft'.*'pixels', 'fourier', 'lucid'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, param="fft")
     with pytest.raises(ValueError, match="unknown style 'Lucid'.*'plain', 'lucid'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, style="Lucid")
@@ -102,15 +102,15 @@ def test_lucid_class_pictures_convince_a_second_network(imagenet_model, lite2):
 
 
 def test_a_style_only_sets_param_and_regularizers(imagenet_model):
-    """``style="lucid"`` is ``param="fourier"`` with Lucid's transforms; ``param=`` alone, or the
+    """``style="lucid"`` is ``param="lucid"`` (Fourier, standardised) with Lucid's transforms; ``param=`` alone, or the
     style without its transforms, gives the same pictures as spelling them out; "pixels" stays
     lesson 3's own loop."""
     kwargs = dict(steps=3, seed=2, progress=False)
-    c = maximize_class(imagenet_model, "goldfish", param=Fourier(224), **kwargs)
+    c = maximize_class(imagenet_model, "goldfish", param=Fourier(224, standardize=True), **kwargs)
     d = maximize_class(imagenet_model, "goldfish", style="lucid", regularizers=(), **kwargs)
     assert np.array_equal(c.pixels, d.pixels) and c.final[0] > c.start[0]
     e = maximize_class(imagenet_model, "goldfish", style="lucid", **kwargs)
-    f = maximize_class(imagenet_model, "goldfish", param="fourier", regularizers=standard_transforms((224, 224)),
+    f = maximize_class(imagenet_model, "goldfish", param="lucid", regularizers=standard_transforms((224, 224)),
                        **kwargs)
     assert np.array_equal(e.pixels, f.pixels) and not np.array_equal(e.pixels, c.pixels)
     plain = maximize_class(imagenet_model, "goldfish", **kwargs)
