@@ -34,8 +34,9 @@ __all__ = ["JUDGED_CLASSES", "ascent_step", "default_regularizers", "maximize_fi
            "class_probabilities"]
 
 _STYLES = ("plain", "lucid")
-"""``"plain"`` (``param="pixels"``, no regularisers) and ``"lucid"`` (``param="lucid"``: Fourier,
-standardised before the sigmoid, with Lucid's transforms)."""
+"""``"plain"`` (``param="pixels"``, no regularisers) and ``"lucid"`` (Lucid's transforms with
+``param="fourier"`` for filters, whose rise is measured from an almost blank start, and
+``param="lucid"``, standardised before the sigmoid so nothing saturates, for classes)."""
 
 _PARAM_STEP = 0.05
 """The default ``step_size`` with a parameterisation other than the pixels: RMS change of the
@@ -91,16 +92,16 @@ def _ascent_measure(model, x, x0, i, seed, data, *, objective: Objective, param:
 
 
 def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: Any,
-                   resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
+                    resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
     """``param`` and ``regularizers``, each the ``style``'s default where ``None``: ``"plain"``
-    gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` and
-    :func:`~course_utils.core.transforms.standard_transforms` (ending in a resize to ``resize``,
-    ``(height, width)`` in pixels, for a model with a fixed input size)."""
+    gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` (``"lucid"`` with ``resize``: class
+    pictures) and :func:`~course_utils.core.transforms.standard_transforms` (ending in a resize to
+    ``resize``, ``(height, width)`` in pixels, for a model with a fixed input size)."""
     if not isinstance(style, str) or style not in _STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {', '.join(map(repr, _STYLES))}")
     lucid = style == "lucid"
     if param is None:
-        param = "lucid" if lucid else "pixels"
+        param = ("lucid" if resize else "fourier") if lucid else "pixels"  # classes: never saturated
     if regularizers is None:
         regularizers = standard_transforms(resize) if lucid else ()
     return param, regularizers
