@@ -39,8 +39,7 @@ _STYLES = ("plain", "lucid")
 ``param="lucid"``, standardised before the sigmoid so nothing saturates, for classes)."""
 
 _PARAM_STEP = 0.05
-"""The default ``step_size`` with a parameterisation other than the pixels: RMS change of the
-parameters per step (Lucid's Adam learning rate)."""
+"""The default ``step_size`` with a parameterisation: RMS change of the parameters per step (Lucid's Adam rate)."""
 
 _OBJECTIVES = ("mean", "center")
 """What :func:`maximize_filters` maximises for a filter: its mean over positions, or its value at
