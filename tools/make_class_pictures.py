@@ -38,6 +38,7 @@ from course_utils.io.fetch import DATA_DIR  # noqa: E402
 from course_utils.io.images import to_uint8  # noqa: E402
 from course_utils.models import load_imagenet_model  # noqa: E402
 from course_utils.vis import JUDGED_CLASSES, judge_classes, maximize_class, maximize_class_maco, picture_stats  # noqa: E402
+from tools.facetrain.outputs import check_writable, write_files_together  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
+    check_writable(args.out, "--out (the folder for class_pictures.npz and .md)", folder=True)
     model = load_imagenet_model("efficientnet_lite0", verbose=False)
     judge = load_imagenet_model("efficientnet_lite2", verbose=False)
     classes = list(JUDGED_CLASSES)
@@ -66,12 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.perf_counter() - t_all
     table = judge_classes(model, judge, classes, made)
     stats = {name: picture_stats(v.images) for name, v in made.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        args.out / "class_pictures.npz", plain=made["plain"].images, lucid=made["lucid"].images,
-        maco=made["maco"].images, maco_alpha=to_uint8(255.0 * made["maco"].alpha), classes=np.asarray(classes),
-        seconds=np.asarray([seconds[k] for k in made], np.float32),
-    )
+    arrays = dict(plain=made["plain"].images, lucid=made["lucid"].images, maco=made["maco"].images,
+                  maco_alpha=to_uint8(255.0 * made["maco"].alpha), classes=np.asarray(classes),
+                  seconds=np.asarray([seconds[k] for k in made], np.float32))
     rows = "\n".join(
         f"| {name} | {c} | {table.loc[(c, name), 'p_model']:.4f} | {table.loc[(c, name), 'judge_rank']} | "
         f"{stats[name].clipped[i]:.4f} | {stats[name].slope[i]:.2f} | {seconds[name]:.1f} |"
@@ -98,7 +97,14 @@ photos about -1.4):
 |---|---|---|---|---|---|---|
 {rows}
 """
-    (args.out / "class_pictures.md").write_text(card)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def write_npz(path: Path) -> None:
+        with open(path, "wb") as f:  # a file object: savez adds no ".npz" to the temporary name
+            np.savez_compressed(f, **arrays)
+
+    write_files_together({args.out / "class_pictures.npz": write_npz,
+                          args.out / "class_pictures.md": lambda path: path.write_text(card)})
     print(card)
     return 0
 
