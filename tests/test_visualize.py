@@ -337,9 +337,9 @@ def _noise_with_slope(slope: float, side: int = 128, seed: int = 0) -> np.ndarra
 
 @pytest.mark.parametrize("slope", [0.0, -1.0, -2.0])
 def test_spectrum_slope_finds_a_known_slope(slope):
-    from course_utils.vis import spectrum_slope
+    from course_utils.vis import picture_stats
 
-    assert spectrum_slope(_noise_with_slope(slope))[0] == pytest.approx(slope, abs=0.15)
+    assert picture_stats(_noise_with_slope(slope)).slope[0] == pytest.approx(slope, abs=0.15)
 
 
 def test_picture_stats_counts_clipped_values_and_the_photos_fall_as_1_over_f():

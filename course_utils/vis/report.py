@@ -29,8 +29,8 @@ from course_utils.models.labels import ClassNames
 from course_utils.vis.result import Visualization, history as _history
 from course_utils.vis.visualize import class_probabilities, maximize_filters
 
-__all__ = ["visualize_layers", "filter_report", "compare_batched_serial", "PHOTOS", "natural_magnitude",
-           "maximize_class_maco", "spectrum_slope", "picture_stats", "shipped_class_pictures"]
+__all__ = ["visualize_layers", "filter_report", "compare_batched_serial", "natural_magnitude", "maximize_class_maco",
+           "picture_stats", "shipped_class_pictures"]
 
 
 def visualize_layers(
@@ -97,17 +97,17 @@ def compare_batched_serial(
     )
 
 
-PHOTOS = ("astronaut", "chelsea", "coffee", "grace_hopper")
+_PHOTOS = ("astronaut", "chelsea", "coffee", "grace_hopper")
 """The sample photos whose spectra stand for natural images (:func:`natural_magnitude`, :func:`picture_stats`)."""
 
 
 def natural_magnitude(size: int | tuple[int, int]) -> np.ndarray:
-    """The mean amplitude spectrum of the sample photos (:data:`PHOTOS`, each centre-cropped and
+    """The mean amplitude spectrum of the sample photos (:data:`_PHOTOS`, each centre-cropped and
     resized to ``size``), per decorrelated colour channel (brightness and two colour-opponent axes,
     :data:`~course_utils.core.param.COLOR_CORRELATION_SVD_SQRT`): float32 ``(3, H, W // 2 + 1)``,
     pixels scaled to 0..1, orthonormal real FFT, the mean (zero frequency) set to 0. MaCo keeps it fixed."""
     h, w = check_size(size)
-    photos = np.stack([load_image(sample_image(name), size=(h, w)) for name in PHOTOS]) / 255.0  # (4, H, W, 3)
+    photos = np.stack([load_image(sample_image(name), size=(h, w)) for name in _PHOTOS]) / 255.0  # (4, H, W, 3)
     photos = photos @ np.linalg.inv(COLOR_MIX.T)                                  # RGB -> decorrelated axes
     spectra = np.abs(np.fft.rfft2(np.moveaxis(photos, -1, 1), norm="ortho")).mean(axis=0)   # (3, H, W//2+1)
     spectra[:, 0, 0] = 0.0
@@ -176,7 +176,7 @@ def maximize_class_maco(
                          _history(values, what), None, time.perf_counter() - t0, 0.0, 1, alpha=alpha)
 
 
-def spectrum_slope(pixels: np.ndarray) -> np.ndarray:
+def _spectrum_slope(pixels: np.ndarray) -> np.ndarray:
     """``(N,)`` the slope of each picture's amplitude spectrum on log-log axes: the grey picture's
     2-D FFT amplitude, averaged over rings of equal frequency, fitted by a line against frequency
     from 4 cycles per picture to a quarter cycle per pixel. Photos give about -1 (amplitude ~ 1/f);
@@ -184,7 +184,7 @@ def spectrum_slope(pixels: np.ndarray) -> np.ndarray:
     x = np.asarray(pixels, np.float64)
     x = x[None] if x.ndim == 3 else x
     if x.ndim != 4 or min(x.shape[1:3]) < 16:
-        raise ValueError(f"spectrum_slope takes pictures (N, H, W, C) of at least 16x16, got shape {x.shape}")
+        raise ValueError(f"picture_stats takes pictures (N, H, W, C) of at least 16x16, got shape {x.shape}")
     grey = x.mean(axis=-1)
     grey = grey - grey.mean(axis=(1, 2), keepdims=True)
     h, w = grey.shape[1:]
@@ -201,13 +201,13 @@ def spectrum_slope(pixels: np.ndarray) -> np.ndarray:
 def picture_stats(pixels: np.ndarray, model: keras.Model | None = None, judge: keras.Model | None = None,
                   targets: Sequence[int | str] | None = None) -> pd.DataFrame:
     """One row per picture: ``clipped`` (share of colour values at 0 or 255 once shown as ``uint8``,
-    0..1) and ``slope`` (:func:`spectrum_slope`); with ``targets`` (one class per picture) and
+    0..1) and ``slope`` (:func:`_spectrum_slope`); with ``targets`` (one class per picture) and
     ``model`` also ``p_model`` (the class's probability, 0..1), with ``judge`` also ``judge_rank``
     (1 = the judge's top class); then indexed by class. ``pixels``: ``(N, H, W, C)`` 0..255, each
     resized for a model."""
     shown = to_uint8(np.asarray(pixels, np.float32))
     shown = shown[None] if shown.ndim == 3 else shown
-    table = pd.DataFrame({"clipped": ((shown == 0) | (shown == 255)).mean(axis=(1, 2, 3)), "slope": spectrum_slope(shown)})
+    table = pd.DataFrame({"clipped": ((shown == 0) | (shown == 255)).mean(axis=(1, 2, 3)), "slope": _spectrum_slope(shown)})
     if targets is not None:
         names = ClassNames.of(model if model is not None else judge)
         idx = names.indices(list(targets))
