@@ -25,7 +25,7 @@ from course_utils.models import forward
 from course_utils.models.faces import load_gender_cnn
 from course_utils.models.forward import cached, compiled_forward
 from course_utils.vis import maximize_class, maximize_filters
-from course_utils.vis.visualize import ascent_measure, ascent_step
+from course_utils.vis.visualize import _ascent_measure, ascent_step
 
 
 @pytest.fixture()
@@ -95,7 +95,7 @@ def test_the_feature_extractor_is_built_once_per_model_and_layer(face_model):
     kwargs = dict(steps=1, size=(16, 16), progress=False)
     maximize_filters(face_model, "conv2", [0], **kwargs)
     # the compiled step of these settings, as maximize_filters asks for it: found, not built again
-    loop = compiled(ascent_step, face_model, measure=ascent_measure, objective=FilterMean(weak(face_model), "conv2"),
+    loop = compiled(ascent_step, face_model, measure=_ascent_measure, objective=FilterMean(weak(face_model), "conv2"),
                     param=None, transforms=(), penalties=(), priors=())
     traces = dict(loop.traces)
     extractor = loop.settings["objective"].extractor

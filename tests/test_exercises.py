@@ -111,19 +111,31 @@ def test_lesson2_survives_rounding(capsys):
 
 # --------------------------------------------------------------------------- lesson 3
 
-FIELDS = {"stem_bn": 3, "block2_expand_bn": 11, "block4_expand_bn": 35, "block6_expand_bn": 83, "block12_expand_bn": 403}
+def _slope(grey):
+    amplitude = np.abs(np.fft.rfft2(grey - grey.mean()))
+    f = np.sqrt(np.fft.fftfreq(grey.shape[0])[:, None] ** 2 + np.fft.rfftfreq(grey.shape[1])[None, :] ** 2)
+    keep = f > 0
+    return np.polyfit(np.log(f[keep]), np.log(amplitude[keep]), 1)[0]
 
 
-def test_lesson3_receptive_field(capsys):
-    _accepts(lesson3.lesson3_receptive_field, "block12_expand_bn", True, FIELDS)
-    _rejects(lesson3.lesson3_receptive_field, "block6_expand_bn", True, FIELDS, match="another layer sees more")
-    _rejects(lesson3.lesson3_receptive_field, "block12_expand_bn", False, FIELDS, match="compare its receptive field")
-    _rejects(lesson3.lesson3_receptive_field, "block99", True, FIELDS, match="not one of the layers")
-    _unanswered(lesson3.lesson3_receptive_field, None, True, FIELDS, capsys=capsys)
-    _unanswered(lesson3.lesson3_receptive_field, "stem_bn", None, FIELDS, capsys=capsys)
-    lesson3.lesson3_receptive_field("block12_expand_bn", True, FIELDS)
+def _power_slope(grey):  # wrong: the power spectrum, twice the slope
+    return 2 * _slope(grey)
+
+
+def _linear_slope(grey):  # wrong: no logs
+    amplitude = np.abs(np.fft.rfft2(grey - grey.mean()))
+    f = np.sqrt(np.fft.fftfreq(grey.shape[0])[:, None] ** 2 + np.fft.rfftfreq(grey.shape[1])[None, :] ** 2)
+    return np.polyfit(f[f > 0], amplitude[f > 0], 1)[0]
+
+
+def test_lesson3_spectrum_slope(capsys):
+    _accepts(lesson3.lesson3_spectrum_slope, _slope)
+    _rejects(lesson3.lesson3_spectrum_slope, _power_slope, match="power")
+    _rejects(lesson3.lesson3_spectrum_slope, _linear_slope, match="yours gives")
+    _unanswered(lesson3.lesson3_spectrum_slope, None, capsys=capsys)
+    lesson3.lesson3_spectrum_slope(_slope)
     shown = capsys.readouterr().out
-    assert shown.startswith("Exercise 1: correct") and "block6_expand_bn 83" in shown   # every field, after
+    assert shown.startswith("Exercise 1: correct") and "true -> yours" in shown   # the evidence, after
 
 
 def test_lesson3_jitter_uses_the_highest_probability(capsys):

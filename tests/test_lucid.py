@@ -52,7 +52,6 @@ def test_terms_on_one_layer_share_one_pass(imagenet_model):
     """FilterMean + w * Diversity reads block4_expand_bn once: the sum builds and calls one network."""
     layer = "block4_expand_bn"
     goal = FilterMean(imagenet_model, layer) + 2.0 * Diversity(imagenet_model, layer)
-    goal.build()
     second = goal.terms[1][1]
     assert second._extractor is None  # never built: the first term's pass serves it
     x = tf.random.stateless_uniform((2, 48, 48, 3), seed=[1, 2], maxval=255.0)
@@ -77,7 +76,7 @@ def test_diversity_makes_pictures_of_one_filter_differ(imagenet_model):
 def test_bad_style_param_or_objective_is_refused(imagenet_model):
     with pytest.raises(ValueError, match="unknown objective 'max'.*'mean', 'center'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, objective="max")
-    with pytest.raises(ValueError, match="unknown param 'fft'.*'pixels', 'fourier'"):
+    with pytest.raises(ValueError, match="unknown param 'fft'.*'pixels', 'fourier', 'lucid'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, param="fft")
     with pytest.raises(ValueError, match="unknown style 'Lucid'.*'plain', 'lucid'"):
         maximize_filters(imagenet_model, "block4_expand_bn", [0], steps=1, style="Lucid")
@@ -103,15 +102,15 @@ def test_lucid_class_pictures_convince_a_second_network(imagenet_model, lite2):
 
 
 def test_a_style_only_sets_param_and_regularizers(imagenet_model):
-    """``style="lucid"`` is ``param="fourier"`` with Lucid's transforms; ``param=`` alone, or the
+    """``style="lucid"`` is ``param="lucid"`` (Fourier, standardised) with Lucid's transforms; ``param=`` alone, or the
     style without its transforms, gives the same pictures as spelling them out; "pixels" stays
     lesson 3's own loop."""
     kwargs = dict(steps=3, seed=2, progress=False)
-    c = maximize_class(imagenet_model, "goldfish", param=Fourier(224), **kwargs)
+    c = maximize_class(imagenet_model, "goldfish", param=Fourier(224, standardize=True), **kwargs)
     d = maximize_class(imagenet_model, "goldfish", style="lucid", regularizers=(), **kwargs)
     assert np.array_equal(c.pixels, d.pixels) and c.final[0] > c.start[0]
     e = maximize_class(imagenet_model, "goldfish", style="lucid", **kwargs)
-    f = maximize_class(imagenet_model, "goldfish", param="fourier", regularizers=standard_transforms((224, 224)),
+    f = maximize_class(imagenet_model, "goldfish", param="lucid", regularizers=standard_transforms((224, 224)),
                        **kwargs)
     assert np.array_equal(e.pixels, f.pixels) and not np.array_equal(e.pixels, c.pixels)
     plain = maximize_class(imagenet_model, "goldfish", **kwargs)
@@ -182,7 +181,7 @@ def test_filters_rise_tenfold_from_an_almost_blank_start(imagenet_model):
     1.2x), with the Fourier parameterisation alone it rises (14.4x; before 14.9x / 15.1x)."""
     layer = "block6_expand_bn"
     vis = maximize_filters(imagenet_model, layer, [0, 1, 2, 3], steps=80, size=96, style="lucid", progress=False)
-    assert np.abs(vis.initial - 127.5).max() < 1.0  # FILTER_START_SD: an almost blank start
+    assert np.abs(vis.initial - 127.5).max() < 1.0  # _FILTER_START_SD: an almost blank start
     assert (vis.lift_ratio[1:] >= 10.0).all() and vis.lift_ratio[1:].min() > 20.0, vis.table()
     assert not vis.rose[0], vis.table()
     bare = maximize_filters(imagenet_model, layer, [0], steps=80, size=96, param="fourier", progress=False)

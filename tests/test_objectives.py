@@ -9,7 +9,7 @@ import tensorflow as tf
 from course_utils.models.faces import load_gender_cnn
 from course_utils.io.images import sample_face
 from course_utils.core import ops
-from course_utils.core.objectives import ClassLogit, FilterMean, Objective, Sum, as_objective
+from course_utils.core.objectives import ClassLogit, FilterMean, Objective, Sum, _as_objective
 from course_utils.core.loop import Loop
 from course_utils.vis.visualize import ascent_step
 
@@ -99,14 +99,14 @@ def test_plain_functions_are_objectives_too():
     def shifted(x, data):
         return quadratic(x - data["shift"][:, None, None, None])
 
-    assert isinstance(as_objective(quadratic), Objective)
+    assert isinstance(_as_objective(quadratic), Objective)
     x0 = np.zeros((2, 2, 2, 1), np.float32)
-    plain = run_objective(as_objective(quadratic), x0, steps=3, step_size=0.1)
+    plain = run_objective(_as_objective(quadratic), x0, steps=3, step_size=0.1)
     np.testing.assert_allclose(plain.x, 3 * (1 - 0.8**3), rtol=1e-5)
-    tripled = run_objective(as_objective(quadratic) + 2.0 * as_objective(quadratic), x0, steps=1, step_size=0.1 / 3)
+    tripled = run_objective(_as_objective(quadratic) + 2.0 * _as_objective(quadratic), x0, steps=1, step_size=0.1 / 3)
     np.testing.assert_allclose(tripled.x, 0.6, rtol=1e-5)  # one step along 3x the gradient -6
-    moved = run_objective(as_objective(shifted, {"shift": tf.float32}), x0, data={"shift": np.array([0.0, 1.0], np.float32)},
+    moved = run_objective(_as_objective(shifted, {"shift": tf.float32}), x0, data={"shift": np.array([0.0, 1.0], np.float32)},
                           steps=1, step_size=0.1)
     np.testing.assert_allclose(moved.x[:, 0, 0, 0], [0.6, 0.8], rtol=1e-5)  # the minimum moved to 4 for image 1
     with pytest.raises(TypeError, match="objective must be"):
-        as_objective("logit")
+        _as_objective("logit")

@@ -8,18 +8,18 @@ import pytest
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError
-from course_utils.core.objectives import as_objective
-from course_utils.core.param import COLOR_CORRELATION_SVD_SQRT, PARAMS, Fourier, Pixels, image_param, rfft2d_freqs
+from course_utils.core.objectives import _as_objective
+from course_utils.core.param import _COLOR_CORRELATION_SVD_SQRT, _PARAMS, Fourier, Pixels, image_param, _rfft2d_freqs
 from course_utils.core.transforms import (
     Blur, Jitter, L2Decay, Pad, RandomCrop, RandomRotate, RandomScale, Resize, TotalVariation, standard_transforms,
 )
-from course_utils.vis.visualize import ascent_measure, ascent_step
+from course_utils.vis.visualize import _ascent_measure, ascent_step
 
 SIZES = [(32, 32), (31, 45), (24, 64)]
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name", _PARAMS)
 def test_every_param_gives_valid_pixels_of_any_size(name, size):
     p = image_param(name, size)
     x = p.init(3, seed=1)
@@ -36,7 +36,7 @@ def test_pixels_by_default_are_the_pixels_themselves():
     assert abs(x.mean() - 127.5) < 1.0 and np.abs(x - 127.5).max() <= 2.0
     assert p.clipped and not Pixels((8, 8), sigmoid=True).clipped and not Fourier(8).clipped  # kept in 0..255
     step = ascent_step(None, tf.constant(x), None, 0, [0, 0], {"step_size": tf.constant([1e3, 1e3])},
-                       objective=as_objective(lambda v: (tf.reduce_sum(-v, axis=[1, 2, 3]), v[:, 0, 0, :1])), param=p)
+                       objective=_as_objective(lambda v: (tf.reduce_sum(-v, axis=[1, 2, 3]), v[:, 0, 0, :1])), param=p)
     assert step[0].numpy().max() == 255.0  # a huge step up, kept at 255
 
 
@@ -45,7 +45,7 @@ def test_fourier_starts_near_mid_grey():
     assert np.abs(pixels - 127.5).max() < 10.0
 
 
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name", _PARAMS)
 def test_init_is_seeded_per_picture(name):
     p = image_param(name, (16, 20))
     a, b = p.init([5, 7], seed=3), p.init([5, 7], seed=3)
@@ -60,7 +60,7 @@ def test_fourier_amplitude_falls_as_one_over_frequency():
     x = p.init(16, seed=0)
     image = p.spatial(tf.reshape(x, [-1, *p.grid_shape(1)[1:]])).numpy()  # before colour and sigmoid
     amplitude = np.abs(np.fft.rfft2(image, axes=(1, 2))).mean(axis=(0, 3))  # (H, W//2+1)
-    f = rfft2d_freqs(h, w)
+    f = _rfft2d_freqs(h, w)
     band = (f > 0.05) & (f < 0.45)
     slope = np.polyfit(np.log(f[band]), np.log(amplitude[band]), 1)[0]
     assert -1.15 < slope < -0.85, slope  # 1/f, decay power 1
@@ -71,8 +71,8 @@ def test_fourier_amplitude_falls_as_one_over_frequency():
 
 
 def test_decorrelated_colour_uses_lucids_matrix():
-    assert COLOR_CORRELATION_SVD_SQRT.shape == (3, 3)
-    assert COLOR_CORRELATION_SVD_SQRT[0, 0] == pytest.approx(0.26)
+    assert _COLOR_CORRELATION_SVD_SQRT.shape == (3, 3)
+    assert _COLOR_CORRELATION_SVD_SQRT[0, 0] == pytest.approx(0.26)
     p = Pixels((1, 1), decorrelate=True, sigmoid=True)
     grey = p.to_pixels(np.zeros((1, 3), np.float32)).numpy()
     assert np.allclose(grey, 127.5)
@@ -131,11 +131,11 @@ def test_the_step_on_the_parameters_prices_and_checks_the_pixels():
         seen.append(tuple(v.shape))
         return -tf.reduce_mean(v, axis=[1, 2, 3]), tf.reduce_mean(v, axis=[1, 2, 3])[:, None]
 
-    settings = dict(objective=as_objective(mean), param=p, transforms=(RandomCrop(8),), penalties=(TotalVariation(0.5),))
+    settings = dict(objective=_as_objective(mean), param=p, transforms=(RandomCrop(8),), penalties=(TotalVariation(0.5),))
     x_next, loss, tracked, _ = ascent_step(None, x, x, tf.constant(0), tf.constant([0, 0]), {"step_size": tf.constant([0.05] * 2)}, **settings)
     assert seen == [(2, 12, 16, 3)] and x_next.shape == x.shape and tracked.shape == (2, 1)
     picture = p.to_pixels(x)
-    measured, _ = ascent_measure(None, x, x, 0, [0, 0], {}, **settings)
+    measured, _ = _ascent_measure(None, x, x, 0, [0, 0], {}, **settings)
     assert seen[-1] == (2, 20, 24, 3)
     np.testing.assert_allclose(measured, -tf.reduce_mean(picture, axis=[1, 2, 3]) + TotalVariation(0.5).penalty(picture),
                                rtol=1e-6)

@@ -13,10 +13,10 @@ import tensorflow as tf
 from course_utils.io.images import load_image, sample_image
 from course_utils.classroom.plotting import plot_filter_grid
 from course_utils.core.loop import Loop
-from course_utils.core.objectives import as_objective
+from course_utils.core.objectives import _as_objective
 from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation
 from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
-from course_utils.vis.visualize import ascent_measure, ascent_step, maximize_class, maximize_filters
+from course_utils.vis.visualize import _ascent_measure, ascent_step, maximize_class, maximize_filters
 from course_utils.vis.report import compare_batched_serial, filter_report
 from course_utils.vis.result import deprocess
 
@@ -231,15 +231,15 @@ class _Cap:
 def test_the_step_applies_transforms_penalties_and_priors_in_their_places():
     """ascent_step: the objective on the transformed picture, the penalty on the picture, an RMS step
     of step_size pixels, then the priors; the history's first and last rows on the picture itself."""
-    quadratic = as_objective(lambda x: (tf.reduce_sum(tf.square(x - 3.0), axis=[1, 2, 3]), x[:, 0, 0, :1]))
-    loop = Loop(ascent_step, None, measure=ascent_measure, objective=quadratic, transforms=(_Shift(),),
+    quadratic = _as_objective(lambda x: (tf.reduce_sum(tf.square(x - 3.0), axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    loop = Loop(ascent_step, None, measure=_ascent_measure, objective=quadratic, transforms=(_Shift(),),
                 penalties=(_Five(),), priors=(_Cap(),))
     r = loop.run(np.zeros((2, 4, 4, 1), np.float32), {"step_size": np.full(2, 0.4, np.float32)}, steps=4, progress=False)
     assert r.losses[0, 0] == pytest.approx(16 * 9 + 5)  # the start, untransformed: 16 * (0 - 3)^2 + 5
     assert r.losses[1, 0] == pytest.approx(16 * (0.4 + 1 - 3) ** 2 + 5, rel=1e-5)  # seen as x + 1 after one step
     np.testing.assert_allclose(r.x, 1.0)  # 0.4, 0.8, then capped at 1
     assert r.losses[-1, 0] == pytest.approx(16 * 4 + 5)
-    big = as_objective(lambda x: (-1e6 * tf.reduce_sum(x, axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    big = _as_objective(lambda x: (-1e6 * tf.reduce_sum(x, axis=[1, 2, 3]), x[:, 0, 0, :1]))
     far = Loop(ascent_step, None, objective=big).run(np.zeros((1, 4, 4, 1), np.float32),
                                                     {"step_size": np.ones(1, np.float32)}, steps=2, progress=False)
     np.testing.assert_allclose(far.x, 2.0, rtol=1e-5)  # RMS steps are in pixels whatever the scale
@@ -254,8 +254,8 @@ def test_chunk_boundaries_do_not_change_the_pictures():
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
     tiny = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(hidden)))
-    logit = as_objective(lambda x: (-tiny(x, training=False)[:, 0], tiny(x, training=False)))
-    loop = Loop(ascent_step, tiny, measure=ascent_measure, objective=logit, transforms=(Jitter(2),),
+    logit = _as_objective(lambda x: (-tiny(x, training=False)[:, 0], tiny(x, training=False)))
+    loop = Loop(ascent_step, tiny, measure=_ascent_measure, objective=logit, transforms=(Jitter(2),),
                 penalties=(TotalVariation(0.5),), priors=(L2Decay(0.05), Blur(0.5, every=3)))
     x0 = np.full((2, 8, 8, 1), 127.5, np.float32) + np.arange(2, dtype=np.float32)[:, None, None, None]
     data = {"step_size": np.full(2, 2.0, np.float32)}
@@ -321,3 +321,50 @@ def test_steps_below_one_are_refused(imagenet_model, steps):
         maximize_filters(imagenet_model, "stem_bn", [0], steps=steps)
     with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
         maximize_class(imagenet_model, "sea snake", steps=steps)
+
+
+# --------------------------------------------------------------------------- MaCo and the measures of "natural"
+
+
+def _noise_with_slope(slope: float, side: int = 128, seed: int = 0) -> np.ndarray:
+    f = np.sqrt(np.fft.fftfreq(side)[:, None] ** 2 + np.fft.rfftfreq(side)[None, :] ** 2)
+    amp = np.where(f > 0, np.maximum(f, 1e-9) ** slope, 0.0)
+    phase = np.random.default_rng(seed).uniform(-np.pi, np.pi, amp.shape)
+    grey = np.fft.irfft2(amp * np.exp(1j * phase), s=(side, side))
+    grey = 128 + 40 * grey / grey.std()
+    return np.repeat(grey[None, ..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("slope", [0.0, -1.0, -2.0])
+def test_spectrum_slope_finds_a_known_slope(slope):
+    from course_utils.vis import picture_stats
+
+    assert picture_stats(_noise_with_slope(slope)).slope[0] == pytest.approx(slope, abs=0.15)
+
+
+def test_picture_stats_counts_clipped_values_and_the_photos_fall_as_1_over_f():
+    from course_utils.vis import picture_stats
+
+    half = np.full((1, 32, 32, 3), 128.0)
+    half[:, :16] = 255.0
+    assert picture_stats(half).clipped[0] == pytest.approx(0.5)
+    photos = np.stack([load_image(sample_image(n), size=224) for n in ("astronaut", "chelsea", "coffee", "grace_hopper")])
+    slopes = picture_stats(photos).slope
+    assert slopes.between(-1.8, -1.0).all(), slopes.tolist()
+    with pytest.raises(ValueError, match="at least 16x16"):
+        picture_stats(np.zeros((1, 8, 8, 3)))
+
+
+def test_maco_keeps_the_magnitude_and_optimises_the_phase(imagenet_model):
+    """A short MaCo run: valid pixels that never clip, a photo-like spectrum, a rising class and a
+    transparency map in 0..1 of the picture's size; seeded."""
+    from course_utils.vis import maximize_class_maco, picture_stats
+
+    a = maximize_class_maco(imagenet_model, ["goldfish", "teapot"], steps=6, size=96, crops=2)
+    b = maximize_class_maco(imagenet_model, ["goldfish", "teapot"], steps=6, size=96, crops=2)
+    assert a.pixels.shape == (2, 96, 96, 3) and a.alpha.shape == (2, 96, 96)
+    assert 0.0 <= a.alpha.min() and a.alpha.max() == pytest.approx(1.0)
+    stats = picture_stats(a.images)
+    assert (stats.clipped < 0.01).all() and stats.slope.between(-2.0, -0.8).all(), stats
+    assert (a.final > a.start).all()
+    np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)

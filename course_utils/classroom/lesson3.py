@@ -1,14 +1,14 @@
 """Lesson 3's exercise checks (``03_feature_visualization``), graded as :mod:`course_utils.classroom.grading` says.
 
-Exercises 1-3 are answers read off the lesson's runs (exercise 3 runs ``maximize_class`` itself);
+Exercise 1 is a coding task (the slope of a picture's amplitude spectrum, checked on hidden pictures);
+exercises 2 and 3 are answers checked against runs (exercise 3 runs ``maximize_class`` itself);
 exercises 4 and 5 are coding tasks (the receptive-field formula, total variation).
 """
 
 from __future__ import annotations
 
-import textwrap
 from numbers import Real
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -18,38 +18,53 @@ from course_utils.classroom.grading import (
 )
 
 __all__ = [
-    "lesson3_receptive_field", "lesson3_jitter_prevents_099", "lesson3_fewest_steps",
+    "lesson3_spectrum_slope", "lesson3_jitter_prevents_099", "lesson3_fewest_steps",
     "lesson3_receptive_field_formula", "lesson3_total_variation",
 ]
 
 
-# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
+# --------------------------------------------------------------------------- exercises 1-3
 
 
-def lesson3_receptive_field(
-    largest_layer: Any, sees_whole: Any, fields: Mapping[str, int], input_size: int = 224
-) -> None:
-    """Exercise 3.1: the shown layer with the largest receptive field, and whether it covers the
-    whole ``input_size`` picture. ``fields`` maps layer name -> receptive field in pixels."""
+def _noise_with_slope(slope: float, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A grey picture ``(side, side)`` whose amplitude falls as ``f ** slope``: random phases."""
+    f = np.sqrt(np.fft.fftfreq(side)[:, None] ** 2 + np.fft.rfftfreq(side)[None, :] ** 2)
+    amp = np.where(f > 0, np.maximum(f, 1e-9) ** slope, 0.0)
+    phase = rng.uniform(-np.pi, np.pi, amp.shape)
+    return np.fft.irfft2(amp * np.exp(1j * phase), s=(side, side))
+
+
+def lesson3_spectrum_slope(amplitude_slope: Any) -> None:
+    """Exercise 3.1: ``amplitude_slope(grey)`` is the slope of a grey picture's ``(H, W)`` amplitude
+    spectrum on log-log axes (a photo about -1.4, pixel noise about 0). Checked on hidden pictures
+    made with a known slope: within 0.2 of it."""
     ex = "Exercise 1"
-    if not_answered(ex, largest_layer, sees_whole):
+    if not check_function(ex, amplitude_slope):
         return
-    if largest_layer not in fields:
-        raise WrongAnswer(f"{ex}: {largest_layer!r} is not one of the layers we looked at: {list(fields)}.")
-    best = max(fields, key=fields.get)
-    if largest_layer != best:
-        raise WrongAnswer(
-            f"{ex}: {largest_layer!r} sees {fields[largest_layer]} pixels, but another layer sees more. "
-            "Look at the receptive_field column of section 1."
-        )
-    whole = true_or_false(ex, "sees_whole_picture", sees_whole)
-    if whole != (fields[best] >= input_size):
-        raise WrongAnswer(
-            f"{ex}: the layer is right; now compare its receptive field ({fields[best]} pixels) with the "
-            f"picture's side ({input_size} pixels)."
-        )
-    listed = textwrap.fill("The receptive fields in pixels: " + ", ".join(f"{k} {v}" for k, v in fields.items()), 90)
-    return correct(ex, f"{best} sees {fields[best]} pixels along a side, the picture has {input_size}.\n{listed}.")
+    rng = hidden_rng(31)
+    slopes = [0.0, -1.0, float(rng.uniform(-2.2, -1.6)), float(rng.uniform(-0.8, -0.3))]
+    sides = [64, 96, 128, int(rng.choice([80, 112]))]
+    got = []
+    try:
+        for slope, side in zip(slopes, sides):
+            out = run_answer(ex, amplitude_slope, (128.0 + 40.0 * (g := _noise_with_slope(slope, side, rng)) / g.std()))
+            value = float(answer_array(ex, out, (), "one number (the slope)"))
+            got.append(value)
+            if abs(value - slope) <= 0.2:
+                continue
+            if abs(value - 2 * slope) <= 0.3 and slope != 0:
+                raise WrongAnswer(f"{ex}: your slope is about twice the true one on a hidden picture: that is the "
+                                  "*power* spectrum (amplitude squared). Take the absolute value of the FFT, not its square.")
+            if value * slope < 0 or (slope == 0 and abs(value) > 0.2):
+                raise WrongAnswer(f"{ex}: on a hidden picture of slope {slope:.1f} yours gives {value:.2f}. Fit log(amplitude) "
+                                  "against log(frequency), leaving out the zero frequency (its log is -infinity).")
+            raise WrongAnswer(f"{ex}: on a hidden picture of slope {slope:.2f} yours gives {value:.2f}. Average the "
+                              "amplitude over rings of equal frequency (or fit all coefficients at once), and fit a line "
+                              "on log-log axes.")
+    except StubAnswer:
+        return not_yet(ex)
+    pairs = ", ".join(f"{s:.2f} -> {g:.2f}" for s, g in zip(slopes, got))
+    return correct(ex, f"Your slope is within 0.2 on {len(slopes)} hidden pictures (true -> yours: {pairs}).")
 
 
 def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> None:

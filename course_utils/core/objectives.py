@@ -38,7 +38,7 @@ from course_utils.checks import check_number, describe
 
 __all__ = [
     "Objective", "ClassLogit", "LayerObjective", "FilterMean", "FilterCenter", "Diversity", "diversity",
-    "Sum", "as_objective", "weak",
+    "Sum", "weak",
 ]
 
 
@@ -82,13 +82,10 @@ class Objective:
     def __hash__(self) -> int:
         return hash(self.key())
 
-    def build(self) -> None:
-        """Build what the objective needs before it is traced (a feature extractor); once."""
-
     def __add__(self, other: Any) -> "Objective":
         if isinstance(other, (int, float)) and other == 0:
             return self
-        return Sum([(1.0, self), (1.0, as_objective(other))])
+        return Sum([(1.0, self), (1.0, _as_objective(other))])
 
     def __radd__(self, other: Any) -> "Objective":
         return self.__add__(other)  # sum([a, b]) starts from 0
@@ -105,7 +102,7 @@ class Objective:
         return -1.0 * self
 
     def __sub__(self, other: Any) -> "Objective":
-        return self + (-1.0) * as_objective(other)
+        return self + (-1.0) * _as_objective(other)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "model")
@@ -122,7 +119,7 @@ class Sum(Objective):
             if isinstance(objective, Sum):
                 flat += [(weight * w, o) for w, o in objective.terms]
             else:
-                flat.append((float(weight), as_objective(objective)))
+                flat.append((float(weight), _as_objective(objective)))
         self.terms = tuple(flat)
         self.per_call = _merge_specs(*(o.per_call for _, o in self.terms))
         # for each term, the first term reading the same layer of the same model (itself if none)
@@ -147,11 +144,6 @@ class Sum(Objective):
     def key(self) -> Hashable:
         return ("sum", tuple((w, o.key()) for w, o in self.terms))
 
-    def build(self) -> None:
-        for i, (_, objective) in enumerate(self.terms):
-            if self._reads[i] == i:  # a term reading an earlier term's layer needs no network of its own
-                objective.build()
-
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {o!r}" for w, o in self.terms)
 
@@ -175,7 +167,7 @@ class _Function(Objective):
         return ("function", self.function, tuple(sorted((k, v.name) for k, v in self.per_call.items())))
 
 
-def as_objective(objective: Any, per_call: Mapping[str, tf.DType] | None = None) -> Objective:
+def _as_objective(objective: Any, per_call: Mapping[str, tf.DType] | None = None) -> Objective:
     """An :class:`Objective` as it is; a plain function wrapped as one (``per_call``: the
     per-call values a function ``(x, data) -> (loss, tracked)`` reads); anything else refused."""
     if isinstance(objective, Objective):
@@ -233,9 +225,6 @@ class LayerObjective(Objective):
             target, _ = check_layer(self.model, self.layer)
             self._extractor = feature_model(self.model, target)
         return self._extractor
-
-    def build(self) -> None:
-        self.extractor  # noqa: B018  (built now, not while tracing)
 
     def activations(self, x: tf.Tensor) -> tf.Tensor:
         """``(N, h, w, C)``: the layer's response to pixels ``x`` ``(N, H, W, 3)``, 0..255."""

@@ -10,7 +10,7 @@ of the picture favour other pictures. Three ideas, each a switch here:
   same size then changes coarse shapes far more than pixel-level detail, the spectrum of natural
   photos, so the high-frequency "fooling" noise is expensive.
 - **Decorrelated colour** (``decorrelate=True``): the three channels are mixed by the square root
-  of ImageNet's colour correlation (:data:`COLOR_CORRELATION_SVD_SQRT`, from Lucid), so a step
+  of ImageNet's colour correlation (:data:`_COLOR_CORRELATION_SVD_SQRT`, from Lucid), so a step
   moves along "brightness" and two colour-opponent axes instead of R, G, B separately.
 - **Sigmoid range** (``sigmoid=True``): pixels are ``255 * sigmoid(t)``, always valid 0..255,
   with no clipping that stops the gradient.
@@ -32,37 +32,35 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size, effective_seed
 from course_utils.core.transforms import GRAY
-from course_utils.checks import effective_seed
 
 __all__ = [
-    "COLOR_CORRELATION_SVD_SQRT",
-    "PARAMS",
+    "COLOR_MIX",
     "ImageParam",
     "Pixels",
     "Fourier",
     "image_param",
-    "rfft2d_freqs",
     "gray_noise",
     "start_noise",
 ]
 
-COLOR_CORRELATION_SVD_SQRT = np.asarray(
+_COLOR_CORRELATION_SVD_SQRT = np.asarray(
     [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
 )
 """The square root (via SVD) of the colour correlation of ImageNet photos, rows R, G, B; from Lucid
 (``lucid/optvis/param/color.py``; Olah et al., "Feature Visualization", Distill 2017). Column 0 is
 brightness, columns 1 and 2 colour-opponent axes."""
 
-_COLOR_MIX = COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0))
-"""The matrix normalised as Lucid does: its largest column has length 1."""
+COLOR_MIX = _COLOR_CORRELATION_SVD_SQRT / np.max(np.linalg.norm(_COLOR_CORRELATION_SVD_SQRT, axis=0))
+"""``(3, 3)`` the colour correlation's square root normalised as Lucid does (its largest column has
+length 1): decorrelated values ``t`` (brightness, two colour-opponent axes) give RGB ``t @ COLOR_MIX.T``."""
 
-PARAMS = ("pixels", "fourier")
+_PARAMS = ("pixels", "fourier", "lucid")
 """The names :func:`image_param` knows."""
 
 
-def rfft2d_freqs(height: int, width: int) -> np.ndarray:
+def _rfft2d_freqs(height: int, width: int) -> np.ndarray:
     """``(height, width // 2 + 1)`` the frequency (cycles per pixel, 0..~0.71) of each coefficient
     of a real 2-D FFT of a ``height x width`` picture (as ``np.fft.rfft2`` orders them)."""
     fy = np.fft.fftfreq(height)[:, None]
@@ -79,7 +77,7 @@ class ImageParam:
     Args:
         size: ``(height, width)`` in pixels (an int for a square).
         channels: colour channels (3; decorrelation needs 3).
-        decorrelate: mix the channels by :data:`COLOR_CORRELATION_SVD_SQRT`.
+        decorrelate: mix the channels by :data:`_COLOR_CORRELATION_SVD_SQRT`.
         sigmoid: pixels ``255 * sigmoid(t)`` (always valid); else ``t`` is in pixel-like units and
             the result is clipped to 0..255.
         sd: standard deviation of the random start parameters.
@@ -156,7 +154,7 @@ class ImageParam:
         else:
             t = x.astype(np.float64)
         if self.decorrelate:
-            t = t @ np.linalg.inv(_COLOR_MIX.T.astype(np.float64))
+            t = t @ np.linalg.inv(COLOR_MIX.T.astype(np.float64))
         grid = self.unspatial(t)
         return grid.reshape(self.param_shape(len(x))).astype(np.float32)
 
@@ -165,7 +163,7 @@ class ImageParam:
         p = tf.convert_to_tensor(p, tf.float32)
         t = self.spatial(tf.reshape(p, [-1, *self.grid_shape(1)[1:]]))
         if self.decorrelate:
-            t = tf.tensordot(t, tf.constant(_COLOR_MIX.T), axes=1)
+            t = tf.tensordot(t, tf.constant(COLOR_MIX.T), axes=1)
         if self.sigmoid:
             return 255.0 * tf.sigmoid(t)
         return tf.clip_by_value(t, 0.0, 255.0)
@@ -230,7 +228,7 @@ class Fourier(ImageParam):
 
     Parameters (in :meth:`grid_shape`) ``(N, H, W // 2 + 1, 2 C)``: the real parts of the channels' coefficients, then the
     imaginary parts. Coefficient ``k`` is multiplied by ``1 / max(f_k, 1 / max(H, W)) ** decay_power``
-    (``f`` in cycles per pixel, :func:`rfft2d_freqs`), transformed back with an orthonormal
+    (``f`` in cycles per pixel, :func:`_rfft2d_freqs`), transformed back with an orthonormal
     inverse FFT and divided by 4, as Lucid does; with i.i.d. parameters the picture's amplitude
     spectrum falls as ``1 / f`` (``decay_power=1``), like a photo's.
     """
@@ -238,11 +236,14 @@ class Fourier(ImageParam):
     name = "fourier"
 
     def __init__(self, size: int | Sequence[int], channels: int = 3, *, decorrelate: bool = True,
-                 sigmoid: bool = True, sd: float = 0.01, decay_power: float = 1.0) -> None:
+                 sigmoid: bool = True, sd: float = 0.01, decay_power: float = 1.0, standardize: bool = False) -> None:
         super().__init__(size, channels, decorrelate=decorrelate, sigmoid=sigmoid, sd=sd)
         self.decay_power = check_number("decay_power", decay_power, minimum=0.0)
+        self.standardize = check_flag("standardize", standardize)
+        if self.standardize and not self.sigmoid:
+            raise ValueError("Fourier(standardize=True) needs sigmoid=True (it sets the values the sigmoid sees)")
         h, w = self.size
-        freqs = rfft2d_freqs(h, w)
+        freqs = _rfft2d_freqs(h, w)
         self.scale = (1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** self.decay_power).astype(np.float32)
         """``(H, W // 2 + 1)`` the factor on each coefficient."""
 
@@ -258,18 +259,23 @@ class Fourier(ImageParam):
         spectrum = tf.transpose(spectrum, [0, 3, 1, 2])
         image = tf.signal.irfft2d(spectrum, fft_length=[h, w]) * float(np.sqrt(h * w))  # orthonormal
         image = tf.transpose(image, [0, 2, 3, 1]) / 4.0
+        if self.standardize:  # mean 0, standard deviation 1 per picture: the sigmoid cannot saturate
+            mean, var = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
+            image = (image - mean) / tf.sqrt(var + 1e-4)
         if not self.sigmoid:
             image = GRAY + 255.0 * image  # pixel-like units around mid-grey
         return image
 
     def unspatial(self, t: np.ndarray) -> np.ndarray:
+        if self.standardize:  # any picture of mean 0 and standard deviation 1 is its own standardisation
+            t = (t - t.mean(axis=(1, 2, 3), keepdims=True)) / (t.std(axis=(1, 2, 3), keepdims=True) + 1e-6)
         image = t if self.sigmoid else (t - GRAY) / 255.0
         spectrum = np.fft.rfft2(np.moveaxis(image * 4.0, -1, 1), norm="ortho")  # (N, C, H, W//2+1)
         spectrum = np.moveaxis(spectrum, 1, -1) / self.scale[None, :, :, None]
         return np.concatenate([spectrum.real, spectrum.imag], axis=-1)
 
     def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", decay_power={self.decay_power})"
+        return super().__repr__()[:-1] + f", decay_power={self.decay_power}, standardize={self.standardize})"
 
 
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
@@ -297,14 +303,16 @@ def start_noise(keys: Sequence[int], shape: Sequence[int], seed: int, amplitude:
 
 
 def image_param(name: str | ImageParam, size: int | Sequence[int], channels: int = 3, **kwargs) -> ImageParam:
-    """A parameterisation by name: ``"pixels"`` (:class:`Pixels`, today's loop) or ``"fourier"``
-    (:class:`Fourier` with decorrelated colour and sigmoid range, Lucid's default). An
+    """A parameterisation by name: ``"pixels"`` (:class:`Pixels`, today's loop), ``"fourier"``
+    (:class:`Fourier` with decorrelated colour and sigmoid range, Lucid's default) or ``"lucid"``
+    (the same, standardised before the sigmoid so that no pixel saturates: the course's Lucid style). An
     :class:`ImageParam` object is returned as it is. Keyword arguments go to the class."""
     if isinstance(name, ImageParam):
         return name
     if not isinstance(name, str):
-        raise WrongTypeError(f"param must be one of {', '.join(map(repr, PARAMS))} or an ImageParam, got {type(name).__name__}")
-    classes = {"pixels": Pixels, "fourier": Fourier}
-    if name not in classes:
-        raise ValueError(f"unknown param {name!r}; choose one of {', '.join(map(repr, PARAMS))}")
-    return classes[name](size, channels, **kwargs)
+        raise WrongTypeError(f"param must be one of {', '.join(map(repr, _PARAMS))} or an ImageParam, got {type(name).__name__}")
+    if name not in _PARAMS:
+        raise ValueError(f"unknown param {name!r}; choose one of {', '.join(map(repr, _PARAMS))}")
+    if name == "lucid":
+        return Fourier(size, channels, standardize=True, **kwargs)
+    return (Pixels if name == "pixels" else Fourier)(size, channels, **kwargs)

@@ -5,12 +5,14 @@ network scoring class pictures (:mod:`~course_utils.vis.visualize`), filter pict
 
 The names the lessons use are importable from here: ``from course_utils.vis import maximize_class``."""
 
-from course_utils.vis.report import compare_batched_serial, filter_report, visualize_layers
-from course_utils.vis.visualize import (
-    JUDGED_CLASSES, default_regularizers, judge_classes, maximize_class, maximize_filters,
+from course_utils.vis.report import (
+    compare_batched_serial, filter_report, maximize_class_maco, natural_magnitude, picture_stats, shipped_class_pictures,
+    visualize_layers,
 )
+from course_utils.vis.visualize import JUDGED_CLASSES, default_regularizers, judge_classes, maximize_class, maximize_filters
 
 __all__ = [
     "default_regularizers", "maximize_class", "maximize_filters", "JUDGED_CLASSES", "judge_classes",
-    "compare_batched_serial", "filter_report", "visualize_layers",
+    "compare_batched_serial", "filter_report", "visualize_layers", "maximize_class_maco", "natural_magnitude",
+    "picture_stats", "shipped_class_pictures",
 ]

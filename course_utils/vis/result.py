@@ -60,6 +60,7 @@ class Visualization:
             ``value`` (activation or probability) and, for classes, ``logit``.
         seconds, compile_seconds: wall time of the loop, and of tracing it into a graph.
         traces: how many graphs the call traced (0 when it reused a compiled loop).
+        alpha: ``(N, H, W)`` 0..1, MaCo's transparency map (where the gradient was), else ``None``.
 
     How much did a filter rise? Batch norm gives many filters a large offset (a flat grey picture
     already gives 1..3), so a ratio of raw activations says little. Instead the *lift above rest*
@@ -81,6 +82,7 @@ class Visualization:
     seconds: float = 0.0
     compile_seconds: float = 0.0
     traces: int = 0
+    alpha: np.ndarray | None = None
 
     def __repr__(self) -> str:
         counts = ""

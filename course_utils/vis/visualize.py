@@ -6,8 +6,8 @@ picture, a step of ``step_size`` over the gradient's root-mean-square, then (on 
 after-step priors and valid pixels. :func:`course_utils.core.loop.compiled` compiles it once per model
 and settings; the filters or classes and the step size enter each call as data, so another filter
 or class never traces it again. :func:`maximize_filters` and :func:`maximize_class` run it in either
-style (:data:`STYLES`); :func:`judge_classes` scores class pictures with a second network. ``start``
-and ``final`` are measured on the picture itself (:func:`ascent_measure`). Pixels: float32 0..255.
+style (:data:`_STYLES`); :func:`judge_classes` scores class pictures with a second network. ``start``
+and ``final`` are measured on the picture itself (:func:`_ascent_measure`). Pixels: float32 0..255.
 """
 
 from __future__ import annotations
@@ -30,21 +30,22 @@ from course_utils.models.imagenet import ClassNames
 from course_utils.models.forward import check_feature_size, check_layer, check_picture_memory
 from course_utils.vis.result import Visualization, deprocess, history as _history
 
-__all__ = ["STYLES", "PARAM_STEP", "OBJECTIVES", "FILTER_START_SD", "JUDGED_CLASSES", "ascent_step", "ascent_measure",
-           "style_defaults", "default_regularizers", "maximize_filters", "maximize_class", "judge_classes"]
+__all__ = ["JUDGED_CLASSES", "ascent_step", "default_regularizers", "maximize_filters", "maximize_class", "judge_classes",
+           "class_probabilities"]
 
-STYLES = ("plain", "lucid")
-"""``"plain"`` (``param="pixels"``, no regularisers) and ``"lucid"`` (``param="fourier"``, Lucid's transforms)."""
+_STYLES = ("plain", "lucid")
+"""``"plain"`` (``param="pixels"``, no regularisers) and ``"lucid"`` (Lucid's transforms with
+``param="fourier"`` for filters, whose rise is measured from an almost blank start, and
+``param="lucid"``, standardised before the sigmoid so nothing saturates, for classes)."""
 
-PARAM_STEP = 0.05
-"""The default ``step_size`` with a parameterisation other than the pixels: RMS change of the
-parameters per step (Lucid's Adam learning rate)."""
+_PARAM_STEP = 0.05
+"""The default ``step_size`` with a parameterisation: RMS change of the parameters per step (Lucid's Adam rate)."""
 
-OBJECTIVES = ("mean", "center")
+_OBJECTIVES = ("mean", "center")
 """What :func:`maximize_filters` maximises for a filter: its mean over positions, or its value at
 the centre position (Lucid's ``channel`` and a "neuron" at the centre)."""
 
-FILTER_START_SD = 0.001
+_FILTER_START_SD = 0.001
 """The start parameters' standard deviation in :func:`maximize_filters` with ``param`` by name: a
 tenth of Lucid's 0.01, within half a grey level of mid-grey (Lucid's +-3 levels alone lift some colour
 filters by a tenth of their maximum; from an almost blank start, a rise measures what the loop did)."""
@@ -78,7 +79,7 @@ def ascent_step(model, x, x0, i, seed, data, *, objective: Objective, param: Ima
     return x_next, loss, tracked, None
 
 
-def ascent_measure(model, x, x0, i, seed, data, *, objective: Objective, param: ImageParam | None = None,
+def _ascent_measure(model, x, x0, i, seed, data, *, objective: Objective, param: ImageParam | None = None,
                    penalties: tuple = (), **_: Any):
     """``(loss (N,), tracked (N, K))`` of :func:`ascent_step` on the picture itself, untransformed:
     what the history's first and last rows record."""
@@ -89,17 +90,17 @@ def ascent_measure(model, x, x0, i, seed, data, *, objective: Objective, param: 
     return loss, tracked
 
 
-def style_defaults(style: str, param: "str | ImageParam | None", regularizers: Any,
-                   resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
+def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: Any,
+                    resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
     """``param`` and ``regularizers``, each the ``style``'s default where ``None``: ``"plain"``
-    gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` and
-    :func:`~course_utils.core.transforms.standard_transforms` (ending in a resize to ``resize``,
-    ``(height, width)`` in pixels, for a model with a fixed input size)."""
-    if not isinstance(style, str) or style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(map(repr, STYLES))}")
+    gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` (``"lucid"`` with ``resize``: class
+    pictures) and :func:`~course_utils.core.transforms.standard_transforms` (ending in a resize to
+    ``resize``, ``(height, width)`` in pixels, for a model with a fixed input size)."""
+    if not isinstance(style, str) or style not in _STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(map(repr, _STYLES))}")
     lucid = style == "lucid"
     if param is None:
-        param = "fourier" if lucid else "pixels"
+        param = ("lucid" if resize else "fourier") if lucid else "pixels"  # classes: never saturated
     if regularizers is None:
         regularizers = standard_transforms(resize) if lucid else ()
     return param, regularizers
@@ -108,11 +109,9 @@ def style_defaults(style: str, param: "str | ImageParam | None", regularizers: A
 def _is_pixels(param: object) -> bool:
     return isinstance(param, str) and param == "pixels"
 
-
 def default_regularizers() -> tuple:
     """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
     return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
-
 
 def _settings(model: keras.Model, objective: Objective, param: Any, regularizers: Any, size: tuple[int, int],
               start: np.ndarray | None, keys: Sequence[int], seed: int, sd: float | None) -> tuple[dict, np.ndarray]:
@@ -141,8 +140,8 @@ def _settings(model: keras.Model, objective: Objective, param: Any, regularizers
 
 
 def _step_sizes(step_size: float | None, param: ImageParam | None, pixel_step: float, n: int) -> np.ndarray:
-    """``(n,)`` float32: ``step_size``, or ``pixel_step`` on the pixels, :data:`PARAM_STEP` with a parameterisation."""
-    step_size = (pixel_step if param is None else PARAM_STEP) if step_size is None else step_size
+    """``(n,)`` float32: ``step_size``, or ``pixel_step`` on the pixels, :data:`_PARAM_STEP` with a parameterisation."""
+    step_size = (pixel_step if param is None else _PARAM_STEP) if step_size is None else step_size
     return np.full(n, check_number("step_size", step_size, minimum=0.0, above=True), np.float32)
 
 
@@ -192,16 +191,16 @@ def maximize_filters(
         filters: channel indices of that layer; repeat one (``[5, 5, 5, 5]``) with
             ``diversity_weight > 0`` for several different pictures of it.
         steps: gradient steps (>= 1). step_size: RMS change per step; ``None``: 3.0 pixels on the
-            pixels, :data:`PARAM_STEP` in parameter units with a parameterisation.
+            pixels, :data:`_PARAM_STEP` in parameter units with a parameterisation.
         size: ``(height, width)`` in pixels (an int for a square); ``None``: the size of an
             :class:`ImageParam` given as ``param``, else 128x128 (the network is convolutional).
         regularizers: e.g. :func:`default_regularizers`; ``None``: the style's. seed: for the
             start and the transforms.
-        style: ``"plain"`` or ``"lucid"`` (:data:`STYLES`): the defaults of ``param`` and ``regularizers``.
+        style: ``"plain"`` or ``"lucid"`` (:data:`_STYLES`): the defaults of ``param`` and ``regularizers``.
         param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.core.param.ImageParam` of
-            ``size``; ``None``: the style's. By name it starts faint (:data:`FILTER_START_SD`).
+            ``size``; ``None``: the style's. By name it starts faint (:data:`_FILTER_START_SD`).
         objective: ``"mean"`` (the filter's mean over positions) or ``"center"`` (its value at the
-            centre position): see :data:`OBJECTIVES`.
+            centre position): see :data:`_OBJECTIVES`.
         diversity_weight: weight of :class:`course_utils.core.objectives.Diversity` in the loss
             (0: off; of order 1..10 with these objectives). Part of the compiled loop's structure.
         noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
@@ -223,12 +222,12 @@ def maximize_filters(
             parameterisation. Wrong types (``1.7`` as a filter, ``"jitter"`` as a regulariser):
             :class:`course_utils.checks.WrongTypeError`, a ``ValueError`` too.
     """
-    param, regularizers = style_defaults(style, param, regularizers)
+    param, regularizers = _style_defaults(style, param, regularizers)
     if size is None:
         size = param.size if isinstance(param, ImageParam) else (128, 128)
     h, w = check_size(size)
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(map(repr, OBJECTIVES))}")
+    if objective not in _OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(map(repr, _OBJECTIVES))}")
     weight = check_number("diversity_weight", diversity_weight, minimum=0.0)
     target_layer, channels = check_layer(model, layer)
     filters = _filter_indices(filters, layer, channels)
@@ -243,9 +242,9 @@ def maximize_filters(
     value = (FilterCenter if objective == "center" else FilterMean)(weak(model), layer)
     goal = value + weight * Diversity(weak(model), layer) if weight > 0 else value
     steps = check_steps(steps)
-    settings, x0 = _settings(model, goal, param, regularizers, (h, w), start, range(len(filters)), seed, FILTER_START_SD)
+    settings, x0 = _settings(model, goal, param, regularizers, (h, w), start, range(len(filters)), seed, _FILTER_START_SD)
     data = {"filters": np.asarray(filters, np.int32), "step_size": _step_sizes(step_size, settings["param"], 3.0, len(filters))}
-    loop = compiled(ascent_step, model, measure=ascent_measure, **settings)
+    loop = compiled(ascent_step, model, measure=_ascent_measure, **settings)
     goal = loop.settings["objective"]  # the cached step's own: its cut network is built once
     value = goal if isinstance(goal, LayerObjective) else goal.terms[0][1]
     check_feature_size(value.extractor, layer, (h, w))
@@ -283,10 +282,10 @@ def maximize_class(
             :meth:`~course_utils.core.param.ImageParam.from_pixels`). In the Fourier basis take
             smaller steps then: 0.05 moves a photo by tens of grey levels a step, 0.005 by a few.
         steps: gradient steps (>= 1). step_size: RMS change per step; ``None``: 2.0 pixels on the
-            pixels, :data:`PARAM_STEP` in parameter units with a parameterisation.
+            pixels, :data:`_PARAM_STEP` in parameter units with a parameterisation.
         regularizers: e.g. :func:`default_regularizers`; ``None``: the style's (``"lucid"``: Lucid's
             transforms ending in a resize to the model's input). seed: for the start and the transforms.
-        style: ``"plain"`` or ``"lucid"`` (:data:`STYLES`): the defaults of ``param`` and ``regularizers``.
+        style: ``"plain"`` or ``"lucid"`` (:data:`_STYLES`): the defaults of ``param`` and ``regularizers``.
         param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.core.param.ImageParam` of
             the model's input size; ``None``: the style's.
         noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
@@ -306,7 +305,7 @@ def maximize_class(
             with a parameterisation; no target: :class:`course_utils.checks.WrongTypeError`.
     """
     h, w, c = model.input_shape[1:]
-    param, regularizers = style_defaults(style, param, regularizers, (h, w))
+    param, regularizers = _style_defaults(style, param, regularizers, (h, w))
     if target is None:
         raise WrongTypeError("maximize_class needs a class to draw: name one, e.g. target='sea snake' or target=65")
     classes = ClassNames.of(model)
@@ -329,7 +328,7 @@ def maximize_class(
     steps = check_steps(steps)
     settings, x0 = _settings(model, ClassLogit(weak(model)), param, regularizers, (h, w), start, idx, seed, None)
     data = {"labels": np.asarray(idx, np.int32), "step_size": _step_sizes(step_size, settings["param"], 2.0, len(idx))}
-    run = compiled(ascent_step, model, measure=ascent_measure, **settings).run(
+    run = compiled(ascent_step, model, measure=_ascent_measure, **settings).run(
         x0, data, steps=steps, seed=seed, progress=progress, description="class " + ", ".join(what))
     initial, pixels, images = _pictures(settings["param"], x0, run.x, stretch=image is None)
     probs, logits = run.tracked[..., 0], run.tracked[..., 1]
@@ -337,7 +336,7 @@ def maximize_class(
                          _history(probs, what, logit=logits), None, run.seconds, run.compile_seconds, run.traces)
 
 
-def _probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def class_probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``(N,)`` the probability of class ``idx[i]`` for picture ``i`` (pixels ``(N, H, W, C)``
     0..255, resized bilinearly to the model's input), and its rank (1 = top)."""
     h, w = model.input_shape[1:3]
@@ -391,10 +390,11 @@ def judge_classes(
             raise ValueError(f"pictures[{method!r}] must be a class Visualization (maximize_class), got {vis!r}")
         if len(vis.what) != len(idx):
             raise ValueError(f"pictures[{method!r}] has {len(vis.what)} pictures for {len(idx)} targets")
-        scores[method] = (*_probabilities(model, vis.pixels, idx), *_probabilities(judge, vis.pixels, idx))
+        scores[method] = (*class_probabilities(model, vis.pixels, idx), *class_probabilities(judge, vis.pixels, idx))
     rows = [
         {"class": classes.label(k), "method": method, "p_model": float(p_model[i]),
          "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)}
         for i, k in enumerate(idx) for method, (p_model, _, p_judge, rank) in scores.items()
     ]
     return pd.DataFrame(rows).set_index(["class", "method"])
+
