@@ -3,6 +3,9 @@
 Writes ``<out>/latest.json`` and ``<out>/latest.md`` (default ``benchmarks/results/``), both or
 neither, and prints the Markdown; ``--out`` is checked before anything runs. ``--quick`` runs every workload with tiny step counts, once: it proves the
 benchmark runs and says nothing about speed.
+
+``python -m benchmarks lessons`` (``make time-lessons``) times each lesson's Run All instead (see
+:mod:`benchmarks.lessons`).
 """
 
 from __future__ import annotations
@@ -124,4 +127,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["lessons"]:  # the per-lesson Run All table; no TensorFlow in this process
+        from benchmarks.lessons import main as lessons_main
+
+        sys.exit(lessons_main(sys.argv[2:]))
     sys.exit(main())

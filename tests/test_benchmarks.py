@@ -85,3 +85,24 @@ def test_unknown_workload_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--only", "no_such_workload"])
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_lessons_table_gives_every_lesson_its_seconds_and_load():
+    """``python -m benchmarks lessons`` prints one row per lesson, a total, and flags a failure."""
+    from benchmarks.lessons import lessons_table
+
+    runs = [{"lesson": "00_a.ipynb", "seconds": 12.4, "load_before": 0.5, "load_after": 1.0, "ok": True, "error": None},
+            {"lesson": "01_b.ipynb", "seconds": 95.0, "load_before": 1.0, "load_after": None, "ok": False, "error": "CellExecutionError"}]
+    text = lessons_table(runs, "Some CPU, 2 cores", "2026-01-01 00:00 UTC")
+    assert "Some CPU, 2 cores" in text
+    assert "| 00_a.ipynb | 12 | 0.50 | 1.00 | yes |" in text
+    assert "| 01_b.ipynb | 95 | 1.00 | - | no: CellExecutionError |" in text
+    assert "| all (2) | 107 | 0.50 | - | no |" in text
+
+
+def test_lessons_refuses_a_missing_notebook_before_running(tmp_path, capsys):
+    from benchmarks.lessons import main
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nothing.ipynb")])
+    assert "no such notebook" in capsys.readouterr().err

@@ -356,25 +356,43 @@ def _binary_search(oracle: _Oracle, x: np.ndarray, adv: np.ndarray, idx: np.ndar
 
 def _estimate_direction(oracle: _Oracle, point: np.ndarray, idx: np.ndarray, evals: np.ndarray, delta: np.ndarray,
                         rng: np.random.Generator) -> np.ndarray:
-    """Unit directions ``(len(idx), ...)`` that leave the true class, from ``evals[i]`` random
-    probes of radius ``delta[i]`` around each boundary point, all sent as one batch."""
-    shape = point.shape[1:]
-    owner = np.repeat(np.arange(len(idx)), evals)
-    rv = rng.standard_normal((len(owner), *shape), dtype=np.float32)
-    rv /= np.sqrt(np.square(rv).reshape(len(rv), -1).sum(1)).reshape(-1, *[1] * len(shape))
-    probes = np.clip(point[idx][owner] + delta[owner].reshape(-1, *[1] * len(shape)) * rv, 0.0, 1.0)
-    rv = (probes - point[idx][owner]) / delta[owner].reshape(-1, *[1] * len(shape))
-    f = np.where(oracle.adversarial(probes.astype(np.float32), idx[owner], record=False), 1.0, -1.0)
-    out = np.zeros((len(idx), *shape), np.float64)
-    for i in range(len(idx)):
-        fi, ri = f[owner == i], rv[owner == i]
-        mean = fi.mean()
-        if abs(mean) == 1.0:  # every probe on one side: the mean probe direction, signed
-            g = mean * ri.mean(0)
-        else:  # baseline-corrected estimate (the paper's variance reduction)
-            g = np.tensordot(fi - mean, ri, axes=1) / len(fi)
-        out[i] = g / max(np.linalg.norm(g), 1e-12)
-    return out.astype(np.float32)
+    """Unit directions ``(len(idx), ...)`` that leave the true class, from ``evals[i]`` random probes of
+    radius ``delta[i]`` around each boundary point: one compiled call draws them, asks the model
+    (top label only, ``box.batch_size`` per pass) and sums per example; each probe is charged first."""
+    import weakref
+
+    from course_utils.models.forward import cached
+
+    box, evals, shape = oracle.box, np.asarray(evals, np.int64), point.shape[1:]
+    owner = np.repeat(np.arange(len(idx)), evals).astype(np.int32)
+    box._charge(idx[owner], len(owner))
+    ref, targeted, chunk = weakref.ref(box._model), oracle.targeted, box.batch_size
+
+    def sums(points: tf.Tensor, radius: tf.Tensor, owners: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+        e, zeros = tf.shape(points)[0], tf.zeros_like(points)
+        s_frv, s_rv, s_f = zeros, zeros, tf.zeros((tf.shape(points)[0],), tf.float32)
+        for start in tf.range(0, tf.shape(owners)[0], chunk):
+            who = owners[start: start + chunk]
+            base, r = tf.gather(points, who), tf.reshape(tf.gather(radius, who), [-1, 1, 1, 1])
+            rv = tf.random.stateless_normal(tf.shape(base), seed=seed + tf.cast([0, start], tf.int64))
+            probes = tf.clip_by_value(base + r * rv / tf.norm(tf.reshape(rv, [tf.shape(rv)[0], -1]), axis=1)[:, None, None, None], 0.0, 1.0)
+            rv = (probes - base) / r
+            hit = tf.equal(tf.argmax(ref()(probes * 255.0, training=False), axis=-1), tf.gather(labels, who))
+            f = tf.where(hit if targeted else tf.logical_not(hit), 1.0, -1.0)
+            s_frv += tf.math.unsorted_segment_sum(tf.reshape(f, [-1, 1, 1, 1]) * rv, who, e)
+            s_rv, s_f = s_rv + tf.math.unsorted_segment_sum(rv, who, e), s_f + tf.math.unsorted_segment_sum(f, who, e)
+        return s_frv, s_rv, s_f
+
+    spec = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((None,), tf.int64), tf.TensorSpec((2,), tf.int64)]
+    fn = cached(box._model, ("hsj probe sums", bool(targeted), tuple(shape), int(chunk)), lambda: tf.function(sums, input_signature=spec))
+    s_frv, s_rv, s_f = (t.numpy().astype(np.float64) for t in fn(
+        point[idx].astype(np.float32), delta.astype(np.float32), owner, oracle.y[idx].astype(np.int64),
+        rng.integers(0, 2**62, size=2, dtype=np.int64)))
+    mean = (s_f / evals).reshape(-1, *[1] * len(shape))
+    # every probe on one side: the mean probe direction, signed; else the baseline-corrected estimate
+    g = np.where(np.abs(mean) == 1.0, mean * s_rv, s_frv - mean * s_rv) / evals.reshape(mean.shape)
+    return (g / np.maximum(np.sqrt(np.square(g).reshape(len(g), -1).sum(1)), 1e-12).reshape(mean.shape)).astype(np.float32)
 
 
 def hop_skip_jump(

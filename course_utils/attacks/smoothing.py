@@ -117,7 +117,10 @@ def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], cla
             noise = [tf.random.stateless_normal((per, *shape), tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(seed, index[g]), step)) for g in range(group)]
             noisy = tf.repeat(x, per, axis=0) + sigma * tf.concat(noise, axis=0)
-            top = tf.reshape(tf.argmax(ref()(noisy, training=False), axis=-1, output_type=tf.int32), (group, per))
+            # The model sees the step's copies in slices of _FORWARD_SLICE: a small CNN runs several
+            # times faster per picture on a slice that stays in the CPU's cache than on 1000 at once.
+            logits = [ref()(noisy[i: i + _FORWARD_SLICE], training=False) for i in range(0, group * per, _FORWARD_SLICE)]
+            top = tf.reshape(tf.argmax(tf.concat(logits, axis=0), axis=-1, output_type=tf.int32), (group, per))
             valid = tf.cast(step * per + tf.range(per) < num, tf.float32)
             return step + 1, counts + tf.reduce_sum(tf.one_hot(top, classes) * valid[None, :, None], axis=1)
 
@@ -148,7 +151,9 @@ def _noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 
     stream = check_int("stream", stream, minimum=0)
     x = as_batch(images, model)  # the model's input size, before any work
     per = min(batch_size, n)
-    group = max(1, min(len(x), batch_size // per, 16))  # images per compiled step (unrolled in the graph)
+    # images per compiled step (unrolled in the graph): at least _STEP_PICTURES noisy copies a step, so
+    # that n = 1000 still takes several images per call and Python is not paid per image
+    group = max(1, min(len(x), max(batch_size, _STEP_PICTURES) // per, 16))
     count = _counter(model, per, group, tuple(x.shape[1:]))
     key = tf.constant([seed, stream], tf.int64)
     steps = (n + per - 1) // per
@@ -171,6 +176,13 @@ def _noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 
         out.append(total[: min(group, len(x) - i)])
     return np.concatenate(out)
 
+
+_FORWARD_SLICE = 100
+"""Noisy copies per forward pass inside a compiled step of :func:`noise_counts` (the counts do not
+depend on it: the noise is drawn per step, the slices only split the model's work)."""
+
+_STEP_PICTURES = 4000
+"""Noisy copies one compiled step of :func:`noise_counts` draws at least (when there are images enough)."""
 
 _CHUNK_SAMPLES = 50_000
 """The most noisy copies one compiled call of :func:`_noise_counts` draws (counts stay exact in
