@@ -106,10 +106,12 @@ def _run(args: argparse.Namespace) -> int:
     results, scaling = run_workloads(ctx, plan, args.only)
     notebooks = None
     if args.notebooks:
-        from benchmarks.notebooks import time_notebooks
+        from benchmarks.lessons import time_lessons
 
         log("executing the notebooks")
-        notebooks = time_notebooks(REPO / "notebooks")
+        runs = time_lessons(sorted((REPO / "notebooks").glob("*.ipynb")))
+        notebooks = {"runs": runs, "total_s": sum(r["seconds"] for r in runs),
+                     "all_ok": all(r["ok"] for r in runs), "complete": len(runs) >= 8}
     meta = {
         "started_utc": started,
         "wall_s": time.perf_counter() - t0,

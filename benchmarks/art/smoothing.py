@@ -1,7 +1,7 @@
 """Randomized smoothing: the course's :func:`~course_utils.attacks.smoothing.certify` against IBM ART's
 ``TensorFlowV2RandomizedSmoothing.certify`` (Cohen, Rosenfeld & Kolter, 2019, both of them).
 
-Same base model (lesson 6's noise-trained face CNN, ``load_face_model("noisy")``), same sigma (from its
+Same base model (lesson 7's noise-trained face CNN, ``load_face_model("noisy")``), same sigma (from its
 facts JSON), same n0 (ART's ``sample_size``), n and alpha, same faces: the held-out faces of lesson
 1's split (``split_faces(labels, seed=0)``, a fixed seeded subset) when the developers' face set
 ``../shared/data/faces48.npz`` is present, else the course's sample faces (``FACE_BOXES``) with
