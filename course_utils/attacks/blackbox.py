@@ -49,13 +49,13 @@ from course_utils.models.imagenet import ClassNames
 from course_utils.checks import effective_seed
 
 __all__ = [
-    "QueryBudgetExceeded", "BlackBox", "square_attack", "hop_skip_jump",
+    "BlackBox", "square_attack", "hop_skip_jump",
 ]
 
 Output = Literal["scores", "label"]
 
 
-class QueryBudgetExceeded(RuntimeError):
+class _QueryBudgetExceeded(RuntimeError):
     """A black box was asked more questions about an example than its budget allows."""
 
 
@@ -90,7 +90,7 @@ class BlackBox:
 
     ``box.queries`` is a copy of the ``(n,)`` counts. Each picture sent is one query of the example
     it belongs to; a call that would take any example over its budget is refused whole, before
-    the model runs (:class:`QueryBudgetExceeded`).
+    the model runs (:class:`_QueryBudgetExceeded`).
     """
 
     def __init__(self, model: Any, n: int, *, output: Output = "scores", budget: int | None = None,
@@ -125,7 +125,7 @@ class BlackBox:
         asked = np.bincount(which, minlength=self.n)
         if self.budget is not None and np.any(self._counts + asked > self.budget):
             worst = int(np.argmax(self._counts + asked - self.budget))
-            raise QueryBudgetExceeded(
+            raise _QueryBudgetExceeded(
                 f"example {worst} would use {int(self._counts[worst] + asked[worst])} queries, over its budget of "
                 f"{self.budget}; ask only for the examples with queries left (box.remaining)")
         self._counts += asked

@@ -44,7 +44,6 @@ from course_utils.checks import effective_seed
 
 __all__ = [
     "FOOLING_GENOMES",
-    "EvolutionResult",
     "GridEncoding",
     "evolve_fooling_images",
     "fooling_probabilities",
@@ -119,7 +118,7 @@ class GridEncoding:
 
 
 @dataclass
-class EvolutionResult:
+class _EvolutionResult:
     """What :func:`evolve_fooling_images` found, best first. Not an
     :class:`~course_utils.attacks.gradient.AttackResult`: the pictures are grown from nothing, there
     is no photo they change (no original, no change to measure).
@@ -234,7 +233,7 @@ def evolve_fooling_images(
     start: Any = None,
     seed: int = 0,
     progress: bool = False,
-) -> EvolutionResult:
+) -> _EvolutionResult:
     """Evolve pictures the model calls a class with high probability, from probabilities alone.
 
     Args:
@@ -255,7 +254,7 @@ def evolve_fooling_images(
         progress: show a text progress bar (one tick per generation).
 
     Returns:
-        an :class:`EvolutionResult`, best first.
+        an :class:`_EvolutionResult`, best first.
 
     Raises:
         ValueError: population or generations < 1, sigma <= 0, rate outside (0, 1], an unknown
@@ -344,7 +343,7 @@ def evolve_fooling_images(
     order = sorted(elites, key=lambda c: -elites[c][1])[: (1 if cls is not None else keep)]
     genomes = np.stack([elites[c][0] for c in order])
     history = pd.DataFrame(rows, columns=["generation", "queries", "best_probability", "classes_at_99"])
-    return EvolutionResult(
+    return _EvolutionResult(
         genomes=genomes,
         images=encoding.render(genomes),
         classes=np.array(order, dtype=int),

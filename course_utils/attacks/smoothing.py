@@ -45,7 +45,6 @@ from course_utils.checks import effective_seed
 from course_utils.models.imagenet import ClassNames
 
 __all__ = [
-    "SmoothingResult",
     "certified_accuracy",
     "certify",
     "clopper_pearson_lower",
@@ -184,7 +183,7 @@ within a fraction of a second."""
 
 
 @dataclass(frozen=True)
-class SmoothingResult:
+class _SmoothingResult:
     """What :func:`certify` or :func:`smoothed_predict` found, one entry per image.
 
     Attributes:
@@ -221,7 +220,7 @@ class SmoothingResult:
 
 
 def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha: float = 0.001, *, seed: int = 0,
-                     batch_size: int = 1000) -> SmoothingResult:
+                     batch_size: int = 1000) -> _SmoothingResult:
     """Cohen et al.'s PREDICT: the smoothed classifier's answer, or an abstention.
 
     Draws ``n`` noisy copies of each image; if the top class's count beats the runner-up's by a
@@ -245,12 +244,12 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
         if a > b:  # two-sided test of a successes in a + b trials at p = 1/2
             p_value[i] = scipy.stats.binomtest(int(a), int(a + b), 0.5).pvalue
     abstained = p_value > alpha
-    return SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
+    return _SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
                            np.zeros_like(counts), sigma, 0, n, alpha, ClassNames.of(model))
 
 
 def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000, alpha: float = 0.001, *,
-            seed: int = 0, batch_size: int = 1000) -> SmoothingResult:
+            seed: int = 0, batch_size: int = 1000) -> _SmoothingResult:
     """Cohen et al.'s CERTIFY: the smoothed classifier's class and a certified L2 radius per image.
 
     1. ``n0`` noisy copies choose the candidate class c_A (the most frequent).
@@ -269,7 +268,7 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
         alpha: in (0, 1). seed: same seed, same result. batch_size: forward passes per step.
 
     Returns:
-        A :class:`SmoothingResult`.
+        A :class:`_SmoothingResult`.
     """
     sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
     n0 = check_int("n0", n0, minimum=1, maximum=MAX_SAMPLES)
@@ -281,11 +280,11 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     p_lower = clopper_pearson_lower(n_a, n, alpha)
     abstained = p_lower < 0.5
     radius = np.where(abstained, 0.0, sigma * scipy.stats.norm.ppf(np.where(abstained, 0.5, p_lower)))
-    return SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
+    return _SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
                            sigma, n0, n, alpha, ClassNames.of(model))
 
 
-def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
+def certified_accuracy(result: _SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
     """Share of images that are certified correct at each radius: not abstained, the right class,
     and a certified radius at least that large (Cohen et al.'s "approximate certified accuracy").
 
