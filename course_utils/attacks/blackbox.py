@@ -42,11 +42,10 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
+from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number, effective_seed
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
-from course_utils.checks import effective_seed
 
 __all__ = [
     "BlackBox", "square_attack", "hop_skip_jump",

@@ -35,8 +35,7 @@ import tensorflow as tf
 from course_utils.attacks.pgd import check_norm, pgd_perturb
 from course_utils.core import ops
 from course_utils.core.ops import Norm
-from course_utils.checks import check_int
-from course_utils.checks import effective_seed
+from course_utils.checks import check_int, effective_seed
 
 __all__ = [
     "RoundPixels",

@@ -294,7 +294,7 @@ def evolve_fooling_images(
     def query(genomes: np.ndarray) -> np.ndarray:
         return fn(tf.constant(encoding.render(genomes))).numpy()
 
-    bar = progress_bar(generations, "evolution" if cls is None else f"evolution -> {classes.label(cls)}") if progress else None
+    bar = progress_bar(generations, "evolution" if cls is None else f"evolution -> {classes.label(cls)}", show=progress)
     probs = query(first)
     queries = len(first)
     rows = []
@@ -310,8 +310,7 @@ def evolve_fooling_images(
             if p[i] > parent_p:
                 parent, parent_p = children[i], float(p[i])
             rows.append((gen, queries, parent_p, int(parent_p >= 0.99)))
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         elites = {cls: (parent, parent_p)}
     else:  # MAP-Elites: one elite per class, the best picture of that class so far
         elites: dict[int, tuple[np.ndarray, float]] = {}
@@ -336,10 +335,8 @@ def evolve_fooling_images(
             update(children, query(children))
             queries += population
             record(gen)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     order = sorted(elites, key=lambda c: -elites[c][1])[: (1 if cls is not None else keep)]
     genomes = np.stack([elites[c][0] for c in order])
     history = pd.DataFrame(rows, columns=["generation", "queries", "best_probability", "classes_at_99"])

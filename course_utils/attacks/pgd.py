@@ -105,6 +105,21 @@ def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
                            for i in range(0, len(x), batch_size)]).astype(np.int32)
 
 
+def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress):
+    """What :func:`pgd_attack` and :func:`robust_accuracy` share, checked before any work (see there):
+    the batch ``x`` (pixels, at least one image) and the checked ``steps``, ``step_size`` (``None``
+    stays ``None``), ``random_start``, ``seed``, ``batch_size`` and ``progress``."""
+    steps = check_int("steps", steps, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_norm(norm), _check_loss(loss, samples)
+    samples = check_int("samples", samples, minimum=1)
+    random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
+    seed = check_seed(seed)
+    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
+    return check_batch(as_batch(images, model)), steps, rate, random_start, seed, batch_size, progress
+
+
 def pgd_perturb(
     model: Any,
     x: tf.Tensor,
@@ -213,17 +228,10 @@ def pgd_attack(
         batch_size: images per compiled call.
         progress: show a text progress bar, one tick per batch.
     """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    check_norm(norm), _check_loss(loss, samples)
-    samples = check_int("samples", samples, minimum=1)
-    random_start, targeted = check_flag("random_start", random_start), check_flag("targeted", targeted)
-    stop_at_success, progress = check_flag("stop_at_success", stop_at_success), check_flag("progress", progress)
-    seed = check_seed(seed)
+    targeted, stop_at_success = check_flag("targeted", targeted), check_flag("stop_at_success", stop_at_success)
     eps = _epsilons(epsilon)
-    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
-    x = check_batch(as_batch(images, model))
+    x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
+        model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress)
     n = len(x)
     if eps.size not in (1, n):
         raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
@@ -239,18 +247,13 @@ def pgd_attack(
                     samples=samples)
     adversarial = []
     batches = range(0, n, batch_size)
-    bar = progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
-    try:
+    with progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}", show=progress) as bar:
         for b, i in enumerate(batches):
             sl = slice(i, i + batch_size)
             xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl].astype(np.float32), norm, random_start,
                                              (seed, b))
             adversarial.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(1)
     adversarial = np.concatenate(adversarial)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
@@ -377,24 +380,18 @@ def robust_accuracy(
         A DataFrame with one row per epsilon: ``epsilon``, ``accuracy`` (0..1: the share of
         images still classified as their label after the attack) and ``n`` (images).
     """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     eps_list = _epsilons(epsilons, "epsilons")
     if eps_list.size == 0:
         raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
-    check_norm(norm), _check_loss(loss, 1)
-    random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
-    seed = check_seed(seed)
-    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    check_gradient_memory(model, images, batch_size=batch_size)
-    x = check_batch(as_batch(images, model))
+    x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
+        model, images, steps, step_size, norm, loss, 1, random_start, seed, batch_size, progress)
     n = len(x)
     y = _labels(model, labels, x)
     batches = list(range(0, n, batch_size))
-    bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
     loop = compiled(pgd_step, model, stop_at_success=False, norm=norm, targeted=False, loss=loss, samples=1)
     rows = []
-    try:
+    with progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+                      show=progress) as bar:
         for e in eps_list:
             e_rate = default_step_size(float(e), max(steps, 1)) if rate is None else float(np.float32(rate))
             correct = 0
@@ -406,10 +403,6 @@ def robust_accuracy(
                 # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
                 adversarial = loop.advance(xb, data, steps=steps if e > 0 else 0, seed=s, start=start)
                 correct += int(np.sum(_top1(model, adversarial) == y[sl]))
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
-    finally:
-        if bar is not None:
-            bar.close()
     return pd.DataFrame(rows)

@@ -37,11 +37,10 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number
+from course_utils.checks import check_int, check_number, effective_seed
 from course_utils.core.loop import Loop
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
-from course_utils.checks import effective_seed
 from course_utils.models.imagenet import ClassNames
 
 __all__ = [
@@ -52,11 +51,7 @@ __all__ = [
 ]
 
 
-
-# ------------------------------------------------------------------------------------------
-# Statistics
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- statistics
 
 def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
@@ -82,10 +77,7 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     return np.where(k == 0, 0.0, scipy.stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1))
 
 
-# ------------------------------------------------------------------------------------------
-# Sampling
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- sampling
 
 MAX_SAMPLES = 2**31 - 1
 """The most noisy copies per image (the compiled sampler counts them in 32-bit integers). Memory
@@ -177,10 +169,7 @@ float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel
 within a fraction of a second."""
 
 
-# ------------------------------------------------------------------------------------------
-# PREDICT and CERTIFY
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- predict and certify
 
 @dataclass(frozen=True)
 class _SmoothingResult:
