@@ -47,9 +47,7 @@ from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
 
-__all__ = [
-    "BlackBox", "square_attack", "hop_skip_jump",
-]
+__all__ = ["BlackBox", "square_attack", "hop_skip_jump"]
 
 Output = Literal["scores", "label"]
 

@@ -37,14 +37,7 @@ from course_utils.core import ops
 from course_utils.core.ops import Norm
 from course_utils.checks import check_int, check_number, check_seed, effective_seed
 
-__all__ = [
-    "RoundPixels",
-    "JpegRecompress",
-    "RandomBlur",
-    "StraightThrough",
-    "defend",
-    "AdversarialTraining",
-]
+__all__ = ["RoundPixels", "JpegRecompress", "RandomBlur", "StraightThrough", "defend", "AdversarialTraining"]
 
 
 class RoundPixels(keras.layers.Layer):

@@ -34,21 +34,16 @@ import pandas as pd
 import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
-from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe
+from course_utils.checks import (
+    MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe, effective_seed,
+)
 from course_utils.core.loop import progress_bar
 from course_utils.io.fetch import DATA_DIR
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
-from course_utils.checks import effective_seed
 
-__all__ = [
-    "FOOLING_GENOMES",
-    "GridEncoding",
-    "evolve_fooling_images",
-    "fooling_probabilities",
-    "load_fooling_genomes",
-]
+__all__ = ["FOOLING_GENOMES", "GridEncoding", "evolve_fooling_images", "fooling_probabilities", "load_fooling_genomes"]
 
 FOOLING_GENOMES: Path = DATA_DIR / "fooling_genomes.npz"
 """Genomes of fooling pictures for EfficientNet-Lite0, made by ``tools/evolve_fooling_images.py``
@@ -285,10 +280,7 @@ def evolve_fooling_images(
                  f"{largest:,} pictures of {encoding.size} x {encoding.size} x {channels} rendered and sent to the "
                  "model in one batch")
     rng = np.random.default_rng(seed)
-    if start is not None:
-        first = start.copy()
-    else:
-        first = encoding.random(population, rng)
+    first = start.copy() if start is not None else encoding.random(population, rng)
     fn = compiled_forward(model, "probabilities")
 
     def query(genomes: np.ndarray) -> np.ndarray:

@@ -43,12 +43,7 @@ from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames
 
-__all__ = [
-    "certified_accuracy",
-    "certify",
-    "clopper_pearson_lower",
-    "smoothed_predict",
-]
+__all__ = ["certified_accuracy", "certify", "clopper_pearson_lower", "smoothed_predict"]
 
 
 # ---------------------------------------------------------------- statistics

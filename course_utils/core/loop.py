@@ -46,8 +46,7 @@ import tensorflow as tf
 from course_utils.checks import check_flag, check_int, check_steps, effective_seed, seed_offset
 from course_utils.models.forward import cached
 
-__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar",
-           "MAX_HISTORY_BYTES"]
+__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar", "MAX_HISTORY_BYTES"]
 
 Step = Callable[..., tuple]
 
