@@ -210,7 +210,7 @@ def pgd_attack(
     progress: bool = False,
 ) -> AttackResult:
     """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
-    and settings; :func:`pgd_perturb` on batches of ``batch_size``.
+    and settings: :func:`pgd_perturb`'s result, on batches of ``batch_size``, run in chunks.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
@@ -218,13 +218,9 @@ def pgd_attack(
         labels: the true class of each image (untargeted), or the target (``targeted=True``);
             one or one per image, indices or names. ``None``: the model's own answer on the photo.
         epsilon: the budget in pixels, one or one per image.
-        steps: number of steps (>= 0).
-        step_size: pixels per step; default ``2.5 * epsilon / steps``.
-        norm: ``"linf"`` or ``"l2"``.
-        random_start: start at a random point of the budget (seeded by ``seed``).
+        steps (>= 0), step_size, norm, random_start, targeted, samples, stop_at_success, loss: as
+            :func:`pgd_perturb`.
         seed: the same seed (and batch size) gives the same result.
-        targeted: push towards ``labels`` instead of away from them.
-        samples, stop_at_success, loss: see :func:`pgd_perturb`.
         batch_size: images per compiled call.
         progress: show a text progress bar, one tick per batch.
     """
