@@ -254,11 +254,9 @@ def square_attack(
     p = box.probabilities(x, everyone)
     if y is None:
         y = p.argmax(-1)
-    clean_margin, _ = _margin(p, y, targeted)
-    done = clean_margin < 0  # fooled before any change (a wrong answer, or already the target)
-    best = x.copy()
     margin, prob = _margin(p, y, targeted)
-    todo = everyone[~done]
+    best = x.copy()
+    todo = everyone[margin >= 0]  # margin < 0: fooled before any change (a wrong answer, or already the target)
     if len(todo):
         stripes = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(len(todo), 1, w, c))
         striped = np.clip(x[todo] + stripes, 0.0, 255.0)
