@@ -25,22 +25,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "WrongTypeError",
-    "describe",
-    "suggestion",
-    "check_number",
-    "check_int",
-    "check_steps",
-    "check_seed",
-    "check_flag",
-    "check_size",
-    "check_batch",
-    "MAX_WORKING_BYTES",
-    "check_memory",
-    "seed_offset",
-    "effective_seed",
-    "MAX_GRADIENT_BYTES",
-    "check_gradient_memory",
+    "WrongTypeError", "describe", "suggestion", "check_number", "check_int", "check_steps", "check_seed",
+    "check_flag", "check_size", "check_batch", "MAX_WORKING_BYTES", "check_memory", "seed_offset", "effective_seed",
+    "MAX_GRADIENT_BYTES", "check_gradient_memory",
 ]
 
 MAX_WORKING_BYTES = 1_000_000_000

@@ -37,7 +37,7 @@ from course_utils.attacks import (
 from course_utils.attacks.evolution import GridEncoding
 from course_utils.checks import check_gradient_memory
 from course_utils.attacks.patch import apply_patch
-from course_utils.attacks.smoothing import SmoothingResult, certified_accuracy
+from course_utils.attacks.smoothing import _SmoothingResult, certified_accuracy
 from course_utils.attacks.transfer import oracle_labels, train_substitute
 from course_utils.io.images import sample_face
 from course_utils.models import load_face_model, load_gender_cnn, predict_top_k
@@ -243,7 +243,7 @@ def test_certified_accuracy_resolves_class_names(noisy, faces):
     by_index = certified_accuracy(result, result.predicted.clip(0), 0.0)
     names = [("man", "woman")[c] for c in result.predicted.clip(0)]
     np.testing.assert_array_equal(certified_accuracy(result, names, 0.0), by_index)
-    bare = SmoothingResult(*(getattr(result, k) for k in ("predicted", "p_lower", "radius", "abstained", "counts",
+    bare = _SmoothingResult(*(getattr(result, k) for k in ("predicted", "p_lower", "radius", "abstained", "counts",
                                                           "selection", "sigma", "n0", "n", "alpha")))
     with pytest.raises(ValueError, match="labels"):  # no model, no names: said, not compared with indices
         certified_accuracy(bare, names, 0.0)

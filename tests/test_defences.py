@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from course_utils.attacks.defences import (
     AdversarialTraining,
-    _GaussianBlur,
     JpegRecompress,
     RandomBlur,
     RoundPixels,
@@ -78,9 +77,9 @@ def test_jpeg_keeps_a_smooth_picture_and_removes_fine_noise():
 
 def test_blur_keeps_a_flat_picture_and_averages_noise():
     flat = tf.fill([2, 16, 16, 1], 100.0)
-    np.testing.assert_allclose(_GaussianBlur(1.0)(flat), 100.0, rtol=1e-5)  # mirrored edges: no dark border
+    np.testing.assert_allclose(RandomBlur(1.0, 1.0)(flat), 100.0, rtol=1e-5)  # mirrored edges: no dark border
     noise = tf.constant(RNG.normal(128, 20, size=(2, 16, 16, 3)), tf.float32)
-    blurred = np.asarray(_GaussianBlur(1.5)(noise))
+    blurred = np.asarray(RandomBlur(1.5, 1.5)(noise))
     assert blurred.std() < 0.5 * np.asarray(noise).std()
     a = RandomBlur(0.5, 1.5, seed=3)
     one, two = np.asarray(a(noise)), np.asarray(a(noise))
@@ -92,7 +91,7 @@ def test_blur_keeps_a_flat_picture_and_averages_noise():
 def test_defended_model_is_transform_then_model():
     model = _tiny_classifier()
     x = tf.constant(_photo(3), tf.float32)
-    for transform in (RoundPixels(), JpegRecompress(75), _GaussianBlur(1.0)):
+    for transform in (RoundPixels(), JpegRecompress(75), RandomBlur(1.0, 1.0)):
         defended = defend(model, transform)
         np.testing.assert_allclose(defended(x), model(transform(x)), rtol=1e-5, atol=1e-5)
         assert defended.input_shape == model.input_shape and defended.output_shape == model.output_shape

@@ -12,7 +12,7 @@ import pytest
 import course_utils  # noqa: F401
 import keras
 
-from course_utils.attacks.blackbox import BlackBox, QueryBudgetExceeded, hop_skip_jump, _p_schedule, square_attack
+from course_utils.attacks.blackbox import BlackBox, _QueryBudgetExceeded, hop_skip_jump, _p_schedule, square_attack
 from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 
@@ -85,7 +85,7 @@ def test_black_box_counts_each_example_and_refuses_over_budget(cnn, faces):
     p = box.probabilities(np.concatenate([faces, faces[:1]]), [0, 1, 0])
     assert p.shape == (3, 2) and np.allclose(p.sum(1), 1.0, atol=1e-5)
     assert box.queries.tolist() == [2, 1] and box.remaining.tolist() == [1, 2]
-    with pytest.raises(QueryBudgetExceeded, match="budget of 3"):
+    with pytest.raises(_QueryBudgetExceeded, match="budget of 3"):
         box.label(faces[[0, 0]], [0, 0])
     assert box.queries.tolist() == [2, 1]  # a refused call costs nothing
     assert box.label(faces[1:], [1]).tolist() == _top(cnn, faces[1:]).tolist()

@@ -72,7 +72,7 @@ def test_train_substitute_refuses_bad_settings(kwargs, words):
 
 def test_train_substitute_refuses_bad_pictures():
     oracle = CountingOracle()
-    with pytest.raises(ValueError, match="no pictures"):
+    with pytest.raises(ValueError, match="empty batch"):
         train_substitute(oracle, _tiny_cnn, np.zeros((0, 8, 8, 1), np.float32))
     with pytest.raises(ValueError, match="8"):  # 16x16 pictures for an 8x8 model
         train_substitute(oracle, _tiny_cnn, np.zeros((2, 16, 16, 1), np.float32))
@@ -98,7 +98,7 @@ def test_jacobian_augment_refuses_bad_input():
         jacobian_augment(model, x, [0, 1, 0], 4.0, sign=0)
     with pytest.raises(ValueError):
         jacobian_augment(model, np.zeros((3, 9, 9, 1), np.float32), [0, 1, 0], 4.0)
-    with pytest.raises(ValueError, match="no pictures"):
+    with pytest.raises(ValueError, match="empty batch"):
         jacobian_augment(model, np.zeros((0, 8, 8, 1), np.float32), np.zeros(0, np.int64), 4.0)
 
 

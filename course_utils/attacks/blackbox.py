@@ -42,20 +42,17 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up)
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number
+from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number, effective_seed
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
-from course_utils.checks import effective_seed
 
-__all__ = [
-    "QueryBudgetExceeded", "BlackBox", "square_attack", "hop_skip_jump",
-]
+__all__ = ["BlackBox", "square_attack", "hop_skip_jump"]
 
 Output = Literal["scores", "label"]
 
 
-class QueryBudgetExceeded(RuntimeError):
+class _QueryBudgetExceeded(RuntimeError):
     """A black box was asked more questions about an example than its budget allows."""
 
 
@@ -90,7 +87,7 @@ class BlackBox:
 
     ``box.queries`` is a copy of the ``(n,)`` counts. Each picture sent is one query of the example
     it belongs to; a call that would take any example over its budget is refused whole, before
-    the model runs (:class:`QueryBudgetExceeded`).
+    the model runs (:class:`_QueryBudgetExceeded`).
     """
 
     def __init__(self, model: Any, n: int, *, output: Output = "scores", budget: int | None = None,
@@ -125,7 +122,7 @@ class BlackBox:
         asked = np.bincount(which, minlength=self.n)
         if self.budget is not None and np.any(self._counts + asked > self.budget):
             worst = int(np.argmax(self._counts + asked - self.budget))
-            raise QueryBudgetExceeded(
+            raise _QueryBudgetExceeded(
                 f"example {worst} would use {int(self._counts[worst] + asked[worst])} queries, over its budget of "
                 f"{self.budget}; ask only for the examples with queries left (box.remaining)")
         self._counts += asked
@@ -257,11 +254,9 @@ def square_attack(
     p = box.probabilities(x, everyone)
     if y is None:
         y = p.argmax(-1)
-    clean_margin, _ = _margin(p, y, targeted)
-    done = clean_margin < 0  # fooled before any change (a wrong answer, or already the target)
-    best = x.copy()
     margin, prob = _margin(p, y, targeted)
-    todo = everyone[~done]
+    best = x.copy()
+    todo = everyone[margin >= 0]  # margin < 0: fooled before any change (a wrong answer, or already the target)
     if len(todo):
         stripes = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(len(todo), 1, w, c))
         striped = np.clip(x[todo] + stripes, 0.0, 255.0)

@@ -4,7 +4,7 @@ Two kinds of defence, as lesson 4 teaches them:
 
 **Input transformations** change the picture before the model sees it, hoping to wash the
 attacker's change out: :class:`RoundPixels` (save as whole grey levels), :class:`JpegRecompress`
-(save as a JPEG), a Gaussian blur and :class:`RandomBlur` (a blur of random width).
+(save as a JPEG) and :class:`RandomBlur` (a Gaussian blur of random width).
 :func:`defend` puts one in front of a model. Attacked through such a model, two of them hide the
 gradient (rounding and JPEG have none: gradient *masking*) and one makes it random. Athalye,
 Carlini & Wagner (2018) showed that this is no protection against an attacker who knows the
@@ -35,17 +35,9 @@ import tensorflow as tf
 from course_utils.attacks.pgd import check_norm, pgd_perturb
 from course_utils.core import ops
 from course_utils.core.ops import Norm
-from course_utils.checks import check_int
-from course_utils.checks import effective_seed
+from course_utils.checks import check_int, check_number, check_seed, effective_seed
 
-__all__ = [
-    "RoundPixels",
-    "JpegRecompress",
-    "RandomBlur",
-    "StraightThrough",
-    "defend",
-    "AdversarialTraining",
-]
+__all__ = ["RoundPixels", "JpegRecompress", "RandomBlur", "StraightThrough", "defend", "AdversarialTraining"]
 
 
 class RoundPixels(keras.layers.Layer):
@@ -68,32 +60,13 @@ class JpegRecompress(keras.layers.Layer):
 
     def __init__(self, quality: int = 75, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be a whole number in 1..100, got {quality!r}")
-        self.quality = int(quality)
+        self.quality = check_int("JPEG quality", quality, minimum=1, maximum=100)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         return ops.jpeg(x, self.quality, chroma_downsampling=False)  # colour kept at full resolution
 
     def get_config(self) -> dict:
         return {**super().get_config(), "quality": self.quality}
-
-
-class _GaussianBlur(keras.layers.Layer):
-    """Blur with a Gaussian of width ``sigma`` pixels (edges mirrored). Differentiable."""
-
-    def __init__(self, sigma: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if not np.isfinite(sigma) or not 0 < sigma <= 10:
-            raise ValueError(f"sigma must be a number of pixels in (0, 10], got {sigma!r}")
-        self.sigma = float(sigma)
-        self.radius = max(1, int(np.ceil(3 * self.sigma)))
-
-    def call(self, x: tf.Tensor) -> tf.Tensor:
-        return ops.gaussian_blur(x, tf.fill(tf.shape(x)[:1], self.sigma), self.radius)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "sigma": self.sigma}
 
 
 class RandomBlur(keras.layers.Layer):
@@ -107,9 +80,9 @@ class RandomBlur(keras.layers.Layer):
 
     def __init__(self, low: float = 0.5, high: float = 1.5, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high <= 10):
-            raise ValueError(f"need 0 < low <= high <= 10 pixels, got low={low!r}, high={high!r}")
-        self.low, self.high, self.seed = float(low), float(high), int(seed)
+        self.low = check_number("low", low, minimum=0.0, maximum=10.0, above=True)
+        self.high = check_number("high", high, minimum=self.low, maximum=10.0)
+        self.seed = check_seed(seed)
         self.radius = max(1, int(np.ceil(3 * self.high)))
         self.generator = keras.random.SeedGenerator(effective_seed(self.seed))  # plus COURSE_SEED
 
@@ -183,21 +156,18 @@ class AdversarialTraining(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not np.isfinite(epsilon) or epsilon < 0:
-            raise ValueError(f"epsilon must be a finite number of pixels >= 0, got {epsilon!r}")
-        if not 0.0 <= clean_weight <= 1.0:
-            raise ValueError(f"clean_weight must be in 0..1, got {clean_weight!r}")
+        epsilon = check_number("epsilon", epsilon, minimum=0.0)
         self.model = model
         self.steps = check_int("steps", steps, minimum=1)
-        self.step_size = None if step_size is None else float(step_size)
+        self.step_size = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
         self.norm = check_norm(norm)
-        self.clean_weight = float(clean_weight)
-        self.seed = int(seed)
-        self.epsilon = keras.Variable(float(epsilon), trainable=False, dtype="float32", name="epsilon")
+        self.clean_weight = check_number("clean_weight", clean_weight, minimum=0.0, maximum=1.0)
+        self.seed = check_seed(seed)
+        self.epsilon = keras.Variable(epsilon, trainable=False, dtype="float32", name="epsilon")
 
     def set_epsilon(self, epsilon: float) -> None:
         """Change the training budget (pixels); the compiled step reads it every batch."""
-        self.epsilon.assign(float(epsilon))
+        self.epsilon.assign(check_number("epsilon", epsilon, minimum=0.0))
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.model(x, training=training)

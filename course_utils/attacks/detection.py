@@ -28,12 +28,11 @@ import keras
 import tensorflow as tf
 
 from course_utils.attacks.pgd import default_step_size
-from course_utils.checks import WrongTypeError, check_gradient_memory, check_int, check_number, describe
+from course_utils.checks import WrongTypeError, check_gradient_memory, check_int, check_number, describe, effective_seed
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames
-from course_utils.checks import effective_seed
 
 __all__ = [
     "BitDepth", "MedianFilter", "default_squeezers", "detector_scores", "threshold_for_fpr",

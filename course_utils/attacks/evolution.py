@@ -34,22 +34,16 @@ import pandas as pd
 import tensorflow as tf
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
-from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe
+from course_utils.checks import (
+    MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe, effective_seed,
+)
 from course_utils.core.loop import progress_bar
 from course_utils.io.fetch import DATA_DIR
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
-from course_utils.checks import effective_seed
 
-__all__ = [
-    "FOOLING_GENOMES",
-    "EvolutionResult",
-    "GridEncoding",
-    "evolve_fooling_images",
-    "fooling_probabilities",
-    "load_fooling_genomes",
-]
+__all__ = ["FOOLING_GENOMES", "GridEncoding", "evolve_fooling_images", "fooling_probabilities", "load_fooling_genomes"]
 
 FOOLING_GENOMES: Path = DATA_DIR / "fooling_genomes.npz"
 """Genomes of fooling pictures for EfficientNet-Lite0, made by ``tools/evolve_fooling_images.py``
@@ -119,7 +113,7 @@ class GridEncoding:
 
 
 @dataclass
-class EvolutionResult:
+class _EvolutionResult:
     """What :func:`evolve_fooling_images` found, best first. Not an
     :class:`~course_utils.attacks.gradient.AttackResult`: the pictures are grown from nothing, there
     is no photo they change (no original, no change to measure).
@@ -234,7 +228,7 @@ def evolve_fooling_images(
     start: Any = None,
     seed: int = 0,
     progress: bool = False,
-) -> EvolutionResult:
+) -> _EvolutionResult:
     """Evolve pictures the model calls a class with high probability, from probabilities alone.
 
     Args:
@@ -255,7 +249,7 @@ def evolve_fooling_images(
         progress: show a text progress bar (one tick per generation).
 
     Returns:
-        an :class:`EvolutionResult`, best first.
+        an :class:`_EvolutionResult`, best first.
 
     Raises:
         ValueError: population or generations < 1, sigma <= 0, rate outside (0, 1], an unknown
@@ -286,16 +280,13 @@ def evolve_fooling_images(
                  f"{largest:,} pictures of {encoding.size} x {encoding.size} x {channels} rendered and sent to the "
                  "model in one batch")
     rng = np.random.default_rng(seed)
-    if start is not None:
-        first = start.copy()
-    else:
-        first = encoding.random(population, rng)
+    first = start.copy() if start is not None else encoding.random(population, rng)
     fn = compiled_forward(model, "probabilities")
 
     def query(genomes: np.ndarray) -> np.ndarray:
         return fn(tf.constant(encoding.render(genomes))).numpy()
 
-    bar = progress_bar(generations, "evolution" if cls is None else f"evolution -> {classes.label(cls)}") if progress else None
+    bar = progress_bar(generations, "evolution" if cls is None else f"evolution -> {classes.label(cls)}", show=progress)
     probs = query(first)
     queries = len(first)
     rows = []
@@ -311,8 +302,7 @@ def evolve_fooling_images(
             if p[i] > parent_p:
                 parent, parent_p = children[i], float(p[i])
             rows.append((gen, queries, parent_p, int(parent_p >= 0.99)))
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         elites = {cls: (parent, parent_p)}
     else:  # MAP-Elites: one elite per class, the best picture of that class so far
         elites: dict[int, tuple[np.ndarray, float]] = {}
@@ -337,14 +327,12 @@ def evolve_fooling_images(
             update(children, query(children))
             queries += population
             record(gen)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.update(1)
+    bar.close()
     order = sorted(elites, key=lambda c: -elites[c][1])[: (1 if cls is not None else keep)]
     genomes = np.stack([elites[c][0] for c in order])
     history = pd.DataFrame(rows, columns=["generation", "queries", "best_probability", "classes_at_99"])
-    return EvolutionResult(
+    return _EvolutionResult(
         genomes=genomes,
         images=encoding.render(genomes),
         classes=np.array(order, dtype=int),

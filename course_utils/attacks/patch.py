@@ -32,13 +32,12 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number, check_steps
+from course_utils.checks import check_int, check_number, check_steps, effective_seed
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.attacks.physical import paste
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames, Target
-from course_utils.checks import effective_seed
 
 __all__ = [
     "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch",

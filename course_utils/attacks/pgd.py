@@ -105,6 +105,21 @@ def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
                            for i in range(0, len(x), batch_size)]).astype(np.int32)
 
 
+def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress):
+    """What :func:`pgd_attack` and :func:`robust_accuracy` share, checked before any work (see there):
+    the batch ``x`` (pixels, at least one image) and the checked ``steps``, ``step_size`` (``None``
+    stays ``None``), ``random_start``, ``seed``, ``batch_size`` and ``progress``."""
+    steps = check_int("steps", steps, minimum=0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_norm(norm), _check_loss(loss, samples)
+    samples = check_int("samples", samples, minimum=1)
+    random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
+    seed = check_seed(seed)
+    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
+    return check_batch(as_batch(images, model)), steps, rate, random_start, seed, batch_size, progress
+
+
 def pgd_perturb(
     model: Any,
     x: tf.Tensor,
@@ -154,37 +169,26 @@ def pgd_perturb(
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
         gradient flows back through it (it is an input, not a function of the weights).
     """
-    loop, x, data, pair, start = _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed,
-                                          targeted, samples, stop_at_success, loss)
-    return loop.perturb(x, data, steps=tf.cast(steps, tf.int32), seed=pair[0], start=start)
-
-
-def _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed, targeted, samples,
-              stop_at_success, loss):
-    """PGD's compiled loop and its inputs (the random start drawn): what :func:`pgd_perturb` runs in
-    one graph call and :func:`pgd_attack` and :func:`robust_accuracy` in chunks (Stop works)."""
     norm, loss = check_norm(norm), _check_loss(loss, samples)
     samples = check_int("samples", samples, minimum=1)
+    if step_size is None:
+        step_size = default_step_size(tf.cast(epsilon, tf.float32), tf.cast(tf.maximum(tf.cast(steps, tf.int32), 1), tf.float32))
+    x, data, seed, start = _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed)
     loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
                     samples=samples)
+    return loop.perturb(x, data, steps=tf.cast(steps, tf.int32), seed=seed, start=start)
+
+
+def _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed):
+    """PGD's per-call tensors and its start (drawn from ``seed``, an int or ``(seed, batch)``): what
+    :func:`pgd_perturb` runs in one graph call and :func:`pgd_attack`, :func:`robust_accuracy` in chunks."""
     x = tf.convert_to_tensor(x, tf.float32)
     eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
-    steps_t = tf.cast(steps, tf.int32)
-    if step_size is None:
-        step_size = default_step_size(eps, tf.cast(tf.maximum(steps_t, 1), tf.float32))
     pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
     # COURSE_SEED moves the start like every seed of the course (course_utils.checks)
     start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
     data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
-    return loop, x, data, pair, start
-
-
-def _pgd_numpy(model, x, labels, epsilon, *, steps, step_size, norm, random_start, seed, targeted=False, samples=1,
-               stop_at_success=False, loss="ce") -> np.ndarray:
-    """:func:`pgd_perturb`'s batch (NumPy), run in chunks of steps so that Kernel -> Interrupt stops it."""
-    loop, x, data, pair, start = _pgd_loop(model, x, labels, epsilon, steps, step_size, norm, random_start, seed,
-                                           targeted, samples, stop_at_success, loss)
-    return loop.advance(x, data, steps=steps, seed=pair[0], start=start)
+    return x, data, pair[0], start
 
 
 def pgd_attack(
@@ -206,7 +210,7 @@ def pgd_attack(
     progress: bool = False,
 ) -> AttackResult:
     """PGD on a batch of photos (NumPy in, an :class:`AttackResult` out), compiled once per model
-    and settings; :func:`pgd_perturb` on batches of ``batch_size``.
+    and settings: :func:`pgd_perturb`'s result, on batches of ``batch_size``, run in chunks.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
@@ -214,27 +218,16 @@ def pgd_attack(
         labels: the true class of each image (untargeted), or the target (``targeted=True``);
             one or one per image, indices or names. ``None``: the model's own answer on the photo.
         epsilon: the budget in pixels, one or one per image.
-        steps: number of steps (>= 0).
-        step_size: pixels per step; default ``2.5 * epsilon / steps``.
-        norm: ``"linf"`` or ``"l2"``.
-        random_start: start at a random point of the budget (seeded by ``seed``).
+        steps (>= 0), step_size, norm, random_start, targeted, samples, stop_at_success, loss: as
+            :func:`pgd_perturb`.
         seed: the same seed (and batch size) gives the same result.
-        targeted: push towards ``labels`` instead of away from them.
-        samples, stop_at_success, loss: see :func:`pgd_perturb`.
         batch_size: images per compiled call.
         progress: show a text progress bar, one tick per batch.
     """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    check_norm(norm), _check_loss(loss, samples)
-    samples = check_int("samples", samples, minimum=1)
-    random_start, targeted = check_flag("random_start", random_start), check_flag("targeted", targeted)
-    stop_at_success, progress = check_flag("stop_at_success", stop_at_success), check_flag("progress", progress)
-    seed = check_seed(seed)
+    targeted, stop_at_success = check_flag("targeted", targeted), check_flag("stop_at_success", stop_at_success)
     eps = _epsilons(epsilon)
-    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
-    x = check_batch(as_batch(images, model))
+    x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
+        model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress)
     n = len(x)
     if eps.size not in (1, n):
         raise ValueError(f"got {eps.size} epsilons for {n} images; give one, or one per image")
@@ -246,21 +239,17 @@ def pgd_attack(
         y = _labels(model, labels, x)
     eps = np.broadcast_to(eps, (n,)).astype(np.float32)
     rate = default_step_size(eps, max(steps, 1)) if rate is None else np.full(n, np.float32(rate))
+    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=targeted, loss=loss,
+                    samples=samples)
     adversarial = []
     batches = range(0, n, batch_size)
-    bar = progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
-    try:
+    with progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}", show=progress) as bar:
         for b, i in enumerate(batches):
             sl = slice(i, i + batch_size)
-            adversarial.append(_pgd_numpy(
-                model, x[sl], y[sl], eps[sl], steps=steps, step_size=rate[sl].astype(np.float32), norm=norm,
-                random_start=random_start, seed=(seed, b), targeted=targeted, samples=samples,
-                stop_at_success=stop_at_success, loss=loss))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+            xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl].astype(np.float32), norm, random_start,
+                                             (seed, b))
+            adversarial.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
+            bar.update(1)
     adversarial = np.concatenate(adversarial)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
@@ -277,7 +266,6 @@ def iterative_attack(
     *,
     track: Sequence[Target] = (),
     progress: bool | None = None,
-    _method: str = "iterative_attack",
 ) -> AttackResult:
     """Lesson 2's iterative attack (Kurakin et al., 2017): :func:`pgd_step` from the photo itself
     (no random start), targeted by default, keeping the probabilities of every step.
@@ -303,8 +291,16 @@ def iterative_attack(
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
     steps = check_steps(steps)
     step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    targeted = check_flag("targeted", targeted)
-    if target is None and targeted:
+    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, track)
+    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
+        x0, data, steps=steps, progress=progress, description="iterative_attack")
+    return AttackResult.from_run("iterative_attack", x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
+
+
+def _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, track):
+    """Lesson 2's batch ``x0``, its classes, targets, tracked classes and per-call data, checked
+    (what :func:`iterative_attack` and :func:`fgsm` share)."""
+    if check_flag("targeted", targeted) and target is None:
         raise ValueError(
             "target=None needs targeted=False: a targeted attack needs a class to reach (name one, e.g. "
             "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
@@ -318,9 +314,7 @@ def iterative_attack(
     n = len(x0)
     data = {"labels": targets, "epsilon": np.full(n, epsilon, np.float32),
             "step_size": np.full(n, max(step_size, 1e-12), np.float32)}
-    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
-        x0, data, steps=steps, progress=progress, description=_method)
-    return AttackResult.from_run(_method, x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
+    return x0, classes, targets, extra, data
 
 
 def fgsm(
@@ -340,8 +334,10 @@ def fgsm(
         epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    return iterative_attack(model, images, target, epsilon, steps=1, step_size=max(epsilon, 1e-12), targeted=targeted,
-                            track=track, progress=False, _method="fgsm")
+    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, targeted, track)
+    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
+        x0, data, steps=1, progress=False, description="fgsm")
+    return AttackResult.from_run("fgsm", x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
 
 
 def robust_accuracy(
@@ -380,38 +376,29 @@ def robust_accuracy(
         A DataFrame with one row per epsilon: ``epsilon``, ``accuracy`` (0..1: the share of
         images still classified as their label after the attack) and ``n`` (images).
     """
-    steps = check_int("steps", steps, minimum=0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     eps_list = _epsilons(epsilons, "epsilons")
     if eps_list.size == 0:
         raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
-    check_norm(norm), _check_loss(loss, 1)
-    random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
-    seed = check_seed(seed)
-    rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
-    check_gradient_memory(model, images, batch_size=batch_size)
-    x = check_batch(as_batch(images, model))
+    x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
+        model, images, steps, step_size, norm, loss, 1, random_start, seed, batch_size, progress)
     n = len(x)
     y = _labels(model, labels, x)
     batches = list(range(0, n, batch_size))
-    bar = progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}") if progress else None
+    loop = compiled(pgd_step, model, stop_at_success=False, norm=norm, targeted=False, loss=loss, samples=1)
     rows = []
-    try:
+    with progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+                      show=progress) as bar:
         for e in eps_list:
             e_rate = default_step_size(float(e), max(steps, 1)) if rate is None else float(np.float32(rate))
             correct = 0
             for b, i in enumerate(batches):
                 sl = slice(i, i + batch_size)
                 m = len(x[sl])
+                xb, data, s, start = _pgd_inputs(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, e_rate, np.float32),
+                                                 norm, random_start, (seed, b))
                 # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
-                adversarial = _pgd_numpy(model, x[sl], y[sl], np.full(m, e, np.float32), steps=steps if e > 0 else 0,
-                                         step_size=np.full(m, e_rate, np.float32), norm=norm, random_start=random_start,
-                                         seed=(seed, b), loss=loss)
+                adversarial = loop.advance(xb, data, steps=steps if e > 0 else 0, seed=s, start=start)
                 correct += int(np.sum(_top1(model, adversarial) == y[sl]))
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
             rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
-    finally:
-        if bar is not None:
-            bar.close()
     return pd.DataFrame(rows)

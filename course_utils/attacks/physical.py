@@ -41,14 +41,16 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import WrongTypeError, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps
+from course_utils.checks import (
+    WrongTypeError, check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps,
+    effective_seed,
+)
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled
 from course_utils.core.ops import seed_pair
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached
 from course_utils.models.imagenet import ClassNames, Target
-from course_utils.checks import effective_seed
 
 __all__ = ["PrintPhoto", "paste", "PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_step", "eot_attack"]
 
@@ -190,9 +192,7 @@ def _check_settings(settings: dict) -> dict:
 
 
 def _images(images: Any) -> np.ndarray:
-    x = as_batch(images)
-    if len(x) == 0:
-        raise ValueError(f"got an empty batch of images (shape {tuple(x.shape)}); give at least one picture")
+    x = check_batch(as_batch(images))
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"print_and_photograph takes colour pictures (N, H, W, 3), got shape {tuple(x.shape)}")
     return x

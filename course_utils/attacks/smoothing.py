@@ -37,27 +37,16 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number
+from course_utils.checks import check_int, check_number, effective_seed
 from course_utils.core.loop import Loop
 from course_utils.models.forward import cached
 from course_utils.io.images import as_batch
-from course_utils.checks import effective_seed
 from course_utils.models.imagenet import ClassNames
 
-__all__ = [
-    "SmoothingResult",
-    "certified_accuracy",
-    "certify",
-    "clopper_pearson_lower",
-    "smoothed_predict",
-]
+__all__ = ["certified_accuracy", "certify", "clopper_pearson_lower", "smoothed_predict"]
 
 
-
-# ------------------------------------------------------------------------------------------
-# Statistics
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- statistics
 
 def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
@@ -83,10 +72,7 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     return np.where(k == 0, 0.0, scipy.stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1))
 
 
-# ------------------------------------------------------------------------------------------
-# Sampling
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- sampling
 
 MAX_SAMPLES = 2**31 - 1
 """The most noisy copies per image (the compiled sampler counts them in 32-bit integers). Memory
@@ -190,13 +176,10 @@ float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel
 within a fraction of a second."""
 
 
-# ------------------------------------------------------------------------------------------
-# PREDICT and CERTIFY
-# ------------------------------------------------------------------------------------------
-
+# ---------------------------------------------------------------- predict and certify
 
 @dataclass(frozen=True)
-class SmoothingResult:
+class _SmoothingResult:
     """What :func:`certify` or :func:`smoothed_predict` found, one entry per image.
 
     Attributes:
@@ -233,7 +216,7 @@ class SmoothingResult:
 
 
 def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha: float = 0.001, *, seed: int = 0,
-                     batch_size: int = 1000) -> SmoothingResult:
+                     batch_size: int = 1000) -> _SmoothingResult:
     """Cohen et al.'s PREDICT: the smoothed classifier's answer, or an abstention.
 
     Draws ``n`` noisy copies of each image; if the top class's count beats the runner-up's by a
@@ -257,12 +240,12 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
         if a > b:  # two-sided test of a successes in a + b trials at p = 1/2
             p_value[i] = scipy.stats.binomtest(int(a), int(a + b), 0.5).pvalue
     abstained = p_value > alpha
-    return SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
+    return _SmoothingResult(np.where(abstained, -1, top), n_a / n, np.zeros(len(top)), abstained, counts,
                            np.zeros_like(counts), sigma, 0, n, alpha, ClassNames.of(model))
 
 
 def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000, alpha: float = 0.001, *,
-            seed: int = 0, batch_size: int = 1000) -> SmoothingResult:
+            seed: int = 0, batch_size: int = 1000) -> _SmoothingResult:
     """Cohen et al.'s CERTIFY: the smoothed classifier's class and a certified L2 radius per image.
 
     1. ``n0`` noisy copies choose the candidate class c_A (the most frequent).
@@ -281,7 +264,7 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
         alpha: in (0, 1). seed: same seed, same result. batch_size: forward passes per step.
 
     Returns:
-        A :class:`SmoothingResult`.
+        A :class:`_SmoothingResult`.
     """
     sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
     n0 = check_int("n0", n0, minimum=1, maximum=MAX_SAMPLES)
@@ -293,11 +276,11 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     p_lower = clopper_pearson_lower(n_a, n, alpha)
     abstained = p_lower < 0.5
     radius = np.where(abstained, 0.0, sigma * scipy.stats.norm.ppf(np.where(abstained, 0.5, p_lower)))
-    return SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
+    return _SmoothingResult(np.where(abstained, -1, top), p_lower, radius, abstained, counts, selection,
                            sigma, n0, n, alpha, ClassNames.of(model))
 
 
-def certified_accuracy(result: SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
+def certified_accuracy(result: _SmoothingResult, labels: Any, radii: Sequence[float] | float) -> np.ndarray:
     """Share of images that are certified correct at each radius: not abstained, the right class,
     and a certified radius at least that large (Cohen et al.'s "approximate certified accuracy").
 

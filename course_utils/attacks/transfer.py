@@ -49,10 +49,11 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras im
 import keras
 import tensorflow as tf
 
-from course_utils.checks import MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number
+from course_utils.checks import (
+    MAX_WORKING_BYTES, WrongTypeError, check_batch, check_flag, check_int, check_memory, check_number, effective_seed,
+)
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached, compiled_forward
-from course_utils.checks import effective_seed
 
 __all__ = [
     "resized", "ensemble", "photo_variants", "top1", "transfer_table",
@@ -113,7 +114,6 @@ def photo_variants(
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
     from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
-    from course_utils.checks import effective_seed
 
     names = list(SAMPLE_IMAGES if names is None else names)
     if not 0 < smallest <= 1:
@@ -183,14 +183,6 @@ def transfer_table(
     return table
 
 
-def _images(images: Any, what: str, model: Any = None) -> np.ndarray:
-    """``(N, H, W, C)`` float32 pixels 0..255, at least one, or a clear error."""
-    shape = np.shape(images)
-    if len(shape) == 4 and shape[0] == 0:
-        raise ValueError(f"{what}: got no pictures (shape {shape}); give at least one")
-    return as_batch(images, model)  # refuses wrong ranks, NaN, pixels outside 0..255, a size the model does not take
-
-
 def _labels(labels: Any, n: int, classes: int, what: str = "labels") -> np.ndarray:
     y = np.asarray(labels)
     if y.shape != (n,):
@@ -236,7 +228,7 @@ def oracle_labels(oracle: Callable[[Any], Any], images: Any, *, batch_size: int 
     """
     batch_size = check_int("batch_size", batch_size, minimum=1)
     is_model = isinstance(oracle, keras.Model)
-    x = _images(images, "oracle_labels", oracle if is_model else None)  # a model's input size is checked here
+    x = check_batch(as_batch(images, oracle if is_model else None))  # a model's input size is checked here
     call = compiled_forward(oracle, "logits") if is_model else oracle
     out = []
     for i in range(0, len(x), batch_size):
@@ -284,7 +276,7 @@ def jacobian_augment(
     if isinstance(sign, bool) or sign not in (1, -1):
         raise ValueError(f"sign must be 1 (towards the label) or -1 (away from it), got {sign!r}")
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    x = _images(images, "jacobian_augment", substitute)
+    x = check_batch(as_batch(images, substitute))
     y = _labels(labels, len(x), int(substitute.output_shape[-1]))
     step = _jacobian_sign(substitute)
     out = [np.clip(x[i : i + batch_size] + (sign * lam) * step(tf.constant(x[i : i + batch_size]),
@@ -408,10 +400,10 @@ def train_substitute(
     if model is oracle or any(model is getattr(oracle, a, None) for a in ("model", "_model")):
         raise ValueError("build() returned the oracle itself: train_substitute would re-draw and train the target's "
                          "own weights. build must make a fresh model each call, e.g. lambda: build_gender_cnn((6, 12, 24))")
-    x = _images(seed_images, "seed_images", model)
+    x = check_batch(as_batch(seed_images, model), "seed_images")
     x_eval = y_eval = None
     if eval_images is not None:
-        x_eval = _images(eval_images, "eval_images", model)
+        x_eval = check_batch(as_batch(eval_images, model), "eval_images")
         y_eval = oracle_labels(oracle, x_eval)
 
     rng = np.random.default_rng(seed)

@@ -15,28 +15,20 @@ This module only does what is not the algorithm:
   and kept per model (:func:`course_utils.models.forward.cached`). The per-call ``data`` and the
   seed are arguments of the compiled graph, so a new epsilon, target or beta never traces it again
   (:attr:`Loop.traces` counts); a new batch shape traces once.
-- **run** it, in one of two ways:
-
-  - :meth:`Loop.perturb`, graph-level: tensors in, the final batch out, no history, no host sync, no
-    Python between steps. It works eagerly, inside any ``tf.function`` and inside a Keras
-    ``train_step`` (adversarial training).
-  - :meth:`Loop.advance`, for notebooks: :meth:`Loop.perturb`'s final batch, computed in chunks of
-    steps (as below) so that Kernel -> Interrupt stops it; no history.
-  - :meth:`Loop.run`, for notebooks: the steps run in *chunks*, one call of the compiled
-    ``tf.while_loop`` each and one host sync per chunk, keeping every step's loss and tracked
-    values. Python gets control between chunks: the progress bar moves and Kernel -> Interrupt
-    stops the run (a ``KeyboardInterrupt``; nothing is kept, the same call can run again). The
-    first chunk is one step, each next as long as fits in :attr:`Loop.chunk_seconds` at the pace
-    just measured, at most twice the last. Chunks never change the result.
-
+- **run** it: :meth:`Loop.perturb` graph-level (tensors in, the final batch out, no host sync: it
+  works inside a ``tf.function`` or a Keras ``train_step``); :meth:`Loop.advance` the same final
+  batch for notebooks, and :meth:`Loop.run` with every step's loss and tracked values. These two run
+  the steps in *chunks*, one call of the compiled ``tf.while_loop`` each: Python gets control between
+  chunks, so the progress bar moves and Kernel -> Interrupt stops the run (a ``KeyboardInterrupt``;
+  nothing is kept, the same call can run again). The first chunk is one step, each next as long as
+  fits in :attr:`Loop.chunk_seconds` at the pace just measured, at most twice the last. Chunks never
+  change the result.
 - **stop at success** (``stop_at_success=True``): an example whose step says it has succeeded
   (judged on the picture before that step) stays where it is, as a careful attacker sends the
   smallest change that works; :meth:`Loop.perturb` ends when every example has.
-- **give back** (below :class:`Loop`): :class:`LoopResult`, what :meth:`Loop.run` returns (the final
-  batch and a per-step history); :func:`history_frame`, the one tidy per-step table every result
-  shows (attacks and visualisation); :func:`check_history`, which refuses, before anything is
-  traced, a run whose history would not fit in memory (:data:`MAX_HISTORY_BYTES`); and
-  :func:`progress_bar`, the text progress bar of long runs.
+- **give back**: :class:`LoopResult` (what :meth:`Loop.run` returns), :func:`history_frame` (the
+  per-step table every result shows), :func:`check_history` (refuses, before anything is traced, a
+  history that would not fit in memory) and :func:`progress_bar`.
 """
 
 from __future__ import annotations
@@ -54,8 +46,7 @@ import tensorflow as tf
 from course_utils.checks import check_flag, check_int, check_steps, effective_seed, seed_offset
 from course_utils.models.forward import cached
 
-__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar",
-           "MAX_HISTORY_BYTES"]
+__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar", "MAX_HISTORY_BYTES"]
 
 Step = Callable[..., tuple]
 
@@ -176,12 +167,9 @@ class Loop:
         return x0, x, data_t, seed_t
 
     def advance(self, x0: Any, data: Mapping[str, Any], *, steps: int, seed: Any = 0, start: Any = None) -> np.ndarray:
-        """:meth:`perturb` for notebooks: the same final batch (NumPy), computed in chunks of steps
-        like :meth:`run` (one step first, then as many as fit in :attr:`chunk_seconds`), so that
-        Kernel -> Interrupt stops it between two chunks (a ``KeyboardInterrupt``; nothing is kept,
-        the same call can run again). No history is kept: any number of steps fits in memory.
-        Chunks never change the result: the step number runs on, and an example that succeeded
-        (``stop_at_success``) stays done, across chunks."""
+        """:meth:`perturb` for notebooks: the same final batch (NumPy), run in chunks (see the module's
+        text) so that Kernel -> Interrupt stops it. No history is kept: any number of steps fits in
+        memory. The step number runs on, and an example that succeeded stays done, across chunks."""
         steps = check_int("steps", steps, minimum=0)
         x0, x, data_t, seed_t = self._inputs(x0, data, seed, start)
         done = tf.zeros(tf.shape(x0)[:1], tf.bool)
@@ -234,7 +222,7 @@ class Loop:
         shape = concrete.structured_outputs[2].shape  # (steps, N, K...): K is known unless the step hides it
         if shape.rank is not None and None not in shape[2:]:
             check_history(steps, batch, int(np.prod(shape[2:])))
-        bar = progress_bar(steps, description) if (steps >= 50 if progress is None else progress) else None
+        bar = progress_bar(steps, description, show=steps >= 50 if progress is None else progress)
         losses_out = np.empty((steps + 1, batch), np.float32)
         tracked_out = None
         chunks: list[int] = []
@@ -252,8 +240,7 @@ class Loop:
                 seconds = time.perf_counter() - tick  # the one host sync per chunk is above
                 steps_done += n
                 chunks.append(n)
-                if bar is not None:
-                    bar.update(n)
+                bar.update(n)
                 n = self.next_chunk_length(n, seconds, self.chunk_seconds)
             final_loss, final_tracked = self._final(tf.constant(steps), x, x0, seed_t, data_t)
             losses_out[steps], tracked_out[steps] = final_loss.numpy(), final_tracked.numpy()
@@ -263,8 +250,7 @@ class Loop:
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"stopped after {steps_done:,} of {steps:,} steps (run it again any time)") from None
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return LoopResult(x=x.numpy(), losses=losses_out, tracked=tracked_out, compile_seconds=compile_seconds,
                           seconds=time.perf_counter() - t0, chunks=tuple(chunks),
                           traces=sum(self.traces.values()) - traced)
@@ -348,10 +334,10 @@ def check_history(steps: int, batch: int, width: int, *, at_least: bool = False)
         )
 
 
-def progress_bar(total: int, description: str) -> Any:
+def progress_bar(total: int, description: str, *, show: bool = True) -> Any:
     """A text progress bar of ``total`` ticks (tqdm): it updates in place in JupyterLab and a
     terminal, and reads well in a notebook's saved output (a widget bar shows as a blank box on
-    code hosts)."""
+    code hosts). ``show=False``: a bar that shows nothing (its ``update`` and ``close`` do nothing)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2)
+    return tqdm(total=total, desc=description, file=sys.stdout, leave=True, ncols=90, mininterval=0.2, disable=not show)

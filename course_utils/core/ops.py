@@ -126,11 +126,7 @@ def _length(d: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(d), axis=list(range(1, d.shape.rank)), keepdims=True))
 
 
-# --------------------------------------------------------------------------- picture operations
-# What the defences, the print-and-photograph simulation, the patch and the squeezing detector share:
-# one per-example Gaussian blur, one affine resampler, one JPEG, one rounding to grey levels, one
-# straight-through gradient (BPDA).
-
+# --------------------------------------------------------------------------- picture operations (see the module's text)
 
 
 def gaussian_blur(x: tf.Tensor, sigma: Any, radius: int) -> tf.Tensor:
