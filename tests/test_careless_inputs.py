@@ -206,7 +206,7 @@ def test_the_lessons_gradient_batches_fit(g, imagenet_model, faces):
 
 
 def test_the_download_tool_refuses_a_nan_time_limit(capsys, no_network):
-    from course_utils.io.fetch import main
+    from course_utils.io.fetch import _main as main
 
     with pytest.raises(SystemExit) as caught:
         main(["vgg16", "--time-limit", "nan"])

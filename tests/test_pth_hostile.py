@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import _weights_path as default_lite_weights_path
-from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
+from course_utils.io.pth import CorruptWeightsError, _UnsafePickleError as UnsafePickleError, load_pth_state_dict
 
 PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -304,7 +304,7 @@ def test_random_mutations_never_crash_hang_or_over_allocate():
                 outcome = "ok"
                 if any(v.nbytes > len(data) for v in state.values()):
                     problems.append((i, "returned more bytes than the file holds"))
-            except (pth.CorruptWeightsError, pth.UnsafePickleError):
+            except (pth.CorruptWeightsError, pth._UnsafePickleError):
                 outcome = "refused"
             except BaseException as err:
                 outcome = "other"

