@@ -47,9 +47,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = [
-    "CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "claim", "NOT_ANSWERED", "WrongAnswer", "Exercise",
-]
+__all__ = ["CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "claim", "NOT_ANSWERED", "WrongAnswer", "Exercise"]
 
 CLAIMS_LOG_VARIABLE = "COURSE_CLAIMS_LOG"
 """The environment variable naming the file that :func:`claim` appends its records to."""

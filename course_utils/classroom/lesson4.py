@@ -14,9 +14,8 @@ import numpy as np
 from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = [
-    "LESSON4_EPSILONS", "lesson4_worst_case_accuracy", "lesson4_project_l2",
-    "lesson4_smallest_epsilon_robust", "lesson4_random_start", "lesson4_straight_through",
-    "lesson4_eot_gradient",
+    "LESSON4_EPSILONS", "lesson4_worst_case_accuracy", "lesson4_project_l2", "lesson4_smallest_epsilon_robust",
+    "lesson4_random_start", "lesson4_straight_through", "lesson4_eot_gradient",
 ]
 
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KNOWN_FILES",
-           "fetch_file"]
+__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KNOWN_FILES", "fetch_file"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 

@@ -50,25 +50,10 @@ import keras
 from course_utils.io.fetch import DATA_DIR
 
 __all__ = [
-    "GENDER_CLASSES",
-    "IMAGE_SIZE",
-    "DEFAULT_WEIGHTS",
-    "build_gender_cnn",
-    "load_gender_cnn",
-    "check_finite_weights",
-    "MODEL_CARD",
-    "model_card_section",
-    "ROBUST_FILTERS",
-    "ROBUST_WEIGHTS",
-    "ROBUST_CARD",
-    "ROBUSTNESS_JSON",
-    "build_robust_gender_cnn",
-    "load_robust_gender_cnn",
-    "load_robustness",
-    "FACE_VARIANTS",
-    "load_face_model",
-    "face_facts",
-    "face_card",
+    "GENDER_CLASSES", "IMAGE_SIZE", "DEFAULT_WEIGHTS", "build_gender_cnn", "load_gender_cnn",
+    "check_finite_weights", "MODEL_CARD", "model_card_section", "ROBUST_FILTERS", "ROBUST_WEIGHTS", "ROBUST_CARD",
+    "ROBUSTNESS_JSON", "build_robust_gender_cnn", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
+    "load_face_model", "face_facts", "face_card",
 ]
 
 #: Class names in output order: logit 0 is "man", logit 1 is "woman".
