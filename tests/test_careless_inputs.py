@@ -206,7 +206,7 @@ def test_the_lessons_gradient_batches_fit(g, imagenet_model, faces):
 
 
 def test_the_download_tool_refuses_a_nan_time_limit(capsys, no_network):
-    from course_utils.io.fetch import main
+    from course_utils.io.fetch import _main as main
 
     with pytest.raises(SystemExit) as caught:
         main(["vgg16", "--time-limit", "nan"])
@@ -255,7 +255,7 @@ def test_the_pth_reader_counts_every_view(tmp_path):
     entries = {f"t{i}": _tensor("0", numel, 0, (numel,), (1,)) for i in range(1900)}
     path = tmp_path / "views.pth"
     path.write_bytes(legacy_file(_state_dict(entries), {"0": np.zeros(numel, np.float32)}))
-    from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
+    from course_utils.io.pth import _CorruptWeightsError as CorruptWeightsError, load_pth_state_dict
 
     assert path.stat().st_size < 2_000_000
     with pytest.raises(CorruptWeightsError, match="more memory than the file holds"):

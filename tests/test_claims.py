@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils.classroom.grading import ClaimFailed, claim, _margin
+from course_utils.classroom.grading import _ClaimFailed as ClaimFailed, claim, _margin
 from course_utils.checks import effective_seed, seed_offset
 
 ROOT = Path(__file__).resolve().parent.parent

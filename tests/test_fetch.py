@@ -126,13 +126,13 @@ def small_vgg16(server, tmp_path, monkeypatch):
 
 def test_cli_fetches_into_the_cache_load_vgg16_reads(server, small_vgg16, capsys):
     before = len(server.requests)
-    assert fetch.main(["vgg16"]) == 0
+    assert fetch._main(["vgg16"]) == 0
     assert vgg16_weights_path().read_bytes() == PAYLOAD
     assert "saved and verified" in capsys.readouterr().out
-    assert fetch.main(["vgg16"]) == 0  # second time: nothing to download
+    assert fetch._main(["vgg16"]) == 0  # second time: nothing to download
     assert "already present and verified" in capsys.readouterr().out
     assert len(server.requests) == before + 1
-    assert fetch.main(["vgg16", "--force"]) == 0
+    assert fetch._main(["vgg16", "--force"]) == 0
     assert len(server.requests) == before + 2
 
 
@@ -140,7 +140,7 @@ def test_cli_replaces_a_damaged_file(server, small_vgg16, capsys):
     path = vgg16_weights_path()
     path.parent.mkdir(parents=True)
     path.write_bytes(PAYLOAD[:1000])
-    assert fetch.main(["vgg16"]) == 0
+    assert fetch._main(["vgg16"]) == 0
     assert "damaged or incomplete" in capsys.readouterr().out and path.read_bytes() == PAYLOAD
 
 
@@ -148,7 +148,7 @@ def test_cli_offline_is_one_clear_message_and_a_failure_code(small_vgg16, tmp_pa
     with socket.socket() as s:  # a port nobody listens on: the connection is refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert fetch.main(["vgg16", "--url", f"http://127.0.0.1:{port}/file"]) == 1
+    assert fetch._main(["vgg16", "--url", f"http://127.0.0.1:{port}/file"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "Connection refused" in err and "online" in err
     assert "Traceback" not in err

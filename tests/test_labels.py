@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from course_utils.models.imagenet import ClassNames, UnknownClassError, _synonyms, imagenet_class_index, imagenet_label
+from course_utils.models.imagenet import ClassNames, _UnknownClassError as UnknownClassError, _synonyms, imagenet_class_index, imagenet_label
 
 
 def test_labels_used_by_the_lessons():

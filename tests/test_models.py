@@ -22,7 +22,7 @@ from course_utils.models.imagenet import (
     _load_vgg16 as load_vgg16,
     predict_top_k,
 )
-from course_utils.io.pth import CorruptWeightsError, load_pth_state_dict
+from course_utils.io.pth import _CorruptWeightsError as CorruptWeightsError, load_pth_state_dict
 
 DATA = Path(__file__).parent / "data"
 CAT_CLASSES = set(range(281, 286))  # tabby, tiger cat, Persian, Siamese, Egyptian cat

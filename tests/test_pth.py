@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import _weights_path as default_lite_weights_path
-from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
+from course_utils.io.pth import _CorruptWeightsError as CorruptWeightsError, _UnsafePickleError as UnsafePickleError, load_pth_state_dict
 
 MAGIC = 0x1950A86A20F9469CFC6C
 

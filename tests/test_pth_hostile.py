@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from course_utils.models.efficientnet_lite import _weights_path as default_lite_weights_path
-from course_utils.io.pth import CorruptWeightsError, UnsafePickleError, load_pth_state_dict
+from course_utils.io.pth import _CorruptWeightsError as CorruptWeightsError, _UnsafePickleError as UnsafePickleError, load_pth_state_dict
 
 PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -155,7 +155,7 @@ def test_out_of_bounds_records_are_refused_in_a_child(tmp_path, case):
     path = tmp_path / f"{case}.pth"
     path.write_bytes(one_tensor_file(numel, offset, size, stride))
     result = _load_in_child(path)
-    assert result["error"] == "CorruptWeightsError", result
+    assert result["error"] == "_CorruptWeightsError", result
     assert "tensor 'w'" in result["message"] and message in result["message"], result["message"]
 
 
@@ -257,7 +257,7 @@ def test_shared_nested_keys_cannot_hang_the_reader(tmp_path):
     path = tmp_path / "hashbomb.pth"
     path.write_bytes(legacy_file(state, {}))
     result = _load_in_child(path)
-    assert result["error"] == "CorruptWeightsError" and "dictionary key" in result["message"], result
+    assert result["error"] == "_CorruptWeightsError" and "dictionary key" in result["message"], result
 
 
 # --- fuzzing ------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ def test_random_mutations_never_crash_hang_or_over_allocate():
                 outcome = "ok"
                 if any(v.nbytes > len(data) for v in state.values()):
                     problems.append((i, "returned more bytes than the file holds"))
-            except (pth.CorruptWeightsError, pth.UnsafePickleError):
+            except (pth._CorruptWeightsError, pth._UnsafePickleError):
                 outcome = "refused"
             except BaseException as err:
                 outcome = "other"

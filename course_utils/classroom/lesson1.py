@@ -12,10 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, true_or_false,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = [
     "LESSON1_STEP_RANGES", "lesson1_first_step_range", "lesson1_transfers", "lesson1_back_is_smaller",
@@ -37,8 +34,8 @@ def lesson1_first_step_range(answer: Any, plain: Any) -> None:
     ``plain`` is the :class:`~course_utils.attacks.AttackResult` of ``noise_filter`` (one image);
     its ``probabilities[t, 0]`` are the network's probabilities at the start of step ``t``.
     """
-    ex = "Exercise 1"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 1")
+    if ex.not_answered(answer):
         return
     if not isinstance(answer, str) or answer.strip() not in LESSON1_STEP_RANGES:
         raise WrongAnswer(f"{ex}: choose first_step_range from {', '.join(repr(r) for r in LESSON1_STEP_RANGES)} "
@@ -59,7 +56,7 @@ def lesson1_first_step_range(answer: Any, plain: Any) -> None:
         else:
             hint = "it is quicker than that: look at where the curve of p(man) crosses 0.5."
         raise WrongAnswer(f"{ex}: {answer!r} is not the range the run shows; {hint}")
-    return correct(ex, f"'man' first became the answer at step {step} (p(man) = {probs[step, 0]:.3f} there), "
+    return ex.correct(f"'man' first became the answer at step {step} (p(man) = {probs[step, 0]:.3f} there), "
                        f"in the range {right}.")
 
 
@@ -68,31 +65,31 @@ def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
 
     ``p_man_with_dx`` is p(man) for Grace Hopper's face plus the astronaut's DX (0..1).
     """
-    ex = "Exercise 2"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(answer):
         return
-    said = true_or_false(ex, "transfers", answer)
+    said = ex.true_or_false("transfers", answer)
     really = float(p_man_with_dx) > 0.5
     if said != really:
         raise WrongAnswer(
             f"{ex}: transfers = {said} is not what the network says. It says 'man' only when p man is "
             "above 0.5: print(table) and read the 'p man' column of the second row."
         )
-    return correct(ex, f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
+    return ex.correct(f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
 
 
 def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> None:
     """Exercise 1.3: is the filter back to "woman" smaller (L2, grey levels) than the way there?"""
-    ex = "Exercise 3"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 3")
+    if ex.not_answered(answer):
         return
-    said = true_or_false(ex, "back_is_smaller", answer)
+    said = ex.true_or_false("back_is_smaller", answer)
     if said != (back_l2 < to_man_l2):
         raise WrongAnswer(
             f"{ex}: back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
             "plain.l2[0]."
         )
-    return correct(ex, f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
+    return ex.correct(f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
 
 
 # --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
@@ -131,10 +128,10 @@ def lesson1_away_step(away_step: Any) -> None:
 
     Checked on hidden small linear models (three classes), with pixels near 0 and 255.
     """
-    ex = "Exercise 4"
-    if not check_function(ex, away_step):
+    ex = Exercise("Exercise 4")
+    if not ex.check_function(away_step):
         return
-    rng = hidden_rng(14)
+    rng = Exercise.hidden_rng(14)
     cases = []
     for shape, n, lr in [((6, 6, 1), 2, 300.0), ((4, 5, 3), 3, 2000.0), ((8, 8, 1), 1, 5000.0)]:
         model = _hidden_model(rng, shape, 3)
@@ -142,8 +139,8 @@ def lesson1_away_step(away_step: Any) -> None:
         cases.append((model, x, int(rng.integers(0, 3)), lr))
     try:
         for model, x, true_class, lr in cases:
-            out = run_answer(ex, away_step, model, x.copy(), true_class, lr)
-            got = answer_array(ex, out, x.shape, "a batch of x's shape")
+            out = ex.run_answer(away_step, model, x.copy(), true_class, lr)
+            got = ex.answer_array(out, x.shape, "a batch of x's shape")
             step = lr * _ce_gradient(model, x, true_class)
             if np.allclose(got, np.clip(x + step, 0.0, 255.0), atol=1e-2):
                 continue
@@ -154,9 +151,9 @@ def lesson1_away_step(away_step: Any) -> None:
                                   "that makes the network surer of it. To leave that answer, climb its loss.")
             raise WrongAnswer(f"{ex}: your step differs from one step up the cross-entropy to true_class on a "
                               "hidden model (check the loss, the learning rate, and the clip to 0..255).")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"Your step agrees with one step up the cross-entropy on {len(cases)} hidden models.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"Your step agrees with one step up the cross-entropy on {len(cases)} hidden models.")
 
 
 def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learning_rate: float = 30.0) -> None:
@@ -164,16 +161,16 @@ def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learni
     on the price alone pull a pixel with ``DX = dx`` back towards the photo?"""
     import tensorflow as tf
 
-    ex = "Exercise 5"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 5")
+    if ex.not_answered(answer):
         return
-    said = a_number(ex, "price_step", answer)
+    said = ex.a_number("price_step", answer)
     d = tf.Variable([[dx, -3.0]], dtype=tf.float64)       # two pixels of a change; the first one is asked about
     with tf.GradientTape() as tape:
         price = beta * 0.5 * tf.reduce_sum(d ** 2)
     moved = float(learning_rate * tape.gradient(price, d)[0, 0])   # computed here, not shown
     if np.isclose(said, moved, rtol=0.02):
-        return correct(ex, f"The price's gradient at that pixel is β·DX, so a step moves it back by "
+        return ex.correct(f"The price's gradient at that pixel is β·DX, so a step moves it back by "
                            f"{learning_rate:g} × {beta:g} × {dx:g} = {moved:.3g} grey levels.")
     if np.isclose(said, moved / learning_rate, rtol=0.02):
         raise WrongAnswer(f"{ex}: {said:g} is the gradient itself; a step of gradient descent multiplies it by "

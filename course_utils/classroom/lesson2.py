@@ -12,10 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, smallest_that_works, true_or_false,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = [
     "LESSON2_EPSILONS", "lesson2_smallest_epsilon", "lesson2_fewer_steps", "lesson2_survives_rounding",
@@ -51,7 +48,7 @@ def lesson2_smallest_epsilon(
         r = iterative_attack(model, image, target, epsilon=e, steps=steps, step_size=e / 4, progress=progress)
         return bool(r.success[0]), float(r.final_probability()[0])
 
-    smallest_that_works("Exercise 1", answer, candidates, works,
+    Exercise("Exercise 1").smallest_that_works(answer, candidates, works,
                         failing=f"{steps} steps do not make '{target}' the top class")
 
 
@@ -63,8 +60,8 @@ def lesson2_fewer_steps(
     The two step arguments are ``steps_to_success[0]`` of each attack (-1 = never); ``ends_as``,
     if given, the classes the targeted and the untargeted attack end in, shown after the verdict.
     """
-    ex = "Exercise 2"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(answer):
         return
     if answer not in ("targeted", "untargeted"):
         raise WrongAnswer(f"{ex}: answer 'targeted' or 'untargeted', got {answer!r}.")
@@ -81,21 +78,21 @@ def lesson2_fewer_steps(
             "(-1 means it never succeeded)."
         )
     ends = f"\nThe targeted attack ends as '{ends_as[0]}', the untargeted one as '{ends_as[1]}'." if ends_as else ""
-    return correct(ex, f"steps to success: targeted {t}, untargeted {u} (-1 = never).{ends}")
+    return ex.correct(f"steps to success: targeted {t}, untargeted {u} (-1 = never).{ends}")
 
 
 def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target: str = "king penguin") -> None:
     """Exercise 2.3: is ``target`` still the top class after rounding the attacked photo to uint8?"""
-    ex = "Exercise 3"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 3")
+    if ex.not_answered(answer):
         return
-    said = true_or_false(ex, "survives_rounding", answer)
+    said = ex.true_or_false("survives_rounding", answer)
     if said != (top_label_after_rounding == target):
         raise WrongAnswer(
             f"{ex}: survives_rounding = {said} does not match the network: print(top) and read the top "
             "class of the rounded photo."
         )
-    return correct(ex, f"After rounding, the top class is '{top_label_after_rounding}'.")
+    return ex.correct(f"After rounding, the top class is '{top_label_after_rounding}'.")
 
 
 # --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
@@ -120,10 +117,10 @@ def lesson2_l2_step(l2_step: Any) -> None:
 
     Checked on hidden batches, with pixels near 0 and 255 and changes inside and outside the ball.
     """
-    ex = "Exercise 4"
-    if not check_function(ex, l2_step):
+    ex = Exercise("Exercise 4")
+    if not ex.check_function(l2_step):
         return
-    rng = hidden_rng(24)
+    rng = Exercise.hidden_rng(24)
     cases = []
     for shape, step, eps in [((2, 6, 6, 3), 5.0, 20.0), ((3, 5, 4, 3), 40.0, 10.0), ((1, 8, 8, 1), 3.0, 50.0)]:
         x0 = np.clip(rng.choice([0.0, 1.0, 128.0, 254.5, 255.0], size=shape) + rng.uniform(0, 0.4, shape), 0, 255)
@@ -134,8 +131,8 @@ def lesson2_l2_step(l2_step: Any) -> None:
     axes = (1, 2, 3)
     try:
         for x, x0, grad, step, eps in cases:
-            out = run_answer(ex, l2_step, x, x0, grad, step, eps)
-            got = answer_array(ex, out, x.shape, "an image batch of x's shape")
+            out = ex.run_answer(l2_step, x, x0, grad, step, eps)
+            got = ex.answer_array(out, x.shape, "an image batch of x's shape")
             want = _l2_step(x, x0, grad, step, eps)
             if np.allclose(got, want, atol=1e-3):
                 continue
@@ -158,9 +155,9 @@ def lesson2_l2_step(l2_step: Any) -> None:
                                   "image's step should have L2 length step_size on its own.")
             raise WrongAnswer(f"{ex}: your step differs from the L2 step on a hidden batch (check each image's "
                               "gradient length, the projection onto the ball, and the order: ball, then 0..255).")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"Your L2 step agrees with the reference on {len(cases)} hidden batches.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"Your L2 step agrees with the reference on {len(cases)} hidden batches.")
 
 
 def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, epsilon: float = 2.0) -> None:
@@ -169,14 +166,14 @@ def lesson2_fgsm_l2(answer: Any, model: Any, image: np.ndarray | None = None, ep
     from course_utils.attacks.pgd import fgsm
     from course_utils.io.images import load_image, sample_image
 
-    ex = "Exercise 5"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 5")
+    if ex.not_answered(answer):
         return
-    said = a_number(ex, "fgsm_l2", answer)
+    said = ex.a_number("fgsm_l2", answer)
     photo = load_image(sample_image("coffee"), size=224) if image is None else image
     l2 = float(fgsm(model, photo, "king penguin", epsilon=epsilon).l2[0])   # not shown unless right
     if np.isclose(said, l2, rtol=0.05):
-        return correct(ex, f"The step's L2 length is {l2:.1f} grey levels: every one of the {np.size(photo):,} "
+        return ex.correct(f"The step's L2 length is {l2:.1f} grey levels: every one of the {np.size(photo):,} "
                            f"values moves by {epsilon:g} (a few less where 0..255 clips), so ε·√n.")
     if np.isclose(said, epsilon):
         raise WrongAnswer(f"{ex}: {said:g} is the L-inf size, the largest change of one value. The L2 length "

@@ -12,10 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_answered, not_yet,
-    run_answer, true_or_false, whole_number,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = [
     "lesson3_spectrum_slope", "lesson3_jitter_prevents_099", "lesson3_fewest_steps",
@@ -38,17 +35,17 @@ def lesson3_spectrum_slope(amplitude_slope: Any) -> None:
     """Exercise 3.1: ``amplitude_slope(grey)`` is the slope of a grey picture's ``(H, W)`` amplitude
     spectrum on log-log axes (a photo about -1.4, pixel noise about 0). Checked on hidden pictures
     made with a known slope: within 0.2 of it."""
-    ex = "Exercise 1"
-    if not check_function(ex, amplitude_slope):
+    ex = Exercise("Exercise 1")
+    if not ex.check_function(amplitude_slope):
         return
-    rng = hidden_rng(31)
+    rng = Exercise.hidden_rng(31)
     slopes = [0.0, -1.0, float(rng.uniform(-2.2, -1.6)), float(rng.uniform(-0.8, -0.3))]
     sides = [64, 96, 128, int(rng.choice([80, 112]))]
     got = []
     try:
         for slope, side in zip(slopes, sides):
-            out = run_answer(ex, amplitude_slope, (128.0 + 40.0 * (g := _noise_with_slope(slope, side, rng)) / g.std()))
-            value = float(answer_array(ex, out, (), "one number (the slope)"))
+            out = ex.run_answer(amplitude_slope, (128.0 + 40.0 * (g := _noise_with_slope(slope, side, rng)) / g.std()))
+            value = float(ex.answer_array(out, (), "one number (the slope)"))
             got.append(value)
             if abs(value - slope) <= 0.2:
                 continue
@@ -61,10 +58,10 @@ def lesson3_spectrum_slope(amplitude_slope: Any) -> None:
             raise WrongAnswer(f"{ex}: on a hidden picture of slope {slope:.2f} yours gives {value:.2f}. Average the "
                               "amplitude over rings of equal frequency (or fit all coefficients at once), and fit a line "
                               "on log-log axes.")
-    except StubAnswer:
-        return not_yet(ex)
+    except Exercise.Stub:
+        return ex.not_yet()
     pairs = ", ".join(f"{s:.2f} -> {g:.2f}" for s, g in zip(slopes, got))
-    return correct(ex, f"Your slope is within 0.2 on {len(slopes)} hidden pictures (true -> yours: {pairs}).")
+    return ex.correct(f"Your slope is within 0.2 on {len(slopes)} hidden pictures (true -> yours: {pairs}).")
 
 
 def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[float]) -> None:
@@ -72,10 +69,10 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
 
     ``jittered_probabilities`` is p(sea snake) at every step of the jittered run.
     """
-    ex = "Exercise 2"
-    if not_answered(ex, answer):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(answer):
         return
-    said = true_or_false(ex, "jitter_prevents_099", answer)
+    said = ex.true_or_false("jitter_prevents_099", answer)
     p = np.asarray(jittered_probabilities, dtype=float)
     best = float(p.max())
     if said != (best < 0.99):
@@ -84,7 +81,7 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
             "the jittered run reached, not only at its last step."
         )
     first = f"first >= 0.99 at step {int(np.argmax(p >= 0.99))}" if best >= 0.99 else "never >= 0.99"
-    return correct(ex, f"The jittered run's highest p(sea snake) is {best:.4f}, {first} (0 = the start).")
+    return ex.correct(f"The jittered run's highest p(sea snake) is {best:.4f}, {first} (0 = the start).")
 
 
 def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image: np.ndarray) -> None:
@@ -92,10 +89,10 @@ def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image
     in ``image``. Runs ``maximize_class`` for ``answer_steps`` steps once."""
     from course_utils.vis.visualize import maximize_class
 
-    ex = "Exercise 3"
-    if not_answered(ex, answer_class, answer_steps):
+    ex = Exercise("Exercise 3")
+    if ex.not_answered(answer_class, answer_steps):
         return
-    steps = whole_number(ex, "coffee_steps", answer_steps)
+    steps = ex.whole_number("coffee_steps", answer_steps)
     if steps < 1:
         raise WrongAnswer(f"{ex}: coffee_steps must be at least 1, got {steps}.")
     run = maximize_class(model, answer_class, image=image, steps=steps, step_size=1.0, progress=False)
@@ -112,7 +109,7 @@ def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image
             f"{ex}: {steps} steps work, but p({name}) already reached 0.99 earlier. Try fewer steps: "
             "the run's curve shows where it crosses 0.99."
         )
-    return correct(ex, f"'{name}' reaches p = {curve[-1]:.3f} at step {steps}, and not before.")
+    return ex.correct(f"'{name}' reaches p = {curve[-1]:.3f} at step {steps}, and not before.")
 
 
 # --------------------------------------------------------------------------- exercises 4-5: coding tasks
@@ -129,15 +126,15 @@ def _field(layers: Sequence[tuple[int, int]]) -> int:
 def lesson3_receptive_field_formula(field_of: Any) -> None:
     """Exercise 3.4: ``field_of(layers)`` gives the receptive field (pixels along one side) of a unit
     of the last layer of a plain stack ``layers``, a list of ``(kernel_size, stride)`` pairs."""
-    ex = "Exercise 4"
-    if not check_function(ex, field_of):
+    ex = Exercise("Exercise 4")
+    if not ex.check_function(field_of):
         return
-    rng = hidden_rng(34)
+    rng = Exercise.hidden_rng(34)
     stacks = [[(3, 1)], [(3, 1), (3, 1)], [(3, 2), (3, 1)], [(2, 2), (2, 2), (2, 2)], [(5, 1), (2, 2)] * 3,
               [(int(rng.integers(1, 8)), int(rng.integers(1, 3))) for _ in range(6)], []]
     try:
         for layers in stacks:
-            got = run_answer(ex, field_of, list(layers))
+            got = ex.run_answer(field_of, list(layers))
             if isinstance(got, bool) or not isinstance(got, (Real, np.integer)):
                 raise WrongAnswer(f"{ex}: your function should return a number of pixels, got {got!r}.")
             if got == _field(layers):
@@ -153,9 +150,9 @@ def lesson3_receptive_field_formula(field_of: Any) -> None:
                                   "the windows of its own kernel.")
             raise WrongAnswer(f"{ex}: your field is wrong for a hidden stack of {len(layers)} layers; try it by hand "
                               "on [(3, 2), (3, 1)] by drawing the pixels one unit of the second layer sees.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"Your formula agrees on {len(stacks)} hidden stacks.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"Your formula agrees on {len(stacks)} hidden stacks.")
 
 
 def _tv(x: np.ndarray) -> np.ndarray:
@@ -168,24 +165,24 @@ def lesson3_total_variation(total_variation: Any) -> None:
     """Exercise 3.5: ``total_variation(x)`` is section 5's regulariser with weight 1 for a batch
     ``(N, H, W, C)``: per image, the mean absolute difference between vertical neighbours plus
     that between horizontal neighbours."""
-    ex = "Exercise 5"
-    if not check_function(ex, total_variation):
+    ex = Exercise("Exercise 5")
+    if not ex.check_function(total_variation):
         return
-    rng = hidden_rng(35)
+    rng = Exercise.hidden_rng(35)
     stripes = np.tile(np.array([0.0, 10.0] * 4)[None, :, None], (8, 1, 3))[None]    # changes along a row only
     cases = [stripes, np.transpose(stripes, (0, 2, 1, 3)), rng.uniform(0, 255, (2, 6, 5, 3)),
              np.full((1, 4, 4, 3), 128.0), rng.normal(128, 20, (3, 9, 7, 1))]
     try:
         for x in cases:
             want = _tv(x)
-            out = run_answer(ex, total_variation, x.astype(np.float32))
-            got = answer_array(ex, out, want.shape, "one number per image")
+            out = ex.run_answer(total_variation, x.astype(np.float32))
+            got = ex.answer_array(out, want.shape, "one number per image")
             if np.allclose(got, want, rtol=1e-3, atol=1e-4):
                 continue
             if want.max() > 0 and np.allclose(got, 0, atol=1e-6):
                 raise WrongAnswer(f"{ex}: your total variation is 0 for stripes that change along one direction: "
                                   "count the differences in both directions.")
-            twice = answer_array(ex, run_answer(ex, total_variation, 2 * x.astype(np.float32)), want.shape,
+            twice = ex.answer_array(ex.run_answer(total_variation, 2 * x.astype(np.float32)), want.shape,
                                  "one number per image")
             if want.max() > 0 and not np.allclose(twice, 2 * got, rtol=1e-3):
                 raise WrongAnswer(f"{ex}: doubling the picture should double its total variation (absolute "
@@ -195,6 +192,6 @@ def lesson3_total_variation(total_variation: Any) -> None:
                                   "around the edge? compare each pixel with its neighbour, not the last with the first).")
             raise WrongAnswer(f"{ex}: your total variation differs on a hidden batch. Use means, not sums, so a "
                               "bigger picture of the same pattern scores the same.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"Your total variation agrees on {len(cases)} hidden batches, stripes both ways included.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"Your total variation agrees on {len(cases)} hidden batches, stripes both ways included.")

@@ -11,15 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_yet,
-    run_answer, smallest_that_works,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = [
-    "LESSON4_EPSILONS", "lesson4_worst_case_accuracy", "lesson4_project_l2",
-    "lesson4_smallest_epsilon_robust", "lesson4_random_start", "lesson4_straight_through",
-    "lesson4_eot_gradient",
+    "LESSON4_EPSILONS", "lesson4_worst_case_accuracy", "lesson4_project_l2", "lesson4_smallest_epsilon_robust",
+    "lesson4_random_start", "lesson4_straight_through", "lesson4_eot_gradient",
 ]
 
 
@@ -33,7 +29,7 @@ def _worst_case_cases() -> list[np.ndarray]:
     """Exercise 4.1's hidden cases: (attacks, pictures) tables of "still right" on which the
     per-picture worst case, the mean, the weakest attack's accuracy and "right under any attack"
     all differ."""
-    rng = hidden_rng(41)
+    rng = Exercise.hidden_rng(41)
     cases = [np.array([[1, 1, 0, 1, 0, 1], [1, 0, 1, 1, 0, 1], [0, 1, 1, 1, 1, 1]], bool)]
     for attacks, pictures in [(2, 9), (4, 13), (5, 40)]:
         while True:
@@ -52,12 +48,12 @@ def lesson4_worst_case_accuracy(worst_case_accuracy: Any) -> None:
     the picture's answer is still right after that attack; the answer is the share (0..1) of
     pictures still right after *every* attack (a picture counts as fooled if any attack fools it).
     """
-    ex = "Exercise 1"
-    if not check_function(ex, worst_case_accuracy):
+    ex = Exercise("Exercise 1")
+    if not ex.check_function(worst_case_accuracy):
         return
     try:
         for table in _worst_case_cases():
-            got = float(answer_array(ex, run_answer(ex, worst_case_accuracy, table.copy()), (), "one number"))
+            got = float(ex.answer_array(ex.run_answer(worst_case_accuracy, table.copy()), (), "one number"))
             want = float(table.all(axis=0).mean())
             if np.isclose(got, want, atol=1e-9):
                 continue
@@ -73,9 +69,9 @@ def lesson4_worst_case_accuracy(worst_case_accuracy: Any) -> None:
                                   f"({got:.3f}); the attacker picks the attack that works, so it must survive all.")
             raise WrongAnswer(f"{ex}: {where} you return {got:.3f}. Per picture: is it still right after every "
                               "attack? Then the share of such pictures.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"Per picture, the worst attack, then the share: right on {len(_worst_case_cases())} hidden "
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"Per picture, the worst attack, then the share: right on {len(_worst_case_cases())} hidden "
                        "tables (on them, the average and the best single attack would have been too high).")
 
 
@@ -84,10 +80,10 @@ def lesson4_project_l2(project_l2: Any) -> None:
     (n, height, width, channels), grey levels) onto the L2 ball of radius ``epsilon``: each
     picture's change whose L2 norm exceeds epsilon is scaled down to norm epsilon (its direction
     kept); a change already inside the ball is returned unchanged."""
-    ex = "Exercise 2"
-    if not check_function(ex, project_l2):
+    ex = Exercise("Exercise 2")
+    if not ex.check_function(project_l2):
         return
-    rng = hidden_rng(42)
+    rng = Exercise.hidden_rng(42)
     cases = []
     for shape, epsilon in [((3, 8, 8, 1), 20.0), ((4, 5, 7, 3), 6.5)]:
         delta = rng.normal(0.0, 4.0, shape)
@@ -96,7 +92,7 @@ def lesson4_project_l2(project_l2: Any) -> None:
         cases.append((delta, epsilon))
     try:
         for delta, epsilon in cases:
-            got = answer_array(ex, run_answer(ex, project_l2, delta.copy(), epsilon), delta.shape, "a batch of delta's shape")
+            got = ex.answer_array(ex.run_answer(project_l2, delta.copy(), epsilon), delta.shape, "a batch of delta's shape")
             norms = np.sqrt((delta.reshape(len(delta), -1) ** 2).sum(axis=1))
             want = delta * np.minimum(1.0, epsilon / norms)[:, None, None, None]
             if np.allclose(got, want, rtol=1e-4, atol=1e-4):
@@ -117,9 +113,9 @@ def lesson4_project_l2(project_l2: Any) -> None:
                                   "after your projection.")
             raise WrongAnswer(f"{ex}: your changes are inside the ball but not the projection: keep each change's "
                               "direction and scale it by epsilon / its norm when that is below 1.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, "Each picture's change is scaled into its own ball, and changes inside it are left alone "
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct("Each picture's change is scaled into its own ball, and changes inside it are left alone "
                        f"({sum(len(d) for d, _ in cases)} hidden changes, two radii).")
 
 
@@ -145,7 +141,7 @@ def lesson4_smallest_epsilon_robust(
         p = np.exp(logits - logits.max())
         return bool(r.success[0]), float(p[r.labels[0]] / p.sum())
 
-    smallest_that_works("Exercise 3", answer, candidates, works, budget="epsilon = {:g}",
+    Exercise("Exercise 3").smallest_that_works(answer, candidates, works, budget="epsilon = {:g}",
                         failing=f"{steps} steps do not make the model say {target!r}", reached=f"p({target})")
 
 
@@ -156,27 +152,27 @@ def lesson4_random_start(random_start: Any) -> None:
     """Exercise 4.4: ``random_start(x, epsilon, seed)`` is PGD's start: a point drawn uniformly from
     the ±epsilon box around the batch ``x`` (grey levels), then clipped to 0..255; the same seed
     gives the same point."""
-    ex = "Exercise 4"
-    if not check_function(ex, random_start):
+    ex = Exercise("Exercise 4")
+    if not ex.check_function(random_start):
         return
     mid, edges = np.full((2, 32, 32, 3), 128.0, np.float32), np.zeros((1, 16, 16, 3), np.float32)
     edges[..., 1:] = 255.0
     try:
         for x, eps, seed in [(mid, 4.0, 3), (mid, 0.5, 7), (edges, 8.0, 3)]:
-            got = answer_array(ex, run_answer(ex, random_start, x, eps, seed), x.shape, "a batch of x's shape")
+            got = ex.answer_array(ex.run_answer(random_start, x, eps, seed), x.shape, "a batch of x's shape")
             d = got - x
             if got.min() < -1e-4 or got.max() > 255 + 1e-4:
                 raise WrongAnswer(f"{ex}: your start has pixels outside 0..255: clip it to valid pixels.")
             if np.abs(d).max() > eps + 1e-4:
                 raise WrongAnswer(f"{ex}: your start leaves the box: a pixel moved {np.abs(d).max():.2f} grey levels "
                                   f"with epsilon = {eps:g}.")
-            again = answer_array(ex, run_answer(ex, random_start, x, eps, seed), x.shape, "a batch of x's shape")
+            again = ex.answer_array(ex.run_answer(random_start, x, eps, seed), x.shape, "a batch of x's shape")
             if not np.array_equal(again, got):
                 raise WrongAnswer(f"{ex}: the same seed gave two different starts: draw from a generator made "
                                   "from `seed` (np.random.default_rng(seed), or a stateless TensorFlow op).")
             if x is edges:
                 continue
-            other = answer_array(ex, run_answer(ex, random_start, x, eps, seed + 1), x.shape, "a batch")
+            other = ex.answer_array(ex.run_answer(random_start, x, eps, seed + 1), x.shape, "a batch")
             if np.array_equal(other, got):
                 raise WrongAnswer(f"{ex}: another seed gave the same start: the seed should choose the random numbers.")
             if np.mean(np.isclose(np.abs(d), eps, atol=1e-4)) > 0.5:
@@ -188,9 +184,9 @@ def lesson4_random_start(random_start: Any) -> None:
             if not 0.4 * eps < float(np.abs(d).mean()) < 0.6 * eps:
                 raise WrongAnswer(f"{ex}: your changes are not spread evenly over -epsilon..epsilon (a uniform draw "
                                   "has a mean size of epsilon / 2).")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, "Your start is uniform in the box, valid pixels, repeatable with its seed.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct("Your start is uniform in the box, valid pixels, repeatable with its seed.")
 
 
 def lesson4_straight_through(straight_through: Any) -> None:
@@ -198,10 +194,10 @@ def lesson4_straight_through(straight_through: Any) -> None:
     forwards, the identity's gradient backwards."""
     import tensorflow as tf
 
-    ex = "Exercise 5"
-    if not check_function(ex, straight_through):
+    ex = Exercise("Exercise 5")
+    if not ex.check_function(straight_through):
         return
-    rng = hidden_rng(45)
+    rng = Exercise.hidden_rng(45)
     x = tf.constant(rng.uniform(0, 255, (2, 5, 5, 3)), tf.float32)
     w = tf.constant(rng.normal(size=(2, 5, 5, 3)), tf.float32)
     transforms = {"rounding": tf.round, "8-level quantising": lambda v: tf.round(v / 32.0) * 32.0,
@@ -210,7 +206,7 @@ def lesson4_straight_through(straight_through: Any) -> None:
         for name, transform in transforms.items():
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                out = run_answer(ex, straight_through, x, transform)
+                out = ex.run_answer(straight_through, x, transform)
                 if not isinstance(out, tf.Tensor):
                     raise WrongAnswer(f"{ex}: return a TensorFlow tensor (the gradient has to flow through it), "
                                       f"got {type(out).__name__}.")
@@ -225,9 +221,9 @@ def lesson4_straight_through(straight_through: Any) -> None:
             if not np.allclose(grad.numpy(), w.numpy(), atol=1e-4):
                 raise WrongAnswer(f"{ex}: backwards, your line uses the transform's own gradient (tried with {name}); "
                                   "BPDA takes the gradient as if the transform were the identity.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, "Forwards the transform, backwards the identity, for three hidden transforms.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct("Forwards the transform, backwards the identity, for three hidden transforms.")
 
 
 def lesson4_eot_gradient(eot_gradient: Any) -> None:
@@ -235,10 +231,10 @@ def lesson4_eot_gradient(eot_gradient: Any) -> None:
     ``transforms`` of the gradient of ``loss_fn(t(x))`` with respect to ``x``."""
     import tensorflow as tf
 
-    ex = "Exercise 6"
-    if not check_function(ex, eot_gradient):
+    ex = Exercise("Exercise 6")
+    if not ex.check_function(eot_gradient):
         return
-    rng = hidden_rng(46)
+    rng = Exercise.hidden_rng(46)
     x = tf.constant(rng.uniform(0, 255, (1, 6, 6, 3)), tf.float32)
     w = tf.constant(rng.normal(size=(1, 6, 6, 3)), tf.float32)
 
@@ -254,12 +250,12 @@ def lesson4_eot_gradient(eot_gradient: Any) -> None:
             grads.append(tape.gradient(loss_fn(t(x)), x).numpy())
     want = np.mean(grads, axis=0)
     try:
-        out = run_answer(ex, eot_gradient, loss_fn, x, list(transforms))
-        got = answer_array(ex, out, tuple(x.shape), "a gradient of x's shape")
-    except StubAnswer:
-        return not_yet(ex)
+        out = ex.run_answer(eot_gradient, loss_fn, x, list(transforms))
+        got = ex.answer_array(out, tuple(x.shape), "a gradient of x's shape")
+    except Exercise.Stub:
+        return ex.not_yet()
     if np.allclose(got, want, atol=1e-5):
-        return correct(ex, f"Your gradient is the mean over the {len(transforms)} hidden transforms.")
+        return ex.correct(f"Your gradient is the mean over the {len(transforms)} hidden transforms.")
     if np.allclose(got, len(transforms) * want, atol=1e-5):
         raise WrongAnswer(f"{ex}: your gradient is {len(transforms)} times too large for {len(transforms)} transforms: "
                           "the expectation is an average, not a sum.")

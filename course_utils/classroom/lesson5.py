@@ -12,10 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, one_of, run_answer,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = ["lesson5_binary_search", "lesson5_direction_estimate", "COSINE_CHOICES"]
 
@@ -50,25 +47,25 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
     segment from ``x`` (classified right) to ``x_adv`` (adversarial) that the model still gets
     wrong, at most ``tolerance`` grey levels (L2) past the boundary, asking ``is_adversarial`` about
     one picture at a time and as few times as a binary search needs."""
-    ex = "Exercise 1"
-    if not_answered(ex, predicted_queries):
+    ex = Exercise("Exercise 1")
+    if ex.not_answered(predicted_queries):
         return
-    guess = a_number(ex, "predicted_queries", predicted_queries)
+    guess = ex.a_number("predicted_queries", predicted_queries)
     want = _bisection_queries(1000.0, 1.0)
     if guess != want:
         raise WrongAnswer(f"{ex}: not {guess:g}. Each query halves the gap between the two ends: after k "
                           f"queries it is 1000 / 2**k grey levels. How large must k be to reach 1?")
-    if not check_function(ex, to_boundary):
+    if not ex.check_function(to_boundary):
         return
-    rng = hidden_rng(55)
+    rng = Exercise.hidden_rng(55)
     cases = [((8, 8, 1), 0.3, 1.0), ((6, 6, 3), 0.75, 0.5), ((16, 16, 1), 0.55, 2.0), ((4, 4, 3), 0.9, 0.1)]
     try:
         for shape, fraction, tol in cases:
             x = rng.uniform(0, 255, shape)
             x_adv = np.clip(x + rng.normal(0, 120, shape), 0, 255)
             line = _Line(x, x_adv, fraction, rng)
-            out = run_answer(ex, to_boundary, line, x.copy(), x_adv.copy(), tol)
-            got = answer_array(ex, out, shape, "one picture like x")
+            out = ex.run_answer(to_boundary, line, x.copy(), x_adv.copy(), tol)
+            got = ex.answer_array(out, shape, "one picture like x")
             asked = line.queries
             seg = (x_adv - x).ravel()
             a = float((got - x).ravel() @ seg / (seg @ seg))
@@ -87,9 +84,9 @@ def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
             if asked > most:
                 raise WrongAnswer(f"{ex}: you asked {asked} questions where a binary search needs at most {most}: "
                                   "ask only about the midpoint, once per halving.")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays\n"
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays\n"
                        "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
 
 
@@ -139,7 +136,7 @@ def _hidden_plane(rng: np.random.Generator, shape: tuple, past: float) -> tuple[
 def _face_cosine(trials: int = 12, n: int = 100, shape: tuple = (48, 48, 1)) -> float:
     """Mean cosine between the reference estimate from ``n`` answers and the true normal, on
     hidden flat boundaries in a face's 48 x 48 = 2304 dimensions."""
-    rng = hidden_rng(57)
+    rng = Exercise.hidden_rng(57)
     cosines = []
     for _ in range(trials):
         plane, point = _hidden_plane(rng, shape, 0.0)
@@ -162,25 +159,25 @@ def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -
     ``is_adversarial(pictures)`` takes ``(m, *point.shape)`` pictures (m queries) and returns
     ``(m,)`` bools; ``rng`` is a NumPy random generator. It runs on hidden flat boundaries.
     """
-    ex = "Exercise 2"
-    if not_answered(ex, predicted_cosine):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(predicted_cosine):
         return
-    said = one_of(ex, "predicted_cosine", predicted_cosine, COSINE_CHOICES)
+    said = ex.one_of("predicted_cosine", predicted_cosine, COSINE_CHOICES)
     measured = _face_cosine()
     want = min(COSINE_CHOICES, key=lambda c: abs(c - measured))
     if said != want:
         raise WrongAnswer(f"{ex}: not {said:g}. In d dimensions a random unit change has a component along the "
                           "normal of about 1/sqrt(d) of its length, and 100 answers average away only part of the "
                           "other d - 1 directions. Work out roughly what that leaves for d = 2304.")
-    if not check_function(ex, estimate_direction):
+    if not ex.check_function(estimate_direction):
         return
-    rng = hidden_rng(56)
+    rng = Exercise.hidden_rng(56)
     cases = [((8, 8, 1), 400, 2.0, 0.1), ((6, 6, 3), 400, 1.0, 0.05), ((12, 12, 1), 600, 3.0, 0.25)]
     try:
         for shape, n, delta, past in cases:
             plane, point = _hidden_plane(rng, shape, past)
-            out = run_answer(ex, estimate_direction, plane, point.copy(), n, delta, np.random.default_rng(int(rng.integers(2**31))))
-            got = answer_array(ex, out, shape, "one direction, of the point's shape")
+            out = ex.run_answer(estimate_direction, plane, point.copy(), n, delta, np.random.default_rng(int(rng.integers(2**31))))
+            got = ex.answer_array(out, shape, "one direction, of the point's shape")
             if plane.queries > n:
                 raise WrongAnswer(f"{ex}: you asked {plane.queries} questions where the budget is n = {n}: "
                                   "send n changed pictures, each once.")
@@ -196,9 +193,9 @@ def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -
                                   f"with the way out, from {n} answers in {point.size} dimensions (a good estimate "
                                   "gets more than 0.5 there): are the random changes all in different directions, "
                                   "of length delta, and are those that do not stay fooled counted against?")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, f"On a face's 2304 dimensions, 100 answers give a cosine of about {measured:.2f} (mean of 12\n"
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct(f"On a face's 2304 dimensions, 100 answers give a cosine of about {measured:.2f} (mean of 12\n"
                        "hidden flat boundaries), and your estimate finds the way out on three hidden boundaries.\n"
                        "So rough a direction still helps: the step search keeps only steps that stay fooled, and\n"
                        "every iteration asks again, with more answers (100 sqrt(t) at iteration t).")

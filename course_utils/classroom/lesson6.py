@@ -11,10 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, answer_array, check_function, correct, hidden_rng, not_answered, not_yet,
-    run_answer,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = ["lesson6_paste_corner", "lesson6_shift_eot"]
 
@@ -37,8 +34,8 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
     ``paste_at(photo, patch, row, col)``: a copy of ``photo`` ``(H, W, 3)`` with ``patch``
     ``(P, P, 3)`` on it, the patch's top-left pixel at ``(row, col)``; what falls off the photo is
     dropped, the photo itself is not changed."""
-    ex = "Exercise 1"
-    if not_answered(ex, predicted_corner):
+    ex = Exercise("Exercise 1")
+    if ex.not_answered(predicted_corner):
         return
     try:
         corner = tuple(int(v) for v in predicted_corner)
@@ -51,18 +48,18 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
         raise WrongAnswer(f"{ex}: the corner is not at {corner}. Where, in pixel coordinates, is the centre of "
                           "an 8-pixel row of pixels numbered 0 to 7? Start from there.")
     print(f"{ex}: your prediction {corner} is right; now the code.")
-    if not check_function(ex, paste_at):
+    if not ex.check_function(paste_at):
         return
     from course_utils.attacks.patch import apply_patch
 
-    rng = hidden_rng(61)
+    rng = Exercise.hidden_rng(61)
     try:
         for row, col, p in [(5, 9, 8), (0, 0, 4), (30, 2, 6), (-3, 10, 8), (28, 38, 8), (-20, 0, 8)]:
             photo = rng.uniform(0, 255, (36, 44, 3)).astype(np.float32)
             patch = rng.uniform(0, 255, (p, p, 3)).astype(np.float32)
             kept = photo.copy()
-            out = run_answer(ex, paste_at, photo, patch, row, col)
-            got = answer_array(ex, out, photo.shape, "a photo of the same shape")
+            out = ex.run_answer(paste_at, photo, patch, row, col)
+            got = ex.answer_array(out, photo.shape, "a photo of the same shape")
             if not np.array_equal(photo, kept):
                 raise WrongAnswer(f"{ex}: your function changed the photo it was given: paste on a copy (photo.copy()).")
             want = _paste_reference(photo, patch, row, col)
@@ -76,9 +73,9 @@ def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
                                   f"{tuple(int(v) for v in where)} is wrong"
                                   + ("" if inside else " (the patch runs off the photo here: keep only the part "
                                      "that lands on it)") + ".")
-    except StubAnswer:
-        return not_yet(ex)
-    return correct(ex, "Your patch lands where the course's placements put it, and off the edge it is cut.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    return ex.correct("Your patch lands where the course's placements put it, and off the edge it is cut.")
 
 
 LENGTHS = ("smaller", "about the same", "larger")
@@ -113,12 +110,12 @@ def lesson6_shift_eot(shift_eot_loss: Any, predicted_length: Any) -> None:
     one pixel up, down, left and right, ``(N,)``, differentiable."""
     import tensorflow as tf
 
-    ex = "Exercise 2"
-    if not_answered(ex, predicted_length) or not check_function(ex, shift_eot_loss):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(predicted_length) or not ex.check_function(shift_eot_loss):
         return
     if predicted_length not in LENGTHS:
         raise WrongAnswer(f"{ex}: predicted_length is one of {LENGTHS}, got {predicted_length!r}.")
-    rng = hidden_rng(67)
+    rng = Exercise.hidden_rng(67)
     ratios = []
     try:
         for seed in (3, 4):
@@ -127,13 +124,13 @@ def lesson6_shift_eot(shift_eot_loss: Any, predicted_length: Any) -> None:
             labels = tf.constant(rng.integers(0, 4, 5), tf.int32)
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(x)
-                out = run_answer(ex, shift_eot_loss, model, x, labels)
+                out = ex.run_answer(shift_eot_loss, model, x, labels)
                 if not isinstance(out, tf.Tensor):
                     raise WrongAnswer(f"{ex}: return a TensorFlow tensor (the attack differentiates it), got "
                                       f"{type(out).__name__}.")
                 total = tf.reduce_sum(out)
                 plain = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(x)))
-            got = answer_array(ex, out.numpy(), (5,), "one averaged loss per picture")
+            got = ex.answer_array(out.numpy(), (5,), "one averaged loss per picture")
             want = _shift_eot_reference(model, x, labels).numpy()
             if np.allclose(got, tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(x)).numpy(), atol=1e-4):
                 raise WrongAnswer(f"{ex}: your loss is the plain loss on the unshifted pictures: average over the "
@@ -147,14 +144,14 @@ def lesson6_shift_eot(shift_eot_loss: Any, predicted_length: Any) -> None:
             if grad is None:
                 raise WrongAnswer(f"{ex}: your loss has no gradient with respect to x: keep it in TensorFlow.")
             ratios.append(float(tf.norm(grad) / tf.norm(tape.gradient(plain, x))))
-    except StubAnswer:
-        return not_yet(ex)
+    except Exercise.Stub:
+        return ex.not_yet()
     ratio = float(np.mean(ratios))
     truth = "smaller" if ratio < 0.85 else "larger" if ratio > 1.15 else "about the same"
     if predicted_length != truth:
         raise WrongAnswer(f"{ex}: your code is right, but not your prediction ({predicted_length!r}). Think of four "
                           "arrows of about the same length pointing in different directions: how long is their average?")
-    correct(ex, "Your averaged loss matches on hidden pictures and networks, and so does your prediction.")
+    ex.correct("Your averaged loss matches on hidden pictures and networks, and so does your prediction.")
     print(f"On the hidden pictures the averaged gradient's L2 length is {ratio:.2f} times the plain one's: four "
           "gradients that disagree partly cancel, so only the part that works for every shift is left; "
           "that is what EOT's step follows.")

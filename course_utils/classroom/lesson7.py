@@ -13,10 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import (
-    StubAnswer, WrongAnswer, a_number, answer_array, check_function, correct, hidden_rng, not_answered,
-    not_yet, run_answer, true_or_false,
-)
+from course_utils.classroom.grading import Exercise, WrongAnswer
 
 __all__ = ["lesson7_targeted_margin", "lesson7_samples_needed"]
 
@@ -36,13 +33,13 @@ def lesson7_targeted_margin(targeted_margin_loss: Any, predicted_floor_gradient:
     TensorFlow tensor that has a gradient even where the softmax is saturated."""
     import tensorflow as tf
 
-    ex = "Exercise 1"
-    if not_answered(ex, predicted_floor_gradient) or not check_function(ex, targeted_margin_loss):
+    ex = Exercise("Exercise 1")
+    if ex.not_answered(predicted_floor_gradient) or not ex.check_function(targeted_margin_loss):
         return
-    if a_number(ex, "predicted_floor_gradient", predicted_floor_gradient) != 0.0:
+    if ex.a_number("predicted_floor_gradient", predicted_floor_gradient) != 0.0:
         raise WrongAnswer(f"{ex}: look at your prediction again: what is the gradient of max(m, -kappa) with respect "
                           "to m where m is below -kappa?")
-    rng = hidden_rng(71)
+    rng = Exercise.hidden_rng(71)
     cases = [
         (rng.normal(0, 3, (5, 2)), rng.integers(0, 2, 5), 0.0),
         (rng.normal(0, 3, (6, 5)), rng.integers(0, 5, 6), 1.5),  # more classes: the best *other* logit
@@ -53,12 +50,12 @@ def lesson7_targeted_margin(targeted_margin_loss: Any, predicted_floor_gradient:
             z = tf.constant(logits, tf.float32)
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                out = run_answer(ex, targeted_margin_loss, z, tf.constant(targets, tf.int32), kappa)
+                out = ex.run_answer(targeted_margin_loss, z, tf.constant(targets, tf.int32), kappa)
                 if not isinstance(out, tf.Tensor):
                     raise WrongAnswer(f"{ex}: return a TensorFlow tensor (the attack differentiates it), got "
                                       f"{type(out).__name__}.")
                 total = tf.reduce_sum(out)
-            got = answer_array(ex, out.numpy(), (len(targets),), "one loss per row of logits")
+            got = ex.answer_array(out.numpy(), (len(targets),), "one loss per row of logits")
             want = _targeted_reference(logits, targets, kappa)
             tol = 1e-3 * max(1.0, np.abs(want).max())
             if np.allclose(got, -want, atol=tol) and not np.allclose(want, 0.0):
@@ -75,9 +72,9 @@ def lesson7_targeted_margin(targeted_margin_loss: Any, predicted_floor_gradient:
             if logits is cases[2][0] and (grad is None or not np.any(grad.numpy())):
                 raise WrongAnswer(f"{ex}: on saturated logits (900 and -900) your loss has no gradient: do not go "
                                   "through the softmax; subtract the logits themselves.")
-    except StubAnswer:
-        return not_yet(ex)
-    correct(ex, "Your targeted margin is right on hidden logits, and keeps its gradient where the softmax is saturated.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    ex.correct("Your targeted margin is right on hidden logits, and keeps its gradient where the softmax is saturated.")
     print("At the floor the gradient is exactly 0: the attack stops pushing once its goal is met by kappa, so kappa "
           "sets how confident the adversarial example is (Carlini & Wagner's 'high-confidence' examples).")
 
@@ -99,16 +96,16 @@ def lesson7_samples_needed(samples_needed: Any, predicted_possible: Any) -> None
     ``samples_needed(radius, sigma, alpha)`` the smallest whole number n for which a face with all
     n votes for its class is certified to ``radius`` (the Clopper-Pearson bound is then
     ``alpha ** (1 / n)``)."""
-    ex = "Exercise 2"
-    if not_answered(ex, predicted_possible) or not check_function(ex, samples_needed):
+    ex = Exercise("Exercise 2")
+    if ex.not_answered(predicted_possible) or not ex.check_function(samples_needed):
         return
-    if true_or_false(ex, "predicted_possible", predicted_possible):
+    if ex.true_or_false("predicted_possible", predicted_possible):
         raise WrongAnswer(f"{ex}: look at your prediction again: with n = 1000 the ceiling was about 59 grey levels. "
                           "How fast does it grow with n?")
     try:
         for radius, sigma, alpha in _SAMPLE_CASES:
             want = _samples_reference(radius, sigma, alpha)
-            out = run_answer(ex, samples_needed, radius, sigma, alpha)
+            out = ex.run_answer(samples_needed, radius, sigma, alpha)
             try:
                 got = float(out)
             except (TypeError, ValueError):
@@ -123,9 +120,9 @@ def lesson7_samples_needed(samples_needed: Any, predicted_possible: Any) -> None
                 raise WrongAnswer(f"{ex}: for radius {radius:g}, sigma {sigma:g}, alpha {alpha:g} your n ({got:.6g}) "
                                   "is not the smallest n whose ceiling sigma * Phi^-1(alpha ** (1 / n)) reaches the "
                                   "radius.")
-    except StubAnswer:
-        return not_yet(ex)
-    correct(ex, f"Your n is the smallest that reaches the radius on {len(_SAMPLE_CASES)} hidden cases.")
+    except Exercise.Stub:
+        return ex.not_yet()
+    ex.correct(f"Your n is the smallest that reaches the radius on {len(_SAMPLE_CASES)} hidden cases.")
     tail = statistics.NormalDist().cdf(-8.0)
     print(f"For lesson 2's budget (radius 192 = 8 sigma at sigma 24): p_A must be at least 1 - {tail:.1e}, and "
           f"n about {_samples_reference(192.0, 24.0, 0.001):.1e} samples, each a forward pass; "

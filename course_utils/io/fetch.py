@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KNOWN_FILES",
-           "fetch_file", "main"]
+__all__ = ["DATA_DIR", "FetchError", "WeightsUnavailableError", "KNOWN_FILES", "fetch_file"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -217,7 +216,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     """``python -m course_utils.io.fetch vgg16 [--force] [--dest PATH] [--url URL]``; returns the exit code.
 
     0: the file is in place with the right MD5 (downloaded now, or already there). 1: it could
@@ -255,4 +254,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

@@ -25,17 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from course_utils.checks import check_number, check_size
+
 __all__ = [
-    "ImageLoadError",
-    "MAX_PIXELS",
-    "load_image",
-    "center_crop_resize",
-    "as_batch",
-    "to_uint8",
-    "SAMPLE_IMAGES",
-    "FACE_BOXES",
-    "sample_image",
-    "sample_face",
+    "ImageLoadError", "MAX_PIXELS", "load_image", "center_crop_resize", "as_batch", "to_uint8", "SAMPLE_IMAGES",
+    "FACE_BOXES", "sample_image", "sample_face",
 ]
 
 Mode = Literal["rgb", "gray"]
@@ -67,20 +61,8 @@ def _check_pixels(height: int, width: int, where: str, max_pixels: int) -> None:
 
 
 def _check_size(size: Any, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """``size=`` as ``(height, width)``: whole numbers >= 1 only (no floats, bools or strings)."""
-
-    def whole(value: Any) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
-
-    if whole(size):
-        th = tw = int(size)
-    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(whole(v) for v in size):
-        th, tw = int(size[0]), int(size[1])
-    else:
-        raise ValueError(
-            f"size must be a whole number >= 1 (e.g. size=224) or a (height, width) pair of them "
-            f"(e.g. size=(224, 224)), got {size!r} ({type(size).__name__})"
-        )
+    """``size=`` as ``(height, width)`` (:func:`~course_utils.checks.check_size`), within ``max_pixels``."""
+    th, tw = check_size(size)
     if th * tw > max_pixels:
         raise ImageLoadError(
             f"size={size!r} asks for {th}x{tw} pixels ({th * tw / 1e6:.1f} megapixels), more than "
@@ -307,13 +289,13 @@ def load_image(
         ImageLoadError: unreachable, slow or oversized URL, a file that is missing or not an
             image, a picture over ``max_pixels``, an empty array, pixels out of 0..255, NaN/inf,
             or a shape that is not an image. The message says how to fix it.
-        ValueError: ``size`` is not a whole number >= 1 (or a pair of them), or ``mode`` is unknown.
+        ValueError: ``size`` is not a whole number >= 1 (or a pair of them), ``mode`` is unknown, or
+            ``timeout``, ``max_bytes`` or ``max_pixels`` is not a finite number > 0.
     """
     if mode not in ("rgb", "gray"):
         raise ValueError(f"mode must be 'rgb' or 'gray', got {mode!r}")
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes), ("max_pixels", max_pixels)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not 0 < value < float("inf"):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_number(name, value, minimum=0, above=True)
     if size is not None:
         _check_size(size, max_pixels)  # before any download
     scheme = _SCHEME.match(str(source)) if isinstance(source, (str, Path)) else None

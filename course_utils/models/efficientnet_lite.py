@@ -245,7 +245,7 @@ def load_efficientnet_lite(
         ValueError: an unknown variant, a file holding other tensors than the variant's (names
             or shapes differ, e.g. the weights of another variant), or NaN or infinite weights.
         WeightsUnavailableError: the weights package is not installed.
-        course_utils.io.pth.CorruptWeightsError / UnsafePickleError: a damaged or hostile file.
+        ValueError, pickle.UnpicklingError: a damaged or hostile file (as :mod:`course_utils.io.pth` reads it).
     """
     v = _lite_variant(variant)
     path = Path(weights_path) if weights_path is not None else _weights_path(v)

@@ -15,23 +15,13 @@ The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_face
 on adult faces of UTKFace (non-commercial research and education only); see
 ``data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
 
-Lessons 5 and 6's face CNNs (:func:`load_face_model` by name) are each lesson 1's layout
-(:func:`build_gender_cnn`) with its own filter counts, trained by a seeded tool in ``tools/`` on
-the shared face set and shipped with a model card and a small JSON of facts the lessons read
-(temperature, noise level, accuracy; :func:`face_facts`):
-
-==============  ===========================================  ==========================================
-name            what it is                                   ``tools/train_face_model.py --variant``
-==============  ===========================================  ==========================================
-``substitute``  lesson 5: a copy grown from lesson 1's        ``substitute``
-                model's *answers* alone (Papernot et al.,
-                2017), for transfer attacks
-``distilled``   lesson 6: defensive distillation at a         ``distilled``
-                temperature T (Papernot et al., 2016)
-``noisy``       lesson 6: trained on faces with Gaussian      ``noisy``
-                noise, the base of randomized smoothing
-                (Cohen et al., 2019)
-==============  ===========================================  ==========================================
+Lessons 5 and 6's face CNNs (:func:`load_face_model` by name; :data:`FACE_VARIANTS` lists them with
+the tool command that retrains each) are lesson 1's layout with their own filter counts, trained on
+the shared face set: ``"substitute"`` (lesson 5: a copy grown from lesson 1's model's *answers*
+alone, Papernot et al. 2017, for transfer attacks), ``"distilled"`` (lesson 6: defensive
+distillation at a temperature T, Papernot et al. 2016) and ``"noisy"`` (lesson 6: trained on faces
+with Gaussian noise, the base of randomized smoothing, Cohen et al. 2019). Each ships with a model
+card and a small JSON of facts the lessons read (temperature, noise level, accuracy; :func:`face_facts`).
 """
 
 from __future__ import annotations
@@ -50,25 +40,10 @@ import keras
 from course_utils.io.fetch import DATA_DIR
 
 __all__ = [
-    "GENDER_CLASSES",
-    "IMAGE_SIZE",
-    "DEFAULT_WEIGHTS",
-    "build_gender_cnn",
-    "load_gender_cnn",
-    "check_finite_weights",
-    "MODEL_CARD",
-    "model_card_section",
-    "ROBUST_FILTERS",
-    "ROBUST_WEIGHTS",
-    "ROBUST_CARD",
-    "ROBUSTNESS_JSON",
-    "build_robust_gender_cnn",
-    "load_robust_gender_cnn",
-    "load_robustness",
-    "FACE_VARIANTS",
-    "load_face_model",
-    "face_facts",
-    "face_card",
+    "GENDER_CLASSES", "IMAGE_SIZE", "DEFAULT_WEIGHTS", "build_gender_cnn", "load_gender_cnn",
+    "check_finite_weights", "MODEL_CARD", "model_card_section", "ROBUST_FILTERS", "ROBUST_WEIGHTS", "ROBUST_CARD",
+    "ROBUSTNESS_JSON", "build_robust_gender_cnn", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
+    "load_face_model", "face_facts", "face_card",
 ]
 
 #: Class names in output order: logit 0 is "man", logit 1 is "woman".
@@ -282,12 +257,12 @@ def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class _FaceVariant:
-    """One shipped face model: its filters, its files in ``data/`` and its tool."""
+    """One shipped face model: its filters and its files in ``data/`` (``<stem>.weights.h5``,
+    ``.md``, ``.json``), made by ``tools/train_face_model.py --variant <name>``."""
 
     what: str
     filters: tuple[int, int, int]
     stem: str
-    retrain: str
 
     @property
     def weights(self) -> Path:
@@ -301,15 +276,17 @@ class _FaceVariant:
     def facts(self) -> Path:
         return DATA_DIR / f"{self.stem}.json"
 
+    @property
+    def retrain(self) -> str:
+        variant = self.stem.removeprefix("gender_cnn_")
+        return f"python tools/train_face_model.py --variant {variant} --data ../shared/data/faces48.npz"
+
 
 #: The shipped variants, by name.
 FACE_VARIANTS: dict[str, _FaceVariant] = {
-    "substitute": _FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute",
-                              "python tools/train_face_model.py --variant substitute --data ../shared/data/faces48.npz"),
-    "distilled": _FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled",
-                             "python tools/train_face_model.py --variant distilled --data ../shared/data/faces48.npz"),
-    "noisy": _FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy",
-                         "python tools/train_face_model.py --variant noisy --data ../shared/data/faces48.npz"),
+    "substitute": _FaceVariant("lesson 5's substitute face CNN", (6, 12, 24), "gender_cnn_substitute"),
+    "distilled": _FaceVariant("lesson 6's distilled face CNN", (3, 6, 12), "gender_cnn_distilled"),
+    "noisy": _FaceVariant("lesson 6's noise-trained face CNN", (6, 12, 24), "gender_cnn_noisy"),
 }
 
 

@@ -278,8 +278,6 @@ def feature_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model
     )
 
 
-
-
 def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]) -> None:
     """Refuse pictures too small to reach ``layer``: each pooling or strided step shrinks them,
     and one that would shrink a side to nothing fails (the face model halves 48 -> 24 -> 12 -> 6).
@@ -304,7 +302,6 @@ def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]
         f"size {size[0]}x{size[1]} is too small for layer {layer!r}: the layers before it (pooling, "
         f"strides) would shrink the picture to nothing; {fix}"
     )
-
 
 def check_picture_memory(model: Any, layer: Any, n: int, hw: tuple[int, int], size: Any) -> None:
     """Refuse a picture size (``size`` as given, ``hw`` its ``(height, width)``) for ``n`` pictures

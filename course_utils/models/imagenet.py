@@ -40,7 +40,7 @@ from course_utils.io.images import as_batch
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
-    "UnknownClassError", "imagenet_label", "imagenet_class_index", "ClassNames",
+    "imagenet_label", "imagenet_class_index", "ClassNames",
     "load_imagenet_model", "input_size", "predict_top_k", "score_table",
 ]
 
@@ -50,7 +50,7 @@ Target = int | str | np.integer
 NUM_IMAGENET_CLASSES = 1000
 
 
-class UnknownClassError(KeyError, ValueError):
+class _UnknownClassError(KeyError, ValueError):
     """A class name that is not one of the model's classes, or that names more than one."""
 
     def __str__(self) -> str:  # KeyError would show the message in quotes
@@ -91,7 +91,7 @@ def imagenet_class_index(name: str) -> int:
     and ``"king penguin, Aptenodytes patagonica"`` all give 145.
 
     Raises:
-        UnknownClassError: (a KeyError) unknown name (the message suggests close matches), or a name shared by two
+        KeyError: (also a ValueError) unknown name (the message suggests close matches), or a name shared by two
             classes (``"crane"`` is a bird and a machine; the message lists both indices).
     """
     key = str(name).strip().casefold()
@@ -99,10 +99,10 @@ def imagenet_class_index(name: str) -> int:
     if hits is None:
         close = difflib.get_close_matches(key, _name_to_indices().keys(), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownClassError(f"{name!r} is not an ImageNet class name.{hint} (imagenet_label(i) lists names by index.)")
+        raise _UnknownClassError(f"{name!r} is not an ImageNet class name.{hint} (imagenet_label(i) lists names by index.)")
     if len(hits) > 1:
         options = ", ".join(f"{i} ({', '.join(_synonyms()[i])})" for i in hits)
-        raise UnknownClassError(f"{name!r} names more than one ImageNet class: {options}. Pass the index instead.")
+        raise _UnknownClassError(f"{name!r} names more than one ImageNet class: {options}. Pass the index instead.")
     return hits[0]
 
 
@@ -162,7 +162,7 @@ class ClassNames:
         close = difflib.get_close_matches(key, names, n=2, cutoff=0.6)
         hint = (f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close
                 else " (the name of an ImageNet class needs an ImageNet model)")
-        raise UnknownClassError(f"{name!r} is not a class of this {self.count}-class model{hint}; {self.allowed()}")
+        raise _UnknownClassError(f"{name!r} is not a class of this {self.count}-class model{hint}; {self.allowed()}")
 
     def index(self, target: Target, *, name: str = "target") -> int:
         """``target``, an index (Python or NumPy integer) or one of the model's class names (any case),
@@ -171,7 +171,7 @@ class ClassNames:
         Raises:
             WrongTypeError: neither an int nor a str (``145.0``, ``True``, ``None``, a list).
             ValueError: an index out of range.
-            UnknownClassError: a name that is not one of the model's classes, or names more than one
+            KeyError: (also a ValueError) a name that is not one of the model's classes, or names more than one
                 (a misspelt name gets suggestions).
         """
         if isinstance(target, (str, np.str_)):
