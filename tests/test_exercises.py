@@ -187,7 +187,7 @@ def test_student_copies_leave_every_answer_blank(tmp_path):
         assert len(copy["cells"]) == len(original["cells"])
         solutions = [i for i, c in enumerate(original["cells"]) if "solution" in c["metadata"].get("tags", [])]
         if path.name != "00_setup_check.ipynb":
-            assert len(solutions) >= 3, f"{path.name}: every exercise's answer cell is tagged 'solution'"
+            assert len(solutions) >= 2, f"{path.name}: at least two exercises, each answer cell tagged 'solution'"
         for i, (a, b) in enumerate(zip(original["cells"], copy["cells"])):
             if b["cell_type"] == "code":
                 assert b["outputs"] == [] and b["execution_count"] is None
