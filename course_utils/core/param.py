@@ -297,7 +297,7 @@ class Phase(ImageParam):
     name = "phase"
 
     def __init__(self, size: int | Sequence[int], magnitude: np.ndarray) -> None:
-        super().__init__(size, 3, decorrelate=False, sigmoid=True)  # the colour mix is in spatial, before standardising
+        super().__init__(size, 3, decorrelate=False, sigmoid=True)  # colours mixed in spatial, before standardising
         h, w = self.size
         self.magnitude = np.asarray(magnitude, np.float32)
         if self.magnitude.shape != (3, h, w // 2 + 1):
@@ -316,7 +316,7 @@ class Phase(ImageParam):
     def spatial(self, p: tf.Tensor) -> tf.Tensor:
         mag = tf.constant(self.magnitude)
         image = tf.signal.irfft2d(tf.complex(mag * tf.cos(p), mag * tf.sin(p)), fft_length=list(self.size))
-        image = tf.tensordot(tf.transpose(image, [0, 2, 3, 1]), tf.constant(COLOR_MIX.T), axes=1)  # (N, H, W, 3) RGB
+        image = tf.tensordot(tf.transpose(image, [0, 2, 3, 1]), tf.constant(COLOR_MIX.T), axes=1)  # RGB (N, H, W, 3)
         mean, var = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
         return (image - mean) / tf.sqrt(var + 1e-12)
 

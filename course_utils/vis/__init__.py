@@ -1,6 +1,7 @@
 """Seeing inside networks: lesson 3's filter and class pictures, their step and the judge, a second
 network scoring class pictures (:mod:`~course_utils.vis.visualize`), filter pictures by the layer
-(:mod:`~course_utils.vis.report`), MaCo (:mod:`~course_utils.vis.maco`) and the result object (:mod:`~course_utils.vis.result`). Depends on
+(:mod:`~course_utils.vis.report`), MaCo (:mod:`~course_utils.vis.maco`) and the result object
+(:mod:`~course_utils.vis.result`). Depends on
 :mod:`course_utils.core`, :mod:`course_utils.models` and :mod:`course_utils.io`; nothing there depends on it.
 
 The names the lessons use are importable from here: ``from course_utils.vis import maximize_class``."""
