@@ -21,7 +21,7 @@ def test_each_gradient_method_keeps_its_step_in_its_own_file():
     assert all(row["step"] for row in rows.values()), [f for f, r in rows.items() if not r["step"]]
     assert {f: r["files"] for f, r in rows.items() if r["files"] != 1} == {}
     one_frame = {"noise_filter", "iterative_attack", "eot_attack", "train_patch", "adaptive_attack",
-                 "maximize_filters", "maximize_class"}
+                 "maximize_filters", "maximize_class", "maximize_class_maco"}
     assert {f: rows[f]["via"] for f in one_frame if rows[f]["frames"] != 1} == {}
 
 

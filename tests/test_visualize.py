@@ -368,3 +368,4 @@ def test_maco_keeps_the_magnitude_and_optimises_the_phase(imagenet_model):
     assert (stats.clipped < 0.01).all() and stats.slope.between(-2.0, -0.8).all(), stats
     assert (a.final > a.start).all()
     np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)
+    assert b.traces == 0  # the second call reuses the compiled step

@@ -30,7 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADIENT_FUNCTIONS = ("noise_filter", "fgsm", "iterative_attack", "pgd_attack", "robust_accuracy", "eot_attack",
-                      "train_patch", "adaptive_attack", "maximize_filters", "maximize_class")
+                      "train_patch", "adaptive_attack", "maximize_filters", "maximize_class",
+                      "maximize_class_maco")
 DRIVER = ("course_utils.core.loop", "compiled")
 _CACHE = re.compile(r"WeakKeyDictionary\(\)|^_[A-Z_]+: .*dict.* = (\{\}|dict\(\))|object\.__setattr__\(model", re.M)
 

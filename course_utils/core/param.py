@@ -40,6 +40,7 @@ __all__ = [
     "ImageParam",
     "Pixels",
     "Fourier",
+    "Phase",
     "image_param",
     "gray_noise",
     "start_noise",
@@ -276,6 +277,57 @@ class Fourier(ImageParam):
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", decay_power={self.decay_power}, standardize={self.standardize})"
+
+
+class Phase(ImageParam):
+    """Only the phase of the picture's Fourier transform; its amplitude stays ``magnitude`` (MaCo:
+    Fel et al., NeurIPS 2023, "Unlocking feature visualization for deeper networks with MAgnitude
+    Constrained Optimization"). Whatever the phase, the picture keeps that amplitude spectrum, e.g.
+    the sample photos' (:func:`course_utils.vis.report.natural_magnitude`): a photo's statistics by
+    construction, however long the optimisation runs.
+
+    ``magnitude``: float ``(3, H, W // 2 + 1)``, one real-FFT amplitude spectrum per decorrelated
+    colour axis (brightness, two colour-opponent axes). The picture: the orthonormal inverse FFT,
+    mixed to RGB (:data:`COLOR_MIX`), standardised (mean 0, standard deviation 1 per picture), then
+    ``255 * sigmoid``: valid pixels, nothing clipped. Parameters (in :meth:`grid_shape`)
+    ``(N, 3, H, W // 2 + 1)``, phases in radians; the start is one random phase for all three axes
+    (a grey picture), picture ``i`` seeded by ``(seed, key_i)``.
+    """
+
+    name = "phase"
+
+    def __init__(self, size: int | Sequence[int], magnitude: np.ndarray) -> None:
+        super().__init__(size, 3, decorrelate=False, sigmoid=True)  # colours mixed in spatial, before standardising
+        h, w = self.size
+        self.magnitude = np.asarray(magnitude, np.float32)
+        if self.magnitude.shape != (3, h, w // 2 + 1):
+            raise ValueError(f"magnitude must have shape (3, {h}, {w // 2 + 1}) for a {h}x{w} picture, "
+                             f"got {self.magnitude.shape}")
+
+    def grid_shape(self, n: int) -> tuple[int, ...]:
+        return (n, 3, self.size[0], self.size[1] // 2 + 1)
+
+    def init(self, n: int | Sequence[int], seed: int = 0) -> np.ndarray:
+        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+        one = self.grid_shape(1)[2:]
+        starts = [np.random.default_rng([effective_seed(seed), k]).uniform(-np.pi, np.pi, one) for k in keys]
+        return np.stack([np.broadcast_to(s, (3, *one)).reshape(-1) for s in starts]).astype(np.float32)
+
+    def spatial(self, p: tf.Tensor) -> tf.Tensor:
+        mag = tf.constant(self.magnitude)
+        image = tf.signal.irfft2d(tf.complex(mag * tf.cos(p), mag * tf.sin(p)), fft_length=list(self.size))
+        image = tf.tensordot(tf.transpose(image, [0, 2, 3, 1]), tf.constant(COLOR_MIX.T), axes=1)  # RGB (N, H, W, 3)
+        mean, var = tf.nn.moments(image, axes=[1, 2, 3], keepdims=True)
+        return (image - mean) / tf.sqrt(var + 1e-12)
+
+    def unspatial(self, t: np.ndarray) -> np.ndarray:
+        raise ValueError("a phase-only picture cannot start from a photo (its amplitude is fixed); start from its init")
+
+    def key(self) -> Hashable:
+        return (type(self).__qualname__, self.size, self.magnitude.tobytes())
+
+    def __repr__(self) -> str:
+        return f"Phase(size={self.size}, magnitude={self.magnitude.shape})"
 
 
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:

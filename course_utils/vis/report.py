@@ -2,8 +2,9 @@
 
 Filters: many layers at once, a table of how far each filter rose (drawn by
 :func:`course_utils.classroom.plotting.plot_filter_grid`), and what batching the filters saves.
-Classes: MaCo (:func:`maximize_class_maco`, Fel et al., NeurIPS 2023), and two measures of "looks
-like a photo": the share of clipped values and the slope of the amplitude spectrum (:func:`picture_stats`).
+Classes: the sample photos' amplitude spectrum MaCo keeps (:func:`natural_magnitude`; MaCo itself is
+:mod:`course_utils.vis.maco`), and two measures of "looks like a photo": the share of clipped values
+and the slope of the amplitude spectrum (:func:`picture_stats`).
 
 :func:`visualize_layers` and :func:`compare_batched_serial` run
 :func:`course_utils.vis.visualize.maximize_filters` (keyword arguments pass through: any style or
@@ -21,15 +22,15 @@ import pandas as pd
 
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number, check_seed, check_size, check_steps, effective_seed
+from course_utils.checks import check_int, check_size
 from course_utils.core.param import COLOR_MIX
 from course_utils.io.images import load_image, sample_image, to_uint8
 from course_utils.models.imagenet import ClassNames
-from course_utils.vis.result import Visualization, history as _history
+from course_utils.vis.result import Visualization
 from course_utils.vis.visualize import class_probabilities, maximize_filters
 
-__all__ = ["visualize_layers", "filter_report", "compare_batched_serial", "natural_magnitude", "maximize_class_maco",
-           "picture_stats", "shipped_class_pictures"]
+__all__ = ["visualize_layers", "filter_report", "compare_batched_serial", "natural_magnitude", "picture_stats",
+           "shipped_class_pictures"]
 
 
 def visualize_layers(
@@ -111,68 +112,6 @@ def natural_magnitude(size: int | tuple[int, int]) -> np.ndarray:
     spectra = np.abs(np.fft.rfft2(np.moveaxis(photos, -1, 1), norm="ortho")).mean(axis=0)   # (3, H, W//2+1)
     spectra[:, 0, 0] = 0.0
     return spectra.astype(np.float32)
-
-
-def maximize_class_maco(
-    model: keras.Model, target: int | str | Sequence[int | str], steps: int = 64, *, size: int = 320,
-    crops: int = 6, crop_range: tuple[float, float] = (0.5, 1.0), step_size: float = 0.2, seed: int = 0,
-) -> Visualization:
-    """MaCo (Fel et al., NeurIPS 2023): gradient ascent on a class logit over the *phase* of the
-    picture's Fourier transform, the magnitude fixed to the sample photos' (:func:`natural_magnitude`).
-
-    Each step scores ``crops`` random square crops (side ``crop_range`` of the picture, resized to the
-    model's input) and adds up the gradient's size on every pixel: ``alpha``, ``(N, size, size)`` in
-    0..1, is that sum smoothed and scaled, the transparency map (where the evidence is). The picture:
-    the inverse FFT, standardised, through a sigmoid to 0..255 (nothing clipped). ``step_size`` is
-    Adam's learning rate on the phase (radians). Pixels float32 0..255; one picture per class.
-    """
-    h, w, c = model.input_shape[1:]
-    classes = ClassNames.of(model)
-    idx = classes.indices(target)
-    steps, seed, size = check_steps(steps), check_seed(seed), check_int("size", size, minimum=32)
-    crops = check_int("crops", crops, minimum=1)
-    lo, hi = (check_number("crop_range", v, minimum=0.05, maximum=1.0) for v in crop_range)
-    magnitude = tf.constant(natural_magnitude(size))                              # (3, S, S//2+1), fixed
-    rng = np.random.default_rng([effective_seed(seed), *idx])
-    start = rng.uniform(-np.pi, np.pi, (len(idx), 1, *magnitude.shape[1:]))     # one phase for R, G, B: grey
-    phase = tf.Variable(np.repeat(start, 3, axis=1).astype(np.float32))
-    labels = tf.constant(np.repeat(idx, crops), tf.int32)
-    adam = keras.optimizers.Adam(step_size)
-
-    def picture(phase: tf.Variable) -> tf.Tensor:                                 # phase -> pixels 0..255
-        img = tf.signal.irfft2d(tf.complex(magnitude * tf.cos(phase), magnitude * tf.sin(phase)), [size, size])
-        img = tf.tensordot(tf.transpose(img, [0, 2, 3, 1]), COLOR_MIX.T, axes=1)  # (N, S, S, 3), RGB
-        mean, var = tf.nn.moments(img, axes=[1, 2, 3], keepdims=True)
-        return 255.0 * tf.sigmoid((img - mean) / tf.sqrt(var + 1e-12))
-
-    @tf.function
-    def step(phase: tf.Variable, key: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        side = tf.random.stateless_uniform([len(idx) * crops, 1], [seed, key], lo, hi)
-        corner = tf.random.stateless_uniform([len(idx) * crops, 2], [seed, key + 1]) * (1.0 - side)
-        boxes = tf.concat([corner, corner + side], axis=1)                        # (N * crops, 4), y0 x0 y1 x1
-        with tf.GradientTape() as tape:
-            img = picture(phase)
-            seen = tf.image.crop_and_resize(img, boxes, tf.repeat(tf.range(len(idx)), crops), (h, w))
-            logits = model(seen, training=False)
-            loss = -tf.reduce_mean(tf.gather(logits, labels, axis=1, batch_dims=1))
-        g_phase, g_img = tape.gradient(loss, [phase, img])
-        adam.apply_gradients([(g_phase, phase)])
-        return tf.reduce_sum(tf.abs(g_img), axis=-1), tf.nn.softmax(logits)
-
-    t0, alpha, history = time.perf_counter(), np.zeros((len(idx), size, size), np.float32), []
-    initial = picture(phase).numpy()
-    for i in range(steps):
-        grads, probs = step(phase, tf.constant(2 * i, tf.int32))
-        alpha += grads.numpy()
-        history.append(probs.numpy()[np.arange(len(idx)) * crops, idx])          # p of the first crop
-    pixels = picture(phase).numpy()
-    start, final = class_probabilities(model, initial, idx)[0], class_probabilities(model, pixels, idx)[0]
-    alpha = tf.nn.avg_pool2d(alpha[..., None], 9, 1, "SAME").numpy()[..., 0]
-    alpha = alpha / alpha.max(axis=(1, 2), keepdims=True)
-    what = [classes.label(k) for k in idx]
-    values = np.asarray([start, *history[1:], final], np.float32)
-    return Visualization("class", what, initial, pixels, to_uint8(pixels), values[0], final,
-                         _history(values, what), None, time.perf_counter() - t0, 0.0, 1, alpha=alpha)
 
 
 def _spectrum_slope(pixels: np.ndarray) -> np.ndarray:
