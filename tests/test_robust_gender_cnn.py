@@ -78,7 +78,7 @@ def test_shipped_numbers_keep_the_lessons_promises():
     _check_promises(table.robust[0.0], table.robust[EPS], table.standard[EPS], "shipped JSON")
     assert (table.diff().iloc[1:] <= 0).all().all(), "accuracy can only fall as the budget grows"
     card = ROBUST_CARD.read_text()
-    for needle in ("non-commercial research and education", "Training took", f"{table.robust[EPS]:.3f}", "train_robust_gender_cnn.py"):
+    for needle in ("non-commercial research and education", "Training took", f"{table.robust[EPS]:.3f}", "train_face_model.py --variant robust"):
         assert needle in card, f"the model card should mention {needle!r}"
 
 
