@@ -369,3 +369,15 @@ def test_maco_keeps_the_magnitude_and_optimises_the_phase(imagenet_model):
     assert (a.final > a.start).all()
     np.testing.assert_allclose(a.pixels, b.pixels, atol=1e-3)
     assert b.traces == 0  # the second call reuses the compiled step
+
+
+def test_maco_refuses_sizes_that_would_not_fit_and_a_bare_crop_range(imagenet_model):
+    """Checked before any work: the message names the largest size, or the argument to lower."""
+    from course_utils.vis import maximize_class_maco
+
+    with pytest.raises(ValueError, match=r"Use size at most \d+"):
+        maximize_class_maco(imagenet_model, "goldfish", 2, size=30000)
+    with pytest.raises(ValueError, match="crops=1000000 .* Use fewer crops"):
+        maximize_class_maco(imagenet_model, "goldfish", 2, crops=10**6)
+    with pytest.raises(ValueError, match="two numbers"):
+        maximize_class_maco(imagenet_model, "goldfish", 2, crop_range=0.5)

@@ -12,13 +12,16 @@ the classes and the step size enter each call as data. Pixels: float32 0..255.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from course_utils.checks import check_int, check_number, check_seed, check_steps
+from course_utils.checks import (
+    MAX_WORKING_BYTES, check_gradient_memory, check_int, check_memory, check_number, check_seed, check_steps,
+)
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.core.param import Phase
@@ -99,10 +102,21 @@ def maximize_class_maco(
     idx = classes.indices(target)
     steps, seed, size = check_steps(steps), check_seed(seed), check_int("size", size, minimum=32)
     crops = check_int("crops", crops, minimum=1)
+    if not isinstance(crop_range, (tuple, list)) or len(crop_range) != 2:
+        raise ValueError(f"crop_range must be two numbers (smallest, largest), e.g. (0.5, 1.0), got {crop_range!r}")
     lo, hi = (check_number("crop_range", v, minimum=0.05, maximum=1.0) for v in crop_range)
     if lo > hi:
         raise ValueError(f"crop_range must be (smallest, largest), got {crop_range!r}")
     step_size = check_number("step_size", step_size, minimum=0.0, above=True)
+    per_pixel = 4 * 32 * len(idx)   # float32: phases, Adam's two means, their gradient, the map, the picture and copies
+    check_memory("size", size, per_pixel * size * size, math.isqrt(int(MAX_WORKING_BYTES // per_pixel)),
+                 f"{len(idx)} MaCo picture(s) of {size} x {size} with Adam's state and the gradients")
+    h, w, c = model.input_shape[1:]
+    try:                                                                  # the crops' pass through the model
+        check_gradient_memory(model, np.broadcast_to(np.float32(0), (len(idx) * crops, h, w, c)))
+    except ValueError as err:
+        raise ValueError(f"crops={crops} for {len(idx)} class(es) is too many at once: {err}. "
+                         "Use fewer crops or fewer classes per call") from None
     param = Phase(size, natural_magnitude(size))
     start = param.init(idx, seed)
     x0 = np.concatenate([start, np.zeros_like(start), np.zeros_like(start),   # phases, Adam's m and v
