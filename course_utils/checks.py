@@ -91,18 +91,10 @@ def check_number(
     above: bool = False,
     below: bool = False,
 ) -> float:
-    """``value`` as a finite float within the bounds, or a clear error.
-
-    Args:
-        name: the argument's name, for the message.
-        value: an int or float (Python or NumPy); not a bool, not a str.
-        minimum, maximum: inclusive bounds (``None``: no bound).
-        above, below: make ``minimum`` / ``maximum`` exclusive (``> 0`` rather than ``>= 0``).
-
-    Raises:
-        WrongTypeError: not a number (``"4"``, ``True``, ``None``, a list...).
-        ValueError: NaN, infinite, or outside the bounds.
-    """
+    """``value`` (an int or float, not a bool or a str) as a finite float within the inclusive bounds
+    ``minimum``, ``maximum`` (``None``: no bound; ``above``, ``below`` make them exclusive), or a
+    :class:`WrongTypeError` (``"4"``, ``True``, ``None``...) or ``ValueError`` (NaN, infinite, out of
+    bounds) that names ``name``."""
     bounds = _bounds(minimum, maximum, above, below)
     value = _scalar(value)
     if _is_bool(value) or not isinstance(value, numbers.Real):
@@ -118,14 +110,9 @@ def check_number(
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int within ``minimum..maximum`` (inclusive), or a clear error.
-
-    Floats are refused even when whole (``145.0``): an index or a count is written as an int.
-
-    Raises:
-        WrongTypeError: not a whole number (``2.7``, ``145.0``, ``"2"``, ``True``, ``None``).
-        ValueError: outside the bounds.
-    """
+    """``value`` as an int within ``minimum..maximum`` (inclusive), or a :class:`WrongTypeError` (not
+    a whole number: ``2.7``, ``"2"``, ``True``, and ``145.0`` too, as an index or a count is written as
+    an int) or ``ValueError`` (out of bounds)."""
     if minimum is not None and maximum is not None:
         expected = f"a whole number in {minimum}..{maximum}"
     else:
@@ -191,19 +178,10 @@ def check_size(size: Any, name: str = "size") -> tuple[int, int]:
 
 
 def check_memory(name: Any, value: Any, need: float, most: Any, what: str, limit: float = MAX_WORKING_BYTES) -> None:
-    """Refuse a call whose arrays would take more than ``limit`` bytes (:data:`MAX_WORKING_BYTES`).
-
-    Args:
-        name: the argument that scales the memory (``"population"``, ``"size"``...).
-        value: its value, quoted in the message.
-        need: the bytes the call would take with ``value`` (an estimate made before any work).
-        most: the largest value of the argument that fits, named in the message.
-        what: what takes the memory, for the message (``"3,000 pictures of 224 x 224 x 3 and
-            the model's activations"``).
-
-    Raises:
-        ValueError: ``need > limit``; the message names the largest value that fits.
-    """
+    """Refuse (``ValueError``) a call whose arrays would take ``need`` bytes (estimated before any work)
+    when that is more than ``limit``: the message quotes the argument ``name=value`` that scales the
+    memory, ``what`` takes it (``"3,000 pictures of 224 x 224 x 3 ..."``) and ``most``, the largest
+    value that fits."""
     if need > limit:
         shown = f"{value:,}" if isinstance(value, numbers.Integral) and not _is_bool(value) else repr(value)
         raise ValueError(
@@ -242,11 +220,9 @@ def effective_seed(seed: object, name: str = "seed") -> int:
 
 
 MAX_GRADIENT_BYTES = 5_000_000_000
-"""The most memory (bytes) one gradient batch of an attack may take, as estimated by
-:func:`check_gradient_memory`: 5 GB. Higher than :data:`MAX_WORKING_BYTES` because the lessons'
-own batches need it (16 pictures through EfficientNet-Lite0 and Lite1 together: about 4 GB); a
-careless batch (64 pictures through both, or a million faces) would take 6 GB or far more and
-kill a laptop's kernel."""
+"""The most memory (bytes) one gradient batch of an attack may take (:func:`check_gradient_memory`):
+5 GB, as the lessons' own batches need about 4 (16 pictures through EfficientNet-Lite0 and Lite1);
+a careless one (64 pictures through both, a million faces) would kill a laptop's kernel."""
 
 
 def _activation_floats(model: Any) -> int:
@@ -274,14 +250,10 @@ def check_gradient_memory(model: Any, images: Any, *, batch_size: int | None = N
     runs), times ``copies``; a model without ``layers`` (a plain function) counts as its input.
     Plus three float32 copies of every image (the batch, the adversarial batch, a working copy).
 
-    Args:
-        model: the attacked model (its layers' output sizes give the memory per example).
-        images: the images as passed, ``(H, W, C)`` or ``(N, H, W, C)`` (only their shape is read).
-        batch_size: images per compiled call (``None``: all at once).
-        copies: model calls per image and step (EOT draws, samples, a detector's squeezers).
-
-    Raises:
-        ValueError: the message names the largest ``batch_size`` (or number of images) that fits.
+    ``images``: as passed, ``(H, W, C)`` or ``(N, H, W, C)`` (only the shape is read); ``batch_size``:
+    images per compiled call (``None``: all at once); ``copies``: model calls per image and step (EOT
+    draws, samples, a detector's squeezers). The ``ValueError`` names the largest ``batch_size`` (or
+    number of images) that fits.
     """
     try:
         shape = tuple(getattr(images, "shape", None) or np.shape(images))

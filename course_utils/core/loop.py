@@ -194,15 +194,8 @@ class Loop:
             x0: the reference batch ``(N, ...)``, pixels: what budgets and penalties measure from.
             data: the per-call values, each a NumPy array ``(N,)`` of its dtype (checked by the caller).
             steps: number of steps, >= 1; refused when the history would not fit in memory.
-            start: where ``x`` starts, default ``x0``.
             seed: the same seed gives the same result (``COURSE_SEED`` moves it).
-            progress: a text progress bar; ``None``: for runs of 50 steps or more. Either way
-                Kernel -> Interrupt stops the run within about a chunk.
-            description: the bar's label.
-
-        Returns:
-            :class:`LoopResult`: row ``t`` of the history is measured at
-            the start of step ``t``; the last row on the final batch.
+            progress: a text progress bar (``None``: for runs of 50 steps or more), ``description`` its label.
         """
         steps = check_steps(steps)
         progress = check_flag("progress", progress, allow_none=True)
@@ -258,20 +251,17 @@ class Loop:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """What :meth:`course_utils.core.loop.Loop.run` returns (NumPy arrays).
+    """What :meth:`Loop.run` returns (NumPy arrays).
 
     Attributes:
         x: the final batch, same shape as the start, pixel units.
-        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t`` and the last
-            row the loss of the final ``x`` (penalties included). The first and the last row are
-            measured on ``x`` itself; the rows in between on what the model saw at that step,
-            after the loop's transforms (jitter, scale, ...), if it has any.
-        tracked: ``(steps + 1, N, K)``; the objective's tracked values, rows as for ``losses``.
-        compile_seconds: time spent tracing the loop and the final evaluation into graphs
-            (Python -> TensorFlow graph), before any step runs; ~0 when nothing was traced.
-        seconds: total wall time of the loop.
-        chunks: the number of steps of each call of the compiled loop, in order (they add up to
-            ``steps``); Python, and so Kernel -> Interrupt, gets control between them.
+        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t``, the last row the
+            final ``x``'s. The first and last rows are measured on ``x`` itself, the others on what
+            the model saw at that step (after a step's random transforms, if it has any).
+        tracked: ``(steps + 1, N, K)``; the step's tracked values, rows as for ``losses``.
+        compile_seconds: time spent tracing graphs before any step ran (~0 when nothing was traced).
+        seconds: total wall time of the run.
+        chunks: the steps of each compiled call, in order (they add up to ``steps``).
         traces: how many graphs this run traced (0 when it reused the compiled loop).
     """
 
