@@ -223,24 +223,20 @@ def evolve_fooling_images(
         target: ``None``: MAP-Elites over every class (keep each class's best picture, mutate
             elites drawn at random). A class (index or name): a (1 + lambda) strategy for it.
         encoding: how a genome becomes a picture; default ``GridEncoding(8, 4, S, C)``.
-        population: pictures per generation (one batched forward pass), >= 1.
-        generations: generations after the random start, >= 1. Queries used:
-            ``population * (generations + 1)``, or ``M + population * generations`` from ``start``.
-        sigma: size of a mutation (0..1 of full intensity), > 0.
-        rate: chance that a gene mutates, in (0, 1] (at least one always does).
+        population, generations: pictures per generation (one batched forward pass) and generations
+            after the random start, each >= 1: ``population * (generations + 1)`` queries, or
+            ``M + population * generations`` from ``start``.
+        sigma: size of a mutation (0..1 of full intensity), > 0; ``rate``: chance that a gene
+            mutates, in (0, 1] (at least one always does).
         keep: MAP-Elites: how many of the best classes to return as pictures (all are in
             ``all_elites``). With a target: 1.
-        start: optional genomes ``(M, grid, grid, C)`` in 0..1 to start from instead of
-            ``population`` random ones (the first generation is then these ``M``).
-        seed: the random seed (moved by ``COURSE_SEED``); the same call gives the same pictures.
-        progress: show a text progress bar (one tick per generation).
+        start: optional genomes ``(M, grid, grid, C)`` in 0..1, the first generation instead of
+            ``population`` random ones.
+        seed: the same seed, the same pictures (``COURSE_SEED`` moves it); ``progress``: a text
+            progress bar (one tick per generation).
 
-    Returns:
-        an :class:`_EvolutionResult`, best first.
-
-    Raises:
-        ValueError: population or generations < 1, sigma <= 0, rate outside (0, 1], an unknown
-            class, an encoding whose pictures the model does not take, a bad ``start``.
+    Returns an :class:`_EvolutionResult`, best first; raises ``ValueError`` for an argument out of
+    its range above, an unknown class, an encoding whose pictures the model does not take.
     """
     population = check_int("population", population, minimum=1)
     generations = check_int("generations", generations, minimum=1)

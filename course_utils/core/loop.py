@@ -96,7 +96,7 @@ class Loop:
         """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
         chunk (``last_steps`` in ``last_seconds``), at most twice the last, at least one."""
         fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
-        return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
+        return max(1, int(min(fit, 2 * last_steps)))
 
     # ------------------------------------------------------------------ the graph
 
