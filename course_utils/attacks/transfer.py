@@ -103,7 +103,8 @@ def photo_variants(
 
 
 def top1(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The model's most probable class for each image ``(N, H, W, C)`` pixels 0..255, ``(N,)`` int64."""
+    """The model's most probable class for each image ``(N, H, W, C)`` pixels 0..255, ``(N,)`` int64
+    (no images, no classes), ``batch_size`` images per compiled call: the package's one top-1 helper."""
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if np.ndim(images) == 4 and len(images) == 0:
         return np.zeros(0, np.int64)
