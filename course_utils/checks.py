@@ -1,19 +1,11 @@
 """Checks of the arguments a student passes, shared by every public function of the course.
 
 Each check returns the value as a plain Python type, or raises an error that names the argument,
-quotes the value and says what is expected, *before* any TensorFlow graph is traced (a bad value
-would otherwise surface as an autograph or graph-execution traceback, or be silently truncated:
-``int(2.7) == 2``).
-
-Two kinds of error:
-
-- a value of the wrong *type* (``"4"`` or ``True`` where a number belongs, ``2.7`` where a whole
-  number belongs) raises :class:`WrongTypeError`, a ``TypeError`` that is also a ``ValueError``,
-  so ``except ValueError`` catches every bad argument;
-- a value of the right type but out of range raises ``ValueError``.
-
-NumPy scalars (``np.int64(3)``, ``np.float32(4.0)``) and 0-d arrays are accepted wherever the
-Python number is.
+quotes the value and says what is expected, *before* any TensorFlow graph is traced. A value of the
+wrong *type* (``"4"``, ``True``, ``2.7`` where a whole number belongs) raises :class:`WrongTypeError`
+(also a ``ValueError``); a value out of range raises ``ValueError``. NumPy scalars and 0-d arrays
+count as the Python number. Also here: the memory bounds of one call, and the one seed knob
+(``COURSE_SEED``, :func:`effective_seed`).
 """
 
 from __future__ import annotations
@@ -25,16 +17,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "WrongTypeError", "describe", "suggestion", "check_number", "check_int", "check_steps", "check_seed",
-    "check_flag", "check_size", "check_batch", "MAX_WORKING_BYTES", "check_memory", "seed_offset", "effective_seed",
-    "MAX_GRADIENT_BYTES", "check_gradient_memory",
+    "WrongTypeError", "describe", "check_number", "check_int", "check_steps", "check_seed", "check_flag", "check_size",
+    "MAX_WORKING_BYTES", "check_memory", "effective_seed", "MAX_GRADIENT_BYTES", "check_gradient_memory",
 ]
 
 MAX_WORKING_BYTES = 1_000_000_000
-"""The most memory (bytes) the arrays of one call may take, as estimated before it starts: 1 GB,
-the same bound as a loop's history (:data:`course_utils.core.loop.MAX_HISTORY_BYTES`). A
-careless size or count (a 30000 x 30000 picture, a population of 3000 ImageNet pictures) would
-otherwise fill the computer's memory and kill the kernel; it is refused up front instead."""
+"""The most memory (bytes) the arrays of one call, or a run's history, may take, as estimated before
+it starts: 1 GB. A careless size or count (a 30000 x 30000 picture, a population of 3000 ImageNet
+pictures, ``steps=10**9``) would otherwise fill the computer's memory and kill the kernel."""
 
 MAX_SEED = 2**31 - 1
 """Seeds become 32-bit integers inside the compiled loop (stateless random numbers)."""
@@ -45,19 +35,19 @@ class WrongTypeError(TypeError, ValueError):
     ``except ValueError`` catches every bad argument of the course."""
 
 
-def describe(value: Any) -> str:
-    """The value quoted and its type, for messages: ``'4' (a str)``, ``2.7 (a float)``."""
+def describe(value: Any, whole: bool | None = None) -> str:
+    """The value quoted and its type, for messages: ``'4' (a str)``, ``2.7 (a float)``. Where a number
+    belongs (``whole``: a whole one), what to write instead if that is clear: ``"; write 145"`` for
+    ``145.0``, ``"; write the number without quotes"`` for ``"4"``."""
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     kind = type(value).__name__
     article = "an" if kind[:1].lower() in "aeiou" else "a"
-    return f"{text} ({article} {kind})"
+    return f"{text} ({article} {kind}){'' if whole is None else _suggestion(value, whole)}"
 
 
-def suggestion(value: Any, whole: bool) -> str:
-    """What to write instead, where that is clear: ``"; write 145"`` for ``145.0`` where a whole
-    number belongs (``whole``), ``"; write the number without quotes"`` for ``"4"``; else ``""``."""
+def _suggestion(value: Any, whole: bool) -> str:
     if isinstance(value, (str, np.str_)):
         try:
             float(value)
@@ -101,23 +91,15 @@ def check_number(
     above: bool = False,
     below: bool = False,
 ) -> float:
-    """``value`` as a finite float within the bounds, or a clear error.
-
-    Args:
-        name: the argument's name, for the message.
-        value: an int or float (Python or NumPy); not a bool, not a str.
-        minimum, maximum: inclusive bounds (``None``: no bound).
-        above, below: make ``minimum`` / ``maximum`` exclusive (``> 0`` rather than ``>= 0``).
-
-    Raises:
-        WrongTypeError: not a number (``"4"``, ``True``, ``None``, a list...).
-        ValueError: NaN, infinite, or outside the bounds.
-    """
+    """``value`` (an int or float, not a bool or a str) as a finite float within the inclusive bounds
+    ``minimum``, ``maximum`` (``None``: no bound; ``above``, ``below`` make them exclusive), or a
+    :class:`WrongTypeError` (``"4"``, ``True``, ``None``...) or ``ValueError`` (NaN, infinite, out of
+    bounds) that names ``name``."""
     bounds = _bounds(minimum, maximum, above, below)
     value = _scalar(value)
     if _is_bool(value) or not isinstance(value, numbers.Real):
         expected = f"a number {bounds}".rstrip()
-        raise WrongTypeError(f"{name} must be {expected}, got {describe(value)}{suggestion(value, False)}")
+        raise WrongTypeError(f"{name} must be {expected}, got {describe(value, whole=False)}")
     v = float(value)
     low_bad = minimum is not None and (v <= minimum if above else v < minimum)
     high_bad = maximum is not None and (v >= maximum if below else v > maximum)
@@ -128,30 +110,39 @@ def check_number(
 
 
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int within ``minimum..maximum`` (inclusive), or a clear error.
-
-    Floats are refused even when whole (``145.0``): an index or a count is written as an int.
-
-    Raises:
-        WrongTypeError: not a whole number (``2.7``, ``145.0``, ``"2"``, ``True``, ``None``).
-        ValueError: outside the bounds.
-    """
+    """``value`` as an int within ``minimum..maximum`` (inclusive), or a :class:`WrongTypeError` (not
+    a whole number: ``2.7``, ``"2"``, ``True``, and ``145.0`` too, as an index or a count is written as
+    an int) or ``ValueError`` (out of bounds)."""
     if minimum is not None and maximum is not None:
         expected = f"a whole number in {minimum}..{maximum}"
     else:
         expected = f"a whole number {_bounds(minimum, maximum, False, False)}".rstrip()
     value = _scalar(value)
     if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise WrongTypeError(f"{name} must be {expected}, got {describe(value)}{suggestion(value, True)}")
+        raise WrongTypeError(f"{name} must be {expected}, got {describe(value, whole=True)}")
     v = int(value)
     if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
         raise ValueError(f"{name} must be {expected}, got {v}")
     return v
 
 
-def check_steps(steps: Any) -> int:
-    """``steps`` as an int, or a clear error if it is not a whole number >= 1."""
-    return check_int("steps", steps, minimum=1)
+def check_steps(steps: Any, batch: int = 0, width: int = 0, *, at_least: bool = False) -> int:
+    """``steps`` as a whole number >= 1, or a clear error. With ``batch``: also refuse a run whose
+    history, ``steps + 1`` rows of ``batch`` losses and ``batch x width`` tracked values (float32, kept
+    to plot and report), would take more than :data:`MAX_WORKING_BYTES`; the message gives the size
+    and the most steps that fit. ``at_least``: ``width`` is only a lower bound (not traced yet)."""
+    steps = check_int("steps", steps, minimum=1)
+    per_step = 4 * batch * (1 + width)
+    need = (steps + 1) * per_step
+    if need > MAX_WORKING_BYTES:
+        raise ValueError(
+            f"steps={steps:,} would keep {'at least ' if at_least else ''}{need / 1e9:,.1f} GB of history "
+            f"({batch} image(s) x {1 + width}{'+' if at_least else ''} "
+            f"values x 4 bytes per step, kept in memory to plot and report); the limit is "
+            f"{MAX_WORKING_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
+            f"steps (at most {MAX_WORKING_BYTES // per_step - 1:,} here) or fewer images"
+        )
+    return steps
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:
@@ -176,7 +167,7 @@ def check_size(size: Any, name: str = "size") -> tuple[int, int]:
         size = (size, size)
     expected = f"{name} must be (height, width): two whole numbers >= 1 (or one, for a square)"
     if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
-        raise WrongTypeError(f"{expected}, got {describe(size)}{suggestion(size, True)}")
+        raise WrongTypeError(f"{expected}, got {describe(size, whole=True)}")
     try:
         h, w = (check_int(name, s, minimum=1) for s in size)
     except WrongTypeError:
@@ -186,27 +177,11 @@ def check_size(size: Any, name: str = "size") -> tuple[int, int]:
     return h, w
 
 
-def check_batch(x: np.ndarray, what: str = "images") -> np.ndarray:
-    """Refuse an empty batch ``(0, H, W, C)``: there would be nothing to optimise or report."""
-    if len(x) == 0:
-        raise ValueError(f"got an empty batch of {what} (shape {tuple(x.shape)}); give at least one image")
-    return x
-
-
 def check_memory(name: Any, value: Any, need: float, most: Any, what: str, limit: float = MAX_WORKING_BYTES) -> None:
-    """Refuse a call whose arrays would take more than ``limit`` bytes (:data:`MAX_WORKING_BYTES`).
-
-    Args:
-        name: the argument that scales the memory (``"population"``, ``"size"``...).
-        value: its value, quoted in the message.
-        need: the bytes the call would take with ``value`` (an estimate made before any work).
-        most: the largest value of the argument that fits, named in the message.
-        what: what takes the memory, for the message (``"3,000 pictures of 224 x 224 x 3 and
-            the model's activations"``).
-
-    Raises:
-        ValueError: ``need > limit``; the message names the largest value that fits.
-    """
+    """Refuse (``ValueError``) a call whose arrays would take ``need`` bytes (estimated before any work)
+    when that is more than ``limit``: the message quotes the argument ``name=value`` that scales the
+    memory, ``what`` takes it (``"3,000 pictures of 224 x 224 x 3 ..."``) and ``most``, the largest
+    value that fits."""
     if need > limit:
         shown = f"{value:,}" if isinstance(value, numbers.Integral) and not _is_bool(value) else repr(value)
         raise ValueError(
@@ -218,49 +193,36 @@ def check_memory(name: Any, value: Any, need: float, most: Any, what: str, limit
 
 # ---------------------------------------------------------------- the seed knob
 
-_SEED_VARIABLE = "COURSE_SEED"
-"""The environment variable that holds the course-wide seed offset (a whole number >= 0)."""
-
-
-def seed_offset() -> int:
-    """The course-wide seed offset: ``int($COURSE_SEED)``, or 0 when it is unset or empty.
-
-    Raises:
-        ValueError: the variable is set to something other than a whole number in ``0..2**31 - 1``
-            (the message quotes it and says how to fix it).
-    """
-    text = os.environ.get(_SEED_VARIABLE, "").strip()
-    if not text:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise ValueError(
-            f"{_SEED_VARIABLE}={text!r} is not a seed offset: set it to a whole number such as 0, 1 or 2 "
-            f"(or unset it for the course's own seeds)"
-        )
-    return value
-
 
 def effective_seed(seed: object, name: str = "seed") -> int:
-    """The seed a call really uses: ``seed`` (checked, ``0..2**31 - 1``) plus :func:`seed_offset`,
-    wrapped into the same range. With ``COURSE_SEED`` unset it is ``seed`` itself.
+    """The seed a call really uses: ``seed`` (checked, ``0..2**31 - 1``) plus the course-wide offset
+    ``int($COURSE_SEED)`` (0 when unset or empty), wrapped into the same range; ``effective_seed(0)``
+    is the offset itself, what a seed tensor inside a compiled graph adds.
 
-    Every seeded call in the course (the loops, the start pictures, PGD's random starts, lesson 3's
-    noise, lesson 4's photo variants) draws from ``effective_seed(seed)``, so ``COURSE_SEED=1 make
-    test`` runs everything as if each seed were one more: the stability harness
-    (``tools/stability.py``) uses it to check that a claim holds for the lesson's reason, not for one
-    lucky picture. The offset is read from the environment, never set by the course."""
-    return (check_seed(seed, name) + seed_offset()) % (MAX_SEED + 1)
+    Every seeded call in the course draws from it, so ``COURSE_SEED=1 make test`` runs everything as
+    if each seed were one more: the stability harness (``tools/stability.py``) uses it to check that a
+    claim holds for the lesson's reason, not for one lucky picture. The course never sets it.
+
+    Raises:
+        ValueError: a bad ``seed``, or ``COURSE_SEED`` set to anything but a whole number in
+            ``0..2**31 - 1`` (the message quotes it and says how to fix it).
+    """
+    seed = check_seed(seed, name)
+    text = os.environ.get("COURSE_SEED", "").strip()
+    try:
+        offset = int(text or 0)
+    except ValueError:
+        offset = -1
+    if not 0 <= offset <= MAX_SEED:
+        raise ValueError(f"COURSE_SEED={text!r} is not a seed offset: set it to a whole number such as 0, 1 or 2 "
+                         f"(or unset it for the course's own seeds)")
+    return (seed + offset) % (MAX_SEED + 1)
+
 
 MAX_GRADIENT_BYTES = 5_000_000_000
-"""The most memory (bytes) one gradient batch of an attack may take, as estimated by
-:func:`check_gradient_memory`: 5 GB. Higher than :data:`MAX_WORKING_BYTES` because the lessons'
-own batches need it (16 pictures through EfficientNet-Lite0 and Lite1 together: about 4 GB); a
-careless batch (64 pictures through both, or a million faces) would take 6 GB or far more and
-kill a laptop's kernel."""
+"""The most memory (bytes) one gradient batch of an attack may take (:func:`check_gradient_memory`):
+5 GB, as the lessons' own batches need about 4 (16 pictures through EfficientNet-Lite0 and Lite1);
+a careless one (64 pictures through both, a million faces) would kill a laptop's kernel."""
 
 
 def _activation_floats(model: Any) -> int:
@@ -288,14 +250,10 @@ def check_gradient_memory(model: Any, images: Any, *, batch_size: int | None = N
     runs), times ``copies``; a model without ``layers`` (a plain function) counts as its input.
     Plus three float32 copies of every image (the batch, the adversarial batch, a working copy).
 
-    Args:
-        model: the attacked model (its layers' output sizes give the memory per example).
-        images: the images as passed, ``(H, W, C)`` or ``(N, H, W, C)`` (only their shape is read).
-        batch_size: images per compiled call (``None``: all at once).
-        copies: model calls per image and step (EOT draws, samples, a detector's squeezers).
-
-    Raises:
-        ValueError: the message names the largest ``batch_size`` (or number of images) that fits.
+    ``images``: as passed, ``(H, W, C)`` or ``(N, H, W, C)`` (only the shape is read); ``batch_size``:
+    images per compiled call (``None``: all at once); ``copies``: model calls per image and step (EOT
+    draws, samples, a detector's squeezers). The ``ValueError`` names the largest ``batch_size`` (or
+    number of images) that fits.
     """
     try:
         shape = tuple(getattr(images, "shape", None) or np.shape(images))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from course_utils.classroom.grading import _ClaimFailed as ClaimFailed, claim, _margin
-from course_utils.checks import effective_seed, seed_offset
+from course_utils.checks import effective_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,14 +68,14 @@ def test_claim_refuses_what_is_not_a_number():
 
 def test_seed_offset_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("COURSE_SEED", raising=False)
-    assert seed_offset() == 0 and effective_seed(7) == 7
+    assert effective_seed(0) == 0 and effective_seed(7) == 7
     monkeypatch.setenv("COURSE_SEED", "3")
-    assert seed_offset() == 3 and effective_seed(7) == 10
+    assert effective_seed(0) == 3 and effective_seed(7) == 10
     assert effective_seed(2**31 - 1) == 2                         # wraps into the seed range
     for bad in ("one", "-1", "1.5"):
         monkeypatch.setenv("COURSE_SEED", bad)
         with pytest.raises(ValueError, match=f"COURSE_SEED='{bad}' is not a seed offset"):
-            seed_offset()
+            effective_seed(0)
 
 
 def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):

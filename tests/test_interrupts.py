@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from course_utils.attacks.pgd import iterative_attack
 from course_utils.core import ops
-from course_utils.core.loop import MAX_HISTORY_BYTES
+from course_utils.checks import MAX_WORKING_BYTES
 from course_utils.core.loop import Loop, compiled
 
 
@@ -125,7 +125,7 @@ def test_absurd_step_counts_are_refused_before_any_tracing(tiny_model):
     loop = compiled(logit_step, tiny_model, rule="sign")
     with pytest.raises(ValueError, match=r"steps=1,000,000,000 would keep at least 16\.0 GB of history") as err:
         loop.run(X0, _rate(1.0), steps=10**9)
-    assert "at most" in str(err.value) and f"{MAX_HISTORY_BYTES / 1e9:g} GB" in str(err.value)
+    assert "at most" in str(err.value) and f"{MAX_WORKING_BYTES / 1e9:g} GB" in str(err.value)
     assert loop.traces == {"chunk": 0, "final": 0, "perturb": 0}  # refused before the step was ever traced
     with pytest.raises(ValueError, match="GB of history"):  # the attacks know their width (1000 for ImageNet)
         iterative_attack(tiny_model, X0, 0, epsilon=2.0, steps=10**8, progress=False)

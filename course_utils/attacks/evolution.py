@@ -1,24 +1,16 @@
 """Fooling images by evolution: pictures nobody would recognise that a network calls a class at
-p >= 0.99, found with nothing but its probabilities (Nguyen, Yosinski & Clune, CVPR 2015).
+p >= 0.99, found with nothing but its probabilities (Nguyen, Yosinski & Clune, CVPR 2015). The search
+never asks for a gradient: it mutates genomes, shows the pictures to the model (one batched, compiled
+forward pass per generation, counted as queries) and keeps the better ones.
 
-The search never asks for a gradient: it mutates a picture, shows the copies to the model
-(one batched, compiled forward pass per generation, counted as queries) and keeps the better ones.
-
-- :class:`GridEncoding` -- a picture as a small grid of colours (a *genome*, e.g. 8 x 8 x 3 numbers
-  in 0..1), smoothly upsampled into a tile that is repeated across the picture. A few hundred
-  numbers instead of 150,528 pixels make the search cheap, and the repeated smooth patterns are
-  in the spirit of Nguyen et al.'s CPPN encoding. The encoding does much of the work for some
-  classes: random genomes already get "Windsor tie" from EfficientNet-Lite0 at a few tenths, and
-  it can only make periodic textures, so a long search reaches p >= 0.99 for a few texture
-  classes, not for most (``fooling_genomes.md``).
-- :func:`evolve_fooling_images` -- with ``target=None``, MAP-Elites as in the paper: the best
-  picture found so far *for every class* (its elite) is kept, and each generation mutates elites
-  drawn at random. With a ``target`` class, a (1 + lambda) evolution strategy: ``population``
-  mutated copies of the best picture, the best copy replaces it only if it is better.
-- :func:`fooling_probabilities` -- the model's softmax for genomes or pictures (the check of a
-  shipped genome: render it again and ask the model).
-- :func:`load_fooling_genomes` -- the genomes the course ships for EfficientNet-Lite0 (a longer run
-  of the same search than a lesson can afford).
+- :class:`GridEncoding` -- a picture as a small grid of colours (a *genome* in 0..1), smoothly
+  upsampled into a tile repeated across the picture: a few hundred numbers instead of 150,528 pixels,
+  in the spirit of Nguyen et al.'s CPPN encoding. It can only make periodic textures, so a long
+  search reaches p >= 0.99 for a few texture classes, not for most (``fooling_genomes.md``).
+- :func:`evolve_fooling_images` -- MAP-Elites over every class as in the paper, or a (1 + lambda)
+  evolution strategy for one target class;
+- :func:`fooling_probabilities` -- the model's softmax for genomes or pictures;
+- :func:`load_fooling_genomes` -- the genomes the course ships for EfficientNet-Lite0.
 
 Pixels are 0..255 throughout; genomes are 0..1 (0 = black, 1 = full intensity).
 """
@@ -95,10 +87,6 @@ class GridEncoding:
         """A genome's shape, ``(grid, grid, channels)``."""
         return (self.grid, self.grid, self.channels)
 
-    def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` random genomes, float32 ``(n, grid, grid, channels)``, uniform in 0..1."""
-        return rng.uniform(0.0, 1.0, (n, *self.shape)).astype(np.float32)
-
     def render(self, genomes: Any) -> np.ndarray:
         """Genomes ``(N, grid, grid, channels)`` (or one, without ``N``) in 0..1 -> float32
         pictures ``(N, size, size, channels)``, pixels 0..255 (NumPy: the same numbers everywhere)."""
@@ -157,10 +145,9 @@ def _input_shape(model: Any) -> tuple[int, int, int]:
     return int(shape[1]), int(shape[1]), int(shape[3])
 
 
-def fooling_probabilities(model: Any, pictures: Any, encoding: GridEncoding | None = None, batch: int = 32) -> np.ndarray:
+def fooling_probabilities(model: Any, pictures: Any, encoding: GridEncoding | None = None) -> np.ndarray:
     """The model's softmax ``(N, classes)`` for pictures ``(N, S, S, C)`` (pixels 0..255), or for
-    genomes when an ``encoding`` is given (rendered first), in batches of ``batch``."""
-    batch = check_int("batch", batch, minimum=1)
+    genomes when an ``encoding`` is given (rendered first), 32 pictures per compiled call."""
     if encoding is not None:
         x = encoding.render(_check_genomes(pictures, encoding, "genomes"))
     else:
@@ -170,7 +157,7 @@ def fooling_probabilities(model: Any, pictures: Any, encoding: GridEncoding | No
     if x.ndim != 4 or x.shape[1:] != _input_shape(model):
         raise ValueError(f"the model takes pictures of shape (N, {', '.join(map(str, _input_shape(model)))}), got {x.shape}")
     fn = compiled_forward(model, "probabilities")
-    return np.concatenate([fn(tf.constant(x[i:i + batch])).numpy() for i in range(0, len(x), batch)])
+    return np.concatenate([fn(tf.constant(x[i:i + 32])).numpy() for i in range(0, len(x), 32)])
 
 
 def _check_genomes(genomes: Any, encoding: GridEncoding, name: str) -> np.ndarray:
@@ -236,24 +223,20 @@ def evolve_fooling_images(
         target: ``None``: MAP-Elites over every class (keep each class's best picture, mutate
             elites drawn at random). A class (index or name): a (1 + lambda) strategy for it.
         encoding: how a genome becomes a picture; default ``GridEncoding(8, 4, S, C)``.
-        population: pictures per generation (one batched forward pass), >= 1.
-        generations: generations after the random start, >= 1. Queries used:
-            ``population * (generations + 1)``, or ``M + population * generations`` from ``start``.
-        sigma: size of a mutation (0..1 of full intensity), > 0.
-        rate: chance that a gene mutates, in (0, 1] (at least one always does).
+        population, generations: pictures per generation (one batched forward pass) and generations
+            after the random start, each >= 1: ``population * (generations + 1)`` queries, or
+            ``M + population * generations`` from ``start``.
+        sigma: size of a mutation (0..1 of full intensity), > 0; ``rate``: chance that a gene
+            mutates, in (0, 1] (at least one always does).
         keep: MAP-Elites: how many of the best classes to return as pictures (all are in
             ``all_elites``). With a target: 1.
-        start: optional genomes ``(M, grid, grid, C)`` in 0..1 to start from instead of
-            ``population`` random ones (the first generation is then these ``M``).
-        seed: the random seed (moved by ``COURSE_SEED``); the same call gives the same pictures.
-        progress: show a text progress bar (one tick per generation).
+        start: optional genomes ``(M, grid, grid, C)`` in 0..1, the first generation instead of
+            ``population`` random ones.
+        seed: the same seed, the same pictures (``COURSE_SEED`` moves it); ``progress``: a text
+            progress bar (one tick per generation).
 
-    Returns:
-        an :class:`_EvolutionResult`, best first.
-
-    Raises:
-        ValueError: population or generations < 1, sigma <= 0, rate outside (0, 1], an unknown
-            class, an encoding whose pictures the model does not take, a bad ``start``.
+    Returns an :class:`_EvolutionResult`, best first; raises ``ValueError`` for an argument out of
+    its range above, an unknown class, an encoding whose pictures the model does not take.
     """
     population = check_int("population", population, minimum=1)
     generations = check_int("generations", generations, minimum=1)
@@ -280,7 +263,7 @@ def evolve_fooling_images(
                  f"{largest:,} pictures of {encoding.size} x {encoding.size} x {channels} rendered and sent to the "
                  "model in one batch")
     rng = np.random.default_rng(seed)
-    first = start.copy() if start is not None else encoding.random(population, rng)
+    first = start.copy() if start is not None else rng.uniform(0.0, 1.0, (population, *encoding.shape)).astype(np.float32)
     fn = compiled_forward(model, "probabilities")
 
     def query(genomes: np.ndarray) -> np.ndarray:
@@ -345,7 +328,7 @@ def evolve_fooling_images(
     )
 
 
-def load_fooling_genomes(path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, GridEncoding]:
+def load_fooling_genomes() -> tuple[np.ndarray, np.ndarray, GridEncoding]:
     """The shipped fooling genomes for EfficientNet-Lite0: ``(genomes, classes, encoding)``.
 
     ``genomes`` is float32 ``(K, grid, grid, 3)`` in 0..1, ``classes`` int ``(K,)``;
@@ -356,7 +339,7 @@ def load_fooling_genomes(path: str | Path | None = None) -> tuple[np.ndarray, np
         FileNotFoundError: the file is missing (reinstall the course, or run
             ``python tools/evolve_fooling_images.py`` in a checkout).
     """
-    path = Path(path) if path is not None else FOOLING_GENOMES
+    path = FOOLING_GENOMES
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: reinstall the course, or run "
                                 "`python tools/evolve_fooling_images.py` in a checkout to make it")

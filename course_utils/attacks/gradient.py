@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_batch, check_flag, check_int, check_number, check_steps
+from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import LoopResult, compiled, history_frame
 from course_utils.io.images import ImageLoadError, as_batch
@@ -230,7 +230,7 @@ def input_gradient(model: Any, images: Any, target: Target | Sequence[Target]) -
             "input_gradient needs a target class (the gradient of log p(target) is taken for one class); "
             "name it, e.g. target='king penguin' or target=0"
         )
-    x = tf.constant(check_batch(as_batch(images, model)))
+    x = tf.constant(as_batch(images, model))
     targets = np.asarray(ClassNames.of(model).indices(target, len(x), name="target"), dtype=np.int32)
     with tf.GradientTape() as tape:
         tape.watch(x)
@@ -290,7 +290,7 @@ def noise_filter(
             f"the face model takes 48x48 grayscale images, got shape {np.shape(image)}; "
             "make one with load_image(photo, size=48, mode='gray') (or sample_face('astronaut'))"
         )
-    x0 = check_batch(as_batch(x0, model))
+    x0 = as_batch(x0, model)
     if len(betas) > 1 and len(x0) == 1:
         x0 = np.repeat(x0, len(betas), axis=0)
     if len(betas) > 1 and len(betas) != len(x0):

@@ -27,14 +27,14 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed
+from course_utils.checks import check_flag, check_gradient_memory, check_int, check_number, check_seed
 from course_utils.checks import check_steps
 from course_utils.core import ops
-from course_utils.core.loop import check_history, compiled, progress_bar
+from course_utils.core.loop import compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames, Target
-from course_utils.checks import seed_offset
+from course_utils.checks import effective_seed
 
 __all__ = [
     "pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "check_norm",
@@ -117,7 +117,7 @@ def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_star
     seed = check_seed(seed)
     rate = None if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     check_gradient_memory(model, images, batch_size=batch_size, copies=samples)
-    return check_batch(as_batch(images, model)), steps, rate, random_start, seed, batch_size, progress
+    return as_batch(images, model), steps, rate, random_start, seed, batch_size, progress
 
 
 def pgd_perturb(
@@ -186,7 +186,7 @@ def _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed):
     eps = tf.broadcast_to(tf.cast(epsilon, tf.float32), tf.shape(x)[:1])
     pair = tf.concat([tf.reshape(tf.cast(seed, tf.int32), [-1]), tf.zeros([1], tf.int32)], axis=0)[:2]
     # COURSE_SEED moves the start like every seed of the course (course_utils.checks)
-    start = ops.random_start(x, eps, norm, pair + tf.constant([seed_offset(), 0])) if random_start else None
+    start = ops.random_start(x, eps, norm, pair + tf.constant([effective_seed(0), 0])) if random_start else None
     data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
     return x, data, pair[0], start
 
@@ -306,11 +306,11 @@ def _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, 
             "'king penguin'); with targeted=False, None means 'leave the class the model sees now'"
         )
     check_gradient_memory(model, images)
-    x0 = check_batch(as_batch(images, model))
+    x0 = as_batch(images, model)
     classes = ClassNames.of(model)
     extra = [] if isinstance(track, (list, tuple)) and not track else classes.indices(track, name="track")
     targets = _top1(model, x0) if target is None else _labels(model, target, x0, name="target")
-    check_history(steps, len(x0), classes.count)
+    check_steps(steps, len(x0), classes.count)
     n = len(x0)
     data = {"labels": targets, "epsilon": np.full(n, epsilon, np.float32),
             "step_size": np.full(n, max(step_size, 1e-12), np.float32)}

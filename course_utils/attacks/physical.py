@@ -42,11 +42,11 @@ import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
 from course_utils.checks import (
-    WrongTypeError, check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps,
+    WrongTypeError, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps,
     effective_seed,
 )
 from course_utils.core import ops
-from course_utils.core.loop import check_history, compiled
+from course_utils.core.loop import compiled
 from course_utils.core.ops import seed_pair
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached
@@ -192,7 +192,7 @@ def _check_settings(settings: dict) -> dict:
 
 
 def _images(images: Any) -> np.ndarray:
-    x = check_batch(as_batch(images))
+    x = as_batch(images)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"print_and_photograph takes colour pictures (N, H, W, 3), got shape {tuple(x.shape)}")
     return x
@@ -336,7 +336,7 @@ def eot_attack(
     x0 = as_batch(images, model)
     classes = ClassNames.of(model)
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
-    check_history(steps, len(x0), classes.count)
+    check_steps(steps, len(x0), classes.count)
     settings = tuple(sorted(dict(settings or {}).items()))
     PrintPhoto(draws, **_check_settings(dict(settings))).check_input(x0.shape)  # unknown or out-of-range settings: said here
     n = len(x0)

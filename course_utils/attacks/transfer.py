@@ -1,40 +1,15 @@
-"""Black-box attacks by transfer: craft on a model you have, test on one you cannot see.
+"""Black-box attacks by transfer: craft on a model you have, test on one you cannot see
+(adversarial examples *transfer* between models trained for the same task, Szegedy et al., 2014).
 
-- :func:`resized` -- a model that takes pictures of one size and resizes them to its own input
-  inside (EfficientNet-Lite0 sees 224 px, Lite1 240, Lite2 260): attacks crafted at 224 px can
-  then be sent to any of them, and gradients flow through the resize.
-- :func:`ensemble` -- several models as one substitute: the average of their logits.
-- :func:`photo_variants` -- the offline sample photos plus seeded random crops and mirror images,
-  to measure a rate on more than four pictures.
-- :func:`top1`, :func:`transfer_table` -- how often the attacked pictures change another model's answer.
+- :func:`resized`, :func:`ensemble` -- a model fed pictures of another size (the resize inside, so
+  gradients flow through it); several models as one substitute (the average of their logits);
+- :func:`photo_variants` -- the sample photos plus seeded random crops and mirror images;
+- :func:`top1`, :func:`transfer_table` -- how often the attacked pictures change another model's answer;
+- a substitute grown from a black box's top-1 labels alone (Papernot et al., 2017; lesson 5 tells the
+  procedure): :func:`oracle_labels` asks the target, :func:`jacobian_augment` is one step of
+  Jacobian-based dataset augmentation, :func:`train_substitute` the whole seeded procedure.
 
-A substitute grown from a black box's answers (Papernot et al., 2017). The attacker sees only the
-target's top-1 *label* for a picture it sends, and holds a handful of unlabelled pictures of the
-right kind. It trains its own network, the *substitute*, in rounds:
-
-1. ask the target (the *oracle*) to label every picture of the set not labelled yet (queries);
-2. train the substitute on the set with those labels;
-3. **Jacobian-based dataset augmentation**: add, for every picture ``x`` of the set with oracle
-   label ``y``, the new picture ``x + lam * sign(d logit_y / dx)`` computed on the *substitute*:
-   a step along the direction in which the substitute's score for ``y`` changes fastest. With
-   ``lam > 0`` it *raises* that score, so the new picture lies further inside class ``y`` as the
-   substitute sees it (the substitute is surer of it, not less sure). The target's answer on it
-   shows the substitute how the target's output changes along that direction (Papernot et al.:
-   sampling the directions in which the model's output varies). The set doubles.
-
-Papernot et al. also flip the sign of ``lam`` periodically (a step *away* from the label every
-few rounds, towards and across the boundary), so the new points do not all drift away from the
-seed pictures in one direction.
-Then the substitute is attacked white-box (PGD, FGSM; :mod:`course_utils.attacks.pgd`) and the
-result is sent to the target: adversarial examples *transfer* between models trained for the same
-task (Szegedy et al., 2014).
-
-- :func:`oracle_labels` -- the top-1 labels of a black box, batched (``(N,)`` int64).
-- :func:`jacobian_augment` -- one augmentation step (a compiled, batched GradientTape).
-- :func:`train_substitute` -- the whole seeded procedure; returns the model and a per-round history.
-
-Pixels 0..255 throughout; ``lam`` in grey levels (Papernot et al. used 0.1 of the pixel range,
-about 25 grey levels).
+Pixels 0..255 throughout; ``lam`` in grey levels (Papernot et al. used 0.1 of the pixel range).
 """
 
 from __future__ import annotations
@@ -50,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from course_utils.checks import (
-    MAX_WORKING_BYTES, WrongTypeError, check_batch, check_flag, check_int, check_memory, check_number, effective_seed,
+    MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, effective_seed,
 )
 from course_utils.io.images import as_batch
 from course_utils.models.forward import cached, compiled_forward
@@ -62,11 +37,8 @@ __all__ = [
 
 
 def resized(model: keras.Model, size: int | tuple[int, int], *, name: str | None = None) -> keras.Model:
-    """``model`` taking ``size`` x ``size`` pixels: a bilinear resize to its own input comes first.
-
-    The weights are shared, not copied. When ``size`` already is the model's input, the resize
-    is skipped.
-    """
+    """``model`` taking ``size`` x ``size`` (or ``(height, width)``) pixels: a bilinear resize to its own
+    input comes first, skipped when ``size`` already is it. The weights are shared, not copied."""
     h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
     own_h, own_w, channels = model.input_shape[1:]
     pixels = keras.Input((h, w, channels), name="pixels")
@@ -74,26 +46,22 @@ def resized(model: keras.Model, size: int | tuple[int, int], *, name: str | None
     return keras.Model(pixels, model(x), name=name or f"{model.name}_from_{h}px")
 
 
-def ensemble(models: Sequence[keras.Model], *, size: int | None = None, name: str | None = None) -> keras.Model:
-    """One model whose logits are the average of ``models``' logits, all fed the same picture.
-
-    Args:
-        models: classifiers with the same classes (e.g. EfficientNet-Lite0 and Lite1).
-        size: the input size of the ensemble; each member resizes to its own input inside.
-            Default: the first model's.
-    """
+def ensemble(models: Sequence[keras.Model]) -> keras.Model:
+    """One model whose logits are the average of ``models``' logits (classifiers with the same classes,
+    e.g. EfficientNet-Lite0 and Lite1), all fed the same picture of the first model's input size; each
+    other member resizes it to its own input inside."""
     models = list(models)
     if len(models) < 2:
         raise ValueError(f"an ensemble needs at least two models, got {len(models)}")
     classes = {int(m.output_shape[-1]) for m in models}
     if len(classes) != 1:
         raise ValueError(f"the models must share their classes; their outputs have sizes {sorted(classes)}")
-    size = size or int(models[0].input_shape[1])
+    size = int(models[0].input_shape[1])
     channels = int(models[0].input_shape[-1])
     pixels = keras.Input((size, size, channels), name="pixels")
     logits = [resized(m, size, name=f"member{i}_{m.name}")(pixels) for i, m in enumerate(models)]
     mean = keras.layers.Average(name="mean_logits")(logits)
-    return keras.Model(pixels, mean, name=name or "ensemble_" + "_".join(m.name for m in models))
+    return keras.Model(pixels, mean, name="ensemble_" + "_".join(m.name for m in models))
 
 
 def photo_variants(
@@ -102,12 +70,11 @@ def photo_variants(
     extra: int = 2,
     size: int = 224,
     seed: int = 0,
-    smallest: float = 0.6,
 ) -> tuple[np.ndarray, list[str]]:
-    """The sample photos, each followed by ``extra`` seeded random variants.
+    """The sample photos, each followed by ``extra`` seeded random variants (``COURSE_SEED`` moves them).
 
-    A variant is a random square crop (its side ``smallest``..1 times the photo's shorter
-    side, anywhere in the photo), mirrored left-right with probability 1/2, resized to ``size``.
+    A variant is a random square crop (its side 0.6..1 times the photo's shorter side, anywhere in
+    the photo), mirrored left-right with probability 1/2, resized to ``size``.
 
     Returns:
         ``(images, descriptions)``: float32 ``(len(names) * (1 + extra), size, size, 3)`` pixels
@@ -116,9 +83,7 @@ def photo_variants(
     from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
 
     names = list(SAMPLE_IMAGES if names is None else names)
-    if not 0 < smallest <= 1:
-        raise ValueError(f"smallest must be in (0, 1], got {smallest!r}")
-    rng = np.random.default_rng(effective_seed(seed))  # plus COURSE_SEED (course_utils.checks)
+    rng = np.random.default_rng(effective_seed(seed))
     images, descriptions = [], []
     for name in names:
         photo = load_image(sample_image(name))
@@ -126,7 +91,7 @@ def photo_variants(
         descriptions.append(name)
         h, w = photo.shape[:2]
         for k in range(1, extra + 1):
-            side = int(round(min(h, w) * rng.uniform(smallest, 1.0)))
+            side = int(round(min(h, w) * rng.uniform(0.6, 1.0)))
             r0, c0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
             crop = photo[r0 : r0 + side, c0 : c0 + side]
             mirrored = bool(rng.random() < 0.5)
@@ -138,7 +103,8 @@ def photo_variants(
 
 
 def top1(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The model's most probable class for each image ``(N, H, W, C)`` pixels 0..255, ``(N,)`` int64."""
+    """The model's most probable class for each image ``(N, H, W, C)`` pixels 0..255, ``(N,)`` int64
+    (no images, no classes), ``batch_size`` images per compiled call: the package's one top-1 helper."""
     batch_size = check_int("batch_size", batch_size, minimum=1)
     if np.ndim(images) == 4 and len(images) == 0:
         return np.zeros(0, np.int64)
@@ -213,22 +179,13 @@ def _jacobian_sign(model: keras.Model) -> Callable[[tf.Tensor, tf.Tensor], tf.Te
 
 
 def oracle_labels(oracle: Callable[[Any], Any], images: Any, *, batch_size: int = 256) -> np.ndarray:
-    """The black box's top-1 answer for each picture: one query per picture.
-
-    Args:
-        oracle: the target. A Keras model or any callable taking float32 ``(n, H, W, C)`` pixels
-            0..255 and returning either scores ``(n, K)`` (logits or probabilities: only their
-            arg-max is used) or labels ``(n,)``. A Keras model is called inside a compiled
-            ``tf.function``.
-        images: ``(N, H, W, C)`` pixels 0..255.
-        batch_size: pictures per call.
-
-    Returns:
-        ``(N,)`` int64 class indices.
-    """
+    """The black box's top-1 answer ``(N,)`` int64 for each picture ``(N, H, W, C)`` pixels 0..255:
+    one query per picture, ``batch_size`` per call. ``oracle``: a Keras model (called compiled) or any
+    callable taking float32 ``(n, H, W, C)`` pixels and returning scores ``(n, K)`` (logits or
+    probabilities: only their arg-max is used) or labels ``(n,)``."""
     batch_size = check_int("batch_size", batch_size, minimum=1)
     is_model = isinstance(oracle, keras.Model)
-    x = check_batch(as_batch(images, oracle if is_model else None))  # a model's input size is checked here
+    x = as_batch(images, oracle if is_model else None)  # a model's input size is checked here
     call = compiled_forward(oracle, "logits") if is_model else oracle
     out = []
     for i in range(0, len(x), batch_size):
@@ -248,7 +205,6 @@ def jacobian_augment(
     lam: float,
     *,
     sign: int = 1,
-    batch_size: int = 256,
 ) -> np.ndarray:
     """One step of Jacobian-based dataset augmentation: the *new* pictures (not the old ones).
 
@@ -263,26 +219,19 @@ def jacobian_augment(
         labels: ``(N,)`` class indices, the oracle's labels of ``images``.
         lam: the step, grey levels, > 0.
         sign: ``1`` (towards the label) or ``-1`` (away from it; Papernot et al.'s periodic flip).
-        batch_size: pictures per compiled call.
 
-    Returns:
-        float32 ``(N, H, W, C)`` pixels 0..255.
-
-    Raises:
-        ValueError: ``lam <= 0``, ``sign`` not 1 or -1, no pictures, labels of the wrong shape or
-            outside the model's classes, pictures the model does not take.
+    Returns float32 ``(N, H, W, C)`` pixels 0..255; raises ``ValueError`` for an argument out of its
+    range, no pictures, labels of the wrong shape or outside the model's classes.
     """
     lam = check_number("lam", lam, minimum=0.0, above=True)
     if isinstance(sign, bool) or sign not in (1, -1):
         raise ValueError(f"sign must be 1 (towards the label) or -1 (away from it), got {sign!r}")
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    x = check_batch(as_batch(images, substitute))
+    x = as_batch(images, substitute)
     y = _labels(labels, len(x), int(substitute.output_shape[-1]))
-    step = _jacobian_sign(substitute)
-    out = [np.clip(x[i : i + batch_size] + (sign * lam) * step(tf.constant(x[i : i + batch_size]),
-                                                              tf.constant(y[i : i + batch_size])).numpy(), 0.0, 255.0)
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out).astype(np.float32)
+    step, b = _jacobian_sign(substitute), 256  # pictures per compiled call
+    out = [x[i : i + b] + (sign * lam) * step(tf.constant(x[i : i + b]), tf.constant(y[i : i + b])).numpy()
+           for i in range(0, len(x), b)]
+    return np.clip(np.concatenate(out), 0.0, 255.0).astype(np.float32)
 
 
 def _seeded_init(model: keras.Model, rng: np.random.Generator) -> None:
@@ -296,24 +245,6 @@ def _seeded_init(model: keras.Model, rng: np.random.Generator) -> None:
         fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         variable.assign(rng.uniform(-limit, limit, shape).astype(np.float32))
-
-
-def _trainer(model: keras.Model, learning_rate: float) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    optimizer = keras.optimizers.Adam(learning_rate)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x, training=True)))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-
-    return train_step
-
-
-def _agreement(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
-    return float(np.mean(oracle_labels(model, x, batch_size=batch_size) == y))
 
 
 def _check_rounds(rounds: int, shape: tuple) -> None:
@@ -345,30 +276,26 @@ def train_substitute(
 ) -> tuple[keras.Model, pd.DataFrame]:
     """Grow a substitute from the oracle's labels alone (Papernot et al., 2017), seeded.
 
-    Each round: query the oracle for the labels of the pictures not labelled yet, train the
-    substitute ``epochs`` passes over the whole set (Adam, cross-entropy on the oracle's labels,
-    continuing from the last round's weights), and, except after the last round, add one
-    :func:`jacobian_augment` picture per picture of the set (the set doubles). The step is
-    ``lam``, with its sign flipped for ``flip_every`` rounds after every ``flip_every`` rounds
-    (Papernot et al.'s periodic step size; ``None`` never flips).
+    Each round: ask the oracle the labels of the pictures not labelled yet, train the substitute
+    ``epochs`` passes over the whole set (Adam, cross-entropy, from the last round's weights) and,
+    except after the last round, add one :func:`jacobian_augment` picture per picture (the set
+    doubles), the sign of ``lam`` flipped for ``flip_every`` rounds after every ``flip_every`` rounds
+    (Papernot et al.'s periodic step; ``None`` never flips).
 
     Args:
         oracle: the black box (see :func:`oracle_labels`): only its top-1 labels are used.
         build: returns a fresh, untrained Keras model ``(N, H, W, C)`` pixels 0..255 -> ``(N, K)``
-            logits (e.g. ``lambda: build_gender_cnn((6, 12, 24))``). Its weights are re-drawn
-            from ``seed`` (Glorot-uniform kernels, zero biases).
+            logits (e.g. ``lambda: build_gender_cnn((6, 12, 24))``); its weights are re-drawn from
+            ``seed`` (Glorot-uniform kernels, zero biases).
         seed_images: ``(N, H, W, C)`` pixels 0..255, the attacker's unlabelled pictures (N >= 1).
-        rounds: rounds of label-train-augment (>= 1); the last set holds ``N * 2**(rounds - 1)``.
-        epochs: training passes over the set per round (>= 1).
-        lam: the augmentation step, grey levels (> 0).
-        flip_every: flip the sign of ``lam`` every this many rounds (>= 1), or ``None``.
-        learning_rate: Adam's step size (> 0).
-        batch_size: pictures per training step (>= 1).
+        rounds, epochs: rounds of label-train-augment, passes over the set per round (each >= 1);
+            the last set holds ``N * 2**(rounds - 1)`` pictures.
+        lam: the augmentation step, grey levels (> 0); ``flip_every``: >= 1, or ``None``.
+        learning_rate, batch_size: Adam's step size (> 0), pictures per training step (>= 1).
         eval_images: optional ``(M, H, W, C)`` pictures on which to measure, after each round, the
-            share on which substitute and oracle agree. Their oracle labels are asked once and not
-            counted as the attacker's queries (it is the teacher's measurement, not the attack's).
-        seed: seeds the weights and the shuffling (through ``COURSE_SEED``,
-            :func:`course_utils.checks.effective_seed`).
+            share on which substitute and oracle agree (asked once; the teacher's measurement, not
+            counted as the attacker's queries).
+        seed: seeds the weights and the shuffling (``COURSE_SEED`` moves it).
         verbose: print one line per round.
 
     Returns:
@@ -378,8 +305,8 @@ def train_substitute(
         ``train_agreement`` (on the training set) and, with ``eval_images``, ``agreement``.
 
     Raises:
-        ValueError: rounds, epochs or batch size not whole numbers >= 1, ``lam`` or the learning
-            rate <= 0, a bad ``flip_every``, no seed pictures, pictures the model does not take.
+        ValueError: an argument out of its range above, no seed pictures, pictures the model does
+            not take, a ``build`` that is not a function making a fresh model (``WrongTypeError``).
     """
     rounds = check_int("rounds", rounds, minimum=1)
     epochs = check_int("epochs", epochs, minimum=1)
@@ -400,15 +327,23 @@ def train_substitute(
     if model is oracle or any(model is getattr(oracle, a, None) for a in ("model", "_model")):
         raise ValueError("build() returned the oracle itself: train_substitute would re-draw and train the target's "
                          "own weights. build must make a fresh model each call, e.g. lambda: build_gender_cnn((6, 12, 24))")
-    x = check_batch(as_batch(seed_images, model), "seed_images")
+    x = as_batch(seed_images, model)
     x_eval = y_eval = None
     if eval_images is not None:
-        x_eval = check_batch(as_batch(eval_images, model), "eval_images")
+        x_eval = as_batch(eval_images, model)
         y_eval = oracle_labels(oracle, x_eval)
 
     rng = np.random.default_rng(seed)
     _seeded_init(model, rng)
-    train_step = _trainer(model, learning_rate)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x: tf.Tensor, y: tf.Tensor) -> None:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x, training=True)))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+
     y = np.zeros(0, np.int64)
     queries = 0
     rows = []
@@ -427,9 +362,9 @@ def train_substitute(
             step = -lam if flip else lam
             x = np.concatenate([x, jacobian_augment(model, x, y, lam, sign=-1 if flip else 1)])
         row = {"round": r, "set_size": len(y), "queries": queries, "lam": step,
-               "train_agreement": _agreement(model, x[: len(y)], y, 256)}
+               "train_agreement": float(np.mean(oracle_labels(model, x[: len(y)]) == y))}
         if x_eval is not None:
-            row["agreement"] = _agreement(model, x_eval, y_eval, 256)
+            row["agreement"] = float(np.mean(oracle_labels(model, x_eval) == y_eval))
         rows.append(row)
         if verbose:
             print(", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)

@@ -1,7 +1,7 @@
 """The driver: runs a lesson's step, compiled, many times. Nothing of any algorithm lives here.
 
-Each gradient method of the course writes its *step* in its own module, as straight TensorFlow,
-the same few lines the lesson writes by hand (for PGD, :func:`course_utils.attacks.pgd.pgd_step`)::
+Each gradient method writes its *step* in its own module, as straight TensorFlow, the few lines the
+lesson writes by hand (for PGD, :func:`course_utils.attacks.pgd.pgd_step`)::
 
     def step(model, x, x0, i, seed, data, **settings):
         # x: the batch now (N, H, W, C); x0: where it started; i: the step number (int32);
@@ -12,23 +12,21 @@ the same few lines the lesson writes by hand (for PGD, :func:`course_utils.attac
 This module only does what is not the algorithm:
 
 - **compile** it: :func:`compiled` gives the :class:`Loop` of ``(step, model, settings)``, traced once
-  and kept per model (:func:`course_utils.models.forward.cached`). The per-call ``data`` and the
-  seed are arguments of the compiled graph, so a new epsilon, target or beta never traces it again
+  and kept per model (:func:`course_utils.models.forward.cached`). The per-call ``data`` and the seed
+  are arguments of the graph, so a new epsilon, target or beta never traces it again
   (:attr:`Loop.traces` counts); a new batch shape traces once.
-- **run** it: :meth:`Loop.perturb` graph-level (tensors in, the final batch out, no host sync: it
-  works inside a ``tf.function`` or a Keras ``train_step``); :meth:`Loop.advance` the same final
-  batch for notebooks, and :meth:`Loop.run` with every step's loss and tracked values. These two run
-  the steps in *chunks*, one call of the compiled ``tf.while_loop`` each: Python gets control between
-  chunks, so the progress bar moves and Kernel -> Interrupt stops the run (a ``KeyboardInterrupt``;
-  nothing is kept, the same call can run again). The first chunk is one step, each next as long as
-  fits in :attr:`Loop.chunk_seconds` at the pace just measured, at most twice the last. Chunks never
+- **run** it: :meth:`Loop.perturb` graph-level (tensors in, the final batch out, no host sync: it works
+  inside a ``tf.function`` or a Keras ``train_step``); :meth:`Loop.advance` the same for notebooks, and
+  :meth:`Loop.run` with every step's loss and tracked values. These two run the steps in *chunks*, one
+  call of the compiled ``tf.while_loop`` each, so the progress bar moves and Kernel -> Interrupt stops
+  the run between them (nothing is kept; the same call can run again). The first chunk is one step,
+  each next as long as fits in :attr:`Loop.chunk_seconds`, at most twice the last. Chunks never
   change the result.
-- **stop at success** (``stop_at_success=True``): an example whose step says it has succeeded
-  (judged on the picture before that step) stays where it is, as a careful attacker sends the
-  smallest change that works; :meth:`Loop.perturb` ends when every example has.
-- **give back**: :class:`LoopResult` (what :meth:`Loop.run` returns), :func:`history_frame` (the
-  per-step table every result shows), :func:`check_history` (refuses, before anything is traced, a
-  history that would not fit in memory) and :func:`progress_bar`.
+- **stop at success** (``stop_at_success=True``): an example whose step says it has succeeded (judged
+  on the picture before that step) stays where it is, as a careful attacker sends the smallest change
+  that works; :meth:`Loop.perturb` ends when every example has.
+- **give back**: :class:`LoopResult`, :func:`history_frame` (the per-step table every result shows)
+  and :func:`progress_bar`.
 """
 
 from __future__ import annotations
@@ -43,10 +41,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import check_flag, check_int, check_steps, effective_seed, seed_offset
+from course_utils.checks import check_flag, check_int, check_steps, effective_seed
 from course_utils.models.forward import cached
 
-__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "check_history", "progress_bar", "MAX_HISTORY_BYTES"]
+__all__ = ["Loop", "compiled", "LoopResult", "history_frame", "progress_bar"]
 
 Step = Callable[..., tuple]
 
@@ -98,7 +96,7 @@ class Loop:
         """Steps for the next chunk: as many as fit in ``target_seconds`` at the pace of the last
         chunk (``last_steps`` in ``last_seconds``), at most twice the last, at least one."""
         fit = target_seconds * last_steps / last_seconds if last_seconds > 0 else float("inf")
-        return max(1, min(2 * last_steps, int(min(fit, 2 * last_steps))))
+        return max(1, int(min(fit, 2 * last_steps)))
 
     # ------------------------------------------------------------------ the graph
 
@@ -163,7 +161,7 @@ class Loop:
         x = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         n = tf.shape(x0)[:1]
         data_t = {k: tf.broadcast_to(tf.convert_to_tensor(v), n) for k, v in data.items()}
-        seed_t = tf.stack([tf.reshape(tf.cast(seed, tf.int32), []) + seed_offset(), 0])
+        seed_t = tf.stack([tf.reshape(tf.cast(seed, tf.int32), []) + effective_seed(0), 0])  # COURSE_SEED
         return x0, x, data_t, seed_t
 
     def advance(self, x0: Any, data: Mapping[str, Any], *, steps: int, seed: Any = 0, start: Any = None) -> np.ndarray:
@@ -196,22 +194,15 @@ class Loop:
             x0: the reference batch ``(N, ...)``, pixels: what budgets and penalties measure from.
             data: the per-call values, each a NumPy array ``(N,)`` of its dtype (checked by the caller).
             steps: number of steps, >= 1; refused when the history would not fit in memory.
-            start: where ``x`` starts, default ``x0``.
             seed: the same seed gives the same result (``COURSE_SEED`` moves it).
-            progress: a text progress bar; ``None``: for runs of 50 steps or more. Either way
-                Kernel -> Interrupt stops the run within about a chunk.
-            description: the bar's label.
-
-        Returns:
-            :class:`LoopResult`: row ``t`` of the history is measured at
-            the start of step ``t``; the last row on the final batch.
+            progress: a text progress bar (``None``: for runs of 50 steps or more), ``description`` its label.
         """
         steps = check_steps(steps)
         progress = check_flag("progress", progress, allow_none=True)
         x0 = tf.convert_to_tensor(x0, tf.float32)
         x = x_start = x0 if start is None else tf.convert_to_tensor(start, tf.float32)
         batch = int(x0.shape[0])
-        check_history(steps, batch, 1, at_least=True)  # refuse absurd runs before tracing
+        check_steps(steps, batch, 1, at_least=True)  # refuse absurd runs before tracing
         data_t = {k: tf.constant(v) for k, v in data.items()}
         seed_t = tf.constant([effective_seed(seed), 0], tf.int32)
         done = tf.zeros([batch], tf.bool)
@@ -221,7 +212,7 @@ class Loop:
         compile_seconds = time.perf_counter() - t0  # ~0 when this loop already ran on this shape
         shape = concrete.structured_outputs[2].shape  # (steps, N, K...): K is known unless the step hides it
         if shape.rank is not None and None not in shape[2:]:
-            check_history(steps, batch, int(np.prod(shape[2:])))
+            check_steps(steps, batch, int(np.prod(shape[2:])))
         bar = progress_bar(steps, description, show=steps >= 50 if progress is None else progress)
         losses_out = np.empty((steps + 1, batch), np.float32)
         tracked_out = None
@@ -234,7 +225,7 @@ class Loop:
                 x, losses, tracked, done = self._chunk(x, x0, tf.constant(steps_done), tf.constant(n), seed_t, data_t, done)
                 losses, tracked = losses.numpy(), tracked.numpy()
                 if tracked_out is None:  # the width is known for certain now
-                    check_history(steps, batch, int(np.prod(tracked.shape[2:])))
+                    check_steps(steps, batch, int(np.prod(tracked.shape[2:])))
                     tracked_out = np.empty((steps + 1, *tracked.shape[1:]), np.float32)
                 losses_out[steps_done:steps_done + n], tracked_out[steps_done:steps_done + n] = losses, tracked
                 seconds = time.perf_counter() - tick  # the one host sync per chunk is above
@@ -258,28 +249,19 @@ class Loop:
 
 # ------------------------------------------------------------------ what a run gives back
 
-MAX_HISTORY_BYTES = 1_000_000_000
-"""The most memory (bytes) a run's history may take: 1 GB. Every step keeps a loss per image and
-the tracked values per image (4 bytes each), so a careless ``steps=10**9`` would fill the
-computer's memory long before it finished; such a run is refused up front."""
-
-
 @dataclass(frozen=True)
 class LoopResult:
-    """What :meth:`course_utils.core.loop.Loop.run` returns (NumPy arrays).
+    """What :meth:`Loop.run` returns (NumPy arrays).
 
     Attributes:
         x: the final batch, same shape as the start, pixel units.
-        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t`` and the last
-            row the loss of the final ``x`` (penalties included). The first and the last row are
-            measured on ``x`` itself; the rows in between on what the model saw at that step,
-            after the loop's transforms (jitter, scale, ...), if it has any.
-        tracked: ``(steps + 1, N, K)``; the objective's tracked values, rows as for ``losses``.
-        compile_seconds: time spent tracing the loop and the final evaluation into graphs
-            (Python -> TensorFlow graph), before any step runs; ~0 when nothing was traced.
-        seconds: total wall time of the loop.
-        chunks: the number of steps of each call of the compiled loop, in order (they add up to
-            ``steps``); Python, and so Kernel -> Interrupt, gets control between them.
+        losses: ``(steps + 1, N)``; row ``t`` is the loss at the start of step ``t``, the last row the
+            final ``x``'s. The first and last rows are measured on ``x`` itself, the others on what
+            the model saw at that step (after a step's random transforms, if it has any).
+        tracked: ``(steps + 1, N, K)``; the step's tracked values, rows as for ``losses``.
+        compile_seconds: time spent tracing graphs before any step ran (~0 when nothing was traced).
+        seconds: total wall time of the run.
+        chunks: the steps of each compiled call, in order (they add up to ``steps``).
         traces: how many graphs this run traced (0 when it reused the compiled loop).
     """
 
@@ -312,26 +294,6 @@ def history_frame(steps: int, **columns: Any) -> pd.DataFrame:
     data = {"step": np.repeat(np.arange(steps), m)}
     data.update({k: np.tile(a, steps) if a.ndim == 1 else a.reshape(-1) for k, a in arrays.items()})
     return pd.DataFrame(data)
-
-
-def check_history(steps: int, batch: int, width: int, *, at_least: bool = False) -> None:
-    """Refuse a run whose history would take more than :data:`MAX_HISTORY_BYTES`.
-
-    The history is ``(steps + 1)`` rows of ``batch`` losses and ``batch x width`` tracked values
-    (float32). The message gives the size and the most steps that fit. ``at_least``: ``width``
-    is only a lower bound (before tracing, the objective's width is not known yet).
-    """
-    per_step = 4 * batch * (1 + width)
-    need = (steps + 1) * per_step
-    if need > MAX_HISTORY_BYTES:
-        most = MAX_HISTORY_BYTES // per_step - 1
-        raise ValueError(
-            f"steps={steps:,} would keep {'at least ' if at_least else ''}{need / 1e9:,.1f} GB of history "
-            f"({batch} image(s) x {1 + width}{'+' if at_least else ''} "
-            f"values x 4 bytes per step, kept in memory to plot and report); the limit is "
-            f"{MAX_HISTORY_BYTES / 1e9:g} GB so a run cannot fill the computer's memory. Use fewer "
-            f"steps (at most {most:,} here) or fewer images"
-        )
 
 
 def progress_bar(total: int, description: str, *, show: bool = True) -> Any:

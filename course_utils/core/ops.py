@@ -1,18 +1,8 @@
-"""The small tensor operations the course's steps are written with (pixels 0..255, batches ``(N, ...)``).
-
-Each is a few lines of TensorFlow that a lesson's step calls by name, so the step itself reads like
-the loop the notebook writes by hand:
-
-- :func:`per_example` one number per example, shaped to broadcast over its picture; :func:`seed_pair`
-  a stateless seed;
-- :func:`cross_entropy`, :func:`logit_margin` the attack losses, per example;
-- :func:`direction` which way a step goes: the gradient's sign (L-inf), its unit vector (L2), or the
-  gradient divided by its root-mean-square (feature visualisation);
-- :func:`project` back into the budget around the photo (L-inf box or L2 ball);
-- :func:`random_start` a uniformly random point of the budget (PGD's start), seeded;
-- the picture operations that defences, the print-and-photo simulation and the patch share, one home
-  each: :func:`gaussian_blur`, :func:`affine`, :func:`jpeg`, :func:`round_pixels` and
-  :func:`straight_through` (BPDA: a step's value forwards, the identity's gradient backwards).
+"""The small tensor operations the course's steps are written with (pixels 0..255, batches ``(N, ...)``),
+so that a step reads like the loop the notebook writes by hand: per-example broadcasting and seeds,
+the attack losses, a step's direction, the projection into the budget and PGD's random start, and the
+picture operations that defences, the print-and-photo simulation and the patch share, one home each
+(blur, affine resampling, JPEG, rounding, the straight-through gradient).
 """
 
 from __future__ import annotations
@@ -28,8 +18,7 @@ __all__ = [
 ]
 
 Norm = Literal["linf", "l2"]
-#: The attack budgets: ``"linf"`` (no pixel moves more than epsilon) and ``"l2"`` (the whole change
-#: is at most epsilon long).
+#: The attack budgets: no pixel moves more than epsilon (``"linf"``), the whole change at most epsilon long (``"l2"``).
 NORMS: tuple[str, ...] = ("linf", "l2")
 
 
@@ -126,7 +115,7 @@ def _length(d: tf.Tensor) -> tf.Tensor:
     return tf.sqrt(tf.reduce_sum(tf.square(d), axis=list(range(1, d.shape.rank)), keepdims=True))
 
 
-# --------------------------------------------------------------------------- picture operations (see the module's text)
+# --------------------------------------------------------------------------- picture operations
 
 
 def gaussian_blur(x: tf.Tensor, sigma: Any, radius: int) -> tf.Tensor:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_int, describe, suggestion
+from course_utils.checks import WrongTypeError, check_int, describe
 from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
 from course_utils.io.images import as_batch
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
@@ -178,8 +178,8 @@ class ClassNames:
             return self._by_name(str(target))
         if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
             raise WrongTypeError(
-                f"{name} must be a class index (an int) or a class name (a str), got {describe(target)}"
-                f"{suggestion(target, whole=True)}; {self.allowed()}"
+                f"{name} must be a class index (an int) or a class name (a str), got {describe(target, whole=True)}"
+                f"; {self.allowed()}"
             )
         if not 0 <= int(target) < self.count:
             raise ValueError(f"{name}: class {int(target)} is outside 0..{self.count - 1} for this model; {self.allowed()}")
