@@ -1,21 +1,11 @@
-"""The signed-gradient attacks of lessons 2 and 4: FGSM, the iterative attack and PGD, on one step.
+"""The signed-gradient attacks of lessons 2 and 4 on one step, :func:`pgd_step` (the loop lesson 2
+writes by hand, compiled and run by :mod:`course_utils.core.loop`): FGSM (Goodfellow et al., 2015),
+lesson 2's iterative attack (Kurakin et al., 2017), PGD (Madry et al., 2018) and robust accuracy.
 
-:func:`pgd_step` is the loop lesson 2 writes by hand, compiled (by :mod:`course_utils.core.loop`,
-which only runs a step; it holds none of the maths): a step along the sign of the gradient (L-inf)
-or its unit vector (L2), back into the budget, back into valid pixels. Lesson 2's iterative attack
-is PGD without the random start (Madry et al., 2018 added it); FGSM is one such step of the whole
-budget. The functions a notebook calls check their arguments, compile the step for the model (once
-per model and settings: labels, budget and step size are per-call tensors, so a new epsilon or
-target never traces it again), run it and return one :class:`~course_utils.attacks.gradient.AttackResult`.
-
-- :func:`pgd_perturb` takes tensors and returns a tensor (no host sync): it runs inside a Keras
-  ``train_step`` (adversarial training, :mod:`course_utils.attacks.defences`);
-- :func:`pgd_attack`, :func:`iterative_attack`, :func:`fgsm` and :func:`robust_accuracy` are the
-  NumPy-facing helpers for notebooks; they run the steps in chunks (the same result), so that
-  Kernel -> Interrupt stops them within about a quarter of a second.
-
-Units: pixels 0..255 everywhere; ``epsilon=4.0`` lets every pixel move by four grey levels
-(``norm="linf"``), or the whole change be 4 grey levels long (``norm="l2"``).
+:func:`pgd_perturb` is tensors in, a tensor out (inside a Keras ``train_step``); the others take
+NumPy, run the steps in chunks (Kernel -> Interrupt stops them) and return an
+:class:`~course_utils.attacks.gradient.AttackResult`. Pixels 0..255; budgets in grey levels
+(``norm="linf"``: per pixel; ``"l2"``: the length of the whole change).
 """
 
 from __future__ import annotations
@@ -27,19 +17,17 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed
-from course_utils.checks import check_steps
+from course_utils.checks import (
+    check_batch, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps, seed_offset,
+)
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames, Target
-from course_utils.checks import seed_offset
 
-__all__ = [
-    "pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "check_norm",
-    "default_step_size", "LOSSES",
-]
+__all__ = ["pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "default_step_size",
+           "LOSSES"]
 
 #: The attack losses: cross-entropy, or Carlini & Wagner's logit margin.
 LOSSES: tuple[str, ...] = ("ce", "margin")
@@ -68,8 +56,7 @@ def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool 
     return x_next, objective, tf.reduce_mean(tf.nn.softmax(logits), axis=0), success
 
 
-def check_norm(norm: Any) -> str:
-    """``norm`` if it is ``"linf"`` or ``"l2"``, else a ``ValueError`` that names the choices."""
+def _check_norm(norm: Any) -> str:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose 'linf' (largest change of any pixel) or 'l2' (Euclidean length)")
     return norm
@@ -111,7 +98,7 @@ def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_star
     stays ``None``), ``random_start``, ``seed``, ``batch_size`` and ``progress``."""
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    check_norm(norm), _check_loss(loss, samples)
+    _check_norm(norm), _check_loss(loss, samples)
     samples = check_int("samples", samples, minimum=1)
     random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
     seed = check_seed(seed)
@@ -131,24 +118,20 @@ def pgd_perturb(
     norm: Norm = "linf",
     random_start: bool = True,
     seed: int | tf.Tensor = 0,
-    targeted: bool = False,
-    samples: int = 1,
     stop_at_success: bool = False,
-    loss: str = "ce",
 ) -> tf.Tensor:
-    """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync (usable inside
+    """The untargeted PGD batch for ``x``: tensors in, a tensor out, no host sync (usable inside
     a ``tf.function`` or a Keras ``train_step``: adversarial training runs it there).
 
-    Untargeted (default), it climbs the cross-entropy of the true ``labels`` (away from them);
-    targeted, it descends the cross-entropy to ``labels``. Each :func:`pgd_step` moves by
-    ``step_size`` along the sign of the gradient (``"linf"``) or the gradient over its length
-    (``"l2"``), then projects into the budget around ``x`` and clips to pixels 0..255.
+    Each :func:`pgd_step` climbs the cross-entropy of the true ``labels`` by ``step_size`` along the
+    sign of the gradient (``"linf"``) or the gradient over its length (``"l2"``), then projects
+    into the budget around ``x`` and clips to pixels 0..255.
 
     Args:
         model: a callable ``pixels (N, H, W, C) -> logits (N, K)`` (a Keras model, a defended
             model, an ensemble); called with ``training=False``.
         x: float32 pixels 0..255, ``(N, H, W, C)``.
-        labels: int ``(N,)`` class indices: the truth (untargeted) or the targets.
+        labels: int ``(N,)`` the true class indices.
         epsilon: the budget in pixels, a scalar or one per example ``(N,)``.
         steps: number of steps, a Python int or an int32 scalar tensor (0 gives the start).
         step_size: pixels per step (scalar or ``(N,)``); ``None``: ``2.5 * epsilon / steps``.
@@ -156,26 +139,18 @@ def pgd_perturb(
         random_start: start at a uniformly random point of the budget (seeded), else at ``x``.
         seed: an int or an int32 tensor ``()`` or ``(2,)``; the same seed, the same start. Inside a
             training step pass something that changes per batch (e.g. the step count).
-        targeted: towards ``labels`` instead of away from them.
-        samples: expectation over transformation: average the loss over this many calls of
-            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
-            an example counts as fooled only when every one of these calls is.
         stop_at_success: leave each example where it is from the first step at which the model
             is fooled, and stop when all are.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
-            which keeps a gradient where the softmax saturates).
 
     Returns:
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
         gradient flows back through it (it is an input, not a function of the weights).
     """
-    norm, loss = check_norm(norm), _check_loss(loss, samples)
-    samples = check_int("samples", samples, minimum=1)
+    norm = _check_norm(norm)
     if step_size is None:
         step_size = default_step_size(tf.cast(epsilon, tf.float32), tf.cast(tf.maximum(tf.cast(steps, tf.int32), 1), tf.float32))
     x, data, seed, start = _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed)
-    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
-                    samples=samples)
+    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=False, loss="ce", samples=1)
     return loop.perturb(x, data, steps=tf.cast(steps, tf.int32), seed=seed, start=start)
 
 
@@ -218,8 +193,13 @@ def pgd_attack(
         labels: the true class of each image (untargeted), or the target (``targeted=True``);
             one or one per image, indices or names. ``None``: the model's own answer on the photo.
         epsilon: the budget in pixels, one or one per image.
-        steps (>= 0), step_size, norm, random_start, targeted, samples, stop_at_success, loss: as
-            :func:`pgd_perturb`.
+        steps (>= 0), step_size, norm, random_start, stop_at_success: as :func:`pgd_perturb`.
+        targeted: descend the cross-entropy to ``labels`` instead of climbing it away from them.
+        samples: expectation over transformation: average the loss over this many calls of
+            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
+            an example counts as fooled only when every one of these calls is.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
+            which keeps a gradient where the softmax saturates; one sample only).
         seed: the same seed (and batch size) gives the same result.
         batch_size: images per compiled call.
         progress: show a text progress bar, one tick per batch.
@@ -290,7 +270,7 @@ def iterative_attack(
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
     steps = check_steps(steps)
-    step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    step_size = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
     x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, track)
     run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
         x0, data, steps=steps, progress=progress, description="iterative_attack")
@@ -367,7 +347,7 @@ def robust_accuracy(
         epsilons: budgets in pixels (grey levels). ``0`` gives the clean accuracy.
         steps: PGD steps per budget (the course's default: PGD-20).
         step_size: pixels per step; default ``2.5 * epsilon / steps`` for each budget.
-        norm, random_start, loss: as :func:`pgd_perturb`.
+        norm, random_start: as :func:`pgd_perturb`; loss: as :func:`pgd_attack`.
         seed: the same seed (and batch size) gives the same numbers.
         batch_size: images per compiled call.
         progress: show a text progress bar (one tick per budget and batch).
