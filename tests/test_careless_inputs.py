@@ -143,7 +143,6 @@ CASES = [
     ("robust progress 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], progress="False"), ["progress", "'False'"]),
     ("square targeted 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], targeted="False"), ["targeted", "'False'"]),
     ("substitute verbose 'False'", lambda g, n, l, f: train_substitute(g, _build, f, verbose="False"), ["verbose", "'False'"]),
-    ("survival targeted 'False'", lambda g, n, l, f: survival_rate(l, np.zeros((224, 224, 3)), "toaster", targeted="False"), ["targeted", "'False'"]),
     # ---- NaN or inf pictures
     ("BlackBox NaN picture", lambda g, n, l, f: BlackBox(g, 1).probabilities(_nan((1, 48, 48, 1)), [0]), ["NaN"]),
     ("BlackBox label inf picture", lambda g, n, l, f: BlackBox(g, 1, output="label").label(np.full((1, 48, 48, 1), np.inf), [0]), ["NaN or inf"]),

@@ -1,13 +1,7 @@
-"""Lesson 1's gradient attack, the noise filter, and the input gradient lesson 2 starts from.
-
-:func:`noise_filter_step` is the loop lesson 1 writes by hand, compiled (by :mod:`course_utils.core.loop`,
-which only runs a step; it holds none of the maths): gradient descent on
-``cross-entropy(target) + beta * |DX|^2 / 2``. :func:`noise_filter` checks its arguments, compiles the
-step for the model (once per model: the target and beta are per-call tensors, so a new one never
-traces it again), runs it and returns an :class:`AttackResult`, what every attack on photos returns.
-The signed-gradient attacks (FGSM, the iterative attack, PGD) are in :mod:`course_utils.attacks.pgd`.
-
-Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted too).
+"""Lesson 1's noise filter on its step :func:`noise_filter_step` (gradient descent on
+``cross-entropy(target) + beta * |DX|^2 / 2``, compiled and run by :mod:`course_utils.core.loop`), the
+input gradient lesson 2 starts from, and :class:`AttackResult`, what every attack on photos returns.
+Images are float32 pixels 0..255, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted too).
 """
 
 from __future__ import annotations
