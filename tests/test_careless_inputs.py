@@ -164,7 +164,6 @@ CASES = [
     ("hop_skip_jump huge budget", lambda g, n, l, f: hop_skip_jump(g, f, queries=10**30), ["queries", str(10**30)]),
     ("BlackBox huge budget", lambda g, n, l, f: BlackBox(g, 2, budget=10**30), ["budget", str(10**30)]),
     ("load_face_model list", lambda g, n, l, f: load_face_model(["noisy"]), ["name", "['noisy']"]),
-    ("print_and_photograph unknown setting", lambda g, n, l, f: print_and_photograph(_photo(), blurr=2.0), ["blurr"]),
     ("detector plain function squeezer", lambda g, n, l, f: detector_scores(g, f, [lambda x: x]), ["squeezers", "lambda"]),
     ("substitute build returns the target", lambda g, n, l, f: train_substitute(g, lambda: g, f), ["build", "oracle"]),
     # ---- memory: refused up front with the largest value that fits

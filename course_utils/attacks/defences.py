@@ -107,7 +107,7 @@ class StraightThrough(keras.layers.Layer):
         return ops.straight_through(x, self.transform(x))
 
 
-def defend(model: keras.Model, transform: keras.layers.Layer, *, name: str | None = None) -> keras.Model:
+def defend(model: keras.Model, transform: keras.layers.Layer) -> keras.Model:
     """``model`` with ``transform`` in front of it: a Keras model, pixels in, logits out.
 
     ``defend(model, JpegRecompress())`` is what a defender deploys; the attacker who knows it
@@ -115,7 +115,7 @@ def defend(model: keras.Model, transform: keras.layers.Layer, *, name: str | Non
     The model's own weights are shared, not copied.
     """
     pixels = keras.Input(model.input_shape[1:], name="pixels")
-    return keras.Model(pixels, model(transform(pixels)), name=name or f"{model.name}_{transform.name}")
+    return keras.Model(pixels, model(transform(pixels)), name=f"{model.name}_{transform.name}")
 
 
 class AdversarialTraining(keras.Model):

@@ -252,13 +252,14 @@ def _target(model: Any, target: Target) -> tuple[int, str]:
 
 def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: int = 100,
                 step_size: float = 2.0, *, placements: int = 8, seed: int = 0, start: Any = None,
-                sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, progress: bool | None = None) -> _PatchResult:
+                sides: Any = PATCH_SIDES, progress: bool | None = None) -> _PatchResult:
     """Optimise a ``size`` x ``size`` patch so that the photos with it pasted anywhere answer ``target``.
 
     Each step pastes the patch on ``placements`` photos (cycling through ``photos``) at random
-    places, sides (``sides``, pixels) and angles (``-degrees..degrees``), new every step, and moves
-    every patch pixel down the sign of the averaged cross-entropy's gradient: ``2 * step_size``
-    grey levels for the first half of the steps, ``step_size`` for the next quarter, then half of it.
+    places, sides (``sides``: one, or (smallest, largest) in pixels) and angles (up to
+    :data:`PATCH_DEGREES` either way), new every step, and moves every patch pixel down the sign of
+    the averaged cross-entropy's gradient: ``2 * step_size`` grey levels for the first half of the
+    steps, ``step_size`` for the next quarter, then half of it.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
@@ -282,15 +283,13 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     index, label = _target(model, target)
     placements = check_int("placements", placements, minimum=1, maximum=256)
     sides = _check_sides(sides, x.shape[1:])
-    degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
     if start is None:
         rng = np.random.default_rng(effective_seed(seed))
         start = rng.uniform(0.0, 255.0, (size, size, 3)).astype(np.float32)
     start = _check_patch(start, x.shape[1:])
     if start.shape[0] != size:
         raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
-    loop = compiled(_patch_step, model, measure=_centred, photos=_Photos(x), placements=placements, sides=sides,
-                    degrees=degrees)
+    loop = compiled(_patch_step, model, measure=_centred, photos=_Photos(x), placements=placements, sides=sides)
     # Step decay: half the steps at 2 x step_size, a quarter at step_size, the rest at step_size / 2.
     # A constant signed step keeps every pixel jumping +-step_size around its best value to the end;
     # halving it settles the patch (at 120 steps x 8 placements: 0.91 -> 1.0 on held-out photos).
@@ -306,8 +305,8 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     return _PatchResult(patch[0], index, label, np.concatenate(probability), np.concatenate(losses), seconds)
 
 
-def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *, seed: int = 1,
-                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> _PatchResult:
+def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *,
+                  seed: int = 1) -> _PatchResult:
     """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
     the training did not use) and measure how often the model answers ``target``."""
     from course_utils.attacks.transfer import top1
@@ -316,7 +315,7 @@ def patch_success(model: Any, patch: Any, photos: Any, target: Target, placement
     p = _check_patch(patch, x.shape[1:])
     index, label = _target(model, target)
     k = check_int("placements", placements, minimum=1)
-    where = _random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
+    where = _random_placements(len(x) * k, x.shape[1:3], seed=seed).reshape(len(x), k, 4)
     images = np.stack([apply_patch(np.repeat(x[i : i + 1], k, axis=0), p, where[i]) for i in range(len(x))])
     predicted = top1(model, images.reshape(-1, *x.shape[1:])).reshape(len(x), k)
     return _PatchResult(p, index, label, images=images, placements=where, predicted=predicted,

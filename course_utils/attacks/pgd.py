@@ -26,11 +26,7 @@ from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames, Target
 
-__all__ = ["pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "default_step_size",
-           "LOSSES"]
-
-#: The attack losses: cross-entropy, or Carlini & Wagner's logit margin.
-LOSSES: tuple[str, ...] = ("ce", "margin")
+__all__ = ["pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "default_step_size"]
 
 
 def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool = False, loss: str = "ce",
@@ -63,7 +59,7 @@ def _check_norm(norm: Any) -> str:
 
 
 def _check_loss(loss: Any, samples: int) -> str:
-    if loss not in LOSSES:
+    if loss not in ("ce", "margin"):
         raise ValueError(f"unknown loss {loss!r}; choose 'ce' (cross-entropy) or 'margin' (Carlini & Wagner's logit margin)")
     if loss == "margin" and samples != 1:
         raise ValueError(f"loss='margin' takes one sample (samples=1), got samples={samples!r}; use loss='ce' for EOT")
@@ -93,9 +89,7 @@ def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
 
 
 def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress):
-    """What :func:`pgd_attack` and :func:`robust_accuracy` share, checked before any work (see there):
-    the batch ``x`` (pixels, at least one image) and the checked ``steps``, ``step_size`` (``None``
-    stays ``None``), ``random_start``, ``seed``, ``batch_size`` and ``progress``."""
+    """The checks :func:`pgd_attack` and :func:`robust_accuracy` share, before any work: the batch and the values."""
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     _check_norm(norm), _check_loss(loss, samples)
@@ -134,7 +128,7 @@ def pgd_perturb(
         labels: int ``(N,)`` the true class indices.
         epsilon: the budget in pixels, a scalar or one per example ``(N,)``.
         steps: number of steps, a Python int or an int32 scalar tensor (0 gives the start).
-        step_size: pixels per step (scalar or ``(N,)``); ``None``: ``2.5 * epsilon / steps``.
+        step_size: pixels per step (scalar or ``(N,)``); ``None``: :func:`default_step_size`.
         norm: ``"linf"`` or ``"l2"``.
         random_start: start at a uniformly random point of the budget (seeded), else at ``x``.
         seed: an int or an int32 tensor ``()`` or ``(2,)``; the same seed, the same start. Inside a
@@ -247,12 +241,8 @@ def iterative_attack(
     track: Sequence[Target] = (),
     progress: bool | None = None,
 ) -> AttackResult:
-    """Lesson 2's iterative attack (Kurakin et al., 2017): :func:`pgd_step` from the photo itself
-    (no random start), targeted by default, keeping the probabilities of every step.
-
-    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
-    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
-    original and to valid pixels 0..255. Runs on the whole batch at once.
+    """Lesson 2's iterative attack (Kurakin et al., 2017): L-inf :func:`pgd_step` from the photo
+    itself (no random start), targeted by default, on the whole batch, keeping every step's probabilities.
 
     Args:
         model: a classifier giving logits, taking pixels 0..255.
@@ -262,8 +252,8 @@ def iterative_attack(
             needs ``targeted=False``.
         epsilon: the L-inf budget in pixels (>= 0).
         steps: number of steps (>= 1).
-        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (the MadryLab rule of
-            thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
+        step_size: pixels per step (> 0). ``None``: :func:`default_step_size`. Kurakin et al. use
+            1 grey level per step (``step_size=1.0``).
         targeted: towards ``target`` (True) or away from it (False).
         track: extra classes whose probability the history records (e.g. ``["mouse"]``).
         progress: show a progress bar (``None``: for 50 steps or more).
@@ -328,14 +318,13 @@ def robust_accuracy(
     *,
     steps: int = 20,
     step_size: float | None = None,
-    norm: Norm = "linf",
     random_start: bool = True,
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
     loss: str = "ce",
 ) -> pd.DataFrame:
-    """Accuracy under an untargeted PGD attack, for each budget in ``epsilons``.
+    """Accuracy under an untargeted L-inf PGD attack, for each budget in ``epsilons``.
 
     One compiled step serves every epsilon (the budget is a tensor argument), so a sweep costs
     one tracing however many budgets it has.
@@ -346,8 +335,8 @@ def robust_accuracy(
         labels: the true classes: indices or names, one per image or one for all.
         epsilons: budgets in pixels (grey levels). ``0`` gives the clean accuracy.
         steps: PGD steps per budget (the course's default: PGD-20).
-        step_size: pixels per step; default ``2.5 * epsilon / steps`` for each budget.
-        norm, random_start: as :func:`pgd_perturb`; loss: as :func:`pgd_attack`.
+        step_size: pixels per step; default :func:`default_step_size` for each budget.
+        random_start: as :func:`pgd_perturb`; loss: as :func:`pgd_attack`.
         seed: the same seed (and batch size) gives the same numbers.
         batch_size: images per compiled call.
         progress: show a text progress bar (one tick per budget and batch).
@@ -360,11 +349,11 @@ def robust_accuracy(
     if eps_list.size == 0:
         raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
     x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
-        model, images, steps, step_size, norm, loss, 1, random_start, seed, batch_size, progress)
+        model, images, steps, step_size, "linf", loss, 1, random_start, seed, batch_size, progress)
     n = len(x)
     y = _labels(model, labels, x)
     batches = list(range(0, n, batch_size))
-    loop = compiled(pgd_step, model, stop_at_success=False, norm=norm, targeted=False, loss=loss, samples=1)
+    loop = compiled(pgd_step, model, stop_at_success=False, norm="linf", targeted=False, loss=loss, samples=1)
     rows = []
     with progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
                       show=progress) as bar:
@@ -375,7 +364,7 @@ def robust_accuracy(
                 sl = slice(i, i + batch_size)
                 m = len(x[sl])
                 xb, data, s, start = _pgd_inputs(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, e_rate, np.float32),
-                                                 norm, random_start, (seed, b))
+                                                 "linf", random_start, (seed, b))
                 # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
                 adversarial = loop.advance(xb, data, steps=steps if e > 0 else 0, seed=s, start=start)
                 correct += int(np.sum(_top1(model, adversarial) == y[sl]))

@@ -14,7 +14,6 @@ budgets in grey levels. A simulation is not a camera: it checks the changes we t
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Hashable, Sequence
 
@@ -24,8 +23,7 @@ import tensorflow as tf
 from course_utils.attacks.gradient import AttackResult
 from course_utils.attacks.pgd import default_step_size
 from course_utils.checks import (
-    WrongTypeError, check_batch, check_gradient_memory, check_int, check_number, check_seed, check_steps,
-    effective_seed,
+    check_batch, check_gradient_memory, check_int, check_number, check_seed, check_steps, effective_seed,
 )
 from course_utils.core import ops
 from course_utils.core.loop import check_history, compiled
@@ -140,16 +138,6 @@ PHOTO_JPEG: tuple[int, int] = (50, 95)
 _EVAL_SALT = 7919  # the evaluation's draws: another stream than any loop step with the same seed
 
 
-def _check_settings(settings: dict) -> dict:
-    """The print-photo ``settings`` (``blur=2.0``...): each one of :class:`PrintPhoto`'s, or a clear error."""
-    known = [p for p in inspect.signature(PrintPhoto).parameters if p not in ("draws", "jpeg")]
-    unknown = [k for k in settings if k not in known]
-    if unknown:
-        raise WrongTypeError(f"unknown print-photo setting {unknown[0]!r}; the settings are {', '.join(known)} "
-                             "(e.g. blur=2.0) and jpeg=(low, high)")
-    return settings
-
-
 def _images(images: Any) -> np.ndarray:
     x = check_batch(as_batch(images))
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -157,13 +145,11 @@ def _images(images: Any) -> np.ndarray:
     return x
 
 
-def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tuple[int, int] = PHOTO_JPEG,
-                         **settings: float) -> np.ndarray:
+def print_and_photograph(images: Any, seed: int = 0, draws: int = 1) -> np.ndarray:
     """Simulated photos of printed ``images``: ``draws`` random versions of each, seeded.
 
     Each version: a small turn, zoom and move, blur, contrast, brightness, sensor noise (the
-    ranges of :class:`PrintPhoto`, changed with ``settings``,
-    e.g. ``blur=2.0``), a JPEG of quality ``jpeg`` (low, high), and whole grey levels.
+    ranges of :class:`PrintPhoto`), a JPEG of quality :data:`PHOTO_JPEG`, and whole grey levels.
 
     Args:
         images: ``(H, W, 3)`` or ``(N, H, W, 3)`` pixels 0..255.
@@ -173,17 +159,16 @@ def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tu
     Returns:
         float32 ``(draws, N, H, W, 3)``, whole grey levels 0..255.
     """
-    _check_settings(settings)
     seed = check_seed(seed)
     x = _images(images)
     draws = check_int("draws", draws, minimum=1, maximum=4096)
-    PrintPhoto(1, jpeg=jpeg, **settings).check_input(x.shape)  # bad settings refused before any work
+    PrintPhoto(1).check_input(x.shape)  # too small to blur: refused before any work
     per_call = max(1, _ROWS_PER_CALL // len(x))  # draws per compiled call: bounded memory
     s = tf.constant(effective_seed(seed), tf.int32)
     out = []
     for j, first in enumerate(range(0, draws, per_call)):
         n = min(per_call, draws - first)
-        photo = _photo_function(PrintPhoto(n, jpeg=jpeg, **settings))
+        photo = _photo_function(PrintPhoto(n, jpeg=PHOTO_JPEG))
         out.append(photo(tf.constant(x), tf.constant(_EVAL_SALT + j), s).numpy())
     return np.concatenate(out).reshape(draws, *x.shape)
 
