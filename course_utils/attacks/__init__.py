@@ -1,13 +1,7 @@
-"""Fooling networks: lesson 1's noise filter (:mod:`~course_utils.attacks.gradient`), FGSM, the
-iterative attack, PGD and robust accuracy (:mod:`~course_utils.attacks.pgd`), defences, detectors and the
-attacks that beat them (:mod:`~course_utils.attacks.defences`),
-transfer between models and substitutes (:mod:`~course_utils.attacks.transfer`), black boxes
-(:mod:`~course_utils.attacks.blackbox`, :mod:`~course_utils.attacks.evolution`), the physical
-world (:mod:`~course_utils.attacks.physical`: the simulated print-and-photograph and attacks that
-survive it; :mod:`~course_utils.attacks.patch`) and
-certificates (:mod:`~course_utils.attacks.smoothing`).
-
-The names the lessons use are importable from here: ``from course_utils.attacks import pgd_attack``."""
+"""Fooling networks, one module per topic: ``gradient`` (lesson 1's noise filter and
+:class:`AttackResult`), ``pgd`` (FGSM, the iterative attack, PGD), ``defences`` (defences, detection and
+the attacks that beat them), ``transfer``, ``blackbox`` and ``evolution`` (black boxes), ``physical``
+and ``patch`` (the physical world), ``smoothing`` (certificates). The lessons import from here."""
 
 from course_utils.attacks.gradient import AttackResult, input_gradient, noise_filter
 from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_perturb, robust_accuracy

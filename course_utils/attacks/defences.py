@@ -61,9 +61,6 @@ class JpegRecompress(keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         return ops.jpeg(x, self.quality, chroma_downsampling=False)  # colour kept at full resolution
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "quality": self.quality}
-
 
 class RandomBlur(keras.layers.Layer):
     """Blur every picture with a Gaussian of a *random* width, drawn anew at every call.
@@ -85,9 +82,6 @@ class RandomBlur(keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         sigma = keras.random.uniform(tf.shape(x)[:1], self.low, self.high, seed=self.generator)
         return ops.gaussian_blur(x, sigma, self.radius)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "low": self.low, "high": self.high, "seed": self.seed}
 
 
 class StraightThrough(keras.layers.Layer):
@@ -200,9 +194,6 @@ class BitDepth(keras.layers.Layer):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         return ops.round_pixels(x, self.bits)
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "bits": self.bits}
-
 
 class MedianFilter(keras.layers.Layer):
     """Replace each pixel by the median of the ``size`` x ``size`` window around it, per channel.
@@ -226,9 +217,6 @@ class MedianFilter(keras.layers.Layer):
         patches = tf.reshape(patches, [shape[0], shape[1], shape[2], k * k, x.shape[-1]])
         return tf.sort(patches, axis=3)[:, :, :, (k * k) // 2, :]
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "size": self.size}
-
 
 def default_squeezers() -> tuple[keras.layers.Layer, ...]:
     """The course's squeezers for the 48x48 faces: 5 bits (32 grey levels) and a 2x2 median,
@@ -237,14 +225,12 @@ def default_squeezers() -> tuple[keras.layers.Layer, ...]:
 
 
 def _check_squeezers(squeezers: Any) -> tuple:
-    if squeezers is not None and (isinstance(squeezers, (str, bytes)) or not hasattr(squeezers, "__iter__")):
-        raise WrongTypeError(f"squeezers must be a list of Keras layers such as [BitDepth(5), MedianFilter(2)], "
-                             f"got {describe(squeezers)}")
-    squeezers = default_squeezers() if squeezers is None else tuple(squeezers)
-    if not squeezers or not all(isinstance(s, keras.layers.Layer) for s in squeezers):
-        raise WrongTypeError(f"squeezers must be one or more Keras layers such as BitDepth(5), MedianFilter(2) (a "
-                             f"plain function: wrap it in keras.layers.Lambda); got {squeezers!r}")
-    return squeezers
+    squeezers = default_squeezers() if squeezers is None else squeezers
+    layers = () if isinstance(squeezers, (str, bytes)) or not hasattr(squeezers, "__iter__") else tuple(squeezers)
+    if not layers or not all(isinstance(s, keras.layers.Layer) for s in layers):
+        raise WrongTypeError(f"squeezers must be one or more Keras layers such as [BitDepth(5), MedianFilter(2)] (a "
+                             f"plain function: wrap it in keras.layers.Lambda); got {describe(squeezers)}")
+    return layers
 
 
 def _squeeze_score(model: Any, x: tf.Tensor, squeezers: Sequence[Any]) -> tf.Tensor:

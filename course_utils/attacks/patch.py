@@ -111,13 +111,9 @@ def _draw(u: tf.Tensor, height: tf.Tensor, width: tf.Tensor, sides: tuple[float,
 
 def _random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
                       sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, seed: int = 0) -> np.ndarray:
-    """``count`` random placements of a patch on a photo of ``image_size``, seeded.
-
-    Returns:
-        float32 ``(count, 4)``: centre row, centre column (pixels), side (pixels, uniform in
-        ``sides``), angle (degrees, uniform in ``-degrees..degrees``); the turned patch stays on
-        the photo.
-    """
+    """``count`` random placements of a patch on a photo of ``image_size``, seeded: float32 ``(count, 4)``
+    centre row, centre column, side (pixels, uniform in ``sides``), angle (degrees, uniform in
+    ``-degrees..degrees``); the turned patch stays on the photo."""
     count = check_int("count", count, minimum=1)
     h, w = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     sides = _check_sides(sides, (h, w))
@@ -272,9 +268,8 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
         start: the patch to start from ``(size, size, 3)``; default seeded uniform noise.
     """
     size = check_int("size", size, minimum=1)
-    x = as_batch(photos)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"photos must be colour pictures (N, H, W, 3), got shape {tuple(x.shape)}")
+    photos = _Photos(photos)
+    x = photos.array
     if size > min(x.shape[1:3]):
         raise ValueError(f"a patch of {size}x{size} pixels is larger than the photos ({x.shape[1]}x{x.shape[2]}); "
                          "make it smaller than the photo")
@@ -289,7 +284,7 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     start = _check_patch(start, x.shape[1:])
     if start.shape[0] != size:
         raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
-    loop = compiled(_patch_step, model, measure=_centred, photos=_Photos(x), placements=placements, sides=sides)
+    loop = compiled(_patch_step, model, measure=_centred, photos=photos, placements=placements, sides=sides)
     # Step decay: half the steps at 2 x step_size, a quarter at step_size, the rest at step_size / 2.
     # A constant signed step keeps every pixel jumping +-step_size around its best value to the end;
     # halving it settles the patch (at 120 steps x 8 placements: 0.91 -> 1.0 on held-out photos).

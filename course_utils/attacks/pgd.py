@@ -160,6 +160,18 @@ def _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed):
     return x, data, pair[0], start
 
 
+def _advance(loop, x, y, eps, rate, norm, random_start, seed, batch_size, steps, bar) -> np.ndarray:
+    """The chunked run of :func:`pgd_attack` and :func:`robust_accuracy`: ``x`` in batches of
+    ``batch_size``, batch ``b`` started from ``(seed, b)``, one tick of ``bar`` each."""
+    out = []
+    for b, i in enumerate(range(0, len(x), batch_size)):
+        sl = slice(i, i + batch_size)
+        xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl], norm, random_start, (seed, b))
+        out.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
+        bar.update(1)
+    return np.concatenate(out)
+
+
 def pgd_attack(
     model: Any,
     images: Any,
@@ -215,16 +227,9 @@ def pgd_attack(
     rate = default_step_size(eps, max(steps, 1)) if rate is None else np.full(n, np.float32(rate))
     loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=targeted, loss=loss,
                     samples=samples)
-    adversarial = []
-    batches = range(0, n, batch_size)
-    with progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}", show=progress) as bar:
-        for b, i in enumerate(batches):
-            sl = slice(i, i + batch_size)
-            xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl].astype(np.float32), norm, random_start,
-                                             (seed, b))
-            adversarial.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
-            bar.update(1)
-    adversarial = np.concatenate(adversarial)
+    with progress_bar(len(range(0, n, batch_size)), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+                      show=progress) as bar:
+        adversarial = _advance(loop, x, y, eps, rate.astype(np.float32), norm, random_start, seed, batch_size, steps, bar)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
 
@@ -287,27 +292,19 @@ def _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, 
     return x0, classes, targets, extra, data
 
 
-def fgsm(
-    model: Any,
-    images: Any,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    *,
-    targeted: bool = True,
-    track: Sequence[Target] = (),
-) -> AttackResult:
-    """The fast gradient sign method (Goodfellow et al., 2015): one :func:`pgd_step` of the whole
-    budget, ``epsilon * sign(gradient)``, clipped to 0..255.
+def fgsm(model: Any, images: Any, target: Target | Sequence[Target], epsilon: float) -> AttackResult:
+    """The fast gradient sign method (Goodfellow et al., 2015), targeted as lesson 2 uses it: one
+    :func:`pgd_step` of the whole budget, ``-epsilon * sign(gradient)``, clipped to 0..255.
 
     Args:
-        model, images, target, targeted, track: as :func:`iterative_attack`.
+        model, images, target: as :func:`iterative_attack`.
         epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, targeted, track)
-    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
+    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, True, ())
+    run = compiled(pgd_step, model, norm="linf", targeted=True, loss="ce", samples=1).run(
         x0, data, steps=1, progress=False, description="fgsm")
-    return AttackResult.from_run("fgsm", x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
+    return AttackResult.from_run("fgsm", x0, run, targets, True, data["epsilon"], "linf", classes, extra)
 
 
 def robust_accuracy(
@@ -352,22 +349,16 @@ def robust_accuracy(
         model, images, steps, step_size, "linf", loss, 1, random_start, seed, batch_size, progress)
     n = len(x)
     y = _labels(model, labels, x)
-    batches = list(range(0, n, batch_size))
     loop = compiled(pgd_step, model, stop_at_success=False, norm="linf", targeted=False, loss=loss, samples=1)
     rows = []
-    with progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+    with progress_bar(len(eps_list) * len(range(0, n, batch_size)), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
                       show=progress) as bar:
         for e in eps_list:
             e_rate = default_step_size(float(e), max(steps, 1)) if rate is None else float(np.float32(rate))
-            correct = 0
-            for b, i in enumerate(batches):
-                sl = slice(i, i + batch_size)
-                m = len(x[sl])
-                xb, data, s, start = _pgd_inputs(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, e_rate, np.float32),
-                                                 "linf", random_start, (seed, b))
-                # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
-                adversarial = loop.advance(xb, data, steps=steps if e > 0 else 0, seed=s, start=start)
-                correct += int(np.sum(_top1(model, adversarial) == y[sl]))
-                bar.update(1)
+            # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
+            adversarial = _advance(loop, x, y, np.full(n, e, np.float32), np.full(n, e_rate, np.float32), "linf",
+                                   random_start, seed, batch_size, steps if e > 0 else 0, bar)
+            correct = sum(int(np.sum(_top1(model, adversarial[i:i + batch_size]) == y[i:i + batch_size]))
+                          for i in range(0, n, batch_size))
             rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
     return pd.DataFrame(rows)

@@ -15,7 +15,7 @@ budgets in grey levels. A simulation is not a camera: it checks the changes we t
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -84,10 +84,6 @@ class PrintPhoto:
 
     def __repr__(self) -> str:
         return f"PrintPhoto({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
-
-    def key(self) -> Hashable:
-        """The settings, as a key for compiled functions."""
-        return (type(self).__qualname__, tuple(sorted(vars(self).items())))
 
     def check_input(self, shape: tuple) -> None:
         """Refuse, before any work, a batch ``(N, H, W, C)`` too small to blur and resample."""
@@ -179,7 +175,7 @@ _ROWS_PER_CALL = 64
 def _photo_function(transform: PrintPhoto):
     """``transform`` then whole grey levels (``ops.round_pixels``), as one compiled function, kept per
     settings in the course's one cache (under :class:`PrintPhoto`: it needs no model)."""
-    return cached(PrintPhoto, ("photo", transform.key()), lambda: tf.function(
+    return cached(PrintPhoto, ("photo", tuple(sorted(vars(transform).items()))), lambda: tf.function(
         lambda x, step, seed: ops.round_pixels(transform.transform(x, step, seed)), reduce_retracing=True))
 
 
@@ -234,7 +230,6 @@ def eot_attack(
     target: Target | Sequence[Target],
     epsilon: float,
     steps: int = 40,
-    step_size: float | None = None,
     *,
     draws: int = 8,
     seed: int = 0,
@@ -242,7 +237,8 @@ def eot_attack(
 ) -> AttackResult:
     """Expectation over transformation (Athalye et al., 2018) against the print-photo simulation.
 
-    Lesson 2's iterative attack, except that every step's gradient is the average over ``draws``
+    Lesson 2's iterative attack (steps of :func:`~course_utils.attacks.pgd.default_step_size`),
+    except that every step's gradient is the average over ``draws``
     random print-photo versions of the picture (a new set each step, from ``seed`` and the step):
     the change is pushed to work whatever the light, focus, noise and hand do.
 
@@ -252,7 +248,6 @@ def eot_attack(
         target: the class to reach, a name or index, or one per image.
         epsilon: the L-inf budget in grey levels (> 0).
         steps: gradient steps (>= 1).
-        step_size: grey levels per step; ``None``: :func:`~course_utils.attacks.pgd.default_step_size`.
         draws: print-photo versions averaged per step (>= 1); each costs one pass of the model.
         seed: seed of the draws (``COURSE_SEED`` moves it).
 
@@ -262,8 +257,6 @@ def eot_attack(
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0, above=True)
     steps = check_steps(steps)
-    step_size = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size,
-                                                                                          minimum=0.0, above=True)
     draws = check_int("draws", draws, minimum=1, maximum=256)
     check_gradient_memory(model, images, copies=draws)
     x0 = as_batch(images, model)
@@ -273,7 +266,7 @@ def eot_attack(
     PrintPhoto(draws).check_input(x0.shape)  # pictures too small to blur: said here
     n = len(x0)
     data = {"labels": targets.astype(np.int32), "epsilon": np.full(n, epsilon, np.float32),
-            "step_size": np.full(n, step_size, np.float32)}
+            "step_size": np.full(n, default_step_size(epsilon, steps), np.float32)}
     loop = compiled(_eot_step, model, measure=_on_the_picture, draws=draws)
     run = loop.run(x0, data, steps=steps, seed=seed, progress=progress, description="EOT attack")
     return AttackResult.from_run("eot_attack", x0, run, targets, True, data["epsilon"], "linf", classes)
