@@ -292,19 +292,20 @@ def _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, 
     return x0, classes, targets, extra, data
 
 
-def fgsm(model: Any, images: Any, target: Target | Sequence[Target], epsilon: float) -> AttackResult:
-    """The fast gradient sign method (Goodfellow et al., 2015), targeted as lesson 2 uses it: one
-    :func:`pgd_step` of the whole budget, ``-epsilon * sign(gradient)``, clipped to 0..255.
+def fgsm(model: Any, images: Any, target: Target | Sequence[Target] | None, epsilon: float, *,
+         targeted: bool = True) -> AttackResult:
+    """The fast gradient sign method (Goodfellow et al., 2015): one :func:`pgd_step` of the whole
+    budget, ``epsilon * sign(gradient)``, clipped to 0..255.
 
     Args:
-        model, images, target: as :func:`iterative_attack`.
+        model, images, target, targeted: as :func:`iterative_attack`.
         epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, True, ())
-    run = compiled(pgd_step, model, norm="linf", targeted=True, loss="ce", samples=1).run(
+    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, targeted, ())
+    run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
         x0, data, steps=1, progress=False, description="fgsm")
-    return AttackResult.from_run("fgsm", x0, run, targets, True, data["epsilon"], "linf", classes, extra)
+    return AttackResult.from_run("fgsm", x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
 
 
 def robust_accuracy(
