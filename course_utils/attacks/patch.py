@@ -21,10 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from course_utils.attacks.transfer import top1
 from course_utils.checks import check_int, check_number, check_steps, effective_seed
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.io.images import as_batch
+from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import as_batch, load_image
 from course_utils.models.imagenet import ClassNames, Target
 
 __all__ = ["PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch", "train_patch", "patch_success", "load_patch"]
@@ -196,9 +198,8 @@ def _centred(model, x, x0, i, seed, data, *, photos: _Photos, sides: tuple[float
 
 @dataclass
 class _PatchResult:
-    """A patch and what is known of it: its training (:func:`train_patch`) or its score pasted on
-    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.gradient.AttackResult`: one
-    patch serves every photo and placement, it is not a batch of changed photos.
+    """A patch and its training (:func:`train_patch`) or its score on photos (:func:`patch_success`);
+    not an :class:`~course_utils.attacks.gradient.AttackResult`: one patch serves every photo.
 
     Attributes:
         patch: ``(P, P, 3)`` float32 pixels 0..255.
@@ -304,8 +305,6 @@ def patch_success(model: Any, patch: Any, photos: Any, target: Target, placement
                   seed: int = 1) -> _PatchResult:
     """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
     the training did not use) and measure how often the model answers ``target``."""
-    from course_utils.attacks.transfer import top1
-
     x = as_batch(photos)
     p = _check_patch(patch, x.shape[1:])
     index, label = _target(model, target)
@@ -320,7 +319,4 @@ def patch_success(model: Any, patch: Any, photos: Any, target: Target, placement
 def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
-    from course_utils.io.images import load_image
-    from course_utils.io.fetch import DATA_DIR
-
     return load_image(str(DATA_DIR / SHIPPED_PATCH))

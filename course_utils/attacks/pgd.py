@@ -322,10 +322,8 @@ def robust_accuracy(
     progress: bool = False,
     loss: str = "ce",
 ) -> pd.DataFrame:
-    """Accuracy under an untargeted L-inf PGD attack, for each budget in ``epsilons``.
-
-    One compiled step serves every epsilon (the budget is a tensor argument), so a sweep costs
-    one tracing however many budgets it has.
+    """Accuracy under an untargeted L-inf PGD attack, for each budget in ``epsilons`` (one compiled
+    step serves every budget: a sweep costs one tracing).
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
 from course_utils.attacks.pgd import default_step_size
+from course_utils.attacks.transfer import top1
 from course_utils.checks import (
     check_batch, check_gradient_memory, check_int, check_number, check_seed, check_steps, effective_seed,
 )
@@ -194,8 +195,6 @@ def survival_rate(model: Any, adversarial: Any, target: Target | Sequence[Target
     Returns:
         ``(N,)`` float64 in 0..1: per picture, the share of its photos whose top-1 is ``target``.
     """
-    from course_utils.attacks.transfer import top1
-
     x = _images(adversarial)
     labels = np.asarray(ClassNames.of(model).indices(target, len(x)), dtype=np.int64)
     photos = print_and_photograph(x, seed, draws)  # (draws, N, H, W, 3)
