@@ -271,7 +271,6 @@ def test_a_bad_seed_is_refused(face_model, face, call, bad, error):
 
 
 @pytest.mark.parametrize("call, kwargs, bad", [("attack", {"targeted": "False"}, "False"),
-                                                ("noise", {"clip": "yes"}, "yes"),
                                                 ("attack", {"progress": "no"}, "no")])
 def test_a_flag_written_as_text_is_refused(face_model, face, call, kwargs, bad):
     assert "must be True" in _refused(lambda: CALLS[call](face_model, face, **kwargs), WrongTypeError, repr(bad))

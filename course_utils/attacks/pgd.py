@@ -257,8 +257,8 @@ def iterative_attack(
             needs ``targeted=False``.
         epsilon: the L-inf budget in pixels (>= 0).
         steps: number of steps (>= 1).
-        step_size: pixels per step (> 0). ``None``: :func:`default_step_size`. Kurakin et al. use
-            1 grey level per step (``step_size=1.0``).
+        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (:func:`default_step_size`,
+            the MadryLab rule of thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
         targeted: towards ``target`` (True) or away from it (False).
         track: extra classes whose probability the history records (e.g. ``["mouse"]``).
         progress: show a progress bar (``None``: for 50 steps or more).
