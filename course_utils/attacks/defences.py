@@ -305,9 +305,10 @@ def adaptive_attack(model: Any, images: Any, labels: Any, epsilon: float, thresh
 
     :func:`_adaptive_step` minimises ``max(Z_y - max_{j != y} Z_j, -2) + 20 * max(score - threshold, 0)``
     (Carlini & Wagner's logit margin of the true class ``y`` with kappa = 2, and the squeezing score
-    of :func:`_squeeze_score` through BPDA squeezers) by sign steps of :func:`~course_utils.attacks.pgd.default_step_size`
-    from a seeded random start, projected into the budget and 0..255; each image stays where it
-    first succeeds (fooled and under the threshold), as a careful attacker would send it.
+    of :func:`_squeeze_score` through BPDA squeezers) by sign steps of
+    :func:`~course_utils.attacks.pgd.default_step_size` from a seeded random start, projected into
+    the budget and 0..255; each image stays where it first succeeds (fooled and under the
+    threshold), as a careful attacker would send it.
 
     Args:
         model: classifier, pixels 0..255 -> logits.

@@ -229,7 +229,8 @@ def pgd_attack(
                     samples=samples)
     with progress_bar(len(range(0, n, batch_size)), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
                       show=progress) as bar:
-        adversarial = _advance(loop, x, y, eps, rate.astype(np.float32), norm, random_start, seed, batch_size, steps, bar)
+        adversarial = _advance(loop, x, y, eps, rate.astype(np.float32), norm, random_start, seed, batch_size, steps,
+                               bar)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
 
@@ -265,7 +266,8 @@ def iterative_attack(
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
     steps = check_steps(steps)
-    step_size = default_step_size(epsilon, steps) if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    step_size = (default_step_size(epsilon, steps) if step_size is None
+                 else check_number("step_size", step_size, minimum=0.0, above=True))
     x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, track)
     run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
         x0, data, steps=steps, progress=progress, description="iterative_attack")
