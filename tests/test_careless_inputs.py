@@ -36,6 +36,7 @@ from course_utils.attacks import (
 )
 from course_utils.attacks.evolution import GridEncoding
 from course_utils.checks import check_gradient_memory
+from course_utils.attacks.defences import detector_scores
 from course_utils.attacks.patch import apply_patch
 from course_utils.attacks.smoothing import _SmoothingResult, certified_accuracy
 from course_utils.attacks.transfer import oracle_labels, train_substitute
@@ -142,7 +143,6 @@ CASES = [
     ("robust progress 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], progress="False"), ["progress", "'False'"]),
     ("square targeted 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], targeted="False"), ["targeted", "'False'"]),
     ("substitute verbose 'False'", lambda g, n, l, f: train_substitute(g, _build, f, verbose="False"), ["verbose", "'False'"]),
-    ("survival targeted 'False'", lambda g, n, l, f: survival_rate(l, np.zeros((224, 224, 3)), "toaster", targeted="False"), ["targeted", "'False'"]),
     # ---- NaN or inf pictures
     ("BlackBox NaN picture", lambda g, n, l, f: BlackBox(g, 1).probabilities(_nan((1, 48, 48, 1)), [0]), ["NaN"]),
     ("BlackBox label inf picture", lambda g, n, l, f: BlackBox(g, 1, output="label").label(np.full((1, 48, 48, 1), np.inf), [0]), ["NaN or inf"]),
@@ -164,8 +164,7 @@ CASES = [
     ("hop_skip_jump huge budget", lambda g, n, l, f: hop_skip_jump(g, f, queries=10**30), ["queries", str(10**30)]),
     ("BlackBox huge budget", lambda g, n, l, f: BlackBox(g, 2, budget=10**30), ["budget", str(10**30)]),
     ("load_face_model list", lambda g, n, l, f: load_face_model(["noisy"]), ["name", "['noisy']"]),
-    ("print_and_photograph unknown setting", lambda g, n, l, f: print_and_photograph(_photo(), blurr=2.0), ["blurr"]),
-    ("adaptive plain function squeezer", lambda g, n, l, f: adaptive_attack(g, f, [1, 1], 4.0, 0.01, squeezers=[lambda x: x]), ["squeezers", "lambda"]),
+    ("detector plain function squeezer", lambda g, n, l, f: detector_scores(g, f, [lambda x: x]), ["squeezers", "lambda"]),
     ("substitute build returns the target", lambda g, n, l, f: train_substitute(g, lambda: g, f), ["build", "oracle"]),
     # ---- memory: refused up front with the largest value that fits
     ("maximize_filters size 30000", lambda g, n, l, f: maximize_filters(g, "conv1", [0], size=(30000, 30000)), ["size", "30000", "at most"]),

@@ -16,7 +16,7 @@ from course_utils.attacks.defences import (
     StraightThrough,
     defend,
 )
-from course_utils.attacks.pgd import pgd_perturb
+from course_utils.attacks.pgd import pgd_attack, pgd_perturb
 
 RNG = np.random.default_rng(0)
 
@@ -115,7 +115,7 @@ def test_eot_averages_over_random_draws():
     x = _photo(2)
     y = np.asarray(model(x, training=False)).argmax(-1)
     random = defend(model, RandomBlur(0.5, 1.5, seed=0))
-    adv = pgd_perturb(random, x, y, 4.0, steps=3, samples=4, seed=1).numpy()
+    adv = pgd_attack(random, x, y, 4.0, steps=3, samples=4, seed=1).adversarial
     assert adv.shape == x.shape and np.abs(adv - x).max() <= 4.0 + 1e-3
 
 

@@ -7,8 +7,8 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from course_utils.attacks.detection import (
-    BitDepth, MedianFilter, adaptive_attack, adaptive_step, default_squeezers, detection_rate, detector_scores,
+from course_utils.attacks.defences import (
+    BitDepth, MedianFilter, adaptive_attack, _adaptive_step, default_squeezers, detection_rate, detector_scores,
     _squeeze_score, threshold_for_fpr,
 )
 from course_utils.attacks.pgd import pgd_attack
@@ -102,8 +102,7 @@ def test_the_adaptive_step_prices_the_margin_and_the_score_and_stays_in_the_budg
     labels = np.asarray(model(x0)).argmax(-1).astype(np.int32)
     data = {"labels": tf.constant(labels), "threshold": tf.fill([4], 0.05), "epsilon": tf.fill([4], 3.0),
             "step_size": tf.fill([4], 1.0)}
-    x_next, loss, tracked, success = adaptive_step(model, x0, x0, tf.constant(0), tf.constant([0, 0]), data,
-                                                   squeezers=((BitDepth, 5), (MedianFilter, 2)), weight=20.0, kappa=2.0)
+    x_next, loss, tracked, success = _adaptive_step(model, x0, x0, tf.constant(0), tf.constant([0, 0]), data)
     logits = model(x0).numpy()
     gap = logits[np.arange(4), labels] - logits[np.arange(4), 1 - labels]  # two classes: the other one
     score = _squeeze_score(model, x0, default_squeezers()).numpy()
@@ -115,11 +114,10 @@ def test_the_adaptive_step_prices_the_margin_and_the_score_and_stays_in_the_budg
     assert x_next.numpy().min() >= 0 and x_next.numpy().max() <= 255
 
 
-def test_equal_squeezers_share_one_compiled_step():
+def test_a_new_attack_on_the_same_model_shares_one_compiled_step():
     model, faces = build_gender_cnn(), _faces()[:2]
-    adaptive_attack(model, faces, 0, 4.0, 0.3, steps=2, squeezers=(BitDepth(5), MedianFilter(2)))
-    loop = compiled(adaptive_step, model, stop_at_success=True, squeezers=((BitDepth, 5), (MedianFilter, 2)),
-                    weight=20.0, kappa=2.0)
-    assert loop.traces["perturb"] == 1  # the squeezers are a setting by kind and size: this is the loop that ran
-    adaptive_attack(model, faces, 1, 6.0, 0.2, steps=3, squeezers=(BitDepth(5), MedianFilter(2)), seed=4)
-    assert loop.traces["perturb"] == 1  # new squeezer objects, labels, budget, threshold, seed: no new graph
+    adaptive_attack(model, faces, 0, 4.0, 0.3, steps=2)
+    loop = compiled(_adaptive_step, model, stop_at_success=True)
+    assert loop.traces["perturb"] == 1  # this is the loop that ran
+    adaptive_attack(model, faces, 1, 6.0, 0.2, steps=3, seed=4)
+    assert loop.traces["perturb"] == 1  # new labels, budget, threshold, seed: no new graph

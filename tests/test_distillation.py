@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.attacks.pgd import pgd_attack, pgd_perturb
+from course_utils.attacks.pgd import pgd_attack
 from course_utils.core.ops import logit_margin
 from course_utils.io.images import FACE_BOXES, sample_face
 from course_utils.models.faces import FACE_VARIANTS, face_facts, load_face_model, load_gender_cnn
@@ -64,7 +64,7 @@ def test_bad_inputs_are_refused_clearly(capsys):
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         pgd_attack(model, face, None, 2.0, loss="hinge")
     with pytest.raises(ValueError, match="samples=1"):
-        pgd_perturb(model, face[None], [0], 2.0, steps=1, loss="margin", samples=4)
+        pgd_attack(model, face[None], [0], 2.0, steps=1, loss="margin", samples=4)
     from tools.facetrain.variants import check_temperature
     from tools.train_face_model import main
 

@@ -43,11 +43,10 @@ def test_betas_side_by_side_equal_separate_runs(model, face):
     assert np.all(np.diff(together.l2) < 0)  # a higher price, a smaller filter
 
 
-def test_without_clipping_pixels_may_leave_the_range(model, face):
+def test_the_filtered_face_stays_within_valid_pixels(model, face):
     bright = np.full_like(face, 254.0)
     clipped = noise_filter(model, bright, "man", steps=20, learning_rate=3000.0, progress=False)
-    free = noise_filter(model, bright, "man", steps=20, learning_rate=3000.0, clip=False, progress=False)
-    assert clipped.adversarial.max() <= 255.0 and free.adversarial.max() > 255.0
+    assert clipped.adversarial.max() <= 255.0
 
 
 def test_bad_settings_are_refused_before_anything_runs(model, face):

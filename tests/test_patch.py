@@ -11,7 +11,7 @@ from course_utils.attacks.patch import (
     apply_patch,
     _check_patch,
     load_patch,
-    patch_step,
+    _patch_step,
     patch_success,
     _random_placements,
     train_patch,
@@ -76,7 +76,7 @@ def test_the_patch_step_cycles_photos_draws_per_step_and_moves_the_patch():
     x = tf.constant(_patch(8)[None])
     data = {"labels": tf.constant([0]), "step_size": tf.constant([2.0])}
     settings = dict(photos=_Photos(photos), placements=6, sides=(10.0, 16.0), degrees=10.0)
-    x_next, loss, tracked, success = patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
+    x_next, loss, tracked, success = _patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
     out = seen[0]
     assert out.shape == (6, 48, 48, 3) and loss.shape == (1,) and tracked.shape == (1, 2) and success is None
     changed = np.abs(out - photos[[0, 1, 2, 0, 1, 2]]).max(axis=(1, 2, 3)) > 0
@@ -85,9 +85,9 @@ def test_the_patch_step_cycles_photos_draws_per_step_and_moves_the_patch():
     assert np.all(unchanged > 0.7)  # ... and elsewhere the photo itself
     moved = np.abs(x_next.numpy() - x.numpy())
     assert moved.max() == pytest.approx(2.0, abs=1e-3) and x_next.numpy().min() >= 0 and x_next.numpy().max() <= 255  # signed step
-    patch_step(model, x, x, tf.constant(1), tf.constant([1, 0]), data, **settings)
+    _patch_step(model, x, x, tf.constant(1), tf.constant([1, 0]), data, **settings)
     assert not np.array_equal(out, seen[1])  # new placements every step
-    patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
+    _patch_step(model, x, x, tf.constant(0), tf.constant([1, 0]), data, **settings)
     assert np.array_equal(out, seen[2])  # ... drawn from the seed and the step
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras
 
-from course_utils.attacks.pgd import check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
+from course_utils.attacks.pgd import _check_norm, pgd_attack, pgd_perturb, pgd_step, robust_accuracy
 from course_utils.core.loop import compiled
 from course_utils.core.ops import direction, project
 from course_utils.models.imagenet import ClassNames
@@ -73,7 +73,7 @@ def test_a_budget_larger_than_the_change_leaves_it_alone_and_an_unknown_norm_is_
     for norm in ("linf", "l2"):
         np.testing.assert_array_equal(np.asarray(project(x, x0, 1e6, norm)), np.asarray(x))
     with pytest.raises(ValueError, match="'linf'"):
-        check_norm("l1")
+        _check_norm("l1")
     with pytest.raises(ValueError, match="'rms'"):
         direction(tf.zeros([1, 2]), "l1")
 
@@ -124,7 +124,7 @@ def test_targeted_pgd_reaches_its_target_and_eps_can_be_per_example():
     y = np.asarray(model(x, training=False)).argmax(-1)
     target = (y + 1) % 3
     eps = np.array([0.0, 60.0, 60.0], np.float32)
-    adv = pgd_perturb(model, x, target, eps, steps=20, targeted=True, seed=0).numpy()
+    adv = pgd_attack(model, x, target, eps, steps=20, targeted=True, seed=0).adversarial
     pred = np.asarray(model(adv, training=False)).argmax(-1)
     assert pred[0] == y[0] and np.all(adv[0] == x[0]), "a zero budget must leave the image as it was"
     np.testing.assert_array_equal(pred[1:], target[1:])
@@ -199,7 +199,7 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="norm"):
         pgd_perturb(model, x, [0], 1.0, steps=1, norm="l1")
     with pytest.raises(ValueError, match="samples"):
-        pgd_perturb(model, x, [0], 1.0, steps=1, samples=0)
+        pgd_attack(model, x, [0], 1.0, steps=1, samples=0)
 
 
 def test_stop_at_success_keeps_the_first_change_that_works():

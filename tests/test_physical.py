@@ -39,11 +39,10 @@ def test_print_and_photograph_is_seeded_and_changes_the_picture():
     assert not np.array_equal(a[0], a[1])  # each draw its own photo
 
 
-def test_print_and_photograph_with_nothing_random_is_the_picture_up_to_jpeg():
+def test_print_photo_with_nothing_random_is_the_picture_up_to_jpeg():
     x = np.broadcast_to(np.asarray([90.0, 150.0, 210.0], np.float32), (1, 40, 40, 3))  # flat: JPEG keeps it
-    calm = print_and_photograph(x, seed=0, draws=2, degrees=0, scale=0, shift=0, blur=0, contrast=0, brightness=0,
-                                noise=0, jpeg=(100, 100))
-    assert np.abs(calm - x[None]).max() <= 3.0
+    calm = PrintPhoto(2, degrees=0, scale=0, shift=0, blur=0, contrast=0, brightness=0, noise=0, jpeg=(100, 100))
+    assert np.abs(calm.transform(tf.constant(x), tf.constant(0), tf.constant(0)).numpy() - x).max() <= 3.0
 
 
 def test_the_loop_transform_gives_draws_copies_differentiably():
@@ -81,9 +80,8 @@ def test_the_cross_entropy_averages_over_the_drawn_copies():
     {"draws": 0}, {"blur": -1.0}, {"degrees": 90.0}, {"jpeg": (90, 50)}, {"jpeg": (0, 50)}, {"noise": "4"},
 ])
 def test_bad_simulation_settings_are_refused_before_any_work(bad):
-    draws = bad.pop("draws", 2)
     with pytest.raises(ValueError):
-        print_and_photograph(_pictures(1), seed=0, draws=draws, **bad)
+        PrintPhoto(bad.pop("draws", 2), **bad)
 
 
 def test_a_picture_too_small_to_blur_is_refused():

@@ -1,13 +1,7 @@
-"""Lesson 1's gradient attack, the noise filter, and the input gradient lesson 2 starts from.
-
-:func:`noise_filter_step` is the loop lesson 1 writes by hand, compiled (by :mod:`course_utils.core.loop`,
-which only runs a step; it holds none of the maths): gradient descent on
-``cross-entropy(target) + beta * |DX|^2 / 2``. :func:`noise_filter` checks its arguments, compiles the
-step for the model (once per model: the target and beta are per-call tensors, so a new one never
-traces it again), runs it and returns an :class:`AttackResult`, what every attack on photos returns.
-The signed-gradient attacks (FGSM, the iterative attack, PGD) are in :mod:`course_utils.attacks.pgd`.
-
-Units: images are float32 **pixels 0..255**, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted too).
+"""Lesson 1's noise filter on its step :func:`noise_filter_step` (gradient descent on
+``cross-entropy(target) + beta * |DX|^2 / 2``, compiled and run by :mod:`course_utils.core.loop`), the
+input gradient lesson 2 starts from, and :class:`AttackResult`, what every attack on photos returns.
+Images are float32 pixels 0..255, ``(N, H, W, C)`` (one image ``(H, W, C)`` is accepted too).
 """
 
 from __future__ import annotations
@@ -19,7 +13,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_steps
+from course_utils.checks import WrongTypeError, check_int, check_number, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import LoopResult, compiled, history_frame
 from course_utils.io.images import ImageLoadError, as_batch
@@ -144,14 +138,6 @@ class AttackResult:
             return last[np.arange(len(last)), self.labels]
         return last[:, self.classes.index(cls, name="cls")]
 
-    def probability_curves(self, classes: Sequence[Target], image: int = 0) -> pd.DataFrame:
-        """Probability of each of ``classes`` at every step for one image: index ``step``, a column per label."""
-        if self.probabilities is None:
-            raise ValueError(f"{self.method} kept no probabilities; run it with history=True")
-        idx = self.classes.indices(classes, name="classes")
-        data = {self.classes.label(i): self.probabilities[:, image, i] for i in idx}
-        return pd.DataFrame(data, index=pd.RangeIndex(self.steps + 1, name="step"))
-
     def success_rate(self, queries: int | None = None) -> float:
         """A query attack's: fraction of examples fooled within ``queries`` queries each (default: the budget)."""
         if self.queries is None:
@@ -246,15 +232,14 @@ def noise_filter(
     steps: int = 1000,
     learning_rate: float = 0.1,
     *,
-    clip: bool = True,
     progress: bool | None = None,
 ) -> AttackResult:
     """Learn a noise image ``DX`` that, added to ``image``, makes the model answer ``target``.
 
     Minimises ``cross_entropy(model(image + DX), target) + beta * sum(DX**2) / 2`` by plain
     gradient descent from ``DX = 0`` (the tutorial's noise filter; the step is
-    :func:`noise_filter_step`). ``beta > 0`` prices every grey level of change, so the filter
-    stays fainter.
+    :func:`noise_filter_step`), keeping ``image + DX`` within pixels 0..255. ``beta > 0`` prices
+    every grey level of change, so the filter stays fainter.
 
     Args:
         model: the face classifier (:func:`course_utils.models.load_gender_cnn`), taking
@@ -266,7 +251,6 @@ def noise_filter(
             Gradient descent on the penalty is stable only while ``learning_rate * beta < 2``.
         steps: gradient steps (>= 1).
         learning_rate: gradient-descent rate, in pixels per unit of gradient (> 0).
-        clip: keep ``image + DX`` within valid pixels 0..255 after each step.
         progress: show a progress bar (``None``: for 50 steps or more).
     """
     beta_list = list(beta) if isinstance(beta, (list, tuple, np.ndarray)) else [beta]
@@ -275,7 +259,6 @@ def noise_filter(
     betas = np.asarray([check_number("beta", b, minimum=0.0) for b in beta_list], dtype=np.float32)
     steps = check_steps(steps)
     learning_rate = check_number("learning_rate", learning_rate, minimum=0.0, above=True)
-    clip = check_flag("clip", clip)
     if learning_rate * betas.max() >= 2.0:
         raise ValueError(
             f"learning_rate * beta = {learning_rate * betas.max():g} must stay below 2: the penalty's "
@@ -299,6 +282,6 @@ def noise_filter(
     data = {"labels": np.full(n, t, np.int32), "learning_rate": np.full(n, learning_rate, np.float32)}
     if np.any(betas > 0):  # beta = 0 everywhere: the tutorial's plain loop, without a penalty term
         data["beta"] = np.broadcast_to(betas, n).astype(np.float32)
-    run = compiled(noise_filter_step, model, clip=clip).run(
+    run = compiled(noise_filter_step, model, clip=True).run(
         x0, data, steps=steps, progress=progress, description="noise filter")
     return AttackResult.from_run("noise_filter", x0, run, data["labels"], True, None, None, classes)

@@ -1,23 +1,12 @@
-"""The adversarial patch: one small picture that, stuck anywhere on a photo, changes the answer.
+"""Lesson 6's adversarial patch (Brown, Mané, Roy, Abadi and Gilmer, "Adversarial Patch", 2017): one
+small picture that, stuck anywhere on a photo, makes the model answer a target (here "toaster").
 
-Brown, Mané, Roy, Abadi and Gilmer ("Adversarial Patch", 2017) gave up the budget altogether: the
-patch may look like anything, but it covers only a part of the photo, and it must work on *any*
-photo, at any place, size and angle, so it can be printed as a sticker. They trained a "toaster"
-patch over random photos and placements (expectation over transformation, Athalye et al. 2018)
-and found that it made ImageNet classifiers answer "toaster" on most photos, also when printed and
-photographed, covering about a tenth of the picture.
-
-The *patch* is the optimised picture ``x`` ``(1, P, P, 3)``. Each :func:`patch_step` pastes it on
-``placements`` photos at random places, sizes and angles (new ones every step, from the seed and
-the step), averages the cross-entropy to the target over them, and moves every patch pixel by a
-signed step, kept within valid pixels. Nothing else: no budget. :mod:`course_utils.core.loop`
-compiles and runs the step.
-
-- :func:`_random_placements`, :func:`apply_patch` -- where a patch goes, and putting it there;
-- :func:`patch_step`, :func:`train_patch` -- the optimisation;
-- :func:`patch_success` -- how often the patched photos answer the target, on placements (and
-  photos) the training never saw;
-- :func:`load_patch` -- the patch shipped with the course (trained by ``tools/train_patch.py``).
+- :func:`apply_patch` puts a patch on photos at given placements (:func:`_paste`, differentiable);
+- :func:`train_patch` on its step :func:`_patch_step`: pasted on photos at random places, sizes
+  and angles, new every step (expectation over transformation, Athalye et al. 2018), a signed
+  step down the averaged cross-entropy, within valid pixels and no budget;
+- :func:`patch_success`: how often patched photos answer the target, on unseen placements;
+- :func:`load_patch`: the patch shipped with the course (trained by ``tools/train_patch.py``).
 
 Pixels 0..255; sides in pixels of the photo; angles in degrees.
 """
@@ -32,17 +21,15 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from course_utils.attacks.transfer import top1
 from course_utils.checks import check_int, check_number, check_steps, effective_seed
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.attacks.physical import paste
-from course_utils.io.images import as_batch
+from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import as_batch, load_image
 from course_utils.models.imagenet import ClassNames, Target
 
-__all__ = [
-    "PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch",
-    "patch_step", "PatchResult", "train_patch", "patch_success", "load_patch",
-]
+__all__ = ["PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch", "train_patch", "patch_success", "load_patch"]
 
 PATCH_SIDES: tuple[float, float] = (72.0, 104.0)
 """The patch's side on a 224-pixel photo, drawn uniformly: about 10% to 22% of the photo's area."""
@@ -52,6 +39,29 @@ PATCH_DEGREES = 20.0
 
 SHIPPED_PATCH = "patch_toaster.png"
 """The patch :func:`load_patch` reads from ``data/`` (its card: ``patch_toaster.md``)."""
+
+
+def _paste(pictures: tf.Tensor, patch: tf.Tensor, centres: tf.Tensor, sides: tf.Tensor,
+          angles: tf.Tensor) -> tf.Tensor:
+    """``pictures`` ``(M, H, W, C)`` with ``patch`` (``(1 or M, P, P, C)``, pixels 0..255) pasted
+    on each: centred at ``centres`` ``(M, 2)`` (row, column, in pixels, 0 = the first pixel's
+    centre), ``sides`` ``(M,)`` pixels wide, turned by ``angles`` ``(M,)`` degrees.
+    Bilinear, so a patch of its own size at whole-pixel places and no turn lands
+    exactly: ``_paste(x, p, [[r + (P-1)/2, c + (P-1)/2]], [P], [0])[0, r:r+P, c:c+P] == p[0]``.
+    Differentiable with respect to the patch."""
+    m = tf.shape(pictures)[0]
+    h, w = tf.shape(pictures)[1], tf.shape(pictures)[2]
+    patch = tf.broadcast_to(patch, tf.concat([[m], tf.shape(patch)[1:]], axis=0))
+    size = tf.cast(tf.shape(patch)[1], tf.float32)
+    k = size / tf.cast(sides, tf.float32)
+    theta = tf.cast(angles, tf.float32) * (math.pi / 180.0)
+    a0, a1 = k * tf.cos(theta), -k * tf.sin(theta)
+    b0, b1 = k * tf.sin(theta), k * tf.cos(theta)
+    cy, cx = tf.cast(centres[:, 0], tf.float32), tf.cast(centres[:, 1], tf.float32)
+    mid = (size - 1.0) / 2.0
+    tx, ty = mid - a0 * cx - a1 * cy, mid - b0 * cx - b1 * cy
+    mask = ops.affine(tf.ones_like(patch[..., :1]), a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
+    return pictures * (1.0 - mask) + ops.affine(patch, a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
 
 
 def _check_patch(patch: Any, photo_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -103,13 +113,9 @@ def _draw(u: tf.Tensor, height: tf.Tensor, width: tf.Tensor, sides: tuple[float,
 
 def _random_placements(count: int, image_size: int | tuple[int, int] = 224, *,
                       sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, seed: int = 0) -> np.ndarray:
-    """``count`` random placements of a patch on a photo of ``image_size``, seeded.
-
-    Returns:
-        float32 ``(count, 4)``: centre row, centre column (pixels), side (pixels, uniform in
-        ``sides``), angle (degrees, uniform in ``-degrees..degrees``); the turned patch stays on
-        the photo.
-    """
+    """``count`` random placements of a patch on a photo of ``image_size``, seeded: float32 ``(count, 4)``
+    centre row, centre column, side (pixels, uniform in ``sides``), angle (degrees, uniform in
+    ``-degrees..degrees``); the turned patch stays on the photo."""
     count = check_int("count", count, minimum=1)
     h, w = (image_size, image_size) if np.ndim(image_size) == 0 else tuple(image_size)
     sides = _check_sides(sides, (h, w))
@@ -138,11 +144,11 @@ def apply_patch(photos: Any, patch: Any, placements: Any) -> np.ndarray:
         raise ValueError(f"placements put the patch's centre off the photo: row {where[k, 0]:g}, column {where[k, 1]:g} "
                          f"(photo {k}); the centre must be inside the {h} x {w} photo (rows 0..{h - 1}, columns 0..{w - 1})")
     _check_sides((float(where[:, 2].min()), float(where[:, 2].max())), x.shape[1:])
-    return paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
+    return _paste(tf.constant(x), tf.constant(p[None]), where[:, :2], where[:, 2], where[:, 3]).numpy()
 
 
 class _Photos:
-    """Training photos ``(B, H, W, 3)`` as a setting of :func:`patch_step`: equal, and so sharing one
+    """Training photos ``(B, H, W, 3)`` as a setting of :func:`_patch_step`: equal, and so sharing one
     compiled graph, when their pixels are."""
 
     def __init__(self, photos: Any) -> None:
@@ -161,7 +167,7 @@ class _Photos:
         return f"_Photos({self.array.shape[0]} of {self.array.shape[1]}x{self.array.shape[2]})"
 
 
-def patch_step(model, x, x0, i, seed, data, *, photos: _Photos, placements: int = 8,
+def _patch_step(model, x, x0, i, seed, data, *, photos: _Photos, placements: int = 8,
                sides: tuple[float, float] = PATCH_SIDES, degrees: float = PATCH_DEGREES):
     """One step of the patch: pasted on ``placements`` photos at random, a signed step down the averaged cross-entropy."""
     n, rows = tf.shape(x)[0], placements * tf.shape(x)[0]                  # row j * N + i: patch i, placement j
@@ -170,7 +176,7 @@ def patch_step(model, x, x0, i, seed, data, *, photos: _Photos, placements: int 
     backgrounds = tf.gather(tf.constant(photos.array), (tf.range(rows) // n) % len(photos.array))
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
-        patched = paste(backgrounds, tf.tile(x, [placements, 1, 1, 1]), where[:, :2], where[:, 2], where[:, 3])
+        patched = _paste(backgrounds, tf.tile(x, [placements, 1, 1, 1]), where[:, :2], where[:, 2], where[:, 3])
         logits = tf.reshape(model(patched, training=False), [placements, n, -1])
         loss = ops.cross_entropy(logits, data["labels"])                    # towards the target, averaged
     grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -185,16 +191,15 @@ def _centred(model, x, x0, i, seed, data, *, photos: _Photos, sides: tuple[float
     rows = b * tf.shape(x)[0]                                                # row j * N + i: patch i on photo j
     backgrounds = tf.repeat(tf.constant(photos.array), tf.shape(x)[0], axis=0)
     centre = tf.fill([rows, 2], (h - 1) / 2.0) * tf.constant([[1.0, (w - 1) / (h - 1)]])
-    patched = paste(backgrounds, tf.tile(x, [b, 1, 1, 1]), centre, tf.fill([rows], sum(sides) / 2), tf.zeros([rows]))
+    patched = _paste(backgrounds, tf.tile(x, [b, 1, 1, 1]), centre, tf.fill([rows], sum(sides) / 2), tf.zeros([rows]))
     logits = tf.reshape(model(patched, training=False), [b, tf.shape(x)[0], -1])
     return ops.cross_entropy(logits, data["labels"]), tf.reduce_mean(tf.nn.softmax(logits), axis=0)
 
 
 @dataclass
-class PatchResult:
-    """A patch and what is known of it: its training (:func:`train_patch`) or its score pasted on
-    photos (:func:`patch_success`). Not an :class:`~course_utils.attacks.gradient.AttackResult`: one
-    patch serves every photo and placement, it is not a batch of changed photos.
+class _PatchResult:
+    """A patch and its training (:func:`train_patch`) or its score on photos (:func:`patch_success`);
+    not an :class:`~course_utils.attacks.gradient.AttackResult`: one patch serves every photo.
 
     Attributes:
         patch: ``(P, P, 3)`` float32 pixels 0..255.
@@ -244,13 +249,14 @@ def _target(model: Any, target: Target) -> tuple[int, str]:
 
 def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: int = 100,
                 step_size: float = 2.0, *, placements: int = 8, seed: int = 0, start: Any = None,
-                sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES, progress: bool | None = None) -> PatchResult:
+                sides: Any = PATCH_SIDES, progress: bool | None = None) -> _PatchResult:
     """Optimise a ``size`` x ``size`` patch so that the photos with it pasted anywhere answer ``target``.
 
     Each step pastes the patch on ``placements`` photos (cycling through ``photos``) at random
-    places, sides (``sides``, pixels) and angles (``-degrees..degrees``), new every step, and moves
-    every patch pixel down the sign of the averaged cross-entropy's gradient: ``2 * step_size``
-    grey levels for the first half of the steps, ``step_size`` for the next quarter, then half of it.
+    places, sides (``sides``: one, or (smallest, largest) in pixels) and angles (up to
+    :data:`PATCH_DEGREES` either way), new every step, and moves every patch pixel down the sign of
+    the averaged cross-entropy's gradient: ``2 * step_size`` grey levels for the first half of the
+    steps, ``step_size`` for the next quarter, then half of it.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
@@ -263,9 +269,8 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
         start: the patch to start from ``(size, size, 3)``; default seeded uniform noise.
     """
     size = check_int("size", size, minimum=1)
-    x = as_batch(photos)
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"photos must be colour pictures (N, H, W, 3), got shape {tuple(x.shape)}")
+    photos = _Photos(photos)
+    x = photos.array
     if size > min(x.shape[1:3]):
         raise ValueError(f"a patch of {size}x{size} pixels is larger than the photos ({x.shape[1]}x{x.shape[2]}); "
                          "make it smaller than the photo")
@@ -274,15 +279,13 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
     index, label = _target(model, target)
     placements = check_int("placements", placements, minimum=1, maximum=256)
     sides = _check_sides(sides, x.shape[1:])
-    degrees = check_number("degrees", degrees, minimum=0.0, maximum=180.0)
     if start is None:
         rng = np.random.default_rng(effective_seed(seed))
         start = rng.uniform(0.0, 255.0, (size, size, 3)).astype(np.float32)
     start = _check_patch(start, x.shape[1:])
     if start.shape[0] != size:
         raise ValueError(f"start is {start.shape[0]}x{start.shape[0]} pixels, the patch {size}x{size}")
-    loop = compiled(patch_step, model, measure=_centred, photos=_Photos(x), placements=placements, sides=sides,
-                    degrees=degrees)
+    loop = compiled(_patch_step, model, measure=_centred, photos=photos, placements=placements, sides=sides)
     # Step decay: half the steps at 2 x step_size, a quarter at step_size, the rest at step_size / 2.
     # A constant signed step keeps every pixel jumping +-step_size around its best value to the end;
     # halving it settles the patch (at 120 steps x 8 placements: 0.91 -> 1.0 on held-out photos).
@@ -295,30 +298,25 @@ def train_patch(model: Any, photos: Any, target: Target, size: int = 80, steps: 
         first = 0 if k == 0 else 1  # a phase starts where the last ended: its first measurement repeats that one's last
         patch, seconds = run.x, seconds + run.seconds
         probability.append(run.tracked[first:, 0, index]), losses.append(run.losses[first:, 0])
-    return PatchResult(patch[0], index, label, np.concatenate(probability), np.concatenate(losses), seconds)
+    return _PatchResult(patch[0], index, label, np.concatenate(probability), np.concatenate(losses), seconds)
 
 
-def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *, seed: int = 1,
-                  sides: Any = PATCH_SIDES, degrees: float = PATCH_DEGREES) -> PatchResult:
+def patch_success(model: Any, patch: Any, photos: Any, target: Target, placements: int = 8, *,
+                  seed: int = 1) -> _PatchResult:
     """Paste ``patch`` on each photo at ``placements`` random placements (seeded; use a ``seed``
     the training did not use) and measure how often the model answers ``target``."""
-    from course_utils.attacks.transfer import top1
-
     x = as_batch(photos)
     p = _check_patch(patch, x.shape[1:])
     index, label = _target(model, target)
     k = check_int("placements", placements, minimum=1)
-    where = _random_placements(len(x) * k, x.shape[1:3], sides=sides, degrees=degrees, seed=seed).reshape(len(x), k, 4)
+    where = _random_placements(len(x) * k, x.shape[1:3], seed=seed).reshape(len(x), k, 4)
     images = np.stack([apply_patch(np.repeat(x[i : i + 1], k, axis=0), p, where[i]) for i in range(len(x))])
     predicted = top1(model, images.reshape(-1, *x.shape[1:])).reshape(len(x), k)
-    return PatchResult(p, index, label, images=images, placements=where, predicted=predicted,
+    return _PatchResult(p, index, label, images=images, placements=where, predicted=predicted,
                        success=predicted == index, clean=top1(model, x))
 
 
 def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
-    from course_utils.io.images import load_image
-    from course_utils.io.fetch import DATA_DIR
-
     return load_image(str(DATA_DIR / SHIPPED_PATCH))

@@ -1,21 +1,11 @@
-"""The signed-gradient attacks of lessons 2 and 4: FGSM, the iterative attack and PGD, on one step.
+"""The signed-gradient attacks of lessons 2 and 4 on one step, :func:`pgd_step` (the loop lesson 2
+writes by hand, compiled and run by :mod:`course_utils.core.loop`): FGSM (Goodfellow et al., 2015),
+lesson 2's iterative attack (Kurakin et al., 2017), PGD (Madry et al., 2018) and robust accuracy.
 
-:func:`pgd_step` is the loop lesson 2 writes by hand, compiled (by :mod:`course_utils.core.loop`,
-which only runs a step; it holds none of the maths): a step along the sign of the gradient (L-inf)
-or its unit vector (L2), back into the budget, back into valid pixels. Lesson 2's iterative attack
-is PGD without the random start (Madry et al., 2018 added it); FGSM is one such step of the whole
-budget. The functions a notebook calls check their arguments, compile the step for the model (once
-per model and settings: labels, budget and step size are per-call tensors, so a new epsilon or
-target never traces it again), run it and return one :class:`~course_utils.attacks.gradient.AttackResult`.
-
-- :func:`pgd_perturb` takes tensors and returns a tensor (no host sync): it runs inside a Keras
-  ``train_step`` (adversarial training, :mod:`course_utils.attacks.defences`);
-- :func:`pgd_attack`, :func:`iterative_attack`, :func:`fgsm` and :func:`robust_accuracy` are the
-  NumPy-facing helpers for notebooks; they run the steps in chunks (the same result), so that
-  Kernel -> Interrupt stops them within about a quarter of a second.
-
-Units: pixels 0..255 everywhere; ``epsilon=4.0`` lets every pixel move by four grey levels
-(``norm="linf"``), or the whole change be 4 grey levels long (``norm="l2"``).
+:func:`pgd_perturb` is tensors in, a tensor out (inside a Keras ``train_step``); the others take
+NumPy, run the steps in chunks (Kernel -> Interrupt stops them) and return an
+:class:`~course_utils.attacks.gradient.AttackResult`. Pixels 0..255; budgets in grey levels
+(``norm="linf"``: per pixel; ``"l2"``: the length of the whole change).
 """
 
 from __future__ import annotations
@@ -27,22 +17,16 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
-from course_utils.checks import check_flag, check_gradient_memory, check_int, check_number, check_seed
-from course_utils.checks import check_steps
+from course_utils.checks import (
+    check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps, effective_seed,
+)
 from course_utils.core import ops
 from course_utils.core.loop import compiled, progress_bar
 from course_utils.core.ops import NORMS, Norm
 from course_utils.io.images import as_batch
 from course_utils.models.imagenet import ClassNames, Target
-from course_utils.checks import effective_seed
 
-__all__ = [
-    "pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "check_norm",
-    "default_step_size", "LOSSES",
-]
-
-#: The attack losses: cross-entropy, or Carlini & Wagner's logit margin.
-LOSSES: tuple[str, ...] = ("ce", "margin")
+__all__ = ["pgd_step", "pgd_perturb", "pgd_attack", "iterative_attack", "fgsm", "robust_accuracy", "default_step_size"]
 
 
 def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool = False, loss: str = "ce",
@@ -68,15 +52,14 @@ def pgd_step(model, x, x0, i, seed, data, *, norm: str = "linf", targeted: bool 
     return x_next, objective, tf.reduce_mean(tf.nn.softmax(logits), axis=0), success
 
 
-def check_norm(norm: Any) -> str:
-    """``norm`` if it is ``"linf"`` or ``"l2"``, else a ``ValueError`` that names the choices."""
+def _check_norm(norm: Any) -> str:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose 'linf' (largest change of any pixel) or 'l2' (Euclidean length)")
     return norm
 
 
 def _check_loss(loss: Any, samples: int) -> str:
-    if loss not in LOSSES:
+    if loss not in ("ce", "margin"):
         raise ValueError(f"unknown loss {loss!r}; choose 'ce' (cross-entropy) or 'margin' (Carlini & Wagner's logit margin)")
     if loss == "margin" and samples != 1:
         raise ValueError(f"loss='margin' takes one sample (samples=1), got samples={samples!r}; use loss='ce' for EOT")
@@ -106,12 +89,10 @@ def _top1(model: Any, x: Any, batch_size: int = 256) -> np.ndarray:
 
 
 def _check_pgd(model, images, steps, step_size, norm, loss, samples, random_start, seed, batch_size, progress):
-    """What :func:`pgd_attack` and :func:`robust_accuracy` share, checked before any work (see there):
-    the batch ``x`` (pixels, at least one image) and the checked ``steps``, ``step_size`` (``None``
-    stays ``None``), ``random_start``, ``seed``, ``batch_size`` and ``progress``."""
+    """The checks :func:`pgd_attack` and :func:`robust_accuracy` share, before any work: the batch and the values."""
     steps = check_int("steps", steps, minimum=0)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    check_norm(norm), _check_loss(loss, samples)
+    _check_norm(norm), _check_loss(loss, samples)
     samples = check_int("samples", samples, minimum=1)
     random_start, progress = check_flag("random_start", random_start), check_flag("progress", progress)
     seed = check_seed(seed)
@@ -131,51 +112,39 @@ def pgd_perturb(
     norm: Norm = "linf",
     random_start: bool = True,
     seed: int | tf.Tensor = 0,
-    targeted: bool = False,
-    samples: int = 1,
     stop_at_success: bool = False,
-    loss: str = "ce",
 ) -> tf.Tensor:
-    """The PGD adversarial batch for ``x``: tensors in, a tensor out, no host sync (usable inside
+    """The untargeted PGD batch for ``x``: tensors in, a tensor out, no host sync (usable inside
     a ``tf.function`` or a Keras ``train_step``: adversarial training runs it there).
 
-    Untargeted (default), it climbs the cross-entropy of the true ``labels`` (away from them);
-    targeted, it descends the cross-entropy to ``labels``. Each :func:`pgd_step` moves by
-    ``step_size`` along the sign of the gradient (``"linf"``) or the gradient over its length
-    (``"l2"``), then projects into the budget around ``x`` and clips to pixels 0..255.
+    Each :func:`pgd_step` climbs the cross-entropy of the true ``labels`` by ``step_size`` along the
+    sign of the gradient (``"linf"``) or the gradient over its length (``"l2"``), then projects
+    into the budget around ``x`` and clips to pixels 0..255.
 
     Args:
         model: a callable ``pixels (N, H, W, C) -> logits (N, K)`` (a Keras model, a defended
             model, an ensemble); called with ``training=False``.
         x: float32 pixels 0..255, ``(N, H, W, C)``.
-        labels: int ``(N,)`` class indices: the truth (untargeted) or the targets.
+        labels: int ``(N,)`` the true class indices.
         epsilon: the budget in pixels, a scalar or one per example ``(N,)``.
         steps: number of steps, a Python int or an int32 scalar tensor (0 gives the start).
-        step_size: pixels per step (scalar or ``(N,)``); ``None``: ``2.5 * epsilon / steps``.
+        step_size: pixels per step (scalar or ``(N,)``); ``None``: :func:`default_step_size`.
         norm: ``"linf"`` or ``"l2"``.
         random_start: start at a uniformly random point of the budget (seeded), else at ``x``.
         seed: an int or an int32 tensor ``()`` or ``(2,)``; the same seed, the same start. Inside a
             training step pass something that changes per batch (e.g. the step count).
-        targeted: towards ``labels`` instead of away from them.
-        samples: expectation over transformation: average the loss over this many calls of
-            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
-            an example counts as fooled only when every one of these calls is.
         stop_at_success: leave each example where it is from the first step at which the model
             is fooled, and stop when all are.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
-            which keeps a gradient where the softmax saturates).
 
     Returns:
         float32 tensor like ``x``: the adversarial batch, within the budget and 0..255. No
         gradient flows back through it (it is an input, not a function of the weights).
     """
-    norm, loss = check_norm(norm), _check_loss(loss, samples)
-    samples = check_int("samples", samples, minimum=1)
+    norm = _check_norm(norm)
     if step_size is None:
         step_size = default_step_size(tf.cast(epsilon, tf.float32), tf.cast(tf.maximum(tf.cast(steps, tf.int32), 1), tf.float32))
     x, data, seed, start = _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed)
-    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=bool(targeted), loss=loss,
-                    samples=samples)
+    loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=False, loss="ce", samples=1)
     return loop.perturb(x, data, steps=tf.cast(steps, tf.int32), seed=seed, start=start)
 
 
@@ -189,6 +158,18 @@ def _pgd_inputs(x, labels, epsilon, step_size, norm, random_start, seed):
     start = ops.random_start(x, eps, norm, pair + tf.constant([effective_seed(0), 0])) if random_start else None
     data = {"labels": tf.cast(labels, tf.int32), "epsilon": eps, "step_size": tf.cast(step_size, tf.float32)}
     return x, data, pair[0], start
+
+
+def _advance(loop, x, y, eps, rate, norm, random_start, seed, batch_size, steps, bar) -> np.ndarray:
+    """The chunked run of :func:`pgd_attack` and :func:`robust_accuracy`: ``x`` in batches of
+    ``batch_size``, batch ``b`` started from ``(seed, b)``, one tick of ``bar`` each."""
+    out = []
+    for b, i in enumerate(range(0, len(x), batch_size)):
+        sl = slice(i, i + batch_size)
+        xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl], norm, random_start, (seed, b))
+        out.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
+        bar.update(1)
+    return np.concatenate(out)
 
 
 def pgd_attack(
@@ -218,8 +199,13 @@ def pgd_attack(
         labels: the true class of each image (untargeted), or the target (``targeted=True``);
             one or one per image, indices or names. ``None``: the model's own answer on the photo.
         epsilon: the budget in pixels, one or one per image.
-        steps (>= 0), step_size, norm, random_start, targeted, samples, stop_at_success, loss: as
-            :func:`pgd_perturb`.
+        steps (>= 0), step_size, norm, random_start, stop_at_success: as :func:`pgd_perturb`.
+        targeted: descend the cross-entropy to ``labels`` instead of climbing it away from them.
+        samples: expectation over transformation: average the loss over this many calls of
+            ``model`` on the batch (useful only when ``model`` is random). With ``stop_at_success``
+            an example counts as fooled only when every one of these calls is.
+        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini & Wagner's margin on the logits,
+            which keeps a gradient where the softmax saturates; one sample only).
         seed: the same seed (and batch size) gives the same result.
         batch_size: images per compiled call.
         progress: show a text progress bar, one tick per batch.
@@ -241,16 +227,10 @@ def pgd_attack(
     rate = default_step_size(eps, max(steps, 1)) if rate is None else np.full(n, np.float32(rate))
     loop = compiled(pgd_step, model, stop_at_success=stop_at_success, norm=norm, targeted=targeted, loss=loss,
                     samples=samples)
-    adversarial = []
-    batches = range(0, n, batch_size)
-    with progress_bar(len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}", show=progress) as bar:
-        for b, i in enumerate(batches):
-            sl = slice(i, i + batch_size)
-            xb, data, s, start = _pgd_inputs(x[sl], y[sl], eps[sl], rate[sl].astype(np.float32), norm, random_start,
-                                             (seed, b))
-            adversarial.append(loop.advance(xb, data, steps=steps, seed=s, start=start))
-            bar.update(1)
-    adversarial = np.concatenate(adversarial)
+    with progress_bar(len(range(0, n, batch_size)), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+                      show=progress) as bar:
+        adversarial = _advance(loop, x, y, eps, rate.astype(np.float32), norm, random_start, seed, batch_size, steps,
+                               bar)
     return AttackResult("pgd", x, adversarial, y, bool(targeted), _top1(model, adversarial, batch_size), eps, norm,
                         classes=ClassNames.of(model))
 
@@ -267,12 +247,8 @@ def iterative_attack(
     track: Sequence[Target] = (),
     progress: bool | None = None,
 ) -> AttackResult:
-    """Lesson 2's iterative attack (Kurakin et al., 2017): :func:`pgd_step` from the photo itself
-    (no random start), targeted by default, keeping the probabilities of every step.
-
-    Each step recomputes the gradient of the cross-entropy, moves every pixel by ``step_size``
-    in the direction of its sign, then clips to the L-inf ball of radius ``epsilon`` around the
-    original and to valid pixels 0..255. Runs on the whole batch at once.
+    """Lesson 2's iterative attack (Kurakin et al., 2017): L-inf :func:`pgd_step` from the photo
+    itself (no random start), targeted by default, on the whole batch, keeping every step's probabilities.
 
     Args:
         model: a classifier giving logits, taking pixels 0..255.
@@ -282,15 +258,16 @@ def iterative_attack(
             needs ``targeted=False``.
         epsilon: the L-inf budget in pixels (>= 0).
         steps: number of steps (>= 1).
-        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (the MadryLab rule of
-            thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
+        step_size: pixels per step (> 0). ``None``: ``2.5 * epsilon / steps`` (:func:`default_step_size`,
+            the MadryLab rule of thumb). Kurakin et al. use 1 grey level per step (``step_size=1.0``).
         targeted: towards ``target`` (True) or away from it (False).
         track: extra classes whose probability the history records (e.g. ``["mouse"]``).
         progress: show a progress bar (``None``: for 50 steps or more).
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
     steps = check_steps(steps)
-    step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0, above=True)
+    step_size = (default_step_size(epsilon, steps) if step_size is None
+                 else check_number("step_size", step_size, minimum=0.0, above=True))
     x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, track)
     run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
         x0, data, steps=steps, progress=progress, description="iterative_attack")
@@ -317,24 +294,17 @@ def _lesson2_inputs(model, images, target, epsilon, steps, step_size, targeted, 
     return x0, classes, targets, extra, data
 
 
-def fgsm(
-    model: Any,
-    images: Any,
-    target: Target | Sequence[Target] | None,
-    epsilon: float,
-    *,
-    targeted: bool = True,
-    track: Sequence[Target] = (),
-) -> AttackResult:
+def fgsm(model: Any, images: Any, target: Target | Sequence[Target] | None, epsilon: float, *,
+         targeted: bool = True) -> AttackResult:
     """The fast gradient sign method (Goodfellow et al., 2015): one :func:`pgd_step` of the whole
     budget, ``epsilon * sign(gradient)``, clipped to 0..255.
 
     Args:
-        model, images, target, targeted, track: as :func:`iterative_attack`.
+        model, images, target, targeted: as :func:`iterative_attack`.
         epsilon: the step in pixels (>= 0): every pixel moves by exactly this much (before clipping).
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0)
-    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, targeted, track)
+    x0, classes, targets, extra, data = _lesson2_inputs(model, images, target, epsilon, 1, epsilon, targeted, ())
     run = compiled(pgd_step, model, norm="linf", targeted=targeted, loss="ce", samples=1).run(
         x0, data, steps=1, progress=False, description="fgsm")
     return AttackResult.from_run("fgsm", x0, run, targets, targeted, data["epsilon"], "linf", classes, extra)
@@ -348,17 +318,14 @@ def robust_accuracy(
     *,
     steps: int = 20,
     step_size: float | None = None,
-    norm: Norm = "linf",
     random_start: bool = True,
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
     loss: str = "ce",
 ) -> pd.DataFrame:
-    """Accuracy under an untargeted PGD attack, for each budget in ``epsilons``.
-
-    One compiled step serves every epsilon (the budget is a tensor argument), so a sweep costs
-    one tracing however many budgets it has.
+    """Accuracy under an untargeted L-inf PGD attack, for each budget in ``epsilons`` (one compiled
+    step serves every budget: a sweep costs one tracing).
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
@@ -366,8 +333,8 @@ def robust_accuracy(
         labels: the true classes: indices or names, one per image or one for all.
         epsilons: budgets in pixels (grey levels). ``0`` gives the clean accuracy.
         steps: PGD steps per budget (the course's default: PGD-20).
-        step_size: pixels per step; default ``2.5 * epsilon / steps`` for each budget.
-        norm, random_start, loss: as :func:`pgd_perturb`.
+        step_size: pixels per step; default :func:`default_step_size` for each budget.
+        random_start: as :func:`pgd_perturb`; loss: as :func:`pgd_attack`.
         seed: the same seed (and batch size) gives the same numbers.
         batch_size: images per compiled call.
         progress: show a text progress bar (one tick per budget and batch).
@@ -380,25 +347,19 @@ def robust_accuracy(
     if eps_list.size == 0:
         raise ValueError("epsilons is empty: give at least one budget, e.g. [0, 4, 8]")
     x, steps, rate, random_start, seed, batch_size, progress = _check_pgd(
-        model, images, steps, step_size, norm, loss, 1, random_start, seed, batch_size, progress)
+        model, images, steps, step_size, "linf", loss, 1, random_start, seed, batch_size, progress)
     n = len(x)
     y = _labels(model, labels, x)
-    batches = list(range(0, n, batch_size))
-    loop = compiled(pgd_step, model, stop_at_success=False, norm=norm, targeted=False, loss=loss, samples=1)
+    loop = compiled(pgd_step, model, stop_at_success=False, norm="linf", targeted=False, loss=loss, samples=1)
     rows = []
-    with progress_bar(len(eps_list) * len(batches), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
+    with progress_bar(len(eps_list) * len(range(0, n, batch_size)), f"PGD-{steps} on {getattr(model, 'name', 'model')}",
                       show=progress) as bar:
         for e in eps_list:
             e_rate = default_step_size(float(e), max(steps, 1)) if rate is None else float(np.float32(rate))
-            correct = 0
-            for b, i in enumerate(batches):
-                sl = slice(i, i + batch_size)
-                m = len(x[sl])
-                xb, data, s, start = _pgd_inputs(x[sl], y[sl], np.full(m, e, np.float32), np.full(m, e_rate, np.float32),
-                                                 norm, random_start, (seed, b))
-                # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
-                adversarial = loop.advance(xb, data, steps=steps if e > 0 else 0, seed=s, start=start)
-                correct += int(np.sum(_top1(model, adversarial) == y[sl]))
-                bar.update(1)
+            # A zero budget leaves every image where it is: no steps needed (same graph, steps=0).
+            adversarial = _advance(loop, x, y, np.full(n, e, np.float32), np.full(n, e_rate, np.float32), "linf",
+                                   random_start, seed, batch_size, steps if e > 0 else 0, bar)
+            correct = sum(int(np.sum(_top1(model, adversarial[i:i + batch_size]) == y[i:i + batch_size]))
+                          for i in range(0, n, batch_size))
             rows.append({"epsilon": float(e), "accuracy": correct / n, "n": n})
     return pd.DataFrame(rows)

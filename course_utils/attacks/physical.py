@@ -1,49 +1,30 @@
-"""Adversarial examples in the physical world: does an attack survive being printed and photographed?
+"""Lesson 6's physical world: does an attack survive being printed and photographed?
 
-Kurakin, Goodfellow and Bengio ("Adversarial examples in the physical world", 2016; ICLR
-workshop 2017) printed adversarial ImageNet images, photographed the prints with a phone and
-found that a good share of them still fooled the classifier, though the iterative attacks, whose
-changes are the finest, were destroyed more often than one-step ones. Athalye, Engstrom, Ilyas
-and Kwok ("Synthesizing robust adversarial examples", ICML 2018) made attacks that survive on
-purpose: expectation over transformation (EOT) minimises the loss *averaged over random
-transforms* of the picture, so the change works whatever transform comes.
+- :class:`PrintPhoto`, the simulated print-and-photograph as a differentiable transform (light,
+  focus, sensor noise, the phone's JPEG passed straight through, the hand's turn, zoom and move);
+  :func:`print_and_photograph` (its evaluation, seeded, real JPEG and whole grey levels) and
+  :func:`survival_rate` (the share of simulated photos after which an attack still works);
+- :func:`eot_attack` on its step :func:`_eot_step`: expectation over transformation, lesson 2's
+  iterative attack with its gradient averaged over random print-photos every step.
 
-- :class:`PrintPhoto` -- the simulation, as a transform: what happens to a picture between the
-  screen and a camera. The photo differs from the file in ways nobody controls: the light
-  (brightness, contrast), the focus (blur), the sensor (noise), the phone's JPEG, and the hand (a
-  small turn, zoom and shift). It draws all of them at random, each draw from a seed, and applies
-  them in that order; it is differentiable (JPEG is left out of the gradient path, or passed
-  straight through, BPDA, with ``jpeg=``), so the gradient loop can average over its draws. It
-  gives *several* pictures for each one it gets: ``draws`` copies of a batch of ``N``,
-  ``(draws * N, H, W, C)``, row ``j * N + i`` being draw ``j`` of picture ``i``; reshaped to
-  ``(draws, N, ...)``, :func:`course_utils.core.ops.cross_entropy` averages the loss over the
-  draws (EOT), seeded by the step's ``(seed, step)``;
-- :func:`paste` puts a (turned, scaled) patch into pictures at given places: the adversarial patch
-  of :mod:`course_utils.attacks.patch`;
-- :func:`print_and_photograph` -- the evaluation simulation: :class:`PrintPhoto`
-  with a real JPEG and whole grey levels at the end, seeded;
-- :func:`survival_rate` -- the share of simulated print-photo draws after which the attack still works;
-- :func:`eot_step`, :func:`eot_attack` -- EOT: lesson 2's iterative attack (sign steps, L-inf
-  budget, valid pixels) whose gradient is averaged over ``draws`` random print-photo versions of
-  the picture every step.
-
-Pixels 0..255 and budgets in grey levels throughout. A simulation is not a camera: it checks an
-attack against the changes we thought of, with ranges we chose.
+Kurakin, Goodfellow and Bengio (2016; ICLR workshop 2017) photographed printed adversarial images;
+Athalye, Engstrom, Ilyas and Kwok (ICML 2018) made attacks survive on purpose (EOT). Pixels 0..255,
+budgets in grey levels. A simulation is not a camera: it checks the changes we thought of.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from course_utils.attacks.gradient import AttackResult
+from course_utils.attacks.pgd import default_step_size
+from course_utils.attacks.transfer import top1
 from course_utils.checks import (
-    WrongTypeError, check_flag, check_gradient_memory, check_int, check_number, check_seed, check_steps,
-    effective_seed,
+    check_gradient_memory, check_int, check_number, check_seed, check_steps, effective_seed,
 )
 from course_utils.core import ops
 from course_utils.core.loop import compiled
@@ -52,7 +33,7 @@ from course_utils.io.images import as_batch
 from course_utils.models.forward import cached
 from course_utils.models.imagenet import ClassNames, Target
 
-__all__ = ["PrintPhoto", "paste", "PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_step", "eot_attack"]
+__all__ = ["PrintPhoto", "PHOTO_JPEG", "print_and_photograph", "survival_rate", "eot_attack"]
 
 
 def _affine_each(x: tf.Tensor, angle: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
@@ -79,7 +60,7 @@ class PrintPhoto:
 
     ``(N, H, W, C) -> (draws * N, H, W, C)``, row ``j * N + i`` being draw ``j`` of picture ``i``;
     a step reshapes what the model says to ``(draws, N, ...)`` and averages over the draws
-    (:func:`eot_step`).
+    (:func:`_eot_step`).
     """
 
     def __init__(self, draws: int = 1, *, degrees: float = 5.0, scale: float = 0.08, shift: float = 4.0,
@@ -104,10 +85,6 @@ class PrintPhoto:
 
     def __repr__(self) -> str:
         return f"PrintPhoto({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
-
-    def key(self) -> Hashable:
-        """The settings, as a key for compiled functions."""
-        return (type(self).__qualname__, tuple(sorted(vars(self).items())))
 
     def check_input(self, shape: tuple) -> None:
         """Refuse, before any work, a batch ``(N, H, W, C)`` too small to blur and resample."""
@@ -152,43 +129,10 @@ class PrintPhoto:
         return x
 
 
-def paste(pictures: tf.Tensor, patch: tf.Tensor, centres: tf.Tensor, sides: tf.Tensor,
-          angles: tf.Tensor) -> tf.Tensor:
-    """``pictures`` ``(M, H, W, C)`` with ``patch`` (``(1 or M, P, P, C)``, pixels 0..255) pasted
-    on each: centred at ``centres`` ``(M, 2)`` (row, column, in pixels, 0 = the first pixel's
-    centre), ``sides`` ``(M,)`` pixels wide, turned by ``angles`` ``(M,)`` degrees.
-    Bilinear, so a patch of its own size at whole-pixel places and no turn lands
-    exactly: ``paste(x, p, [[r + (P-1)/2, c + (P-1)/2]], [P], [0])[0, r:r+P, c:c+P] == p[0]``.
-    Differentiable with respect to the patch."""
-    m = tf.shape(pictures)[0]
-    h, w = tf.shape(pictures)[1], tf.shape(pictures)[2]
-    patch = tf.broadcast_to(patch, tf.concat([[m], tf.shape(patch)[1:]], axis=0))
-    size = tf.cast(tf.shape(patch)[1], tf.float32)
-    k = size / tf.cast(sides, tf.float32)
-    theta = tf.cast(angles, tf.float32) * (math.pi / 180.0)
-    a0, a1 = k * tf.cos(theta), -k * tf.sin(theta)
-    b0, b1 = k * tf.sin(theta), k * tf.cos(theta)
-    cy, cx = tf.cast(centres[:, 0], tf.float32), tf.cast(centres[:, 1], tf.float32)
-    mid = (size - 1.0) / 2.0
-    tx, ty = mid - a0 * cx - a1 * cy, mid - b0 * cx - b1 * cy
-    mask = ops.affine(tf.ones_like(patch[..., :1]), a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
-    return pictures * (1.0 - mask) + ops.affine(patch, a0, a1, tx, b0, b1, ty, size=(h, w), fill="CONSTANT")
-
-
 PHOTO_JPEG: tuple[int, int] = (50, 95)
 """The JPEG qualities a phone photo is saved with in :func:`print_and_photograph` (drawn uniformly)."""
 
 _EVAL_SALT = 7919  # the evaluation's draws: another stream than any loop step with the same seed
-
-
-def _check_settings(settings: dict) -> dict:
-    """The print-photo ``settings`` (``blur=2.0``...): each one of :class:`PrintPhoto`'s, or a clear error."""
-    known = [p for p in inspect.signature(PrintPhoto).parameters if p not in ("draws", "jpeg")]
-    unknown = [k for k in settings if k not in known]
-    if unknown:
-        raise WrongTypeError(f"unknown print-photo setting {unknown[0]!r}; the settings are {', '.join(known)} "
-                             "(e.g. blur=2.0) and jpeg=(low, high)")
-    return settings
 
 
 def _images(images: Any) -> np.ndarray:
@@ -198,13 +142,11 @@ def _images(images: Any) -> np.ndarray:
     return x
 
 
-def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tuple[int, int] = PHOTO_JPEG,
-                         **settings: float) -> np.ndarray:
+def print_and_photograph(images: Any, seed: int = 0, draws: int = 1) -> np.ndarray:
     """Simulated photos of printed ``images``: ``draws`` random versions of each, seeded.
 
     Each version: a small turn, zoom and move, blur, contrast, brightness, sensor noise (the
-    ranges of :class:`PrintPhoto`, changed with ``settings``,
-    e.g. ``blur=2.0``), a JPEG of quality ``jpeg`` (low, high), and whole grey levels.
+    ranges of :class:`PrintPhoto`), a JPEG of quality :data:`PHOTO_JPEG`, and whole grey levels.
 
     Args:
         images: ``(H, W, 3)`` or ``(N, H, W, 3)`` pixels 0..255.
@@ -214,17 +156,16 @@ def print_and_photograph(images: Any, seed: int = 0, draws: int = 1, *, jpeg: tu
     Returns:
         float32 ``(draws, N, H, W, 3)``, whole grey levels 0..255.
     """
-    _check_settings(settings)
     seed = check_seed(seed)
     x = _images(images)
     draws = check_int("draws", draws, minimum=1, maximum=4096)
-    PrintPhoto(1, jpeg=jpeg, **settings).check_input(x.shape)  # bad settings refused before any work
+    PrintPhoto(1).check_input(x.shape)  # too small to blur: refused before any work
     per_call = max(1, _ROWS_PER_CALL // len(x))  # draws per compiled call: bounded memory
     s = tf.constant(effective_seed(seed), tf.int32)
     out = []
     for j, first in enumerate(range(0, draws, per_call)):
         n = min(per_call, draws - first)
-        photo = _photo_function(PrintPhoto(n, jpeg=jpeg, **settings))
+        photo = _photo_function(PrintPhoto(n, jpeg=PHOTO_JPEG))
         out.append(photo(tf.constant(x), tf.constant(_EVAL_SALT + j), s).numpy())
     return np.concatenate(out).reshape(draws, *x.shape)
 
@@ -235,48 +176,40 @@ _ROWS_PER_CALL = 64
 def _photo_function(transform: PrintPhoto):
     """``transform`` then whole grey levels (``ops.round_pixels``), as one compiled function, kept per
     settings in the course's one cache (under :class:`PrintPhoto`: it needs no model)."""
-    return cached(PrintPhoto, ("photo", transform.key()), lambda: tf.function(
+    return cached(PrintPhoto, ("photo", tuple(sorted(vars(transform).items()))), lambda: tf.function(
         lambda x, step, seed: ops.round_pixels(transform.transform(x, step, seed)), reduce_retracing=True))
 
 
 def survival_rate(model: Any, adversarial: Any, target: Target | Sequence[Target], draws: int = 100,
-                  seed: int = 1, *, targeted: bool = True, batch_size: int = 32, **settings: float) -> np.ndarray:
-    """The share of simulated print-photo draws after which the attack still works.
+                  seed: int = 1) -> np.ndarray:
+    """The share of simulated print-photo draws (:func:`print_and_photograph`) after which the attack still works.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
         adversarial: ``(H, W, 3)`` or ``(N, H, W, 3)`` the attacked pictures, pixels 0..255.
-        target: the class each should be seen as (``targeted``), or the true class it should no
-            longer be seen as (``targeted=False``); a name or index, or one per picture.
+        target: the class each should be seen as, a name or index, or one per picture.
         draws: simulated photos per picture (>= 1). Use a ``seed`` the attack did not train on.
         seed: seed of the draws; the same seed gives the same draws for every batch of this size,
             so two attacks on one photo are compared on the same photos.
-        settings: the simulation's ranges (see :func:`print_and_photograph`).
 
     Returns:
-        ``(N,)`` float64 in 0..1: per picture, the share of its photos whose top-1 is ``target``
-        (targeted) or is not ``target`` (untargeted).
+        ``(N,)`` float64 in 0..1: per picture, the share of its photos whose top-1 is ``target``.
     """
-    from course_utils.attacks.transfer import top1
-
     x = _images(adversarial)
-    targeted = check_flag("targeted", targeted)
     labels = np.asarray(ClassNames.of(model).indices(target, len(x)), dtype=np.int64)
-    photos = print_and_photograph(x, seed, draws, **settings)  # (draws, N, H, W, 3)
-    predicted = top1(model, photos.reshape(-1, *x.shape[1:]), batch_size=batch_size).reshape(draws, len(x))
-    hit = predicted == labels[None] if targeted else predicted != labels[None]
-    return hit.mean(axis=0)
+    photos = print_and_photograph(x, seed, draws)  # (draws, N, H, W, 3)
+    predicted = top1(model, photos.reshape(-1, *x.shape[1:]), batch_size=32).reshape(draws, len(x))
+    return (predicted == labels[None]).mean(axis=0)
 
 
-def eot_step(model, x, x0, i, seed, data, *, draws: int = 8, settings: tuple = (), targeted: bool = True):
+def _eot_step(model, x, x0, i, seed, data, *, draws: int = 8):
     """One EOT step: lesson 2's step, its gradient averaged over ``draws`` random print-photos of ``x``."""
     labels = tf.cast(data["labels"], tf.int32)
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
-        photos = PrintPhoto(draws, **dict(settings)).transform(x, i, seed[0])  # (draws * N, H, W, 3), new each step
+        photos = PrintPhoto(draws).transform(x, i, seed[0])                    # (draws * N, H, W, 3), new each step
         logits = tf.reshape(model(photos, training=False), [draws, tf.shape(x)[0], -1])
-        ce = ops.cross_entropy(logits, labels)                                  # averaged over the draws
-        loss = ce if targeted else -ce
+        loss = ops.cross_entropy(logits, labels)                                # towards the target, over the draws
     grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     x_next = x - ops.per_example(data["step_size"], x) * tf.sign(grad)
     x_next = tf.clip_by_value(ops.project(x_next, x0, data["epsilon"], "linf"), 0.0, 255.0)
@@ -284,11 +217,10 @@ def eot_step(model, x, x0, i, seed, data, *, draws: int = 8, settings: tuple = (
     return x_next, loss, tf.reduce_mean(tf.nn.softmax(logits), axis=0), tf.reduce_all(tf.equal(top1, labels), 0)
 
 
-def _on_the_picture(model, x, x0, i, seed, data, *, targeted: bool = True, **_):
+def _on_the_picture(model, x, x0, i, seed, data, **_):
     """The loss and the softmax on the picture itself, unphotographed: what the history starts and ends with."""
     logits = model(x, training=False)
-    ce = ops.cross_entropy(logits, data["labels"])
-    return (ce if targeted else -ce), tf.nn.softmax(logits)
+    return ops.cross_entropy(logits, data["labels"]), tf.nn.softmax(logits)
 
 
 def eot_attack(
@@ -297,30 +229,26 @@ def eot_attack(
     target: Target | Sequence[Target],
     epsilon: float,
     steps: int = 40,
-    step_size: float | None = None,
     *,
     draws: int = 8,
     seed: int = 0,
-    targeted: bool = True,
     progress: bool | None = None,
-    settings: Mapping[str, Any] | None = None,
 ) -> AttackResult:
     """Expectation over transformation (Athalye et al., 2018) against the print-photo simulation.
 
-    Lesson 2's iterative attack, except that every step's gradient is the average over ``draws``
+    Lesson 2's iterative attack (steps of :func:`~course_utils.attacks.pgd.default_step_size`),
+    except that every step's gradient is the average over ``draws``
     random print-photo versions of the picture (a new set each step, from ``seed`` and the step):
     the change is pushed to work whatever the light, focus, noise and hand do.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
         images: ``(H, W, 3)`` or ``(N, H, W, 3)`` pixels 0..255.
-        target: the class to reach (or to leave, ``targeted=False``), a name or index, or one per image.
+        target: the class to reach, a name or index, or one per image.
         epsilon: the L-inf budget in grey levels (> 0).
         steps: gradient steps (>= 1).
-        step_size: grey levels per step; ``None``: ``2.5 * epsilon / steps``.
         draws: print-photo versions averaged per step (>= 1); each costs one pass of the model.
         seed: seed of the draws (``COURSE_SEED`` moves it).
-        settings: the simulation's ranges (see :class:`PrintPhoto`), e.g. ``{"blur": 2.0}``.
 
     Returns:
         An :class:`AttackResult`; its ``success`` and final probabilities are for the picture
@@ -328,20 +256,16 @@ def eot_attack(
     """
     epsilon = check_number("epsilon", epsilon, minimum=0.0, above=True)
     steps = check_steps(steps)
-    step_size = 2.5 * epsilon / steps if step_size is None else check_number("step_size", step_size, minimum=0.0,
-                                                                              above=True)
     draws = check_int("draws", draws, minimum=1, maximum=256)
-    targeted = check_flag("targeted", targeted)
     check_gradient_memory(model, images, copies=draws)
     x0 = as_batch(images, model)
     classes = ClassNames.of(model)
     targets = np.asarray(classes.indices(target, len(x0)), dtype=np.int64)
     check_steps(steps, len(x0), classes.count)
-    settings = tuple(sorted(dict(settings or {}).items()))
-    PrintPhoto(draws, **_check_settings(dict(settings))).check_input(x0.shape)  # unknown or out-of-range settings: said here
+    PrintPhoto(draws).check_input(x0.shape)  # pictures too small to blur: said here
     n = len(x0)
     data = {"labels": targets.astype(np.int32), "epsilon": np.full(n, epsilon, np.float32),
-            "step_size": np.full(n, step_size, np.float32)}
-    loop = compiled(eot_step, model, measure=_on_the_picture, draws=draws, settings=settings, targeted=targeted)
+            "step_size": np.full(n, default_step_size(epsilon, steps), np.float32)}
+    loop = compiled(_eot_step, model, measure=_on_the_picture, draws=draws)
     run = loop.run(x0, data, steps=steps, seed=seed, progress=progress, description="EOT attack")
-    return AttackResult.from_run("eot_attack", x0, run, targets, targeted, data["epsilon"], "linf", classes)
+    return AttackResult.from_run("eot_attack", x0, run, targets, True, data["epsilon"], "linf", classes)

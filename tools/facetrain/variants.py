@@ -40,9 +40,8 @@ import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras im
 import keras
 import tensorflow as tf
 
-from course_utils.attacks.defences import AdversarialTraining
-from course_utils.attacks.detection import (
-    adaptive_attack, default_squeezers, detection_rate, detector_scores, threshold_for_fpr,
+from course_utils.attacks.defences import (
+    AdversarialTraining, adaptive_attack, default_squeezers, detection_rate, detector_scores, threshold_for_fpr,
 )
 from course_utils.attacks.pgd import pgd_attack, robust_accuracy
 from course_utils.attacks.smoothing import certified_accuracy, certify
