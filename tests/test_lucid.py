@@ -17,7 +17,8 @@ from course_utils.vis.objectives import (
 )
 from course_utils.vis.param import Fourier
 from course_utils.models.forward import feature_model
-from course_utils.vis.visualize import judge_classes, maximize_class, maximize_filters
+from course_utils.vis.result import judge_classes
+from course_utils.vis.visualize import maximize_class, maximize_filters
 
 
 def _log_odds(p: float) -> float:
