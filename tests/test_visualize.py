@@ -15,7 +15,9 @@ from course_utils.classroom.plotting import plot_filter_grid
 from course_utils.core.loop import Loop
 from course_utils.vis.objectives import GRAY, Blur, Jitter, L2Decay, TotalVariation
 from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
-from course_utils.vis.visualize import _ascent_measure, ascent_step, compare_batched_serial, maximize_class, maximize_filters
+from course_utils.vis.visualize import (
+    _ascent_measure, ascent_step, compare_batched_serial, maximize_class, maximize_filters,
+)
 from course_utils.vis.result import deprocess, filter_report
 
 LITE0_LAYERS = ["stem_bn", "block2_expand_bn", "block4_expand_bn", "block6_expand_bn", "block12_expand_bn"]

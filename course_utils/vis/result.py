@@ -24,8 +24,8 @@ from course_utils.core.loop import history_frame
 from course_utils.io.images import to_uint8
 from course_utils.models.imagenet import ClassNames
 
-__all__ = ["JUDGED_CLASSES", "Visualization", "deprocess", "history", "filter_report", "class_probabilities",
-           "judge_classes", "picture_stats", "shipped_class_pictures"]
+__all__ = ["JUDGED_CLASSES", "Visualization", "deprocess", "history", "filter_report", "judge_classes", "picture_stats",
+           "shipped_class_pictures"]
 
 JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
 """Lesson 3's five classes (:func:`shipped_class_pictures`): three animals and two objects."""
@@ -201,7 +201,7 @@ def filter_report(results: Mapping[str, Visualization] | Visualization) -> pd.Da
     return pd.DataFrame(rows).set_index("layer")
 
 
-def class_probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _class_probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``(N,)`` the probability of class ``idx[i]`` for picture ``i`` (pixels ``(N, H, W, C)``
     0..255, resized bilinearly to the model's input), and its rank (1 = top)."""
     h, w = model.input_shape[1:3]
@@ -240,7 +240,7 @@ def judge_classes(model: keras.Model, judge: keras.Model, targets: Sequence[int 
             raise ValueError(f"pictures[{method!r}] must be a class Visualization (maximize_class), got {vis!r}")
         if len(vis.what) != len(idx):
             raise ValueError(f"pictures[{method!r}] has {len(vis.what)} pictures for {len(idx)} targets")
-        scores[method] = (*class_probabilities(model, vis.pixels, idx), *class_probabilities(judge, vis.pixels, idx))
+        scores[method] = (*_class_probabilities(model, vis.pixels, idx), *_class_probabilities(judge, vis.pixels, idx))
     rows = [
         {"class": classes.label(k), "method": method, "p_model": float(p_model[i]),
          "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)}
@@ -288,9 +288,9 @@ def picture_stats(pixels: np.ndarray, model: keras.Model | None = None, judge: k
             raise ValueError(f"picture_stats got {len(shown)} pictures for {len(idx)} targets")
         table.index = pd.Index([names.label(k) for k in idx], name="class")
         if model is not None:
-            table["p_model"] = class_probabilities(model, shown.astype(np.float32), idx)[0]
+            table["p_model"] = _class_probabilities(model, shown.astype(np.float32), idx)[0]
         if judge is not None:
-            table["judge_rank"] = class_probabilities(judge, shown.astype(np.float32), idx)[1]
+            table["judge_rank"] = _class_probabilities(judge, shown.astype(np.float32), idx)[1]
     return table
 
 

@@ -1,14 +1,14 @@
 """Lesson 3's feature visualisation, Lucent's ``render``: the picture a filter or a class likes most.
 
 The algorithm is :func:`ascent_step`, gradient ascent in Lucent's shape (``render_vis``): parameters
--> picture inside the tape (:mod:`~course_utils.vis.param`), random transforms
-(:mod:`~course_utils.vis.transforms`), the :class:`Objective` on the moved picture, penalties on the
+-> picture inside the tape (:mod:`~course_utils.vis.param`), random transforms, the
+:class:`~course_utils.vis.objectives.Objective` on the moved picture, penalties on the
 picture, a step of ``step_size`` over the gradient's root-mean-square, then (on the pixels) the
 after-step priors and valid pixels. :func:`course_utils.core.loop.compiled` compiles it once per model
 and settings; the filters or classes and the step size enter each call as data, so another filter
 or class never traces it again. :func:`maximize_filters` and :func:`maximize_class` run it in either
-style (:data:`_STYLES`); :func:`visualize_layers` and :func:`compare_batched_serial` run many filters,
-:func:`judge_classes` scores class pictures with a second network. Pixels: float32 0..255.
+style (:data:`_STYLES`); :func:`visualize_layers` and :func:`compare_batched_serial` run many filters.
+Pixels: float32 0..255.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ _FILTER_START_SD = 0.001
 tenth of Lucid's 0.01, within half a grey level of mid-grey (Lucid's +-3 levels alone lift some colour
 filters by a tenth of their maximum; from an almost blank start, a rise measures what the loop did)."""
 
+
 def ascent_step(model, x, x0, i, seed, data, *, objective: Objective, param: ImageParam | None = None,
                 transforms: tuple = (), penalties: tuple = (), priors: tuple = ()):
     """One step of feature visualisation: lesson 3's hand-written loop (Lucent's ``render_vis``), compiled.
@@ -94,7 +95,7 @@ def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: 
                     resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
     """``param`` and ``regularizers``, each the ``style``'s default where ``None``: ``"plain"``
     gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` (``"lucid"`` with ``resize``: class
-    pictures) and :func:`~course_utils.vis.transforms.standard_transforms` (ending in a resize to
+    pictures) and :func:`~course_utils.vis.objectives.standard_transforms` (ending in a resize to
     ``resize``, ``(height, width)`` in pixels, for a model with a fixed input size)."""
     if not isinstance(style, str) or style not in _STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {', '.join(map(repr, _STYLES))}")
@@ -109,9 +110,11 @@ def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: 
 def _is_pixels(param: object) -> bool:
     return isinstance(param, str) and param == "pixels"
 
+
 def default_regularizers() -> tuple:
     """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
     return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
+
 
 def _settings(model: keras.Model, objective: Objective, param: Any, regularizers: Any, size: tuple[int, int],
               start: np.ndarray | None, keys: Sequence[int], seed: int, sd: float | None) -> tuple[dict, np.ndarray]:
@@ -131,7 +134,8 @@ def _settings(model: keras.Model, objective: Objective, param: Any, regularizers
             raise ValueError(
                 f"regularizers[{items.index(priors[0])}] = {priors[0]!r} is an after-step operation on the pixels, but "
                 f"with param={p.name!r} the loop changes the parameters, not the pixels; pass transforms (Jitter, "
-                "standard_transforms()) and penalties (TotalVariation), or optimise the pixels themselves (param='pixels') for after-step operations")
+                "standard_transforms()) and penalties (TotalVariation), or optimise the pixels themselves "
+                "(param='pixels') for after-step operations")
         x0 = p.init(list(keys), seed) if start is None else p.from_pixels(start)
     for r in (*transforms, *penalties, *priors):
         r.check_input((len(x0), *size, c))
@@ -333,7 +337,8 @@ def maximize_class(
                          _history(probs, what, logit=logits), None, run.seconds, run.compile_seconds, run.traces)
 
 
-def visualize_layers(model: keras.Model, layers: Sequence[str], filters: Sequence[int], **kwargs) -> dict[str, Visualization]:
+def visualize_layers(model: keras.Model, layers: Sequence[str], filters: Sequence[int],
+                     **kwargs: Any) -> dict[str, Visualization]:
     """:func:`maximize_filters` for the same ``filters`` of each of ``layers`` (one batch per
     layer); keyword arguments go to it. Returns ``{layer: Visualization}`` in order."""
     return {layer: maximize_filters(model, layer, filters, **kwargs) for layer in layers}
