@@ -83,15 +83,16 @@ def diversity(acts: tf.Tensor) -> tf.Tensor:
 
 @frozen
 class Objective:
-    """What :func:`ascent_step` minimises: ``objective(model, x, data) -> (loss (N,), tracked (N, K))``
-    on pixels ``x`` ``(N, H, W, C)``. Frozen settings: equal objectives share one compiled step, and
-    the classes or filters come per call in ``data``.
+    """What :func:`~course_utils.vis.visualize.ascent_step` minimises: ``objective(model, x, data) ->
+    (loss (N,), tracked (N, K))`` on pixels ``x`` ``(N, H, W, C)``. Frozen settings: equal objectives
+    share one compiled step, and the classes or filters come per call in ``data``.
 
     ``layer=None``: minus the logit of class ``data["labels"][i]`` for picture ``i``; tracks its
     probability and logit, ``(N, 2)``. Else minus channel ``data["filters"][i]`` of the conv feature
     ``layer``, ``at`` ``"mean"`` over positions (Lucent's ``channel``) or ``"center"`` at the centre
     position (Lucid's "neuron"); tracks that value, ``(N, 1)``. ``diversity_weight > 0`` adds that
-    times :func:`diversity` of the same response (one pass through the network), tracked as a second column.
+    times :func:`diversity` of the same response (one pass through the network), tracked as a
+    second column. The cut network is kept in the model's cache (:func:`course_utils.models.forward.cached`).
     """
 
     layer: str | None = None
