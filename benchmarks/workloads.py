@@ -44,7 +44,7 @@ from course_utils.core.loop import compiled
 from course_utils.models.faces import GENDER_CLASSES
 from course_utils.models.imagenet import ClassNames
 from course_utils.models.forward import conv_layers
-from course_utils.core.param import gray_noise
+from course_utils.vis.param import gray_noise
 from course_utils.vis.visualize import maximize_class, maximize_filters
 
 __all__ = ["WORKLOADS", "OPTIONAL_WORKLOADS", "run_workloads"]

@@ -17,14 +17,13 @@ import pytest
 
 from course_utils.attacks.gradient import noise_filter
 from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_step, robust_accuracy
-from course_utils.core import Jitter
 from course_utils.core.loop import Loop, compiled
-from course_utils.core.objectives import FilterMean, weak
 from course_utils.io.images import sample_face
 from course_utils.models import forward
 from course_utils.models.faces import load_gender_cnn
 from course_utils.models.forward import cached, compiled_forward
-from course_utils.vis import maximize_class, maximize_filters
+from course_utils.vis import Jitter, maximize_class, maximize_filters
+from course_utils.vis.objectives import Objective
 from course_utils.vis.visualize import _ascent_measure, ascent_step
 
 
@@ -95,12 +94,12 @@ def test_the_feature_extractor_is_built_once_per_model_and_layer(face_model):
     kwargs = dict(steps=1, size=(16, 16), progress=False)
     maximize_filters(face_model, "conv2", [0], **kwargs)
     # the compiled step of these settings, as maximize_filters asks for it: found, not built again
-    loop = compiled(ascent_step, face_model, measure=_ascent_measure, objective=FilterMean(weak(face_model), "conv2"),
+    loop = compiled(ascent_step, face_model, measure=_ascent_measure, objective=Objective("conv2"),
                     param=None, transforms=(), penalties=(), priors=())
     traces = dict(loop.traces)
-    extractor = loop.settings["objective"].extractor
+    extractor = Objective("conv2").features(face_model)
     maximize_filters(face_model, "conv2", [3], **kwargs)
-    assert loop.settings["objective"].extractor is extractor and loop.traces == traces
+    assert Objective("conv2").features(face_model) is extractor and loop.traces == traces
 
 
 def test_the_cache_is_bounded_least_recently_used_first(face_model, monkeypatch):

@@ -86,8 +86,8 @@ def test_every_kind_of_seeded_start_moves_with_the_offset(monkeypatch):
     import keras
 
     from course_utils.attacks.pgd import pgd_perturb
-    from course_utils.core.param import Fourier
-    from course_utils.core.param import gray_noise
+    from course_utils.vis.param import Fourier
+    from course_utils.vis.param import gray_noise
 
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
 

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from course_utils.core.objectives import Diversity, FilterCenter, FilterMean, diversity
-from course_utils.core.param import Fourier
-from course_utils.core.transforms import Blur, Jitter, L2Decay, RandomCrop, TotalVariation, standard_transforms
+from course_utils.vis.objectives import (
+    Blur, Jitter, L2Decay, Objective, TotalVariation, _Crop, diversity, standard_transforms,
+)
+from course_utils.vis.param import Fourier
 from course_utils.models.forward import feature_model
-from course_utils.vis.visualize import judge_classes, maximize_class, maximize_filters
+from course_utils.vis.result import judge_classes
+from course_utils.vis.visualize import maximize_class, maximize_filters
 
 
 def _log_odds(p: float) -> float:
@@ -44,22 +46,20 @@ def test_diversity_is_high_for_alike_pictures_and_zero_for_one():
 def test_filter_center_reads_the_centre_position():
     acts = np.zeros((2, 5, 6, 3), np.float32)
     acts[0, 2, 3, 1], acts[1, 2, 3, 2] = 7.0, 9.0
-    loss, tracked = FilterCenter(None, "any").on_acts(tf.constant(acts), {"filters": tf.constant([1, 2])})
-    assert tracked[:, 0].numpy().tolist() == [7.0, 9.0] and loss.numpy().tolist() == [-7.0, -9.0]
+    value = Objective("any", at="center").value(tf.constant(acts), tf.constant([1, 2]))
+    assert value.numpy().tolist() == [7.0, 9.0]
 
 
-def test_terms_on_one_layer_share_one_pass(imagenet_model):
-    """FilterMean + w * Diversity reads block4_expand_bn once: the sum builds and calls one network."""
+def test_filter_and_diversity_share_one_pass(imagenet_model):
+    """A filter's mean plus w * diversity of block4_expand_bn: one pass through the cut network serves both."""
     layer = "block4_expand_bn"
-    goal = FilterMean(imagenet_model, layer) + 2.0 * Diversity(imagenet_model, layer)
-    second = goal.terms[1][1]
-    assert second._extractor is None  # never built: the first term's pass serves it
+    goal = Objective(layer, diversity_weight=2.0)
     x = tf.random.stateless_uniform((2, 48, 48, 3), seed=[1, 2], maxval=255.0)
-    loss, tracked = goal(x, {"filters": tf.constant([3, 4])})
-    acts = goal.terms[0][1].activations(x)
+    loss, tracked = goal(imagenet_model, x, {"filters": tf.constant([3, 4])})
+    acts = goal.features(imagenet_model)(x)
     mean = tf.gather(tf.reduce_mean(acts, axis=[1, 2]), [3, 4], batch_dims=1)
     np.testing.assert_allclose(loss.numpy(), (-mean + 2.0 * diversity(acts)).numpy(), rtol=1e-5, atol=1e-5)
-    assert tracked.shape == (2, 2) and second._extractor is None
+    assert tracked.shape == (2, 2)
 
 
 def test_diversity_makes_pictures_of_one_filter_differ(imagenet_model):
@@ -155,7 +155,7 @@ def test_after_step_operations_are_refused_with_a_param(imagenet_model, piece):
 def test_transforms_with_a_param_are_checked_on_the_picture_not_the_parameters(imagenet_model):
     with pytest.raises(ValueError, match=r"at least 41x41 pixels.*got 40x48"):
         maximize_filters(imagenet_model, "block2_expand_bn", [0], steps=1, size=(40, 48), param="fourier",
-                         regularizers=(RandomCrop(40),))
+                         regularizers=(_Crop(40),))
 
 
 def test_a_pixel_penalty_prices_the_picture_the_parameters_make(imagenet_model):

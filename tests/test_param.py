@@ -1,4 +1,4 @@
-"""Parameterisations (course_utils.core.param) and robustness transforms (course_utils.core.transforms):
+"""Parameterisations (course_utils.vis.param) and robustness transforms (course_utils.vis.objectives):
 shapes, value range, seeded determinism, the 1/f spectrum. No model needed; a few seconds."""
 
 from __future__ import annotations
@@ -8,12 +8,33 @@ import pytest
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError
-from course_utils.core.objectives import _as_objective
-from course_utils.core.param import _COLOR_CORRELATION_SVD_SQRT, _PARAMS, Fourier, Pixels, image_param, _rfft2d_freqs
-from course_utils.core.transforms import (
-    Blur, Jitter, L2Decay, Pad, RandomCrop, RandomRotate, RandomScale, Resize, TotalVariation, standard_transforms,
+from course_utils.vis.objectives import (
+    Blur, Jitter, L2Decay, TotalVariation, _Crop, _RandomAffine, standard_transforms,
 )
+from course_utils.vis.param import _COLOR_CORRELATION_SVD_SQRT, _PARAMS, Fourier, Pixels, image_param, _rfft2d_freqs
 from course_utils.vis.visualize import _ascent_measure, ascent_step
+
+_, _, _LUCID_SCALE, _LUCID_ROTATE, _ = standard_transforms()
+
+
+def Pad(pixels):  # Lucid's pieces, as standard_transforms() makes them
+    return _Crop(-pixels)
+
+
+def RandomCrop(pixels, salt=1):
+    return _Crop(pixels, salt=salt)
+
+
+def Resize(size):
+    return _Crop(size=size)
+
+
+def RandomScale(scales=_LUCID_SCALE.values):
+    return _RandomAffine(scales)
+
+
+def RandomRotate(degrees=_LUCID_ROTATE.values):
+    return _RandomAffine(degrees, angle=True)
 
 SIZES = [(32, 32), (31, 45), (24, 64)]
 
@@ -36,7 +57,7 @@ def test_pixels_by_default_are_the_pixels_themselves():
     assert abs(x.mean() - 127.5) < 1.0 and np.abs(x - 127.5).max() <= 2.0
     assert p.clipped and not Pixels((8, 8), sigmoid=True).clipped and not Fourier(8).clipped  # kept in 0..255
     step = ascent_step(None, tf.constant(x), None, 0, [0, 0], {"step_size": tf.constant([1e3, 1e3])},
-                       objective=_as_objective(lambda v: (tf.reduce_sum(-v, axis=[1, 2, 3]), v[:, 0, 0, :1])), param=p)
+                       objective=lambda m, v, d: (tf.reduce_sum(-v, axis=[1, 2, 3]), v[:, 0, 0, :1]), param=p)
     assert step[0].numpy().max() == 255.0  # a huge step up, kept at 255
 
 
@@ -127,11 +148,11 @@ def test_the_step_on_the_parameters_prices_and_checks_the_pixels():
     x = tf.constant(p.init(2))
     seen = []
 
-    def mean(v):  # records the shape it is given: pixels, not the flat parameters
+    def mean(model, v, data):  # records the shape it is given: pixels, not the flat parameters
         seen.append(tuple(v.shape))
         return -tf.reduce_mean(v, axis=[1, 2, 3]), tf.reduce_mean(v, axis=[1, 2, 3])[:, None]
 
-    settings = dict(objective=_as_objective(mean), param=p, transforms=(RandomCrop(8),), penalties=(TotalVariation(0.5),))
+    settings = dict(objective=mean, param=p, transforms=(RandomCrop(8),), penalties=(TotalVariation(0.5),))
     x_next, loss, tracked, _ = ascent_step(None, x, x, tf.constant(0), tf.constant([0, 0]), {"step_size": tf.constant([0.05] * 2)}, **settings)
     assert seen == [(2, 12, 16, 3)] and x_next.shape == x.shape and tracked.shape == (2, 1)
     picture = p.to_pixels(x)
@@ -183,7 +204,7 @@ def test_transforms_are_seeded_by_seed_and_step(piece):
 
 def test_transforms_refuse_bad_settings():
     with pytest.raises(ValueError):
-        Pad(-1)
+        _Crop(1.5)
     with pytest.raises(ValueError):
         RandomScale(())
     with pytest.raises(ValueError):

@@ -23,7 +23,7 @@ PROGRAM = """
 import hashlib, numpy as np
 import course_utils
 from course_utils.attacks import iterative_attack, noise_filter, pgd_attack
-from course_utils.core import Jitter
+from course_utils.vis import Jitter
 from course_utils.io.images import sample_face
 from course_utils.models.faces import load_gender_cnn
 from course_utils.vis import maximize_class
@@ -58,7 +58,7 @@ def test_same_numbers_again_in_the_same_process(face_model):
     first = _digest_here(face_model)
     # Run something else with other seeds in between: it must not shift the next call's randomness.
     from course_utils.attacks import pgd_attack
-    from course_utils.core import Jitter
+    from course_utils.vis import Jitter
     from course_utils.io.images import sample_face
     from course_utils.vis import maximize_class
 

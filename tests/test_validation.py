@@ -16,7 +16,7 @@ from course_utils.checks import WrongTypeError
 from course_utils.models.faces import GENDER_CLASSES, load_gender_cnn
 from course_utils.io.images import sample_face
 from course_utils.models.imagenet import ClassNames, _UnknownClassError as UnknownClassError, imagenet_label
-from course_utils.core.transforms import Blur, Jitter, TotalVariation
+from course_utils.vis.objectives import Blur, Jitter, TotalVariation
 from course_utils.models.forward import conv_layers
 from course_utils.vis.visualize import maximize_class, maximize_filters
 

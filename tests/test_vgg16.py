@@ -161,7 +161,7 @@ def test_a_damaged_cache_file_is_a_clear_error(tmp_path, monkeypatch, no_network
 def test_lucid_pictures_run_on_vgg16(vgg16, imagenet_model):
     """Lesson 3's Lucid section on the VGG16 graph load_vgg16 builds: class and filter pictures,
     the parameterisation switch of maximize_class, and the judge (here Lite0 judging VGG16)."""
-    from course_utils.vis.visualize import judge_classes
+    from course_utils.vis.result import judge_classes
 
     targets = ["sea snake", "goldfish"]
     lucid = maximize_class(vgg16, targets, steps=2, style="lucid", progress=False)

@@ -13,12 +13,12 @@ import tensorflow as tf
 from course_utils.io.images import load_image, sample_image
 from course_utils.classroom.plotting import plot_filter_grid
 from course_utils.core.loop import Loop
-from course_utils.core.objectives import _as_objective
-from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation
+from course_utils.vis.objectives import GRAY, Blur, Jitter, L2Decay, TotalVariation
 from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
-from course_utils.vis.visualize import _ascent_measure, ascent_step, maximize_class, maximize_filters
-from course_utils.vis.report import compare_batched_serial, filter_report
-from course_utils.vis.result import deprocess
+from course_utils.vis.visualize import (
+    _ascent_measure, ascent_step, compare_batched_serial, maximize_class, maximize_filters,
+)
+from course_utils.vis.result import deprocess, filter_report
 
 LITE0_LAYERS = ["stem_bn", "block2_expand_bn", "block4_expand_bn", "block6_expand_bn", "block12_expand_bn"]
 
@@ -231,7 +231,7 @@ class _Cap:
 def test_the_step_applies_transforms_penalties_and_priors_in_their_places():
     """ascent_step: the objective on the transformed picture, the penalty on the picture, an RMS step
     of step_size pixels, then the priors; the history's first and last rows on the picture itself."""
-    quadratic = _as_objective(lambda x: (tf.reduce_sum(tf.square(x - 3.0), axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    quadratic = lambda m, x, d: (tf.reduce_sum(tf.square(x - 3.0), axis=[1, 2, 3]), x[:, 0, 0, :1])  # noqa: E731
     loop = Loop(ascent_step, None, measure=_ascent_measure, objective=quadratic, transforms=(_Shift(),),
                 penalties=(_Five(),), priors=(_Cap(),))
     r = loop.run(np.zeros((2, 4, 4, 1), np.float32), {"step_size": np.full(2, 0.4, np.float32)}, steps=4, progress=False)
@@ -239,7 +239,7 @@ def test_the_step_applies_transforms_penalties_and_priors_in_their_places():
     assert r.losses[1, 0] == pytest.approx(16 * (0.4 + 1 - 3) ** 2 + 5, rel=1e-5)  # seen as x + 1 after one step
     np.testing.assert_allclose(r.x, 1.0)  # 0.4, 0.8, then capped at 1
     assert r.losses[-1, 0] == pytest.approx(16 * 4 + 5)
-    big = _as_objective(lambda x: (-1e6 * tf.reduce_sum(x, axis=[1, 2, 3]), x[:, 0, 0, :1]))
+    big = lambda m, x, d: (-1e6 * tf.reduce_sum(x, axis=[1, 2, 3]), x[:, 0, 0, :1])  # noqa: E731
     far = Loop(ascent_step, None, objective=big).run(np.zeros((1, 4, 4, 1), np.float32),
                                                     {"step_size": np.ones(1, np.float32)}, steps=2, progress=False)
     np.testing.assert_allclose(far.x, 2.0, rtol=1e-5)  # RMS steps are in pixels whatever the scale
@@ -254,7 +254,7 @@ def test_chunk_boundaries_do_not_change_the_pictures():
     inputs = keras.Input((8, 8, 1))
     hidden = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
     tiny = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(hidden)))
-    logit = _as_objective(lambda x: (-tiny(x, training=False)[:, 0], tiny(x, training=False)))
+    logit = lambda m, x, d: (-tiny(x, training=False)[:, 0], tiny(x, training=False))  # noqa: E731
     loop = Loop(ascent_step, tiny, measure=_ascent_measure, objective=logit, transforms=(Jitter(2),),
                 penalties=(TotalVariation(0.5),), priors=(L2Decay(0.05), Blur(0.5, every=3)))
     x0 = np.full((2, 8, 8, 1), 127.5, np.float32) + np.arange(2, dtype=np.float32)[:, None, None, None]

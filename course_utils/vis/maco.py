@@ -1,8 +1,8 @@
 """MaCo (Fel et al., NeurIPS 2023): class pictures with a photo's amplitude spectrum.
 
 The algorithm is :func:`maco_step`: gradient ascent on a class logit over the *phase* of the
-picture's Fourier transform (:class:`~course_utils.core.param.Phase`; the amplitude stays the sample
-photos', :func:`~course_utils.vis.report.natural_magnitude`), the logit scored on random square
+picture's Fourier transform (:class:`~course_utils.vis.param.Phase`; the amplitude stays the sample
+photos', :func:`~course_utils.vis.param.natural_magnitude`), the logit scored on random square
 crops of the picture resized to the model's input, a step of Adam. The loop's state is the phases,
 Adam's running means and the transparency map: the size of the gradient on every pixel of the picture, added up over the
 steps (where the evidence for the class is). :func:`course_utils.core.loop.compiled` compiles the
@@ -24,10 +24,9 @@ from course_utils.checks import (
 )
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.core.param import Phase
 from course_utils.io.images import to_uint8
 from course_utils.models.imagenet import ClassNames
-from course_utils.vis.report import natural_magnitude
+from course_utils.vis.param import Phase, natural_magnitude
 from course_utils.vis.result import Visualization, history as _history
 
 __all__ = ["maco_step", "maximize_class_maco"]

@@ -1,22 +1,34 @@
-"""The result of feature visualisation: :class:`Visualization`, and how a filter's rise is judged.
+"""What feature visualisation gives back, and how it is read; nothing here runs the step.
 
-Made by :func:`course_utils.vis.visualize.maximize_filters` / ``maximize_class`` (through
-:func:`course_utils.vis.visualize.ascent_step`): one object whatever the style or the parameterisation, so
-tables, grids and checks work the same for all of them.
+- :class:`Visualization`, what :mod:`~course_utils.vis.visualize` and :mod:`~course_utils.vis.maco`
+  return, whatever the style or parameterisation, and how a filter's rise is judged; :func:`deprocess`;
+- filters: :func:`filter_report`, a table of how far each filter rose (drawn by
+  :func:`course_utils.classroom.plotting.plot_filter_grid`);
+- classes: :func:`judge_classes` (a second network scores the pictures) and :func:`picture_stats`,
+  two measures of "looks like a photo" (the share of clipped values and the slope of the amplitude
+  spectrum); :func:`shipped_class_pictures`, lesson 3's pictures too slow to make live.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from course_utils.checks import WrongTypeError, describe
 from course_utils.core.loop import history_frame
 from course_utils.io.images import to_uint8
+from course_utils.models.imagenet import ClassNames
 
-__all__ = ["Visualization", "deprocess"]
+__all__ = ["JUDGED_CLASSES", "Visualization", "deprocess", "history", "filter_report", "judge_classes", "picture_stats",
+           "shipped_class_pictures"]
+
+JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
+"""Lesson 3's five classes (:func:`shipped_class_pictures`): three animals and two objects."""
 
 _NOISE_FLOOR = 0.1
 """A filter's lift above rest (see :class:`Visualization`) at or below this is "not clearly
@@ -166,3 +178,129 @@ def history(values: np.ndarray, what: list[str], **extra: np.ndarray) -> pd.Data
     """One row per step and image: ``step``, ``image``, ``what``, ``value`` and ``extra``."""
     return history_frame(len(values), image=np.arange(values.shape[1]), what=np.asarray(what, dtype=object),
                          value=values, **extra)
+
+
+def filter_report(results: Mapping[str, Visualization] | Visualization) -> pd.DataFrame:
+    """One row per layer: how many filters rose >= 10x, were weak or dead, the median lift ratio,
+    and every filter that did not rise 10x as ``index:ratio`` (``index:dead`` for dead ones).
+    Nothing is left out."""
+    if isinstance(results, Visualization):
+        results = {results.what[0].rsplit(":", 1)[0]: results}
+    rows = []
+    for layer, vis in results.items():
+        status, ratio = vis.status, vis.lift_ratio
+        missing = [
+            f"{f}:dead" if s == "dead" else f"{f}:{np.floor(r * 10) / 10:.1f}x"
+            for f, s, r in zip(vis.indices(), status, ratio) if s != "rose"
+        ]
+        rows.append(
+            {"layer": layer, "filters": len(status), "rose_10x": int((status == "rose").sum()),
+             "weak": int((status == "weak").sum()), "dead": int((status == "dead").sum()),
+             "median_ratio": round(float(np.median(ratio)), 1), "not_10x": " ".join(missing) or "-"}
+        )
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def _class_probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` the probability of class ``idx[i]`` for picture ``i`` (pixels ``(N, H, W, C)``
+    0..255, resized bilinearly to the model's input), and its rank (1 = top)."""
+    h, w = model.input_shape[1:3]
+    x = tf.image.resize(tf.convert_to_tensor(pixels, tf.float32), (h, w), method="bilinear")
+    probs = tf.nn.softmax(model(x, training=False)).numpy()
+    chosen = probs[np.arange(len(idx)), list(idx)]
+    ranks = (probs > chosen[:, None]).sum(axis=1) + 1
+    return chosen, ranks
+
+
+def judge_classes(model: keras.Model, judge: keras.Model, targets: Sequence[int | str],
+                  pictures: dict[str, Visualization]) -> pd.DataFrame:
+    """Score class pictures made on ``model`` with a second network ``judge`` that never saw them
+    (e.g. EfficientNet-Lite2 judging pictures made on Lite0).
+
+    Args:
+        model: the classifier the pictures were made on; judge: another of the same classes (any
+            input size: each picture is resized bilinearly to it). targets: one class per picture.
+        pictures: a method name -> a class :class:`Visualization` of ``targets`` in order.
+
+    Returns:
+        A DataFrame, one row per (class, method): ``p_model`` (probability on ``model``, 0..1),
+        ``p_judge``, ``judge_rank`` (1 = the judge's top class) and ``judge_top5``.
+
+    Raises:
+        ValueError: an unknown class; a :class:`Visualization` with another number of pictures
+            than ``targets``, or one that is not a class visualisation.
+    """
+    classes = ClassNames.of(model)
+    idx = classes.indices(list(targets))
+    if not isinstance(pictures, dict):
+        raise WrongTypeError(f"pictures must be a dict of method name -> Visualization, got {describe(pictures)}")
+    scores = {}
+    for method, vis in pictures.items():
+        if not isinstance(vis, Visualization) or vis.kind != "class":
+            raise ValueError(f"pictures[{method!r}] must be a class Visualization (maximize_class), got {vis!r}")
+        if len(vis.what) != len(idx):
+            raise ValueError(f"pictures[{method!r}] has {len(vis.what)} pictures for {len(idx)} targets")
+        scores[method] = (*_class_probabilities(model, vis.pixels, idx), *_class_probabilities(judge, vis.pixels, idx))
+    rows = [
+        {"class": classes.label(k), "method": method, "p_model": float(p_model[i]),
+         "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)}
+        for i, k in enumerate(idx) for method, (p_model, _, p_judge, rank) in scores.items()
+    ]
+    return pd.DataFrame(rows).set_index(["class", "method"])
+
+
+def _spectrum_slope(pixels: np.ndarray) -> np.ndarray:
+    """``(N,)`` the slope of each picture's amplitude spectrum on log-log axes: the grey picture's
+    2-D FFT amplitude, averaged over rings of equal frequency, fitted by a line against frequency
+    from 4 cycles per picture to a quarter cycle per pixel. Photos give about -1 (amplitude ~ 1/f);
+    pixel noise 0, smooth pictures below -1. ``pixels``: ``(N, H, W, C)`` or ``(H, W, C)``, 0..255."""
+    x = np.asarray(pixels, np.float64)
+    x = x[None] if x.ndim == 3 else x
+    if x.ndim != 4 or min(x.shape[1:3]) < 16:
+        raise ValueError(f"picture_stats takes pictures (N, H, W, C) of at least 16x16, got shape {x.shape}")
+    grey = x.mean(axis=-1)
+    grey = grey - grey.mean(axis=(1, 2), keepdims=True)
+    h, w = grey.shape[1:]
+    amp = np.abs(np.fft.rfft2(grey))
+    f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.rfftfreq(w)[None, :] ** 2)
+    edges = np.geomspace(4.0 / min(h, w), 0.25, 13)
+    ring = np.digitize(f, edges)
+    keep = [k for k in range(1, len(edges)) if (ring == k).any()]
+    centres = np.log([f[ring == k].mean() for k in keep])
+    levels = np.log(np.stack([amp[:, ring == k].mean(axis=1) for k in keep], axis=1) + 1e-12)
+    return np.asarray([np.polyfit(centres, row, 1)[0] for row in levels])
+
+
+def picture_stats(pixels: np.ndarray, model: keras.Model | None = None, judge: keras.Model | None = None,
+                  targets: Sequence[int | str] | None = None) -> pd.DataFrame:
+    """One row per picture: ``clipped`` (share of colour values at 0 or 255 once shown as ``uint8``,
+    0..1) and ``slope`` (:func:`_spectrum_slope`); with ``targets`` (one class per picture) and
+    ``model`` also ``p_model`` (the class's probability, 0..1), with ``judge`` also ``judge_rank``
+    (1 = the judge's top class); then indexed by class. ``pixels``: ``(N, H, W, C)`` 0..255, each
+    resized for a model."""
+    shown = to_uint8(np.asarray(pixels, np.float32))
+    shown = shown[None] if shown.ndim == 3 else shown
+    table = pd.DataFrame({"clipped": ((shown == 0) | (shown == 255)).mean(axis=(1, 2, 3)), "slope": _spectrum_slope(shown)})
+    if targets is not None:
+        names = ClassNames.of(model if model is not None else judge)
+        idx = names.indices(list(targets))
+        if len(idx) != len(shown):
+            raise ValueError(f"picture_stats got {len(shown)} pictures for {len(idx)} targets")
+        table.index = pd.Index([names.label(k) for k in idx], name="class")
+        if model is not None:
+            table["p_model"] = _class_probabilities(model, shown.astype(np.float32), idx)[0]
+        if judge is not None:
+            table["judge_rank"] = _class_probabilities(judge, shown.astype(np.float32), idx)[1]
+    return table
+
+
+def shipped_class_pictures() -> dict[str, np.ndarray]:
+    """Lesson 3's five classes (:data:`JUDGED_CLASSES`) three ways on
+    EfficientNet-Lite0, too slow to make live: ``uint8`` pictures ``plain`` and ``lucid``
+    ``(5, 224, 224, 3)``, ``maco`` ``(5, S, S, 3)``, ``maco_alpha`` ``(5, S, S)`` (0..255),
+    ``classes`` and ``seconds`` (per picture: plain, lucid, maco). Made by
+    ``tools/make_class_pictures.py``; the recipe and measures are in ``data/class_pictures.md``."""
+    from course_utils.io.fetch import DATA_DIR
+
+    with np.load(DATA_DIR / "class_pictures.npz") as shipped:
+        return {key: shipped[key] for key in shipped.files}

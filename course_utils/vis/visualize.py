@@ -1,17 +1,19 @@
-"""Lesson 3's feature visualisation: the picture a filter or a class likes most, and a judge for it.
+"""Lesson 3's feature visualisation, Lucent's ``render``: the picture a filter or a class likes most.
 
 The algorithm is :func:`ascent_step`, gradient ascent in Lucent's shape (``render_vis``): parameters
--> picture inside the tape, random transforms, the objective on the moved picture, penalties on the
+-> picture inside the tape (:mod:`~course_utils.vis.param`), random transforms, the
+:class:`~course_utils.vis.objectives.Objective` on the moved picture, penalties on the
 picture, a step of ``step_size`` over the gradient's root-mean-square, then (on the pixels) the
 after-step priors and valid pixels. :func:`course_utils.core.loop.compiled` compiles it once per model
 and settings; the filters or classes and the step size enter each call as data, so another filter
 or class never traces it again. :func:`maximize_filters` and :func:`maximize_class` run it in either
-style (:data:`_STYLES`); :func:`judge_classes` scores class pictures with a second network. ``start``
-and ``final`` are measured on the picture itself (:func:`_ascent_measure`). Pixels: float32 0..255.
+style (:data:`_STYLES`); :func:`visualize_layers` and :func:`compare_batched_serial` run many filters.
+Pixels: float32 0..255.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal, Sequence
 
 import keras
@@ -22,16 +24,17 @@ import tensorflow as tf
 from course_utils.checks import WrongTypeError, check_int, check_number, check_seed, check_size, check_steps
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.core.objectives import ClassLogit, Diversity, FilterCenter, FilterMean, LayerObjective, Objective, weak
-from course_utils.core.param import ImageParam, image_param, start_noise
-from course_utils.core.transforms import GRAY, Blur, Jitter, L2Decay, TotalVariation, split_regularizers, standard_transforms
 from course_utils.io.images import as_batch, load_image, to_uint8
-from course_utils.models.imagenet import ClassNames
 from course_utils.models.forward import check_feature_size, check_layer, check_picture_memory
+from course_utils.models.imagenet import ClassNames
+from course_utils.vis.objectives import (
+    GRAY, Blur, Jitter, L2Decay, Objective, TotalVariation, split_regularizers, standard_transforms,
+)
+from course_utils.vis.param import ImageParam, image_param, start_noise
 from course_utils.vis.result import Visualization, deprocess, history as _history
 
-__all__ = ["JUDGED_CLASSES", "ascent_step", "default_regularizers", "maximize_filters", "maximize_class", "judge_classes",
-           "class_probabilities"]
+__all__ = ["ascent_step", "default_regularizers", "maximize_filters", "maximize_class", "visualize_layers",
+           "compare_batched_serial"]
 
 _STYLES = ("plain", "lucid")
 """``"plain"`` (``param="pixels"``, no regularisers) and ``"lucid"`` (Lucid's transforms with
@@ -50,16 +53,14 @@ _FILTER_START_SD = 0.001
 tenth of Lucid's 0.01, within half a grey level of mid-grey (Lucid's +-3 levels alone lift some colour
 filters by a tenth of their maximum; from an almost blank start, a rise measures what the loop did)."""
 
-JUDGED_CLASSES = ("sea snake", "goldfish", "flamingo", "teapot", "pizza")
-"""The classes :func:`judge_classes` scores by default: three animals and two objects."""
-
 
 def ascent_step(model, x, x0, i, seed, data, *, objective: Objective, param: ImageParam | None = None,
                 transforms: tuple = (), penalties: tuple = (), priors: tuple = ()):
     """One step of feature visualisation: lesson 3's hand-written loop (Lucent's ``render_vis``), compiled.
 
     ``x``: the pixels ``(N, H, W, C)`` (``param=None``) or ``param``'s parameters ``(N, P)``;
-    ``data``: the objective's per-call values and ``step_size`` (one per picture). Minimises ``objective``.
+    ``data``: the objective's per-call values and ``step_size`` (one per picture). Minimises ``objective``
+    (an :class:`Objective`, or any function ``(model, x, data) -> (loss (N,), tracked (N, K))``).
     """
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
@@ -67,7 +68,7 @@ def ascent_step(model, x, x0, i, seed, data, *, objective: Objective, param: Ima
         seen = img
         for t in transforms:                                       # jitter, scale, rotate: new every step
             seen = t.transform(seen, i, seed[0])
-        loss, tracked = objective(seen, data)                      # e.g. minus the class logit, (N,)
+        loss, tracked = objective(model, seen, data)               # e.g. minus the class logit, (N,)
         for penalty in penalties:                                  # total variation of the picture itself
             loss += penalty.penalty(img)
     grad = tape.gradient(loss, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -84,7 +85,7 @@ def _ascent_measure(model, x, x0, i, seed, data, *, objective: Objective, param:
     """``(loss (N,), tracked (N, K))`` of :func:`ascent_step` on the picture itself, untransformed:
     what the history's first and last rows record."""
     img = x if param is None else param.to_pixels(x)
-    loss, tracked = objective(img, data)
+    loss, tracked = objective(model, img, data)
     for penalty in penalties:
         loss += penalty.penalty(img)
     return loss, tracked
@@ -94,7 +95,7 @@ def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: 
                     resize: tuple[int, int] | None = None) -> tuple["str | ImageParam", Any]:
     """``param`` and ``regularizers``, each the ``style``'s default where ``None``: ``"plain"``
     gives ``"pixels"`` and none, ``"lucid"`` gives ``"fourier"`` (``"lucid"`` with ``resize``: class
-    pictures) and :func:`~course_utils.core.transforms.standard_transforms` (ending in a resize to
+    pictures) and :func:`~course_utils.vis.objectives.standard_transforms` (ending in a resize to
     ``resize``, ``(height, width)`` in pixels, for a model with a fixed input size)."""
     if not isinstance(style, str) or style not in _STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {', '.join(map(repr, _STYLES))}")
@@ -109,9 +110,11 @@ def _style_defaults(style: str, param: "str | ImageParam | None", regularizers: 
 def _is_pixels(param: object) -> bool:
     return isinstance(param, str) and param == "pixels"
 
+
 def default_regularizers() -> tuple:
     """The set lesson 3 compares with the plain loop: jitter, total variation, L2 decay and blur."""
     return (Jitter(8), TotalVariation(0.5), L2Decay(0.02), Blur(1.0, every=4))
+
 
 def _settings(model: keras.Model, objective: Objective, param: Any, regularizers: Any, size: tuple[int, int],
               start: np.ndarray | None, keys: Sequence[int], seed: int, sd: float | None) -> tuple[dict, np.ndarray]:
@@ -131,8 +134,8 @@ def _settings(model: keras.Model, objective: Objective, param: Any, regularizers
             raise ValueError(
                 f"regularizers[{items.index(priors[0])}] = {priors[0]!r} is an after-step operation on the pixels, but "
                 f"with param={p.name!r} the loop changes the parameters, not the pixels; pass transforms (Jitter, "
-                "RandomScale, RandomRotate, course_utils.core.transforms.standard_transforms()) and penalties "
-                "(TotalVariation), or optimise the pixels themselves (param='pixels') for after-step operations")
+                "standard_transforms()) and penalties (TotalVariation), or optimise the pixels themselves "
+                "(param='pixels') for after-step operations")
         x0 = p.init(list(keys), seed) if start is None else p.from_pixels(start)
     for r in (*transforms, *penalties, *priors):
         r.check_input((len(x0), *size, c))
@@ -197,12 +200,12 @@ def maximize_filters(
         regularizers: e.g. :func:`default_regularizers`; ``None``: the style's. seed: for the
             start and the transforms.
         style: ``"plain"`` or ``"lucid"`` (:data:`_STYLES`): the defaults of ``param`` and ``regularizers``.
-        param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.core.param.ImageParam` of
+        param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.vis.param.ImageParam` of
             ``size``; ``None``: the style's. By name it starts faint (:data:`_FILTER_START_SD`).
         objective: ``"mean"`` (the filter's mean over positions) or ``"center"`` (its value at the
             centre position): see :data:`_OBJECTIVES`.
-        diversity_weight: weight of :class:`course_utils.core.objectives.Diversity` in the loss
-            (0: off; of order 1..10 with these objectives). Part of the compiled loop's structure.
+        diversity_weight: weight of :func:`diversity` in the loss (0: off; of order 1..10 with
+            these objectives). Part of the compiled loop's structure.
         noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
             noise of +-2 pixels; Fourier: small random parameters, picture ``i`` seeded by
             ``(seed, i)``); a number: mid-grey plus uniform noise of +-``noise`` pixels, the same
@@ -239,23 +242,21 @@ def maximize_filters(
     if noise is not None:
         noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
     start = None if noise is None else start_noise(filters, (h, w, c), seed, noise)
-    value = (FilterCenter if objective == "center" else FilterMean)(weak(model), layer)
-    goal = value + weight * Diversity(weak(model), layer) if weight > 0 else value
+    goal = Objective(layer, objective, weight)
     steps = check_steps(steps)
     settings, x0 = _settings(model, goal, param, regularizers, (h, w), start, range(len(filters)), seed, _FILTER_START_SD)
     data = {"filters": np.asarray(filters, np.int32), "step_size": _step_sizes(step_size, settings["param"], 3.0, len(filters))}
-    loop = compiled(ascent_step, model, measure=_ascent_measure, **settings)
-    goal = loop.settings["objective"]  # the cached step's own: its cut network is built once
-    value = goal if isinstance(goal, LayerObjective) else goal.terms[0][1]
-    check_feature_size(value.extractor, layer, (h, w))
-    run = loop.run(x0, data, steps=steps, seed=seed, progress=progress, description=f"filters of {layer}")
+    extractor = goal.features(model)
+    check_feature_size(extractor, layer, (h, w))
+    run = compiled(ascent_step, model, measure=_ascent_measure, **settings).run(
+        x0, data, steps=steps, seed=seed, progress=progress, description=f"filters of {layer}")
     initial, pixels, images = _pictures(settings["param"], x0, run.x, stretch=True)
-    grey = value.activations(tf.fill((1, h, w, c), GRAY))
-    rest = value.on_acts(tf.repeat(grey, len(filters), axis=0), {"filters": tf.constant(filters, tf.int32)})
+    grey = extractor(tf.fill((1, h, w, c), GRAY), training=False)  # the resting level, on flat grey
+    rest = goal.value(tf.repeat(grey, len(filters), axis=0), tf.constant(filters, tf.int32))
     what = [f"{layer}:{f}" for f in filters]
     values = run.tracked[..., 0]  # (steps + 1, N)
     return Visualization("filter", what, initial, pixels, images, values[0], values[-1], _history(values, what),
-                         rest[1][:, 0].numpy(), run.seconds, run.compile_seconds, run.traces)
+                         rest.numpy(), run.seconds, run.compile_seconds, run.traces)
 
 
 def maximize_class(
@@ -279,14 +280,14 @@ def maximize_class(
         target: a class index or one of the model's class names (or several: one picture each).
         image: ``None`` starts from noise; else a photo (array, path or URL), centre-cropped and
             resized to the model's input (through the parameterisation: its parameters
-            :meth:`~course_utils.core.param.ImageParam.from_pixels`). In the Fourier basis take
+            :meth:`~course_utils.vis.param.ImageParam.from_pixels`). In the Fourier basis take
             smaller steps then: 0.05 moves a photo by tens of grey levels a step, 0.005 by a few.
         steps: gradient steps (>= 1). step_size: RMS change per step; ``None``: 2.0 pixels on the
             pixels, :data:`_PARAM_STEP` in parameter units with a parameterisation.
         regularizers: e.g. :func:`default_regularizers`; ``None``: the style's (``"lucid"``: Lucid's
             transforms ending in a resize to the model's input). seed: for the start and the transforms.
         style: ``"plain"`` or ``"lucid"`` (:data:`_STYLES`): the defaults of ``param`` and ``regularizers``.
-        param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.core.param.ImageParam` of
+        param: ``"pixels"``, ``"fourier"`` or an :class:`~course_utils.vis.param.ImageParam` of
             the model's input size; ``None``: the style's.
         noise: ``None``: the parameterisation's own start (on the pixels: mid-grey plus uniform
             noise of +-2 pixels; Fourier: small random parameters); a number: mid-grey plus
@@ -326,7 +327,7 @@ def maximize_class(
     if isinstance(param, ImageParam) and param.size != (h, w):
         raise ValueError(f"param is {param.size[0]}x{param.size[1]} but the model takes {h}x{w}")
     steps = check_steps(steps)
-    settings, x0 = _settings(model, ClassLogit(weak(model)), param, regularizers, (h, w), start, idx, seed, None)
+    settings, x0 = _settings(model, Objective(), param, regularizers, (h, w), start, idx, seed, None)
     data = {"labels": np.asarray(idx, np.int32), "step_size": _step_sizes(step_size, settings["param"], 2.0, len(idx))}
     run = compiled(ascent_step, model, measure=_ascent_measure, **settings).run(
         x0, data, steps=steps, seed=seed, progress=progress, description="class " + ", ".join(what))
@@ -336,65 +337,37 @@ def maximize_class(
                          _history(probs, what, logit=logits), None, run.seconds, run.compile_seconds, run.traces)
 
 
-def class_probabilities(model: keras.Model, pixels: np.ndarray, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``(N,)`` the probability of class ``idx[i]`` for picture ``i`` (pixels ``(N, H, W, C)``
-    0..255, resized bilinearly to the model's input), and its rank (1 = top)."""
-    h, w = model.input_shape[1:3]
-    x = tf.image.resize(tf.convert_to_tensor(pixels, tf.float32), (h, w), method="bilinear")
-    probs = tf.nn.softmax(model(x, training=False)).numpy()
-    chosen = probs[np.arange(len(idx)), list(idx)]
-    ranks = (probs > chosen[:, None]).sum(axis=1) + 1
-    return chosen, ranks
+def visualize_layers(model: keras.Model, layers: Sequence[str], filters: Sequence[int],
+                     **kwargs: Any) -> dict[str, Visualization]:
+    """:func:`maximize_filters` for the same ``filters`` of each of ``layers`` (one batch per
+    layer); keyword arguments go to it. Returns ``{layer: Visualization}`` in order."""
+    return {layer: maximize_filters(model, layer, filters, **kwargs) for layer in layers}
 
 
-def judge_classes(
-    model: keras.Model,
-    judge: keras.Model,
-    targets: Sequence[int | str] = JUDGED_CLASSES,
-    pictures: dict[str, Visualization] | None = None,
-    *,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Score class pictures made on ``model`` with a second network ``judge`` that never saw them
-    (e.g. EfficientNet-Lite2 judging pictures made on Lite0); ``targets`` default :data:`JUDGED_CLASSES`.
+def compare_batched_serial(model: keras.Model, layer: str, n: int = 16, steps: int = 10,
+                           size: tuple[int, int] = (64, 64), step_size: float = 3.0) -> pd.DataFrame:
+    """Time filters ``0..n-1`` of ``layer`` optimised as one batch vs one :func:`maximize_filters`
+    call per filter (what a plain Python loop over filters would do).
 
-    Args:
-        model: the classifier the pictures were made on; judge: another of the same classes (any
-            input size: each picture is resized bilinearly to it). targets: one class per picture.
-        pictures: a method name -> a class :class:`Visualization` of ``targets`` in order;
-            ``None``: made here with ``seed``: ``"plain"`` (40 steps of 2 pixels), ``"regularised"``
-            (the same with :func:`default_regularizers`) and ``"lucid"`` (60 steps).
-
-    Returns:
-        A DataFrame, one row per (class, method): ``p_model`` (probability on ``model``, 0..1),
-        ``p_judge``, ``judge_rank`` (1 = the judge's top class) and ``judge_top5``.
-
-    Raises:
-        ValueError: an unknown class; a :class:`Visualization` with another number of pictures
-            than ``targets``, or one that is not a class visualisation.
+    Returns a table with a row ``batched``, a row ``serial`` and a row ``ratio`` (serial / batched);
+    columns ``total_s`` (wall time of the calls, tracing included) and ``loop_s`` (the compiled
+    steps only). Also checks that the two give the same pictures (the same start noise per
+    filter): column ``max_pixel_diff``.
     """
-    classes = ClassNames.of(model)
-    idx = classes.indices(list(targets))
-    seed = check_seed(seed)
-    if pictures is None:
-        kwargs = dict(seed=seed, progress=False)
-        pictures = {"plain": maximize_class(model, idx, steps=40, step_size=2.0, **kwargs),
-                    "regularised": maximize_class(model, idx, steps=40, step_size=2.0,
-                                                  regularizers=default_regularizers(), **kwargs),
-                    "lucid": maximize_class(model, idx, steps=60, style="lucid", **kwargs)}
-    if not isinstance(pictures, dict):
-        raise WrongTypeError(f"pictures must be a dict of method name -> Visualization, got {type(pictures).__name__}")
-    scores = {}
-    for method, vis in pictures.items():
-        if not isinstance(vis, Visualization) or vis.kind != "class":
-            raise ValueError(f"pictures[{method!r}] must be a class Visualization (maximize_class), got {vis!r}")
-        if len(vis.what) != len(idx):
-            raise ValueError(f"pictures[{method!r}] has {len(vis.what)} pictures for {len(idx)} targets")
-        scores[method] = (*class_probabilities(model, vis.pixels, idx), *class_probabilities(judge, vis.pixels, idx))
-    rows = [
-        {"class": classes.label(k), "method": method, "p_model": float(p_model[i]),
-         "p_judge": float(p_judge[i]), "judge_rank": int(rank[i]), "judge_top5": bool(rank[i] <= 5)}
-        for i, k in enumerate(idx) for method, (p_model, _, p_judge, rank) in scores.items()
-    ]
-    return pd.DataFrame(rows).set_index(["class", "method"])
-
+    n = check_int("n", n, minimum=1)
+    size = check_size(size)
+    kwargs = dict(steps=steps, step_size=step_size, size=size, progress=False)
+    t0 = time.perf_counter()
+    batched = maximize_filters(model, layer, range(n), **kwargs)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    singles = [maximize_filters(model, layer, [f], **kwargs) for f in range(n)]
+    t_serial = time.perf_counter() - t0
+    loop_b = batched.seconds - batched.compile_seconds
+    loop_s = sum(s.seconds - s.compile_seconds for s in singles)
+    diff = float(max(np.abs(s.pixels[0] - batched.pixels[i]).max() for i, s in enumerate(singles)))
+    return pd.DataFrame(
+        {"total_s": [t_batched, t_serial, t_serial / t_batched], "loop_s": [loop_b, loop_s, loop_s / loop_b],
+         "max_pixel_diff": [diff, diff, np.nan]},
+        index=pd.Index(["batched", "serial", "ratio"], name=f"{n} filters of {layer}, {steps} steps, {size[0]}x{size[1]}"),
+    )

@@ -1,50 +1,42 @@
-"""Lesson 3's regularisers: what the feature-visualisation step does to the picture besides the objective.
+"""What lesson 3's step optimises besides its loop, in Lucid's terms (Olah et al., "Feature
+Visualization", Distill 2017): the objective and the regularisers, each a small frozen settings
+object (hashable: a compiled step is kept per settings).
 
-Three roles, as Lucid/Lucent split them (Olah et al., "Feature Visualization", Distill 2017), each a
-small frozen settings object (hashable: a compiled step is kept per settings) with one method:
-
+- **the objective**, :class:`Objective`, ``objective(model, x, data) -> (loss (N,), tracked (N, K))``:
+  a class logit, a filter's mean or centre, plus :func:`diversity` (Lucid's ``objectives``);
 - **transforms**, ``transform(x, step, seed)``, applied to the picture before the model sees it,
-  differentiable and random: a pattern that only works at one exact position, size or angle (the
-  high-frequency "fooling" noise) stops paying off. :class:`Jitter` (shift, wrapping around),
-  :class:`RandomScale`, :class:`RandomRotate`; :class:`Pad`, :class:`RandomCrop` and :class:`Resize`
-  are Lucid's padding, crop-jitter and final resize; :func:`standard_transforms` is Lucid's set.
-  The draw at step ``t`` depends only on ``(seed, t)``: the same seed gives the same pictures in
-  any number of chunks; one draw per step serves the whole batch. Scaling and turning keep the size
-  (edges mirrored); only :class:`Pad`, :class:`RandomCrop` and :class:`Resize` change it.
-- **penalties**, ``penalty(x) -> (N,)``, added to the loss: :class:`TotalVariation`.
+  differentiable and random, so that a pattern that only works at one exact position, size or angle
+  stops paying off: :class:`Jitter`, and Lucid's set :func:`standard_transforms` (pad, crop-jitter,
+  scale, rotate, crop-jitter, resize). The draw at step ``t`` depends only on ``(seed, t)``, one draw
+  per step for the whole batch;
+- **penalties**, ``penalty(x) -> (N,)``, added to the loss: :class:`TotalVariation`;
 - **after-step priors**, ``after_step(x, step)``, outside the gradient, on the pixels:
   :class:`L2Decay` (fade towards grey), :class:`Blur` (every few steps).
 
 All work on float32 batches in pixels 0..255, ``(N, H, W, C)``; ``step`` and ``seed`` are int32
-scalars. :func:`split_regularizers` checks a tuple of them and sorts it by role.
+scalars. :func:`split_regularizers` checks a tuple of regularisers and sorts it by role.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, check_number, check_size, describe
 from course_utils.core import ops
 from course_utils.core.ops import seed_pair
+from course_utils.models.forward import cached, check_layer, feature_model
 
-__all__ = [
-    "GRAY", "Jitter", "RandomScale", "RandomRotate", "Pad", "RandomCrop", "Resize", "standard_transforms",
-    "TotalVariation", "L2Decay", "Blur", "split_regularizers",
-]
+__all__ = ["GRAY", "diversity", "Objective", "Jitter", "standard_transforms", "TotalVariation", "L2Decay", "Blur",
+           "split_regularizers"]
 
 GRAY = 127.5
 """Mid-grey in pixels: where the start noise is centred and where :class:`L2Decay` pulls to."""
-
-_LUCID_SCALES: tuple[float, ...] = tuple(1 + (i - 5) / 50 for i in range(11))
-"""Lucid's standard scales, 0.9 .. 1.1 in steps of 0.02."""
-
-_LUCID_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
-"""Lucid's standard angles in degrees: -10 .. 10, with 0 drawn more often."""
 
 frozen = dataclass(frozen=True)
 
@@ -62,6 +54,74 @@ def _check_image_side(piece: Any, shape: tuple, smallest: int, why: str) -> None
     if (h is not None and h < smallest) or (w is not None and w < smallest):
         raise ValueError(f"{piece!r} needs images at least {smallest}x{smallest} pixels ({why}), got {h}x{w}; "
                          "use a larger size or leave it out")
+
+
+def _draw(step: tf.Tensor, seed: tf.Tensor, salt: int, shape: list, maxval: int, minval: int = 0) -> tf.Tensor:
+    """int32 ``shape`` uniform in ``minval..maxval-1``, drawn from ``(seed, step)`` and ``salt``."""
+    pair = seed_pair(tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)]), salt)
+    return tf.random.stateless_uniform(shape, seed=pair, minval=minval, maxval=maxval, dtype=tf.int32)
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def diversity(acts: tf.Tensor) -> tf.Tensor:
+    """``(N,)`` how alike picture ``i``'s feature *style* is to the others' (Olah et al. 2017), 0..N-1.
+
+    Each picture's Gram matrix of ``acts`` ``(N, h, w, C)`` (channel co-occurrences, summed over
+    positions) is normalised to length 1; the value for picture ``i`` is the sum of its dot
+    products with the other pictures' (0 for one picture, ``N - 1`` for ``N`` alike pictures).
+    The mean over ``i`` is minus Lucid's ``diversity`` objective.
+    """
+    shape = tf.shape(acts)
+    flat = tf.reshape(acts, [shape[0], -1, shape[3]])
+    grams = tf.reshape(tf.matmul(flat, flat, transpose_a=True), [shape[0], -1])  # (N, C * C)
+    grams = tf.math.l2_normalize(grams, axis=1, epsilon=1e-10)
+    sims = tf.matmul(grams, grams, transpose_b=True)  # (N, N)
+    return tf.reduce_sum(sims, axis=1) - tf.linalg.diag_part(sims)
+
+
+@frozen
+class Objective:
+    """What :func:`~course_utils.vis.visualize.ascent_step` minimises: ``objective(model, x, data) ->
+    (loss (N,), tracked (N, K))`` on pixels ``x`` ``(N, H, W, C)``. Frozen settings: equal objectives
+    share one compiled step, and the classes or filters come per call in ``data``.
+
+    ``layer=None``: minus the logit of class ``data["labels"][i]`` for picture ``i``; tracks its
+    probability and logit, ``(N, 2)``. Else minus channel ``data["filters"][i]`` of the conv feature
+    ``layer``, ``at`` ``"mean"`` over positions (Lucent's ``channel``) or ``"center"`` at the centre
+    position (Lucid's "neuron"); tracks that value, ``(N, 1)``. ``diversity_weight > 0`` adds that
+    times :func:`diversity` of the same response (one pass through the network), tracked as a
+    second column. The cut network is kept in the model's cache (:func:`course_utils.models.forward.cached`).
+    """
+
+    layer: str | None = None
+    at: str = "mean"
+    diversity_weight: float = 0.0
+
+    def features(self, model: keras.Model) -> keras.Model:
+        """The network cut at :attr:`layer`, on pictures of any size: built once per model and layer."""
+        return cached(model, ("features", self.layer), lambda: feature_model(model, check_layer(model, self.layer)[0]))
+
+    def value(self, acts: tf.Tensor, filters: tf.Tensor) -> tf.Tensor:
+        """``(N,)`` channel ``filters[i]`` of the response ``acts[i]`` (``(N, h, w, C)``), mean or centre."""
+        if self.at == "center":
+            shape = tf.shape(acts)
+            return tf.gather(acts[:, shape[1] // 2, shape[2] // 2, :], filters, batch_dims=1)
+        return tf.gather(tf.reduce_mean(acts, axis=[1, 2]), filters, batch_dims=1)  # image i -> its filter i
+
+    def __call__(self, model: Any, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        if self.layer is None:
+            logits = model(x, training=False)
+            chosen = tf.gather(logits, data["labels"], batch_dims=1)
+            prob = tf.gather(tf.nn.softmax(logits), data["labels"], batch_dims=1)
+            return -chosen, tf.stack([prob, chosen], axis=1)
+        acts = self.features(model)(x, training=False)
+        value = self.value(acts, data["filters"])
+        if not self.diversity_weight:
+            return -value, value[:, None]
+        alike = diversity(acts)
+        return -value + self.diversity_weight * alike, tf.stack([value, alike], axis=1)
 
 
 # --------------------------------------------------------------------------- transforms
@@ -102,13 +162,6 @@ def _choices(name: str, values: Sequence[float], **bounds) -> tuple[float, ...]:
     return values
 
 
-def _pick(values: tuple[float, ...], step: tf.Tensor, seed: tf.Tensor, salt: int) -> tf.Tensor:
-    """One of ``values`` for this step, drawn from ``(seed, step)`` (float32 scalar)."""
-    pair = seed_pair(tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)]), salt)
-    i = tf.random.stateless_uniform([], seed=pair, minval=0, maxval=len(values), dtype=tf.int32)
-    return tf.gather(tf.constant(values, tf.float32), i)
-
-
 def _about_centre(x: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, d: tf.Tensor) -> tf.Tensor:
     """Resample ``x`` so that output pixel ``p`` (column, row), relative to the centre, shows
     input pixel ``centre + [[a, b], [c, d]] @ p`` (:func:`course_utils.core.ops.affine`; same size)."""
@@ -117,114 +170,72 @@ def _about_centre(x: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor, d: tf.
 
 
 @frozen
-class RandomScale:
-    """Zoom the image about its centre by a factor drawn each step from ``scales`` (Lucid:
-    :data:`_LUCID_SCALES`, 0.9 .. 1.1). The picture keeps its size: a zoom in crops, a zoom out
-    mirrors the edges."""
+class _RandomAffine:
+    """Lucid's random scale and rotation about the centre, each step one of ``values``: a zoom
+    factor (``angle=False``; Lucid's 0.9 .. 1.1) or an angle in degrees (Lucid's -10 .. 10, 0 drawn
+    more often). The picture keeps its size: the edges are mirrored in."""
 
-    scales: tuple[float, ...] = _LUCID_SCALES
+    values: tuple[float, ...]
+    angle: bool = False
 
     def __post_init__(self) -> None:
-        _set(self, scales=_choices("RandomScale scales", self.scales, minimum=0.0, above=True))
+        bounds = dict(minimum=-360.0, maximum=360.0) if self.angle else dict(minimum=0.0, above=True)
+        _set(self, values=_choices("rotation degrees" if self.angle else "scales", self.values, **bounds))
 
     def check_input(self, shape: tuple) -> None:
         _check_image_side(self, shape, 2, "it resamples the picture")
 
     def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if self.scales == (1.0,):
+        if set(self.values) == ({0.0} if self.angle else {1.0}):
             return x
-        inverse = 1.0 / _pick(self.scales, step, seed, salt=21)
-        return _about_centre(x, inverse, 0.0, 0.0, inverse)
-
-
-@frozen
-class RandomRotate:
-    """Turn the image about its centre by an angle (degrees) drawn each step from ``degrees``
-    (Lucid: :data:`_LUCID_ANGLES`, -10 .. 10). The picture keeps its size; corners are mirrored in."""
-
-    degrees: tuple[float, ...] = _LUCID_ANGLES
-
-    def __post_init__(self) -> None:
-        _set(self, degrees=_choices("RandomRotate degrees", self.degrees, minimum=-360.0, maximum=360.0))
-
-    def check_input(self, shape: tuple) -> None:
-        _check_image_side(self, shape, 2, "it resamples the picture")
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if set(self.degrees) == {0.0}:
-            return x
-        angle = _pick(self.degrees, step, seed, salt=22) * (math.pi / 180.0)
+        value = tf.gather(tf.constant(self.values, tf.float32), _draw(step, seed, 22 if self.angle else 21, [],
+                                                                       len(self.values)))
+        if not self.angle:
+            return _about_centre(x, 1.0 / value, 0.0, 0.0, 1.0 / value)
+        angle = value * (math.pi / 180.0)
         cos, sin = tf.cos(angle), tf.sin(angle)
         return _about_centre(x, cos, sin, -sin, cos)
 
 
 @frozen
-class Pad:
-    """Pad ``pixels`` on every side with ``value`` (mid-grey): the picture's edge is no edge for the
-    network, and later moves do not wrap the picture around. ``(N, H, W, C) -> (N, H+2p, W+2p, C)``."""
+class _Crop:
+    """Lucid's pad (``pixels < 0``: ``-pixels`` of mid-grey on every side, ``(N, H+2p, W+2p, C)``)
+    and crop-jitter (``pixels > 0``: a random ``(H - pixels) x (W - pixels)`` window, the same for
+    the whole batch, drawn with ``salt``); ``size``: resize to it (bilinear) instead, the last
+    transform for a model with a fixed input size."""
 
-    pixels: int = 12
-    value: float = GRAY
-
-    def __post_init__(self) -> None:
-        _set(self, pixels=check_int("Pad pixels", self.pixels, minimum=0),
-             value=check_number("Pad value", self.value, minimum=0.0, maximum=255.0))
-
-    def check_input(self, shape: tuple) -> None:
-        pass
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        p = self.pixels
-        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=self.value)
-
-
-@frozen
-class RandomCrop:
-    """Lucid's ``jitter``: cut a random ``(H - pixels) x (W - pixels)`` window (the same for the whole
-    batch), i.e. move the picture by up to ``pixels`` without wrapping. ``salt`` keeps two crops of
-    one run from drawing the same offsets. ``(N, H, W, C) -> (N, H-d, W-d, C)``."""
-
-    pixels: int = 8
+    pixels: int = 0
     salt: int = 1
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        _set(self, pixels=check_int("RandomCrop pixels", self.pixels, minimum=0),
-             salt=check_int("RandomCrop salt", self.salt, minimum=0, maximum=63))
+        _set(self, pixels=check_int("crop pixels", self.pixels),
+             size=None if self.size is None else check_size(self.size))
 
     def check_input(self, shape: tuple) -> None:
-        _check_image_side(self, shape, self.pixels + 1, f"it cuts {self.pixels} pixels off")
+        if self.pixels > 0:
+            _check_image_side(self, shape, self.pixels + 1, f"it cuts {self.pixels} pixels off")
 
     def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if self.pixels == 0:
+        if self.size is not None:
+            return tf.image.resize(x, self.size, method="bilinear")
+        p, d = -self.pixels, self.pixels
+        if p > 0:
+            return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], constant_values=GRAY)
+        if d == 0:
             return x
-        d = self.pixels
-        pair = seed_pair(tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)]), 30 + self.salt)
-        off = tf.random.stateless_uniform([2], seed=pair, minval=0, maxval=d + 1, dtype=tf.int32)
+        off = _draw(step, seed, 30 + self.salt, [2], d + 1)
         shape = tf.shape(x)
         return tf.slice(x, [0, off[0], off[1], 0], [shape[0], shape[1] - d, shape[2] - d, shape[3]])
 
 
-@frozen
-class Resize:
-    """Resize to ``size`` (bilinear): the last transform for a model with a fixed input size."""
-
-    size: tuple[int, int]
-
-    def __post_init__(self) -> None:
-        _set(self, size=check_size(self.size))
-
-    def check_input(self, shape: tuple) -> None:
-        pass
-
-    def transform(self, x: tf.Tensor, step: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return tf.image.resize(x, self.size, method="bilinear")
-
-
 def standard_transforms(size: int | Sequence[int] | None = None) -> tuple:
     """Lucid's ``standard_transforms``: pad 12, crop-jitter 8, scale 0.9..1.1, rotate -10..10
-    degrees, crop-jitter 4; then :class:`Resize` to ``size`` if given (for fixed-size models)."""
-    pieces = (Pad(12), RandomCrop(8, salt=1), RandomScale(), RandomRotate(), RandomCrop(4, salt=4))
-    return pieces + ((Resize(size),) if size is not None else ())
+    degrees, crop-jitter 4; then a resize to ``size`` if given (for fixed-size models)."""
+    scales = tuple(1 + (i - 5) / 50 for i in range(11))
+    angles = tuple(float(a) for a in range(-10, 11)) + (0.0,) * 5
+    pieces = (_Crop(-12), _Crop(8, salt=1), _RandomAffine(scales), _RandomAffine(angles, angle=True), _Crop(4, salt=4))
+    return pieces + ((_Crop(size=size),) if size is not None else ())
 
 
 # --------------------------------------------------------------------------- penalty and priors
@@ -275,10 +286,11 @@ class L2Decay:
 @frozen
 class Blur:
     """After every ``every``-th step (steps ``every-1``, ``2*every-1``, ... counting from 0), blur
-    the image with a Gaussian of ``sigma`` pixels. Smooths away pixel noise; edges stay.
+    the image with a Gaussian of ``sigma`` pixels (:func:`course_utils.core.ops.gaussian_blur`,
+    edges mirrored: a flat image stays flat). Smooths away pixel noise; edges stay.
 
-    The kernel reaches :attr:`radius` pixels each way and the edges are mirrored, so the image
-    must be more than ``radius`` pixels high and wide.
+    The kernel reaches :attr:`radius` pixels each way, so the image must be more than ``radius``
+    pixels high and wide.
     """
 
     sigma: float = 1.0
@@ -296,24 +308,20 @@ class Blur:
     def check_input(self, shape: tuple) -> None:
         _check_image_side(self, shape, self.radius + 1, f"its kernel reaches {self.radius} pixels each way")
 
-    def blur(self, x: tf.Tensor) -> tf.Tensor:
-        """``x`` blurred (:func:`course_utils.core.ops.gaussian_blur`: edges mirrored, so a flat image stays flat)."""
-        return ops.gaussian_blur(x, tf.fill(tf.shape(x)[:1], self.sigma), self.radius)
-
     def after_step(self, x: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         due = tf.equal(tf.math.floormod(tf.cast(step, tf.int32) + 1, self.every), 0)
-        return tf.cond(due, lambda: self.blur(x), lambda: tf.identity(x))
+        blurred = lambda: ops.gaussian_blur(x, tf.fill(tf.shape(x)[:1], self.sigma), self.radius)  # noqa: E731
+        return tf.cond(due, blurred, lambda: tf.identity(x))
 
 
-ROLES = {"transform": (Jitter, RandomScale, RandomRotate, Pad, RandomCrop, Resize),
-         "penalty": (TotalVariation,), "after_step": (L2Decay, Blur)}
+_ROLES = {"transform": (Jitter, _RandomAffine, _Crop), "penalty": (TotalVariation,), "after_step": (L2Decay, Blur)}
 
 
 def split_regularizers(regularizers: Any, name: str = "regularizers") -> tuple[tuple, tuple, tuple]:
     """``(transforms, penalties, priors)``: the regularisers (a tuple or list, one on its own, or
     ``None``) sorted by role, each in the order given. Refuses names (``"jitter"``), classes not made
     into objects (``Blur`` for ``Blur()``) and anything else, with the reason."""
-    known = tuple(c for classes in ROLES.values() for c in classes)
+    known = tuple(c for classes in _ROLES.values() for c in classes)
     if regularizers is None:
         return (), (), ()
     if isinstance(regularizers, known):
@@ -331,4 +339,4 @@ def split_regularizers(regularizers: Any, name: str = "regularizers") -> tuple[t
         if not isinstance(r, known):
             raise WrongTypeError(f"{name}[{i}] must be a regulariser object such as Jitter(8) or Blur(1.0), "
                                  f"got {describe(r)}")
-    return tuple(tuple(r for r in regularizers if isinstance(r, ROLES[role])) for role in ROLES)
+    return tuple(tuple(r for r in regularizers if isinstance(r, _ROLES[role])) for role in _ROLES)

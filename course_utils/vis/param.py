@@ -1,28 +1,14 @@
-"""Image parameterisations: what the gradient loop changes, and how that becomes pixels.
+"""Image parameterisations, Lucent's ``param`` (Lucid: Olah, Mordvintsev and Schubert, "Feature
+Visualization", Distill 2017): what the gradient loop changes, and how that becomes pixels.
 
-Lesson 3's loop changes the pixels themselves. Lucid (Olah, Mordvintsev and Schubert, "Feature
-Visualization", Distill 2017; the ``lucid`` library's ``optvis/param``) showed that *what* is
-optimised matters as much as the objective: the same gradient steps taken on another description
-of the picture favour other pictures. Three ideas, each a switch here:
-
-- **Fourier basis with a 1/f spectrum** (:class:`Fourier`): the parameters are the picture's 2-D
-  Fourier coefficients, each scaled by ``1 / frequency`` (decay power 1, as Lucid). A step of the
-  same size then changes coarse shapes far more than pixel-level detail, the spectrum of natural
-  photos, so the high-frequency "fooling" noise is expensive.
-- **Decorrelated colour** (``decorrelate=True``): the three channels are mixed by the square root
-  of ImageNet's colour correlation (:data:`_COLOR_CORRELATION_SVD_SQRT`, from Lucid), so a step
-  moves along "brightness" and two colour-opponent axes instead of R, G, B separately.
-- **Sigmoid range** (``sigmoid=True``): pixels are ``255 * sigmoid(t)``, always valid 0..255,
-  with no clipping that stops the gradient.
-
-A parameterisation is Lucent's ``params, image_f`` pair as one small object: :meth:`ImageParam.init`
-(or :meth:`ImageParam.from_pixels`) gives the parameters, float32 ``(N, P)``, and
-:meth:`ImageParam.to_pixels` makes the picture from them, float32 0..255 ``(N, H, W, C)``,
-differentiably. The feature-visualisation step (:func:`course_utils.vis.visualize.ascent_step`)
-calls it inside its gradient tape, so the transforms, the objective and the penalties all see the
-picture while the step changes the parameters. :func:`image_param` makes one by name (``"pixels"``
-or ``"fourier"``). Two parameterisations are equal (and share a compiled step) when they make the
-same picture from the same parameters, whatever their start (``sd``, ``noise``).
+:class:`ImageParam` is Lucent's ``params, image_f`` pair as one small object: :meth:`~ImageParam.init`
+(or :meth:`~ImageParam.from_pixels`) gives the parameters, float32 ``(N, P)``, and
+:meth:`~ImageParam.to_pixels` makes the picture from them, float32 0..255 ``(N, H, W, C)``,
+differentiably, inside the step's gradient tape. :class:`Pixels` (lesson 3's loop), :class:`Fourier`
+(1/f-scaled Fourier coefficients, decorrelated colour, sigmoid range) and :class:`Phase` (MaCo: the
+phase only, the amplitude a photo's, :func:`natural_magnitude`); :func:`image_param` makes one by
+name. Two parameterisations are equal (and share a compiled step) when they make the same picture
+from the same parameters, whatever their start (``sd``, ``noise``).
 """
 
 from __future__ import annotations
@@ -33,22 +19,13 @@ import numpy as np
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_flag, check_int, check_number, check_size, effective_seed
-from course_utils.core.transforms import GRAY
+from course_utils.io.images import load_image, sample_image
+from course_utils.vis.objectives import GRAY
 
-__all__ = [
-    "COLOR_MIX",
-    "ImageParam",
-    "Pixels",
-    "Fourier",
-    "Phase",
-    "image_param",
-    "gray_noise",
-    "start_noise",
-]
+__all__ = ["COLOR_MIX", "ImageParam", "Pixels", "Fourier", "Phase", "image_param", "natural_magnitude", "gray_noise",
+           "start_noise"]
 
-_COLOR_CORRELATION_SVD_SQRT = np.asarray(
-    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
-)
+_COLOR_CORRELATION_SVD_SQRT = np.asarray([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], np.float32)
 """The square root (via SVD) of the colour correlation of ImageNet photos, rows R, G, B; from Lucid
 (``lucid/optvis/param/color.py``; Olah et al., "Feature Visualization", Distill 2017). Column 0 is
 brightness, columns 1 and 2 colour-opponent axes."""
@@ -67,6 +44,14 @@ def _rfft2d_freqs(height: int, width: int) -> np.ndarray:
     fy = np.fft.fftfreq(height)[:, None]
     fx = np.fft.rfftfreq(width)[None, :]
     return np.sqrt(fx * fx + fy * fy)
+
+
+def _keys(n: int | Sequence[int]) -> list[int]:
+    """One key per picture: ``0..n-1`` for a count, else the keys given (at least one)."""
+    keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+    if not keys:
+        raise ValueError("init needs at least one picture")
+    return keys
 
 
 class ImageParam:
@@ -119,9 +104,7 @@ class ImageParam:
         ``n``: a count, or one key per picture (e.g. filter indices); picture ``i`` is seeded by
         ``(seed, key_i)``, so it does not depend on which others share the batch.
         """
-        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
-        if not keys:
-            raise ValueError("init needs at least one picture")
+        keys = _keys(n)
         seed = effective_seed(seed)  # plus COURSE_SEED (course_utils.checks)
         one = self.param_shape(1)[1:]
         return np.stack([
@@ -209,7 +192,7 @@ class Pixels(ImageParam):
     def init(self, n: int | Sequence[int], seed: int = 0) -> np.ndarray:
         if self.sigmoid:
             return super().init(n, seed)
-        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+        keys = _keys(n)
         return np.stack([gray_noise(self.param_shape(1)[1:], [seed, k], self.noise) for k in keys])
 
     def spatial(self, p: tf.Tensor) -> tf.Tensor:
@@ -281,17 +264,14 @@ class Fourier(ImageParam):
 
 class Phase(ImageParam):
     """Only the phase of the picture's Fourier transform; its amplitude stays ``magnitude`` (MaCo:
-    Fel et al., NeurIPS 2023, "Unlocking feature visualization for deeper networks with MAgnitude
-    Constrained Optimization"). Whatever the phase, the picture keeps that amplitude spectrum, e.g.
-    the sample photos' (:func:`course_utils.vis.report.natural_magnitude`): a photo's statistics by
-    construction, however long the optimisation runs.
+    Fel et al., NeurIPS 2023), e.g. the sample photos' (:func:`natural_magnitude`): a photo's
+    statistics by construction, however long the optimisation runs.
 
     ``magnitude``: float ``(3, H, W // 2 + 1)``, one real-FFT amplitude spectrum per decorrelated
-    colour axis (brightness, two colour-opponent axes). The picture: the orthonormal inverse FFT,
-    mixed to RGB (:data:`COLOR_MIX`), standardised (mean 0, standard deviation 1 per picture), then
-    ``255 * sigmoid``: valid pixels, nothing clipped. Parameters (in :meth:`grid_shape`)
-    ``(N, 3, H, W // 2 + 1)``, phases in radians; the start is one random phase for all three axes
-    (a grey picture), picture ``i`` seeded by ``(seed, key_i)``.
+    colour axis. The picture: the orthonormal inverse FFT, mixed to RGB (:data:`COLOR_MIX`),
+    standardised (mean 0, standard deviation 1 per picture), then ``255 * sigmoid``: nothing
+    clipped. Parameters (in :meth:`grid_shape`) ``(N, 3, H, W // 2 + 1)``, phases in radians; the
+    start is one random phase for all three axes (a grey picture), picture ``i`` seeded by ``(seed, key_i)``.
     """
 
     name = "phase"
@@ -308,7 +288,7 @@ class Phase(ImageParam):
         return (n, 3, self.size[0], self.size[1] // 2 + 1)
 
     def init(self, n: int | Sequence[int], seed: int = 0) -> np.ndarray:
-        keys = list(range(check_int("n", n, minimum=1))) if isinstance(n, (int, np.integer)) else [int(k) for k in n]
+        keys = _keys(n)
         one = self.grid_shape(1)[2:]
         starts = [np.random.default_rng([effective_seed(seed), k]).uniform(-np.pi, np.pi, one) for k in keys]
         return np.stack([np.broadcast_to(s, (3, *one)).reshape(-1) for s in starts]).astype(np.float32)
@@ -328,6 +308,22 @@ class Phase(ImageParam):
 
     def __repr__(self) -> str:
         return f"Phase(size={self.size}, magnitude={self.magnitude.shape})"
+
+
+_PHOTOS = ("astronaut", "chelsea", "coffee", "grace_hopper")
+"""The sample photos whose spectra stand for natural images (:func:`natural_magnitude`)."""
+
+
+def natural_magnitude(size: int | Sequence[int]) -> np.ndarray:
+    """The mean amplitude spectrum of the sample photos (:data:`_PHOTOS`, each centre-cropped and
+    resized to ``size``), per decorrelated colour axis (:data:`COLOR_MIX`): float32 ``(3, H, W // 2 + 1)``,
+    pixels scaled to 0..1, orthonormal real FFT, the mean (zero frequency) set to 0. MaCo keeps it fixed."""
+    h, w = check_size(size)
+    photos = np.stack([load_image(sample_image(name), size=(h, w)) for name in _PHOTOS]) / 255.0  # (4, H, W, 3)
+    photos = photos @ np.linalg.inv(COLOR_MIX.T)                                  # RGB -> decorrelated axes
+    spectra = np.abs(np.fft.rfft2(np.moveaxis(photos, -1, 1), norm="ortho")).mean(axis=0)   # (3, H, W//2+1)
+    spectra[:, 0, 0] = 0.0
+    return spectra.astype(np.float32)
 
 
 def gray_noise(shape: Sequence[int], seed: int | Sequence[int] = 0, amplitude: float = 2.0) -> np.ndarray:
