@@ -12,7 +12,9 @@ pizza) drawn from noise on EfficientNet-Lite0 four ways, all five classes in one
   on a class-logit objective, the model wrapped so that Xplique's pixels 0..1 reach it as 0..255.
 
 The course's three settings are those of its shipped pictures (``tools/make_class_pictures.py``,
-``data/class_pictures.md``). Every picture is measured as the lesson measures the shipped ones, as
+``data/class_pictures.md``); ``shipped-plain``, ``shipped-lucid`` and ``shipped-maco`` measure those
+pictures themselves, as lesson 3 shows them, with the seconds their card recorded (another run,
+another load) instead of making them again. Every picture is measured as the lesson measures the shipped ones, as
 shown (``uint8``), with :func:`course_utils.vis.picture_stats`: the share of colour values at 0 or
 255, the slope of the amplitude spectrum (next to the four sample photos', at 224x224 as in
 lesson 3), the class's probability on Lite0 and its rank under EfficientNet-Lite2 (1 = Lite2's top
@@ -41,6 +43,7 @@ from typing import Any, Callable
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
 METHODS = ("plain", "lucid", "maco", "xplique")
+SHIPPED = ("shipped-plain", "shipped-lucid", "shipped-maco")  # the course's pictures as lesson 3 shows them
 XPLIQUE_VERSION = "2.0.2"
 THUMB = 128  # pixels per picture in the PNG grid
 PHOTOS = ("astronaut", "chelsea", "coffee", "grace_hopper")  # lesson 3's sample photos for the spectrum slope
@@ -73,9 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for vis_libraries.json/.md/.png")
     args = parser.parse_args(argv)
     args.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    unknown = [m for m in args.methods if m not in METHODS]
+    unknown = [m for m in args.methods if m not in METHODS + SHIPPED]
     if unknown or not args.methods:
-        parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
+        parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS + SHIPPED)}")
     if args.xplique_steps < 1:
         parser.error(f"--xplique-steps must be >= 1, got {args.xplique_steps}")
     from tools.facetrain.outputs import OutputPathError, check_writable
@@ -90,9 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings(quick: bool, xplique_steps: int) -> dict[str, str]:
     """What each method runs, in words (the report's column)."""
     if quick:
-        return {m: "quick: 2 steps, small pictures" for m in METHODS}
+        return {m: "quick: 2 steps, small pictures" for m in METHODS + SHIPPED}
     changed = "" if xplique_steps == 256 else f" (steps changed: {xplique_steps} instead of its default 256)"
-    return {"plain": "maximize_class, pixels, 40 steps of 2 grey levels, 224x224",
+    shipped = "shipped picture (data/class_pictures.npz); seconds from its card's run, not this one"
+    return {**{m: shipped for m in SHIPPED}, "plain": "maximize_class, pixels, 40 steps of 2 grey levels, 224x224",
             "lucid": "maximize_class(style='lucid'), 128 steps, 224x224",
             "maco": "maximize_class_maco, 128 steps, 320x320, 6 crops of 0.5-1.0",
             "xplique": f"optimize at its defaults: Fourier (decay 0.85), standard transforms, sigmoid, Adam 0.05, "
@@ -119,10 +123,11 @@ def xplique_pictures(model: Any, idx: list[int], steps: int, size: int, seed: in
 
 def makers(model: Any, classes: list[str], idx: list[int], args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
     """Method name -> a call giving its five ``uint8`` pictures ``(5, S, S, 3)`` (as the lesson shows them)."""
-    from course_utils.vis import maximize_class, maximize_class_maco
+    from course_utils.vis import maximize_class, maximize_class_maco, shipped_class_pictures
 
     q = args.quick
     return {
+        **{m: (lambda m=m: shipped_class_pictures()[m.split("-")[1]]) for m in SHIPPED},
         "plain": lambda: maximize_class(model, classes, steps=2 if q else 40, step_size=2.0, seed=args.seed,
                                         progress=False).images,
         "lucid": lambda: maximize_class(model, classes, steps=2 if q else 128, style="lucid", seed=args.seed,
@@ -160,7 +165,7 @@ def markdown(report: dict[str, Any]) -> str:
         slope = sorted(r["slope"] for r in rows)[len(rows) // 2]
         lines.append(f"| {m['method']} | {m['settings']} | {clipped:.4f} | {slope:.2f} | "
                      f"{', '.join(str(r['lite2_rank']) for r in rows)} | {m['seconds_per_picture']:.1f} | "
-                     f"{m['load_before']} / {m['load_after']} |")
+                     f"{'-' if m['load_before'] is None else m['load_before']} / {'-' if m['load_after'] is None else m['load_after']} |")
     lines += ["", "| method | class | p (Lite0) | Lite2 rank | clipped | slope |", "|---|---|---|---|---|---|"]
     for m in report["methods"]:
         for r in m["pictures"]:
@@ -204,14 +209,15 @@ def write(report: dict[str, Any], pictures: dict[str, Any], classes: list[str], 
     """Write ``vis_libraries.json``, ``.md`` and ``.png`` under ``out``, all or none; return the Markdown."""
     from tools.facetrain.outputs import write_files_together
 
-    order = sorted(range(len(report["methods"])), key=lambda i: METHODS.index(report["methods"][i]["method"]))
+    order = sorted(range(len(report["methods"])), key=lambda i: (SHIPPED + METHODS).index(report["methods"][i]["method"]))
     report = dict(report, methods=[report["methods"][i] for i in order])  # shown in METHODS' order, whatever ran first
     pictures = {m["method"]: pictures[m["method"]] for m in report["methods"]}
     text = markdown(report)
     write_files_together({
         out / "vis_libraries.json": lambda p: p.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8"),
         out / "vis_libraries.md": lambda p: p.write_text(text, encoding="utf-8"),
-        out / "vis_libraries.png": lambda p: grid_png(p, pictures, classes),
+        out / "vis_libraries.png": lambda p: grid_png(p, {m: v for m, v in pictures.items() if f"shipped-{m}" not in pictures},
+                                                      classes),
     })
     return text
 
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.measure import describe_device, load_average
     from course_utils.io import load_image, sample_image
     from course_utils.models import imagenet_class_index, load_imagenet_model
-    from course_utils.vis import JUDGED_CLASSES, picture_stats
+    from course_utils.vis import JUDGED_CLASSES, picture_stats, shipped_class_pictures
 
     device, details = describe_device()
     model = load_imagenet_model("efficientnet_lite0", verbose=False)
@@ -255,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         "methods": [],
     }
     make = makers(model, classes, idx, args)
+    shipped_seconds = shipped_class_pictures()["seconds"]  # plain, lucid, maco
     pictures: dict[str, Any] = {}
     t_all = time.perf_counter()
     for method in args.methods:
@@ -263,11 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         pics = np.asarray(make[method]())
         wall = time.perf_counter() - t0
+        if method in SHIPPED:  # made earlier by tools/make_class_pictures.py, which stored its seconds per picture
+            wall = float(shipped_seconds[SHIPPED.index(method)]) * len(classes)
+            load_before = None
         pictures[method] = pics
         stats = picture_stats(pics, model, judge, classes)
         report["methods"].append({
             "method": method, "settings": words[method], "size": int(pics.shape[1]), "wall_s": wall,
-            "seconds_per_picture": wall / len(classes), "load_before": load_before, "load_after": load_average(),
+            "seconds_per_picture": wall / len(classes), "load_before": load_before,
+            "load_after": None if method in SHIPPED else load_average(),
             "pictures": [{"class": name, "clipped": float(row.clipped), "slope": float(row.slope),
                           "p_model": float(row.p_model), "lite2_rank": int(row.judge_rank)}
                          for name, row in stats.iterrows()],

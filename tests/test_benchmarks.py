@@ -146,3 +146,23 @@ def test_vis_libraries_writes_its_table_json_and_picture_grid(tmp_path):
     assert "**partial**" in text and "| xplique | s | 0.5000 | -1.25 | 3, 3 | 1.0 | 0.5 / 1.5 |" in text
     assert "| plain | goldfish | 0.9900 | 3 | 0.5000 | -1.25 |" in text
     assert json.loads((tmp_path / "vis_libraries.json").read_text())["methods"][1]["size"] == 512
+
+
+def test_vis_libraries_shows_shipped_pictures_first_and_leaves_their_live_twins_out_of_the_grid(tmp_path, monkeypatch):
+    import numpy as np
+
+    import benchmarks.vis_libraries as vl
+
+    drawn = {}
+    monkeypatch.setattr(vl, "grid_png", lambda path, pictures, classes: drawn.update(pictures) or path.write_bytes(b""))
+    rows = [{"class": "teapot", "clipped": 0.0, "slope": -1.0, "p_model": 1.0, "lite2_rank": 1}]
+    methods = [{"method": m, "settings": m, "size": 8, "wall_s": 1.0, "seconds_per_picture": 1.0, "load_before": None,
+                "load_after": None, "pictures": rows} for m in ("xplique", "plain", "shipped-plain")]
+    report = {"started_utc": "now", "device": "cpu", "cores": 2, "tensorflow": "2", "keras": "3", "xplique": "2.0.2",
+              "commit": "abc", "mode": "full", "wall_s": 1.0, "complete": True, "classes": ["teapot"],
+              "png": "vis_libraries.png", "photos": {"clipped_min": 0.0, "clipped_max": 0.1, "slope_min": -1.4,
+                                                     "slope_max": -1.3}, "methods": methods}
+    text = vl.write(report, {m["method"]: np.zeros((1, 8, 8, 3), np.uint8) for m in methods}, ["teapot"], tmp_path)
+    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "settings" not in line][:3] == [
+        "| shipped-plain", "| plain", "| xplique"]
+    assert list(drawn) == ["shipped-plain", "xplique"] and "| - / - |" in text
