@@ -14,8 +14,8 @@ pizza) drawn from noise on EfficientNet-Lite0 four ways, all five classes in one
 The course's three settings are those of its shipped pictures (``tools/make_class_pictures.py``,
 ``data/class_pictures.md``); ``shipped-plain``, ``shipped-lucid`` and ``shipped-maco`` measure those
 pictures themselves, as lesson 3 shows them, with the seconds their card recorded (another run,
-another load) instead of making them again. Every picture is measured as the lesson measures the shipped ones, as
-shown (``uint8``), with :func:`course_utils.vis.picture_stats`: the share of colour values at 0 or
+another load) instead of making them again. Every picture is measured as the lesson measures the
+shipped ones, as shown (``uint8``), with :func:`course_utils.vis.picture_stats`: the share of colour values at 0 or
 255, the slope of the amplitude spectrum (next to the four sample photos', at 224x224 as in
 lesson 3), the class's probability on Lite0 and its rank under EfficientNet-Lite2 (1 = Lite2's top
 class); and the seconds per picture (one call's wall time, tracing included, over five), with the
@@ -70,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, checked (methods, steps, the output folder) before anything runs."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.vis_libraries", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings (proves the benchmark runs)")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, run in this order (default {','.join(METHODS)}; shown in that order)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, run in this order (default {','.join(METHODS)}; "
+                             f"also {','.join(SHIPPED)})")
     parser.add_argument("--xplique-steps", type=int, default=256, help="Xplique's nb_steps (default: its own, 256)")
     parser.add_argument("--seed", type=int, default=0, help="the course's seed; Xplique's via tf.random.set_seed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for vis_libraries.json/.md/.png")
@@ -78,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     unknown = [m for m in args.methods if m not in METHODS + SHIPPED]
     if unknown or not args.methods:
-        parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS + SHIPPED)}")
+        parser.error(f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(METHODS + SHIPPED)}")
     if args.xplique_steps < 1:
         parser.error(f"--xplique-steps must be >= 1, got {args.xplique_steps}")
     from tools.facetrain.outputs import OutputPathError, check_writable
@@ -152,7 +155,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Lite2 rank = the class's rank under EfficientNet-Lite2 (1 = its top class); s per picture = one call's "
         "wall time (tracing included) / 5. Load = 1-minute load average before / after the method "
         f"({report['cores']} cores: above that, other processes shared the CPU and seconds are inflated).", "",
-        f"The sample photos ({', '.join(PHOTOS)}, 224x224): clipped {photos['clipped_min']:.4f}..{photos['clipped_max']:.4f}, "
+        f"The sample photos ({', '.join(PHOTOS)}, 224x224): "
+        f"clipped {photos['clipped_min']:.4f}..{photos['clipped_max']:.4f}, "
         f"slope {photos['slope_min']:.2f}..{photos['slope_max']:.2f}.", "",
     ]
     if report["mode"] == "quick":
@@ -161,11 +165,12 @@ def markdown(report: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|"]
     for m in report["methods"]:
         rows = m["pictures"]
+        load = " / ".join("-" if v is None else str(v) for v in (m["load_before"], m["load_after"]))
         clipped = sorted(r["clipped"] for r in rows)[len(rows) // 2]
         slope = sorted(r["slope"] for r in rows)[len(rows) // 2]
         lines.append(f"| {m['method']} | {m['settings']} | {clipped:.4f} | {slope:.2f} | "
                      f"{', '.join(str(r['lite2_rank']) for r in rows)} | {m['seconds_per_picture']:.1f} | "
-                     f"{'-' if m['load_before'] is None else m['load_before']} / {'-' if m['load_after'] is None else m['load_after']} |")
+                     f"{load} |")
     lines += ["", "| method | class | p (Lite0) | Lite2 rank | clipped | slope |", "|---|---|---|---|---|---|"]
     for m in report["methods"]:
         for r in m["pictures"]:
@@ -209,15 +214,15 @@ def write(report: dict[str, Any], pictures: dict[str, Any], classes: list[str], 
     """Write ``vis_libraries.json``, ``.md`` and ``.png`` under ``out``, all or none; return the Markdown."""
     from tools.facetrain.outputs import write_files_together
 
-    order = sorted(range(len(report["methods"])), key=lambda i: (SHIPPED + METHODS).index(report["methods"][i]["method"]))
-    report = dict(report, methods=[report["methods"][i] for i in order])  # shown in METHODS' order, whatever ran first
-    pictures = {m["method"]: pictures[m["method"]] for m in report["methods"]}
+    shown = SHIPPED + METHODS  # the order of the report's rows, whatever ran first
+    report = dict(report, methods=sorted(report["methods"], key=lambda m: shown.index(m["method"])))
+    in_grid = {m["method"]: pictures[m["method"]] for m in report["methods"]  # a shipped picture hides its live twin
+               if f"shipped-{m['method']}" not in pictures}
     text = markdown(report)
     write_files_together({
         out / "vis_libraries.json": lambda p: p.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8"),
         out / "vis_libraries.md": lambda p: p.write_text(text, encoding="utf-8"),
-        out / "vis_libraries.png": lambda p: grid_png(p, {m: v for m, v in pictures.items() if f"shipped-{m}" not in pictures},
-                                                      classes),
+        out / "vis_libraries.png": lambda p: grid_png(p, in_grid, classes),
     })
     return text
 

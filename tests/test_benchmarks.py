@@ -139,8 +139,9 @@ def test_vis_libraries_writes_its_table_json_and_picture_grid(tmp_path):
               "xplique": "2.0.2", "commit": "abc", "mode": "quick", "wall_s": 1.0, "complete": False,
               "classes": classes, "png": "vis_libraries.png",
               "photos": {"clipped_min": 0.0, "clipped_max": 0.1, "slope_min": -1.44, "slope_max": -1.36},
-              "methods": [{"method": m, "settings": "s", "size": int(p.shape[1]), "wall_s": 2.0, "seconds_per_picture": 1.0,
-                           "load_before": 0.5, "load_after": 1.5, "pictures": rows} for m, p in pictures.items()]}
+              "methods": [{"method": m, "settings": "s", "size": int(p.shape[1]), "wall_s": 2.0,
+                           "seconds_per_picture": 1.0, "load_before": 0.5, "load_after": 1.5, "pictures": rows}
+                          for m, p in pictures.items()]}
     text = write(report, pictures, classes, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vis_libraries.json", "vis_libraries.md", "vis_libraries.png"]
     assert "**partial**" in text and "| xplique | s | 0.5000 | -1.25 | 3, 3 | 1.0 | 0.5 / 1.5 |" in text
@@ -163,6 +164,6 @@ def test_vis_libraries_shows_shipped_pictures_first_and_leaves_their_live_twins_
               "png": "vis_libraries.png", "photos": {"clipped_min": 0.0, "clipped_max": 0.1, "slope_min": -1.4,
                                                      "slope_max": -1.3}, "methods": methods}
     text = vl.write(report, {m["method"]: np.zeros((1, 8, 8, 3), np.uint8) for m in methods}, ["teapot"], tmp_path)
-    assert [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "settings" not in line][:3] == [
-        "| shipped-plain", "| plain", "| xplique"]
+    summary = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "settings" not in line]
+    assert summary[:3] == ["| shipped-plain", "| plain", "| xplique"]
     assert list(drawn) == ["shipped-plain", "xplique"] and "| - / - |" in text
