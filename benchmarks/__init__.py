@@ -13,6 +13,8 @@ Modules:
 - :mod:`benchmarks.adversarial_training`  workload 5: an adversarial-training epoch (lesson 4)
 - :mod:`benchmarks.lucid_workload`  the optional Lucid-style workload against tf-keras-vis
 - :mod:`benchmarks.report`     the Markdown table and the JSON file
+- :mod:`benchmarks.vis_libraries`  lesson 3's class pictures next to Xplique's (``python -m benchmarks.vis_libraries``;
+  Xplique in a separate environment)
 
 The workload modules import what they share from :mod:`benchmarks.common`, never from each
 other, so :mod:`benchmarks.workloads` can import them without a circle.

@@ -106,3 +106,64 @@ def test_lessons_refuses_a_missing_notebook_before_running(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "nothing.ipynb")])
     assert "no such notebook" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- lesson 3 vs Xplique (no Xplique run)
+
+
+def test_vis_libraries_refuses_bad_arguments_and_says_how_to_get_xplique(tmp_path, capsys):
+    from benchmarks.vis_libraries import main, parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--methods", "plain,deepdream", "--out", str(tmp_path)])
+    assert "unknown method(s) deepdream" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--xplique-steps", "0", "--out", str(tmp_path)])
+    try:
+        import xplique  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit, match="(?s)xplique is not installed.*pip install --no-deps xplique==2.0.2"):
+            main(["--quick", "--out", str(tmp_path)])
+        assert not any(tmp_path.iterdir())  # stopped before anything was written
+
+
+def test_vis_libraries_writes_its_table_json_and_picture_grid(tmp_path):
+    import numpy as np
+
+    from benchmarks.vis_libraries import write
+
+    classes = ["sea snake", "goldfish"]
+    pictures = {"plain": np.zeros((2, 224, 224, 3), np.uint8), "xplique": np.full((2, 512, 512, 3), 200, np.uint8)}
+    rows = [{"class": c, "clipped": 0.5, "slope": -1.25, "p_model": 0.99, "lite2_rank": 3} for c in classes]
+    report = {"started_utc": "now", "device": "CPU: x, 2 cores", "cores": 2, "tensorflow": "2", "keras": "3",
+              "xplique": "2.0.2", "commit": "abc", "mode": "quick", "wall_s": 1.0, "complete": False,
+              "classes": classes, "png": "vis_libraries.png",
+              "photos": {"clipped_min": 0.0, "clipped_max": 0.1, "slope_min": -1.44, "slope_max": -1.36},
+              "methods": [{"method": m, "settings": "s", "size": int(p.shape[1]), "wall_s": 2.0,
+                           "seconds_per_picture": 1.0, "load_before": 0.5, "load_after": 1.5, "pictures": rows}
+                          for m, p in pictures.items()]}
+    text = write(report, pictures, classes, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vis_libraries.json", "vis_libraries.md", "vis_libraries.png"]
+    assert "**partial**" in text and "| xplique | s | 0.5000 | -1.25 | 3, 3 | 1.0 | 0.5 / 1.5 |" in text
+    assert "| plain | goldfish | 0.9900 | 3 | 0.5000 | -1.25 |" in text
+    assert json.loads((tmp_path / "vis_libraries.json").read_text())["methods"][1]["size"] == 512
+
+
+def test_vis_libraries_shows_shipped_pictures_first_and_leaves_their_live_twins_out_of_the_grid(tmp_path, monkeypatch):
+    import numpy as np
+
+    import benchmarks.vis_libraries as vl
+
+    drawn = {}
+    monkeypatch.setattr(vl, "grid_png", lambda path, pictures, classes: drawn.update(pictures) or path.write_bytes(b""))
+    rows = [{"class": "teapot", "clipped": 0.0, "slope": -1.0, "p_model": 1.0, "lite2_rank": 1}]
+    methods = [{"method": m, "settings": m, "size": 8, "wall_s": 1.0, "seconds_per_picture": 1.0, "load_before": None,
+                "load_after": None, "pictures": rows} for m in ("xplique", "plain", "shipped-plain")]
+    report = {"started_utc": "now", "device": "cpu", "cores": 2, "tensorflow": "2", "keras": "3", "xplique": "2.0.2",
+              "commit": "abc", "mode": "full", "wall_s": 1.0, "complete": True, "classes": ["teapot"],
+              "png": "vis_libraries.png", "photos": {"clipped_min": 0.0, "clipped_max": 0.1, "slope_min": -1.4,
+                                                     "slope_max": -1.3}, "methods": methods}
+    text = vl.write(report, {m["method"]: np.zeros((1, 8, 8, 3), np.uint8) for m in methods}, ["teapot"], tmp_path)
+    summary = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ") and "settings" not in line]
+    assert summary[:3] == ["| shipped-plain", "| plain", "| xplique"]
+    assert list(drawn) == ["shipped-plain", "xplique"] and "| - / - |" in text
