@@ -9,7 +9,7 @@ from course_utils.io.images import (
     sample_image,
     ImageLoadError,
     as_batch,
-    center_crop_resize,
+    _center_crop_resize as center_crop_resize,
     load_image,
     to_uint8,
 )
@@ -90,10 +90,12 @@ def test_url_that_is_not_an_image(monkeypatch):
     import requests
 
     class Fake:
-        headers = {"Content-Type": "text/html"}
-        content = b"<html></html>"
+        status_code, reason, headers = 200, "OK", {"Content-Type": "text/html"}
 
-        def raise_for_status(self):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
             pass
 
     monkeypatch.setattr(requests, "get", lambda *a, **k: Fake())

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from course_utils.io.images import SAMPLE_IMAGES, ImageLoadError, load_image, sample_image
-from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.io.images import WeightsUnavailableError
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 from course_utils.models.efficientnet_lite import _lite_variant as lite_variant, _weights_path as default_lite_weights_path
 from course_utils.models.imagenet import (

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import course_utils
-from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import DATA_DIR
 from course_utils.models import faces
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -319,6 +319,6 @@ def load_patch() -> np.ndarray:
     """The course's trained "toaster" patch for EfficientNet-Lite0 (``tools/train_patch.py``):
     float32 ``(P, P, 3)`` pixels 0..255."""
     from course_utils.io.images import load_image
-    from course_utils.io.fetch import DATA_DIR
+    from course_utils.io.images import DATA_DIR
 
     return load_image(str(DATA_DIR / SHIPPED_PATCH))

@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.io.images import WeightsUnavailableError
 from course_utils.io.pth import load_pth_state_dict
 
 __all__ = ["LITE_VARIANTS", "load_efficientnet_lite"]

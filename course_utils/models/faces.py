@@ -37,7 +37,7 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
-from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import DATA_DIR
 
 __all__ = [
     "GENDER_CLASSES", "IMAGE_SIZE", "DEFAULT_WEIGHTS", "build_gender_cnn", "load_gender_cnn",

@@ -35,8 +35,7 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, describe, suggestion
-from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
-from course_utils.io.images import as_batch
+from course_utils.io.images import KNOWN_FILES, WeightsUnavailableError, as_batch, fetch_file
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
@@ -228,10 +227,8 @@ def _vgg16_weights_path() -> Path:
     return KNOWN_FILES["vgg16"].dest
 
 
-_FETCH_HINT = (
-    "To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
-    "folder (or `python -m course_utils.io.fetch vgg16`), or copy the file from a machine that has it to {path}."
-)
+_FETCH_HINT = ("To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
+               "folder, or copy the file from a machine that has it to {path}.")
 
 
 def _load_vgg16(download: bool = True) -> keras.Model:
@@ -253,7 +250,7 @@ def _load_vgg16(download: bool = True) -> keras.Model:
         known = KNOWN_FILES["vgg16"]
         try:
             fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
-        except FetchError as err:
+        except WeightsUnavailableError as err:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
     pixels = keras.Input((224, 224, 3), name="pixels")
     preprocessed = _CaffePreprocess(name="preprocess")(pixels)
@@ -264,7 +261,7 @@ def _load_vgg16(download: bool = True) -> keras.Model:
     except (OSError, KeyError, ValueError) as err:
         raise WeightsUnavailableError(
             f"{path} is not a usable VGG16 weights file ({type(err).__name__}: {err}). Delete it and fetch it "
-            "again: `python -m course_utils.io.fetch vgg16 --force`."
+            "again: `make fetch-vgg16 FETCH_ARGS=--force`."
         ) from None
     # Keras gives that model a list of inputs; the lessons want the one pixel input, same layers.
     model = keras.Model(pixels, base.output, name="vgg16")
