@@ -1,27 +1,14 @@
-"""The face classifiers: lesson 1's small gender CNN, lesson 4's adversarially trained one, and
-lessons 5 and 6's variants (:func:`load_face_model`).
+"""The face classifiers: lesson 1's small gender CNN (:func:`build_gender_cnn`, its layers and
+sizes), lesson 4's adversarially trained one, and lessons 5 and 6's variants (:func:`load_face_model`:
+``"substitute"``, after Papernot et al. 2017; ``"distilled"``, Papernot et al. 2016; ``"noisy"``, the
+base of randomized smoothing, Cohen et al. 2019). Every one is lesson 1's layout with its own filter
+counts: float32 ``(N, 48, 48, 1)`` grayscale pixels 0..255 in, ``(N, 2)`` logits for
+:data:`GENDER_CLASSES` out; faces framed like the training data (a tight forehead-to-chin crop,
+:func:`course_utils.io.sample_face`).
 
-All load their shipped weights from the repository's ``data/`` folder, which the package carries
-(:data:`course_utils.io.fetch.DATA_DIR`, so a non-editable install finds them); training lives
-in ``tools/``.
-
-The network is the tutorial's tiny classifier (3,212 parameters, :func:`build_gender_cnn`): float32
-``(N, 48, 48, 1)`` grayscale **pixels 0..255** in (it rescales itself), ``(N, 2)`` **logits** for
-:data:`GENDER_CLASSES` ("man", "woman") out. Small enough to train on two CPU cores in under a
-minute, and to draw every filter and activation map. Faces must be framed like the training data:
-a tight forehead-to-chin crop, eyes near row 13 and mouth near row 33.
-
-The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
-on adult faces of UTKFace (non-commercial research and education only); see
-``data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
-
-Lessons 5 and 6's face CNNs (:func:`load_face_model` by name; :data:`FACE_VARIANTS` lists them with
-the tool command that retrains each) are lesson 1's layout with their own filter counts, trained on
-the shared face set: ``"substitute"`` (lesson 5: a copy grown from lesson 1's model's *answers*
-alone, Papernot et al. 2017, for transfer attacks), ``"distilled"`` (lesson 6: defensive
-distillation at a temperature T, Papernot et al. 2016) and ``"noisy"`` (lesson 6: trained on faces
-with Gaussian noise, the base of randomized smoothing, Cohen et al. 2019). Each ships with a model
-card and a small JSON of facts the lessons read (temperature, noise level, accuracy; :func:`face_facts`).
+Their weights, model cards and facts ship in the package's data folder
+(:data:`course_utils.io.images.DATA_DIR`); ``tools/train_face_model.py --variant NAME`` made each
+from UTKFace's adult faces (non-commercial research and education only; see the cards).
 """
 
 from __future__ import annotations
@@ -42,7 +29,7 @@ from course_utils.io.images import DATA_DIR
 __all__ = [
     "GENDER_CLASSES", "IMAGE_SIZE", "DEFAULT_WEIGHTS", "build_gender_cnn", "load_gender_cnn",
     "check_finite_weights", "MODEL_CARD", "model_card_section", "ROBUST_FILTERS", "ROBUST_WEIGHTS", "ROBUST_CARD",
-    "ROBUSTNESS_JSON", "build_robust_gender_cnn", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
+    "ROBUSTNESS_JSON", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
     "load_face_model", "face_facts", "face_card",
 ]
 
@@ -202,29 +189,17 @@ ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
 _RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
 
 
-def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
-    """The untrained robust face CNN: lesson 1's layout with ``filters`` per convolution.
-
-    Layer names are lesson 1's (``pixels``, ``rescale``, ``conv1``..``conv3``, ``pool1``..``pool3``,
-    ``flatten``, ``logits``), so every helper that works on that model works on this one.
-    Float32 ``(N, 48, 48, 1)`` pixels 0..255 in, ``(N, 2)`` logits ("man", "woman") out.
-    """
-    if len(filters) != 3 or any(int(f) < 1 for f in filters):
-        raise ValueError(f"filters must be three positive numbers, got {filters!r}")
-    return build_gender_cnn(tuple(int(f) for f in filters), name="gender_cnn_robust")
-
-
 def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
-    """Lesson 4's adversarially trained face CNN with its shipped weights (no dataset needed).
-
-    Trained by ``tools/train_face_model.py --variant robust`` with PGD inside every training step
+    """Lesson 4's adversarially trained face CNN (:data:`ROBUST_FILTERS`, lesson 1's layer names)
+    with its shipped weights, trained with PGD inside every training step
     (:class:`course_utils.attacks.defences.AdversarialTraining`); see :data:`ROBUST_CARD`.
 
     Raises:
         FileNotFoundError, ValueError: as :func:`load_gender_cnn`.
     """
     path = ROBUST_WEIGHTS if weights_path is None else Path(weights_path)
-    return _load_weights(build_robust_gender_cnn(), path, "robust face CNN", _RETRAIN_ROBUST_COMMAND)
+    model = build_gender_cnn(ROBUST_FILTERS, name="gender_cnn_robust")
+    return _load_weights(model, path, "robust face CNN", _RETRAIN_ROBUST_COMMAND)
 
 
 def load_robustness(path: str | Path | None = None) -> pd.DataFrame:
