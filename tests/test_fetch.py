@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from course_utils.io import images
-from course_utils.io.images import WeightsUnavailableError, _KnownFile as KnownFile, _file_md5 as file_md5, fetch_file
+from course_utils.io.images import WeightsUnavailableError, _KnownFile as KnownFile, _fetch_file as fetch_file, _file_md5 as file_md5
 from course_utils.models.imagenet import _vgg16_weights_path as vgg16_weights_path
 
 PAYLOAD = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks, so the bar moves

@@ -9,8 +9,8 @@ lesson 1's training faces.
 Everything is bounded, so a hostile or careless source fails fast instead of filling the memory or
 hanging: pictures have a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`), and every
 download (a photo into memory, a weights file to disk) goes through one routine with a total time
-limit and a size cap. :func:`fetch_file` saves a large weights file only once its MD5 matches
-(``make fetch-vgg16`` runs this module's command for VGG16's, into the Keras cache). The small
+limit and a size cap. A large weights file of :data:`KNOWN_FILES` is saved only once its MD5
+matches (``make fetch-vgg16`` runs this module's command for VGG16's, into the Keras cache). The small
 files the course *ships* (weights, cards, patch, genomes) are the repository's top-level ``data/``,
 found through :data:`DATA_DIR`.
 """
@@ -36,7 +36,7 @@ from course_utils.checks import check_number, check_size
 
 __all__ = [
     "ImageLoadError", "MAX_PIXELS", "load_image", "as_batch", "to_uint8", "SAMPLE_IMAGES", "FACE_BOXES",
-    "sample_image", "sample_face", "DATA_DIR", "WeightsUnavailableError", "KNOWN_FILES", "fetch_file",
+    "sample_image", "sample_face", "DATA_DIR", "WeightsUnavailableError", "KNOWN_FILES",
 ]
 
 Mode = Literal["rgb", "gray"]
@@ -488,6 +488,11 @@ class _KnownFile:
         else ``~/.keras/models`` (read at call time, so a changed ``KERAS_HOME`` counts)."""
         return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models" / self.filename
 
+    def fetch(self, description: str | None = None) -> Path:
+        """Download the file to :attr:`dest`, MD5-checked, with a progress bar labelled ``description``
+        (:func:`_fetch_file`, which says what is raised); returns :attr:`dest`."""
+        return _fetch_file(self.url, self.dest, self.md5, max_bytes=self.size + (1 << 20), description=description)
+
 
 _VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 KNOWN_FILES: dict[str, _KnownFile] = {
@@ -510,7 +515,7 @@ def _file_md5(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_file(url: str, dest: str | Path, md5: str, *, max_bytes: int = 1 << 30, time_limit: float = 3600.0,
+def _fetch_file(url: str, dest: str | Path, md5: str, *, max_bytes: int = 1 << 30, time_limit: float = 3600.0,
                timeout: float = 30.0, progress: bool = True, description: str | None = None) -> Path:
     """Download ``url`` to ``dest`` (via ``dest.part``) if and only if its MD5 is ``md5``; returns ``dest``.
 
@@ -589,7 +594,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(f"{args.name}: {dest} is there but damaged or incomplete (wrong MD5); downloading it again.")
     try:
-        fetch_file(known.url, dest, known.md5, max_bytes=known.size + (1 << 20), description=args.name)
+        known.fetch(args.name)
     except WeightsUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

