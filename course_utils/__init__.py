@@ -59,34 +59,14 @@ def _installed_version(package: str) -> str | None:
         return None
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """The numeric release of ``version`` without trailing zeros: ``"3.4.0rc1"`` -> ``(3, 4)``.
-
-    The fallback comparison where ``packaging`` is not installed; a pre-release counts as its release.
-    """
-    parts = []
-    for piece in re.split(r"[.+!-]", version.strip().lstrip("vV")):
-        digits = re.match(r"\d+", piece)
-        if not digits:
-            break
-        parts.append(int(digits.group()))
-        if digits.group() != piece:  # "0rc1": the release ends here
-            break
-    while parts and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
 def _is_older(found: str, needed: str) -> bool:
-    """Whether version ``found`` is below version ``needed`` (``packaging`` where installed)."""
-    try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        return _release(found) < _release(needed)
+    """Whether version ``found`` is below version ``needed`` (PEP 440; False where one cannot be read)."""
+    from packaging.version import InvalidVersion, Version  # installed with matplotlib and scikit-image
+
     try:
         return Version(found) < Version(needed)
     except InvalidVersion:
-        return _release(found) < _release(needed)
+        return False
 
 
 def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_utils.io.images import MAX_PIXELS, ImageLoadError, _center_crop_resize as center_crop_resize, as_batch, load_image
+from course_utils.io.images import MAX_PIXELS, ImageLoadError, as_batch, load_image
 
 SERVER_CAP_S = 15.0  # no response lasts longer than this
 SERVER_CAP_BYTES = 8 * 1024**2  # nor sends more than this
@@ -221,8 +221,6 @@ def test_an_oversized_array_is_refused_with_its_size_and_the_fix():
         load_image(big, size=224)
     with pytest.raises(ImageLoadError, match="max_pixels"):
         as_batch(big)
-    with pytest.raises(ImageLoadError, match="max_pixels"):
-        center_crop_resize(big, 224)
 
 
 def test_as_batch_warns_about_zero_to_one_floats_like_load_image():

@@ -15,7 +15,6 @@ import pytest
 
 from course_utils.io import images
 from course_utils.io.images import WeightsUnavailableError, _KnownFile as KnownFile, _fetch_file as fetch_file, _file_md5 as file_md5
-from course_utils.models.imagenet import _vgg16_weights_path as vgg16_weights_path
 
 PAYLOAD = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks, so the bar moves
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -127,7 +126,7 @@ def small_vgg16(server, tmp_path, monkeypatch):
 def test_cli_fetches_into_the_cache_load_vgg16_reads(server, small_vgg16, capsys):
     before = len(server.requests)
     assert images._main(["vgg16"]) == 0
-    assert vgg16_weights_path().read_bytes() == PAYLOAD
+    assert images.KNOWN_FILES["vgg16"].dest.read_bytes() == PAYLOAD
     assert "saved and verified" in capsys.readouterr().out
     assert images._main(["vgg16"]) == 0  # second time: nothing to download
     assert "already present and verified" in capsys.readouterr().out
@@ -137,7 +136,7 @@ def test_cli_fetches_into_the_cache_load_vgg16_reads(server, small_vgg16, capsys
 
 
 def test_cli_replaces_a_damaged_file(server, small_vgg16, capsys):
-    path = vgg16_weights_path()
+    path = images.KNOWN_FILES["vgg16"].dest
     path.parent.mkdir(parents=True)
     path.write_bytes(PAYLOAD[:1000])
     assert images._main(["vgg16"]) == 0
@@ -154,4 +153,4 @@ def test_cli_offline_is_one_clear_message_and_a_failure_code(small_vgg16, monkey
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "Connection refused" in err and "online" in err
     assert "Traceback" not in err
-    assert not vgg16_weights_path().exists()
+    assert not images.KNOWN_FILES["vgg16"].dest.exists()

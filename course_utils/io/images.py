@@ -284,18 +284,12 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return (image[..., :3] @ weights)[..., None].astype(np.float32)
 
 
-def _center_crop_resize(image: np.ndarray, size: int | tuple[int, int], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Crop the largest centred region with the aspect ratio of ``size``, then resize to it.
-
-    ``image`` is ``(H, W, C)`` float pixels; ``size`` a whole number >= 1 (square) or
-    ``(height, width)``. Resizing is anti-aliased, so shrinking a photo does not alias. Images
-    and sizes of more than ``max_pixels`` pixels are refused (:class:`ImageLoadError`).
-    """
+def _center_crop_resize(image: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Crop the largest centred region of ``(H, W, C)`` pixels with the aspect ratio of ``th`` x ``tw``,
+    then resize to it (anti-aliased, so shrinking a photo does not alias)."""
     from skimage.transform import resize
 
-    th, tw = _check_size(size, max_pixels)
     h, w = image.shape[:2]
-    _check_pixels(h, w, "the image", max_pixels)
     if h * tw > w * th:  # too tall: crop rows
         ch, cw = max(1, round(w * th / tw)), w
     else:
@@ -341,7 +335,7 @@ def load_image(
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes), ("max_pixels", max_pixels)):
         check_number(name, value, minimum=0, above=True)
     if size is not None:
-        _check_size(size, max_pixels)  # before any download
+        size = _check_size(size, max_pixels)  # (height, width), before any download
     scheme = _SCHEME.match(str(source)) if isinstance(source, (str, Path)) else None
     warn_units = False
     if scheme and scheme.group(1).lower() in ("http", "https"):
@@ -372,7 +366,7 @@ def load_image(
     elif mode == "gray":
         image = _to_gray(image)
     if size is not None:
-        image = _center_crop_resize(image, size, max_pixels=max_pixels)
+        image = _center_crop_resize(image, *size)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 

@@ -14,7 +14,6 @@ import numbers
 import os
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import keras
@@ -210,11 +209,6 @@ class _CaffePreprocess(keras.layers.Layer):
         return x[..., ::-1] - mean
 
 
-def _vgg16_weights_path() -> Path:
-    """Where Keras keeps VGG16's ImageNet weights (528 MiB): ``$KERAS_HOME/models/`` or ``~/.keras/models/``."""
-    return KNOWN_FILES["vgg16"].dest
-
-
 _FETCH_HINT = ("To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
                "folder, or copy the file from a machine that has it to {path}.")
 
@@ -230,7 +224,7 @@ def _load_vgg16(download: bool = True) -> keras.Model:
         WeightsUnavailableError: not cached and the download failed or was not allowed, or the
             cached file is not a VGG16 weights file; the message says how to get it.
     """
-    path = _vgg16_weights_path()
+    path = KNOWN_FILES["vgg16"].dest
     hint = _FETCH_HINT.format(path=path)
     if not path.is_file():
         if not download:
@@ -311,7 +305,7 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
     explicit = name in _CHOICES
     from_cache = name == "auto" and not os.environ.get(_MODEL_ENV_VAR, "").strip()
     if from_cache:
-        name = "vgg16" if _vgg16_weights_path().is_file() else _DEFAULT
+        name = "vgg16" if KNOWN_FILES["vgg16"].dest.is_file() else _DEFAULT
     elif not explicit:
         name = _chosen_imagenet_model()
     try:
