@@ -125,14 +125,10 @@ _SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
 
 
 def _ordered_dict(*args: Any) -> collections.OrderedDict:
-    """A fresh ``OrderedDict``, from nothing or from a list of (simple key, value) pairs."""
-    if not args:
-        return collections.OrderedDict()
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        pairs = args[0]
-        if all(isinstance(p, tuple) and len(p) == 2 and type(p[0]) in _SIMPLE_KEYS for p in pairs):
-            return collections.OrderedDict(pairs)
-    raise _CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+    """A fresh, empty ``OrderedDict`` (a state dict is filled by SETITEMS afterwards)."""
+    if args:
+        raise _CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+    return collections.OrderedDict()
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:

