@@ -175,24 +175,17 @@ def _to_keras(kind: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
-def _weight_map(v: _LiteVariant) -> list[tuple[str, str, str]]:
-    """(keras layer, pytorch prefix, kind) for every layer with weights, in order."""
-    rows = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
-    block = 0
-    for _, _, expand, _, repeats in v.stages():
-        for _ in range(repeats):
-            p, t = f"block{block}_", f"_blocks.{block}."
-            if expand != 1:
-                rows += [(p + "expand_conv", t + "_expand_conv", "conv"), (p + "expand_bn", t + "_bn0", "bn")]
-            rows += [
-                (p + "dwconv", t + "_depthwise_conv", "dwconv"),
-                (p + "dw_bn", t + "_bn1", "bn"),
-                (p + "project_conv", t + "_project_conv", "conv"),
-                (p + "project_bn", t + "_bn2", "bn"),
-            ]
-            block += 1
-    rows += [("top_conv", "_conv_head", "conv"), ("top_bn", "_bn1", "bn"), ("logits", "_fc", "dense")]
-    return rows
+# PyTorch's name of each Keras layer with weights (``block{i}_<part>`` is ``_blocks.{i}.<its name>``).
+_TORCH_NAMES = {
+    "stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1", "logits": "_fc",
+    "expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "dw_bn": "_bn1",
+    "project_conv": "_project_conv", "project_bn": "_bn2",
+}
+
+
+def _torch_prefix(layer_name: str) -> str:
+    block, _, part = layer_name.partition("_")
+    return f"_blocks.{block[5:]}.{_TORCH_NAMES[part]}" if block.startswith("block") else _TORCH_NAMES[layer_name]
 
 
 def _weights_path(variant: str = "efficientnet_lite0") -> Path:
@@ -234,8 +227,10 @@ def load_efficientnet_lite(variant: str = "efficientnet_lite0", weights_path: st
     state = load_pth_state_dict(path)
     model = _build(v)
     used: set[str] = set()
-    for layer_name, prefix, kind in _weight_map(v):
-        layer = model.get_layer(layer_name)
+    kinds = {keras.layers.DepthwiseConv2D: "dwconv", keras.layers.Conv2D: "conv", keras.layers.Dense: "dense",
+             keras.layers.BatchNormalization: "bn"}
+    for layer in (layer for layer in model.layers if layer.weights):
+        layer_name, prefix, kind = layer.name, _torch_prefix(layer.name), kinds[type(layer)]
         names = [f"{prefix}.{n}" for n in _TENSORS[kind]]
         missing = [n for n in names if n not in state]
         if missing:
