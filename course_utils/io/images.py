@@ -90,12 +90,9 @@ def _check_size(size: Any, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
 
 
 def _pil_to_array(img: Any, where: str, max_pixels: int) -> np.ndarray:
-    """A PIL image as pixels 0..255: ``uint8`` (H, W, 3), or float (H, W) for 16-bit grayscale,
-    which is scaled from 0..65535 (``convert("RGB")`` would clip it to white).
-
-    Mode ``"I"`` (32-bit integers) is 16-bit data when it comes from a PNG file; otherwise values
-    up to 255 are taken as grey levels and values up to 65535 as 16-bit data.
-    """
+    """A PIL image as pixels 0..255: ``uint8`` (H, W, 3), or float (H, W) for 16-bit grayscale, scaled
+    from 0..65535 (``convert("RGB")`` would clip it to white). Mode ``"I"`` (32-bit integers) is 16-bit
+    data from a PNG file; otherwise values up to 255 are grey levels, up to 65535 16-bit data."""
     width, height = img.size
     _check_pixels(height, width, where, max_pixels)
     if img.mode not in _SIXTEEN_BIT_MODES:
@@ -511,16 +508,10 @@ def _file_md5(path: str | Path) -> str:
 
 def _fetch_file(url: str, dest: str | Path, md5: str, *, max_bytes: int = 1 << 30, time_limit: float = 3600.0,
                timeout: float = 30.0, progress: bool = True, description: str | None = None) -> Path:
-    """Download ``url`` to ``dest`` (via ``dest.part``) if and only if its MD5 is ``md5``; returns ``dest``.
-
-    Args:
-        url: http(s) address of the file.
-        dest: final path; its folder is created once data arrives.
-        md5: expected MD5, 32 hex digits.
-        max_bytes: size cap in bytes; a larger ``Content-Length``, or more bytes, stop the download.
-        time_limit: seconds the whole download may take; ``timeout``: seconds per wait.
-        progress: show a progress bar (tqdm, on stderr; a widget in Jupyter) labelled ``description``
-            (default: the file name).
+    """Download the http(s) ``url`` to ``dest`` (via ``dest.part``; its folder made once data arrives)
+    if and only if its MD5 is ``md5`` (32 hex digits); returns ``dest``. ``max_bytes``, ``time_limit``
+    and ``timeout`` bound it as :func:`_download` says; ``progress`` shows a bar (tqdm, on stderr; a
+    widget in Jupyter) labelled ``description`` (default: the file name).
 
     Raises:
         WeightsUnavailableError: offline, an HTTP error, too slow, too large, cut short, the wrong
