@@ -26,7 +26,7 @@ from benchmarks.measure import PeakMemory, interleave, timed
 from benchmarks.common import Context, Plan, Side, WorkloadResult
 from course_utils.attacks.defences import AdversarialTraining
 from course_utils.io.images import sample_face
-from course_utils.models.faces import build_robust_gender_cnn
+from course_utils.models.faces import ROBUST_FILTERS, build_gender_cnn
 from tools.facetrain.training import augment_faces
 
 __all__ = ["EpochPlan", "EPOCH_PLANS", "eager_adversarial_epoch", "adversarial_training_workload"]
@@ -56,7 +56,7 @@ def _faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _fresh_model(seed: int = 0) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    return build_robust_gender_cnn()
+    return build_gender_cnn(ROBUST_FILTERS, name="gender_cnn_robust")
 
 
 def eager_adversarial_epoch(

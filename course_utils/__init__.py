@@ -1,27 +1,15 @@
-"""Helpers for the course "Fooling and seeing inside CNNs", in subpackages by role:
+"""Helpers for the course "Fooling and seeing inside CNNs", in subpackages by role: :mod:`~course_utils.io`
+(photos in, downloads, safe weight files), :mod:`~course_utils.models` (the classifiers, class names,
+layers), :mod:`~course_utils.core` (the driver and tensor ops), :mod:`~course_utils.attacks`,
+:mod:`~course_utils.vis` and :mod:`~course_utils.classroom` (plots, claims, exercise checks), with
+:mod:`course_utils.checks` (argument checks, the seed knob ``COURSE_SEED``) shared by all.
+Dependencies run one way, in that order; each subpackage's ``__init__`` re-exports the names the
+lessons use. Every image is in *pixel units*: float32 in 0..255 (or uint8), channels last; models
+do their own preprocessing, so ``epsilon=4.0`` means four grey levels everywhere.
 
-- :mod:`course_utils.io`        photos in (pixels 0..255), sample photos, downloads, safe weight files
-- :mod:`course_utils.models`    the ImageNet classifiers, the face models, class names, layers
-- :mod:`course_utils.core`      the driver (the one compiled loop, what a run returns) and what steps are
-                                written with (tensor ops, objectives, transforms, parameterisations)
-- :mod:`course_utils.attacks`   gradient attacks, PGD and robust accuracy, defences, transfer, black
-                                boxes, the physical world (print-and-photograph, patch), certificates
-- :mod:`course_utils.vis`       feature visualisation and its judge
-- :mod:`course_utils.classroom` plots, sliders, claims and exercise checks for the notebooks
-
-with :mod:`course_utils.checks` (argument checks and the one seed knob, ``COURSE_SEED``) shared by
-all. Dependencies run one way, in that order; each name is defined by one module, and each
-subpackage's ``__init__`` (its *face*) re-exports the names the lessons use, so a lesson imports
-from six places or fewer: ``from course_utils.attacks import pgd_attack``.
-
-Every image the public functions take or return is in *pixel units*: float32 in 0..255 (or
-uint8), channels last. Models take pixels and do their own preprocessing, so an attack budget of
-``epsilon=4.0`` means four grey levels everywhere in the course.
-
-Importing the package first checks the installed dependencies against pyproject.toml's lower
-bounds, read from the installed ``course-utils`` metadata (runtime dependencies only, those that
-are installed; ``COURSE_UTILS_SKIP_VERSION_CHECK=1`` skips it), then imports TensorFlow without its
-C++ start-up chatter on the notebook's stderr.
+Importing the package first checks the installed runtime dependencies against pyproject.toml's
+lower bounds (from the installed metadata; ``COURSE_UTILS_SKIP_VERSION_CHECK=1`` skips it), then
+imports TensorFlow without its C++ start-up chatter on the notebook's stderr.
 """
 
 from __future__ import annotations
@@ -45,12 +33,8 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*(?:\[[^\]]*\])?\
 
 
 def _runtime_lower_bounds(distribution: str = _DISTRIBUTION) -> dict[str, str]:
-    """``{package: lowest version}`` of ``distribution``'s runtime dependencies with a ``>=`` bound.
-
-    Requirements behind an ``extra == ...`` marker (the ``dev`` and ``bench`` extras) are left
-    out. An empty dict where ``distribution`` is not installed (course_utils imported from a
-    source tree on ``sys.path``): there are no installed bounds to check against.
-    """
+    """``{package: lowest version}`` of ``distribution``'s runtime dependencies (no extras) with a
+    ``>=`` bound; empty where it is not installed (imported from a source tree)."""
     try:
         requirements = metadata.requires(distribution) or []
     except metadata.PackageNotFoundError:
@@ -75,34 +59,14 @@ def _installed_version(package: str) -> str | None:
         return None
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """The numeric release of ``version`` without trailing zeros: ``"3.4.0rc1"`` -> ``(3, 4)``.
-
-    The fallback comparison where ``packaging`` is not installed; a pre-release counts as its release.
-    """
-    parts = []
-    for piece in re.split(r"[.+!-]", version.strip().lstrip("vV")):
-        digits = re.match(r"\d+", piece)
-        if not digits:
-            break
-        parts.append(int(digits.group()))
-        if digits.group() != piece:  # "0rc1": the release ends here
-            break
-    while parts and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts)
-
-
 def _is_older(found: str, needed: str) -> bool:
-    """Whether version ``found`` is below version ``needed`` (``packaging`` where installed)."""
-    try:
-        from packaging.version import InvalidVersion, Version
-    except ImportError:
-        return _release(found) < _release(needed)
+    """Whether version ``found`` is below version ``needed`` (PEP 440; False where one cannot be read)."""
+    from packaging.version import InvalidVersion, Version  # installed with matplotlib and scikit-image
+
     try:
         return Version(found) < Version(needed)
     except InvalidVersion:
-        return _release(found) < _release(needed)
+        return False
 
 
 def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
@@ -134,13 +98,9 @@ def _check_versions() -> None:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import ``tensorflow`` and list its devices once, with stderr (file descriptor 2) muted.
-
-    TensorFlow 2.2x writes lines such as "Could not find cuda drivers" straight to file
-    descriptor 2 before any logging setting applies, and Jupyter shows them in the first cell.
-    What TensorFlow prints is kept in a temporary file and replayed if the import fails, so a
-    broken installation still explains itself.
-    """
+    """Import ``tensorflow`` and list its devices once with file descriptor 2 muted (TensorFlow
+    writes "Could not find cuda drivers" there before any logging setting applies); what it
+    printed is replayed if the import fails, so a broken installation still explains itself."""
     if "tensorflow" in sys.modules:
         return
     try:

@@ -1,4 +1,4 @@
-"""The one download routine (``course_utils.io.fetch``) against a local HTTP server on 127.0.0.1.
+"""The one download routine (``course_utils.io.images``) saving a weights file against a local HTTP server on 127.0.0.1.
 
 Paths the server knows: ``/file`` (the payload), ``/short`` (announces the payload's length,
 sends half and hangs up), ``/missing`` (404). Every download here is bounded by a 10 s timeout.
@@ -13,9 +13,8 @@ import threading
 
 import pytest
 
-from course_utils.io import fetch
-from course_utils.io.fetch import FetchError, _KnownFile as KnownFile, _file_md5 as file_md5, fetch_file
-from course_utils.models.imagenet import _vgg16_weights_path as vgg16_weights_path
+from course_utils.io import images
+from course_utils.io.images import WeightsUnavailableError, _KnownFile as KnownFile, _fetch_file as fetch_file, _file_md5 as file_md5
 
 PAYLOAD = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks, so the bar moves
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -65,18 +64,18 @@ def test_success_puts_the_verified_file_in_place(server, tmp_path, capsys):
 
 def test_wrong_hash_leaves_nothing_and_keeps_an_older_file(server, tmp_path):
     dest = tmp_path / "weights.h5"
-    with pytest.raises(FetchError, match=f"MD5 {PAYLOAD_MD5}, not the expected 0+; it was deleted"):
+    with pytest.raises(WeightsUnavailableError, match=f"MD5 {PAYLOAD_MD5}, not the expected 0+; it was deleted"):
         fetch_file(server.url + "/file", dest, "0" * 32, progress=False, **BOUNDS)
     assert _leftovers(tmp_path) == []
     dest.write_bytes(b"an older file")
-    with pytest.raises(FetchError):
+    with pytest.raises(WeightsUnavailableError):
         fetch_file(server.url + "/file", dest, "0" * 32, progress=False, **BOUNDS)
     assert dest.read_bytes() == b"an older file" and _leftovers(tmp_path) == ["weights.h5"]
 
 
 def test_a_download_cut_short_leaves_nothing(server, tmp_path):
     dest = tmp_path / "weights.h5"
-    with pytest.raises(FetchError, match="cut short|broke"):
+    with pytest.raises(WeightsUnavailableError, match="cut short|broke"):
         fetch_file(server.url + "/short", dest, PAYLOAD_MD5, progress=False, **BOUNDS)
     assert _leftovers(tmp_path) == []
 
@@ -103,11 +102,11 @@ def test_a_stale_part_file_is_overwritten(server, tmp_path):
 
 def test_size_cap_time_limit_and_http_errors(server, tmp_path):
     dest = tmp_path / "weights.h5"
-    with pytest.raises(FetchError, match="more than the 1.0 MiB allowed"):
+    with pytest.raises(WeightsUnavailableError, match="larger than max_bytes=1048576 bytes"):
         fetch_file(server.url + "/file", dest, PAYLOAD_MD5, max_bytes=1 << 20, progress=False, **BOUNDS)
-    with pytest.raises(FetchError, match="longer than the time limit"):
+    with pytest.raises(WeightsUnavailableError, match="longer than the time limit"):
         fetch_file(server.url + "/file", dest, PAYLOAD_MD5, time_limit=0.0, timeout=10.0, progress=False)
-    with pytest.raises(FetchError, match="HTTP 404"):
+    with pytest.raises(WeightsUnavailableError, match="HTTP 404"):
         fetch_file(server.url + "/missing", dest, PAYLOAD_MD5, progress=False, **BOUNDS)
     assert _leftovers(tmp_path) == []
 
@@ -119,37 +118,39 @@ def test_size_cap_time_limit_and_http_errors(server, tmp_path):
 def small_vgg16(server, tmp_path, monkeypatch):
     """The CLI's "vgg16" entry pointed at the local payload, and an empty Keras cache."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    known = KnownFile(server.url + "/file", fetch.KNOWN_FILES["vgg16"].filename, PAYLOAD_MD5, len(PAYLOAD))
-    monkeypatch.setitem(fetch.KNOWN_FILES, "vgg16", known)
+    known = KnownFile(server.url + "/file", images.KNOWN_FILES["vgg16"].filename, PAYLOAD_MD5, len(PAYLOAD))
+    monkeypatch.setitem(images.KNOWN_FILES, "vgg16", known)
     return known
 
 
 def test_cli_fetches_into_the_cache_load_vgg16_reads(server, small_vgg16, capsys):
     before = len(server.requests)
-    assert fetch._main(["vgg16"]) == 0
-    assert vgg16_weights_path().read_bytes() == PAYLOAD
+    assert images._main(["vgg16"]) == 0
+    assert images.KNOWN_FILES["vgg16"].dest.read_bytes() == PAYLOAD
     assert "saved and verified" in capsys.readouterr().out
-    assert fetch._main(["vgg16"]) == 0  # second time: nothing to download
+    assert images._main(["vgg16"]) == 0  # second time: nothing to download
     assert "already present and verified" in capsys.readouterr().out
     assert len(server.requests) == before + 1
-    assert fetch._main(["vgg16", "--force"]) == 0
+    assert images._main(["vgg16", "--force"]) == 0
     assert len(server.requests) == before + 2
 
 
 def test_cli_replaces_a_damaged_file(server, small_vgg16, capsys):
-    path = vgg16_weights_path()
+    path = images.KNOWN_FILES["vgg16"].dest
     path.parent.mkdir(parents=True)
     path.write_bytes(PAYLOAD[:1000])
-    assert fetch._main(["vgg16"]) == 0
+    assert images._main(["vgg16"]) == 0
     assert "damaged or incomplete" in capsys.readouterr().out and path.read_bytes() == PAYLOAD
 
 
-def test_cli_offline_is_one_clear_message_and_a_failure_code(small_vgg16, tmp_path, capsys):
+def test_cli_offline_is_one_clear_message_and_a_failure_code(small_vgg16, monkeypatch, capsys):
     with socket.socket() as s:  # a port nobody listens on: the connection is refused
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert fetch._main(["vgg16", "--url", f"http://127.0.0.1:{port}/file"]) == 1
+    refused = KnownFile(f"http://127.0.0.1:{port}/file", small_vgg16.filename, small_vgg16.md5, small_vgg16.size)
+    monkeypatch.setitem(images.KNOWN_FILES, "vgg16", refused)
+    assert images._main(["vgg16"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "Connection refused" in err and "online" in err
     assert "Traceback" not in err
-    assert not vgg16_weights_path().exists()
+    assert not images.KNOWN_FILES["vgg16"].dest.exists()

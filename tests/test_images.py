@@ -9,7 +9,6 @@ from course_utils.io.images import (
     sample_image,
     ImageLoadError,
     as_batch,
-    center_crop_resize,
     load_image,
     to_uint8,
 )
@@ -40,7 +39,7 @@ def test_load_image_resizes_and_converts():
 def test_center_crop_keeps_the_centre():
     img = np.zeros((100, 300, 1), np.float32)
     img[:, 100:200] = 255  # a bright centre square
-    out = center_crop_resize(img, 10)
+    out = load_image(img, size=10, mode="gray")
     assert out.min() > 250  # only the centre survives the crop
 
 
@@ -90,10 +89,12 @@ def test_url_that_is_not_an_image(monkeypatch):
     import requests
 
     class Fake:
-        headers = {"Content-Type": "text/html"}
-        content = b"<html></html>"
+        status_code, reason, headers = 200, "OK", {"Content-Type": "text/html"}
 
-        def raise_for_status(self):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
             pass
 
     monkeypatch.setattr(requests, "get", lambda *a, **k: Fake())

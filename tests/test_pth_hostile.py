@@ -185,7 +185,7 @@ def test_a_file_without_tensors_is_an_error(tmp_path):
 
 
 def test_a_storage_declared_twice_differently_is_refused(tmp_path):
-    state = _state_dict({"a": _tensor("0", 4, 0, (4,), (1,)), "b": _tensor("0", 4, 0, (4,), (1,), storage="IntStorage")})
+    state = _state_dict({"a": _tensor("0", 4, 0, (4,), (1,)), "b": _tensor("0", 4, 0, (4,), (1,), storage="LongStorage")})
     path = tmp_path / "twice.pth"
     path.write_bytes(legacy_file(state, {"0": np.arange(4, dtype=np.float32)}))
     with pytest.raises(CorruptWeightsError, match="declared twice"):

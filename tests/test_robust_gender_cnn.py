@@ -18,7 +18,7 @@ from course_utils.models.faces import (
     ROBUST_FILTERS,
     ROBUST_WEIGHTS,
     ROBUSTNESS_JSON,
-    build_robust_gender_cnn,
+    build_gender_cnn,
     load_robust_gender_cnn,
     load_robustness,
 )
@@ -48,7 +48,7 @@ def test_shipped_weights_load_and_match_the_architecture():
     model = load_robust_gender_cnn()
     assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 2)
     assert [model.get_layer(f"conv{i}").filters for i in (1, 2, 3)] == list(ROBUST_FILTERS)
-    assert model.count_params() == build_robust_gender_cnn().count_params()
+    assert model.count_params() == build_gender_cnn(ROBUST_FILTERS).count_params()
     assert [layer.name for layer in model.layers] == [layer.name for layer in load_gender_cnn().layers]
     assert ROBUST_WEIGHTS.is_file() and ROBUST_CARD.is_file() and ROBUSTNESS_JSON.is_file()
 
@@ -60,7 +60,7 @@ def test_loader_refuses_missing_damaged_and_non_finite_weights(tmp_path):
     broken.write_bytes(b"not an HDF5 file")
     with pytest.raises(ValueError, match="damaged"):
         load_robust_gender_cnn(broken)
-    model = build_robust_gender_cnn()
+    model = build_gender_cnn(ROBUST_FILTERS)
     weights = model.get_weights()
     weights[2][0, 0, 0, 0] = np.nan
     model.set_weights(weights)
@@ -158,9 +158,9 @@ def test_tool_leaves_the_old_files_when_one_cannot_be_written(tmp_path):
     out.mkdir()
     (out / "m.weights.h5").write_bytes(b"old weights")
     (out / "r.json").mkdir()  # a folder where the JSON should go: the last file cannot be written
-    model = build_robust_gender_cnn()
+    model = build_gender_cnn(ROBUST_FILTERS)
     writers = {  # as the tool writes its three files
-        out / "m.weights.h5": weights_writer(model, build_robust_gender_cnn),
+        out / "m.weights.h5": weights_writer(model, lambda: build_gender_cnn(ROBUST_FILTERS)),
         out / "m.md": lambda temp: temp.write_text("card"),
         out / "r.json": lambda temp: temp.write_text("{}"),
     }

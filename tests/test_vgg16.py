@@ -17,8 +17,8 @@ import pytest
 
 from course_utils.attacks.gradient import input_gradient
 from course_utils.attacks.pgd import fgsm, iterative_attack
-from course_utils.io.fetch import KNOWN_FILES
-from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.io.images import KNOWN_FILES
+from course_utils.io.images import WeightsUnavailableError
 from course_utils.models.imagenet import _load_vgg16 as load_vgg16, load_imagenet_model, predict_top_k
 from course_utils.models.forward import _feature_layers as feature_layers, conv_layers, layer_summary, receptive_field
 from course_utils.vis.visualize import maximize_class, maximize_filters

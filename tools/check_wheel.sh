@@ -32,7 +32,7 @@ cp "${notebooks[@]}" "$work/notebooks/"
 cd "$work/notebooks"
 "$OLDPWD/$venv/bin/python" - <<'PY'
 import course_utils, pathlib
-from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import DATA_DIR
 from course_utils.models.faces import DEFAULT_WEIGHTS
 where = pathlib.Path(course_utils.__file__).resolve()
 assert "site-packages" in where.parts, f"course_utils was imported from {where}, not from the installed wheel"

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up)
 import tensorflow as tf  # noqa: E402
 
-from course_utils.io.fetch import DATA_DIR  # noqa: E402
+from course_utils.io.images import DATA_DIR  # noqa: E402
 from course_utils.io.images import to_uint8  # noqa: E402
 from course_utils.models import load_imagenet_model  # noqa: E402
 from course_utils.vis import JUDGED_CLASSES, judge_classes, maximize_class, maximize_class_maco, picture_stats  # noqa: E402

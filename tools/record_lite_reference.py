@@ -53,7 +53,7 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     """The largest centred square, resized to ``(size, size)``: a copy of
-    ``course_utils.io.images.center_crop_resize`` for square sizes (float32 pixels 0..255)."""
+    ``load_image(..., size=size)``'s centre crop for square sizes (float32 pixels 0..255)."""
     h, w = image.shape[:2]
     if h > w:
         ch, cw = w, w

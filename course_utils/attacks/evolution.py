@@ -30,7 +30,7 @@ from course_utils.checks import (
     MAX_WORKING_BYTES, WrongTypeError, check_flag, check_int, check_memory, check_number, describe, effective_seed,
 )
 from course_utils.core.loop import progress_bar
-from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import DATA_DIR
 from course_utils.io.images import as_batch
 from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames

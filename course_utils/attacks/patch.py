@@ -25,8 +25,7 @@ from course_utils.attacks.transfer import top1
 from course_utils.checks import check_int, check_number, check_steps, effective_seed
 from course_utils.core import ops
 from course_utils.core.loop import compiled
-from course_utils.io.fetch import DATA_DIR
-from course_utils.io.images import as_batch, load_image
+from course_utils.io.images import DATA_DIR, as_batch, load_image
 from course_utils.models.imagenet import ClassNames, Target
 
 __all__ = ["PATCH_SIDES", "PATCH_DEGREES", "SHIPPED_PATCH", "apply_patch", "train_patch", "patch_success", "load_patch"]

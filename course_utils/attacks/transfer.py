@@ -80,14 +80,14 @@ def photo_variants(
         ``(images, descriptions)``: float32 ``(len(names) * (1 + extra), size, size, 3)`` pixels
         0..255 and one short description per picture (e.g. ``"chelsea, crop 2, mirrored"``).
     """
-    from course_utils.io.images import SAMPLE_IMAGES, center_crop_resize, load_image, sample_image
+    from course_utils.io.images import SAMPLE_IMAGES, load_image, sample_image
 
     names = list(SAMPLE_IMAGES if names is None else names)
     rng = np.random.default_rng(effective_seed(seed))
     images, descriptions = [], []
     for name in names:
         photo = load_image(sample_image(name))
-        images.append(center_crop_resize(photo, size))
+        images.append(load_image(photo, size))
         descriptions.append(name)
         h, w = photo.shape[:2]
         for k in range(1, extra + 1):
@@ -97,7 +97,7 @@ def photo_variants(
             mirrored = bool(rng.random() < 0.5)
             if mirrored:
                 crop = crop[:, ::-1]
-            images.append(center_crop_resize(np.ascontiguousarray(crop), size))
+            images.append(load_image(np.ascontiguousarray(crop), size))
             descriptions.append(f"{name}, crop {k}" + (", mirrored" if mirrored else ""))
     return np.stack(images).astype(np.float32), descriptions
 

@@ -1,7 +1,6 @@
-"""Getting things in: photos and the offline sample photos and faces (:mod:`~course_utils.io.images`,
-pixels 0..255 out), the download of large weights files and the folder of the shipped ones
-(:mod:`~course_utils.io.fetch`) and a safe reader of legacy PyTorch weight files (:mod:`~course_utils.io.pth`). Depends on nothing
-else in the course but its checks.
+"""Getting things in: photos, the sample photos and faces, the one downloader and the shipped data
+(:mod:`~course_utils.io.images`, pixels 0..255 out), and a safe reader of legacy PyTorch weight
+files (:mod:`~course_utils.io.pth`). Depends on nothing else in the course but its checks.
 
 The names the lessons use are importable from here: ``from course_utils.io import load_image``."""
 

@@ -1,35 +1,42 @@
-"""Photos in, pixel arrays out: loading, cropping, resizing, checking.
+"""Getting things in: photos as pixel arrays, the course's one downloader, and the shipped data.
 
 Units: every array this module returns is **float32 pixels in 0..255**, channels last:
-``(H, W, 3)`` for ``mode="rgb"``, ``(H, W, 1)`` for ``mode="gray"``.
+``(H, W, 3)`` for ``mode="rgb"``, ``(H, W, 1)`` for ``mode="gray"``. The offline sample photos
+(:func:`sample_image`): ``"astronaut"`` (Eileen Collins), ``"chelsea"`` (a cat), ``"coffee"`` from
+scikit-image and ``"grace_hopper"`` from matplotlib; :func:`sample_face` crops two of them like
+lesson 1's training faces.
 
-The offline sample photos (no network needed): ``"astronaut"`` (Eileen Collins, a woman),
-``"chelsea"`` (a cat), ``"coffee"`` (a cup of espresso) from scikit-image, and ``"grace_hopper"``
-from matplotlib (:func:`sample_image`); the faces of two of them cropped like lesson 1's training
-faces (:func:`sample_face`).
-
-Everything is bounded, so a hostile or careless source fails fast with :class:`ImageLoadError`
-instead of filling the memory or hanging: downloads have a total time limit and a size cap,
-pictures a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`; 50 MiB per download).
+Everything is bounded, so a hostile or careless source fails fast instead of filling the memory or
+hanging: pictures have a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`), and every
+download (a photo into memory, a weights file to disk) goes through one routine with a total time
+limit and a size cap. A large weights file of :data:`KNOWN_FILES` is saved only once its MD5
+matches (``make fetch-vgg16`` runs this module's command for VGG16's, into the Keras cache). The small
+files the course *ships* (weights, cards, patch, genomes) are the repository's top-level ``data/``,
+found through :data:`DATA_DIR`.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import io
+import os
 import re
+import sys
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
 from course_utils.checks import check_number, check_size
 
 __all__ = [
-    "ImageLoadError", "MAX_PIXELS", "load_image", "center_crop_resize", "as_batch", "to_uint8", "SAMPLE_IMAGES",
-    "FACE_BOXES", "sample_image", "sample_face",
+    "ImageLoadError", "MAX_PIXELS", "load_image", "as_batch", "to_uint8", "SAMPLE_IMAGES", "FACE_BOXES",
+    "sample_image", "sample_face", "DATA_DIR", "WeightsUnavailableError", "KNOWN_FILES",
 ]
 
 Mode = Literal["rgb", "gray"]
@@ -38,8 +45,14 @@ Mode = Literal["rgb", "gray"]
 #: ones are refused before decoding (a 12000 x 12000 PNG of 140 KB once took 71 s and 4 GB).
 MAX_PIXELS: int = 25_000_000
 
-#: The largest download, in bytes (50 MiB).
-_MAX_DOWNLOAD_BYTES: int = 50 * 1024**2
+_MAX_DOWNLOAD_BYTES: int = 50 * 1024**2  # the largest photo download (50 MiB)
+_CHUNK_BYTES = 1 << 20  # the most bytes read from the network (and hashed) at a time
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+DATA_DIR: Path = _PACKAGE / "data" if (_PACKAGE / "data").is_dir() else _PACKAGE.parent / "data"
+"""The folder of the shipped files: ``course_utils/data/`` in an installed wheel, else the
+checkout's top-level ``data/`` (the package's own folder wins when both exist)."""
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -48,6 +61,11 @@ _UNITS_WARNING = "all pixels are <= 1: this course works in 0..255; multiply by 
 
 class ImageLoadError(ValueError):
     """An image could not be loaded or is not a usable picture; the message says what to do."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """A model's pretrained weights are neither installed, cached nor downloadable (a download of
+    them failed, and no file was left at its destination); the message says how to get them."""
 
 
 def _check_pixels(height: int, width: int, where: str, max_pixels: int) -> None:
@@ -72,12 +90,9 @@ def _check_size(size: Any, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
 
 
 def _pil_to_array(img: Any, where: str, max_pixels: int) -> np.ndarray:
-    """A PIL image as pixels 0..255: ``uint8`` (H, W, 3), or float (H, W) for 16-bit grayscale,
-    which is scaled from 0..65535 (``convert("RGB")`` would clip it to white).
-
-    Mode ``"I"`` (32-bit integers) is 16-bit data when it comes from a PNG file; otherwise values
-    up to 255 are taken as grey levels and values up to 65535 as 16-bit data.
-    """
+    """A PIL image as pixels 0..255: ``uint8`` (H, W, 3), or float (H, W) for 16-bit grayscale, scaled
+    from 0..65535 (``convert("RGB")`` would clip it to white). Mode ``"I"`` (32-bit integers) is 16-bit
+    data from a PNG file; otherwise values up to 255 are grey levels, up to 65535 16-bit data."""
     width, height = img.size
     _check_pixels(height, width, where, max_pixels)
     if img.mode not in _SIXTEEN_BIT_MODES:
@@ -114,80 +129,106 @@ def _decode(source: bytes | Path, where: str, max_pixels: int = MAX_PIXELS) -> n
         ) from None
 
 
-def _download(url: str, timeout: float, max_bytes: int, deadline: float, box: dict[str, Any]) -> bytes:
-    """Stream ``url``'s body, refusing it past ``max_bytes`` or past ``deadline`` (monotonic)."""
+# --------------------------------------------------------------------------- the one downloader
+
+def _reason(err: Exception) -> str:
+    """The useful end of a requests error, e.g. ``[Errno 111] Connection refused``."""
+    found = re.findall(r"\[Errno -?\d+\] [^'\")\]]+", str(err))
+    return found[-1].strip() if found else type(err).__name__
+
+
+def _too_slow(url: str, time_limit: float, hint: str) -> str:
+    return f"downloading {url} took longer than the time limit ({time_limit:g} s): a slow or stalled server. {hint}"
+
+
+def _stream(url: str, write: Callable[[bytes], None], box: dict[str, Any], *, timeout: float, time_limit: float,
+            max_bytes: int, error: type[Exception], hint: str, image: bool, bar: Callable[[int | None], Any] | None) -> int:
+    """The body of :func:`_download`, run in its worker thread; returns the bytes received."""
     import requests
 
     try:
-        response = requests.get(
+        response = box["response"] = requests.get(
             url, timeout=timeout, stream=True, headers={"User-Agent": "course-utils/0.1", "Accept-Encoding": "identity"}
         )
-        box["response"] = response
-        response.raise_for_status()
     except requests.RequestException as err:
-        raise ImageLoadError(
-            f"could not download {url} ({type(err).__name__}). Check the address and your internet "
-            f"connection; offline, use one of the sample photos: course_utils.io.sample_image('astronaut')."
-        ) from None
-    too_big = (
-        f"{url} is larger than max_bytes={max_bytes} bytes (%s); link to a smaller picture, or pass "
-        "a larger max_bytes= if you trust the source"
-    )
-    try:
+        raise error(f"could not download {url}: the connection failed ({_reason(err)}). Check the address and "
+                    f"that this machine is online (and any proxy setting); nothing was saved. {hint}") from None
+    with response:
+        if response.status_code != 200:
+            raise error(f"{url} answered HTTP {response.status_code} {response.reason}; nothing was saved. "
+                        "Check the address, or try again later.")
         kind = response.headers.get("Content-Type", "")
-        if kind and not kind.startswith("image/") and "octet-stream" not in kind:
-            raise ImageLoadError(f"{url} answered with {kind!r}, not an image; link to the picture file itself")
-        announced = response.headers.get("Content-Length", "")
-        if announced.strip().isdigit() and int(announced) > max_bytes:
-            raise ImageLoadError(too_big % f"it announces {int(announced)} bytes")
-        body = bytearray()
+        if image and kind and not kind.startswith("image/") and "octet-stream" not in kind:
+            raise error(f"{url} answered with {kind!r}, not an image; link to the picture file itself")
+        length = response.headers.get("Content-Length", "").strip()
+        announced = int(length) if length.isdigit() else None
+        too_big = (f"{url} is larger than max_bytes={max_bytes} bytes (%s); nothing was saved. "
+                   "Link to a smaller file, or pass a larger max_bytes= if you trust the source")
+        if announced is not None and announced > max_bytes:
+            raise error(too_big % f"it announces {announced} bytes")
+        bar = bar(announced) if bar is not None else None
+        received = 0
         while True:
-            if time.monotonic() > deadline or box.get("abandoned"):
-                raise ImageLoadError(_too_slow(url, timeout))
+            if time.monotonic() > box["deadline"] or box.get("abandoned"):
+                raise error(_too_slow(url, time_limit, hint))
             try:
-                chunk = response.raw.read1(64 * 1024, decode_content=True)  # returns once some bytes arrived
+                chunk = response.raw.read1(_CHUNK_BYTES, decode_content=True)  # returns once some bytes arrived
             except Exception as err:
-                raise ImageLoadError(f"the download of {url} broke off ({type(err).__name__}); try again") from None
+                raise error(f"the download of {url} broke off ({type(err).__name__}); nothing was saved. Try again.") from None
             if not chunk:
-                return bytes(body)
-            body += chunk
-            if len(body) > max_bytes:
-                raise ImageLoadError(too_big % "more than that arrived")
-    finally:
-        getattr(response, "close", lambda: None)()
+                break
+            received += len(chunk)
+            if received > max_bytes:
+                raise error(too_big % "more than that arrived")
+            write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    if announced is not None and received != announced:
+        raise error(f"the download of {url} was cut short ({received} of {announced} bytes); nothing was saved. Try again.")
+    return received
 
 
-def _too_slow(url: str, timeout: float) -> str:
-    return (
-        f"downloading {url} took longer than timeout={timeout:g} s (a slow or stalled server). "
-        "Try again, pass a larger timeout=, or save the picture and give load_image its path."
-    )
+def _download(url: str, write: Callable[[bytes], None], *, timeout: float, time_limit: float, max_bytes: int,
+              error: type[Exception], hint: str = "", image: bool = False,
+              bar: Callable[[int | None], Any] | None = None) -> int:
+    """The course's one downloader: ``url``'s body, piece by piece, into ``write``; returns the bytes received.
 
+    It takes at most ``time_limit`` seconds in all (connecting, waiting, reading: a worker thread
+    does the work, so a server that drips its headers cannot stall the caller), ``timeout`` seconds
+    per wait, and at most ``max_bytes`` bytes (an announced larger body is refused before reading).
+    ``image`` refuses an answer that is not a picture; ``bar(announced length or None)``, if given,
+    makes a progress bar (tqdm) once the server answers.
 
-def _fetch(url: str, timeout: float, max_bytes: int = _MAX_DOWNLOAD_BYTES) -> bytes:
-    """Download ``url`` in at most ``timeout`` seconds in all (connecting, waiting, reading)."""
-    box: dict[str, Any] = {}
+    Raises:
+        error: offline, an HTTP error, not an image, too large, too slow, broken off or cut short;
+            the message says what to do (``hint`` ends the offline and too-slow messages).
+        OSError: from ``write``; KeyboardInterrupt: the worker stops at its next read.
+    """
+    box: dict[str, Any] = {"deadline": time.monotonic() + time_limit}
 
     def work() -> None:
         try:
-            box["data"] = _download(url, timeout, max_bytes, deadline, box)
+            box["received"] = _stream(url, write, box, timeout=timeout, time_limit=time_limit, max_bytes=max_bytes,
+                                      error=error, hint=hint, image=image, bar=bar)
         except BaseException as err:  # handed to the caller's thread
             box["error"] = err
 
-    deadline = time.monotonic() + timeout
     worker = threading.Thread(target=work, name="course-utils-download", daemon=True)
     worker.start()
-    worker.join(timeout)
-    if worker.is_alive():  # stalled or dripping: give up now; the worker stops at its next read
-        box["abandoned"] = True
-        try:
-            box["response"].raw.shutdown()  # wakes a read blocked on the socket
-        except Exception:
-            pass
-        raise ImageLoadError(_too_slow(url, timeout))
+    try:
+        worker.join(time_limit)
+    finally:
+        if worker.is_alive():  # stalled, dripping or interrupted: give up now; the worker stops at its next read
+            box["abandoned"] = True
+            try:
+                box["response"].raw.shutdown()  # wakes a read blocked on the socket
+            except Exception:
+                pass
+    if worker.is_alive():
+        raise error(_too_slow(url, time_limit, hint))
     if "error" in box:
         raise box["error"]
-    return box["data"]
+    return box["received"]
 
 
 def _warn_if_unit_scale(dtype: np.dtype, pixels: np.ndarray, stacklevel: int) -> None:
@@ -240,18 +281,12 @@ def _to_gray(image: np.ndarray) -> np.ndarray:
     return (image[..., :3] @ weights)[..., None].astype(np.float32)
 
 
-def center_crop_resize(image: np.ndarray, size: int | tuple[int, int], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Crop the largest centred region with the aspect ratio of ``size``, then resize to it.
-
-    ``image`` is ``(H, W, C)`` float pixels; ``size`` a whole number >= 1 (square) or
-    ``(height, width)``. Resizing is anti-aliased, so shrinking a photo does not alias. Images
-    and sizes of more than ``max_pixels`` pixels are refused (:class:`ImageLoadError`).
-    """
+def _center_crop_resize(image: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Crop the largest centred region of ``(H, W, C)`` pixels with the aspect ratio of ``th`` x ``tw``,
+    then resize to it (anti-aliased, so shrinking a photo does not alias)."""
     from skimage.transform import resize
 
-    th, tw = _check_size(size, max_pixels)
     h, w = image.shape[:2]
-    _check_pixels(h, w, "the image", max_pixels)
     if h * tw > w * th:  # too tall: crop rows
         ch, cw = max(1, round(w * th / tw)), w
     else:
@@ -297,12 +332,16 @@ def load_image(
     for name, value in (("timeout", timeout), ("max_bytes", max_bytes), ("max_pixels", max_pixels)):
         check_number(name, value, minimum=0, above=True)
     if size is not None:
-        _check_size(size, max_pixels)  # before any download
+        size = _check_size(size, max_pixels)  # (height, width), before any download
     scheme = _SCHEME.match(str(source)) if isinstance(source, (str, Path)) else None
     warn_units = False
     if scheme and scheme.group(1).lower() in ("http", "https"):
         url = scheme.group(1).lower() + str(source)[len(scheme.group(1)) :]
-        array = _decode(_fetch(url, timeout, max_bytes), str(source), max_pixels)
+        body = bytearray()
+        _download(url, body.extend, timeout=timeout, time_limit=timeout, max_bytes=max_bytes, error=ImageLoadError,
+                  image=True, hint="Try again, pass a larger timeout=, or save the picture and give load_image its "
+                  "path; offline, use a sample photo: course_utils.io.sample_image('astronaut').")
+        array = _decode(bytes(body), str(source), max_pixels)
     elif scheme:
         raise ImageLoadError(f"cannot download {str(source):.100}: only http:// and https:// addresses are supported; for a file, give its path")
     elif isinstance(source, (str, Path)):
@@ -324,7 +363,7 @@ def load_image(
     elif mode == "gray":
         image = _to_gray(image)
     if size is not None:
-        image = center_crop_resize(image, size, max_pixels=max_pixels)
+        image = _center_crop_resize(image, *size)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -421,3 +460,131 @@ def sample_face(name: str, size: int = 48) -> np.ndarray:
         raise ImageLoadError(f"no face box for {name!r}; faces are known for {', '.join(FACE_BOXES)}")
     r0, r1, c0, c1 = FACE_BOXES[name]
     return load_image(sample_image(name)[r0:r1, c0:c1], size=size, mode="gray")
+
+
+# --------------------------------------------------------------------------- large weights files
+
+@dataclass(frozen=True)
+class _KnownFile:
+    """A file the course can fetch: where from, its name in the Keras cache, its MD5 and size in bytes."""
+
+    url: str
+    filename: str
+    md5: str
+    size: int
+
+    @property
+    def dest(self) -> Path:
+        """Where Keras (and ``load_imagenet_model("vgg16")``) looks for it: ``$KERAS_HOME/models``,
+        else ``~/.keras/models`` (read at call time, so a changed ``KERAS_HOME`` counts)."""
+        return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models" / self.filename
+
+    def fetch(self, description: str | None = None) -> Path:
+        """Download the file to :attr:`dest`, MD5-checked, with a progress bar labelled ``description``
+        (:func:`_fetch_file`, which says what is raised); returns :attr:`dest`."""
+        return _fetch_file(self.url, self.dest, self.md5, max_bytes=self.size + (1 << 20), description=description)
+
+
+_VGG16_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+KNOWN_FILES: dict[str, _KnownFile] = {
+    "vgg16": _KnownFile(
+        url="https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + _VGG16_FILE,
+        filename=_VGG16_FILE,
+        md5="64373286793e3c8b2b4e3219cbf3544b",  # Keras' published hash (keras.applications.vgg16)
+        size=553_467_096,
+    ),
+}
+"""What ``make fetch-vgg16`` knows: ``vgg16``, Keras' VGG16 ImageNet weights (528 MiB)."""
+
+
+def _file_md5(path: str | Path) -> str:
+    """The MD5 of a file as 32 lowercase hex digits, read in chunks (a 528 MiB file takes ~1 s)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_file(url: str, dest: str | Path, md5: str, *, max_bytes: int = 1 << 30, time_limit: float = 3600.0,
+               timeout: float = 30.0, progress: bool = True, description: str | None = None) -> Path:
+    """Download the http(s) ``url`` to ``dest`` (via ``dest.part``; its folder made once data arrives)
+    if and only if its MD5 is ``md5`` (32 hex digits); returns ``dest``. ``max_bytes``, ``time_limit``
+    and ``timeout`` bound it as :func:`_download` says; ``progress`` shows a bar (tqdm, on stderr; a
+    widget in Jupyter) labelled ``description`` (default: the file name).
+
+    Raises:
+        WeightsUnavailableError: offline, an HTTP error, too slow, too large, cut short, the wrong
+            MD5, or the destination cannot be written; an older file at ``dest`` is kept, the
+            ``.part`` removed (also when interrupted).
+    """
+    from tqdm.auto import tqdm
+
+    time_limit = check_number("time_limit", time_limit, minimum=0.0)
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".part")
+    digest, files, bars = hashlib.md5(usedforsecurity=False), [], []
+
+    def write(chunk: bytes) -> None:
+        if not files:  # only once there is something to save
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            files.append(open(tmp, "wb"))
+        digest.update(chunk)
+        files[0].write(chunk)
+
+    def bar(total: int | None) -> Any:
+        bars.append(tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=description or dest.name,
+                         disable=not progress, file=sys.stderr))
+        return bars[-1]
+
+    try:
+        received = _download(url, write, timeout=timeout, time_limit=time_limit, max_bytes=max_bytes,
+                             error=WeightsUnavailableError, bar=bar, hint="Try again (on a faster connection if it was slow).")
+        write(b"")
+        files[0].close()
+        if digest.hexdigest() != md5.lower():
+            raise WeightsUnavailableError(
+                f"the file downloaded from {url} ({received} bytes) has MD5 {digest.hexdigest()}, not the expected "
+                f"{md5}; it was deleted. The server sent something else (an error page, a proxy's notice, a changed "
+                "file): try again later or from another network."
+            )
+        os.replace(tmp, dest)
+    except OSError as err:
+        raise WeightsUnavailableError(f"cannot write {dest} ({err.strerror or err}); free some disk space, or "
+                                      "choose another folder (the environment variable KERAS_HOME for the Keras cache).") from None
+    finally:
+        for f in [*bars, *files]:
+            f.close()
+        tmp.unlink(missing_ok=True)  # gone after os.replace; otherwise a failed or interrupted download
+    return dest
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``make fetch-vgg16`` (``vgg16 [--force]``): 0 when the file is in place with the right MD5
+    (downloaded now, or already there), 1 when it could not be fetched (one paragraph on stderr
+    says why), 130 when interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="make fetch-vgg16",
+        description="Download a model's weights into the Keras cache, checked against their MD5, so the lessons need no network.",
+    )
+    parser.add_argument("name", choices=sorted(KNOWN_FILES), help="which weights (vgg16: Keras' VGG16 ImageNet weights, 528 MiB)")
+    parser.add_argument("--force", action="store_true", help="download again even if a valid file is already there")
+    args = parser.parse_args(argv)
+    known = KNOWN_FILES[args.name]
+    dest = known.dest
+    if dest.is_file() and not args.force:
+        if _file_md5(dest) == known.md5:
+            print(f"{args.name}: already present and verified (MD5 {known.md5}) at {dest}; nothing to do. "
+                  "Use --force to download it again.")
+            return 0
+        print(f"{args.name}: {dest} is there but damaged or incomplete (wrong MD5); downloading it again.")
+    try:
+        known.fetch(args.name)
+    except WeightsUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing was saved.", file=sys.stderr)
+        return 130
+    print(f"{args.name}: saved and verified (MD5 {known.md5}) at {dest}")
+    return 0

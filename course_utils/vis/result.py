@@ -300,7 +300,7 @@ def shipped_class_pictures() -> dict[str, np.ndarray]:
     ``(5, 224, 224, 3)``, ``maco`` ``(5, S, S, 3)``, ``maco_alpha`` ``(5, S, S)`` (0..255),
     ``classes`` and ``seconds`` (per picture: plain, lucid, maco). Made by
     ``tools/make_class_pictures.py``; the recipe and measures are in ``data/class_pictures.md``."""
-    from course_utils.io.fetch import DATA_DIR
+    from course_utils.io.images import DATA_DIR
 
     with np.load(DATA_DIR / "class_pictures.npz") as shipped:
         return {key: shipped[key] for key in shipped.files}

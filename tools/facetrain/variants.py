@@ -27,6 +27,7 @@ radii are in grey levels throughout.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -50,7 +51,7 @@ from course_utils.checks import check_int, check_number
 from course_utils.models.faces import FACE_VARIANTS
 from course_utils.models.faces import (
     DEFAULT_WEIGHTS, GENDER_CLASSES, ROBUST_CARD, ROBUST_FILTERS, ROBUST_WEIGHTS, ROBUSTNESS_JSON,
-    build_gender_cnn, build_robust_gender_cnn, check_finite_weights, load_gender_cnn,
+    build_gender_cnn, check_finite_weights, load_gender_cnn,
 )
 from tools.facetrain.card import astronaut_probabilities, card_template, display_path, machine_description, versions
 from tools.facetrain.data import RACE_NAMES
@@ -216,7 +217,7 @@ def train_robust(images: np.ndarray, labels: np.ndarray, *, epochs: int, epsilon
     """
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_robust_gender_cnn()
+    model = build_gender_cnn(ROBUST_FILTERS, name="gender_cnn_robust")
     trainer = AdversarialTraining(model, epsilon, steps=steps, clean_weight=clean_weight, seed=seed)
     total_steps = epochs * -(-len(labels) // batch_size)
     trainer.compile(
@@ -832,7 +833,7 @@ VARIANTS: dict[str, Variant] = {
     "robust": Variant(
         "robust", "lesson 4's adversarially trained face CNN",
         {**ROBUST_RECIPE, "seed": 0, "split_seed": 0, "eval_steps": 20, "standard_weights": None},
-        out=ROBUST_WEIGHTS, card=ROBUST_CARD, facts=ROBUSTNESS_JSON, build=build_robust_gender_cnn, check=check_robust,
+        out=ROBUST_WEIGHTS, card=ROBUST_CARD, facts=ROBUSTNESS_JSON, build=functools.partial(build_gender_cnn, ROBUST_FILTERS, name="gender_cnn_robust"), check=check_robust,
         run=run_robust, card_fields=robust_card, facts_json=robust_facts, min_faces_per_class=MIN_FACES_PER_CLASS),
     "substitute": Variant(
         "substitute", SUBSTITUTE.what, {**SUBSTITUTE_RECIPE, "seed": 0, "split_seed": 0, "eval_steps": 20},
