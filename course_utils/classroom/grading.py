@@ -25,12 +25,7 @@ CLAIMS_LOG_VARIABLE = "COURSE_CLAIMS_LOG"
 MIN_MARGIN = {"relative": 0.10, "log-odds": 0.5}
 """The smallest worst-case margin a claim may have, per scale."""
 
-_OPS = {
-    ">": lambda v, t: v > t,
-    ">=": lambda v, t: v >= t,
-    "<": lambda v, t: v < t,
-    "<=": lambda v, t: v <= t,
-}
+_OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}
 _EPS = 1e-6  # probabilities are clipped to [_EPS, 1 - _EPS] before their log-odds
 
 
@@ -115,18 +110,12 @@ class Exercise:
     """The grading of one exercise, named once (``ex = Exercise("Exercise 4")``; ``f"{ex}"`` is the name).
 
     A check (decorated with :meth:`graded`) takes the student's answer first, returns nothing and
-    ends in one of three ways:
-
-    - an answer is ``None``, or a function that still returns ``None`` (the student copy's body):
-      it prints "not answered yet", so a student copy runs from top to bottom;
-    - the answer is right: it prints "correct" and why (:meth:`correct`);
-    - the answer is wrong: it raises :class:`Exercise.WrongAnswer` (:meth:`wrong`), whose message
-      quotes the answer and says which property failed (never the answer itself), so "Run All"
-      stops where the student has work to do.
-
-    A *value* is compared with one the check computes itself, shown only when the answer is right.
-    A *function* is run on hidden cases (:meth:`run_answer`, random numbers from :meth:`hidden_rng`)
-    and compared with a reference kept in the lesson's module.
+    either prints "not answered yet" (an answer is ``None``, or a function still returns ``None``, as
+    in the student copy: it runs from top to bottom), prints "correct" and why (:meth:`correct`), or
+    raises :class:`Exercise.WrongAnswer` (:meth:`wrong`) with a hint that says which property failed,
+    never the answer, so "Run All" stops where the student has work to do. A *value* is compared with
+    one the check computes itself; a *function* is run on hidden cases (:meth:`run_answer`,
+    :meth:`hidden_rng`) against a reference kept in the lesson's module.
     """
 
     class WrongAnswer(AssertionError):
@@ -227,16 +216,9 @@ class Exercise:
         """The random numbers of a check's hidden cases: fixed by ``seed``, not the course's ``COURSE_SEED``."""
         return np.random.default_rng(seed)
 
-    def smallest_that_works(
-        self,
-        answer: Any,
-        candidates: Sequence[float],
-        works: Callable[[float], tuple[bool, float]],
-        *,
-        failing: str,
-        reached: str = "p",
-        budget: str = "epsilon={:g}",
-    ) -> None:
+    def smallest_that_works(self, answer: Any, candidates: Sequence[float],
+                            works: Callable[[float], tuple[bool, float]], *, failing: str,
+                            reached: str = "p", budget: str = "epsilon={:g}") -> None:
         """Check ``answer``, the smallest budget in ``candidates`` (ascending, each double the one
         before; grey levels) at which an attack works.
 

@@ -1,10 +1,4 @@
-"""Lesson 1's exercise checks (``01_noise_filter``), graded as :mod:`course_utils.classroom.grading` says.
-
-Exercise 1 is a prediction made in section 3, before the run answers it; exercises 2-3 are
-predictions about runs the page has not shown; exercise 4 is a coding task (one step of an
-*untargeted* noise filter, checked on hidden models), exercise 5 a prediction (how far one step of
-the price moves a pixel).
-"""
+"""Lesson 1's exercise checks (``01_noise_filter``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -70,10 +64,8 @@ def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
     said = ex.true_or_false("transfers", answer)
     really = float(p_man_with_dx) > 0.5
     if said != really:
-        raise ex.wrong(
-            f"transfers = {said} is not what the network says. It says 'man' only when p man is "
-            "above 0.5: print(table) and read the 'p man' column of the second row."
-        )
+        raise ex.wrong(f"transfers = {said} is not what the network says. It says 'man' only when p man is "
+                       "above 0.5: print(table) and read the 'p man' column of the second row.")
     return ex.correct(f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
 
 
@@ -83,10 +75,8 @@ def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> No
     ex = Exercise("Exercise 3")
     said = ex.true_or_false("back_is_smaller", answer)
     if said != (back_l2 < to_man_l2):
-        raise ex.wrong(
-            f"back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
-            "plain.l2[0]."
-        )
+        raise ex.wrong(f"back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
+                       "plain.l2[0].")
     return ex.correct(f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
 
 
@@ -119,14 +109,9 @@ def _hidden_model(rng: np.random.Generator, shape: tuple, classes: int) -> Any:
 
 @Exercise.graded
 def lesson1_away_step(away_step: Any) -> None:
-    """Exercise 1.4: ``away_step(model, x, true_class, learning_rate)`` is one step of an *untargeted*
-    noise filter: gradient ascent on the cross-entropy to ``true_class`` (the network's own answer),
-    then into valid pixels. ``x`` is a batch (N, H, W, C) of grey levels 0..255, ``model`` returns
-    logits, ``learning_rate`` is in grey levels per unit of gradient; the step returns the next
-    batch, same shape.
-
-    Checked on hidden small linear models (three classes), with pixels near 0 and 255.
-    """
+    """Exercise 1.4: ``away_step(model, x, true_class, learning_rate)``, one step of an *untargeted* noise
+    filter (up the cross-entropy to ``true_class``, then into 0..255) on a batch ``(N, H, W, C)``, as the
+    lesson's exercise states it. Checked on hidden small linear models, with pixels near 0 and 255."""
     ex = Exercise("Exercise 4")
     ex.function(away_step)
     rng = Exercise.hidden_rng(14)

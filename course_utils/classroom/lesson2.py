@@ -1,10 +1,4 @@
-"""Lesson 2's exercise checks (``02_iterative_attack``), graded as :mod:`course_utils.classroom.grading` says.
-
-Exercises 1-3 are experiments and predictions about runs the page has not shown (exercise 1 runs
-the attack itself, towards a target the page never attacks with that schedule); exercise 4 is a
-coding task (one step of the iterative attack with an **L2** budget, which the page has not shown,
-checked on hidden batches), exercise 5 a prediction (the L2 length of an FGSM step).
-"""
+"""Lesson 2's exercise checks (``02_iterative_attack``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -27,16 +21,9 @@ LESSON2_EPSILONS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @Exercise.graded
-def lesson2_smallest_epsilon(
-    answer: Any,
-    model: Any,
-    image: np.ndarray,
-    target: str | int = "king penguin",
-    *,
-    steps: int = 40,
-    candidates: Sequence[float] = LESSON2_EPSILONS,
-    progress: bool = False,
-) -> None:
+def lesson2_smallest_epsilon(answer: Any, model: Any, image: np.ndarray, target: str | int = "king penguin", *,
+                             steps: int = 40, candidates: Sequence[float] = LESSON2_EPSILONS,
+                             progress: bool = False) -> None:
     """Exercise 2.1: the smallest budget in ``candidates`` at which ``steps`` steps of the
     iterative attack (step size ``epsilon / 4``) make ``target`` the top class of ``image``.
 
@@ -54,9 +41,7 @@ def lesson2_smallest_epsilon(
 
 
 @Exercise.graded
-def lesson2_fewer_steps(
-    answer: Any, targeted_steps: int, untargeted_steps: int, ends_as: Sequence[str] = ()
-) -> None:
+def lesson2_fewer_steps(answer: Any, targeted_steps: int, untargeted_steps: int, ends_as: Sequence[str] = ()) -> None:
     """Exercise 2.2: which attack succeeded in fewer steps, "targeted" or "untargeted"?
 
     The two step arguments are ``steps_to_success[0]`` of each attack (-1 = never); ``ends_as``,
@@ -74,10 +59,8 @@ def lesson2_fewer_steps(
         raise ex.wrong(f"both succeeded at step {t}: a tie. Give a smaller budget and compare again.")
     expected = min(runs, key=runs.get)
     if answer != expected:
-        raise ex.wrong(
-            f"{answer!r} is not the faster one here. Compare steps_to_success of the two results "
-            "(-1 means it never succeeded)."
-        )
+        raise ex.wrong(f"{answer!r} is not the faster one here. Compare steps_to_success of the two results "
+                       "(-1 means it never succeeded).")
     ends = f"\nThe targeted attack ends as '{ends_as[0]}', the untargeted one as '{ends_as[1]}'." if ends_as else ""
     return ex.correct(f"steps to success: targeted {t}, untargeted {u} (-1 = never).{ends}")
 
@@ -88,10 +71,8 @@ def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target
     ex = Exercise("Exercise 3")
     said = ex.true_or_false("survives_rounding", answer)
     if said != (top_label_after_rounding == target):
-        raise ex.wrong(
-            f"survives_rounding = {said} does not match the network: print(top) and read the top "
-            "class of the rounded photo."
-        )
+        raise ex.wrong(f"survives_rounding = {said} does not match the network: print(top) and read the top "
+                       "class of the rounded photo.")
     return ex.correct(f"After rounding, the top class is '{top_label_after_rounding}'.")
 
 
@@ -110,14 +91,9 @@ def _l2_step(x: np.ndarray, x0: np.ndarray, grad: np.ndarray, step: float, eps: 
 
 @Exercise.graded
 def lesson2_l2_step(l2_step: Any) -> None:
-    """Exercise 2.4: ``l2_step(x, x0, grad, step_size, epsilon)`` is one step of the iterative attack
-    with an **L2** budget: down the loss's gradient ``grad`` scaled to an L2 length of ``step_size``
-    per image, back into the ball of L2 radius ``epsilon`` around ``x0`` (shrink the change towards
-    ``x0`` if it is longer), then into 0..255. All arrays are batches (N, H, W, C) of grey levels;
-    each image's gradient is nonzero.
-
-    Checked on hidden batches, with pixels near 0 and 255 and changes inside and outside the ball.
-    """
+    """Exercise 2.4: ``l2_step(x, x0, grad, step_size, epsilon)``, one step of the iterative attack with an
+    **L2** budget on batches ``(N, H, W, C)``, as the lesson's exercise states it. Checked on hidden batches,
+    with pixels near 0 and 255 and changes inside and outside the ball."""
     ex = Exercise("Exercise 4")
     ex.function(l2_step)
     rng = Exercise.hidden_rng(24)

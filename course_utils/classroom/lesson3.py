@@ -1,9 +1,4 @@
-"""Lesson 3's exercise checks (``03_feature_visualization``), graded as :mod:`course_utils.classroom.grading` says.
-
-Exercise 1 is a coding task (the slope of a picture's amplitude spectrum, checked on hidden pictures);
-exercises 2 and 3 are answers checked against runs (exercise 3 runs ``maximize_class`` itself);
-exercises 4 and 5 are coding tasks (the receptive-field formula, total variation).
-"""
+"""Lesson 3's exercise checks (``03_feature_visualization``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -72,10 +67,8 @@ def lesson3_jitter_prevents_099(answer: Any, jittered_probabilities: Sequence[fl
     p = np.asarray(jittered_probabilities, dtype=float)
     best = float(p.max())
     if said != (best < 0.99):
-        raise ex.wrong(
-            f"jitter_prevents_099 = {said} does not match the run. Look at the highest probability "
-            "the jittered run reached, not only at its last step."
-        )
+        raise ex.wrong(f"jitter_prevents_099 = {said} does not match the run. Look at the highest probability "
+                       "the jittered run reached, not only at its last step.")
     first = f"first >= 0.99 at step {int(np.argmax(p >= 0.99))}" if best >= 0.99 else "never >= 0.99"
     return ex.correct(f"The jittered run's highest p(sea snake) is {best:.4f}, {first} (0 = the start).")
 
@@ -95,16 +88,12 @@ def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image
     curve = run.curves().iloc[:, 0].to_numpy()
     name = run.what[0]
     if curve[-1] < 0.99:
-        raise ex.wrong(
-            f"after {steps} steps p({name}) is {curve[-1]:.3f}, not yet 0.99. Try more steps "
-            "(or another class)."
-        )
+        raise ex.wrong(f"after {steps} steps p({name}) is {curve[-1]:.3f}, not yet 0.99. Try more steps "
+                       "(or another class).")
     first = int(np.argmax(curve >= 0.99))
     if first < steps:
-        raise ex.wrong(
-            f"{steps} steps work, but p({name}) already reached 0.99 earlier. Try fewer steps: "
-            "the run's curve shows where it crosses 0.99."
-        )
+        raise ex.wrong(f"{steps} steps work, but p({name}) already reached 0.99 earlier. Try fewer steps: "
+                       "the run's curve shows where it crosses 0.99.")
     return ex.correct(f"'{name}' reaches p = {curve[-1]:.3f} at step {steps}, and not before.")
 
 

@@ -1,9 +1,4 @@
-"""Lesson 4's exercise checks (``04_defences``), graded as :mod:`course_utils.classroom.grading` says.
-
-Exercises 1, 2 and 4-6 are coding tasks checked on hidden cases (robust accuracy against several
-attacks, the projection onto an L2 ball, PGD's random start, BPDA's straight-through line, EOT's
-averaged gradient); exercise 3 is a budget search whose check runs the attack itself.
-"""
+"""Lesson 4's exercise checks (``04_defences``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -114,15 +109,8 @@ def lesson4_project_l2(project_l2: Any) -> None:
 
 
 @Exercise.graded
-def lesson4_smallest_epsilon_robust(
-    answer: Any,
-    model: Any,
-    face: np.ndarray,
-    target: str = "man",
-    *,
-    steps: int = 20,
-    candidates: Sequence[float] = LESSON4_EPSILONS,
-) -> None:
+def lesson4_smallest_epsilon_robust(answer: Any, model: Any, face: np.ndarray, target: str = "man", *, steps: int = 20,
+                                    candidates: Sequence[float] = LESSON4_EPSILONS) -> None:
     """Exercise 4.3: the smallest budget in ``candidates`` at which a targeted PGD-``steps``
     attack (no random start) makes ``model`` answer ``target`` for ``face``.
 

@@ -1,9 +1,4 @@
-"""Lesson 5's exercise checks (``05_black_box``), graded as :mod:`course_utils.classroom.grading` says.
-
-Each exercise is a prediction, then a small piece of code run on hidden cases against a
-reference kept here: exercise 1 the binary search to the boundary (HopSkipJump's first move),
-exercise 2 HopSkipJump's Monte-Carlo direction estimate, checked on hidden flat boundaries.
-"""
+"""Lesson 5's exercise checks (``05_black_box``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -43,11 +38,8 @@ class _Line:
 
 @Exercise.graded
 def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
-    """Exercise 1 of lesson 5: predict how many label-only queries a binary search needs to go from 1000 grey
-    levels to 1, then write ``to_boundary(is_adversarial, x, x_adv, tolerance)``: a picture on the
-    segment from ``x`` (classified right) to ``x_adv`` (adversarial) that the model still gets
-    wrong, at most ``tolerance`` grey levels (L2) past the boundary, asking ``is_adversarial`` about
-    one picture at a time and as few times as a binary search needs."""
+    """Exercise 1 of lesson 5, as the lesson's exercise states it: ``predicted_queries`` (from 1000 grey levels
+    to 1), then ``to_boundary(is_adversarial, x, x_adv, tolerance)``, checked on hidden straight boundaries."""
     ex = Exercise("Exercise 1")
     guess = ex.a_number("predicted_queries", predicted_queries)
     want = _bisection_queries(1000.0, 1.0)
@@ -145,16 +137,10 @@ COSINE_CHOICES = (0.02, 0.15, 0.5, 0.95)
 
 @Exercise.graded
 def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -> None:
-    """Exercise 2 of lesson 5 (predict, then code): HopSkipJump's direction estimate.
-
-    ``predicted_cosine``: one of :data:`COSINE_CHOICES`, the cosine between the estimate made
-    from 100 yes/no answers and the true direction, on a flat boundary in a 48 x 48 face's 2304
-    dimensions. ``estimate_direction(is_adversarial, point, n, delta, rng)``: the estimate at
-    ``point`` (just on the fooled side of the boundary), a unit vector of ``point``'s shape
-    pointing to the fooled side, from ``n`` random changes of L2 length ``delta`` (grey levels);
-    ``is_adversarial(pictures)`` takes ``(m, *point.shape)`` pictures (m queries) and returns
-    ``(m,)`` bools; ``rng`` is a NumPy random generator. It runs on hidden flat boundaries.
-    """
+    """Exercise 2 of lesson 5 (predict, then code): HopSkipJump's direction estimate, as the lesson's exercise
+    states it. ``predicted_cosine`` is one of :data:`COSINE_CHOICES`; ``estimate_direction(is_adversarial,
+    point, n, delta, rng)`` returns a unit vector of ``point``'s shape, asking about ``(m, *point.shape)``
+    pictures at a time (m queries, ``(m,)`` bools), n at most. It runs on hidden flat boundaries."""
     ex = Exercise("Exercise 2")
     said = ex.one_of("predicted_cosine", predicted_cosine, COSINE_CHOICES)
     measured = _face_cosine()
@@ -168,7 +154,8 @@ def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -
     cases = [((8, 8, 1), 400, 2.0, 0.1), ((6, 6, 3), 400, 1.0, 0.05), ((12, 12, 1), 600, 3.0, 0.25)]
     for shape, n, delta, past in cases:
         plane, point = _hidden_plane(rng, shape, past)
-        out = ex.run_answer(estimate_direction, plane, point.copy(), n, delta, np.random.default_rng(int(rng.integers(2**31))))
+        student_rng = np.random.default_rng(int(rng.integers(2**31)))
+        out = ex.run_answer(estimate_direction, plane, point.copy(), n, delta, student_rng)
         got = ex.answer_array(out, shape, "one direction, of the point's shape")
         if plane.queries > n:
             raise ex.wrong(f"you asked {plane.queries} questions where the budget is n = {n}: "

@@ -1,9 +1,4 @@
-"""Lesson 6's exercise checks (``06_physical_world``), graded as :mod:`course_utils.classroom.grading` says.
-
-Each exercise is a prediction, then a small piece of code run on hidden cases against a
-reference kept here: exercise 1 pastes a patch, exercise 2 is EOT's averaged loss for a camera
-that only shifts the picture (a transformation the lesson does not use).
-"""
+"""Lesson 6's exercise checks (``06_physical_world``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -29,12 +24,9 @@ def _paste_reference(photo: np.ndarray, patch: np.ndarray, row: int, col: int) -
 
 @Exercise.graded
 def lesson6_paste_corner(predicted_corner: Any, paste_at: Any) -> None:
-    """Exercise 1 of lesson 6: first the prediction, ``predicted_corner``: the ``(row, column)`` of the photo
-    pixel that gets the patch's *bottom-right* pixel when an 8-pixel patch is placed with its
-    centre at row 13.5, column 23.5 (the course's placements name the centre); then
-    ``paste_at(photo, patch, row, col)``: a copy of ``photo`` ``(H, W, 3)`` with ``patch``
-    ``(P, P, 3)`` on it, the patch's top-left pixel at ``(row, col)``; what falls off the photo is
-    dropped, the photo itself is not changed."""
+    """Exercise 1 of lesson 6, as the lesson's exercise states it: ``predicted_corner``, the ``(row, column)``
+    the patch's bottom-right pixel lands on, then ``paste_at(photo, patch, row, col)``, checked on hidden
+    photos, patches and places (some running off the edge)."""
     ex = Exercise("Exercise 1")
     ex.answered(predicted_corner)
     try:
@@ -99,12 +91,9 @@ def _shift_eot_reference(model: Any, x: Any, labels: Any) -> Any:
 
 @Exercise.graded
 def lesson6_shift_eot(shift_eot_loss: Any, predicted_length: Any) -> None:
-    """Exercise 2 of lesson 6: ``predicted_length`` is the prediction (``"smaller"``, ``"about the
-    same"`` or ``"larger"``: the L2 length of the gradient of the loss averaged over four one-pixel
-    shifts, against the plain loss's gradient on the unshifted picture) and
-    ``shift_eot_loss(model, x, labels)`` the averaged loss: for ``x`` ``(N, H, W, C)`` (a tensor,
-    pixels 0..255) and integer ``labels`` ``(N,)``, the cross-entropy averaged over ``x`` rolled by
-    one pixel up, down, left and right, ``(N,)``, differentiable."""
+    """Exercise 2 of lesson 6, as the lesson's exercise states it: ``shift_eot_loss(model, x, labels)``, the
+    cross-entropy ``(N,)`` averaged over four one-pixel shifts, and ``predicted_length``, one of :data:`LENGTHS`
+    (its gradient's L2 length against the plain loss's). Checked on hidden networks."""
     import tensorflow as tf
 
     ex = Exercise("Exercise 2")

@@ -1,9 +1,4 @@
-"""Lesson 7's exercise checks (``07_hidden_gradients``), graded as :mod:`course_utils.classroom.grading` says.
-
-Each exercise is a prediction, then a small piece of code run on hidden cases against a
-reference kept here: exercise 1 is Carlini & Wagner's margin loss turned into a targeted one,
-exercise 2 inverts CERTIFY's ceiling: the samples a radius needs.
-"""
+"""Lesson 7's exercise checks (``07_hidden_gradients``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 

@@ -152,15 +152,8 @@ def show_kernels(kernel: Any, filters: Sequence[int], *, size: float = 1.3, titl
     return show_images(pictures, [f"filter {f}" for f in filters], size=size, suptitle=title)
 
 
-def attack_panel(
-    original: Any,
-    adversarial: Any,
-    top_k: pd.DataFrame,
-    *,
-    title: str | None = None,
-    amplify: float | None = None,
-    size: float = 2.8,
-) -> Figure:
+def attack_panel(original: Any, adversarial: Any, top_k: pd.DataFrame, *, title: str | None = None,
+                 amplify: float | None = None, size: float = 2.8) -> Figure:
     """One attacked photo at a glance: the adversarial image, its change (amplified around
     mid-grey, see :func:`delta_image`) and the model's top-k probabilities as bars.
 
@@ -169,16 +162,15 @@ def attack_panel(
     """
     missing = {"label", "probability"} - set(top_k.columns)
     if missing:
-        raise ValueError(f"top_k needs the columns 'label' and 'probability' (as predict_top_k gives); missing {sorted(missing)}")
-    a, style = _prepare(adversarial)
-    change = np.asarray(adversarial, np.float32) - np.asarray(original, np.float32)
+        raise ValueError("top_k needs the columns 'label' and 'probability' (as predict_top_k gives); "
+                         f"missing {sorted(missing)}")
+    change = _array(adversarial, np.float32) - _array(original, np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(size * 3.4, size), gridspec_kw={"width_ratios": [1, 1, 1.4]})
-    axes[0].imshow(a, **style)
-    axes[0].set_title("adversarial", fontsize=10)
-    d, dstyle = _prepare(delta_image(change, amplify))
-    axes[1].imshow(d, **dstyle)
-    axes[1].set_title("change, amplified", fontsize=10)
-    for ax in axes[:2]:
+    for ax, picture, name in zip(axes, [adversarial, delta_image(change, amplify)],
+                                 ("adversarial", "change, amplified")):
+        a, style = _prepare(picture)
+        ax.imshow(a, **style)
+        ax.set_title(name, fontsize=10)
         ax.axis("off")
     rows = top_k.iloc[::-1]
     axes[2].barh(range(len(rows)), rows["probability"], color="tab:blue")
@@ -191,18 +183,9 @@ def attack_panel(
     return fig
 
 
-def plot_curves(
-    data: pd.DataFrame | dict[str, Sequence[float]],
-    *,
-    xlabel: str = "step",
-    ylabel: str = "",
-    title: str | None = None,
-    logx: bool = False,
-    logy: bool = False,
-    ax: Any = None,
-    hline: float | None = None,
-    right: str | None = None,
-) -> Figure:
+def plot_curves(data: pd.DataFrame | dict[str, Sequence[float]], *, xlabel: str = "step", ylabel: str = "",
+                title: str | None = None, logx: bool = False, logy: bool = False, ax: Any = None,
+                hline: float | None = None, right: str | None = None) -> Figure:
     """Line plot of each column of ``data`` against its index (e.g. a loss or a probability per step).
 
     An attack's tidy ``history`` (columns ``step``, ``image``, ``label``, ``probability``, one
@@ -259,20 +242,15 @@ def plot_filter_grid(results: Mapping[str, Any], *, size: float = 1.5, title: st
     row per layer, one column per filter; a filter that did not rise 10x gets its status and lift
     ratio written under it in red, so weak and dead filters are shown, not hidden."""
     layers = list(results)
-    first = results[layers[0]]
-    fig = show_images(
-        [list(results[l].images) for l in layers],
-        row_labels=layers,
-        col_labels=[f"filter {w.split(':')[-1]}" for w in first.what],
-        size=size,
-        suptitle=title,
-    )
+    fig = show_images([list(results[l].images) for l in layers], row_labels=layers, size=size, suptitle=title,
+                      col_labels=[f"filter {w.split(':')[-1]}" for w in results[layers[0]].what])
     ncols = max(len(results[l].what) for l in layers)
     for r, layer in enumerate(layers):
         vis = results[layer]
         for c, (status, ratio) in enumerate(zip(vis.status, vis.lift_ratio)):
             if status != "rose":
-                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
+                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red",
+                                                   fontsize=8, labelpad=1)
     fig.tight_layout()
     return fig
 
@@ -295,15 +273,8 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure_slider(
-    draw: Callable[[int], Figure],
-    labels: Sequence[str],
-    *,
-    description: str,
-    overview: Callable[[], Figure],
-    start: int = 0,
-    interactive: bool | None = None,
-) -> None:
+def figure_slider(draw: Callable[[int], Figure], labels: Sequence[str], *, description: str,
+                  overview: Callable[[], Figure], start: int = 0, interactive: bool | None = None) -> None:
     """Show a static overview of a sweep, then a slider over its precomputed figures.
 
     The lessons compute a sweep once (several betas, several budgets); every figure is drawn once
