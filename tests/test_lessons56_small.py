@@ -158,6 +158,19 @@ def test_samples_needed_check(capsys):
             lesson7.lesson7_samples_needed(wrong, False)
 
 
+def test_the_paste_check_puts_the_patch_where_the_course_does():
+    """At whole pixels, the check's reference paste agrees with the course's bilinear one."""
+    from course_utils.attacks.patch import apply_patch
+    from course_utils.classroom.lesson6 import _paste_reference
+
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(0, 255, (36, 44, 3)).astype(np.float32)
+    for row, col, p in [(5, 9, 8), (0, 0, 4), (28, 36, 8)]:
+        patch = rng.uniform(0, 255, (p, p, 3)).astype(np.float32)
+        course = apply_patch(photo, patch, [row + (p - 1) / 2, col + (p - 1) / 2, p, 0])[0]
+        assert np.allclose(course, _paste_reference(photo, patch, row, col), atol=1e-3)
+
+
 # --------------------------------------------------------------------------- blank code after a right prediction
 
 

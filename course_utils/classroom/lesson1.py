@@ -14,9 +14,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
-
-
 LESSON1_STEP_RANGES = ("1-10", "11-100", "101-1000", "never")
 """The answers exercise 1.1 chooses from: the range of steps in which "man" first becomes the answer."""
 
@@ -37,10 +34,7 @@ def lesson1_first_step_range(answer: Any, plain: Any) -> None:
     probs = plain.probabilities[:, 0]
     says_man = np.flatnonzero(probs.argmax(-1) == 0)
     step = int(says_man[0]) if says_man.size else -1
-    if step < 0:
-        right = "never"
-    else:
-        right = next(r for r in LESSON1_STEP_RANGES[:-1] if step <= int(r.split("-")[1]))
+    right = "never" if step < 0 else next(r for r in LESSON1_STEP_RANGES[:-1] if step <= int(r.split("-")[1]))
     if answer.strip() != right:
         if right == "never" or answer.strip() == "never":
             hint = "plot plain.probabilities[:, 0, 0] and see whether it ever crosses 0.5."
@@ -75,12 +69,8 @@ def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> No
     ex = Exercise("Exercise 3")
     said = ex.true_or_false("back_is_smaller", answer)
     if said != (back_l2 < to_man_l2):
-        raise ex.wrong(f"back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
-                       "plain.l2[0].")
+        raise ex.wrong(f"back_is_smaller = {said} does not match the run. Compare back.l2[0] with plain.l2[0].")
     return ex.correct(f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
-
-
-# --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
 
 
 def _ce_gradient(model: Any, x: np.ndarray, true_class: int) -> np.ndarray:

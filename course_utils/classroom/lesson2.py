@@ -13,9 +13,6 @@ __all__ = [
     "lesson2_l2_step", "lesson2_fgsm_l2",
 ]
 
-
-# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
-
 LESSON2_EPSILONS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """The budgets (grey levels) exercise 2.1 chooses from: each one doubles the one before."""
 
@@ -74,9 +71,6 @@ def lesson2_survives_rounding(answer: Any, top_label_after_rounding: str, target
         raise ex.wrong(f"survives_rounding = {said} does not match the network: print(top) and read the top "
                        "class of the rounded photo.")
     return ex.correct(f"After rounding, the top class is '{top_label_after_rounding}'.")
-
-
-# --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
 
 
 def _l2_step(x: np.ndarray, x0: np.ndarray, grad: np.ndarray, step: float, eps: float) -> np.ndarray:

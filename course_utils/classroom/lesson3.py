@@ -15,9 +15,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- exercises 1-3
-
-
 def _noise_with_slope(slope: float, side: int, rng: np.random.Generator) -> np.ndarray:
     """A grey picture ``(side, side)`` whose amplitude falls as ``f ** slope``: random phases."""
     f = np.sqrt(np.fft.fftfreq(side)[:, None] ** 2 + np.fft.rfftfreq(side)[None, :] ** 2)
@@ -49,9 +46,8 @@ def lesson3_spectrum_slope(amplitude_slope: Any) -> None:
         if value * slope < 0 or (slope == 0 and abs(value) > 0.2):
             raise ex.wrong(f"on a hidden picture of slope {slope:.1f} yours gives {value:.2f}. Fit log(amplitude) "
                            "against log(frequency), leaving out the zero frequency (its log is -infinity).")
-        raise ex.wrong(f"on a hidden picture of slope {slope:.2f} yours gives {value:.2f}. Average the "
-                       "amplitude over rings of equal frequency (or fit all coefficients at once), and fit a line "
-                       "on log-log axes.")
+        raise ex.wrong(f"on a hidden picture of slope {slope:.2f} yours gives {value:.2f}. Average the amplitude over "
+                       "rings of equal frequency (or fit all coefficients at once), and fit a line on log-log axes.")
     pairs = ", ".join(f"{s:.2f} -> {g:.2f}" for s, g in zip(slopes, got))
     return ex.correct(f"Your slope is within 0.2 on {len(slopes)} hidden pictures (true -> yours: {pairs}).")
 
@@ -95,9 +91,6 @@ def lesson3_fewest_steps(answer_class: Any, answer_steps: Any, model: Any, image
         raise ex.wrong(f"{steps} steps work, but p({name}) already reached 0.99 earlier. Try fewer steps: "
                        "the run's curve shows where it crosses 0.99.")
     return ex.correct(f"'{name}' reaches p = {curve[-1]:.3f} at step {steps}, and not before.")
-
-
-# --------------------------------------------------------------------------- exercises 4-5: coding tasks
 
 
 def _field(layers: Sequence[tuple[int, int]]) -> int:

@@ -13,17 +13,13 @@ __all__ = [
     "lesson4_random_start", "lesson4_straight_through", "lesson4_eot_gradient",
 ]
 
-
-# --------------------------------------------------------------------------- exercises 1-3
-
 #: The budgets (grey levels) exercise 4.3 chooses from: each one doubles the one before.
 LESSON4_EPSILONS: tuple[float, ...] = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0)
 
 
 def _worst_case_cases() -> list[np.ndarray]:
-    """Exercise 4.1's hidden cases: (attacks, pictures) tables of "still right" on which the
-    per-picture worst case, the mean, the weakest attack's accuracy and "right under any attack"
-    all differ."""
+    """Exercise 4.1's hidden (attacks, pictures) tables of "still right", on which the per-picture worst
+    case, the mean, the weakest attack's accuracy and "right under any attack" all differ."""
     rng = Exercise.hidden_rng(41)
     cases = [np.array([[1, 1, 0, 1, 0, 1], [1, 0, 1, 1, 0, 1], [0, 1, 1, 1, 1, 1]], bool)]
     for attacks, pictures in [(2, 9), (4, 13), (5, 40)]:
@@ -126,9 +122,6 @@ def lesson4_smallest_epsilon_robust(answer: Any, model: Any, face: np.ndarray, t
 
     Exercise("Exercise 3").smallest_that_works(answer, candidates, works, budget="epsilon = {:g}",
                         failing=f"{steps} steps do not make the model say {target!r}", reached=f"p({target})")
-
-
-# --------------------------------------------------------------------------- exercises 4-6: coding tasks
 
 
 @Exercise.graded

@@ -47,8 +47,7 @@ def lesson7_targeted_margin(targeted_margin_loss: Any, predicted_floor_gradient:
             tape.watch(z)
             out = ex.run_answer(targeted_margin_loss, z, tf.constant(targets, tf.int32), kappa)
             if not isinstance(out, tf.Tensor):
-                raise ex.wrong("return a TensorFlow tensor (the attack differentiates it), got "
-                               f"{type(out).__name__}.")
+                raise ex.wrong(f"return a TensorFlow tensor (the attack differentiates it), got {type(out).__name__}.")
             total = tf.reduce_sum(out)
         got = ex.answer_array(out.numpy(), (len(targets),), "one loss per row of logits")
         want = _targeted_reference(logits, targets, kappa)
@@ -110,9 +109,8 @@ def lesson7_samples_needed(samples_needed: Any, predicted_possible: Any) -> None
             raise ex.wrong(f"for radius {radius:g}, sigma {sigma:g}, alpha {alpha:g}, {int(got)} samples "
                            "fall just short of the radius: round up, not to the nearest.")
         if got != want:
-            raise ex.wrong(f"for radius {radius:g}, sigma {sigma:g}, alpha {alpha:g} your n ({got:.6g}) "
-                           "is not the smallest n whose ceiling sigma * Phi^-1(alpha ** (1 / n)) reaches the "
-                           "radius.")
+            raise ex.wrong(f"for radius {radius:g}, sigma {sigma:g}, alpha {alpha:g} your n ({got:.6g}) is not the "
+                           "smallest n whose ceiling sigma * Phi^-1(alpha ** (1 / n)) reaches the radius.")
     ex.correct(f"Your n is the smallest that reaches the radius on {len(_SAMPLE_CASES)} hidden cases.")
     tail = statistics.NormalDist().cdf(-8.0)
     print(f"For lesson 2's budget (radius 192 = 8 sigma at sigma 24): p_A must be at least 1 - {tail:.1e}, and "
