@@ -131,7 +131,7 @@ def test_margin_pgd_beats_cross_entropy_pgd_on_the_distilled_model():
 
 
 def test_the_targeted_margin_exercise_check(capsys):
-    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.grading import Exercise
     from course_utils.classroom.lesson7 import lesson7_targeted_margin
 
     def right(logits, targets, kappa):   # notebooks/07_hidden_gradients.ipynb, the solution
@@ -147,11 +147,11 @@ def test_the_targeted_margin_exercise_check(capsys):
     assert out.startswith("Exercise 1: correct")
     lesson7_targeted_margin(lambda logits, targets, kappa: None, 0.0)
     assert "not answered yet" in capsys.readouterr().out
-    with pytest.raises(WrongAnswer, match="prediction"):
+    with pytest.raises(Exercise.WrongAnswer, match="prediction"):
         lesson7_targeted_margin(right, 1.0)
-    with pytest.raises(WrongAnswer):
+    with pytest.raises(Exercise.WrongAnswer):
         lesson7_targeted_margin(wrong_sign, 0.0)
-    with pytest.raises(WrongAnswer, match="no gradient"):
+    with pytest.raises(Exercise.WrongAnswer, match="no gradient"):
         lesson7_targeted_margin(lambda z, y, k: tf.stop_gradient(right(z, y, k)), 0.0)
-    with pytest.raises(WrongAnswer, match="not floored"):
+    with pytest.raises(Exercise.WrongAnswer, match="not floored"):
         lesson7_targeted_margin(lambda z, y, k: right(z, y, np.inf), 0.0)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from course_utils.classroom import lesson4
-from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom.grading import NOT_ANSWERED, Exercise
 
 
 def _rejects(check, *args, match: str | None = None) -> str:
-    with pytest.raises(WrongAnswer) as info:
+    with pytest.raises(Exercise.WrongAnswer) as info:
         check(*args)
     message = str(info.value)
     assert message.startswith("Exercise") and len(message) > 40, f"a wrong answer needs a helpful message: {message!r}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from course_utils.classroom import lesson5
-from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom.grading import NOT_ANSWERED, Exercise
 
 
 def estimate_direction(is_adversarial, point, n, delta, rng):   # notebooks/05_black_box.ipynb, the solution
@@ -36,9 +36,9 @@ def test_blank_answers_and_the_stub_are_not_answered_yet(capsys):
 def test_the_prediction_is_the_closest_choice_to_what_the_check_measures():
     assert 0.1 < lesson5._face_cosine() < 0.25   # about sqrt(2n / (pi d)) for n = 100, d = 2304
     for wrong in (0.5, 0.95, 0.02):
-        with pytest.raises(WrongAnswer, match="not"):
+        with pytest.raises(Exercise.WrongAnswer, match="not"):
             lesson5.lesson5_direction_estimate(wrong, estimate_direction)
-    with pytest.raises(WrongAnswer, match="choose"):
+    with pytest.raises(Exercise.WrongAnswer, match="choose"):
         lesson5.lesson5_direction_estimate(0.2, estimate_direction)
 
 
@@ -64,5 +64,5 @@ def _fixed(is_adversarial, point, n, delta, rng):   # one direction, asked n tim
     (lambda i, p, n, d, rng: 1 / 0, "ZeroDivisionError"),
 ], ids=["flipped", "not_unit", "too_many_queries", "ignores_answers", "wrong_shape", "raises"])
 def test_each_wrong_function_is_named(wrong, match):
-    with pytest.raises(WrongAnswer, match=match):
+    with pytest.raises(Exercise.WrongAnswer, match=match):
         lesson5.lesson5_direction_estimate(0.15, wrong)

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from course_utils.classroom import lesson5, lesson6, lesson7
-from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom.grading import NOT_ANSWERED, Exercise
 from course_utils.io.images import sample_face
 from course_utils.models.faces import FACE_VARIANTS, build_gender_cnn, face_card, face_facts, load_face_model
 
@@ -109,7 +109,7 @@ def test_shift_eot_check(capsys):
     _blank(lesson6.lesson6_shift_eot, None, "smaller", capsys=capsys)
     _blank(lesson6.lesson6_shift_eot, lambda m, x, y: None, "smaller", capsys=capsys)
     _blank(lesson6.lesson6_shift_eot, shift_eot_loss, None, capsys=capsys)
-    with pytest.raises(WrongAnswer, match="prediction"):
+    with pytest.raises(Exercise.WrongAnswer, match="prediction"):
         lesson6.lesson6_shift_eot(shift_eot_loss, "larger")
 
     def plain(model, x, labels):
@@ -124,7 +124,7 @@ def test_shift_eot_check(capsys):
 
     for wrong, match in [(plain, "plain loss"), (summed, "four times"), (batch_axis, "differs"),
                          (lambda m, x, y: shift_eot_loss(m, x, y).numpy(), "tensor"), ("loss", "function")]:
-        with pytest.raises(WrongAnswer, match=match):
+        with pytest.raises(Exercise.WrongAnswer, match=match):
             lesson6.lesson6_shift_eot(wrong, "smaller")
 
 
@@ -142,9 +142,9 @@ def test_samples_needed_check(capsys):
     _blank(lesson7.lesson7_samples_needed, None, False, capsys=capsys)
     _blank(lesson7.lesson7_samples_needed, lambda r, s, a: None, False, capsys=capsys)
     _blank(lesson7.lesson7_samples_needed, samples_needed, None, capsys=capsys)
-    with pytest.raises(WrongAnswer, match="prediction"):
+    with pytest.raises(Exercise.WrongAnswer, match="prediction"):
         lesson7.lesson7_samples_needed(samples_needed, True)
-    with pytest.raises(WrongAnswer, match="True or False"):
+    with pytest.raises(Exercise.WrongAnswer, match="True or False"):
         lesson7.lesson7_samples_needed(samples_needed, "no")
     import math
     for wrong, match in [
@@ -154,8 +154,21 @@ def test_samples_needed_check(capsys):
         (lambda r, s, a: "many", "one whole number"),
         (1000, "function"),
     ]:
-        with pytest.raises(WrongAnswer, match=match):
+        with pytest.raises(Exercise.WrongAnswer, match=match):
             lesson7.lesson7_samples_needed(wrong, False)
+
+
+def test_the_paste_check_puts_the_patch_where_the_course_does():
+    """At whole pixels, the check's reference paste agrees with the course's bilinear one."""
+    from course_utils.attacks.patch import apply_patch
+    from course_utils.classroom.lesson6 import _paste_reference
+
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(0, 255, (36, 44, 3)).astype(np.float32)
+    for row, col, p in [(5, 9, 8), (0, 0, 4), (28, 36, 8)]:
+        patch = rng.uniform(0, 255, (p, p, 3)).astype(np.float32)
+        course = apply_patch(photo, patch, [row + (p - 1) / 2, col + (p - 1) / 2, p, 0])[0]
+        assert np.allclose(course, _paste_reference(photo, patch, row, col), atol=1e-3)
 
 
 # --------------------------------------------------------------------------- blank code after a right prediction
@@ -168,7 +181,7 @@ def test_samples_needed_check(capsys):
 ], ids=["binary_search", "direction_estimate", "paste_corner"])
 def test_a_right_prediction_with_no_code_yet_is_not_answered(check, prediction, capsys):
     _blank(check, prediction, None, capsys=capsys)
-    with pytest.raises(WrongAnswer):   # and a wrong prediction is still caught before the code
+    with pytest.raises(Exercise.WrongAnswer):   # and a wrong prediction is still caught before the code
         check(-1, None)
 
 

@@ -138,14 +138,14 @@ def _paste_at(photo, patch, row, col):
 
 
 def test_the_paste_exercise_accepts_the_solution_and_names_what_is_wrong(capsys):
-    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.grading import Exercise
     from course_utils.classroom.lesson6 import lesson6_paste_corner
 
     lesson6_paste_corner(None, None)
     assert "not answered" in capsys.readouterr().out
     lesson6_paste_corner((17, 27), _paste_at)
     assert "correct" in capsys.readouterr().out
-    with pytest.raises(WrongAnswer, match="corner"):
+    with pytest.raises(Exercise.WrongAnswer, match="corner"):
         lesson6_paste_corner((18, 28), _paste_at)
 
     def no_clipping(photo, patch, row, col):
@@ -153,14 +153,14 @@ def test_the_paste_exercise_accepts_the_solution_and_names_what_is_wrong(capsys)
         out[row : row + patch.shape[0], col : col + patch.shape[0]] = patch
         return out
 
-    with pytest.raises(WrongAnswer):
+    with pytest.raises(Exercise.WrongAnswer):
         lesson6_paste_corner((17, 27), no_clipping)
 
     def in_place(photo, patch, row, col):
         photo[row : row + 1, col : col + 1] = 0
         return _paste_at(photo, patch, row, col)
 
-    with pytest.raises(WrongAnswer, match="copy"):
+    with pytest.raises(Exercise.WrongAnswer, match="copy"):
         lesson6_paste_corner((17, 27), in_place)
     lesson6_paste_corner((17, 27), lambda *a: None)
     assert "not answered" in capsys.readouterr().out

@@ -13,13 +13,13 @@ import pytest
 import tensorflow as tf
 
 from course_utils.classroom import lesson1, lesson2, lesson3, lesson4
-from course_utils.classroom.grading import NOT_ANSWERED, WrongAnswer
+from course_utils.classroom.grading import NOT_ANSWERED, Exercise
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _rejects(check, *args, match: str) -> str:
-    with pytest.raises(WrongAnswer) as info:
+    with pytest.raises(Exercise.WrongAnswer) as info:
         check(*args)
     message = str(info.value)
     assert message.startswith("Exercise") and len(message) > 40, message

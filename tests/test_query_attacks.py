@@ -185,7 +185,7 @@ def test_targeted_hop_skip_jump_reaches_the_target(five):
 
 
 def test_binary_search_exercise_accepts_the_solution_and_names_each_mistake(capsys):
-    from course_utils.classroom.grading import WrongAnswer
+    from course_utils.classroom.grading import Exercise
     from course_utils.classroom.lesson5 import lesson5_binary_search
 
     def right(is_adv, x, x_adv, tol):
@@ -216,7 +216,7 @@ def test_binary_search_exercise_accepts_the_solution_and_names_each_mistake(caps
     for answer, fn, match in [(1000, right, "not 1000"), (10, lambda i, x, a, t: a, "past the boundary"),
                               (10, clean_end, "gets your picture right"), (10, wasteful, "questions"),
                               (10, lambda i, x, a, t: x * 0 + 128.0, "not on the segment")]:
-        with pytest.raises(WrongAnswer, match=match):
+        with pytest.raises(Exercise.WrongAnswer, match=match):
             lesson5_binary_search(answer, fn)
 
 

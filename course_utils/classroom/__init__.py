@@ -9,11 +9,10 @@ then ``exercises.lesson1_transfers(transfers, ...)``."""
 
 from course_utils.classroom.grading import claim
 from course_utils.classroom.plotting import (
-    attack_panel, delta_image, figure_slider, image_grid, plot_curves, plot_filter_grid, plot_probabilities,
-    plot_tradeoff, show_gradients, show_images, show_kernels,
+    attack_panel, delta_image, figure_slider, plot_curves, plot_filter_grid, show_gradients, show_images, show_kernels,
 )
 
 __all__ = [
-    "claim", "attack_panel", "delta_image", "image_grid", "plot_curves", "plot_filter_grid", "plot_probabilities",
-    "plot_tradeoff", "show_gradients", "show_images", "show_kernels", "figure_slider",
+    "claim", "attack_panel", "delta_image", "plot_curves", "plot_filter_grid", "show_gradients", "show_images",
+    "show_kernels", "figure_slider",
 ]

@@ -1,44 +1,14 @@
-"""How a lesson checks itself: the claims it makes about its own numbers, and the grading of the
-students' answers (the one helper every ``lessonN`` module shares, :class:`Exercise`).
+"""How a lesson checks itself: :func:`claim`, the claims it makes about its own numbers, and
+:class:`Exercise`, the grading every ``lessonN`` module's checks share.
 
-**Claims.** A notebook states what the reader should see ("the attack reaches p >= 0.95") and checks it, so
-that CI notices when a lesson stops being true. Feature visualisation and attacks are chaotic: a
-different CPU, thread count or seed gives a different picture, so a claim is worth making only if
-it holds with room to spare. :func:`claim` checks one and, when the environment variable
-``COURSE_CLAIMS_LOG`` names a file, appends one JSON line to it (the claim, its value, its
-threshold and its margin); ``tools/stability.py`` runs every notebook and test under several
-perturbations and tables those lines.
-
-The margin says how far the value is from failing, in one of two scales:
-
-- ``"relative"`` (the default): the distance as a fraction of the threshold, ``|value -
-  threshold| / |threshold|`` (a ratio 12 against a threshold 5 has margin 1.4);
-- ``"log-odds"`` for probabilities and rates in 0..1: the distance in ``log(p / (1 - p))``, so
-  0.999 against 0.99 counts as far (2.3) and 0.993 against 0.99 as near (0.35).
-
-A claim whose worst margin over the perturbations is under :data:`MIN_MARGIN` (10%, or 0.5 in
-log-odds) is too close to its threshold to be stated as a fact of the lesson.
-
-**Grading.** Every check takes the student's answer first and ends in one of three ways (it returns nothing,
-so a notebook shows only what it prints):
-
-- the answer is ``None``, or a function whose body is still the student copy's ``return None``:
-  it prints "not answered yet" (:meth:`Exercise.not_answered`), so a student copy runs from top to bottom
-  without an error;
-- the answer is right: it prints "correct" and why (:meth:`Exercise.correct`);
-- the answer is wrong: it raises :class:`WrongAnswer`, whose message quotes the answer and gives a
-  hint that says which property failed (never the answer itself), so "Run All" stops where the
-  student has work to do.
-
-Two kinds of answer are graded. A *value* (read off the lesson, or predicted on paper) is
-compared with a value the check computes itself, on the student's machine, and shown only when
-the answer is right. A *function* the student writes is run on hidden cases (:meth:`Exercise.run_answer`,
-with random numbers from :meth:`Exercise.hidden_rng`) and compared with a reference kept in the lesson's
-module.
+A claim is worth stating only if it holds with room to spare on other CPUs, thread counts and seeds:
+:func:`claim` records its margin, ``tools/stability.py`` tables the margins over those perturbations,
+and a worst margin under :data:`MIN_MARGIN` is too thin to state as a fact of the lesson.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -47,20 +17,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "claim", "NOT_ANSWERED", "WrongAnswer", "Exercise"]
+__all__ = ["CLAIMS_LOG_VARIABLE", "MIN_MARGIN", "claim", "NOT_ANSWERED", "Exercise"]
 
 CLAIMS_LOG_VARIABLE = "COURSE_CLAIMS_LOG"
-"""The environment variable naming the file that :func:`claim` appends its records to."""
+"""The environment variable naming the file that :func:`claim` appends its records to (one JSON line each)."""
 
 MIN_MARGIN = {"relative": 0.10, "log-odds": 0.5}
 """The smallest worst-case margin a claim may have, per scale."""
 
-_OPS = {
-    ">": lambda v, t: v > t,
-    ">=": lambda v, t: v >= t,
-    "<": lambda v, t: v < t,
-    "<=": lambda v, t: v <= t,
-}
+_OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t, "<=": lambda v, t: v <= t}
 _EPS = 1e-6  # probabilities are clipped to [_EPS, 1 - _EPS] before their log-odds
 
 
@@ -80,7 +45,9 @@ def _margin(value: float, op: str, threshold: float, scale: str = "relative") ->
     Args:
         value, threshold: plain numbers; for ``scale="log-odds"`` both in 0..1.
         op: one of ``">", ">=", "<", "<="``.
-        scale: ``"relative"`` (fraction of ``|threshold|``) or ``"log-odds"``.
+        scale: ``"relative"``: ``|value - threshold| / |threshold|`` (12 against 5 is 1.4);
+            ``"log-odds"``: the distance in ``log(p / (1 - p))``, for probabilities and rates
+            (0.999 against 0.99 is 2.3, 0.993 against 0.99 only 0.35).
     """
     if op not in _OPS:
         raise ValueError(f"op must be one of {sorted(_OPS)}, got {op!r}")
@@ -100,14 +67,13 @@ def _margin(value: float, op: str, threshold: float, scale: str = "relative") ->
 
 def _number(name: str, x: Any) -> float:
     try:
-        v = float(x)
+        return float(x)
     except (TypeError, ValueError):
         raise TypeError(f"a claim's {name} must be a number, got {type(x).__name__} {x!r}") from None
-    return v
 
 
 def claim(what: str, value: Any, op: str, threshold: Any, *, scale: str = "relative", hint: str = "") -> float:
-    """Check ``value op threshold``, record it (see the module's docstring) and return ``value``.
+    """Check ``value op threshold``, record it with its margin (see :func:`_margin`) and return ``value``.
 
     Args:
         what: the claim in a few words, unique in its notebook; it names the row of the stability
@@ -133,28 +99,30 @@ def claim(what: str, value: Any, op: str, threshold: Any, *, scale: str = "relat
         with open(path, "a", encoding="utf-8") as f:  # one short line per write: safe to append from two processes
             f.write(json.dumps(record) + "\n")
     if not held:
-        message = f"{what}: {v:.4g} is not {op} {t:.4g}"
-        raise _ClaimFailed(message + (f". {hint}" if hint else ""))
+        raise _ClaimFailed(f"{what}: {v:.4g} is not {op} {t:.4g}" + (f". {hint}" if hint else ""))
     return value
 
 
 NOT_ANSWERED = "not answered yet"
 
 
-class WrongAnswer(AssertionError):
-    """A wrong answer to an exercise. The message says what was wrong and gives a hint."""
-
-
 class Exercise:
     """The grading of one exercise, named once (``ex = Exercise("Exercise 4")``; ``f"{ex}"`` is the name).
 
-    Each method takes the student's answer (or what their function returned) and either returns it
-    in the form the check compares, prints a verdict, or raises :class:`WrongAnswer` whose message
-    starts with the exercise's name.
+    A check (decorated with :meth:`graded`) takes the student's answer first, returns nothing and
+    either prints "not answered yet" (an answer is ``None``, or a function still returns ``None``, as
+    in the student copy: it runs from top to bottom), prints "correct" and why (:meth:`correct`), or
+    raises :class:`Exercise.WrongAnswer` (:meth:`wrong`) with a hint that says which property failed,
+    never the answer, so "Run All" stops where the student has work to do. A *value* is compared with
+    one the check computes itself; a *function* is run on hidden cases (:meth:`run_answer`,
+    :meth:`hidden_rng`) against a reference kept in the lesson's module.
     """
 
+    class WrongAnswer(AssertionError):
+        """A wrong answer to an exercise. The message says what was wrong and gives a hint."""
+
     class Stub(Exception):
-        """The student's function still returns ``None`` (the student copy's placeholder body)."""
+        """An answer is not there yet (``None``, or a function that returns ``None``); carries the exercise."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -162,16 +130,26 @@ class Exercise:
     def __str__(self) -> str:
         return self.name
 
-    def not_answered(self, *answers: Any) -> bool:
-        """Whether any of ``answers`` is still ``None``; if so, print that the exercise is not answered yet."""
-        if any(a is None for a in answers):
-            print(f"{self}: {NOT_ANSWERED}. Set your answer in the cell above, run it, then run this cell again.")
-            return True
-        return False
+    @staticmethod
+    def graded(check: Callable[..., None]) -> Callable[..., None]:
+        """Decorate a check: an :class:`Exercise.Stub` raised in it prints "not answered yet"."""
+        @functools.wraps(check)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                check(*args, **kwargs)
+            except Exercise.Stub as stub:
+                print(f"{stub.args[0]}: {NOT_ANSWERED}. Set your answer in the cell above, run it, "
+                      "then run this cell again.")
+        return run
 
-    def not_yet(self) -> None:
-        """Print that the exercise is not answered yet (its function is still the student copy's stub)."""
-        self.not_answered(None)
+    def answered(self, *answers: Any) -> None:
+        """Raise :class:`Exercise.Stub` if any of ``answers`` is still ``None``."""
+        if any(a is None for a in answers):
+            raise Exercise.Stub(self)
+
+    def wrong(self, message: str) -> Exercise.WrongAnswer:
+        """The error to raise for a wrong answer: the exercise's name, then ``message``."""
+        return Exercise.WrongAnswer(f"{self}: {message}")
 
     def correct(self, why: str) -> None:
         """Print that the answer is right, and ``why``."""
@@ -179,46 +157,47 @@ class Exercise:
 
     def whole_number(self, name: str, value: Any) -> int:
         """``value`` as an ``int``; anything but a whole number (``True`` and ``4.0`` included) is wrong."""
+        self.answered(value)
         if isinstance(value, bool) or not isinstance(value, Integral):
-            raise WrongAnswer(f"{self}: {name} must be a whole number, got {value!r} ({type(value).__name__}).")
+            raise self.wrong(f"{name} must be a whole number, got {value!r} ({type(value).__name__}).")
         return int(value)
 
     def true_or_false(self, name: str, value: Any) -> bool:
         """``value`` as a ``bool``; anything but ``True`` or ``False`` (``"no"``, ``0``) is wrong."""
+        self.answered(value)
         if not isinstance(value, (bool, np.bool_)):
-            raise WrongAnswer(f"{self}: {name} must be True or False, got {value!r}.")
+            raise self.wrong(f"{name} must be True or False, got {value!r}.")
         return bool(value)
 
     def a_number(self, name: str, value: Any) -> float:
         """``value`` (a prediction) as a finite ``float``; a string, a bool, NaN or infinity is wrong."""
+        self.answered(value)
         if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(float(value)):
-            raise WrongAnswer(f"{self}: {name} must be a number, got {value!r}.")
+            raise self.wrong(f"{name} must be a number, got {value!r}.")
         return float(value)
 
     def one_of(self, name: str, value: Any, choices: Sequence[float]) -> float:
         """``value`` as a ``float`` if it is one of ``choices`` (e.g. a table's budgets), else wrong."""
+        self.answered(value)
         if isinstance(value, bool) or not isinstance(value, Real) or float(value) not in [float(c) for c in choices]:
-            raise WrongAnswer(f"{self}: choose {name} from {[float(c) for c in choices]}, got {value!r}.")
+            raise self.wrong(f"choose {name} from {[float(c) for c in choices]}, got {value!r}.")
         return float(value)
 
-    def check_function(self, fn: Any) -> bool:
-        """Whether ``fn`` is an answer to check: ``None`` says "not answered yet" (``False``), a
-        non-function is wrong."""
-        if self.not_answered(fn):
-            return False
+    def function(self, fn: Any) -> Callable:
+        """``fn``, the student's function: ``None`` is not answered yet, a non-function is wrong."""
+        self.answered(fn)
         if not callable(fn):
-            raise WrongAnswer(f"{self}: the answer is a function (def ...), got {type(fn).__name__} {fn!r}.")
-        return True
+            raise self.wrong(f"the answer is a function (def ...), got {type(fn).__name__} {fn!r}.")
+        return fn
 
     def run_answer(self, fn: Callable, *args: Any) -> Any:
         """``fn(*args)`` on a hidden case: an exception in the student's code becomes a hint, a result
-        of ``None`` raises :class:`Exercise.Stub` (the check then says "not answered yet")."""
+        of ``None`` is the student copy's stub (not answered yet)."""
         try:
             out = fn(*args)
         except Exception as err:  # the student's code: any error becomes a hint
-            raise WrongAnswer(f"{self}: your function raised {type(err).__name__}: {err}") from None
-        if out is None:
-            raise Exercise.Stub
+            raise self.wrong(f"your function raised {type(err).__name__}: {err}") from None
+        self.answered(out)
         return out
 
     def answer_array(self, out: Any, shape: tuple, what: str) -> np.ndarray:
@@ -227,9 +206,9 @@ class Exercise:
         try:
             a = np.asarray(out, dtype=np.float64)
         except (TypeError, ValueError):
-            raise WrongAnswer(f"{self}: your function should return {what}, got {type(out).__name__}.") from None
+            raise self.wrong(f"your function should return {what}, got {type(out).__name__}.") from None
         if a.shape != tuple(shape):
-            raise WrongAnswer(f"{self}: your function returned shape {a.shape}, expected {tuple(shape)}: {what}.")
+            raise self.wrong(f"your function returned shape {a.shape}, expected {tuple(shape)}: {what}.")
         return a
 
     @staticmethod
@@ -237,16 +216,9 @@ class Exercise:
         """The random numbers of a check's hidden cases: fixed by ``seed``, not the course's ``COURSE_SEED``."""
         return np.random.default_rng(seed)
 
-    def smallest_that_works(
-        self,
-        answer: Any,
-        candidates: Sequence[float],
-        works: Callable[[float], tuple[bool, float]],
-        *,
-        failing: str,
-        reached: str = "p",
-        budget: str = "epsilon={:g}",
-    ) -> None:
+    def smallest_that_works(self, answer: Any, candidates: Sequence[float],
+                            works: Callable[[float], tuple[bool, float]], *, failing: str,
+                            reached: str = "p", budget: str = "epsilon={:g}") -> None:
         """Check ``answer``, the smallest budget in ``candidates`` (ascending, each double the one
         before; grey levels) at which an attack works.
 
@@ -255,18 +227,14 @@ class Exercise:
         which must not. The hints say that at the answer ``failing`` (e.g. "20 steps do not make the
         model say 'man'"); ``reached`` names ``p`` in the "correct" line and ``budget`` spells a budget.
         """
-        if self.not_answered(answer):
-            return
         eps = self.one_of("smallest_epsilon", answer, candidates)
         ok, p = works(eps)
         if not ok:
-            raise WrongAnswer(f"{self}: at {budget.format(eps)}, {failing} (p = {p:.3f}). Try a bigger budget.")
+            raise self.wrong(f"at {budget.format(eps)}, {failing} (p = {p:.3f}). Try a bigger budget.")
         smaller = [c for c in candidates if c < eps]
         if smaller:
             ok_smaller, p_smaller = works(max(smaller))
             if ok_smaller:
-                raise WrongAnswer(
-                    f"{self}: {budget.format(eps)} works, but so does the smaller {budget.format(max(smaller))} "
-                    f"(p = {p_smaller:.3f}). Try smaller budgets."
-                )
+                raise self.wrong(f"{budget.format(eps)} works, but so does the smaller {budget.format(max(smaller))} "
+                                 f"(p = {p_smaller:.3f}). Try smaller budgets.")
         self.correct(f"{budget.format(eps)} reaches {reached} = {p:.3f}; half of it is not enough.")

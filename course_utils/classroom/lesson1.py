@@ -1,10 +1,4 @@
-"""Lesson 1's exercise checks (``01_noise_filter``), graded as :mod:`course_utils.classroom.grading` says.
-
-Exercise 1 is a prediction made in section 3, before the run answers it; exercises 2-3 are
-predictions about runs the page has not shown; exercise 4 is a coding task (one step of an
-*untargeted* noise filter, checked on hidden models), exercise 5 a prediction (how far one step of
-the price moves a pixel).
-"""
+"""Lesson 1's exercise checks (``01_noise_filter``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -12,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import Exercise, WrongAnswer
+from course_utils.classroom.grading import Exercise
 
 __all__ = [
     "LESSON1_STEP_RANGES", "lesson1_first_step_range", "lesson1_transfers", "lesson1_back_is_smaller",
@@ -20,13 +14,11 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- exercises 1-3: read off the lesson
-
-
 LESSON1_STEP_RANGES = ("1-10", "11-100", "101-1000", "never")
 """The answers exercise 1.1 chooses from: the range of steps in which "man" first becomes the answer."""
 
 
+@Exercise.graded
 def lesson1_first_step_range(answer: Any, plain: Any) -> None:
     """Exercise 1.1 (predict, then check): in which range of steps (one of :data:`LESSON1_STEP_RANGES`)
     does the unpenalised noise filter first make "man" the answer?
@@ -35,18 +27,14 @@ def lesson1_first_step_range(answer: Any, plain: Any) -> None:
     its ``probabilities[t, 0]`` are the network's probabilities at the start of step ``t``.
     """
     ex = Exercise("Exercise 1")
-    if ex.not_answered(answer):
-        return
+    ex.answered(answer)
     if not isinstance(answer, str) or answer.strip() not in LESSON1_STEP_RANGES:
-        raise WrongAnswer(f"{ex}: choose first_step_range from {', '.join(repr(r) for r in LESSON1_STEP_RANGES)} "
-                          f"(a string), not {answer!r}.")
+        raise ex.wrong(f"choose first_step_range from {', '.join(repr(r) for r in LESSON1_STEP_RANGES)} "
+                       f"(a string), not {answer!r}.")
     probs = plain.probabilities[:, 0]
     says_man = np.flatnonzero(probs.argmax(-1) == 0)
     step = int(says_man[0]) if says_man.size else -1
-    if step < 0:
-        right = "never"
-    else:
-        right = next(r for r in LESSON1_STEP_RANGES[:-1] if step <= int(r.split("-")[1]))
+    right = "never" if step < 0 else next(r for r in LESSON1_STEP_RANGES[:-1] if step <= int(r.split("-")[1]))
     if answer.strip() != right:
         if right == "never" or answer.strip() == "never":
             hint = "plot plain.probabilities[:, 0, 0] and see whether it ever crosses 0.5."
@@ -55,44 +43,34 @@ def lesson1_first_step_range(answer: Any, plain: Any) -> None:
                     "p(man) = exp(-1), about 0.37.")
         else:
             hint = "it is quicker than that: look at where the curve of p(man) crosses 0.5."
-        raise WrongAnswer(f"{ex}: {answer!r} is not the range the run shows; {hint}")
+        raise ex.wrong(f"{answer!r} is not the range the run shows; {hint}")
     return ex.correct(f"'man' first became the answer at step {step} (p(man) = {probs[step, 0]:.3f} there), "
                        f"in the range {right}.")
 
 
+@Exercise.graded
 def lesson1_transfers(answer: Any, p_man_with_dx: float) -> None:
     """Exercise 1.2: does the astronaut's DX make the network call Grace Hopper a man?
 
     ``p_man_with_dx`` is p(man) for Grace Hopper's face plus the astronaut's DX (0..1).
     """
     ex = Exercise("Exercise 2")
-    if ex.not_answered(answer):
-        return
     said = ex.true_or_false("transfers", answer)
     really = float(p_man_with_dx) > 0.5
     if said != really:
-        raise WrongAnswer(
-            f"{ex}: transfers = {said} is not what the network says. It says 'man' only when p man is "
-            "above 0.5: print(table) and read the 'p man' column of the second row."
-        )
+        raise ex.wrong(f"transfers = {said} is not what the network says. It says 'man' only when p man is "
+                       "above 0.5: print(table) and read the 'p man' column of the second row.")
     return ex.correct(f"p(man) with the astronaut's DX is {p_man_with_dx:.3f}.")
 
 
+@Exercise.graded
 def lesson1_back_is_smaller(answer: Any, to_man_l2: float, back_l2: float) -> None:
     """Exercise 1.3: is the filter back to "woman" smaller (L2, grey levels) than the way there?"""
     ex = Exercise("Exercise 3")
-    if ex.not_answered(answer):
-        return
     said = ex.true_or_false("back_is_smaller", answer)
     if said != (back_l2 < to_man_l2):
-        raise WrongAnswer(
-            f"{ex}: back_is_smaller = {said} does not match the run. Compare back.l2[0] with "
-            "plain.l2[0]."
-        )
+        raise ex.wrong(f"back_is_smaller = {said} does not match the run. Compare back.l2[0] with plain.l2[0].")
     return ex.correct(f"‖DX‖₂ there {to_man_l2:.1f}, back {back_l2:.1f} grey levels.")
-
-
-# --------------------------------------------------------------------------- exercises 4-5: a coding task, a prediction
 
 
 def _ce_gradient(model: Any, x: np.ndarray, true_class: int) -> np.ndarray:
@@ -119,51 +97,42 @@ def _hidden_model(rng: np.random.Generator, shape: tuple, classes: int) -> Any:
     return model
 
 
+@Exercise.graded
 def lesson1_away_step(away_step: Any) -> None:
-    """Exercise 1.4: ``away_step(model, x, true_class, learning_rate)`` is one step of an *untargeted*
-    noise filter: gradient ascent on the cross-entropy to ``true_class`` (the network's own answer),
-    then into valid pixels. ``x`` is a batch (N, H, W, C) of grey levels 0..255, ``model`` returns
-    logits, ``learning_rate`` is in grey levels per unit of gradient; the step returns the next
-    batch, same shape.
-
-    Checked on hidden small linear models (three classes), with pixels near 0 and 255.
-    """
+    """Exercise 1.4: ``away_step(model, x, true_class, learning_rate)``, one step of an *untargeted* noise
+    filter (up the cross-entropy to ``true_class``, then into 0..255) on a batch ``(N, H, W, C)``, as the
+    lesson's exercise states it. Checked on hidden small linear models, with pixels near 0 and 255."""
     ex = Exercise("Exercise 4")
-    if not ex.check_function(away_step):
-        return
+    ex.function(away_step)
     rng = Exercise.hidden_rng(14)
     cases = []
     for shape, n, lr in [((6, 6, 1), 2, 300.0), ((4, 5, 3), 3, 2000.0), ((8, 8, 1), 1, 5000.0)]:
         model = _hidden_model(rng, shape, 3)
         x = rng.choice([0.5, 3.0, 128.0, 252.0, 254.9], size=(n, *shape)).astype(np.float32)
         cases.append((model, x, int(rng.integers(0, 3)), lr))
-    try:
-        for model, x, true_class, lr in cases:
-            out = ex.run_answer(away_step, model, x.copy(), true_class, lr)
-            got = ex.answer_array(out, x.shape, "a batch of x's shape")
-            step = lr * _ce_gradient(model, x, true_class)
-            if np.allclose(got, np.clip(x + step, 0.0, 255.0), atol=1e-2):
-                continue
-            if got.min() < -1e-3 or got.max() > 255 + 1e-3:
-                raise WrongAnswer(f"{ex}: your step gives pixels outside 0..255: not a valid picture.")
-            if np.allclose(got, np.clip(x - step, 0.0, 255.0), atol=1e-2):
-                raise WrongAnswer(f"{ex}: your step goes *down* the cross-entropy to the network's own answer: "
-                                  "that makes the network surer of it. To leave that answer, climb its loss.")
-            raise WrongAnswer(f"{ex}: your step differs from one step up the cross-entropy to true_class on a "
-                              "hidden model (check the loss, the learning rate, and the clip to 0..255).")
-    except Exercise.Stub:
-        return ex.not_yet()
+    for model, x, true_class, lr in cases:
+        out = ex.run_answer(away_step, model, x.copy(), true_class, lr)
+        got = ex.answer_array(out, x.shape, "a batch of x's shape")
+        step = lr * _ce_gradient(model, x, true_class)
+        if np.allclose(got, np.clip(x + step, 0.0, 255.0), atol=1e-2):
+            continue
+        if got.min() < -1e-3 or got.max() > 255 + 1e-3:
+            raise ex.wrong("your step gives pixels outside 0..255: not a valid picture.")
+        if np.allclose(got, np.clip(x - step, 0.0, 255.0), atol=1e-2):
+            raise ex.wrong("your step goes *down* the cross-entropy to the network's own answer: "
+                           "that makes the network surer of it. To leave that answer, climb its loss.")
+        raise ex.wrong("your step differs from one step up the cross-entropy to true_class on a "
+                       "hidden model (check the loss, the learning rate, and the clip to 0..255).")
     return ex.correct(f"Your step agrees with one step up the cross-entropy on {len(cases)} hidden models.")
 
 
+@Exercise.graded
 def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learning_rate: float = 30.0) -> None:
     """Exercise 1.5 (predict, then check): by how many grey levels does one step of gradient descent
     on the price alone pull a pixel with ``DX = dx`` back towards the photo?"""
     import tensorflow as tf
 
     ex = Exercise("Exercise 5")
-    if ex.not_answered(answer):
-        return
     said = ex.a_number("price_step", answer)
     d = tf.Variable([[dx, -3.0]], dtype=tf.float64)       # two pixels of a change; the first one is asked about
     with tf.GradientTape() as tape:
@@ -173,10 +142,10 @@ def lesson1_price_step(answer: Any, beta: float = 3e-4, dx: float = 20.0, learni
         return ex.correct(f"The price's gradient at that pixel is β·DX, so a step moves it back by "
                            f"{learning_rate:g} × {beta:g} × {dx:g} = {moved:.3g} grey levels.")
     if np.isclose(said, moved / learning_rate, rtol=0.02):
-        raise WrongAnswer(f"{ex}: {said:g} is the gradient itself; a step of gradient descent multiplies it by "
-                          "the learning rate.")
+        raise ex.wrong(f"{said:g} is the gradient itself; a step of gradient descent multiplies it by "
+                       "the learning rate.")
     if np.isclose(said, 2 * moved, rtol=0.02) or np.isclose(said, learning_rate * beta * 0.5 * dx ** 2, rtol=0.02):
-        raise WrongAnswer(f"{ex}: {said:g} is not it. Differentiate β·½·DX_i² with respect to DX_i (the other "
-                          "pixels' terms do not depend on it); what happens to the ½?")
-    raise WrongAnswer(f"{ex}: {said:g} grey levels is not it. A step moves a pixel by learning_rate × ∂price/∂DX_i; "
-                      "work out that derivative first.")
+        raise ex.wrong(f"{said:g} is not it. Differentiate β·½·DX_i² with respect to DX_i (the other "
+                       "pixels' terms do not depend on it); what happens to the ½?")
+    raise ex.wrong(f"{said:g} grey levels is not it. A step moves a pixel by learning_rate × ∂price/∂DX_i; "
+                   "work out that derivative first.")

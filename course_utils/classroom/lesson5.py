@@ -1,9 +1,4 @@
-"""Lesson 5's exercise checks (``05_black_box``), graded as :mod:`course_utils.classroom.grading` says.
-
-Each exercise is a prediction, then a small piece of code run on hidden cases against a
-reference kept here: exercise 1 the binary search to the boundary (HopSkipJump's first move),
-exercise 2 HopSkipJump's Monte-Carlo direction estimate, checked on hidden flat boundaries.
-"""
+"""Lesson 5's exercise checks (``05_black_box``), graded as :mod:`course_utils.classroom.grading` says."""
 
 from __future__ import annotations
 
@@ -12,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from course_utils.classroom.grading import Exercise, WrongAnswer
+from course_utils.classroom.grading import Exercise
 
 __all__ = ["lesson5_binary_search", "lesson5_direction_estimate", "COSINE_CHOICES"]
 
@@ -41,51 +36,43 @@ class _Line:
         return bool(np.sum(self.w * (v - self.crossing)) > 0)
 
 
+@Exercise.graded
 def lesson5_binary_search(predicted_queries: Any, to_boundary: Any) -> None:
-    """Exercise 1 of lesson 5: predict how many label-only queries a binary search needs to go from 1000 grey
-    levels to 1, then write ``to_boundary(is_adversarial, x, x_adv, tolerance)``: a picture on the
-    segment from ``x`` (classified right) to ``x_adv`` (adversarial) that the model still gets
-    wrong, at most ``tolerance`` grey levels (L2) past the boundary, asking ``is_adversarial`` about
-    one picture at a time and as few times as a binary search needs."""
+    """Exercise 1 of lesson 5, as the lesson's exercise states it: ``predicted_queries`` (from 1000 grey levels
+    to 1), then ``to_boundary(is_adversarial, x, x_adv, tolerance)``, checked on hidden straight boundaries."""
     ex = Exercise("Exercise 1")
-    if ex.not_answered(predicted_queries):
-        return
     guess = ex.a_number("predicted_queries", predicted_queries)
     want = _bisection_queries(1000.0, 1.0)
     if guess != want:
-        raise WrongAnswer(f"{ex}: not {guess:g}. Each query halves the gap between the two ends: after k "
-                          f"queries it is 1000 / 2**k grey levels. How large must k be to reach 1?")
-    if not ex.check_function(to_boundary):
-        return
+        raise ex.wrong(f"not {guess:g}. Each query halves the gap between the two ends: after k "
+                       f"queries it is 1000 / 2**k grey levels. How large must k be to reach 1?")
+    ex.function(to_boundary)
     rng = Exercise.hidden_rng(55)
     cases = [((8, 8, 1), 0.3, 1.0), ((6, 6, 3), 0.75, 0.5), ((16, 16, 1), 0.55, 2.0), ((4, 4, 3), 0.9, 0.1)]
-    try:
-        for shape, fraction, tol in cases:
-            x = rng.uniform(0, 255, shape)
-            x_adv = np.clip(x + rng.normal(0, 120, shape), 0, 255)
-            line = _Line(x, x_adv, fraction, rng)
-            out = ex.run_answer(to_boundary, line, x.copy(), x_adv.copy(), tol)
-            got = ex.answer_array(out, shape, "one picture like x")
-            asked = line.queries
-            seg = (x_adv - x).ravel()
-            a = float((got - x).ravel() @ seg / (seg @ seg))
-            if np.linalg.norm((got - x).ravel() - a * seg) > 1e-3 * np.linalg.norm(seg) or not -1e-6 <= a <= 1 + 1e-6:
-                raise WrongAnswer(f"{ex}: your picture is not on the segment from x to x_adv: search among the "
-                                  "blends (1 - a) * x + a * x_adv, a in 0..1.")
-            if not line(got):
-                raise WrongAnswer(f"{ex}: the model gets your picture right: return the adversarial end of the "
-                                  "final interval (the one is_adversarial said True about), not the other.")
-            past = float(np.linalg.norm(got - line.crossing))
-            if past > tol + 1e-6:
-                raise WrongAnswer(f"{ex}: your picture is {past:.3g} grey levels past the boundary, more than the "
-                                  f"tolerance {tol:g}: keep halving while the two ends are more than the "
-                                  "tolerance apart (distance measured in grey levels, L2).")
-            most = _bisection_queries(float(np.linalg.norm(seg)), tol) + 1
-            if asked > most:
-                raise WrongAnswer(f"{ex}: you asked {asked} questions where a binary search needs at most {most}: "
-                                  "ask only about the midpoint, once per halving.")
-    except Exercise.Stub:
-        return ex.not_yet()
+    for shape, fraction, tol in cases:
+        x = rng.uniform(0, 255, shape)
+        x_adv = np.clip(x + rng.normal(0, 120, shape), 0, 255)
+        line = _Line(x, x_adv, fraction, rng)
+        out = ex.run_answer(to_boundary, line, x.copy(), x_adv.copy(), tol)
+        got = ex.answer_array(out, shape, "one picture like x")
+        asked = line.queries
+        seg = (x_adv - x).ravel()
+        a = float((got - x).ravel() @ seg / (seg @ seg))
+        if np.linalg.norm((got - x).ravel() - a * seg) > 1e-3 * np.linalg.norm(seg) or not -1e-6 <= a <= 1 + 1e-6:
+            raise ex.wrong("your picture is not on the segment from x to x_adv: search among the "
+                           "blends (1 - a) * x + a * x_adv, a in 0..1.")
+        if not line(got):
+            raise ex.wrong("the model gets your picture right: return the adversarial end of the "
+                           "final interval (the one is_adversarial said True about), not the other.")
+        past = float(np.linalg.norm(got - line.crossing))
+        if past > tol + 1e-6:
+            raise ex.wrong(f"your picture is {past:.3g} grey levels past the boundary, more than the "
+                           f"tolerance {tol:g}: keep halving while the two ends are more than the "
+                           "tolerance apart (distance measured in grey levels, L2).")
+        most = _bisection_queries(float(np.linalg.norm(seg)), tol) + 1
+        if asked > most:
+            raise ex.wrong(f"you asked {asked} questions where a binary search needs at most {most}: "
+                           "ask only about the midpoint, once per halving.")
     return ex.correct(f"{want} queries take a binary search from 1000 grey levels to 1, and your search stays\n"
                        "within the tolerance past the boundary, on the adversarial side, on four hidden boundaries.")
 
@@ -148,53 +135,43 @@ COSINE_CHOICES = (0.02, 0.15, 0.5, 0.95)
 """The choices of exercise 2's prediction."""
 
 
+@Exercise.graded
 def lesson5_direction_estimate(predicted_cosine: Any, estimate_direction: Any) -> None:
-    """Exercise 2 of lesson 5 (predict, then code): HopSkipJump's direction estimate.
-
-    ``predicted_cosine``: one of :data:`COSINE_CHOICES`, the cosine between the estimate made
-    from 100 yes/no answers and the true direction, on a flat boundary in a 48 x 48 face's 2304
-    dimensions. ``estimate_direction(is_adversarial, point, n, delta, rng)``: the estimate at
-    ``point`` (just on the fooled side of the boundary), a unit vector of ``point``'s shape
-    pointing to the fooled side, from ``n`` random changes of L2 length ``delta`` (grey levels);
-    ``is_adversarial(pictures)`` takes ``(m, *point.shape)`` pictures (m queries) and returns
-    ``(m,)`` bools; ``rng`` is a NumPy random generator. It runs on hidden flat boundaries.
-    """
+    """Exercise 2 of lesson 5 (predict, then code): HopSkipJump's direction estimate, as the lesson's exercise
+    states it. ``predicted_cosine`` is one of :data:`COSINE_CHOICES`; ``estimate_direction(is_adversarial,
+    point, n, delta, rng)`` returns a unit vector of ``point``'s shape, asking about ``(m, *point.shape)``
+    pictures at a time (m queries, ``(m,)`` bools), n at most. It runs on hidden flat boundaries."""
     ex = Exercise("Exercise 2")
-    if ex.not_answered(predicted_cosine):
-        return
     said = ex.one_of("predicted_cosine", predicted_cosine, COSINE_CHOICES)
     measured = _face_cosine()
     want = min(COSINE_CHOICES, key=lambda c: abs(c - measured))
     if said != want:
-        raise WrongAnswer(f"{ex}: not {said:g}. In d dimensions a random unit change has a component along the "
-                          "normal of about 1/sqrt(d) of its length, and 100 answers average away only part of the "
-                          "other d - 1 directions. Work out roughly what that leaves for d = 2304.")
-    if not ex.check_function(estimate_direction):
-        return
+        raise ex.wrong(f"not {said:g}. In d dimensions a random unit change has a component along the "
+                       "normal of about 1/sqrt(d) of its length, and 100 answers average away only part of the "
+                       "other d - 1 directions. Work out roughly what that leaves for d = 2304.")
+    ex.function(estimate_direction)
     rng = Exercise.hidden_rng(56)
     cases = [((8, 8, 1), 400, 2.0, 0.1), ((6, 6, 3), 400, 1.0, 0.05), ((12, 12, 1), 600, 3.0, 0.25)]
-    try:
-        for shape, n, delta, past in cases:
-            plane, point = _hidden_plane(rng, shape, past)
-            out = ex.run_answer(estimate_direction, plane, point.copy(), n, delta, np.random.default_rng(int(rng.integers(2**31))))
-            got = ex.answer_array(out, shape, "one direction, of the point's shape")
-            if plane.queries > n:
-                raise WrongAnswer(f"{ex}: you asked {plane.queries} questions where the budget is n = {n}: "
-                                  "send n changed pictures, each once.")
-            if not np.all(np.isfinite(got)) or not np.isclose(np.linalg.norm(got), 1.0, atol=1e-3):
-                raise WrongAnswer(f"{ex}: your direction has L2 length {np.linalg.norm(got):.3g}: return a unit "
-                                  "vector (divide by its length), so that only its direction counts.")
-            cosine = float(np.sum(got * plane.normal))
-            if cosine < -0.5:
-                raise WrongAnswer(f"{ex}: your direction points into the true class (cosine {cosine:.2f} with the "
-                                  "way out): weigh the changes that stay fooled +1 and the others -1.")
-            if cosine < 0.5:
-                raise WrongAnswer(f"{ex}: on a hidden flat boundary your direction is only at cosine {cosine:.2f} "
-                                  f"with the way out, from {n} answers in {point.size} dimensions (a good estimate "
-                                  "gets more than 0.5 there): are the random changes all in different directions, "
-                                  "of length delta, and are those that do not stay fooled counted against?")
-    except Exercise.Stub:
-        return ex.not_yet()
+    for shape, n, delta, past in cases:
+        plane, point = _hidden_plane(rng, shape, past)
+        student_rng = np.random.default_rng(int(rng.integers(2**31)))
+        out = ex.run_answer(estimate_direction, plane, point.copy(), n, delta, student_rng)
+        got = ex.answer_array(out, shape, "one direction, of the point's shape")
+        if plane.queries > n:
+            raise ex.wrong(f"you asked {plane.queries} questions where the budget is n = {n}: "
+                           "send n changed pictures, each once.")
+        if not np.all(np.isfinite(got)) or not np.isclose(np.linalg.norm(got), 1.0, atol=1e-3):
+            raise ex.wrong(f"your direction has L2 length {np.linalg.norm(got):.3g}: return a unit "
+                           "vector (divide by its length), so that only its direction counts.")
+        cosine = float(np.sum(got * plane.normal))
+        if cosine < -0.5:
+            raise ex.wrong(f"your direction points into the true class (cosine {cosine:.2f} with the "
+                           "way out): weigh the changes that stay fooled +1 and the others -1.")
+        if cosine < 0.5:
+            raise ex.wrong(f"on a hidden flat boundary your direction is only at cosine {cosine:.2f} "
+                           f"with the way out, from {n} answers in {point.size} dimensions (a good estimate "
+                           "gets more than 0.5 there): are the random changes all in different directions, "
+                           "of length delta, and are those that do not stay fooled counted against?")
     return ex.correct(f"On a face's 2304 dimensions, 100 answers give a cosine of about {measured:.2f} (mean of 12\n"
                        "hidden flat boundaries), and your estimate finds the way out on three hidden boundaries.\n"
                        "So rough a direction still helps: the step search keeps only steps that stay fooled, and\n"

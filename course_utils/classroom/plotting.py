@@ -2,11 +2,6 @@
 
 Images are pixels 0..255 (float or ``uint8``), ``(H, W, 3)`` colour or ``(H, W)`` / ``(H, W, 1)``
 grey. In a notebook, end the call with ``;`` to show the figure once.
-
-:func:`figure_slider` slides over precomputed figures: the lessons compute a sweep once (several
-betas, several budgets); every figure is drawn once and turned into a PNG, so dragging only swaps
-pictures. It always shows one static overview of the sweep first, so the page tells the story where
-widgets cannot run (a static viewer, the test suite, no ``ipywidgets``).
 """
 
 from __future__ import annotations
@@ -22,13 +17,18 @@ from matplotlib.figure import Figure
 from course_utils.io.images import to_uint8
 
 __all__ = [
-    "show_images", "image_grid", "plot_filter_grid", "delta_image", "show_gradients", "show_kernels",
-    "attack_panel", "plot_curves", "plot_probabilities", "plot_tradeoff", "figure_slider",
+    "show_images", "plot_filter_grid", "delta_image", "show_gradients", "show_kernels", "attack_panel",
+    "plot_curves", "figure_slider",
 ]
 
 
+def _array(x: Any, dtype: Any = None) -> np.ndarray:
+    """A NumPy array of a NumPy array, a list or a TensorFlow tensor."""
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x, dtype=dtype)
+
+
 def _prepare(image: Any) -> tuple[np.ndarray, dict]:
-    a = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
+    a = _array(image)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
     if a.ndim == 3 and a.shape[-1] == 1:
@@ -41,46 +41,41 @@ def _prepare(image: Any) -> tuple[np.ndarray, dict]:
 
 
 def show_images(images: Sequence[Any], titles: Sequence[str] | None = None, *, ncols: int | None = None,
-                size: float = 3.0, suptitle: str | None = None) -> Figure:
-    """Show images side by side (wrapping after ``ncols``), each with an optional title."""
-    images = list(images)
-    if titles is not None and len(titles) != len(images):
-        raise ValueError(f"got {len(titles)} titles for {len(images)} images")
-    ncols = ncols or len(images)
-    nrows = -(-len(images) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            a, style = _prepare(images[i])
-            ax.imshow(a, **style)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=10)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
+                size: float = 3.0, suptitle: str | None = None, row_labels: Sequence[str] | None = None,
+                col_labels: Sequence[str] | None = None) -> Figure:
+    """Show images side by side (wrapping after ``ncols``), each with an optional title.
 
-
-def image_grid(rows: Sequence[Sequence[Any]], row_labels: Sequence[str] | None = None,
-               col_labels: Sequence[str] | None = None, *, size: float = 1.6, suptitle: str | None = None) -> Figure:
-    """A grid of images, one list per row (e.g. one row per layer, one column per filter)."""
-    rows = [list(r) for r in rows]
-    ncols = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols + 1.5, size * len(rows)), squeeze=False)
-    for r, row in enumerate(rows):
-        for c in range(ncols):
-            ax = axes[r, c]
+    With ``row_labels``, a grid instead: ``images`` is a list of rows, one per label (e.g. one row
+    per layer, one column per filter), and ``col_labels`` go over the first row. ``size`` is the
+    side of one image, in inches.
+    """
+    if row_labels is None:
+        images = list(images)
+        if titles is not None and len(titles) != len(images):
+            raise ValueError(f"got {len(titles)} titles for {len(images)} images")
+        ncols = ncols or len(images)
+        rows = [images[i:i + ncols] for i in range(0, len(images), ncols)]
+        labels = [None] * len(rows)
+    else:
+        rows, labels, ncols = [list(r) for r in images], list(row_labels), max(len(r) for r in images)
+        if len(labels) != len(rows):
+            raise ValueError(f"got {len(labels)} row labels for {len(rows)} rows of images")
+    height = size * len(rows) + (0.4 if suptitle and row_labels is None else 0)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols + (0 if row_labels is None else 1.5), height),
+                             squeeze=False)
+    for r, (row, label) in enumerate(zip(rows, labels)):
+        for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
             ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
+            ax.spines[:].set_visible(False)
             if c < len(row):
                 a, style = _prepare(row[c])
                 ax.imshow(a, **style)
-            if c == 0 and row_labels is not None:
-                ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
-            if r == 0 and col_labels is not None and c < len(col_labels):
+            if c == 0 and label is not None:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+            if row_labels is None and titles is not None and c < len(row):
+                ax.set_title(titles[r * ncols + c], fontsize=10)
+            elif row_labels is not None and r == 0 and col_labels is not None and c < len(col_labels):
                 ax.set_title(col_labels[c], fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
@@ -94,7 +89,7 @@ def delta_image(delta: Any, amplify: float | None = None) -> np.ndarray:
     ``delta`` is in pixels (any sign). By default it is scaled so its largest change reaches
     the edge of the range; grey means "unchanged", lighter "brighter", darker "darker".
     """
-    d = np.asarray(delta.numpy() if hasattr(delta, "numpy") else delta, dtype=np.float32)
+    d = _array(delta, np.float32)
     if amplify is None:
         peak = float(np.abs(d).max())
         amplify = 127.0 / peak if peak > 0 else 1.0
@@ -115,7 +110,7 @@ def show_gradients(gradients: Sequence[Any], titles: Sequence[str] | None = None
         raise ValueError(f"percentile must be in 50..100, got {percentile!r}")
     maps = []
     for g in gradients:
-        a = np.asarray(g.numpy() if hasattr(g, "numpy") else g, dtype=np.float32)
+        a = _array(g, np.float32)
         if a.ndim == 4 and a.shape[0] == 1:
             a = a[0]
         if a.ndim == 3:
@@ -143,41 +138,22 @@ def show_kernels(kernel: Any, filters: Sequence[int], *, size: float = 1.3, titl
     ``kernel`` is the layer's weight array, ``(kh, kw, 3, filters)`` (Keras' layout, e.g.
     ``layer.kernel``). Every shown kernel uses the *same* scale, mid-grey plus weight / (largest
     |weight| shown), so a filter with near-zero weights shows as flat grey and strong filters
-    stand out. Each weight is one square (no smoothing).
+    stand out. Each weight is one square.
     """
-    k = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float32)
+    k = _array(kernel, np.float32)
     if k.ndim != 4 or k.shape[2] not in (1, 3):
         raise ValueError(f"expected a first-layer kernel (kh, kw, 1 or 3, filters), got shape {k.shape}")
     filters = [int(f) for f in filters]
     bad = [f for f in filters if not 0 <= f < k.shape[-1]]
     if bad or not filters:
         raise ValueError(f"filters must be a non-empty list of indices in 0..{k.shape[-1] - 1}, got {filters}")
-    chosen = k[..., filters]
-    peak = float(np.abs(chosen).max()) or 1.0
-    fig, axes = plt.subplots(1, len(filters), figsize=(size * len(filters), size + (0.4 if title else 0.2)), squeeze=False)
-    for ax, f in zip(axes[0], filters):
-        w = k[..., f]
-        pic = to_uint8(127.5 + 127.5 * w / peak)
-        ax.imshow(pic[..., 0] if pic.shape[-1] == 1 else pic, cmap="gray" if pic.shape[-1] == 1 else None,
-                  vmin=0, vmax=255, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_title(f"filter {f}", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    peak = float(np.abs(k[..., filters]).max()) or 1.0
+    pictures = [to_uint8(127.5 + 127.5 * k[..., f] / peak) for f in filters]
+    return show_images(pictures, [f"filter {f}" for f in filters], size=size, suptitle=title)
 
 
-def attack_panel(
-    original: Any,
-    adversarial: Any,
-    top_k: pd.DataFrame,
-    *,
-    title: str | None = None,
-    amplify: float | None = None,
-    size: float = 2.8,
-) -> Figure:
+def attack_panel(original: Any, adversarial: Any, top_k: pd.DataFrame, *, title: str | None = None,
+                 amplify: float | None = None, size: float = 2.8) -> Figure:
     """One attacked photo at a glance: the adversarial image, its change (amplified around
     mid-grey, see :func:`delta_image`) and the model's top-k probabilities as bars.
 
@@ -186,16 +162,15 @@ def attack_panel(
     """
     missing = {"label", "probability"} - set(top_k.columns)
     if missing:
-        raise ValueError(f"top_k needs the columns 'label' and 'probability' (as predict_top_k gives); missing {sorted(missing)}")
-    a, style = _prepare(adversarial)
-    change = np.asarray(adversarial, np.float32) - np.asarray(original, np.float32)
+        raise ValueError("top_k needs the columns 'label' and 'probability' (as predict_top_k gives); "
+                         f"missing {sorted(missing)}")
+    change = _array(adversarial, np.float32) - _array(original, np.float32)
     fig, axes = plt.subplots(1, 3, figsize=(size * 3.4, size), gridspec_kw={"width_ratios": [1, 1, 1.4]})
-    axes[0].imshow(a, **style)
-    axes[0].set_title("adversarial", fontsize=10)
-    d, dstyle = _prepare(delta_image(change, amplify))
-    axes[1].imshow(d, **dstyle)
-    axes[1].set_title("change, amplified", fontsize=10)
-    for ax in axes[:2]:
+    for ax, picture, name in zip(axes, [adversarial, delta_image(change, amplify)],
+                                 ("adversarial", "change, amplified")):
+        a, style = _prepare(picture)
+        ax.imshow(a, **style)
+        ax.set_title(name, fontsize=10)
         ax.axis("off")
     rows = top_k.iloc[::-1]
     axes[2].barh(range(len(rows)), rows["probability"], color="tab:blue")
@@ -208,87 +183,55 @@ def attack_panel(
     return fig
 
 
-def plot_curves(
-    data: pd.DataFrame | dict[str, Sequence[float]],
-    *,
-    xlabel: str = "step",
-    ylabel: str = "",
-    title: str | None = None,
-    logy: bool = False,
-    ax: Any = None,
-    hline: float | None = None,
-) -> Figure:
-    """Line plot of each column of ``data`` against its index (e.g. a loss or a probability per step)."""
+def plot_curves(data: pd.DataFrame | dict[str, Sequence[float]], *, xlabel: str = "step", ylabel: str = "",
+                title: str | None = None, logx: bool = False, logy: bool = False, ax: Any = None,
+                hline: float | None = None, right: str | None = None) -> Figure:
+    """Line plot of each column of ``data`` against its index (e.g. a loss or a probability per step).
+
+    An attack's tidy ``history`` (columns ``step``, ``image``, ``label``, ``probability``, one
+    image) is drawn as one probability curve per label. ``right`` names a column drawn in red
+    against a second y axis on the right (e.g. the probability a change reaches, next to its
+    size); ``hline`` marks a level on that axis if there is one. With ``logx`` the x axis is
+    logarithmic; if the index holds 0 (no penalty at all) it is "symlog" instead: linear from 0 up
+    to the smallest positive value, so 0 is drawn at 0, not faked onto the log scale.
+    """
     frame = pd.DataFrame(data)
+    if {"step", "image", "label", "probability"} <= set(frame.columns):
+        if frame["image"].nunique() > 1:
+            raise ValueError("a history of several images: choose one, e.g. history.query('image == 0')")
+        frame = frame.pivot_table(index="step", columns="label", values="probability", sort=False)
+        ylabel, hline = ylabel or "probability", 1.0 if hline is None else hline
+    x = np.asarray(frame.index, dtype=float)
+    if logx and np.any(x < 0):
+        raise ValueError(f"a logarithmic x axis needs values >= 0, got {x.min()}; pass logx=False")
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 3.5))
     else:
         fig = ax.figure
-    for column in frame.columns:
-        ax.plot(frame.index, frame[column], label=str(column), marker="o" if len(frame) <= 30 else None, markersize=3)
+    left = [c for c in frame.columns if c != right]
+    for column in left:
+        ax.plot(x, frame[column], label=str(column), marker="o" if len(frame) <= 30 else None, markersize=3)
+    level = ax
+    if right is not None:
+        level = ax.twinx()
+        level.plot(x, frame[right], "s--", color="tab:red", markersize=3)
+        level.set_ylabel(str(right), color="tab:red")
     if hline is not None:
-        ax.axhline(hline, color="gray", linestyle=":", linewidth=1)
+        level.axhline(hline, color="gray" if right is None else "tab:red", linestyle=":", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    positive = x[x > 0]
+    if logx and len(positive) < len(x) and len(positive):
+        ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
+        ax.set_xlim(left=-0.2 * float(positive.min()), right=float(x.max()) * 1.5)
+    elif logx and len(positive):
+        ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
     if title:
         ax.set_title(title)
-    if len(frame.columns) > 1:
+    if len(left) > 1:
         ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def plot_probabilities(history: pd.DataFrame, *, image: int = 0, title: str | None = None, ax: Any = None) -> Figure:
-    """Probability per step of every class in a tidy history (columns ``step``, ``image``,
-    ``label``, ``probability``), as returned by the attacks."""
-    rows = history[history["image"] == image]
-    wide = rows.pivot_table(index="step", columns="label", values="probability", sort=False)
-    return plot_curves(wide, ylabel="probability", title=title, ax=ax, hline=1.0)
-
-
-def plot_tradeoff(
-    x: Sequence[float],
-    left: Sequence[float],
-    right: Sequence[float],
-    *,
-    xlabel: str,
-    left_label: str,
-    right_label: str,
-    logx: bool = True,
-    right_line: float | None = 0.5,
-    title: str | None = None,
-) -> Figure:
-    """Two quantities against one setting, with two y axes (e.g. size of a perturbation and the
-    probability it reaches, against the weight of a penalty). ``right_line`` marks a threshold.
-
-    With ``logx`` the x axis is logarithmic; if ``x`` holds 0 (no penalty at all), the axis is
-    "symlog" instead: linear from 0 up to the smallest positive value, logarithmic above, so 0 is
-    drawn at 0 and not moved onto the log scale, where it would fake a jump.
-    """
-    x = np.asarray(x, dtype=float)
-    if logx and np.any(x < 0):
-        raise ValueError(f"a logarithmic x axis needs values >= 0, got {x.min()}; pass logx=False")
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.plot(x, left, "o-", color="tab:blue")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(left_label, color="tab:blue")
-    twin = ax.twinx()
-    twin.plot(x, right, "s--", color="tab:red")
-    twin.set_ylabel(right_label, color="tab:red")
-    if right_line is not None:
-        twin.axhline(right_line, color="tab:red", linestyle=":", linewidth=1)
-    if logx:
-        positive = x[x > 0]
-        if len(positive) < len(x) and len(positive):
-            ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
-            ax.set_xlim(left=-0.2 * float(positive.min()), right=float(x.max()) * 1.5)
-        elif len(positive):
-            ax.set_xscale("log")
-    if title:
-        ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -299,20 +242,15 @@ def plot_filter_grid(results: Mapping[str, Any], *, size: float = 1.5, title: st
     row per layer, one column per filter; a filter that did not rise 10x gets its status and lift
     ratio written under it in red, so weak and dead filters are shown, not hidden."""
     layers = list(results)
-    first = results[layers[0]]
-    fig = image_grid(
-        [list(results[l].images) for l in layers],
-        row_labels=layers,
-        col_labels=[f"filter {w.split(':')[-1]}" for w in first.what],
-        size=size,
-        suptitle=title,
-    )
+    fig = show_images([list(results[l].images) for l in layers], row_labels=layers, size=size, suptitle=title,
+                      col_labels=[f"filter {w.split(':')[-1]}" for w in results[layers[0]].what])
     ncols = max(len(results[l].what) for l in layers)
     for r, layer in enumerate(layers):
         vis = results[layer]
         for c, (status, ratio) in enumerate(zip(vis.status, vis.lift_ratio)):
             if status != "rose":
-                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red", fontsize=8, labelpad=1)
+                fig.axes[r * ncols + c].set_xlabel(f"{status} {np.floor(ratio * 10) / 10:.1f}x", color="red",
+                                                   fontsize=8, labelpad=1)
     fig.tight_layout()
     return fig
 
@@ -335,16 +273,13 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def figure_slider(
-    draw: Callable[[int], Figure],
-    labels: Sequence[str],
-    *,
-    description: str,
-    overview: Callable[[], Figure],
-    start: int = 0,
-    interactive: bool | None = None,
-) -> None:
+def figure_slider(draw: Callable[[int], Figure], labels: Sequence[str], *, description: str,
+                  overview: Callable[[], Figure], start: int = 0, interactive: bool | None = None) -> None:
     """Show a static overview of a sweep, then a slider over its precomputed figures.
+
+    The lessons compute a sweep once (several betas, several budgets); every figure is drawn once
+    and turned into a PNG, so dragging only swaps pictures. The static overview comes first, so the
+    page tells the story where widgets cannot run (a static viewer, the tests, no ``ipywidgets``).
 
     Args:
         draw: ``draw(i) -> Figure`` draws the ``i``-th setting (called once per setting, up front).
