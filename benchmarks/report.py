@@ -302,7 +302,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- mode: {report['mode']}; {report['reps_note']}; wall time of the run {report['wall_s']:.0f} s",
         f"- TensorFlow {env['tensorflow']}, Keras {env['keras']}, Python {env['python']}; run {report['started_utc']}",
         f"- 1-minute load average at start / end: {load.get('start')} / {load.get('end')} on {env['cores']} cores"
-        " (above the core count, other processes competed for the CPU: timings are noisy)",
+        + (" (above the core count, other processes competed for the CPU: timings are noisy)"
+           if max(load.get("start") or 0, load.get("end") or 0) > env["cores"] else ""),
         f"- process peak RSS: {report['process_peak_rss_mib']:.0f} MiB",
     ]
     if report["mode"] == "quick":
