@@ -211,7 +211,7 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
             reps,
         )
         # the goal's two sides take seconds a call, the eager loop far longer: more rounds of them, among themselves
-        goal_s, _ = interleave({"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, 2 * plan.reps - 1)
+        goal_s, _ = interleave({"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, 2 * reps - 1)
         sweep = _epsilon_sweep(ctx, images) if batch == 1 else {}
     bare_s = median(seconds["bare"] + goal_s["bare"]) / plan.bare_calls
     goal_step_s = median(seconds["course"] + goal_s["course"]) / steps
