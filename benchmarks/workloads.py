@@ -211,7 +211,8 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
             reps,
         )
         # the goal's two sides take seconds a call, the eager loop far longer: more rounds of them, among themselves
-        goal_s, _ = interleave({"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, 2 * reps - 1)
+        goal_s, goal_out = interleave(
+            {"course": _attack_course(ctx, images, steps, step_size), "bare": bare}, 2 * reps - 1)
         sweep = _epsilon_sweep(ctx, images) if batch == 1 else {}
     bare_s = median(seconds["bare"] + goal_s["bare"]) / plan.bare_calls
     goal_step_s = median(seconds["course"] + goal_s["course"]) / steps
@@ -219,7 +220,7 @@ def iterative_attack_workload(ctx: Context, plan: Plan, batch: int) -> WorkloadR
     course_side = Side("course_utils.attacks.iterative_attack (one compiled while_loop)", steps, seconds["course"],
                        c_first, steps_if(plan, 1), [r.compile_seconds for r in outputs["course"]],
                        [r.traces for r in outputs["course"]], traces_of(c_warm))
-    loop_step_s = median([r.seconds / steps for r in outputs["course"]])
+    loop_step_s = median([r.seconds / steps for r in outputs["course"] + goal_out["course"]])
     if c_warm is not None:  # the warm-ups made one step each: do the two agree after one step?
         one_step = float(np.mean(np.abs(c_warm.adversarial - b_warm[0]) > 1e-3))
     else:
