@@ -165,7 +165,8 @@ def _extra_lines(workloads: list[dict[str, Any]]) -> list[str]:
         elif w["name"].startswith("iterative_attack_b"):
             lines.append(
                 f"- `{w['name']}`: bare compiled forward+backward {_ms(e['bare_fwd_bwd_s'])} ms; course "
-                f"{_ms(w['course_step_s'])} ms/step (wall per call / steps) = **{e['course_step_over_bare']:.2f}x** "
+                f"{_ms(e['course_goal_step_s'])} ms/step (wall per call / steps, the workload's rounds and "
+                f"{2 * w['reps'] - 1} more of course and bare alone) = **{e['course_step_over_bare']:.2f}x** "
                 f"bare; the loop alone (`.seconds`, no result building) {_ms(e['course_loop_step_s'])} ms/step = "
                 f"{e['course_loop_step_over_bare']:.2f}x bare. Success: course {c['course_success']:.0%}, "
                 f"tutorial-style {c['baseline_success']:.0%}. Pixels that differ between the two: "
@@ -302,7 +303,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- mode: {report['mode']}; {report['reps_note']}; wall time of the run {report['wall_s']:.0f} s",
         f"- TensorFlow {env['tensorflow']}, Keras {env['keras']}, Python {env['python']}; run {report['started_utc']}",
         f"- 1-minute load average at start / end: {load.get('start')} / {load.get('end')} on {env['cores']} cores"
-        " (above the core count, other processes competed for the CPU: timings are noisy)",
+        + (" (above the core count, other processes competed for the CPU: timings are noisy)"
+           if max(load.get("start") or 0, load.get("end") or 0) > env["cores"] else ""),
         f"- process peak RSS: {report['process_peak_rss_mib']:.0f} MiB",
     ]
     if report["mode"] == "quick":
