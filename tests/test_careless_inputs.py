@@ -140,7 +140,7 @@ CASES = [
     ("pgd stop_at_success 'False'", lambda g, n, l, f: pgd_attack(g, f, [1, 1], 4.0, stop_at_success="False"), ["stop_at_success", "'False'"]),
     ("robust random_start 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], random_start="False"), ["random_start", "'False'"]),
     ("robust progress 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], progress="False"), ["progress", "'False'"]),
-    ("square targeted 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], targeted="False"), ["targeted", "'False'"]),
+    ("square keep_clean 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], keep_clean="False"), ["keep_clean", "'False'"]),
     ("substitute verbose 'False'", lambda g, n, l, f: train_substitute(g, _build, f, verbose="False"), ["verbose", "'False'"]),
     ("survival targeted 'False'", lambda g, n, l, f: survival_rate(l, np.zeros((224, 224, 3)), "toaster", targeted="False"), ["targeted", "'False'"]),
     # ---- NaN or inf pictures
