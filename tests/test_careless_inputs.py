@@ -141,7 +141,7 @@ CASES = [
     ("pgd stop_at_success 'False'", lambda g, n, l, f: pgd_attack(g, f, [1, 1], 4.0, stop_at_success="False"), ["stop_at_success", "'False'"]),
     ("robust random_start 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], random_start="False"), ["random_start", "'False'"]),
     ("robust progress 'False'", lambda g, n, l, f: robust_accuracy(g, f, [1, 1], [4.0], progress="False"), ["progress", "'False'"]),
-    ("square targeted 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], targeted="False"), ["targeted", "'False'"]),
+    ("square keep_clean 'False'", lambda g, n, l, f: square_attack(g, f, [1, 1], keep_clean="False"), ["keep_clean", "'False'"]),
     ("substitute verbose 'False'", lambda g, n, l, f: train_substitute(g, _build, f, verbose="False"), ["verbose", "'False'"]),
     # ---- NaN or inf pictures
     ("BlackBox NaN picture", lambda g, n, l, f: BlackBox(g, 1).probabilities(_nan((1, 48, 48, 1)), [0]), ["NaN"]),

@@ -120,8 +120,7 @@ def _hsj(quick: bool) -> list[dict]:
     np.random.seed(1)
     HopSkipJump(classifier, max_iter=1, max_eval=10, init_eval=10, verbose=False).generate(x[:1])
     t = time.perf_counter()
-    ours = hop_skip_jump(model, x, y, queries=1_000_000, iterations=iterations, init_evals=100, max_evals=1000,
-                         init_tries=100, seed=0)
+    ours = hop_skip_jump(model, x, y, queries=1_000_000, iterations=iterations, init_evals=100, max_evals=1000, seed=0)
     ours_s = time.perf_counter() - t
     np.random.seed(0)
     counted.pictures = 0

@@ -1,39 +1,20 @@
-"""Black-box attacks: the model seen only through its answers, every query counted.
+"""Black-box attacks: the model seen only through its answers, every query counted (lesson 5).
 
-A black-box attacker cannot take a gradient. It sends a picture and reads the answer: the
-probabilities of the classes (*score-based*) or only the top label (*decision-based*). What such
-an attack costs is the number of pictures it has to send, its *queries*, and a real service
-counts (and bills) them.
+- :class:`BlackBox` -- a Keras classifier behind a counter: it answers probabilities or only the top label,
+  counts the queries of each example and refuses any beyond its budget;
+- :func:`square_attack` -- the L-inf Square Attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020),
+  scores only;
+- :func:`hop_skip_jump` -- HopSkipJump (Chen, Jordan & Wainwright, IEEE S&P 2020), L2, the top label only.
 
-- :class:`BlackBox` -- a Keras classifier behind a counter: it answers probabilities or only the
-  top label, counts the queries of each example and refuses any beyond its budget. The forward
-  passes run batched through one compiled ``tf.function`` per model.
-- :func:`square_attack` -- the L-inf Square Attack (Andriushchenko, Croce, Flammarion & Hein,
-  ECCV 2020), scores only: start from vertical stripes of +-epsilon, then try one random square
-  of +-epsilon at a time and keep it when the margin loss drops; stop each example at success.
-- :func:`hop_skip_jump` -- HopSkipJump (Chen, Jordan & Wainwright, IEEE S&P 2020), the top label
-  only: start from any picture the model already gets wrong (random noise, or a photo of the
-  target class) and walk it towards the original photo along the decision boundary:
-
-  1. **binary search** on the segment between the photo and the wrong picture, to a point just
-     on the wrong side of the boundary;
-  2. **gradient direction estimate** at that point: send it with many small random changes; the
-     changes that stay wrong, minus those that do not, average to the direction that leaves the
-     true class (a Monte-Carlo estimate of the sign of the gradient, in one batch of queries);
-  3. **geometric step search**: step along that direction by ``distance / sqrt(t)``, halving the
-     step until the picture is wrong again; then binary search back to the boundary.
-
-  The distance to the photo (L2, grey levels) falls iteration after iteration. Inside, pixels
-  are scaled to 0..1 so that the paper's constants (``theta``, ``delta``) apply as written.
-- :class:`~course_utils.attacks.gradient.AttackResult` -- what both attacks return (success, queries used, history).
-
-Units: pixels 0..255; ``epsilon`` and distances in grey levels; queries are pictures sent, per
-example, the first (clean) one included.
+Lesson 5 (sections 2 and 4) teaches both algorithms; both return an
+:class:`~course_utils.attacks.gradient.AttackResult` with the queries of each example. Units: pixels 0..255,
+``epsilon`` and distances in grey levels; queries are pictures sent per example, the clean one included.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any, Literal
 
 import numpy as np
@@ -44,7 +25,7 @@ import tensorflow as tf
 from course_utils.attacks.gradient import AttackResult
 from course_utils.checks import MAX_WORKING_BYTES, check_flag, check_int, check_memory, check_number, effective_seed
 from course_utils.io.images import as_batch
-from course_utils.models.forward import compiled_forward
+from course_utils.models.forward import cached, compiled_forward
 from course_utils.models.imagenet import ClassNames
 
 __all__ = ["BlackBox", "square_attack", "hop_skip_jump"]
@@ -57,8 +38,8 @@ class _QueryBudgetExceeded(RuntimeError):
 
 
 MAX_QUERIES = 10**9
-"""The largest query budget per example: a billion pictures sent is days of work for one photo,
-and larger numbers overflow the counters (and the history an attack keeps per iteration)."""
+"""The largest query budget per example (a billion pictures is days of work for one photo)."""
+_BATCH = 256  # pictures per compiled forward pass
 
 
 def _check_budget(budget: Any, name: str = "queries", minimum: int = 1) -> int:
@@ -71,7 +52,8 @@ def _check_history(budget: int, n: int, values: int, name: str = "queries") -> N
     most one iteration per query) could pass :data:`~course_utils.checks.MAX_WORKING_BYTES`."""
     per = 8 * n * values
     check_memory(name, budget, per * (budget + 1), f"{max(1, MAX_WORKING_BYTES // per - 1):,}",
-                 f"a history of {values} numbers per example and iteration, {n} example(s), up to one iteration per query")
+                 f"a history of {values} numbers per example and iteration, {n} example(s), "
+                 "up to one iteration per query")
 
 
 class BlackBox:
@@ -83,20 +65,17 @@ class BlackBox:
         output: ``"scores"`` (the softmax probabilities, a score-based attacker) or ``"label"``
             (only the top-1 class, a decision-based attacker).
         budget: the most queries allowed per example (a whole number >= 1), or ``None``.
-        batch_size: pictures per compiled forward pass.
 
     ``box.queries`` is a copy of the ``(n,)`` counts. Each picture sent is one query of the example
     it belongs to; a call that would take any example over its budget is refused whole, before
     the model runs (:class:`_QueryBudgetExceeded`).
     """
 
-    def __init__(self, model: Any, n: int, *, output: Output = "scores", budget: int | None = None,
-                 batch_size: int = 256) -> None:
+    def __init__(self, model: Any, n: int, *, output: Output = "scores", budget: int | None = None) -> None:
         if output not in ("scores", "label"):
             raise ValueError(f"output must be 'scores' (probabilities) or 'label' (top-1 only), got {output!r}")
         self.n = check_int("n", n, minimum=1)
         self.budget = None if budget is None else _check_budget(budget, "budget")
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.output = output
         self._model = model
         self._counts = np.zeros(self.n, np.int64)
@@ -136,7 +115,7 @@ class BlackBox:
         if len(x) == 0:
             return np.zeros((0,), np.int64) if kind == "label" else np.zeros((0, 0), np.float64)
         fn = compiled_forward(self._model, "probabilities" if kind == "scores" else "label")
-        out = [fn(tf.constant(x[i : i + self.batch_size])).numpy() for i in range(0, len(x), self.batch_size)]
+        out = [fn(tf.constant(x[i : i + _BATCH])).numpy() for i in range(0, len(x), _BATCH)]
         return np.concatenate(out).astype(np.int64 if kind == "label" else np.float64)
 
     def probabilities(self, x: Any, which: Any) -> np.ndarray:
@@ -160,9 +139,8 @@ class BlackBox:
 
 
 def _p_schedule(p_init: float, iteration: int, iterations: int) -> float:
-    """The paper's schedule for ``p``, the fraction of pixels one square covers: ``p_init`` halved
-    at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10000 iterations (rescaled to
-    ``iterations``), as in the authors' code."""
+    """The paper's share ``p`` of the pixels one square covers: ``p_init`` halved at 10, 50, 200, 500, 1000,
+    2000, 4000, 6000 and 8000 of 10000 iterations (rescaled to ``iterations``), as in the authors' code."""
     it = int(iteration / iterations * 10000)
     for i, edge in enumerate((10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)):
         if it <= edge:
@@ -170,15 +148,12 @@ def _p_schedule(p_init: float, iteration: int, iterations: int) -> float:
     return p_init / 2**9
 
 
-def _margin(p: np.ndarray, y: np.ndarray, targeted: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Margin loss on log-probabilities ``(M,)`` (negative = success) and ``p`` of class ``y``."""
-    logp = np.log(np.maximum(p, 1e-30))
-    rows = np.arange(len(p))
-    own = logp[rows, y]
+def _margin(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The margin loss ``log p_y - max_{k != y} log p_k`` ``(M,)`` (negative = fooled) and ``p`` of class ``y``."""
+    logp, rows = np.log(np.maximum(p, 1e-30)), np.arange(len(p))
     other = logp.copy()
     other[rows, y] = -np.inf
-    best_other = other.max(1)
-    return (best_other - own if targeted else own - best_other), p[rows, y]
+    return logp[rows, y] - other.max(1), p[rows, y]
 
 
 def _squares(rng: np.random.Generator, m: int, h: int, w: int, s: int) -> np.ndarray:
@@ -197,71 +172,55 @@ def square_attack(
     epsilon: float = 8.0,
     *,
     queries: int = 1000,
-    targeted: bool = False,
-    p_init: float = 0.05,
     seed: int = 0,
     keep_clean: bool = True,
-    batch_size: int = 64,
 ) -> AttackResult:
-    """The L-inf Square Attack with probabilities only, every query counted per example.
+    """The L-inf Square Attack (untargeted) with probabilities only, every query counted per example.
 
     1. Ask about the clean photo (query 1; its top-1 is the label when ``labels`` is ``None``).
     2. Start from vertical stripes: every column of every channel moved by +epsilon or -epsilon
        (kept only if they lower the margin, unless ``keep_clean=False``).
-    3. Repeat: in one random square (side ``sqrt(p * H * W)`` pixels, ``p`` from
-       :func:`_p_schedule`) set the change to +epsilon or -epsilon per channel, ask, and keep the
-       new picture if its margin loss is lower. An example stops as soon as it fools the model.
-
-    The margin loss is on log-probabilities: untargeted ``log p_y - max_{k != y} log p_k``
-    (the paper's), targeted ``max_{k != t} log p_k - log p_t`` (the paper used cross-entropy for
-    targeted attacks); below 0 is success.
+    3. Repeat: in one random square (side ``sqrt(p * H * W)`` pixels, ``p`` from :func:`_p_schedule`,
+       starting at the paper's 0.05) set the change to +epsilon or -epsilon per channel, ask, and keep the
+       new picture if its margin loss (:func:`_margin`) is lower. An example stops as soon as it is fooled.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        labels: true classes (untargeted) or targets (``targeted``), indices or names, one or
-            one per image; ``None``: the model's answer on the clean photo (untargeted only).
+        labels: the true classes, indices or names, one or one per image; ``None``: the model's answer
+            on the clean photo.
         epsilon: L-inf budget in grey levels (> 0).
         queries: query budget per example (a whole number >= 2: the clean photo and the start).
-        targeted: push towards ``labels`` instead of away from them.
-        p_init: the fraction of the pixels the first squares cover (0 < p_init <= 1; the paper
-            used 0.05 on ImageNet).
         seed: the same seed gives the same result (moved by ``COURSE_SEED``).
         keep_clean: start from the clean photo where the stripes make the margin larger (as ART
             does; it costs no query). ``False``: always start from the stripes, as the paper's code.
-        batch_size: pictures per compiled forward pass.
 
     Returns:
-        :class:`~course_utils.attacks.gradient.AttackResult` with ``history`` keys ``"queries"``, ``"loss"``, ``"probability"``
-        (of the true class, or of the target).
+        :class:`~course_utils.attacks.gradient.AttackResult` with ``history`` keys ``"queries"``, ``"loss"``,
+        ``"probability"`` (of the true class).
     """
     eps = check_number("epsilon", epsilon, minimum=0.0, above=True)
     budget = _check_budget(queries, minimum=2)
-    targeted = check_flag("targeted", targeted)
     keep_clean = check_flag("keep_clean", keep_clean)
-    p_init = check_number("p_init", p_init, minimum=0.0, maximum=1.0, above=True)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     rng = np.random.default_rng(effective_seed(seed))
     x = as_batch(images, model)
     _check_history(budget, len(x), 3)
-    if targeted and labels is None:
-        raise ValueError("a targeted attack needs its targets: pass labels")
     n, h, w, c = x.shape
     y = None if labels is None else np.asarray(ClassNames.of(model).indices(labels, n, name="labels"), dtype=np.int64)
     start = time.perf_counter()
-    box = BlackBox(model, n, output="scores", budget=budget, batch_size=batch_size)
+    box = BlackBox(model, n, output="scores", budget=budget)
     everyone = np.arange(n)
     p = box.probabilities(x, everyone)
     if y is None:
         y = p.argmax(-1)
-    margin, prob = _margin(p, y, targeted)
+    margin, prob = _margin(p, y)
     best = x.copy()
     todo = everyone[margin >= 0]  # margin < 0: fooled before any change (a wrong answer, or already the target)
     if len(todo):
         stripes = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(len(todo), 1, w, c))
         striped = np.clip(x[todo] + stripes, 0.0, 255.0)
         p_s = box.probabilities(striped, todo)
-        m_s, pr_s = _margin(p_s, y[todo], targeted)
+        m_s, pr_s = _margin(p_s, y[todo])
         better = m_s < margin[todo] if keep_clean else np.ones(len(todo), bool)
         keep = todo[better]
         best[keep], p[keep], margin[keep], prob[keep] = striped[better], p_s[better], m_s[better], pr_s[better]
@@ -272,7 +231,7 @@ def square_attack(
         if not len(active):
             break
         iteration += 1
-        s = int(round(np.sqrt(_p_schedule(p_init, iteration, budget) * h * w)))
+        s = int(round(np.sqrt(_p_schedule(0.05, iteration, budget) * h * w)))
         s = min(max(s, 1), h - 1, w - 1)
         m = len(active)
         delta = best[active] - x[active]
@@ -286,7 +245,7 @@ def square_attack(
             signs[same] = eps * rng.choice(np.array([-1.0, 1.0], np.float32), size=(int(same.sum()), 1, 1, c))
             mask[same] = _squares(rng, int(same.sum()), h, w, s)[..., None]
         p_new = box.probabilities(new, active)
-        m_new, pr_new = _margin(p_new, y[active], targeted)
+        m_new, pr_new = _margin(p_new, y[active])
         better = m_new < margin[active]
         keep = active[better]
         best[keep], margin[keep], prob[keep], p[keep] = new[better], m_new[better], pr_new[better], p_new[better]
@@ -294,100 +253,107 @@ def square_attack(
         hist["loss"].append(margin.copy())
         hist["probability"].append(prob.copy())
     return AttackResult(
-        "square", x, best, y, targeted, p.argmax(-1), np.full(len(y), eps, np.float32), "linf", fooled=margin < 0,
+        "square", x, best, y, False, p.argmax(-1), np.full(len(y), eps, np.float32), "linf", fooled=margin < 0,
         queries=box.queries, budget=budget, history={k: np.stack(v) for k, v in hist.items()},
         seconds=time.perf_counter() - start)
 
 
-_PUSH = 1.002
-"""The returned picture sits this factor further from the photo than the boundary point found."""
-
-
-class _Oracle:
-    """The label-only box seen in 0..1 units: ``adversarial(u, which)`` -> bool per picture."""
-
-    def __init__(self, box: BlackBox, y: np.ndarray, targeted: bool) -> None:
-        self.box, self.y, self.targeted = box, y, targeted
-        self.last = y.copy()  # the answer on each example's latest adversarial candidate
-
-    def adversarial(self, u: np.ndarray, which: np.ndarray, record: bool = True) -> np.ndarray:
-        top = self.box.label((u * 255.0).astype(np.float32), which)
-        ok = top == self.y[which] if self.targeted else top != self.y[which]
-        if record:
-            self.last[which[ok]] = top[ok]
-        return ok
+_PUSH = 1.002  # the returned picture sits this factor further from the photo than the boundary point found
+_INIT_TRIES = 100  # random pictures tried as a start, per example
+_HALVINGS = 10  # the most steps of a geometric step search
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.square(a - b, dtype=np.float64).reshape(len(a), -1).sum(1))
 
 
-def _binary_search(oracle: _Oracle, x: np.ndarray, adv: np.ndarray, idx: np.ndarray, theta: float,
-                   remaining: np.ndarray) -> np.ndarray:
-    """Bisect between ``x[idx]`` (clean) and ``adv[idx]`` (adversarial) to the boundary; returns the
-    adversarial end (in place in ``adv``). Stops when the blend interval is below ``min(d*theta, theta)``
-    or an example's queries run out (``remaining`` is kept up to date)."""
-    if not len(idx):
-        return adv
-    d = _dist(x[idx], adv[idx])
-    threshold = np.minimum(d * theta, theta)
-    low, high = np.zeros(len(idx)), np.ones(len(idx))
-    while True:
-        go = ((high - low) > threshold) & (remaining[idx] > 0)
-        if not go.any():
-            break
-        k = np.flatnonzero(go)
-        mid = (low[k] + high[k]) / 2.0
-        a = mid.reshape(-1, 1, 1, 1)
-        blend = ((1.0 - a) * x[idx[k]] + a * adv[idx[k]]).astype(np.float32)
-        ok = oracle.adversarial(blend, idx[k])
-        remaining[idx[k]] -= 1
-        high[k] = np.where(ok, mid, high[k])
-        low[k] = np.where(ok, low[k], mid)
-    a = high.reshape(-1, 1, 1, 1)
-    adv[idx] = ((1.0 - a) * x[idx] + a * adv[idx]).astype(np.float32)
-    return adv
+def _hsj_graphs(model: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """HopSkipJump's compiled pieces for ``model`` (cached): ``search``, the binary search alone, and
+    ``iteration``: direction estimate, step search and binary search in one call. They work on the examples
+    given, pictures in 0..1, and count every picture they send per example (``used``), never beyond ``left``."""
+    ref, f32, f64 = weakref.ref(model), tf.float32, tf.float64
 
+    def ask(u: tf.Tensor, send: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Send the pictures ``u[send]`` (``_BATCH`` per forward pass): (adversarial, top label), False/0 elsewhere."""
+        k = tf.where(send)[:, 0]
+        out = tf.TensorArray(tf.int64, 0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        for i in tf.range(0, tf.size(k), _BATCH):
+            out = out.write(out.size(), tf.argmax(ref()(tf.gather(u, k[i: i + _BATCH]) * 255.0, training=False), -1))
+        top = tf.scatter_nd(k[:, None], out.concat(), tf.shape(send, out_type=tf.int64))
+        return send & (top != labels), top
 
-def _estimate_direction(oracle: _Oracle, point: np.ndarray, idx: np.ndarray, evals: np.ndarray, delta: np.ndarray,
-                        rng: np.random.Generator) -> np.ndarray:
-    """Unit directions ``(len(idx), ...)`` that leave the true class, from ``evals[i]`` random probes of
-    radius ``delta[i]`` around each boundary point: one compiled call draws them, asks the model
-    (top label only, ``box.batch_size`` per pass) and sums per example; each probe is charged first."""
-    import weakref
+    def where4(c: tf.Tensor, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:  # per example, over whole pictures
+        return tf.where(tf.reshape(c, [-1, 1, 1, 1]), a, b)
 
-    from course_utils.models.forward import cached
+    def binary_search(x, adv, labels, last, left, used, theta):
+        """Bisect each segment photo -> adversarial picture to the boundary, to ``min(d * theta, theta)``."""
+        d = tf.sqrt(tf.reduce_sum(tf.reshape(tf.cast(adv - x, f64) ** 2, [tf.shape(x)[0], -1]), 1))
+        threshold, low, high = tf.minimum(d * theta, theta), tf.zeros_like(d), tf.ones_like(d)
 
-    box, evals, shape = oracle.box, np.asarray(evals, np.int64), point.shape[1:]
-    owner = np.repeat(np.arange(len(idx)), evals).astype(np.int32)
-    box._charge(idx[owner], len(owner))
-    ref, targeted, chunk = weakref.ref(box._model), oracle.targeted, box.batch_size
+        def blend(a):
+            a = tf.reshape(a, [-1, 1, 1, 1])
+            return tf.cast((1.0 - a) * tf.cast(x, f64) + a * tf.cast(adv, f64), f32)
 
-    def sums(points: tf.Tensor, radius: tf.Tensor, owners: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
-        e, zeros = tf.shape(points)[0], tf.zeros_like(points)
-        s_frv, s_rv, s_f = zeros, zeros, tf.zeros((tf.shape(points)[0],), tf.float32)
-        for start in tf.range(0, tf.shape(owners)[0], chunk):
-            who = owners[start: start + chunk]
-            base, r = tf.gather(points, who), tf.reshape(tf.gather(radius, who), [-1, 1, 1, 1])
+        def body(low, high, used, last):
+            go = (high - low > threshold) & (used < left)
+            mid = (low + high) / 2.0
+            ok, top = ask(blend(mid), go, labels)
+            return (tf.where(go & ~ok, mid, low), tf.where(ok, mid, high), used + tf.cast(go, tf.int32),
+                    tf.where(ok, top, last))
+
+        low, high, used, last = tf.while_loop(lambda low, high, used, last: tf.reduce_any(
+            (high - low > threshold) & (used < left)), body, (low, high, used, last))
+        return blend(high), used, last
+
+    def estimate(adv, labels, evals, delta, seed):
+        """Unit directions that leave the true class: ``evals`` probes of radius ``delta`` around each point,
+        +1 where the model is still fooled, -1 where not, averaged with Chen et al.'s baseline."""
+        m, owners = tf.shape(adv)[0], tf.repeat(tf.range(tf.shape(adv)[0]), evals)
+        s_frv, s_rv, s_f = tf.zeros_like(adv), tf.zeros_like(adv), tf.zeros((m,), f32)
+        for start in tf.range(0, tf.shape(owners)[0], _BATCH):
+            who = owners[start: start + _BATCH]
+            base, r = tf.gather(adv, who), tf.reshape(tf.gather(delta, who), [-1, 1, 1, 1])
             rv = tf.random.stateless_normal(tf.shape(base), seed=seed + tf.cast([0, start], tf.int64))
-            probes = tf.clip_by_value(base + r * rv / tf.norm(tf.reshape(rv, [tf.shape(rv)[0], -1]), axis=1)[:, None, None, None], 0.0, 1.0)
-            rv = (probes - base) / r
-            hit = tf.equal(tf.argmax(ref()(probes * 255.0, training=False), axis=-1), tf.gather(labels, who))
-            f = tf.where(hit if targeted else tf.logical_not(hit), 1.0, -1.0)
-            s_frv += tf.math.unsorted_segment_sum(tf.reshape(f, [-1, 1, 1, 1]) * rv, who, e)
-            s_rv, s_f = s_rv + tf.math.unsorted_segment_sum(rv, who, e), s_f + tf.math.unsorted_segment_sum(f, who, e)
-        return s_frv, s_rv, s_f
+            length = tf.reshape(tf.norm(tf.reshape(rv, [tf.shape(rv)[0], -1]), axis=1), [-1, 1, 1, 1])
+            rv = tf.clip_by_value(base + r * rv / length, 0.0, 1.0)
+            hit = tf.equal(tf.argmax(ref()(rv * 255.0, training=False), axis=-1), tf.gather(labels, who))
+            f, rv = tf.where(hit, -1.0, 1.0), (rv - base) / r
+            s_frv += tf.math.unsorted_segment_sum(tf.reshape(f, [-1, 1, 1, 1]) * rv, who, m)
+            s_rv, s_f = s_rv + tf.math.unsorted_segment_sum(rv, who, m), s_f + tf.math.unsorted_segment_sum(f, who, m)
+        n = tf.reshape(tf.cast(evals, f64), [-1, 1, 1, 1])
+        mean, s_rv = tf.reshape(tf.cast(s_f, f64), [-1, 1, 1, 1]) / n, tf.cast(s_rv, f64)
+        # every probe on one side: the mean probe direction, signed; else the baseline-corrected estimate
+        g = tf.where(tf.abs(mean) == 1.0, mean * s_rv, tf.cast(s_frv, f64) - mean * s_rv) / n
+        norm = tf.sqrt(tf.reduce_sum(tf.reshape(g * g, [m, -1]), 1))
+        return tf.cast(g / tf.reshape(tf.maximum(norm, 1e-12), [-1, 1, 1, 1]), f32)
 
-    spec = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.int32),
-            tf.TensorSpec((None,), tf.int64), tf.TensorSpec((2,), tf.int64)]
-    fn = cached(box._model, ("hsj probe sums", bool(targeted), tuple(shape), int(chunk)), lambda: tf.function(sums, input_signature=spec))
-    s_frv, s_rv, s_f = (t.numpy().astype(np.float64) for t in fn(
-        point[idx].astype(np.float32), delta.astype(np.float32), owner, oracle.y[idx].astype(np.int64),
-        rng.integers(0, 2**62, size=2, dtype=np.int64)))
-    mean = (s_f / evals).reshape(-1, *[1] * len(shape))
-    # every probe on one side: the mean probe direction, signed; else the baseline-corrected estimate
-    g = np.where(np.abs(mean) == 1.0, mean * s_rv, s_frv - mean * s_rv) / evals.reshape(mean.shape)
-    return (g / np.maximum(np.sqrt(np.square(g).reshape(len(g), -1).sum(1)), 1e-12).reshape(mean.shape)).astype(np.float32)
+    def search(x, adv, labels, last, left, theta):
+        return binary_search(x, adv, labels, last, left, tf.zeros_like(left), theta)
+
+    def iteration(x, adv, labels, last, left, theta, evals, delta, step, seed):
+        grad = estimate(adv, labels, evals, delta, seed)
+
+        def halve(i, new, pending, step, used, last):  # geometric step search: halve until adversarial again
+            pending &= used < left
+            trial = tf.cast(tf.clip_by_value(tf.cast(adv, f64) + tf.reshape(step, [-1, 1, 1, 1]) * tf.cast(grad, f64),
+                                             0.0, 1.0), f32)
+            ok, top = ask(trial, pending, labels)
+            return (i + 1, where4(ok, trial, new), pending & ~ok, tf.where(pending & ~ok, step / 2.0, step),
+                    used + tf.cast(pending, tf.int32), tf.where(ok, top, last))
+
+        state = (0, adv, tf.ones_like(left, tf.bool), step, tf.zeros_like(left), last)
+        _, moved, _, _, used, last = tf.while_loop(
+            lambda i, new, pending, step, used, last: (i < _HALVINGS) & tf.reduce_any(pending & (used < left)),
+            halve, state)
+        return binary_search(x, moved, labels, last, left, used, theta)  # where no step worked: from the old point
+
+    pictures = [tf.TensorSpec((None, *shape), f32)] * 2
+    common = [tf.TensorSpec((None,), tf.int64)] * 2 + [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), f64)]
+    more = [tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), f32), tf.TensorSpec((None,), f64),
+            tf.TensorSpec((2,), tf.int64)]
+    return cached(model, ("hopskipjump", tuple(shape)), lambda: (
+        tf.function(search, input_signature=pictures + common),
+        tf.function(iteration, input_signature=pictures + common + more)))
 
 
 def hop_skip_jump(
@@ -397,36 +363,31 @@ def hop_skip_jump(
     *,
     queries: int = 2000,
     iterations: int | None = None,
-    targeted: bool = False,
-    starts: Any = None,
     init_evals: int = 100,
     max_evals: int = 1000,
-    gamma: float = 1.0,
-    init_tries: int = 100,
     seed: int = 0,
-    batch_size: int = 256,
 ) -> AttackResult:
-    """HopSkipJump, L2, with the top label only; every query counted per example.
+    """HopSkipJump (untargeted), L2, with the top label only; every query counted per example.
+
+    Start from uniform noise the model gets wrong (up to 100 tries per example) and walk it towards the
+    photo along the decision boundary; each iteration: estimate the direction that leaves the true class
+    from probes around the boundary point, step along it (halving the step until the picture is wrong
+    again), and binary search back to the boundary. Inside, pixels are 0..1, so that the paper's constants
+    apply as written (``gamma`` = 1: the binary search stops at ``theta = 1 / d**1.5``). Each iteration runs
+    as one compiled call.
 
     Args:
         model: a classifier taking pixels 0..255 and giving logits.
         images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        labels: true classes (untargeted) or targets (``targeted``), indices or names, one or
-            one per image; ``None``: the model's top label on the clean photo (one query each).
+        labels: the true classes, indices or names, one or one per image; ``None``: the model's top
+            label on the clean photo (one query each).
         queries: query budget per example (a whole number >= 1), every query included: the clean
             photo, the search for a start, the binary searches, probes and step searches.
         iterations: stop after this many iterations (>= 1) even with queries left; ``None``: run
             until the budget is spent.
-        targeted: make the model answer ``labels`` instead of leaving them.
-        starts: optional starting pictures ``(N, H, W, C)`` 0..255 that are already adversarial
-            (for a targeted attack: photos the model calls the target). Default: uniform random
-            noise, redrawn up to ``init_tries`` times until the model's answer is wrong (or the target).
-        init_evals: probes for the first gradient estimate; iteration ``t`` uses
+        init_evals: probes for the first direction estimate; iteration ``t`` uses
             ``init_evals * sqrt(t)``, at most ``max_evals``.
-        gamma: the paper's ``gamma``; the binary search stops at ``theta = gamma / d**1.5`` (0..1 units).
-        init_tries: the most random pictures tried as a start, per example.
         seed: the same seed gives the same result (moved by ``COURSE_SEED``).
-        batch_size: pictures per compiled forward pass.
 
     Returns:
         :class:`~course_utils.attacks.gradient.AttackResult` (``epsilon`` ``None``); ``success`` says the
@@ -434,49 +395,43 @@ def hop_skip_jump(
         ``"queries"`` and ``"l2"`` (grey levels) after the start and after each iteration.
     """
     budget = _check_budget(queries)
-    targeted = check_flag("targeted", targeted)
     init_evals = check_int("init_evals", init_evals, minimum=1)
     max_evals = check_int("max_evals", max_evals, minimum=init_evals)
-    gamma = check_number("gamma", gamma, minimum=0.0, above=True)
-    init_tries = check_int("init_tries", init_tries, minimum=1)
     if iterations is not None:
         iterations = check_int("iterations", iterations, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
     rng = np.random.default_rng(effective_seed(seed))
     x255 = as_batch(images, model)
     n = len(x255)
     _check_history(budget if iterations is None else min(budget, iterations), n, 2)
-    if targeted and labels is None:
-        raise ValueError("a targeted attack needs its targets: pass labels")
     y = None if labels is None else np.asarray(ClassNames.of(model).indices(labels, n, name="labels"), dtype=np.int64)
-    s255 = None
-    if starts is not None:
-        s255 = as_batch(starts, model)
-        if s255.shape != x255.shape:
-            raise ValueError(f"starts must have the images' shape {x255.shape}, got {s255.shape}")
     t0 = time.perf_counter()
-    box = BlackBox(model, n, output="label", budget=budget, batch_size=batch_size)
+    box = BlackBox(model, n, output="label", budget=budget)
     everyone = np.arange(n)
     if y is None:
         y = box.label(x255, everyone)
-    oracle = _Oracle(box, y, targeted)
     x = x255 / 255.0
     d = x[0].size
-    theta = gamma / (d * np.sqrt(d))
-    adv = x.copy()
-    found = np.zeros(n, bool)
-    if s255 is not None:
-        adv = (s255 / 255.0).astype(np.float32)
-        found = oracle.adversarial(adv, everyone)
-    for _ in range(init_tries):
+    theta = 1.0 / (d * np.sqrt(d))
+    adv, found, last = x.copy(), np.zeros(n, bool), y.copy()  # last: the answer on each latest adversarial picture
+    for _ in range(_INIT_TRIES):
         need = everyone[~found & (box.remaining > 0)]
         if not len(need):
             break
         noise = rng.uniform(0.0, 1.0, (len(need), *x.shape[1:])).astype(np.float32)
-        ok = oracle.adversarial(noise, need)
-        adv[need[ok]], found[need[ok]] = noise[ok], True
-    remaining = box.remaining
-    adv = _binary_search(oracle, x, adv, everyone[found], theta, remaining)
+        top = box.label(noise * 255.0, need)
+        ok = top != y[need]
+        adv[need[ok]], found[need[ok]], last[need[ok]] = noise[ok], True, top[ok]
+    search, iteration = _hsj_graphs(model, x.shape[1:])
+
+    def run(fn: Any, idx: np.ndarray, left: np.ndarray, *more: Any) -> None:
+        """One compiled piece on the examples ``idx``; the pictures it sent are charged to them."""
+        new, used, top = (t.numpy() for t in fn(x[idx], adv[idx], y[idx], last[idx], left.astype(np.int32),
+                                               tf.constant(theta, tf.float64), *more))
+        box._charge(np.repeat(idx, used), int(used.sum()))
+        adv[idx], last[idx] = new, top
+
+    if found.any():
+        run(search, everyone[found], box.remaining[found])
     dist = np.where(found, _dist(x, adv), 0.0)
     hist = {"queries": [box.queries], "l2": [dist * 255.0]}
     t = 0
@@ -488,40 +443,26 @@ def hop_skip_jump(
         idx = everyone[found & (remaining >= reserve + 2)]
         if not len(idx):
             break
-        n_evals = np.minimum(evals, remaining[idx] - reserve - 1).astype(np.int64)  # 1 kept for the end
+        n_evals = np.minimum(evals, remaining[idx] - reserve - 1).astype(np.int32)  # 1 kept for the end
         delta = (np.full(len(idx), 0.1) if t == 1 else np.sqrt(d) * theta * dist[idx]).astype(np.float32)
-        delta = np.maximum(delta, 1e-6)
-        grad = _estimate_direction(oracle, adv, idx, n_evals, delta, rng)
-        remaining = box.remaining
-        step = (dist[idx] / np.sqrt(t)).reshape(-1, *[1] * (x.ndim - 1))
-        new = adv[idx].copy()
-        pending = np.arange(len(idx))
-        for _ in range(10):  # geometric step search: halve until the step lands on the wrong side
-            pending = pending[remaining[idx[pending]] > 0]
-            if not len(pending):
-                break
-            trial = np.clip(adv[idx[pending]] + step[pending] * grad[pending], 0.0, 1.0).astype(np.float32)
-            ok = oracle.adversarial(trial, idx[pending])
-            remaining[idx[pending]] -= 1
-            new[pending[ok]] = trial[ok]
-            pending = pending[~ok]
-            step[pending] /= 2.0
-        adv[idx] = new  # where no step worked, stay at the boundary point
-        adv = _binary_search(oracle, x, adv, idx, theta, remaining)
+        box._charge(np.repeat(idx, n_evals), int(n_evals.sum()))  # the probes, charged before they are sent
+        run(iteration, idx, remaining[idx] - n_evals, n_evals, np.maximum(delta, 1e-6), dist[idx] / np.sqrt(t),
+            rng.integers(0, 2**62, size=2, dtype=np.int64))
         dist[idx] = _dist(x[idx], adv[idx])
         hist["queries"].append(box.queries)
         hist["l2"].append(dist * 255.0)
     # A boundary point is wrong by a hair: another batch size or thread count may answer otherwise.
     # Step 0.2% further from the photo, and keep that where one more query confirms it.
-    last = everyone[found & (box.remaining > 0)]
-    if len(last):
-        pushed = np.clip(x[last] + _PUSH * (adv[last] - x[last]), 0.0, 1.0).astype(np.float32)
-        ok = oracle.adversarial(pushed, last)
-        adv[last[ok]] = pushed[ok]
-        dist[last] = _dist(x[last], adv[last])
+    end = everyone[found & (box.remaining > 0)]
+    if len(end):
+        pushed = np.clip(x[end] + _PUSH * (adv[end] - x[end]), 0.0, 1.0).astype(np.float32)
+        top = box.label(pushed * 255.0, end)
+        ok = top != y[end]
+        adv[end[ok]], last[end[ok]] = pushed[ok], top[ok]
+        dist[end] = _dist(x[end], adv[end])
         hist["queries"][-1], hist["l2"][-1] = box.queries, dist * 255.0
     out = np.clip(adv * 255.0, 0.0, 255.0).astype(np.float32)
     out[~found] = x255[~found]
     return AttackResult(
-        "hopskipjump", x255, out, y, targeted, oracle.last, None, "l2", fooled=found, queries=box.queries,
+        "hopskipjump", x255, out, y, False, last, None, "l2", fooled=found, queries=box.queries,
         budget=budget, history={k: np.stack(v) for k, v in hist.items()}, seconds=time.perf_counter() - t0)

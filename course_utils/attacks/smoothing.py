@@ -1,28 +1,12 @@
-"""Randomized smoothing: a classifier with a certified L2 radius (Cohen, Rosenfeld & Kolter, 2019).
+"""Randomized smoothing (Cohen, Rosenfeld & Kolter, 2019): a classifier with a certified L2 radius.
 
-Given a base classifier ``f`` (pixels -> logits), the *smoothed* classifier is
+- :func:`smoothed_predict` -- their PREDICT: the smoothed classifier's answer, or an abstention;
+- :func:`certify` -- their CERTIFY: its class and a certified L2 radius per image;
+- :func:`certified_accuracy` -- the share certified right at each radius; :func:`clopper_pearson_lower` -- the bound.
 
-    g(x) = the class that f answers most often on x + noise,   noise ~ N(0, sigma^2 I)
-
-(pixels 0..255, ``sigma`` in grey levels, no clipping of the noisy faces). If the top class has
-probability at least ``p_A`` under the noise, then ``g`` answers the same for every ``x + delta``
-with ``||delta||_2 < sigma * Phi^{-1}(p_A)`` (Cohen et al., Theorem 1, with ``p_B = 1 - p_A``).
-The probabilities are estimated by sampling, so the helpers here are Cohen et al.'s two
-Monte-Carlo procedures:
-
-- :func:`smoothed_predict` (their PREDICT): ``n`` noisy copies; answer the top class if a
-  two-sided binomial test says it beats the runner-up at level ``alpha``, else abstain. It
-  returns the wrong class with probability at most ``alpha``.
-- :func:`certify` (their CERTIFY): guess the top class from ``n0`` noisy copies, then bound its
-  probability from below with ``n`` fresh copies (one-sided Clopper-Pearson at level ``alpha``);
-  radius ``sigma * Phi^{-1}(p_A_lower)``, abstain if ``p_A_lower < 0.5``. With probability at
-  least ``1 - alpha`` over the sampling, a certified radius is a true one for ``g``.
-
-The guarantee is about ``g``, never about the base model ``f``, and only for L2 changes.
-The noise is drawn batched inside one compiled ``tf.function`` per model and batch shape, from
-stateless generators keyed by (seed, image index, step): the same call gives the same counts,
-however many images share a compiled step. The statistics are SciPy's (``scipy.stats``): the
-binomial test, the Clopper-Pearson bound (:func:`clopper_pearson_lower`) and the normal quantile.
+Lesson 7 (section 3) explains what is certified. Pixels 0..255, ``sigma`` and radii in grey levels, no clipping
+of the noisy copies. The noise is drawn in one compiled function per model, keyed by (seed, image index, step):
+the same call gives the same counts however many images share a step. The statistics are SciPy's.
 """
 
 from __future__ import annotations
@@ -46,14 +30,10 @@ from course_utils.models.imagenet import ClassNames
 __all__ = ["certified_accuracy", "certify", "clopper_pearson_lower", "smoothed_predict"]
 
 
-# ---------------------------------------------------------------- statistics
-
 def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
-    """One-sided Clopper-Pearson lower confidence bound on a binomial proportion.
-
-    The p with P(X >= k | p) = alpha for X ~ Binomial(n, p): ``scipy.stats.beta.ppf(alpha, k,
-    n - k + 1)`` (``statsmodels``' ``proportion_confint(k, n, 2 * alpha, "beta")[0]``, which Cohen
-    et al. use). ``k = 0`` gives 0 and ``k = n`` gives ``alpha ** (1 / n)``.
+    """One-sided Clopper-Pearson lower confidence bound on a binomial proportion: the p with
+    P(X >= k | p) = alpha for X ~ Binomial(n, p), ``scipy.stats.beta.ppf(alpha, k, n - k + 1)``
+    (Cohen et al. use statsmodels' equivalent). ``k = 0`` gives 0, ``k = n`` gives ``alpha ** (1 / n)``.
 
     Args:
         k: successes (any shape), whole numbers 0..n.
@@ -64,7 +44,7 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
         float64 array shaped like ``k``, in 0..1.
     """
     n = check_int("n", n, minimum=1)
-    alpha = check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
+    alpha = _check_alpha(alpha)
     k = np.asarray(k)
     if k.size and (np.any(k < 0) or np.any(k > n) or np.any(k != np.round(k))):
         raise ValueError(f"k must hold whole numbers in 0..{n}, got values from {k.min()} to {k.max()}")
@@ -72,40 +52,35 @@ def clopper_pearson_lower(k: Any, n: int, alpha: float) -> np.ndarray:
     return np.where(k == 0, 0.0, scipy.stats.beta.ppf(alpha, np.maximum(k, 1), n - k + 1))
 
 
-# ---------------------------------------------------------------- sampling
-
 MAX_SAMPLES = 2**31 - 1
-"""The most noisy copies per image (the compiled sampler counts them in 32-bit integers). Memory
-does not grow with ``n``: the copies are drawn ``batch_size`` at a time and only counted."""
+"""The most noisy copies per image (counted in 32-bit integers; they are drawn in batches, only counted)."""
+
+
+def _check_alpha(alpha: Any) -> float:
+    return check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
 
 
 def _check(sigma: Any, n: Any, alpha: Any, batch_size: Any, seed: Any) -> tuple[float, int, float, int, int]:
-    sigma = check_number("sigma", sigma, minimum=0, above=True)
-    n = check_int("n", n, minimum=1, maximum=MAX_SAMPLES)
-    alpha = check_number("alpha", alpha, minimum=0, maximum=1, above=True, below=True)
-    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_SAMPLES)
-    return sigma, n, alpha, batch_size, effective_seed(seed)
+    return (check_number("sigma", sigma, minimum=0, above=True), check_int("n", n, minimum=1, maximum=MAX_SAMPLES),
+            _check_alpha(alpha), check_int("batch_size", batch_size, minimum=1, maximum=MAX_SAMPLES),
+            effective_seed(seed))
 
 
 def _counter(model: Any, per: int, group: int, shape: tuple[int, ...]) -> Any:
-    """The compiled sampler for ``group`` images at a time, ``per`` noisy copies of each per step."""
-    return cached(model, ("noise counts", per, group, shape), lambda: _compile_counter(weakref.ref(model), per, group, shape,
-                                                                                    int(model.output_shape[-1])))
+    """The compiled sampler (cached per model): class counts of ``per`` noisy copies of each of ``group`` images
+    per step, for steps ``first..last-1`` of the ``(num + per - 1) // per`` steps of ``num`` copies."""
+    ref, classes = weakref.ref(model), int(model.output_shape[-1])
 
-
-def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], classes: int) -> Any:
     @tf.function(reduce_retracing=True)
     def count(x: tf.Tensor, index: tf.Tensor, sigma: tf.Tensor, num: tf.Tensor, seed: tf.Tensor, first: tf.Tensor,
               last: tf.Tensor) -> tf.Tensor:
-        # steps first..last-1 of the (num + per - 1) // per steps of n = num copies (a chunk of them)
-
         def body(step: tf.Tensor, counts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             noise = [tf.random.stateless_normal((per, *shape), tf.random.experimental.stateless_fold_in(
                 tf.random.experimental.stateless_fold_in(seed, index[g]), step)) for g in range(group)]
             noisy = tf.repeat(x, per, axis=0) + sigma * tf.concat(noise, axis=0)
-            # The model sees the step's copies in slices of _FORWARD_SLICE: a small CNN runs several
-            # times faster per picture on a slice that stays in the CPU's cache than on 1000 at once.
-            logits = [ref()(noisy[i: i + _FORWARD_SLICE], training=False) for i in range(0, group * per, _FORWARD_SLICE)]
+            # slices of _FORWARD_SLICE: a small CNN runs several times faster per picture on a slice that stays in cache
+            logits = [ref()(noisy[i: i + _FORWARD_SLICE], training=False)
+                      for i in range(0, group * per, _FORWARD_SLICE)]
             top = tf.reshape(tf.argmax(tf.concat(logits, axis=0), axis=-1, output_type=tf.int32), (group, per))
             valid = tf.cast(step * per + tf.range(per) < num, tf.float32)
             return step + 1, counts + tf.reduce_sum(tf.one_hot(top, classes) * valid[None, :, None], axis=1)
@@ -113,39 +88,23 @@ def _compile_counter(ref: Any, per: int, group: int, shape: tuple[int, ...], cla
         _, counts = tf.while_loop(lambda s, c: s < last, body, (first, tf.zeros((group, classes))))
         return tf.cast(tf.round(counts), tf.int64)
 
-    return count
+    return cached(model, ("noise counts", per, group, shape), lambda: count)
 
 
 def _noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 0, batch_size: int = 1000,
                  stream: int = 0) -> np.ndarray:
-    """How often ``model`` answers each class on ``n`` noisy copies of each image.
-
-    Args:
-        model: pixels 0..255 ``(N, H, W, C)`` -> ``(N, K)`` logits.
-        images: ``(H, W, C)`` or ``(N, H, W, C)`` pixels 0..255.
-        sigma: noise standard deviation in grey levels (> 0).
-        n: noisy copies per image (>= 1).
-        seed: the noise of image ``i`` depends only on (seed, stream, i) and the copies per step
-            ``min(batch_size, n)``, not on how many images share a step.
-        batch_size: forward passes per compiled step (about; at least one image per step).
-        stream: a second key, so that selection and estimation draw independent noise.
-
-    Returns:
-        int64 ``(N, K)`` counts, each row summing to ``n``.
-    """
-    sigma, n, _, batch_size, seed = _check(sigma, n, 0.5, batch_size, seed)
-    stream = check_int("stream", stream, minimum=0)
-    x = as_batch(images, model)  # the model's input size, before any work
+    """int64 ``(N, K)``: how often ``model`` answers each class on ``n`` noisy copies of each image (rows sum to
+    ``n``); the caller checks the arguments (``seed``: the effective one). The noise of image ``i`` depends only
+    on (seed, stream, i) and ``min(batch_size, n)``; ``stream`` keeps selection and estimation noise apart."""
+    x = as_batch(images, model)
     per = min(batch_size, n)
-    # images per compiled step (unrolled in the graph): at least _STEP_PICTURES noisy copies a step, so
-    # that n = 1000 still takes several images per call and Python is not paid per image
+    # images per compiled step (unrolled in the graph): at least _STEP_PICTURES copies, Python not paid per image
     group = max(1, min(len(x), max(batch_size, _STEP_PICTURES) // per, 16))
     count = _counter(model, per, group, tuple(x.shape[1:]))
     key = tf.constant([seed, stream], tf.int64)
     steps = (n + per - 1) // per
     most = max(1, _CHUNK_SAMPLES // (per * group))  # steps per compiled call at most: counts exact in float32
-    out = []
-    length = 1  # steps per compiled call: one first, then as many as fit in Loop.chunk_seconds (Stop lands between)
+    out, length = [], 1  # steps per call: one first, then as many as fit in Loop.chunk_seconds (Stop lands between)
     for i in range(0, len(x), group):
         images_i = x[i: i + group]
         index = np.arange(i, i + group, dtype=np.int64)
@@ -163,35 +122,21 @@ def _noise_counts(model: Any, images: Any, sigma: float, n: int, *, seed: int = 
     return np.concatenate(out)
 
 
-_FORWARD_SLICE = 100
-"""Noisy copies per forward pass inside a compiled step of :func:`noise_counts` (the counts do not
-depend on it: the noise is drawn per step, the slices only split the model's work)."""
+_FORWARD_SLICE = 100  # noisy copies per forward pass in a step (the counts do not depend on it)
+_STEP_PICTURES = 4000  # noisy copies one compiled step draws at least (when there are images enough)
+_CHUNK_SAMPLES = 50_000  # the most copies per compiled call (exact float32 counts; fewer if slower than chunk_seconds)
 
-_STEP_PICTURES = 4000
-"""Noisy copies one compiled step of :func:`noise_counts` draws at least (when there are images enough)."""
-
-_CHUNK_SAMPLES = 50_000
-"""The most noisy copies one compiled call of :func:`_noise_counts` draws (counts stay exact in
-float32); fewer when they take longer than :attr:`Loop.chunk_seconds`, so Kernel -> Interrupt lands
-within a fraction of a second."""
-
-
-# ---------------------------------------------------------------- predict and certify
 
 @dataclass(frozen=True)
 class _SmoothingResult:
-    """What :func:`certify` or :func:`smoothed_predict` found, one entry per image.
-
-    Attributes:
+    """What :func:`certify` or :func:`smoothed_predict` found, one entry per image:
         predicted: ``(N,)`` class of the smoothed classifier g, ``-1`` where it abstained.
         p_lower: ``(N,)`` lower confidence bound on the top class's probability under noise
             (:func:`certify`), or the top class's share of the ``n`` samples (:func:`smoothed_predict`).
         radius: ``(N,)`` certified L2 radius in grey levels (``sigma * Phi^{-1}(p_lower)``); 0 where
             abstained (and always 0 for :func:`smoothed_predict`, which certifies nothing).
-        abstained: ``(N,)`` bool.
-        counts: ``(N, K)`` class counts of the ``n`` estimation samples.
-        selection: ``(N, K)`` class counts of the ``n0`` selection samples (certify; else zeros).
-        sigma, n0, n, alpha: the settings.
+        abstained: ``(N,)`` bool. sigma, n0, n, alpha: the settings.
+        counts, selection: ``(N, K)`` class counts of the ``n`` estimation and ``n0`` selection samples (or zeros).
         classes: the model's class names (:class:`~course_utils.models.imagenet.ClassNames`), so that
             :func:`certified_accuracy` takes labels by name too; ``None``: indices only.
     """
@@ -229,12 +174,10 @@ def smoothed_predict(model: Any, images: Any, sigma: float, n: int = 1000, alpha
         sigma: noise standard deviation, grey levels (> 0). n: samples (>= 1).
         alpha: test level in (0, 1). seed: same seed, same answers. batch_size: forward passes per step.
     """
-    sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
+    sigma, n, alpha, batch_size, seed = _check(sigma, n, alpha, batch_size, seed)
     counts = _noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=2)
-    order = np.argsort(-counts, axis=1, kind="stable")
-    top = order[:, 0]
-    n_a = np.take_along_axis(counts, order[:, :1], 1)[:, 0]
-    n_b = np.take_along_axis(counts, order[:, 1:2], 1)[:, 0] if counts.shape[1] > 1 else np.zeros_like(n_a)
+    top, ranked = counts.argmax(1), np.sort(counts, axis=1)
+    n_a, n_b = ranked[:, -1], (ranked[:, -2] if counts.shape[1] > 1 else np.zeros_like(ranked[:, -1]))
     p_value = np.ones(len(top))
     for i, (a, b) in enumerate(zip(n_a, n_b)):
         if a > b:  # two-sided test of a successes in a + b trials at p = 1/2
@@ -266,9 +209,8 @@ def certify(model: Any, images: Any, sigma: float, n0: int = 100, n: int = 1000,
     Returns:
         A :class:`_SmoothingResult`.
     """
-    sigma, n, alpha, batch_size, _ = _check(sigma, n, alpha, batch_size, seed)
+    sigma, n, alpha, batch_size, seed = _check(sigma, n, alpha, batch_size, seed)
     n0 = check_int("n0", n0, minimum=1, maximum=MAX_SAMPLES)
-    as_batch(images, model)  # pixels, units and the model's input size, before any work
     selection = _noise_counts(model, images, sigma, n0, seed=seed, batch_size=batch_size, stream=0)
     counts = _noise_counts(model, images, sigma, n, seed=seed, batch_size=batch_size, stream=1)
     top = np.argmax(selection, axis=1)
