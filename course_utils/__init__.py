@@ -59,24 +59,20 @@ def _installed_version(package: str) -> str | None:
         return None
 
 
-def _is_older(found: str, needed: str) -> bool:
-    """Whether version ``found`` is below version ``needed`` (PEP 440; False where one cannot be read)."""
+def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """``(package, found, needed)`` for every installed runtime dependency below its lower bound
+    (PEP 440; a version that cannot be read is not "too old")."""
     from packaging.version import InvalidVersion, Version  # installed with matplotlib and scikit-image
 
-    try:
-        return Version(found) < Version(needed)
-    except InvalidVersion:
-        return False
-
-
-def _too_old(bounds: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
-    """``(package, found, needed)`` for every installed runtime dependency below its lower bound."""
     bounds = _runtime_lower_bounds() if bounds is None else bounds
     old = []
     for package, needed in bounds.items():
         found = _installed_version(package)
-        if found is not None and _is_older(found, needed):
-            old.append((package, found, needed))
+        try:
+            if found is not None and Version(found) < Version(needed):
+                old.append((package, found, needed))
+        except InvalidVersion:
+            pass
     return old
 
 

@@ -69,8 +69,9 @@ def test_extras_and_markers_are_not_runtime(monkeypatch):
     [("3.0.0", "3.4.0", True), ("3.4", "3.4.0", False), ("3.10.0", "3.4.0", False), ("1.26.0", "1.26.0", False),
      ("2.16.0rc0", "2.16.1", True), ("2.0.2", "1.26.0", False)],
 )
-def test_comparison(found, needed, older):
-    assert _env._is_older(found, needed) is older
+def test_comparison(found, needed, older, monkeypatch):
+    monkeypatch.setattr(_env, "_installed_version", lambda p: found)
+    assert _env._too_old({"keras": needed}) == ([("keras", found, needed)] if older else [])
 
 
 def test_import_stops_before_tensorflow(tmp_path):

@@ -218,13 +218,14 @@ def _download(url: str, write: Callable[[bytes], None], *, timeout: float, time_
     try:
         worker.join(time_limit)
     finally:
-        if worker.is_alive():  # stalled, dripping or interrupted: give up now; the worker stops at its next read
+        stalled = worker.is_alive()  # read once: the shutdown below ends the worker with its own error
+        if stalled:  # stalled, dripping or interrupted: give up now; the worker stops at its next read
             box["abandoned"] = True
             try:
                 box["response"].raw.shutdown()  # wakes a read blocked on the socket
             except Exception:
                 pass
-    if worker.is_alive():
+    if stalled:
         raise error(_too_slow(url, time_limit, hint))
     if "error" in box:
         raise box["error"]

@@ -1,6 +1,6 @@
 """The networks: ImageNet classifiers and the one door for class names
 (:mod:`~course_utils.models.imagenet`, with the EfficientNet-Lite port in
-:mod:`~course_utils.models.efficientnet_lite`), the face models of lessons 1 and 4-6
+:mod:`~course_utils.models.efficientnet_lite`), the face models of lessons 1, 4, 5 and 7
 (:mod:`~course_utils.models.faces`), and running a model and looking inside it: the one cache of
 compiled functions and which layers to look at (:mod:`~course_utils.models.forward`).
 Depends on :mod:`course_utils.io`.

@@ -21,7 +21,7 @@ import tensorflow as tf
 from course_utils.checks import MAX_WORKING_BYTES, check_int, check_memory
 
 __all__ = ["MAX_PER_MODEL", "cached", "compiled_forward", "conv_layers", "receptive_field", "layer_summary",
-           "check_layer", "feature_model", "check_feature_size", "check_picture_memory"]
+           "check_layer", "feature_model", "check_picture_size"]
 
 MAX_PER_MODEL = 32
 """How many compiled functions :func:`cached` keeps per model (least recently used dropped first)."""
@@ -268,10 +268,16 @@ def feature_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model
     )
 
 
-def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]) -> None:
-    """Refuse pictures too small to reach ``layer``: each pooling or strided step shrinks them,
-    and one that would shrink a side to nothing fails (the face model halves 48 -> 24 -> 12 -> 6).
-    The message gives the smallest square size that works."""
+def check_picture_size(model: Any, extractor: keras.Model, layer: Any, n: int, hw: tuple[int, int], size: Any) -> None:
+    """Refuse a picture size (``size`` as given, ``hw`` its ``(height, width)``) for ``n`` pictures
+    maximising ``layer`` (``extractor``: ``model`` cut there) at once, before any work:
+
+    - too small to reach the layer (each pooling or strided step shrinks the picture; the face
+      model halves 48 -> 24 -> 12 -> 6): the message gives the smallest square size that works;
+    - too large: the batch (the pictures, their gradient, the parameterisation and the transforms'
+      copies: about 8 float32 copies, and the layer's activations) would not fit in
+      :data:`~course_utils.checks.MAX_WORKING_BYTES`: the message names the largest square size that fits.
+    """
     channels = extractor.input_shape[-1]
 
     def reaches(side_h: int, side_w: int) -> bool:
@@ -284,21 +290,11 @@ def check_feature_size(extractor: keras.Model, layer: str, size: tuple[int, int]
             return False
         return all(d is None or d > 0 for d in shape[1:3])
 
-    if reaches(*size):
-        return
-    smallest = next((s for s in range(1, 1025) if reaches(s, s)), None)
-    fix = f"the smallest square size that works is {smallest}x{smallest}" if smallest else "choose a larger size"
-    raise ValueError(
-        f"size {size[0]}x{size[1]} is too small for layer {layer!r}: the layers before it (pooling, "
-        f"strides) would shrink the picture to nothing; {fix}"
-    )
-
-def check_picture_memory(model: Any, layer: Any, n: int, hw: tuple[int, int], size: Any) -> None:
-    """Refuse a picture size (``size`` as given, ``hw`` its ``(height, width)``) for ``n`` pictures
-    maximising ``layer`` at once, when the batch (the pictures, their gradient, the
-    parameterisation and the transforms' copies: about 8 float32 copies, and the layer's
-    activations) would not fit in :data:`~course_utils.checks.MAX_WORKING_BYTES`; the message
-    names the largest square size that fits."""
+    if not reaches(*hw):
+        smallest = next((s for s in range(1, 1025) if reaches(s, s)), None)
+        fix = f"the smallest square size that works is {smallest}x{smallest}" if smallest else "choose a larger size"
+        raise ValueError(f"size {hw[0]}x{hw[1]} is too small for layer {layer.name!r}: the layers before it "
+                         f"(pooling, strides) would shrink the picture to nothing; {fix}")
     c = int(model.input_shape[-1])
     ratio = 0.0
     try:

@@ -8,9 +8,8 @@
 - :mod:`~course_utils.vis.result` what comes back and how it is read: the result, reports, a
   second network's judgement, picture statistics.
 
-Depends on :mod:`course_utils.core`, :mod:`course_utils.models` and :mod:`course_utils.io`; nothing
-there depends on it. The names the lessons use are importable from here:
-``from course_utils.vis import maximize_class``."""
+Depends on :mod:`course_utils.core`, :mod:`course_utils.models` and :mod:`course_utils.io`. The
+lessons import from here: ``from course_utils.vis import maximize_class``."""
 
 from course_utils.vis.maco import maximize_class_maco
 from course_utils.vis.objectives import Jitter, diversity

@@ -25,7 +25,7 @@ from course_utils.checks import WrongTypeError, check_int, check_number, check_s
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import as_batch, load_image, to_uint8
-from course_utils.models.forward import check_feature_size, check_layer, check_picture_memory
+from course_utils.models.forward import check_layer, check_picture_size
 from course_utils.models.imagenet import ClassNames
 from course_utils.vis.objectives import (
     GRAY, Blur, Jitter, L2Decay, Objective, TotalVariation, split_regularizers, standard_transforms,
@@ -236,18 +236,17 @@ def maximize_filters(
     filters = _filter_indices(filters, layer, channels)
     seed = check_seed(seed)
     c = model.input_shape[-1]
-    check_picture_memory(model, target_layer, len(filters), (h, w), size)
+    goal = Objective(layer, objective, weight)
+    extractor = goal.features(model)
+    check_picture_size(model, extractor, target_layer, len(filters), (h, w), size)
     if noise is None and _is_pixels(param):
         noise = 2.0
     if noise is not None:
         noise = check_number("noise (pixels)", noise, minimum=0.0, maximum=GRAY)
     start = None if noise is None else start_noise(filters, (h, w, c), seed, noise)
-    goal = Objective(layer, objective, weight)
     steps = check_steps(steps)
     settings, x0 = _settings(model, goal, param, regularizers, (h, w), start, range(len(filters)), seed, _FILTER_START_SD)
     data = {"filters": np.asarray(filters, np.int32), "step_size": _step_sizes(step_size, settings["param"], 3.0, len(filters))}
-    extractor = goal.features(model)
-    check_feature_size(extractor, layer, (h, w))
     run = compiled(ascent_step, model, measure=_ascent_measure, **settings).run(
         x0, data, steps=steps, seed=seed, progress=progress, description=f"filters of {layer}")
     initial, pixels, images = _pictures(settings["param"], x0, run.x, stretch=True)
