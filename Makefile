@@ -116,7 +116,7 @@ bench-art: venv
 	$(BIN)/python -m benchmarks.art
 
 fetch-vgg16: venv
-	$(BIN)/python -c 'import sys; from course_utils.io import images; sys.exit(images._main())' vgg16 $(FETCH_ARGS)
+	$(BIN)/python tools/fetch_weights.py vgg16 $(FETCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(WHEEL_VENV) .venv-lowest .pytest_cache student dist build

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from course_utils.io import images
+from tools.fetch_weights import main as fetch_weights_main
 from course_utils.io.images import WeightsUnavailableError, _KnownFile as KnownFile, _fetch_file as fetch_file, _file_md5 as file_md5
 
 PAYLOAD = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB: several chunks, so the bar moves
@@ -125,13 +126,13 @@ def small_vgg16(server, tmp_path, monkeypatch):
 
 def test_cli_fetches_into_the_cache_load_vgg16_reads(server, small_vgg16, capsys):
     before = len(server.requests)
-    assert images._main(["vgg16"]) == 0
+    assert fetch_weights_main(["vgg16"]) == 0
     assert images.KNOWN_FILES["vgg16"].dest.read_bytes() == PAYLOAD
     assert "saved and verified" in capsys.readouterr().out
-    assert images._main(["vgg16"]) == 0  # second time: nothing to download
+    assert fetch_weights_main(["vgg16"]) == 0  # second time: nothing to download
     assert "already present and verified" in capsys.readouterr().out
     assert len(server.requests) == before + 1
-    assert images._main(["vgg16", "--force"]) == 0
+    assert fetch_weights_main(["vgg16", "--force"]) == 0
     assert len(server.requests) == before + 2
 
 
@@ -139,7 +140,7 @@ def test_cli_replaces_a_damaged_file(server, small_vgg16, capsys):
     path = images.KNOWN_FILES["vgg16"].dest
     path.parent.mkdir(parents=True)
     path.write_bytes(PAYLOAD[:1000])
-    assert images._main(["vgg16"]) == 0
+    assert fetch_weights_main(["vgg16"]) == 0
     assert "damaged or incomplete" in capsys.readouterr().out and path.read_bytes() == PAYLOAD
 
 
@@ -149,7 +150,7 @@ def test_cli_offline_is_one_clear_message_and_a_failure_code(small_vgg16, monkey
         port = s.getsockname()[1]
     refused = KnownFile(f"http://127.0.0.1:{port}/file", small_vgg16.filename, small_vgg16.md5, small_vgg16.size)
     monkeypatch.setitem(images.KNOWN_FILES, "vgg16", refused)
-    assert images._main(["vgg16"]) == 1
+    assert fetch_weights_main(["vgg16"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "Connection refused" in err and "online" in err
     assert "Traceback" not in err

@@ -10,14 +10,13 @@ Everything is bounded, so a hostile or careless source fails fast instead of fil
 hanging: pictures have a pixel-count limit checked *before* decoding (:data:`MAX_PIXELS`), and every
 download (a photo into memory, a weights file to disk) goes through one routine with a total time
 limit and a size cap. A large weights file of :data:`KNOWN_FILES` is saved only once its MD5
-matches (``make fetch-vgg16`` runs this module's command for VGG16's, into the Keras cache). The small
+matches (``make fetch-vgg16``, ``tools/fetch_weights.py``, saves VGG16's into the Keras cache). The small
 files the course *ships* (weights, cards, patch, genomes) are the repository's top-level ``data/``,
 found through :data:`DATA_DIR`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import os
@@ -28,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -558,34 +557,3 @@ def _fetch_file(url: str, dest: str | Path, md5: str, *, max_bytes: int = 1 << 3
             f.close()
         tmp.unlink(missing_ok=True)  # gone after os.replace; otherwise a failed or interrupted download
     return dest
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    """``make fetch-vgg16`` (``vgg16 [--force]``): 0 when the file is in place with the right MD5
-    (downloaded now, or already there), 1 when it could not be fetched (one paragraph on stderr
-    says why), 130 when interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="make fetch-vgg16",
-        description="Download a model's weights into the Keras cache, checked against their MD5, so the lessons need no network.",
-    )
-    parser.add_argument("name", choices=sorted(KNOWN_FILES), help="which weights (vgg16: Keras' VGG16 ImageNet weights, 528 MiB)")
-    parser.add_argument("--force", action="store_true", help="download again even if a valid file is already there")
-    args = parser.parse_args(argv)
-    known = KNOWN_FILES[args.name]
-    dest = known.dest
-    if dest.is_file() and not args.force:
-        if _file_md5(dest) == known.md5:
-            print(f"{args.name}: already present and verified (MD5 {known.md5}) at {dest}; nothing to do. "
-                  "Use --force to download it again.")
-            return 0
-        print(f"{args.name}: {dest} is there but damaged or incomplete (wrong MD5); downloading it again.")
-    try:
-        known.fetch(args.name)
-    except WeightsUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing was saved.", file=sys.stderr)
-        return 130
-    print(f"{args.name}: saved and verified (MD5 {known.md5}) at {dest}")
-    return 0
