@@ -268,33 +268,18 @@ def feature_model(model: keras.Model, target: keras.layers.Layer) -> keras.Model
     )
 
 
-def check_picture_size(model: Any, extractor: keras.Model, layer: Any, n: int, hw: tuple[int, int], size: Any) -> None:
+def check_picture_size(model: Any, layer: Any, n: int, hw: tuple[int, int], size: Any,
+                       features: Callable[[], keras.Model]) -> keras.Model:
     """Refuse a picture size (``size`` as given, ``hw`` its ``(height, width)``) for ``n`` pictures
-    maximising ``layer`` (``extractor``: ``model`` cut there) at once, before any work:
+    maximising ``layer`` at once, before any work, and return ``features()`` (``model`` cut at
+    ``layer``, built only once the size fits):
 
-    - too small to reach the layer (each pooling or strided step shrinks the picture; the face
-      model halves 48 -> 24 -> 12 -> 6): the message gives the smallest square size that works;
     - too large: the batch (the pictures, their gradient, the parameterisation and the transforms'
       copies: about 8 float32 copies, and the layer's activations) would not fit in
-      :data:`~course_utils.checks.MAX_WORKING_BYTES`: the message names the largest square size that fits.
+      :data:`~course_utils.checks.MAX_WORKING_BYTES`: the message names the largest square size that fits;
+    - too small to reach the layer (each pooling or strided step shrinks the picture; the face
+      model halves 48 -> 24 -> 12 -> 6): the message gives the smallest square size that works.
     """
-    channels = extractor.input_shape[-1]
-
-    def reaches(side_h: int, side_w: int) -> bool:
-        try:
-            try:
-                shape = extractor.compute_output_shape((1, side_h, side_w, channels))
-            except NotImplementedError:  # Keras < 3.4: a Functional model has no compute_output_shape
-                shape = extractor.compute_output_spec(keras.KerasTensor((1, side_h, side_w, channels))).shape
-        except ValueError:
-            return False
-        return all(d is None or d > 0 for d in shape[1:3])
-
-    if not reaches(*hw):
-        smallest = next((s for s in range(1, 1025) if reaches(s, s)), None)
-        fix = f"the smallest square size that works is {smallest}x{smallest}" if smallest else "choose a larger size"
-        raise ValueError(f"size {hw[0]}x{hw[1]} is too small for layer {layer.name!r}: the layers before it "
-                         f"(pooling, strides) would shrink the picture to nothing; {fix}")
     c = int(model.input_shape[-1])
     ratio = 0.0
     try:
@@ -307,3 +292,21 @@ def check_picture_size(model: Any, extractor: keras.Model, layer: Any, n: int, h
     side = int(math.isqrt(int(MAX_WORKING_BYTES // per_pixel)))
     check_memory("size", size, per_pixel * hw[0] * hw[1], f"({side}, {side})",
                  f"{n} picture(s) of {hw[0]} x {hw[1]} x {c} optimised at once, with their gradients and copies")
+    extractor = features()
+
+    def reaches(side_h: int, side_w: int) -> bool:
+        try:
+            try:
+                shape = extractor.compute_output_shape((1, side_h, side_w, c))
+            except NotImplementedError:  # Keras < 3.4: a Functional model has no compute_output_shape
+                shape = extractor.compute_output_spec(keras.KerasTensor((1, side_h, side_w, c))).shape
+        except ValueError:
+            return False
+        return all(d is None or d > 0 for d in shape[1:3])
+
+    if not reaches(*hw):
+        smallest = next((s for s in range(1, 1025) if reaches(s, s)), None)
+        fix = f"the smallest square size that works is {smallest}x{smallest}" if smallest else "choose a larger size"
+        raise ValueError(f"size {hw[0]}x{hw[1]} is too small for layer {layer.name!r}: the layers before it "
+                         f"(pooling, strides) would shrink the picture to nothing; {fix}")
+    return extractor

@@ -237,8 +237,7 @@ def maximize_filters(
     seed = check_seed(seed)
     c = model.input_shape[-1]
     goal = Objective(layer, objective, weight)
-    extractor = goal.features(model)
-    check_picture_size(model, extractor, target_layer, len(filters), (h, w), size)
+    extractor = check_picture_size(model, target_layer, len(filters), (h, w), size, lambda: goal.features(model))
     if noise is None and _is_pixels(param):
         noise = 2.0
     if noise is not None:
