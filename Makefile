@@ -63,10 +63,16 @@ test-onednn-off: venv
 # model's numbers. Tests marked `plain` (argument errors, layout, packaging, parsing, file
 # readers, downloads, the browser test: their list is in tests/conftest.py) answer the same on any
 # CPU and seed, and `make test` has run them: `-m "not plain"` leaves them out.
+# One intra-op thread leaves a second core idle, so the pass runs on PERTURBED_WORKERS pytest-xdist
+# workers, each test file (each notebook's cells in order) in one of them. A side effect worth
+# having: the files run in another order and grouping than in `make test`, so a test that leaves
+# global state behind for the tests after it shows up here.
 PERTURBED_TARGETS ?= tests notebooks -m "not plain"
 PERTURBED_SEED ?= 1
+PERTURBED_WORKERS ?= 2
 test-perturbed: venv
-	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 COURSE_SEED=$(PERTURBED_SEED) $(BIN)/python -m pytest $(PERTURBED_TARGETS)
+	TF_ENABLE_ONEDNN_OPTS=0 TF_NUM_INTRAOP_THREADS=1 COURSE_SEED=$(PERTURBED_SEED) $(BIN)/python -m pytest \
+		-n $(PERTURBED_WORKERS) --dist loadfile $(PERTURBED_TARGETS)
 
 # The course as a user gets it from `pip install git+...` or a hosted notebook service: a wheel
 # built from this checkout, installed (not editable) in a fresh venv, runs the notebooks from a

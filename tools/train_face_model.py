@@ -45,13 +45,12 @@ import numpy as np  # noqa: E402
 
 import course_utils  # noqa: E402,F401  (quiets TensorFlow's start-up before Keras imports it)
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from course_utils.models.faces import load_gender_cnn  # noqa: E402
 from tools.facetrain.card import display_path, render_card, training_facts_from_card  # noqa: E402
 from tools.facetrain.data import DEFAULT_DATA, FaceDataError, read_face_set, split_faces  # noqa: E402
 from tools.facetrain.outputs import check_writable, write_files_together  # noqa: E402
-from tools.facetrain.training import check_weights_name, weights_writer  # noqa: E402
+from tools.facetrain.training import check_weights_name, deterministic_ops, weights_writer  # noqa: E402
 from tools.facetrain.variants import VARIANTS, Faces, Variant  # noqa: E402
 
 PROG = "python tools/train_face_model.py"
@@ -203,8 +202,8 @@ def _run(args: argparse.Namespace, variant: Variant) -> int:
     faces = Faces(images, labels, races, train_idx, test_idx)
     # 2. Train and measure (or, with --card-only, only measure).
     if kept is None:
-        tf.config.experimental.enable_op_determinism()
-        trained = variant.run(args, faces)
+        with deterministic_ops():
+            trained = variant.run(args, faces)
     else:
         trained = variant.run(args, faces, kept=kept)
     # 3. Write the files together, or nothing.

@@ -41,6 +41,7 @@ from course_utils.attacks.patch import PATCH_DEGREES, PATCH_SIDES, SHIPPED_PATCH
 from course_utils.attacks.transfer import photo_variants  # noqa: E402
 from course_utils.models.imagenet import load_imagenet_model  # noqa: E402
 from tools.facetrain.outputs import write_files_together  # noqa: E402
+from tools.facetrain.training import deterministic_ops  # noqa: E402
 
 DATA = REPO / "data"
 TRAIN_PHOTOS = ("chelsea", "coffee", "astronaut")
@@ -55,8 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DATA, help="folder for the PNG and its card")
     args = parser.parse_args(argv)
-    tf.config.experimental.enable_op_determinism()
+    with deterministic_ops():
+        return _run(args)
 
+
+def _run(args: argparse.Namespace) -> int:
     model = load_imagenet_model("efficientnet_lite0", verbose=False)
     photos, _ = photo_variants(TRAIN_PHOTOS, extra=3, seed=args.seed)
     held_out, _ = photo_variants(HELD_OUT_PHOTOS, extra=3, seed=args.seed + 100)

@@ -17,8 +17,10 @@ that ends with non-finite weights is an error (:func:`train_gender_cnn`), so not
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +43,7 @@ __all__ = [
     "load_faces",
     "split_faces",
     "augment_faces",
+    "deterministic_ops",
     "fit_epochs",
     "train_gender_cnn",
     "evaluate",
@@ -51,6 +54,25 @@ __all__ = [
     "check_weights_name",
     "weights_writer",
 ]
+
+
+@contextlib.contextmanager
+def deterministic_ops() -> Iterator[None]:
+    """TensorFlow's deterministic ops inside the block, and the process as it was after it.
+
+    The training tools turn them on for their run. Their ``main`` is also called from Python (the tests
+    do), and a setting left on would change every later computation in that process: the same call
+    would then give other numbers than in a fresh process.
+    """
+    from tensorflow.python.framework import config  # public from TF 2.17 only; this module has both since 2.9
+
+    was_on = config.is_op_determinism_enabled()
+    config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_on:
+            config.disable_op_determinism()
 
 #: Epochs of the shipped model.
 DEFAULT_EPOCHS: int = 30
