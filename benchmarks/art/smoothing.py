@@ -9,8 +9,9 @@ mirror images and small shifts, labelled with the base model's own answer on the
 Reported per tool: certified accuracy at a few L2 radii (grey levels), the share abstained, and
 the wall time of the whole certification (after one untimed warm-up call on 16 faces, which
 traces the course's compiled sampler); and once, the time the base model's forward passes alone
-take on as many noisy copies (no noise drawn, nothing counted): neither tool can go below it. Both tools draw their own noise, so their numbers
-differ by sampling noise only; ART needs ``statsmodels`` for its Clopper-Pearson bound.
+take on as many noisy copies (no noise drawn, nothing counted): neither tool can go below it.
+Both tools draw their own noise, so their numbers differ by sampling noise only; ART needs
+``statsmodels`` for its Clopper-Pearson bound.
 """
 
 from __future__ import annotations

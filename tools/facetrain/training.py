@@ -64,7 +64,7 @@ def deterministic_ops() -> Iterator[None]:
     do), and a setting left on would change every later computation in that process: the same call
     would then give other numbers than in a fresh process.
     """
-    from tensorflow.python.framework import config  # public from TF 2.17 only; this module has both since 2.9
+    from tensorflow.python.framework import config  # TF 2.16 (the lowest supported) has no public disable
 
     was_on = config.is_op_determinism_enabled()
     config.enable_op_determinism()
