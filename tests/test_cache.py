@@ -23,7 +23,7 @@ from course_utils.models import forward
 from course_utils.models.faces import load_gender_cnn
 from course_utils.models.forward import cached, compiled_forward
 from course_utils.vis import Jitter, maximize_class, maximize_filters
-from course_utils.vis.objectives import Objective
+from course_utils.vis.objectives import Objective, TotalVariation
 from course_utils.vis.visualize import _ascent_measure, ascent_step
 
 
@@ -172,3 +172,38 @@ def test_a_loop_holds_its_model_weakly(faces):
     gc.collect()
     assert gone() is None, "a loop the notebook still holds kept its model alive"
     assert loop is not None  # the loop itself is still held here
+
+
+def test_every_picture_recipe_shares_one_trace_of_the_network(face_model):
+    """Feature visualisation runs many loops on one network (a recipe, a class, a layer at a time): its
+    objectives call the network through :func:`compiled_forward`, so a new loop traces only its own
+    step; the network, and each cut network, is traced once."""
+    network = compiled_forward(face_model)
+    maximize_class(face_model, "woman", steps=2, progress=False)
+    assert network.experimental_get_tracing_count() == 1
+    maximize_class(face_model, "woman", steps=2, regularizers=(Jitter(2),), progress=False)   # another loop
+    maximize_class(face_model, "man", steps=2, regularizers=(TotalVariation(0.5),), progress=False)  # and another
+    assert network.experimental_get_tracing_count() == 1
+    maximize_filters(face_model, "conv2", [0, 1], steps=2, size=(32, 32), progress=False)
+    maximize_filters(face_model, "conv2", [0, 1], steps=2, size=(32, 32), regularizers=(Jitter(2),), progress=False)
+    assert compiled_forward(Objective("conv2").features(face_model)).experimental_get_tracing_count() == 1
+
+def test_the_compiled_forward_pass_gives_the_networks_own_gradient(face_model, faces):
+    """Inside a compiled step the gradient through :func:`compiled_forward` is the network's own."""
+    import tensorflow as tf
+
+    x = tf.constant(faces)
+
+    @tf.function
+    def gradients(x):
+        out = []
+        for call in (lambda z: face_model(z, training=False), compiled_forward(face_model)):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(call(x)[:, 0])
+            out.append(tape.gradient(loss, x))
+        return out
+
+    direct, through = (g.numpy() for g in gradients(x))
+    assert np.abs(direct).max() > 0
+    np.testing.assert_allclose(through, direct, rtol=1e-4, atol=1e-5 * np.abs(direct).max())

@@ -25,6 +25,7 @@ from course_utils.checks import (
 from course_utils.core import ops
 from course_utils.core.loop import compiled
 from course_utils.io.images import to_uint8
+from course_utils.models.forward import compiled_forward
 from course_utils.models.imagenet import ClassNames
 from course_utils.vis.param import Phase, natural_magnitude
 from course_utils.vis.result import Visualization, history as _history
@@ -49,7 +50,7 @@ def maco_step(model, x, x0, i, seed, data, *, param: Phase, crops: int, crop_ran
         img = param.to_pixels(phase)                                     # phases -> picture, 0..255
         seen = ops.affine(tf.tile(img, [crops, 1, 1, 1]), zoom, 0.0, corner[1] + zoom / 2 - 0.5,
                           0.0, zoom, corner[0] + zoom / 2 - 0.5, size=(h, w), fill="CONSTANT")
-        logits = model(seen, training=False)                             # (crops * N, classes), crop-major
+        logits = compiled_forward(model)(seen)                           # (crops * N, classes), crop-major
         logit = tf.gather(logits, tf.tile(data["labels"], [crops]), axis=1, batch_dims=1)
         loss = -tf.reduce_mean(tf.reshape(logit, [crops, n]), axis=0)   # (N,) minus the mean logit
     g_phase, g_img = tape.gradient(loss, [phase, img])
@@ -66,7 +67,7 @@ def _maco_measure(model, x, x0, i, seed, data, *, param: Phase, **_):
     """``(loss (N,), tracked (N, 2))`` on the whole picture, resized to the model's input: what
     the history's first and last rows record."""
     img = tf.image.resize(param.to_pixels(x[:, :param.param_shape(1)[1]]), model.input_shape[1:3], method="bilinear")
-    logits = model(img, training=False)
+    logits = compiled_forward(model)(img)
     logit = tf.gather(logits, data["labels"], axis=1, batch_dims=1)
     prob = tf.gather(tf.nn.softmax(logits), data["labels"], axis=1, batch_dims=1)
     return -logit, tf.stack([prob, logit], axis=1)

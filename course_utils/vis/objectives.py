@@ -30,7 +30,7 @@ import tensorflow as tf
 from course_utils.checks import WrongTypeError, check_int, check_number, check_size, describe
 from course_utils.core import ops
 from course_utils.core.ops import seed_pair
-from course_utils.models.forward import cached, check_layer, feature_model
+from course_utils.models.forward import cached, check_layer, compiled_forward, feature_model
 
 __all__ = ["GRAY", "diversity", "Objective", "Jitter", "standard_transforms", "TotalVariation", "L2Decay", "Blur",
            "split_regularizers"]
@@ -92,7 +92,9 @@ class Objective:
     ``layer``, ``at`` ``"mean"`` over positions (Lucent's ``channel``) or ``"center"`` at the centre
     position (Lucid's "neuron"); tracks that value, ``(N, 1)``. ``diversity_weight > 0`` adds that
     times :func:`diversity` of the same response (one pass through the network), tracked as a
-    second column. The cut network is kept in the model's cache (:func:`course_utils.models.forward.cached`).
+    second column. The cut network is kept in the model's cache (:func:`course_utils.models.forward.cached`);
+    both run compiled (:func:`~course_utils.models.forward.compiled_forward`), traced once per network however
+    many recipes, classes and layers a lesson draws with it.
     """
 
     layer: str | None = None
@@ -111,12 +113,12 @@ class Objective:
         return tf.gather(tf.reduce_mean(acts, axis=[1, 2]), filters, batch_dims=1)  # image i -> its filter i
 
     def __call__(self, model: Any, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        if self.layer is None:
-            logits = model(x, training=False)
+        if self.layer is None:  # the network, or the network cut at the layer, traced once and shared by every loop
+            logits = compiled_forward(model)(x)
             chosen = tf.gather(logits, data["labels"], batch_dims=1)
             prob = tf.gather(tf.nn.softmax(logits), data["labels"], batch_dims=1)
             return -chosen, tf.stack([prob, chosen], axis=1)
-        acts = self.features(model)(x, training=False)
+        acts = compiled_forward(self.features(model))(x)
         value = self.value(acts, data["filters"])
         if not self.diversity_weight:
             return -value, value[:, None]
