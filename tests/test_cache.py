@@ -188,6 +188,7 @@ def test_every_picture_recipe_shares_one_trace_of_the_network(face_model):
     maximize_filters(face_model, "conv2", [0, 1], steps=2, size=(32, 32), regularizers=(Jitter(2),), progress=False)
     assert compiled_forward(Objective("conv2").features(face_model)).experimental_get_tracing_count() == 1
 
+
 def test_the_compiled_forward_pass_gives_the_networks_own_gradient(face_model, faces):
     """Inside a compiled step the gradient through :func:`compiled_forward` is the network's own."""
     import tensorflow as tf

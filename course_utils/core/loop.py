@@ -102,7 +102,7 @@ class Loop:
 
     def _one(self, i, x, x0, seed, data, done):
         x_next, loss, tracked, success = self.step(self._model(), x, x0, i, seed, data, **self.settings)
-        x_next = tf.ensure_shape(x_next, x.shape)  # a gradient through a compiled function (compiled_forward) forgets it
+        x_next = tf.ensure_shape(x_next, x.shape)  # the batch size, which a gradient through compiled_forward loses
         if self.stop_at_success:  # judged before this step: those that made it stay where they are
             done = tf.logical_or(done, success)
             keep = tf.reshape(done, tf.concat([tf.shape(done), tf.ones([x.shape.rank - 1], tf.int32)], 0))

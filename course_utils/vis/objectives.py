@@ -113,7 +113,7 @@ class Objective:
         return tf.gather(tf.reduce_mean(acts, axis=[1, 2]), filters, batch_dims=1)  # image i -> its filter i
 
     def __call__(self, model: Any, x: tf.Tensor, data: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        if self.layer is None:  # the network, or the network cut at the layer, traced once and shared by every loop
+        if self.layer is None:
             logits = compiled_forward(model)(x)
             chosen = tf.gather(logits, data["labels"], batch_dims=1)
             prob = tf.gather(tf.nn.softmax(logits), data["labels"], batch_dims=1)
