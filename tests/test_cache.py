@@ -14,6 +14,7 @@ import weakref
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from course_utils.attacks.gradient import noise_filter
 from course_utils.attacks.pgd import fgsm, iterative_attack, pgd_attack, pgd_step, robust_accuracy
@@ -191,8 +192,6 @@ def test_every_picture_recipe_shares_one_trace_of_the_network(face_model):
 
 def test_the_compiled_forward_pass_gives_the_networks_own_gradient(face_model, faces):
     """Inside a compiled step the gradient through :func:`compiled_forward` is the network's own."""
-    import tensorflow as tf
-
     x = tf.constant(faces)
 
     @tf.function
