@@ -64,6 +64,22 @@ def test_quick_mode_writes_and_prints_the_markdown(quick_run):
     assert text.strip() in printed  # the same report is printed
 
 
+def test_the_report_shows_each_timed_lesson_and_judges_their_total(quick_run):
+    from benchmarks.report import goals, markdown
+
+    out, _ = quick_run
+    runs = [{"lesson": "01_a.ipynb", "seconds": 20.0, "load_before": 0.5, "load_after": 1.0, "ok": True, "error": None},
+            {"lesson": "02_b.ipynb", "seconds": 95.0, "load_before": 1.0, "load_after": 1.5, "ok": True, "error": None}]
+    notebooks = {"runs": runs, "total_s": 115.0, "all_ok": True}  # the shape `--notebooks` gives
+    report = dict(json.loads((out / "latest.json").read_text()), notebooks=notebooks)
+    text = markdown(report)
+    assert "| 01_a.ipynb | 20 | 0.50 | 1.00 | yes |" in text
+    assert "| 02_b.ipynb | 95 | 1.00 | 1.50 | yes (over the goal) |" in text and "| all (2) | 115 |" in text
+    assert goals([], notebooks)[-1] == {"goal": "all notebooks executed (seconds)", "target": "< 300",
+                                        "measured": 115.0, "met": True}
+    assert goals([], dict(notebooks, all_ok=False))[-1]["met"] is False  # a lesson that failed fails the goal
+
+
 def test_default_results_are_not_touched(quick_run):
     out, _ = quick_run
     assert out.resolve() != (REPO / "benchmarks" / "results").resolve()

@@ -198,3 +198,25 @@ def test_art_runner_finds_its_comparisons_checks_rows_and_writes_both_files(tmp_
               "comparisons": ["x"], "rows": [check_row(row, "x")], "errors": {}}
     json_path, md_path, text = write(report, tmp_path)
     assert json_path.is_file() and md_path.is_file() and "| c | ART | s | m | 1 | 5 | 2 |" in text
+
+
+def test_art_speed_table_compares_time_and_success_and_the_time_above_the_floor():
+    from benchmarks.art.__main__ import FLOOR, speed_table
+
+    def row(comparison, tool, metric, value, wall):
+        return {"comparison": comparison, "tool": tool, "setting": "s", "metric": metric, "value": value,
+                "queries": 1, "wall_s": wall}
+
+    rows = [row("Square Attack (score-based)", "course_utils", "success rate", 0.5, 2.0),
+            row("Square Attack (score-based)", "ART", "success rate", 0.25, 8.0),
+            row("randomized smoothing (certify)", "course_utils", FLOOR + " (s)", 10.0, 10.0),
+            row("randomized smoothing (certify)", "course_utils", "certified accuracy at L2 radius 0", 0.9, 11.0),
+            row("randomized smoothing (certify)", "ART", "certified accuracy at L2 radius 0", 0.8, 20.0),
+            row("no ART row", "course_utils", "success rate", 1.0, 1.0)]
+    lines = speed_table(rows)
+    assert "| Square Attack (score-based) | 2 | 8 | **4.0x** | 0.5 | 0.25 | success rate |" in lines
+    # the floor is not the course's wall time; above it the course spends 1 s and ART 10 s
+    assert "| randomized smoothing (certify) | 11 | 20 | **1.8x** | 0.9 | 0.8 | certified accuracy at L2 radius 0 |" in lines
+    assert any(line.startswith("| randomized smoothing (certify), time above the floor (10 s") and "| 1 | 10 | **10.0x** |"
+               in line for line in lines)
+    assert not any("no ART row" in line for line in lines)  # nothing to compare with

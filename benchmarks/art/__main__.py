@@ -72,13 +72,50 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: Per comparison (by the start of its name): the metric that says whether the tool succeeded.
+SUCCESS = {"adversarial patch": "toaster rate, held-out photos, own paste", "Square Attack": "success rate",
+           "HopSkipJump": "success rate", "randomized smoothing": "certified accuracy at L2 radius 0"}
+FLOOR = "wall time of the base model's forward passes alone"
+
+
+def speed_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: per comparison, each tool's wall seconds and success, and ART's time over the
+    course's (the goal: at least ART's success in at most a third of its time). Where a comparison
+    measured the forward-pass floor (time neither tool can go below), a second line compares the
+    time each tool spends above it."""
+    lines = ["| comparison | course s | ART s | ART s / course s | course success | ART success | success metric |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["comparison"] for r in rows):
+        metric = next((m for key, m in SUCCESS.items() if name.startswith(key)), None)
+        mine = [r for r in rows if r["comparison"] == name]
+        wall = {t: next((r["wall_s"] for r in mine if r["tool"] == t and not r["metric"].startswith(FLOOR)), None)
+                for t in ("course_utils", "ART")}
+        success = {t: next((r["value"] for r in mine if r["tool"] == t and metric and r["metric"].startswith(metric)), None)
+                   for t in ("course_utils", "ART")}
+        if None in wall.values():
+            continue
+        lines.append(f"| {name} | {_fmt(wall['course_utils'])} | {_fmt(wall['ART'])} | "
+                     f"**{wall['ART'] / wall['course_utils']:.1f}x** | {_fmt(success['course_utils'])} | "
+                     f"{_fmt(success['ART'])} | {metric or '-'} |")
+        floor = next((r["wall_s"] for r in mine if r["metric"].startswith(FLOOR)), None)
+        if floor is not None and wall["course_utils"] > floor:
+            lines.append(f"| {name}, time above the floor ({_fmt(floor)} s of forward passes) | "
+                         f"{_fmt(wall['course_utils'] - floor)} | {_fmt(wall['ART'] - floor)} | "
+                         f"**{(wall['ART'] - floor) / (wall['course_utils'] - floor):.1f}x** | | | |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: a header and one table of every row."""
+    """The report as Markdown: a header, the speed table (:func:`speed_table`) and one table of every row."""
+    load = report.get("load_average") or {}
     lines = [f"# course_utils vs IBM ART ({report['mode']})", "",
              f"{report['started_utc']}; {report['device']}; ART {report['art_version']}; "
-             f"{report['wall_s']:.0f} s in all.", ""]
+             f"{report['wall_s']:.0f} s in all; 1-minute load average at start / end: "
+             f"{_fmt(load.get('start'))} / {_fmt(load.get('end'))}. "
+             f"Command: `{report.get('command', 'python -m benchmarks.art')}`.", ""]
     if report["mode"] == "quick":
         lines += ["Quick mode: tiny budgets; the numbers only prove that the comparisons run.", ""]
+    lines += ["## Speed", ""] + speed_table(report["rows"]) + ["", "## Every row", ""]
     lines += ["| comparison | tool | setting | metric | value | queries | wall s |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append("| " + " | ".join(_fmt(r[k]) for k in KEYS) + " |")
@@ -105,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import art
 
-    from benchmarks.measure import describe_device
+    from benchmarks.measure import describe_device, load_average
 
     device, _ = describe_device()
+    load_start = load_average()
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.perf_counter()
     rows, errors = [], {}
@@ -121,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = f"{type(err).__name__}: {err}"
     report = {"started_utc": started, "device": device, "art_version": art.__version__,
               "mode": "quick" if args.quick else "full", "wall_s": time.perf_counter() - t0,
-              "comparisons": list(args.only), "rows": rows, "errors": errors}
+              "comparisons": list(args.only), "rows": rows, "errors": errors,
+              "load_average": {"start": load_start, "end": load_average()},
+              "command": " ".join(["python -m benchmarks.art", *(sys.argv[1:] if argv is None else argv)])}
     json_path, md_path, text = write(report, args.out)
     print(text)
     print(f"[art] wrote {json_path} and {md_path}", file=sys.stderr)
