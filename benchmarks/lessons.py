@@ -80,12 +80,13 @@ def time_lessons(paths: list[Path], kernel: str = "cnn-course", timeout: int = 1
     return runs
 
 
-def lessons_table(runs: list[dict[str, Any]], cpu: str, started: str) -> str:
-    """The Markdown table of :func:`time_lessons`'s ``runs`` with a total row."""
+def lessons_table(runs: list[dict[str, Any]], machine: str, started: str) -> str:
+    """The Markdown table of :func:`time_lessons`'s ``runs`` with a total row; ``machine`` names where
+    they ran (e.g. ``"CPU: AMD EPYC, 2 cores"``)."""
     def load(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    lines = [f"Run All of each lesson, {started}; CPU: {cpu}; goal < {LESSON_BUDGET_S:.0f} s per lesson.", "",
+    lines = [f"Run All of each lesson, {started}; {machine}; goal < {LESSON_BUDGET_S:.0f} s per lesson.", "",
              "| lesson | seconds | load before | load after | ok |", "|---|---:|---:|---:|---|"]
     for run in runs:
         flag = "yes" if run["ok"] else f"no: {run['error']}"
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cpu = _cpu()
     runs = time_lessons([Path(p).resolve() for p in paths], kernel=args.kernel, timeout=args.timeout)
-    print(lessons_table(runs, cpu, started), end="")
+    print(lessons_table(runs, f"CPU: {cpu}", started), end="")
     if args.json is not None:
         args.json.write_text(json.dumps({"started_utc": started, "cpu": cpu, "runs": runs}, indent=1) + "\n")
     return 0 if all(run["ok"] for run in runs) else 1

@@ -259,7 +259,7 @@ def _notebook_lines(notebooks: dict[str, Any] | None, device: str, started: str)
     from benchmarks.lessons import lessons_table
 
     return ["", "### Notebooks: each lesson's Run All", "",
-            lessons_table(notebooks["runs"], device.removeprefix("CPU: "), started).rstrip("\n")]
+            lessons_table(notebooks["runs"], device, started).rstrip("\n")]
 
 
 COLUMNS = """\

@@ -107,6 +107,7 @@ def _faces() -> np.ndarray:
 def _hsj(quick: bool) -> list[dict]:
     from art.attacks.evasion import HopSkipJump
 
+    from benchmarks.measure import interleave, median
     from course_utils.attacks.blackbox import hop_skip_jump
     from course_utils.attacks.transfer import top1
     from course_utils.models.faces import load_gender_cnn
@@ -122,18 +123,17 @@ def _hsj(quick: bool) -> list[dict]:
     hop_skip_jump(model, x[:1], y[:1], queries=50, iterations=1)  # warm-up
     np.random.seed(1)
     HopSkipJump(classifier, max_iter=1, max_eval=10, init_eval=10, verbose=False).generate(x[:1])
-    ours_times, art_times = [], []
-    for _ in range(HSJ_ROUNDS):  # interleaved; both tools are seeded, so every round gives the same pictures
-        t = time.perf_counter()
-        ours = hop_skip_jump(model, x, y, queries=1_000_000, iterations=iterations, init_evals=100, max_evals=1000,
-                             seed=0)
-        ours_times.append(time.perf_counter() - t)
-        np.random.seed(0)
+    def art_call() -> np.ndarray:
+        np.random.seed(0)  # ART draws from NumPy's global generator: every round the same pictures
         counted.pictures = 0
-        t = time.perf_counter()
-        adv = attack.generate(x)
-        art_times.append(time.perf_counter() - t)
-    ours_s, art_s = float(np.median(ours_times)), float(np.median(art_times))
+        return attack.generate(x)
+
+    seconds, outputs = interleave({
+        "course": lambda: hop_skip_jump(model, x, y, queries=1_000_000, iterations=iterations, init_evals=100,
+                                        max_evals=1000, seed=0),
+        "ART": art_call}, HSJ_ROUNDS)
+    ours, adv = outputs["course"][-1], outputs["ART"][-1]
+    ours_s, art_s = median(seconds["course"]), median(seconds["ART"])
     art_calls = counted.pictures / len(x)
     art_l2 = np.sqrt(np.square(adv - x, dtype=np.float64).reshape(len(x), -1).sum(1))
     art_ok = top1(model, adv) != y
