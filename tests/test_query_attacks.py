@@ -220,3 +220,21 @@ def test_art_speed_table_compares_time_and_success_and_the_time_above_the_floor(
     assert any(line.startswith("| randomized smoothing (certify), time above the floor (10 s") and "| 1 | 10 | **10.0x** |"
                in line for line in lines)
     assert not any("no ART row" in line for line in lines)  # nothing to compare with
+
+
+def test_art_forward_floor_sends_the_batch_in_its_slices():
+    import keras
+
+    from benchmarks.art import forward_floor
+
+    seen = []
+
+    class Recorder(keras.Model):
+        def call(self, x, training=False):
+            seen.append(int(x.shape[0]))  # at tracing: the batch size of each slice sent
+            return keras.ops.stack([keras.ops.mean(x, axis=(1, 2, 3)), -keras.ops.mean(x, axis=(1, 2, 3))], -1)
+
+    batch = np.random.default_rng(0).uniform(0.0, 255.0, (10, 4, 4, 1))
+    seconds = forward_floor(Recorder(), batch, pictures=25, slice_size=4)
+    assert seen == [4, 4, 2]  # the 10 pictures in slices of 4, traced once
+    assert np.isfinite(seconds) and seconds > 0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import course_utils  # noqa: F401  (quiets TensorFlow's start-up; must come before tensorflow)
+from benchmarks.art import FLOOR
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent / "results"
@@ -75,7 +76,6 @@ def _fmt(v: Any) -> str:
 #: Per comparison (by the start of its name): the metric that says whether the tool succeeded.
 SUCCESS = {"adversarial patch": "toaster rate, held-out photos, own paste", "Square Attack": "success rate",
            "HopSkipJump": "success rate", "randomized smoothing": "certified accuracy at L2 radius 0"}
-FLOOR = "wall time of the base model's forward passes alone"
 
 
 def speed_table(rows: list[dict[str, Any]]) -> list[str]:

@@ -46,26 +46,6 @@ def _faces(model, quick: bool) -> tuple[np.ndarray, np.ndarray, str]:
     return x, y, f"{len(x)} sample faces and variants (labels: the base model's clean answers)"
 
 
-def _forward_seconds(model, x: np.ndarray, copies: int, sigma: float) -> float:
-    """Seconds the base model alone takes on ``copies`` noisy pictures: one noisy batch of 1000 drawn once,
-    sent again and again, compiled, in slices of 100 as the course's sampler sends them; no noise drawn,
-    nothing counted. Both tools pay at least this, so it bounds how much faster either can be."""
-    import tensorflow as tf
-
-    batch = tf.constant(x[:1] + sigma * np.random.default_rng(0).standard_normal((1000, *x.shape[1:])), tf.float32)
-
-    @tf.function
-    def forward(z):
-        return tf.add_n([tf.reduce_sum(tf.argmax(model(z[i: i + 100], training=False), -1)) for i in range(0, 1000, 100)])
-
-    forward(batch).numpy()  # tracing, not timed
-    started = time.perf_counter()
-    for _ in range(-(-copies // 1000)):
-        total = forward(batch)
-    total.numpy()
-    return time.perf_counter() - started
-
-
 def _multiply_adds(model) -> int:
     """Multiply-adds of one forward pass of one picture through ``model``'s convolutions and dense layers."""
     import keras
@@ -103,6 +83,7 @@ def rows(quick: bool) -> list[dict]:
         TensorFlowV2RandomizedSmoothing,
     )
 
+    from benchmarks.art import FLOOR, forward_floor
     from course_utils.attacks.smoothing import certified_accuracy, certify
     from course_utils.models.faces import face_facts, load_face_model
 
@@ -117,7 +98,9 @@ def rows(quick: bool) -> list[dict]:
     ours = certify(model, x, sigma, n0=n0, n=n, alpha=alpha, seed=0, batch_size=1000)
     ours_s = time.perf_counter() - started
 
-    floor_s = _forward_seconds(model, x, len(x) * (n0 + n), sigma)
+    # the floor: one noisy batch of 1000 in slices of 100, as the course's sampler sends them
+    noisy = x[:1] + sigma * np.random.default_rng(0).standard_normal((1000, *x.shape[1:]))
+    floor_s = forward_floor(model, noisy, len(x) * (n0 + n), 100)
 
     np.random.seed(0)  # ART draws its noise from NumPy's global generator
     art_model = TensorFlowV2RandomizedSmoothing(
@@ -133,7 +116,7 @@ def rows(quick: bool) -> list[dict]:
     art_accuracy = [float(np.mean(right & (radius >= r))) for r in RADII]
 
     out = [{"comparison": "randomized smoothing (certify)", "tool": "course_utils", "setting": setting,
-            "metric": "wall time of the base model's forward passes alone (s), the floor of both tools",
+            "metric": f"{FLOOR} (s), the floor of both tools",
             "value": floor_s, "queries": len(x) * (n0 + n), "wall_s": floor_s}]
     for tool, accuracy, share, wall in (("course_utils", certified_accuracy(ours, y, RADII), float(ours.abstained.mean()), ours_s),
                                         ("ART", art_accuracy, float(abstained.mean()), art_s)):
@@ -143,8 +126,7 @@ def rows(quick: bool) -> list[dict]:
                         "queries": len(x) * (n0 + n), "wall_s": wall})
         out.append({"comparison": "randomized smoothing (certify)", "tool": tool, "setting": setting,
                     "metric": "share abstained", "value": share, "queries": len(x) * (n0 + n), "wall_s": wall})
-    sent = 1000 * -(-len(x) * (n0 + n) // 1000)  # the pictures _forward_seconds sent: whole batches of 1000
-    rate = _multiply_adds(model) * sent / floor_s / _matmul_rate()
+    rate = _multiply_adds(model) * len(x) * (n0 + n) / floor_s / _matmul_rate()
     out.append({"comparison": "randomized smoothing (certify)", "tool": "course_utils", "setting": setting,
                 "metric": "the forward passes' multiply-adds per second, share of a 2048x2048 matrix product's",
                 "value": rate, "queries": None, "wall_s": floor_s})
