@@ -238,3 +238,5 @@ def test_art_forward_floor_sends_the_batch_in_its_slices():
     seconds = forward_floor(Recorder(), batch, pictures=25, slice_size=4)
     assert seen == [4, 4, 2]  # the 10 pictures in slices of 4, traced once
     assert np.isfinite(seconds) and seconds > 0
+    with pytest.raises(ValueError, match="pictures=0"):  # nothing to time: said, not a NameError after the loop
+        forward_floor(Recorder(), batch, pictures=0, slice_size=4)

@@ -27,6 +27,9 @@ def forward_floor(model: Any, batch: np.ndarray, pictures: int, slice_size: int)
     (reported with the metric :data:`FLOOR`)."""
     import tensorflow as tf
 
+    if len(batch) < 1 or pictures < 1 or slice_size < 1:
+        raise ValueError(f"forward_floor needs at least one picture in the batch, pictures >= 1 and slice_size >= 1; "
+                         f"got a batch of {len(batch)}, pictures={pictures}, slice_size={slice_size}")
     z = tf.constant(batch, tf.float32)
 
     @tf.function
