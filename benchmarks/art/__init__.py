@@ -10,7 +10,6 @@ time :func:`forward_floor` measures, below which neither tool can go.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -37,10 +36,15 @@ def forward_floor(model: Any, batch: np.ndarray, pictures: int, slice_size: int)
         return tf.add_n([tf.reduce_sum(tf.argmax(model(z[i: i + slice_size], training=False), -1))
                          for i in range(0, len(batch), slice_size)])
 
-    forward(z).numpy()  # tracing, not timed
     calls = -(-pictures // len(batch))
-    started = time.perf_counter()
-    for _ in range(calls):
-        total = forward(z)
-    total.numpy()
-    return (time.perf_counter() - started) * pictures / (calls * len(batch))
+    return compiled_seconds(forward, z, calls) * pictures / (calls * len(batch))
+
+
+def compiled_seconds(fn: Any, arg: Any, calls: int) -> float:
+    """Seconds of ``calls`` calls of the compiled ``fn(arg)`` in a row, after one untimed call (tracing),
+    with one host sync at the end (:func:`benchmarks.measure.timed`)."""
+    from benchmarks.measure import timed
+
+    fn(arg).numpy()  # tracing, not timed
+    seconds, _ = timed(lambda: [fn(arg) for _ in range(calls)][-1].numpy())
+    return seconds

@@ -67,14 +67,10 @@ def _matmul_rate() -> float:
     CPU's best-tuned kernel reaches, to set the floor's rate against."""
     import tensorflow as tf
 
+    from benchmarks.art import compiled_seconds
+
     a = tf.random.stateless_normal((2048, 2048), seed=(0, 0))
-    product = tf.function(lambda m: tf.reduce_sum(tf.matmul(m, m)))
-    product(a).numpy()  # tracing, not timed
-    started = time.perf_counter()
-    for _ in range(10):
-        total = product(a)
-    total.numpy()
-    return 10 * 2048 ** 3 / (time.perf_counter() - started)
+    return 10 * 2048 ** 3 / compiled_seconds(tf.function(lambda m: tf.reduce_sum(tf.matmul(m, m))), a, 10)
 
 
 def rows(quick: bool) -> list[dict]:
